@@ -1,0 +1,45 @@
+import { RunState, type Run } from "../../gen/otto/v1/run_pb.ts";
+import { runStateName } from "../../services/kit/src/run-state.ts";
+import type { OttoClient } from "./client.ts";
+import { followLogs } from "./logs.ts";
+import { waitForRun, watchRun } from "./runs.ts";
+
+export interface FollowRunOutput {
+  log(job: string, line: string): void;
+  event(text: string): void;
+}
+
+// Prints every job's log live as the run goes, and returns the final run.
+// Logs of jobs that run in parallel interleave, each line tagged by its job.
+export async function followRun(client: OttoClient, runId: string, out: FollowRunOutput): Promise<Run> {
+  const following = new Map<string, Promise<void>>();
+  for await (const event of watchRun(client, runId)) {
+    const what = event.job === "" ? "run" : event.step === "" ? `job ${event.job}` : `step ${event.job}/${event.step}`;
+    if (event.step === "") {
+      out.event(`${what}: ${runStateName(event.state)}${event.message ? ` (${event.message})` : ""}`);
+    }
+    if (event.job !== "" && event.step === "" && event.state === RunState.RUNNING && !following.has(event.job)) {
+      const job = event.job;
+      following.set(
+        job,
+        (async () => {
+          for await (const line of followLogs(client, runId, job)) out.log(job, line);
+        })(),
+      );
+    }
+  }
+  await Promise.all(following.values());
+  return waitForRun(client, runId);
+}
+
+export function describeRun(run: Run): string {
+  const lines = [`run ${run.id} (${run.name}): ${runStateName(run.state)}`];
+  for (const job of run.jobs) {
+    lines.push(`  job ${job.name}: ${runStateName(job.state)}${job.message ? ` - ${job.message}` : ""}`);
+    for (const step of job.steps) {
+      const exit = step.exitCode !== undefined ? ` (exit ${step.exitCode})` : "";
+      lines.push(`    step ${step.name}: ${runStateName(step.state)}${exit}`);
+    }
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,73 @@
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema } from "@bufbuild/protobuf/wkt";
+import {
+  PipelineJobSchema,
+  PipelineSchema,
+  PipelineStepSchema,
+  type Pipeline,
+  type PipelineJob,
+} from "../../gen/otto/v1/pipeline_pb.ts";
+import { parseDuration } from "../../services/parser/src/duration.ts";
+import { deriveStepName } from "../../services/parser/src/parse-pipeline.ts";
+
+export interface StepSpec {
+  name?: string;
+  run: string;
+  // "90s", "2m", "1h30m", ...
+  timeout?: string;
+  env?: Record<string, string>;
+}
+
+export interface JobSpec {
+  runsOn?: string[];
+  env?: Record<string, string>;
+  needs?: string[];
+  steps: Array<StepSpec | string>;
+}
+
+// Builds the same pipeline IR as the YAML parser does:
+//   pipeline("hello").job("build", { runsOn: ["linux"], steps: ["make"] }).build()
+export class PipelineBuilder {
+  readonly #name: string;
+  readonly #jobs: PipelineJob[] = [];
+
+  constructor(name: string) {
+    this.#name = name;
+  }
+
+  job(name: string, spec: JobSpec): this {
+    this.#jobs.push(
+      create(PipelineJobSchema, {
+        name,
+        runsOn: spec.runsOn ?? [],
+        env: spec.env ?? {},
+        needs: spec.needs ?? [],
+        steps: spec.steps.map((step) => buildStep(typeof step === "string" ? { run: step } : step)),
+      }),
+    );
+    return this;
+  }
+
+  build(): Pipeline {
+    return create(PipelineSchema, { name: this.#name, jobs: [...this.#jobs] });
+  }
+}
+
+export function pipeline(name: string): PipelineBuilder {
+  return new PipelineBuilder(name);
+}
+
+function buildStep(spec: StepSpec) {
+  let timeout;
+  if (spec.timeout !== undefined) {
+    const parsed = parseDuration(spec.timeout);
+    if (!parsed.ok) throw new Error(parsed.message);
+    timeout = create(DurationSchema, { seconds: BigInt(parsed.seconds), nanos: parsed.nanos });
+  }
+  return create(PipelineStepSchema, {
+    name: spec.name ?? deriveStepName(spec.run),
+    run: spec.run,
+    timeout,
+    env: spec.env ?? {},
+  });
+}

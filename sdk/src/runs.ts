@@ -1,0 +1,40 @@
+import type { Pipeline } from "../../gen/otto/v1/pipeline_pb.ts";
+import { RunState, type Run, type RunEvent } from "../../gen/otto/v1/run_pb.ts";
+import type { OttoClient } from "./client.ts";
+
+export const finalStates: readonly RunState[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
+
+export function isFinal(state: RunState): boolean {
+  return finalStates.includes(state);
+}
+
+// Submits a pipeline given as file text or as IR (from the builder).
+export async function submit(client: OttoClient, pipeline: string | Pipeline): Promise<Run> {
+  const source =
+    typeof pipeline === "string"
+      ? ({ case: "pipelineYaml", value: pipeline } as const)
+      : ({ case: "pipeline", value: pipeline } as const);
+  const { run } = await client.runs.submitRun({ source });
+  return run!;
+}
+
+// The run's events as they happen, until the run is final.
+export async function* watchRun(client: OttoClient, runId: string, signal?: AbortSignal): AsyncGenerator<RunEvent> {
+  for await (const { event } of client.runs.watchRun({ runId }, { signal, timeoutMs: 0 })) {
+    if (event) yield event;
+  }
+}
+
+// Waits until the run is final and returns it.
+export async function waitForRun(client: OttoClient, runId: string, signal?: AbortSignal): Promise<Run> {
+  for await (const _event of watchRun(client, runId, signal)) {
+    // the stream ends with the run's final event
+  }
+  const { run } = await client.runs.getRun({ runId }, { signal });
+  return run!;
+}
+
+export async function submitAndWait(client: OttoClient, pipeline: string | Pipeline, signal?: AbortSignal): Promise<Run> {
+  const run = await submit(client, pipeline);
+  return waitForRun(client, run.id, signal);
+}

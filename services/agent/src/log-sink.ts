@@ -1,0 +1,49 @@
+// Collects a job's log lines and ships them to the objects service in
+// numbered chunks, about every `flushMs`; a chunk that fails to send is sent
+// again with the same number, which the objects service stores once.
+export class LogSink {
+  readonly #send: (seq: number, text: string) => Promise<void>;
+  readonly #flushMs: number;
+  #pending: string[] = [];
+  #pendingBytes = 0;
+  #seq = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #chain: Promise<void> = Promise.resolve();
+
+  constructor(send: (seq: number, text: string) => Promise<void>, flushMs = 100) {
+    this.#send = send;
+    this.#flushMs = flushMs;
+  }
+
+  line(step: string, text: string): void {
+    const line = `${new Date().toISOString()} ${step} | ${text}\n`;
+    this.#pending.push(line);
+    this.#pendingBytes += line.length;
+    if (this.#pendingBytes > 64 * 1024) this.flush();
+    else this.#timer ??= setTimeout(() => this.flush(), this.#flushMs);
+  }
+
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#pending.length > 0) {
+      const text = this.#pending.join("");
+      const seq = ++this.#seq;
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.#chain = this.#chain.then(() => sendWithRetry(() => this.#send(seq, text)));
+    }
+    return this.#chain;
+  }
+}
+
+async function sendWithRetry(send: () => Promise<void>, tries = 10): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (i >= tries) throw err;
+      await new Promise((r) => setTimeout(r, 200 * i));
+    }
+  }
+}

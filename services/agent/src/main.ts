@@ -1,0 +1,61 @@
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
+import { loadConfig, readInt, readList, readString } from "../../kit/src/config.ts";
+import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
+import { onShutdown } from "../../kit/src/shutdown.ts";
+import { runTask } from "./task-runner.ts";
+
+const config = loadConfig("agent", (env) => {
+  const agentId = readString(env, "OTTO_AGENT_ID", `${hostname()}-${randomBytes(3).toString("hex")}`);
+  return {
+    ...readCommonConfig(env),
+    agentId,
+    labels: readList(env, "OTTO_AGENT_LABELS", [process.platform, hostname()]),
+    slots: readInt(env, "OTTO_AGENT_SLOTS", 2, 1),
+    workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(tmpdir(), "otto-agent", agentId)),
+  };
+});
+const log = serviceLogger("agent").child({ agent_id: config.agentId });
+
+const { registry } = await serveAndRegister({
+  service: "agent",
+  log,
+  config,
+  routes: () => {},
+  instanceId: config.agentId,
+  labels: config.labels,
+  slots: config.slots,
+});
+
+const stopping = new AbortController();
+const running = new Set<Promise<void>>();
+
+// One long-poll loop per slot: ask any coordinator for a task, run it, repeat.
+async function slotLoop() {
+  while (!stopping.signal.aborted) {
+    try {
+      const { task } = await registry.call("coordinator", AgentService, (c) =>
+        c.acquireTask({ agentId: config.agentId, labels: config.labels, waitMs: 20_000 }, { signal: stopping.signal, timeoutMs: 35_000 }),
+      );
+      if (!task) continue;
+      log.info("task acquired", { run_id: task.runId, job: task.job, attempt: task.attempt });
+      const work = runTask(task, { agentId: config.agentId, workRoot: config.workRoot, registry, log });
+      running.add(work);
+      await work.finally(() => running.delete(work));
+    } catch (err) {
+      if (stopping.signal.aborted) break;
+      log.warn("acquire failed; retrying", { err });
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+const loops = Array.from({ length: config.slots }, slotLoop);
+onShutdown("finish running tasks", async () => {
+  stopping.abort();
+  await Promise.allSettled([...running]);
+  await Promise.allSettled(loops);
+});
+log.info("agent ready", { labels: config.labels, slots: config.slots });

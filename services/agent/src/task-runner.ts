@@ -1,0 +1,135 @@
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AgentService, type Task } from "../../../gen/otto/v1/agent_service_pb.ts";
+import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
+import { RunState } from "../../../gen/otto/v1/run_pb.ts";
+import type { Logger } from "../../kit/src/log.ts";
+import { runStateName } from "../../kit/src/run-state.ts";
+import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { LogSink } from "./log-sink.ts";
+import { runStepProcess, type StepOutcome } from "./step-process.ts";
+
+export interface TaskRunnerOptions {
+  agentId: string;
+  workRoot: string;
+  registry: RegistryClient;
+  log: Logger;
+}
+
+const passThroughEnv = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR"];
+
+// Runs one task: each step in turn in a fresh workspace, heartbeating the
+// task, streaming the log, and reporting every step and the outcome.
+export async function runTask(task: Task, options: TaskRunnerOptions): Promise<void> {
+  const { registry, agentId } = options;
+  const log = options.log.child({ run_id: task.runId, job: task.job, attempt: task.attempt });
+  const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof AgentService>) => Promise<T>) =>
+    registry.call("coordinator", AgentService, call);
+  const ref = { taskId: task.taskId, attempt: task.attempt };
+  const cancel = new AbortController();
+  let lost = false;
+
+  const heartbeat = setInterval(async () => {
+    try {
+      const answer = await coordinator((c) => c.heartbeatTask({ ...ref, agentId }));
+      if (answer.cancel) cancel.abort();
+    } catch (err) {
+      if (err instanceof ConnectError && err.code === Code.FailedPrecondition) {
+        log.warn("task taken away by the coordinator; stopping it", { err });
+        lost = true;
+        cancel.abort();
+      }
+    }
+  }, Math.max(200, Math.min(1_000, task.leaseMs / 4)));
+
+  const sink = new LogSink((seq, text) =>
+    registry.call("objects", LogStoreService, (c) => c.appendLog({ runId: task.runId, job: task.job, seq: BigInt(seq), text })).then(() => {}),
+  );
+  await mkdir(options.workRoot, { recursive: true });
+  const workspace = await mkdtemp(join(options.workRoot, `${task.job}-`));
+  let state: RunState = RunState.SUCCEEDED;
+  let message = "";
+  try {
+    for (const [index, step] of task.steps.entries()) {
+      if (cancel.signal.aborted) break;
+      const started = await coordinator((c) => c.reportStep({ ...ref, stepIndex: index, state: RunState.RUNNING }));
+      if (started.cancel) cancel.abort();
+      const name = step.name;
+      step.run.trim().split("\n").forEach((line, i) => sink.line(name, `${i === 0 ? "$" : ">"} ${line}`));
+      const startedAt = Date.now();
+      const timeoutMs = step.timeout ? Number(step.timeout.seconds) * 1000 + Math.floor(step.timeout.nanos / 1e6) : 0;
+      const outcome = await runStepProcess({
+        script: step.run,
+        cwd: workspace,
+        env: stepEnv(task, step.env, workspace),
+        timeoutMs,
+        cancel: cancel.signal,
+        onLine: (line) => sink.line(name, line),
+      });
+      const stepState = stateOf(outcome);
+      const summary = describe(outcome, timeoutMs);
+      sink.line(name, `${summary} (${Date.now() - startedAt} ms)`);
+      await coordinator((c) => c.reportStep({ ...ref, stepIndex: index, state: stepState, exitCode: outcome.exitCode }));
+      if (stepState !== RunState.SUCCEEDED) {
+        state = stepState;
+        message = `step "${name}" ${summary}`;
+        break;
+      }
+    }
+    if (cancel.signal.aborted && state === RunState.SUCCEEDED) {
+      state = RunState.CANCELED;
+      message = "canceled";
+    }
+  } catch (err) {
+    state = RunState.FAILED;
+    message = `agent error: ${(err as Error).message}`;
+    log.error("task failed inside the agent", { err });
+  } finally {
+    clearInterval(heartbeat);
+  }
+  try {
+    await sink.flush();
+    await registry.call("objects", LogStoreService, (c) => c.closeLog({ runId: task.runId, job: task.job }));
+  } catch (err) {
+    log.error("could not archive the log", { err });
+  }
+  if (!lost) {
+    await coordinator((c) => c.completeTask({ ...ref, state, message })).catch((err) => {
+      if (!(err instanceof ConnectError && err.code === Code.FailedPrecondition)) throw err;
+    });
+  }
+  await rm(workspace, { recursive: true, force: true });
+  log.info("task finished", { state: runStateName(state), message });
+}
+
+function stateOf(outcome: StepOutcome): RunState {
+  if (outcome.kind === "canceled") return RunState.CANCELED;
+  if (outcome.kind === "timed-out") return RunState.FAILED;
+  return outcome.exitCode === 0 ? RunState.SUCCEEDED : RunState.FAILED;
+}
+
+function describe(outcome: StepOutcome, timeoutMs: number): string {
+  if (outcome.kind === "canceled") return "canceled";
+  if (outcome.kind === "timed-out") return `timed out after ${timeoutMs / 1000}s`;
+  return `exited with code ${outcome.exitCode}`;
+}
+
+function stepEnv(task: Task, stepEnv: Record<string, string>, workspace: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of passThroughEnv) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return {
+    ...env,
+    CI: "true",
+    OTTO: "true",
+    OTTO_RUN_ID: task.runId,
+    OTTO_JOB: task.job,
+    OTTO_ATTEMPT: String(task.attempt),
+    OTTO_WORKSPACE: workspace,
+    ...task.env,
+    ...stepEnv,
+  };
+}

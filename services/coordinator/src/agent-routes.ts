@@ -1,0 +1,93 @@
+import { create, fromJson } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { PgBoss } from "pg-boss";
+import { AgentService, TaskSchema, type Task } from "../../../gen/otto/v1/agent_service_pb.ts";
+import { PipelineSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
+import { inTransaction, type Pool } from "../../kit/src/db.ts";
+import type { Notifier } from "../../kit/src/notifier.ts";
+import { tasksChannel } from "./advance-run.ts";
+import { claimTask, finishTask, lockCurrentAttempt, reportStep, type ClaimedTask } from "./task-lifecycle.ts";
+import { RunState } from "./states.ts";
+
+const maxWaitMs = 30_000;
+
+export function agentServiceImpl(
+  pool: Pool,
+  boss: PgBoss,
+  notifier: Notifier,
+  taskLeaseMs: number,
+): ServiceImpl<typeof AgentService> {
+  return {
+    async acquireTask(req, ctx) {
+      requireAgent(req.agentId);
+      const deadline = Date.now() + Math.min(Math.max(req.waitMs, 0), maxWaitMs);
+      for (;;) {
+        const woken = notifier.wait(tasksChannel, () => true, Math.max(0, deadline - Date.now()), ctx.signal);
+        const claimed = await inTransaction(pool, (client) => claimTask(client, req.agentId, req.labels, taskLeaseMs));
+        if (claimed) return { task: await taskSpec(pool, claimed, taskLeaseMs) };
+        if (Date.now() >= deadline || ctx.signal.aborted) return {};
+        await woken;
+      }
+    },
+    async heartbeatTask(req) {
+      const { rows } = await pool.query(
+        `UPDATE coordinator.tasks SET lease_expires_at = now() + make_interval(secs => $4::float / 1000)
+         WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'assigned' RETURNING cancel_requested`,
+        [requireUuid(req.taskId), req.attempt, req.agentId, taskLeaseMs],
+      );
+      if (rows.length === 0) {
+        throw new ConnectError(`attempt ${req.attempt} of task ${req.taskId} is not current for agent ${req.agentId}`, Code.FailedPrecondition);
+      }
+      return { cancel: rows[0].cancel_requested };
+    },
+    async reportStep(req) {
+      requireUuid(req.taskId);
+      if (!([RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED] as RunState[]).includes(req.state)) {
+        throw new ConnectError("state must be RUNNING, SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
+      }
+      const cancel = await inTransaction(pool, (client) =>
+        reportStep(client, { taskId: req.taskId, attempt: req.attempt }, req.stepIndex, req.state, req.exitCode),
+      );
+      return { cancel };
+    },
+    async completeTask(req) {
+      requireUuid(req.taskId);
+      if (!([RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED] as RunState[]).includes(req.state)) {
+        throw new ConnectError("state must be SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
+      }
+      await inTransaction(pool, async (client) => {
+        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt });
+        await finishTask(client, boss, task, req.state, req.message.slice(0, 1000));
+      });
+      return {};
+    },
+  };
+}
+
+async function taskSpec(pool: Pool, claimed: ClaimedTask, leaseMs: number): Promise<Task> {
+  const { rows } = await pool.query("SELECT pipeline FROM coordinator.runs WHERE id = $1", [claimed.run_id]);
+  const pipeline = fromJson(PipelineSchema, rows[0].pipeline);
+  const job = pipeline.jobs.find((j) => j.name === claimed.job)!;
+  return create(TaskSchema, {
+    taskId: claimed.id,
+    attempt: claimed.attempt,
+    runId: claimed.run_id,
+    job: claimed.job,
+    env: job.env,
+    steps: job.steps,
+    leaseMs,
+  });
+}
+
+function requireAgent(agentId: string) {
+  if (!/^[A-Za-z0-9._-]{1,100}$/.test(agentId)) {
+    throw new ConnectError("agent_id must be 1-100 letters, digits, '.', '_' or '-'", Code.InvalidArgument);
+  }
+}
+
+function requireUuid(id: string): string {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
+    throw new ConnectError(`task_id must be a UUID, got "${id}"`, Code.InvalidArgument);
+  }
+  return id;
+}

@@ -1,0 +1,55 @@
+import { PgBoss } from "pg-boss";
+import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
+import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
+import { loadConfig, readInt, readString } from "../../kit/src/config.ts";
+import { createPool, migrate } from "../../kit/src/db.ts";
+import { Notifier } from "../../kit/src/notifier.ts";
+import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
+import { onShutdown } from "../../kit/src/shutdown.ts";
+import { tasksChannel } from "./advance-run.ts";
+import { startAdvanceWorkers } from "./advance-worker.ts";
+import { agentServiceImpl } from "./agent-routes.ts";
+import { journalChannel } from "./journal.ts";
+import { migrations } from "./migrations.ts";
+import { advanceChannel, advanceQueue } from "./run-queue.ts";
+import { runServiceImpl } from "./run-routes.ts";
+import { startTaskSweeper } from "./task-sweeper.ts";
+
+const config = loadConfig("coordinator", (env) => ({
+  ...readCommonConfig(env),
+  databaseUrl: readString(env, "DATABASE_URL"),
+  taskLeaseMs: readInt(env, "OTTO_TASK_LEASE_MS", 15_000, 1_000),
+  workers: readInt(env, "OTTO_COORDINATOR_WORKERS", 2, 1),
+}));
+const log = serviceLogger("coordinator");
+
+const pool = createPool(config.databaseUrl, { application: "otto-coordinator", max: 12 });
+onShutdown("close pool", () => pool.end());
+await migrate(pool, "coordinator", migrations);
+
+const boss = new PgBoss({ connectionString: config.databaseUrl, schema: "pgboss", max: 3, application_name: "otto-coordinator-boss" });
+boss.on("error", (err) => log.error("pg-boss error", { err }));
+await boss.start();
+onShutdown("stop pg-boss", () => boss.stop({ graceful: false }));
+if (!(await boss.getQueue(advanceQueue))) await boss.createQueue(advanceQueue).catch(() => {});
+
+const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel], log);
+await notifier.start();
+onShutdown("close listener", () => notifier.close());
+
+const workers = startAdvanceWorkers({ pool, boss, notifier, log, concurrency: config.workers });
+const sweeper = startTaskSweeper({ pool, boss, log, intervalMs: 1_000 });
+onShutdown("stop workers", async () => {
+  sweeper.stop();
+  await workers.stop();
+});
+
+await serveAndRegister({
+  service: "coordinator",
+  log,
+  config,
+  routes: (router) => {
+    router.service(RunService, runServiceImpl(pool, boss, notifier));
+    router.service(AgentService, agentServiceImpl(pool, boss, notifier, config.taskLeaseMs));
+  },
+});

@@ -1,0 +1,74 @@
+// States are stored as the numbers of the otto.v1.RunState enum.
+export const migrations = [
+  `CREATE TABLE runs (
+     id uuid PRIMARY KEY,
+     name text NOT NULL,
+     state smallint NOT NULL,
+     pipeline jsonb NOT NULL,
+     cancel_requested boolean NOT NULL DEFAULT false,
+     last_seq bigint NOT NULL DEFAULT 0,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     started_at timestamptz,
+     finished_at timestamptz
+   );
+   CREATE INDEX runs_newest ON runs (created_at DESC, id DESC);
+
+   CREATE TABLE jobs (
+     run_id uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
+     name text NOT NULL,
+     position int NOT NULL,
+     state smallint NOT NULL,
+     needs text[] NOT NULL,
+     runs_on text[] NOT NULL,
+     message text NOT NULL DEFAULT '',
+     agent_id text NOT NULL DEFAULT '',
+     started_at timestamptz,
+     finished_at timestamptz,
+     PRIMARY KEY (run_id, name)
+   );
+
+   CREATE TABLE steps (
+     run_id uuid NOT NULL,
+     job text NOT NULL,
+     position int NOT NULL,
+     name text NOT NULL,
+     state smallint NOT NULL,
+     exit_code int,
+     started_at timestamptz,
+     finished_at timestamptz,
+     PRIMARY KEY (run_id, job, position),
+     FOREIGN KEY (run_id, job) REFERENCES jobs ON DELETE CASCADE
+   );
+
+   -- One task per job that became ready; an agent claims it (attempt + 1)
+   -- and keeps its lease alive by heartbeats.
+   CREATE TABLE tasks (
+     id uuid PRIMARY KEY,
+     run_id uuid NOT NULL,
+     job text NOT NULL,
+     labels text[] NOT NULL,
+     status text NOT NULL CHECK (status IN ('pending', 'assigned', 'done')),
+     attempt int NOT NULL DEFAULT 0,
+     agent_id text NOT NULL DEFAULT '',
+     cancel_requested boolean NOT NULL DEFAULT false,
+     lease_expires_at timestamptz,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     UNIQUE (run_id, job),
+     FOREIGN KEY (run_id, job) REFERENCES jobs ON DELETE CASCADE
+   );
+   CREATE INDEX tasks_pending ON tasks (created_at) WHERE status = 'pending';
+   CREATE INDEX tasks_assigned ON tasks (lease_expires_at) WHERE status = 'assigned';
+
+   -- The run journal: every state change, gap-free per run.
+   CREATE TABLE journal (
+     run_id uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
+     seq bigint NOT NULL,
+     at timestamptz NOT NULL DEFAULT clock_timestamp(),
+     job text NOT NULL DEFAULT '',
+     step text NOT NULL DEFAULT '',
+     state smallint NOT NULL,
+     exit_code int,
+     message text NOT NULL DEFAULT '',
+     PRIMARY KEY (run_id, seq)
+   );`,
+];

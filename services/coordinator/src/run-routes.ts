@@ -1,0 +1,77 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { PgBoss } from "pg-boss";
+import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
+import { inTransaction, type Pool } from "../../kit/src/db.ts";
+import type { Notifier } from "../../kit/src/notifier.ts";
+import { cancelRun } from "./cancel-run.ts";
+import { journalChannel } from "./journal.ts";
+import { journalRowToEvent, loadRun, loadRuns, requireRunId } from "./run-store.ts";
+import { isFinal } from "./states.ts";
+import { submitRun } from "./submit-run.ts";
+import { assertValidPipeline } from "./validate-pipeline.ts";
+
+export function runServiceImpl(pool: Pool, boss: PgBoss, notifier: Notifier): ServiceImpl<typeof RunService> {
+  return {
+    async submitRun(req) {
+      if (req.source.case !== "pipeline") {
+        throw new ConnectError("the coordinator takes the pipeline IR; send YAML to the gateway", Code.InvalidArgument);
+      }
+      const pipeline = req.source.value;
+      assertValidPipeline(pipeline);
+      const runId = await submitRun(pool, boss, pipeline);
+      return { run: await loadRun(pool, runId) };
+    },
+    async getRun(req) {
+      return { run: await loadRun(pool, req.runId) };
+    },
+    async listRuns(req) {
+      if (req.pageSize < 0 || req.pageSize > 100) {
+        throw new ConnectError("page_size must be between 0 and 100", Code.InvalidArgument);
+      }
+      const size = req.pageSize || 20;
+      if (req.pageToken !== "") requireRunId(req.pageToken);
+      const { rows } = await pool.query(
+        `SELECT id FROM coordinator.runs
+         WHERE $1::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM coordinator.runs WHERE id = $1::uuid)
+         ORDER BY created_at DESC, id DESC LIMIT $2`,
+        [req.pageToken || null, size + 1],
+      );
+      const page = rows.slice(0, size).map((r) => r.id as string);
+      return { runs: await loadRuns(pool, page), nextPageToken: rows.length > size ? page[page.length - 1] : "" };
+    },
+    async cancelRun(req) {
+      requireRunId(req.runId);
+      await inTransaction(pool, (client) => cancelRun(client, boss, req.runId));
+      return { run: await loadRun(pool, req.runId) };
+    },
+    async *watchRun(req, ctx) {
+      requireRunId(req.runId);
+      let after = req.afterSeq;
+      let runExists = false;
+      while (!ctx.signal.aborted) {
+        // Take the wake-up before reading, so an append between the read and
+        // the wait is not missed.
+        const woken = notifier.wait(journalChannel, (id) => id === req.runId, 5_000, ctx.signal);
+        const { rows } = await pool.query(
+          "SELECT * FROM coordinator.journal WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT 500",
+          [req.runId, after],
+        );
+        for (const row of rows) {
+          yield { event: journalRowToEvent(row) };
+          after = BigInt(row.seq);
+          if (row.job === "" && row.step === "" && isFinal(row.state)) return;
+        }
+        if (rows.length > 0) {
+          runExists = true;
+          continue;
+        }
+        if (!runExists) {
+          const run = await loadRun(pool, req.runId);
+          runExists = true;
+          if (isFinal(run.state)) return;
+        }
+        await woken;
+      }
+    },
+  };
+}

@@ -1,0 +1,41 @@
+import { randomUUID } from "node:crypto";
+import { toJson } from "@bufbuild/protobuf";
+import type { PgBoss } from "pg-boss";
+import { PipelineSchema, type Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
+import { deriveStepName } from "../../parser/src/parse-pipeline.ts";
+import { inTransaction, type Pool } from "../../kit/src/db.ts";
+import { appendJournal } from "./journal.ts";
+import { enqueueAdvance } from "./run-queue.ts";
+import { RunState } from "./states.ts";
+
+export function stepName(name: string, run: string): string {
+  return name.trim() !== "" ? name : deriveStepName(run);
+}
+
+// Stores a validated pipeline as a new QUEUED run and enqueues its first advance.
+export async function submitRun(pool: Pool, boss: PgBoss, pipeline: Pipeline): Promise<string> {
+  const runId = randomUUID();
+  for (const job of pipeline.jobs) for (const step of job.steps) step.name = stepName(step.name, step.run);
+  await inTransaction(pool, async (client) => {
+    await client.query("INSERT INTO coordinator.runs (id, name, state, pipeline) VALUES ($1, $2, $3, $4)", [
+      runId,
+      pipeline.name,
+      RunState.QUEUED,
+      toJson(PipelineSchema, pipeline),
+    ]);
+    for (const [position, job] of pipeline.jobs.entries()) {
+      await client.query(
+        `INSERT INTO coordinator.jobs (run_id, name, position, state, needs, runs_on) VALUES ($1, $2, $3, $4, $5, $6)`,
+        [runId, job.name, position, RunState.QUEUED, job.needs, job.runsOn],
+      );
+      await client.query(
+        `INSERT INTO coordinator.steps (run_id, job, position, name, state)
+         SELECT $1, $2, p - 1, n, $4 FROM unnest($3::text[]) WITH ORDINALITY AS s(n, p)`,
+        [runId, job.name, job.steps.map((s) => s.name), RunState.QUEUED],
+      );
+    }
+    await appendJournal(client, runId, { state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` });
+    await enqueueAdvance(boss, client, runId);
+  });
+  return runId;
+}

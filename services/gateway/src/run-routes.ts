@@ -1,0 +1,57 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { ParserService } from "../../../gen/otto/v1/parser_service_pb.ts";
+import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
+import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { isUnreachable } from "../../kit/src/registry-client.ts";
+
+export const maxPipelineBytes = 256 * 1024;
+
+// The public RunService: YAML goes through the parser, everything else to
+// any live coordinator (they share all state through Postgres).
+export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof RunService> {
+  const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof RunService>) => Promise<T>) =>
+    registry.call("coordinator", RunService, call);
+  return {
+    async submitRun(req, ctx) {
+      let pipeline;
+      if (req.source.case === "pipelineYaml") {
+        const yaml = req.source.value;
+        if (Buffer.byteLength(yaml) > maxPipelineBytes) {
+          throw new ConnectError(`pipeline_yaml is larger than ${maxPipelineBytes / 1024} KiB`, Code.ResourceExhausted);
+        }
+        ({ pipeline } = await registry.call("parser", ParserService, (c) =>
+          c.parsePipeline({ yaml, fileName: "pipeline.yml" }, { signal: ctx.signal }),
+        ));
+      } else if (req.source.case === "pipeline") {
+        pipeline = req.source.value;
+      } else {
+        throw new ConnectError('send either "pipelineYaml" (the pipeline file text) or "pipeline" (the IR)', Code.InvalidArgument);
+      }
+      return coordinator((c) => c.submitRun({ source: { case: "pipeline", value: pipeline! } }, { signal: ctx.signal }));
+    },
+    getRun: (req, ctx) => coordinator((c) => c.getRun(req, { signal: ctx.signal })),
+    listRuns: (req, ctx) => coordinator((c) => c.listRuns(req, { signal: ctx.signal })),
+    cancelRun: (req, ctx) => coordinator((c) => c.cancelRun(req, { signal: ctx.signal })),
+    // Streams from one coordinator; if it goes away, resumes from the last
+    // event seen on another.
+    async *watchRun(req, ctx) {
+      let after = req.afterSeq;
+      for (let failures = 0; ; ) {
+        try {
+          const stream = await registry.call("coordinator", RunService, async (c) => {
+            const iterator = c.watchRun({ runId: req.runId, afterSeq: after }, { signal: ctx.signal, timeoutMs: 0 })[Symbol.asyncIterator]();
+            return { iterator, first: await iterator.next() };
+          });
+          for (let next = stream.first; !next.done; next = await stream.iterator.next()) {
+            after = next.value.event!.seq;
+            failures = 0;
+            yield next.value;
+          }
+          return;
+        } catch (err) {
+          if (!isUnreachable(err) || ++failures > 5 || ctx.signal.aborted) throw err;
+        }
+      }
+    },
+  };
+}

@@ -1,0 +1,18 @@
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
+
+const transports = new Map<string, Transport>();
+
+export function transportFor(baseUrl: string, interceptors: Interceptor[] = []): Transport {
+  let transport = transports.get(baseUrl);
+  if (!transport) {
+    transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors, defaultTimeoutMs: 30_000 });
+    transports.set(baseUrl, transport);
+  }
+  return transport;
+}
+
+export function clientFor<S extends DescService>(service: S, baseUrl: string): Client<S> {
+  return createClient(service, transportFor(baseUrl));
+}

@@ -1,0 +1,40 @@
+// Reads a process's configuration from environment variables once, at start,
+// and fails with a message naming the variable when one is wrong.
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+export function readString(env: Env, name: string, fallback?: string): string {
+  const value = env[name];
+  if (value !== undefined && value !== "") return value;
+  if (fallback !== undefined) return fallback;
+  throw new ConfigError(`${name} is required but not set`);
+}
+
+export function readInt(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) {
+    throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  }
+  return value;
+}
+
+export function readList(env: Env, name: string, fallback: string[]): string[] {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  return raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+export function loadConfig<T>(service: string, read: (env: Env) => T): T {
+  try {
+    return read(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${service}: configuration error: ${err.message}\n`);
+      process.exit(78);
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,51 @@
+import pg from "pg";
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+export function createPool(databaseUrl: string, options: { max?: number; application: string }): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.max ?? 10,
+    application_name: options.application,
+    statement_timeout: 30_000,
+    idle_in_transaction_session_timeout: 60_000,
+    connectionTimeoutMillis: 10_000,
+  });
+  // An idle client losing its connection must not crash the process.
+  pool.on("error", () => {});
+  return pool;
+}
+
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const result = await work(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+// Applies numbered migrations to a schema once each, in order, under an
+// advisory lock so that two copies of a service starting together agree.
+export async function migrate(pool: pg.Pool, schema: string, migrations: string[]): Promise<void> {
+  await inTransaction(pool, async (client) => {
+    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`otto-migrate-${schema}`]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${schema}.migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const { rows } = await client.query(`SELECT coalesce(max(version), 0) AS v FROM ${schema}.migrations`);
+    for (let version = Number(rows[0].v) + 1; version <= migrations.length; version++) {
+      await client.query(`SET LOCAL search_path TO ${schema}`);
+      await client.query(migrations[version - 1]);
+      await client.query(`INSERT INTO ${schema}.migrations (version) VALUES ($1)`, [version]);
+    }
+  });
+}

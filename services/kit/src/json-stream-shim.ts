@@ -1,0 +1,80 @@
+import type http from "node:http";
+import { fromJson, toJson, type DescMethodServerStreaming, type JsonValue } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  createConnectRouter,
+  createRouterTransport,
+  type ConnectRouter,
+  type Interceptor,
+} from "@connectrpc/connect";
+import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
+
+const maxBodyBytes = 1024 * 1024;
+
+// Lets curl call server-streaming methods with a plain JSON body: a POST with
+// `Content-Type: application/json` to a streaming method is answered with
+// newline-delimited JSON, one response message per line. (The Connect
+// protocol proper needs enveloped frames, which curl cannot write easily.)
+// An error before the first message is an ordinary Connect error response;
+// one after it arrives as a last line {"error": {"code", "message"}}.
+export function jsonStreamShim(routes: (router: ConnectRouter) => void, interceptors: Interceptor[]) {
+  const router = createConnectRouter();
+  routes(router);
+  const streaming = new Map<string, DescMethodServerStreaming>();
+  for (const handler of router.handlers) {
+    const method = handler.method;
+    if (method.methodKind === "server_streaming") streaming.set(handler.requestPath, method as DescMethodServerStreaming);
+  }
+  const transport = createRouterTransport(routes, { router: { interceptors } });
+  return (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    const method = streaming.get((req.url ?? "").split("?")[0]);
+    const type = req.headers["content-type"] ?? "";
+    if (!method || req.method !== "POST" || !/^application\/json(;|$)/.test(type)) return false;
+    void serve(method, req, res);
+    return true;
+  };
+
+  async function serve(method: DescMethodServerStreaming, req: http.IncomingMessage, res: http.ServerResponse) {
+    const aborted = new AbortController();
+    res.on("close", () => aborted.abort());
+    try {
+      const input = fromJson(method.input, await readJson(req));
+      const client = createClient(method.parent, transport) as unknown as Record<
+        string,
+        (input: unknown, options: object) => AsyncIterable<any>
+      >;
+      for await (const message of client[method.localName](input, { signal: aborted.signal, timeoutMs: 0 })) {
+        if (!res.headersSent) res.writeHead(200, { "content-type": "application/x-ndjson" });
+        res.write(JSON.stringify(toJson(method.output, message)) + "\n");
+      }
+      if (!res.headersSent) res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end();
+    } catch (err) {
+      const error = err instanceof ConnectError ? err : new ConnectError(String((err as Error).message), Code.InvalidArgument);
+      const body = { code: codeToString(error.code), message: error.rawMessage };
+      if (!res.headersSent) {
+        res.writeHead(codeToHttpStatus(error.code), { "content-type": "application/json" });
+        res.end(JSON.stringify(body));
+      } else {
+        res.end(JSON.stringify({ error: body }) + "\n");
+      }
+    }
+  }
+}
+
+async function readJson(req: http.IncomingMessage): Promise<JsonValue> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const part of req) {
+    size += part.length;
+    if (size > maxBodyBytes) throw new ConnectError(`request body is larger than ${maxBodyBytes} bytes`, Code.ResourceExhausted);
+    parts.push(part);
+  }
+  try {
+    return JSON.parse(Buffer.concat(parts).toString("utf8") || "{}");
+  } catch (err) {
+    throw new ConnectError(`request body is not valid JSON: ${(err as Error).message}`, Code.InvalidArgument);
+  }
+}

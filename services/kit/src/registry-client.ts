@@ -1,0 +1,102 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import { RegistryService, type Instance } from "../../../gen/otto/v1/registry_service_pb.ts";
+import { clientFor } from "./clients.ts";
+import type { Logger } from "./log.ts";
+
+export interface Registration {
+  instanceId: string;
+  stop(): Promise<void>;
+}
+
+export interface RegisterOptions {
+  service: string;
+  url: string;
+  instanceId?: string;
+  labels?: string[];
+  slots?: number;
+  leaseSeconds?: number;
+}
+
+// Talks to the registry: keeps this process's lease alive and finds peers.
+export class RegistryClient {
+  readonly #client: Client<typeof RegistryService>;
+  readonly #log: Logger;
+  readonly #cache = new Map<string, { at: number; instances: Instance[] }>();
+  #turn = 0;
+
+  constructor(registryUrl: string, log: Logger) {
+    this.#client = clientFor(RegistryService, registryUrl);
+    this.#log = log;
+  }
+
+  async register(options: RegisterOptions): Promise<Registration> {
+    const instanceId = options.instanceId ?? randomUUID();
+    const leaseSeconds = options.leaseSeconds ?? 10;
+    const request = { ...options, instanceId, leaseSeconds, labels: options.labels ?? [], slots: options.slots ?? 0 };
+    await this.#client.register(request);
+    let stopped = false;
+    const renew = async () => {
+      try {
+        await this.#client.renew({ service: options.service, instanceId });
+      } catch (err) {
+        if (stopped) return;
+        if (err instanceof ConnectError && err.code === Code.NotFound) {
+          await this.#client.register(request).catch(() => {});
+        } else {
+          this.#log.warn("registry renewal failed", { err });
+        }
+      }
+    };
+    const timer = setInterval(renew, (leaseSeconds * 1000) / 3);
+    timer.unref();
+    return {
+      instanceId,
+      stop: async () => {
+        stopped = true;
+        clearInterval(timer);
+        await this.#client.deregister({ service: options.service, instanceId }).catch(() => {});
+      },
+    };
+  }
+
+  async resolve(service: string, fresh = false): Promise<Instance[]> {
+    const cached = this.#cache.get(service);
+    if (!fresh && cached && Date.now() - cached.at < 1000 && cached.instances.length > 0) return cached.instances;
+    const { instances } = await this.#client.resolve({ service });
+    this.#cache.set(service, { at: Date.now(), instances });
+    return instances;
+  }
+
+  // Calls one live instance of `service`, moving on to the next one when an
+  // instance cannot be reached. Only safe for calls that may be repeated.
+  async call<S extends DescService, T>(
+    service: string,
+    descriptor: S,
+    call: (client: Client<S>) => Promise<T>,
+  ): Promise<T> {
+    let lastError: unknown;
+    for (let round = 0; round < 2; round++) {
+      const instances = await this.resolve(service, round > 0);
+      if (instances.length === 0) break;
+      for (let i = 0; i < instances.length; i++) {
+        const instance = instances[(this.#turn++) % instances.length];
+        try {
+          return await call(clientFor(descriptor, instance.url));
+        } catch (err) {
+          if (!isUnreachable(err)) throw err;
+          lastError = err;
+        }
+      }
+    }
+    throw new ConnectError(
+      `no reachable ${service} instance` + (lastError ? `: ${(lastError as Error).message}` : ""),
+      Code.Unavailable,
+    );
+  }
+}
+
+export function isUnreachable(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.Unavailable;
+}

@@ -1,0 +1,91 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { jsonStreamShim } from "./json-stream-shim.ts";
+import type { Logger } from "./log.ts";
+
+export interface ServerOptions {
+  routes: (router: ConnectRouter) => void;
+  host?: string;
+  port: number;
+  log: Logger;
+  interceptors?: Interceptor[];
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  setReady(ready: boolean): void;
+  close(): Promise<void>;
+}
+
+// One HTTP/1.1 server per process: Connect (JSON or binary), gRPC-Web, GET for
+// side-effect-free methods, plus /healthz and /readyz.
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  let ready = false;
+  const interceptors = [hideUnexpectedErrors(options.log), ...(options.interceptors ?? [])];
+  const shim = jsonStreamShim(options.routes, interceptors);
+  const adapter = connectNodeAdapter({
+    routes: options.routes,
+    interceptors,
+    readMaxBytes: 4 * 1024 * 1024,
+    fallback(req, res) {
+      const body = JSON.stringify({ code: "unimplemented", message: `no such method: ${req.method} ${req.url}` });
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(body);
+    },
+  });
+  const server = http.createServer((req, res) => {
+    if (req.url === "/healthz") return plain(res, 200, "ok\n");
+    if (req.url === "/readyz") return ready ? plain(res, 200, "ready\n") : plain(res, 503, "not ready\n");
+    if (!shim(req, res)) adapter(req, res);
+  });
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 65_000;
+  const host = options.host ?? "127.0.0.1";
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    setReady(value) {
+      ready = value;
+    },
+    async close() {
+      ready = false;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 5_000).unref();
+      });
+    },
+  };
+}
+
+function plain(res: http.ServerResponse, status: number, text: string) {
+  res.writeHead(status, { "content-type": "text/plain" });
+  res.end(text);
+}
+
+// Connect errors pass through; anything else becomes `internal` without the
+// details, which go to the log instead of the caller.
+function hideUnexpectedErrors(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      throw publicError(err, req.method.name, log);
+    }
+  };
+}
+
+export function publicError(err: unknown, method: string, log: Logger): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof Error && err.name === "AbortError") return new ConnectError("request aborted", Code.Canceled);
+  log.error("unexpected error", { method, err, stack: err instanceof Error ? err.stack : undefined });
+  return new ConnectError("internal error; see the server log", Code.Internal);
+}

@@ -1,0 +1,77 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import { readInt, readString } from "./config.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { RegistryClient, type Registration } from "./registry-client.ts";
+import { startServer, type RunningServer } from "./server.ts";
+import { installSignalHandlers, onShutdown } from "./shutdown.ts";
+
+export interface CommonConfig {
+  host: string;
+  port: number;
+  registryUrl: string;
+}
+
+export function readCommonConfig(env: Record<string, string | undefined>, defaultPort = 0): CommonConfig {
+  return {
+    host: readString(env, "OTTO_HOST", "127.0.0.1"),
+    port: readInt(env, "OTTO_PORT", defaultPort),
+    registryUrl: readString(env, "OTTO_REGISTRY_URL"),
+  };
+}
+
+export interface Booted {
+  log: Logger;
+  server: RunningServer;
+  registry: RegistryClient;
+  registration: Registration;
+}
+
+// The tail end of every service's start: serve the routes, register with
+// the registry under the address actually bound, announce, and arrange a
+// graceful shutdown (deregister first so peers stop calling, then drain).
+export async function serveAndRegister(options: {
+  service: string;
+  log: Logger;
+  config: CommonConfig;
+  routes: (router: ConnectRouter, registry: RegistryClient) => void;
+  labels?: string[];
+  slots?: number;
+  instanceId?: string;
+}): Promise<Booted> {
+  const { log, config } = options;
+  installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>));
+  const registry = new RegistryClient(config.registryUrl, log);
+  const routes = (router: ConnectRouter) => options.routes(router, registry);
+  const server = await startServer({ routes, host: config.host, port: config.port, log });
+  onShutdown("close server", () => server.close());
+  const registration = await retry(() =>
+    registry.register({
+      service: options.service,
+      url: server.url,
+      labels: options.labels,
+      slots: options.slots,
+      instanceId: options.instanceId,
+    }),
+  );
+  onShutdown("deregister", () => registration.stop());
+  server.setReady(true);
+  log.info("listening", { url: server.url, instance_id: registration.instanceId });
+  return { log, server, registry, registration };
+}
+
+export function serviceLogger(service: string): Logger {
+  const log = createLogger(service);
+  process.on("unhandledRejection", (err) => log.error("unhandled rejection", { err }));
+  return log;
+}
+
+async function retry<T>(attempt: () => Promise<T>, tries = 50, delayMs = 200): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (i >= tries) throw err;
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
+}

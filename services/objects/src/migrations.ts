@@ -1,0 +1,23 @@
+export const migrations = [
+  `CREATE TABLE logs (
+     run_id uuid NOT NULL,
+     job text NOT NULL,
+     state text NOT NULL CHECK (state IN ('open', 'closed')),
+     last_seq bigint NOT NULL DEFAULT 0,
+     size bigint NOT NULL DEFAULT 0,
+     object_key text NOT NULL DEFAULT '',
+     created_at timestamptz NOT NULL DEFAULT now(),
+     closed_at timestamptz,
+     PRIMARY KEY (run_id, job)
+   );
+   -- Live chunks of open logs; moved to object storage when the log closes.
+   CREATE TABLE log_chunks (
+     run_id uuid NOT NULL,
+     job text NOT NULL,
+     seq bigint NOT NULL,
+     start_offset bigint NOT NULL,
+     text text NOT NULL,
+     PRIMARY KEY (run_id, job, seq),
+     FOREIGN KEY (run_id, job) REFERENCES logs ON DELETE CASCADE
+   );`,
+];

@@ -1,0 +1,63 @@
+import { Client } from "minio";
+import { readString } from "../../kit/src/config.ts";
+
+export interface S3Config {
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  bucket: string;
+  region: string;
+}
+
+export function readS3Config(env: Record<string, string | undefined>): S3Config {
+  return {
+    endpoint: readString(env, "OTTO_S3_ENDPOINT"),
+    accessKey: readString(env, "OTTO_S3_ACCESS_KEY"),
+    secretKey: readString(env, "OTTO_S3_SECRET_KEY"),
+    bucket: readString(env, "OTTO_S3_BUCKET", "otto"),
+    region: readString(env, "OTTO_S3_REGION", "us-east-1"),
+  };
+}
+
+// The few object operations Otto needs, over the S3 protocol.
+export class ObjectStore {
+  readonly #client: Client;
+  readonly bucket: string;
+
+  constructor(config: S3Config) {
+    const url = new URL(config.endpoint);
+    this.#client = new Client({
+      endPoint: url.hostname,
+      port: Number(url.port || (url.protocol === "https:" ? 443 : 80)),
+      useSSL: url.protocol === "https:",
+      accessKey: config.accessKey,
+      secretKey: config.secretKey,
+      region: config.region,
+      pathStyle: true,
+    });
+    this.bucket = config.bucket;
+  }
+
+  async ensureBucket(): Promise<void> {
+    if (!(await this.#client.bucketExists(this.bucket))) {
+      await this.#client.makeBucket(this.bucket).catch(async (err) => {
+        if (!(await this.#client.bucketExists(this.bucket))) throw err;
+      });
+    }
+  }
+
+  async put(key: string, body: Buffer, contentType: string): Promise<void> {
+    await this.#client.putObject(this.bucket, key, body, body.length, { "Content-Type": contentType });
+  }
+
+  async readFrom(key: string, offset: number): Promise<Buffer> {
+    const stream = await this.#client.getPartialObject(this.bucket, key, offset);
+    const parts: Buffer[] = [];
+    for await (const part of stream) parts.push(part as Buffer);
+    return Buffer.concat(parts);
+  }
+
+  async size(key: string): Promise<number> {
+    return (await this.#client.statObject(this.bucket, key)).size;
+  }
+}

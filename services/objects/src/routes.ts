@@ -1,0 +1,39 @@
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
+import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
+import type { LogStore } from "./log-store.ts";
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const jobPattern = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
+
+export function objectsRoutes(logs: LogStore) {
+  return (router: ConnectRouter) => {
+    router.service(LogStoreService, {
+      async appendLog(req) {
+        checkLogName(req.runId, req.job);
+        if (req.seq < 1n) throw new ConnectError("seq starts at 1", Code.InvalidArgument);
+        await logs.append(req.runId, req.job, Number(req.seq), req.text);
+        return {};
+      },
+      async closeLog(req) {
+        checkLogName(req.runId, req.job);
+        const { key, size } = await logs.close(req.runId, req.job);
+        return { objectKey: key, size: BigInt(size) };
+      },
+    });
+    router.service(LogService, {
+      async *readLog(req, ctx) {
+        checkLogName(req.runId, req.job);
+        if (req.offset < 0n) throw new ConnectError("offset must not be negative", Code.InvalidArgument);
+        for await (const chunk of logs.read(req.runId, req.job, Number(req.offset), req.follow, ctx.signal)) {
+          yield { text: chunk.text, offset: BigInt(chunk.offset) };
+        }
+      },
+    });
+  };
+}
+
+function checkLogName(runId: string, job: string) {
+  if (!uuidPattern.test(runId)) throw new ConnectError(`run_id must be a UUID, got "${runId}"`, Code.InvalidArgument);
+  if (!jobPattern.test(job)) throw new ConnectError(`job must be a job name, got "${job}"`, Code.InvalidArgument);
+}

@@ -1,0 +1,373 @@
+// Pipeline file (YAML, version 1) -> Pipeline IR, or every problem found,
+// each at the line and column of the node it is about.
+
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema } from "@bufbuild/protobuf/wkt";
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
+import type { Document, ParsedNode, Scalar, YAMLError, YAMLMap } from "yaml";
+import { PipelineJobSchema, PipelineSchema, PipelineStepSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
+import type { Pipeline, PipelineJob, PipelineStep } from "../../../gen/otto/v1/pipeline_pb.ts";
+import { parseDuration } from "./duration.ts";
+
+export interface PipelineProblemInfo {
+  line: number; // 1-based; 0 (with column 0) when the problem has no single place
+  column: number;
+  message: string;
+}
+
+export type ParseResult = { ok: true; pipeline: Pipeline } | { ok: false; problems: PipelineProblemInfo[] };
+
+export function parsePipeline(text: string): ParseResult {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  // Other YAML errors may leave a tree not worth checking; duplicate keys do not.
+  // yaml's own duplicate key errors can point before the key, so duplicateKeys finds them again.
+  const errors = doc.errors.filter((error) => error.code !== "DUPLICATE_KEY");
+  if (errors.length > 0) return { ok: false, problems: sortProblems(errors.map((error) => yamlProblem(error, lines))) };
+  const problems = duplicateKeys(doc, lines);
+
+  const checker = new Checker(doc, lines);
+  const pipeline = checker.pipeline(doc.contents);
+  problems.push(...checker.problems);
+  return problems.length > 0 ? { ok: false, problems: sortProblems(problems) } : { ok: true, pipeline };
+}
+
+/** One line per problem, "file:line:col: message" ("file: message" without a place), in file order. */
+export function formatProblems(problems: PipelineProblemInfo[], fileName: string): string {
+  return sortProblems(problems)
+    .map((p) => (p.line > 0 ? `${fileName}:${p.line}:${p.column}: ${p.message}` : `${fileName}: ${p.message}`))
+    .join("\n");
+}
+
+function sortProblems(problems: PipelineProblemInfo[]): PipelineProblemInfo[] {
+  return problems.toSorted((a, b) => a.line - b.line || a.column - b.column);
+}
+
+const JOB_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+const JOB_NAME_MAX = 64;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const DERIVED_STEP_NAME_MAX = 40;
+const TOP_KEYS = ["name", "jobs"];
+const JOB_KEYS = ["runs-on", "env", "needs", "steps"];
+const STEP_KEYS = ["name", "run", "timeout", "env"];
+
+type Doc = Document.Parsed;
+interface Entry {
+  key: ParsedNode;
+  value: ParsedNode | null; // null for a key without a value, as in `{ a }`
+}
+/** A string from the file, with the node it came from. */
+interface Located {
+  text: string;
+  node: ParsedNode;
+}
+interface JobInfo {
+  name: string;
+  needs: Located[];
+  job: PipelineJob;
+}
+
+/** Walks the document, building the IR and collecting problems as it goes. */
+class Checker {
+  readonly problems: PipelineProblemInfo[] = [];
+  #doc: Doc;
+  #lines: LineCounter;
+
+  constructor(doc: Doc, lines: LineCounter) {
+    this.#doc = doc;
+    this.#lines = lines;
+  }
+
+  pipeline(root: ParsedNode | null): Pipeline {
+    const pipeline = create(PipelineSchema);
+    root = this.#resolve(root);
+    if (root === null) {
+      this.#report(null, "the pipeline file is empty; expected a mapping with 'name' and 'jobs'");
+      return pipeline;
+    }
+    if (!isMap(root)) {
+      this.#report(root, `expected a mapping with 'name' and 'jobs' at the top level, got ${describe(root)}`);
+      return pipeline;
+    }
+    const top = this.#entries(root, TOP_KEYS, "at the top level");
+    pipeline.name = this.#string(this.#required(top, "name", root, "the pipeline"), "for 'name'");
+
+    const jobs = this.#required(top, "jobs", root, "the pipeline");
+    if (jobs === undefined) return pipeline;
+    if (!isMap(jobs.value)) {
+      this.#wrongType(jobs, "a mapping of job names to jobs", "for 'jobs'");
+      return pipeline;
+    }
+    if (jobs.value.items.length === 0) this.#report(jobs.value, "'jobs' is empty; define at least one job");
+    const infos = [...this.#entries(jobs.value, null, "in 'jobs'")].map(([name, entry]) => this.#job(name, entry));
+    this.#checkNeeds(infos);
+    pipeline.jobs = infos.map((info) => info.job);
+    return pipeline;
+  }
+
+  #job(name: string, entry: Entry): JobInfo {
+    const job = create(PipelineJobSchema, { name });
+    const info: JobInfo = { name, needs: [], job };
+    if (!JOB_NAME.test(name)) {
+      this.#report(entry.key, `invalid job name '${name}': use letters, digits, '_' and '-', starting with a letter or '_'`);
+    } else if (name.length > JOB_NAME_MAX) {
+      this.#report(entry.key, `job name '${name}' is too long: ${name.length} characters, at most ${JOB_NAME_MAX} allowed`);
+    }
+    const where = `job '${name}'`;
+    if (!isMap(entry.value)) {
+      this.#wrongType(entry, "a mapping with 'steps'", `for ${where}`);
+      return info;
+    }
+    const fields = this.#entries(entry.value, JOB_KEYS, `in ${where}`);
+    job.runsOn = this.#strings(fields.get("runs-on"), "'runs-on'").map((label) => label.text);
+    job.env = this.#env(fields.get("env"));
+    info.needs = this.#strings(fields.get("needs"), "'needs'");
+    job.needs = info.needs.map((need) => need.text);
+    const steps = this.#required(fields, "steps", entry.value, where);
+    if (steps === undefined) return info;
+    if (!isSeq(steps.value)) {
+      this.#wrongType(steps, "a list of steps", `for 'steps' in ${where}`);
+      return info;
+    }
+    if (steps.value.items.length === 0) this.#report(steps.value, `${where} has no steps; 'steps' needs at least one`);
+    job.steps = steps.value.items.map((item, i) => this.#step({ key: item, value: this.#resolve(item) }, `step ${i + 1} of ${where}`));
+    return info;
+  }
+
+  #step(entry: Entry, where: string): PipelineStep {
+    const step = create(PipelineStepSchema);
+    if (!isMap(entry.value)) {
+      const hint = isScalar(entry.value) && typeof entry.value.value === "string" ? `; write '- run: ${entry.value.value}'` : "";
+      this.#wrongType(entry, "a mapping with 'run'", `for ${where}`, hint);
+      return step;
+    }
+    const fields = this.#entries(entry.value, STEP_KEYS, `in ${where}`);
+    step.run = this.#string(this.#required(fields, "run", entry.value, where), "for 'run'");
+    const name = fields.get("name");
+    step.name = name ? this.#string(name, "for 'name'") : deriveStepName(step.run);
+    step.timeout = this.#duration(fields.get("timeout"));
+    step.env = this.#env(fields.get("env"));
+    return step;
+  }
+
+  /** A non-empty string; numbers and booleans are refused, as they are rarely meant as text. */
+  #string(entry: Entry | undefined, where: string): string {
+    if (entry === undefined) return "";
+    const value = entry.value;
+    if (isScalar(value) && typeof value.value === "string") {
+      if (value.value.trim() === "") this.#report(value, `expected a non-empty string ${where}, got an empty string`);
+      return value.value;
+    }
+    const quoted = isScalar(value) && value.value !== null ? `; quote it if you mean the text: "${value.source}"` : "";
+    this.#wrongType(entry, "a string", where, quoted);
+    return "";
+  }
+
+  /** A string or a list of strings. */
+  #strings(entry: Entry | undefined, what: string): Located[] {
+    if (entry === undefined) return [];
+    const located = (item: Entry, where: string): Located[] => {
+      const text = this.#string(item, where);
+      return item.value && text ? [{ text, node: item.value }] : [];
+    };
+    if (isSeq(entry.value)) return entry.value.items.flatMap((item) => located({ key: item, value: this.#resolve(item) }, `in ${what}`));
+    if (isScalar(entry.value) && typeof entry.value.value === "string") return located(entry, `for ${what}`);
+    this.#wrongType(entry, "a string or a list of strings", `for ${what}`);
+    return [];
+  }
+
+  #env(entry: Entry | undefined): { [name: string]: string } {
+    if (entry === undefined) return {};
+    if (!isMap(entry.value)) {
+      this.#wrongType(entry, "a mapping of variable names to values", "for 'env'");
+      return {};
+    }
+    const env: [string, string][] = [];
+    for (const [name, variable] of this.#entries(entry.value, null, "in 'env'")) {
+      if (!ENV_NAME.test(name)) {
+        this.#report(variable.key, `invalid environment variable name '${name}': use letters, digits and '_', not starting with a digit`);
+      }
+      const text = scalarText(variable.value);
+      if (text !== undefined) env.push([name, text]);
+      else this.#wrongType(variable, "a string", `for environment variable '${name}'`, isEmpty(variable.value) ? `; write ${name}: "" for an empty value` : "");
+    }
+    return Object.fromEntries(env);
+  }
+
+  #duration(entry: Entry | undefined): Duration | undefined {
+    if (entry === undefined) return undefined;
+    const text = scalarText(entry.value);
+    if (text === undefined) {
+      this.#wrongType(entry, 'a duration such as "90s" or "1h30m"', "for 'timeout'");
+      return undefined;
+    }
+    const duration = parseDuration(text);
+    if (!duration.ok) {
+      this.#report(entry.value, duration.message);
+      return undefined;
+    }
+    return create(DurationSchema, { seconds: BigInt(duration.seconds), nanos: duration.nanos });
+  }
+
+  /** Unknown, self, duplicate and cyclic needs. */
+  #checkNeeds(jobs: JobInfo[]): void {
+    const names = new Set(jobs.map((job) => job.name));
+    const edges = new Map<string, Located[]>();
+    for (const job of jobs) {
+      const seen = new Set<string>();
+      const valid: Located[] = [];
+      for (const need of job.needs) {
+        if (need.text === job.name) this.#report(need.node, `job '${job.name}' needs itself; remove '${need.text}' from its needs`);
+        else if (!names.has(need.text)) this.#report(need.node, `unknown job '${need.text}' in needs${suggestion(need.text, names)}`);
+        else if (seen.has(need.text)) this.#report(need.node, `job '${need.text}' is listed twice in the needs of '${job.name}'`);
+        else valid.push(need);
+        seen.add(need.text);
+      }
+      edges.set(job.name, valid);
+    }
+    // Depth-first search in file order: a need that points back at a job on
+    // the current path closes a cycle. Removing all such needs breaks every cycle.
+    const done = new Set<string>();
+    const path: string[] = [];
+    const walk = (name: string): void => {
+      path.push(name);
+      for (const need of edges.get(name) ?? []) {
+        const start = path.indexOf(need.text);
+        if (start >= 0) this.#report(need.node, `cycle in needs: ${[...path.slice(start), need.text].join(" -> ")}`);
+        else if (!done.has(need.text)) walk(need.text);
+      }
+      path.pop();
+      done.add(name);
+    };
+    for (const job of jobs) if (!done.has(job.name)) walk(job.name);
+  }
+
+  /** The pairs of a mapping by key, reporting keys that are not in `known` (null: any key goes). */
+  #entries(map: YAMLMap.Parsed, known: string[] | null, where: string): Map<string, Entry> {
+    const entries = new Map<string, Entry>();
+    for (const pair of map.items) {
+      const key = this.#resolve(pair.key) ?? pair.key;
+      const name = scalarText(key);
+      if (name === undefined) {
+        this.#report(key, `expected a plain key ${where}, got ${describe(key)}`);
+      } else if (known !== null && !known.includes(name)) {
+        const hint = suggestion(name, known) || `; expected one of ${known.map((k) => `'${k}'`).join(", ")}`;
+        this.#report(key, `unknown key '${name}' ${where}${hint}`);
+      } else if (!entries.has(name)) {
+        // Later duplicates are dropped; duplicateKeys reports them.
+        entries.set(name, { key, value: this.#resolve(pair.value) });
+      }
+    }
+    return entries;
+  }
+
+  #required(entries: Map<string, Entry>, key: string, map: YAMLMap.Parsed, owner: string): Entry | undefined {
+    const entry = entries.get(key);
+    if (entry === undefined) this.#report(map, `${owner} is missing required key '${key}'`);
+    return entry;
+  }
+
+  /** At the value, or at the key when there is no value to point at. */
+  #wrongType(entry: Entry, expected: string, where: string, hint = ""): void {
+    this.#report(isEmpty(entry.value) ? entry.key : entry.value, `expected ${expected} ${where}, got ${describe(entry.value)}${hint}`);
+  }
+
+  /** Aliases are followed to their anchored node; an alias to no anchor stays as it is. */
+  #resolve(node: ParsedNode | null): ParsedNode | null {
+    return isAlias(node) ? ((node.resolve(this.#doc) as ParsedNode | undefined) ?? node) : node;
+  }
+
+  #report(node: ParsedNode | null, message: string): void {
+    this.problems.push({ ...position(node, this.#lines), message });
+  }
+}
+
+function position(node: ParsedNode | null, lines: LineCounter): { line: number; column: number } {
+  if (!node?.range) return { line: 0, column: 0 };
+  const { line, col } = lines.linePos(node.range[0]);
+  return { line, column: col };
+}
+
+function yamlProblem(error: YAMLError, lines: LineCounter): PipelineProblemInfo {
+  const { line, col } = lines.linePos(error.pos[0]);
+  let message = `invalid YAML: ${error.message.charAt(0).toLowerCase()}${error.message.slice(1)}`;
+  if (error.code === "MULTIPLE_DOCS") message = "invalid YAML: a pipeline file holds a single document; remove the extra '---'";
+  return { line, column: col, message };
+}
+
+/** Every repeated scalar key in every mapping of the document, at the repeat. */
+function duplicateKeys(doc: Doc, lines: LineCounter): PipelineProblemInfo[] {
+  const problems: PipelineProblemInfo[] = [];
+  visit(doc, {
+    Map(_, map) {
+      const firsts = new Map<unknown, Scalar>();
+      for (const key of map.items.map((pair) => pair.key).filter(isScalar)) {
+        const first = firsts.get(key.value);
+        if (first === undefined) {
+          firsts.set(key.value, key);
+          continue;
+        }
+        const here = lines.linePos(key.range?.[0] ?? 0);
+        const there = lines.linePos(first.range?.[0] ?? 0);
+        const message = `duplicate key '${String(key.value)}'; it is already defined at line ${there.line}, column ${there.col}`;
+        problems.push({ line: here.line, column: here.col, message });
+      }
+    },
+  });
+  return problems;
+}
+
+/** A key without a value, as in `a:` */
+function isEmpty(node: ParsedNode | null): boolean {
+  return node === null || (isScalar(node) && node.source === "");
+}
+
+/** The text of a string, number or boolean scalar, as written. */
+function scalarText(node: ParsedNode | null): string | undefined {
+  if (!isScalar(node)) return undefined;
+  const value = node.value;
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "boolean") return node.source ?? String(value);
+  return undefined;
+}
+
+/** What a node is, for "expected X, got Y" messages. */
+function describe(node: ParsedNode | null): string {
+  if (isMap(node)) return "a mapping";
+  if (isSeq(node)) return "a list";
+  if (isAlias(node)) return `an alias to a missing anchor (*${node.source})`;
+  const value = node?.value ?? null;
+  if (value === null) return node?.source ? "null" : "nothing";
+  if (typeof value === "string") return value === "" ? "an empty string" : `a string (${JSON.stringify(value)})`;
+  return `a ${typeof value} (${node?.source ?? String(value)})`;
+}
+
+/** The first line of `run`, shortened: the name of a step that has none. */
+export function deriveStepName(run: string): string {
+  const firstLine = run.trim().split("\n")[0].trim();
+  return Array.from(firstLine).slice(0, DERIVED_STEP_NAME_MAX).join("").trimEnd();
+}
+
+/** "; did you mean 'x'?" for the closest candidate within a few edits, else "". */
+function suggestion(word: string, candidates: Iterable<string>): string {
+  let best = "";
+  let bestDistance = Math.max(1, Math.floor(word.length / 3)) + 1;
+  for (const candidate of candidates) {
+    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  return best ? `; did you mean '${best}'?` : "";
+}
+
+/** Levenshtein distance where swapping two adjacent characters also counts as one edit. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}

@@ -1,0 +1,23 @@
+import { loadConfig, readInt, readString } from "../../kit/src/config.ts";
+import { createPool, migrate } from "../../kit/src/db.ts";
+import { startServer } from "../../kit/src/server.ts";
+import { installSignalHandlers, onShutdown } from "../../kit/src/shutdown.ts";
+import { serviceLogger } from "../../kit/src/service.ts";
+import { migrations } from "./migrations.ts";
+import { registryRoutes } from "./routes.ts";
+
+const config = loadConfig("registry", (env) => ({
+  host: readString(env, "OTTO_HOST", "127.0.0.1"),
+  port: readInt(env, "OTTO_PORT", 7671),
+  databaseUrl: readString(env, "DATABASE_URL"),
+}));
+const log = serviceLogger("registry");
+installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>));
+
+const pool = createPool(config.databaseUrl, { application: "otto-registry", max: 5 });
+onShutdown("close pool", () => pool.end());
+await migrate(pool, "registry", migrations);
+const server = await startServer({ routes: registryRoutes(pool), host: config.host, port: config.port, log });
+onShutdown("close server", () => server.close());
+server.setReady(true);
+log.info("listening", { url: server.url });

@@ -1,0 +1,87 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { InstanceSchema, RegistryService, type Instance } from "../../../gen/otto/v1/registry_service_pb.ts";
+import type { Pool } from "../../kit/src/db.ts";
+
+const maxLeaseSeconds = 300;
+const defaultLeaseSeconds = 10;
+const namePattern = /^[a-z][a-z0-9-]{0,62}$/;
+
+export function registryRoutes(pool: Pool) {
+  return (router: ConnectRouter) =>
+    router.service(RegistryService, {
+      async register(req) {
+        requireName(req.service, "service");
+        requireText(req.instanceId, "instance_id");
+        if (!/^https?:\/\/[^\s]+$/.test(req.url)) {
+          throw new ConnectError(`url must be an http(s) URL, got "${req.url}"`, Code.InvalidArgument);
+        }
+        const lease = req.leaseSeconds === 0 ? defaultLeaseSeconds : req.leaseSeconds;
+        if (lease < 1 || lease > maxLeaseSeconds) {
+          throw new ConnectError(`lease_seconds must be between 1 and ${maxLeaseSeconds}`, Code.InvalidArgument);
+        }
+        await pool.query("DELETE FROM registry.instances WHERE lease_expires_at < now() - interval '1 hour'");
+        const { rows } = await pool.query(
+          `INSERT INTO registry.instances (service, instance_id, url, labels, slots, lease_seconds, lease_expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6::int, now() + make_interval(secs => $6::int))
+           ON CONFLICT (service, instance_id) DO UPDATE SET url = $3, labels = $4, slots = $5,
+             lease_seconds = $6::int, lease_expires_at = now() + make_interval(secs => $6::int)
+           RETURNING *`,
+          [req.service, req.instanceId, req.url, req.labels, req.slots, lease],
+        );
+        return { instance: toInstance(rows[0]) };
+      },
+      async renew(req) {
+        const { rows } = await pool.query(
+          `UPDATE registry.instances SET lease_expires_at = now() + make_interval(secs => lease_seconds)
+           WHERE service = $1 AND instance_id = $2 RETURNING *`,
+          [req.service, req.instanceId],
+        );
+        if (rows.length === 0) {
+          throw new ConnectError(`${req.service}/${req.instanceId} is not registered; register again`, Code.NotFound);
+        }
+        return { instance: toInstance(rows[0]) };
+      },
+      async deregister(req) {
+        await pool.query("DELETE FROM registry.instances WHERE service = $1 AND instance_id = $2", [
+          req.service,
+          req.instanceId,
+        ]);
+        return {};
+      },
+      async resolve(req) {
+        requireName(req.service, "service");
+        const { rows } = await pool.query(
+          `SELECT * FROM registry.instances WHERE service = $1 AND lease_expires_at > now() ORDER BY registered_at`,
+          [req.service],
+        );
+        return { instances: rows.map(toInstance) };
+      },
+    });
+}
+
+function requireName(value: string, field: string) {
+  if (!namePattern.test(value)) {
+    throw new ConnectError(`${field} must be a lower-case name like "coordinator", got "${value}"`, Code.InvalidArgument);
+  }
+}
+
+function requireText(value: string, field: string) {
+  if (value.length === 0 || value.length > 200) {
+    throw new ConnectError(`${field} must be 1 to 200 characters`, Code.InvalidArgument);
+  }
+}
+
+function toInstance(row: Record<string, any>): Instance {
+  return create(InstanceSchema, {
+    service: row.service,
+    instanceId: row.instance_id,
+    url: row.url,
+    labels: row.labels,
+    slots: row.slots,
+    leaseExpiresAt: timestampFromDate(row.lease_expires_at),
+    registeredAt: timestampFromDate(row.registered_at),
+  });
+}

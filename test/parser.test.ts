@@ -1,0 +1,466 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { toJson } from "@bufbuild/protobuf";
+import { PipelineSchema } from "../gen/otto/v1/pipeline_pb.ts";
+import type { Pipeline } from "../gen/otto/v1/pipeline_pb.ts";
+import { parseDuration } from "../services/parser/src/duration.ts";
+import { formatProblems, parsePipeline } from "../services/parser/src/parse-pipeline.ts";
+import type { PipelineProblemInfo } from "../services/parser/src/parse-pipeline.ts";
+
+/** One YAML line per argument, so that line N of the file is argument N. */
+const yaml = (...lines: string[]): string => lines.join("\n") + "\n";
+
+function parsed(text: string): Pipeline {
+  const result = parsePipeline(text);
+  assert.ok(result.ok, `unexpected problems:\n${result.ok ? "" : formatProblems(result.problems, "test.yaml")}`);
+  return result.pipeline;
+}
+
+function problems(text: string): PipelineProblemInfo[] {
+  const result = parsePipeline(text);
+  assert.ok(!result.ok, "expected problems, but the pipeline parsed");
+  return result.problems;
+}
+
+/** Problems as [line, column, message], in the order parsePipeline returns them. */
+function assertProblems(text: string, expected: [number, number, string][]): void {
+  assert.deepEqual(
+    problems(text).map((p) => [p.line, p.column, p.message]),
+    expected,
+  );
+}
+
+describe("parsePipeline: valid files", () => {
+  test("the example pipeline becomes the expected IR", () => {
+    const pipeline = parsed(
+      yaml(
+        "name: hello",
+        "jobs:",
+        "  build:",
+        "    runs-on: [linux]          # agent labels; all must match. A single string is also accepted.",
+        "    env: { GREETING: hi }     # string values; numbers/booleans are converted to their text",
+        "    steps:",
+        "      - name: compile",
+        '        run: echo "$GREETING from $(hostname)"',
+        "      - run: ./make.sh",
+        "        timeout: 2m",
+        '        env: {X: "1"}',
+        "  test:",
+        "    needs: [build]            # a DAG (a single string also accepted)",
+        "    steps:",
+        "      - run: echo testing",
+      ),
+    );
+    // toJson leaves out unset fields, so this also checks that nothing else is set.
+    assert.deepEqual(toJson(PipelineSchema, pipeline), {
+      name: "hello",
+      jobs: [
+        {
+          name: "build",
+          runsOn: ["linux"],
+          env: { GREETING: "hi" },
+          steps: [
+            { name: "compile", run: 'echo "$GREETING from $(hostname)"' },
+            { name: "./make.sh", run: "./make.sh", timeout: "120s", env: { X: "1" } },
+          ],
+        },
+        { name: "test", needs: ["build"], steps: [{ name: "echo testing", run: "echo testing" }] },
+      ],
+    });
+    const [build, testJob] = pipeline.jobs;
+    assert.equal(build.steps[0].timeout, undefined);
+    assert.equal(build.steps[1].timeout?.seconds, 120n);
+    assert.equal(build.steps[1].timeout?.nanos, 0);
+    assert.deepEqual(testJob.runsOn, []);
+    assert.deepEqual(testJob.env, {});
+  });
+
+  test("single strings, scalar env values as written, derived names, file order, fractional timeouts", () => {
+    const pipeline = parsed(
+      yaml(
+        "name: variants",
+        "jobs:",
+        "  zeta:",
+        "    runs-on: linux",
+        '    env: {N: 1.50, B: true, H: 0x1F, S: "x y", E: ""}',
+        "    steps:",
+        "      - run: |",
+        "          make all",
+        "          make install",
+        '      - run: "   echo this line is longer than forty characters, so it is cut   "',
+        "        timeout: 1.5h",
+        "  alpha:",
+        "    needs: zeta",
+        "    runs-on: [linux, arm64]",
+        "    steps:",
+        "      - name: quick",
+        "        run: echo ok",
+        "        timeout: 500ms",
+      ),
+    );
+    assert.deepEqual(toJson(PipelineSchema, pipeline), {
+      name: "variants",
+      jobs: [
+        {
+          name: "zeta",
+          runsOn: ["linux"],
+          env: { N: "1.50", B: "true", H: "0x1F", S: "x y", E: "" },
+          steps: [
+            { name: "make all", run: "make all\nmake install\n" },
+            {
+              name: "echo this line is longer than forty char",
+              run: "   echo this line is longer than forty characters, so it is cut   ",
+              timeout: "5400s",
+            },
+          ],
+        },
+        {
+          name: "alpha",
+          runsOn: ["linux", "arm64"],
+          needs: ["zeta"],
+          steps: [{ name: "quick", run: "echo ok", timeout: "0.500s" }],
+        },
+      ],
+    });
+    assert.equal(pipeline.jobs[1].steps[0].timeout?.nanos, 500_000_000);
+  });
+
+  test("aliases are followed and a 64-character job name is accepted", () => {
+    const longest = "j".repeat(64);
+    const pipeline = parsed(
+      yaml(
+        "name: anchors",
+        "jobs:",
+        `  ${longest}:`,
+        '    env: &common {A: "1"}',
+        "    steps: [{run: make, env: *common}]",
+      ),
+    );
+    assert.equal(pipeline.jobs[0].name, longest);
+    assert.deepEqual(pipeline.jobs[0].steps[0].env, { A: "1" });
+  });
+});
+
+describe("parsePipeline: problems, each at its line and column", () => {
+  test("YAML syntax errors are all reported, and nothing else is checked", () => {
+    assertProblems(yaml("name: x", "jobs: a: b", "colour: red", "other: c: d"), [
+      [2, 7, "invalid YAML: nested mappings are not allowed in compact mappings"],
+      [4, 8, "invalid YAML: nested mappings are not allowed in compact mappings"],
+    ]);
+    assertProblems(yaml("name: x", "jobs:", "\tbuild: 1"), [[3, 1, "invalid YAML: tabs are not allowed as indentation"]]);
+  });
+
+  test("the document must be a mapping", () => {
+    assertProblems(yaml("- a", "- b"), [[1, 1, "expected a mapping with 'name' and 'jobs' at the top level, got a list"]]);
+    assertProblems(yaml("", "hello"), [[2, 1, `expected a mapping with 'name' and 'jobs' at the top level, got a string ("hello")`]]);
+    assertProblems("", [[0, 0, "the pipeline file is empty; expected a mapping with 'name' and 'jobs'"]]);
+    assertProblems(yaml("# only a comment"), [[0, 0, "the pipeline file is empty; expected a mapping with 'name' and 'jobs'"]]);
+  });
+
+  test("unknown keys, at the key, with a suggestion when one is close", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  build:",
+        "    runs_on: linux",
+        "    steps:",
+        "      - run: make",
+        "        tiemout: 1m",
+        "        shell: bash",
+        "version: 1",
+      ),
+      [
+        [4, 5, "unknown key 'runs_on' in job 'build'; did you mean 'runs-on'?"],
+        [7, 9, "unknown key 'tiemout' in step 1 of job 'build'; did you mean 'timeout'?"],
+        [8, 9, "unknown key 'shell' in step 1 of job 'build'; expected one of 'name', 'run', 'timeout', 'env'"],
+        [9, 1, "unknown key 'version' at the top level; expected one of 'name', 'jobs'"],
+      ],
+    );
+  });
+
+  test("missing required keys, at the mapping that lacks them", () => {
+    assertProblems(
+      yaml(
+        "jobs:",
+        "  build:",
+        "    runs-on: linux",
+        "  test:",
+        "    steps:",
+        "      - name: no command",
+        "  deploy: {}",
+      ),
+      [
+        [1, 1, "the pipeline is missing required key 'name'"],
+        [3, 5, "job 'build' is missing required key 'steps'"],
+        [6, 9, "step 1 of job 'test' is missing required key 'run'"],
+        [7, 11, "job 'deploy' is missing required key 'steps'"],
+      ],
+    );
+    assertProblems(yaml("# a comment", "name: x"), [[2, 1, "the pipeline is missing required key 'jobs'"]]);
+  });
+
+  test("wrong types, at the value", () => {
+    assertProblems(
+      yaml(
+        "name: [x]",
+        "jobs:",
+        "  build:",
+        "    runs-on: {os: linux}",
+        "    needs: 3",
+        "    env: [A]",
+        "    steps:",
+        "      - run: 42",
+        "        name: true",
+        "        timeout: [1m]",
+        "        env: {A: {b: c}}",
+        "      - echo hi",
+        "  test: hello",
+      ),
+      [
+        [1, 7, "expected a string for 'name', got a list"],
+        [4, 14, "expected a string or a list of strings for 'runs-on', got a mapping"],
+        [5, 12, "expected a string or a list of strings for 'needs', got a number (3)"],
+        [6, 10, "expected a mapping of variable names to values for 'env', got a list"],
+        [8, 14, `expected a string for 'run', got a number (42); quote it if you mean the text: "42"`],
+        [9, 15, `expected a string for 'name', got a boolean (true); quote it if you mean the text: "true"`],
+        [10, 18, `expected a duration such as "90s" or "1h30m" for 'timeout', got a list`],
+        [11, 18, "expected a string for environment variable 'A', got a mapping"],
+        [12, 9, `expected a mapping with 'run' for step 2 of job 'build', got a string ("echo hi"); write '- run: echo hi'`],
+        [13, 9, `expected a mapping with 'steps' for job 'test', got a string ("hello")`],
+      ],
+    );
+  });
+
+  test("a missing value is reported at its key", () => {
+    assertProblems(yaml("name: x", "jobs:"), [[2, 1, "expected a mapping of job names to jobs for 'jobs', got nothing"]]);
+    assertProblems(
+      yaml(
+        'name: ""',
+        "jobs:",
+        "  build:",
+        "  test:",
+        "    steps:",
+        "      - run: make",
+        "        env:",
+        "          A:",
+      ),
+      [
+        [1, 7, "expected a non-empty string for 'name', got an empty string"],
+        [3, 3, "expected a mapping with 'steps' for job 'build', got nothing"],
+        [8, 11, `expected a string for environment variable 'A', got nothing; write A: "" for an empty value`],
+      ],
+    );
+  });
+
+  test("empty jobs and empty steps", () => {
+    assertProblems(yaml("name: x", "jobs: {}"), [[2, 7, "'jobs' is empty; define at least one job"]]);
+    assertProblems(yaml("name: x", "jobs:", "  build:", "    steps: []", "  test:", "    steps:"), [
+      [4, 12, "job 'build' has no steps; 'steps' needs at least one"],
+      [6, 5, "expected a list of steps for 'steps' in job 'test', got nothing"],
+    ]);
+  });
+
+  test("unknown, self and duplicate needs, at the needs entry", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  build:",
+        "    steps: [{run: make}]",
+        "  test:",
+        "    needs: [biuld, test, build, deploy, build]",
+        "    steps: [{run: make test}]",
+      ),
+      [
+        [6, 13, "unknown job 'biuld' in needs; did you mean 'build'?"],
+        [6, 20, "job 'test' needs itself; remove 'test' from its needs"],
+        [6, 33, "unknown job 'deploy' in needs"],
+        [6, 41, "job 'build' is listed twice in the needs of 'test'"],
+      ],
+    );
+  });
+
+  test("each cycle in needs is reported once, at the entry that closes it", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  a:",
+        "    needs: b",
+        "    steps: [{run: x}]",
+        "  b:",
+        "    needs:",
+        "      - c",
+        "    steps: [{run: x}]",
+        "  c:",
+        "    needs: [a, d]",
+        "    steps: [{run: x}]",
+        "  d:",
+        "    needs: [d2]",
+        "    steps: [{run: x}]",
+        "  d2:",
+        "    needs: [d]",
+        "    steps: [{run: x}]",
+      ),
+      [
+        [11, 13, "cycle in needs: a -> b -> c -> a"],
+        [17, 13, "cycle in needs: d -> d2 -> d"],
+      ],
+    );
+  });
+
+  test("bad durations, at the value", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  build:",
+        "    steps:",
+        "      - run: a",
+        "        timeout: 10",
+        "      - run: b",
+        "        timeout: 1h30",
+        "      - {run: c, timeout: 2d}",
+      ),
+      [
+        [6, 18, 'bad duration "10": add a unit, e.g. "10s" (units: ms, s, m, h)'],
+        [8, 18, 'bad duration "1h30": add a unit after "30" (units: ms, s, m, h)'],
+        [9, 27, 'bad duration "2d": unknown unit "d" (units: ms, s, m, h)'],
+      ],
+    );
+  });
+
+  test("duplicate keys, at the repeated key, in flow and block mappings", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  build:",
+        "    steps: [{run: make, run: again}]",
+        "  build:",
+        "    steps: [{run: make}]",
+        "name: y",
+      ),
+      [
+        [4, 25, "duplicate key 'run'; it is already defined at line 4, column 14"],
+        [5, 3, "duplicate key 'build'; it is already defined at line 3, column 3"],
+        [7, 1, "duplicate key 'name'; it is already defined at line 1, column 1"],
+      ],
+    );
+    // After a key without a value, yaml itself would place the error at the end of the previous line.
+    assertProblems(yaml("name: x", "jobs:", "  build:", "    steps: [{run: make}]", "    env:", "    env: {A: b}"), [
+      [5, 5, "expected a mapping of variable names to values for 'env', got nothing"],
+      [6, 5, "duplicate key 'env'; it is already defined at line 5, column 5"],
+    ]);
+  });
+
+  test("invalid job and environment variable names, at the name", () => {
+    const long = "a".repeat(65);
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  9lives:",
+        "    steps: [{run: x}]",
+        `  ${long}:`,
+        "    steps: [{run: x}]",
+        "  ok:",
+        "    env: {my-var: 1, _OK: 2}",
+        "    steps: [{run: x}]",
+      ),
+      [
+        [3, 3, "invalid job name '9lives': use letters, digits, '_' and '-', starting with a letter or '_'"],
+        [5, 3, `job name '${long}' is too long: 65 characters, at most 64 allowed`],
+        [8, 11, "invalid environment variable name 'my-var': use letters, digits and '_', not starting with a digit"],
+      ],
+    );
+  });
+
+  test("problems of all kinds are reported together, in file order", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  build:",
+        "    needs: [tset]",
+        "    steps:",
+        "      - run: make",
+        "        timeout: soon",
+        "  test:",
+        "    stesp: []",
+        "name: again",
+      ),
+      [
+        [4, 13, "unknown job 'tset' in needs; did you mean 'test'?"],
+        [7, 18, 'bad duration "soon": expected a number followed by a unit, e.g. "90s" or "1h30m" (units: ms, s, m, h)'],
+        [9, 5, "unknown key 'stesp' in job 'test'; did you mean 'steps'?"],
+        [9, 5, "job 'test' is missing required key 'steps'"],
+        [10, 1, "duplicate key 'name'; it is already defined at line 1, column 1"],
+      ],
+    );
+  });
+});
+
+describe("formatProblems", () => {
+  test("one line per problem, sorted by position, without a place when there is none", () => {
+    const input: PipelineProblemInfo[] = [
+      { line: 3, column: 5, message: "b" },
+      { line: 0, column: 0, message: "whole file" },
+      { line: 1, column: 9, message: "a" },
+      { line: 3, column: 2, message: "c" },
+    ];
+    assert.equal(
+      formatProblems(input, "ci/otto.yaml"),
+      ["ci/otto.yaml: whole file", "ci/otto.yaml:1:9: a", "ci/otto.yaml:3:2: c", "ci/otto.yaml:3:5: b"].join("\n"),
+    );
+    assert.equal(input[0].message, "b", "the input is left as it was");
+  });
+
+  test("formats what parsePipeline reports", () => {
+    assert.equal(
+      formatProblems(problems(yaml("name: x", "jobs:", "  b:", "    steps: [{run: x, timeout: 5}]", "  a: {}")), "otto.yaml"),
+      [
+        `otto.yaml:4:31: bad duration "5": add a unit, e.g. "5s" (units: ms, s, m, h)`,
+        "otto.yaml:5:6: job 'a' is missing required key 'steps'",
+      ].join("\n"),
+    );
+  });
+});
+
+describe("parseDuration", () => {
+  const valid: [string, number, number][] = [
+    ["90s", 90, 0],
+    ["2m", 120, 0],
+    ["1h30m", 5400, 0],
+    ["500ms", 0, 500_000_000],
+    ["1.5h", 5400, 0],
+    ["1.25s", 1, 250_000_000],
+    ["1.5ms", 0, 1_500_000],
+    ["1m30s500ms", 90, 500_000_000],
+    ["0s", 0, 0],
+    ["87660000h", 315_576_000_000, 0],
+  ];
+  for (const [text, seconds, nanos] of valid) {
+    test(`"${text}" is ${seconds}s ${nanos}ns`, () => {
+      assert.deepEqual(parseDuration(text), { ok: true, seconds, nanos });
+    });
+  }
+
+  const units = "(units: ms, s, m, h)";
+  const invalid: [string, string][] = [
+    ["10", `bad duration "10": add a unit, e.g. "10s" ${units}`],
+    ["1.5", `bad duration "1.5": add a unit, e.g. "1.5s" ${units}`],
+    ["1h30", `bad duration "1h30": add a unit after "30" ${units}`],
+    ["5d", `bad duration "5d": unknown unit "d" ${units}`],
+    ["5 s", `bad duration "5 s": unknown unit " s" ${units}`],
+    ["", `bad duration "": expected a number followed by a unit, e.g. "90s" or "1h30m" ${units}`],
+    ["-5s", `bad duration "-5s": expected a number followed by a unit, e.g. "90s" or "1h30m" ${units}`],
+    ["87660001h", `bad duration "87660001h": too long, the limit is 10000 years`],
+  ];
+  for (const [text, message] of invalid) {
+    test(`"${text}" is refused`, () => {
+      assert.deepEqual(parseDuration(text), { ok: false, message });
+    });
+  }
+});
