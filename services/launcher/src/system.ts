@@ -52,11 +52,13 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
   };
   try {
     let databaseUrl = options.databaseUrl;
+    const storage: Array<{ name: string; pid: number | undefined; url: string }> = [];
     if (!databaseUrl) {
       supervisor.log("starting embedded PostgreSQL");
       const db = await startEmbeddedPostgres(join(dataDir, "postgres"), await freePort());
       cleanups.push(() => db.stop());
       databaseUrl = db.url;
+      storage.push({ name: "postgres", pid: db.pid, url: db.url.replace(/:[^:@/]*@/, "@") });
     }
     let s3 = options.s3;
     const common = { OTTO_LOG_LEVEL: process.env.OTTO_LOG_LEVEL ?? "info", ...options.env };
@@ -100,7 +102,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     const gatewayUrl = await supervisor.start({ name: "gateway", entry: entry("gateway"), env: withRegistry }, options.gatewayPort ?? 7670);
     const processesFile = join(dataDir, "processes.json");
     const writeProcesses = () =>
-      writeFile(processesFile, JSON.stringify({ gateway: gatewayUrl, processes: supervisor.info() }, null, 2) + "\n").catch(() => {});
+      writeFile(processesFile, JSON.stringify({ gateway: gatewayUrl, processes: [...storage, ...supervisor.info()] }, null, 2) + "\n").catch(() => {});
     await writeProcesses();
     supervisor.on("changed", () => void writeProcesses());
     return { gatewayUrl, registryUrl, databaseUrl, supervisor, processesFile, stop };

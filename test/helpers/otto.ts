@@ -1,0 +1,123 @@
+import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { startSystem, type OttoSystem, type SystemOptions } from "../../services/launcher/src/system.ts";
+import { createOttoClient, type OttoClient } from "../../sdk/src/index.ts";
+
+export interface TestOtto extends OttoSystem {
+  client: OttoClient;
+  dataDir: string;
+  logFile: string;
+  stopAndClean(): Promise<void>;
+}
+
+// A whole Otto of real processes for one test file: embedded Postgres in a
+// fresh directory, or a fresh database on OTTO_TEST_DATABASE_URL's server.
+export async function startTestOtto(options: Partial<SystemOptions> = {}): Promise<TestOtto> {
+  const dataDir = await mkdtemp(join(tmpdir(), "otto-test-"));
+  await chmod(dataDir, 0o755);
+  const logFile = join(dataDir, "otto.log");
+  let databaseUrl: string | undefined;
+  let dropDatabase = async () => {};
+  const serverUrl = process.env.OTTO_TEST_DATABASE_URL;
+  if (serverUrl) {
+    const name = `otto_test_${randomBytes(6).toString("hex")}`;
+    const admin = new pg.Client({ connectionString: serverUrl });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    const url = new URL(serverUrl);
+    url.pathname = `/${name}`;
+    databaseUrl = url.toString();
+    dropDatabase = async () => {
+      const c = new pg.Client({ connectionString: serverUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    };
+  }
+  const system = await startSystem({
+    dataDir,
+    gatewayPort: 0,
+    logMode: "quiet",
+    logFile,
+    databaseUrl,
+    ...options,
+  });
+  const client = createOttoClient({ baseUrl: system.gatewayUrl });
+  return {
+    ...system,
+    client,
+    dataDir,
+    logFile,
+    async stopAndClean() {
+      await system.stop();
+      await dropDatabase().catch(() => {});
+      if (!process.env.OTTO_TEST_KEEP) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+// Polls `check` until it returns a value other than undefined/false, or fails
+// after `timeoutMs` with `what` in the message.
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30_000,
+  intervalMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value as T;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export async function tailOfLog(otto: TestOtto, lines = 80): Promise<string> {
+  const text = await readFile(otto.logFile, "utf8").catch(() => "");
+  return text.split("\n").slice(-lines).join("\n");
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Raw Connect-over-HTTP calls with JSON bodies, as curl would make them.
+export async function postJson(baseUrl: string, path: string, body: unknown, headers: Record<string, string> = {}) {
+  const response = await fetch(baseUrl + path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json: any;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, text, json, contentType: response.headers.get("content-type") ?? "" };
+}
+
+// A server-streaming method called with a plain JSON body: one JSON message per line.
+export async function postJsonStream(baseUrl: string, path: string, body: unknown): Promise<{ status: number; messages: any[] }> {
+  const { status, text } = await postJson(baseUrl, path, body);
+  const messages = text.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l));
+  return { status, messages };
+}
