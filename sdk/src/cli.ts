@@ -1,12 +1,13 @@
 #!/usr/bin/env -S node --disable-warning=ExperimentalWarning
 // otto: the command line for Otto, built on the SDK.
 import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RunState } from "../../gen/otto/v1/run_pb.ts";
 import { createOttoClient, defaultGatewayUrl } from "./client.ts";
 import { describeRun, followRun } from "./follow-run.ts";
 import { followLogs } from "./logs.ts";
-import { submit } from "./runs.ts";
+import { isFinal, submit } from "./runs.ts";
 import { runStateName } from "../../services/kit/src/run-state.ts";
 
 const usage = `usage: otto [--url URL] COMMAND
@@ -34,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "run": {
       need(1);
-      const run = await submit(client, await readFile(rest[0], "utf8"));
+      const run = await submit(client, await readFile(rest[0], "utf8"), basename(rest[0]));
       console.log(`run ${run.id} submitted`);
       if (!follow) return 0;
       const final = await followRun(client, run.id, {
@@ -66,7 +67,8 @@ export async function main(argv: string[]): Promise<number> {
     case "cancel": {
       need(1);
       const { run } = await client.runs.cancelRun({ runId: rest[0] });
-      console.log(`run ${run!.id}: ${runStateName(run!.state)}${run!.state === RunState.CANCELED ? "" : " (cancel requested)"}`);
+      const note = isFinal(run!.state) ? (run!.state === RunState.CANCELED ? "" : " (already finished)") : " (cancel requested)";
+      console.log(`run ${run!.id}: ${runStateName(run!.state)}${note}`);
       return 0;
     }
     default:

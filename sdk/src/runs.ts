@@ -9,12 +9,12 @@ export function isFinal(state: RunState): boolean {
 }
 
 // Submits a pipeline given as file text or as IR (from the builder).
-export async function submit(client: OttoClient, pipeline: string | Pipeline): Promise<Run> {
+export async function submit(client: OttoClient, pipeline: string | Pipeline, fileName = ""): Promise<Run> {
   const source =
     typeof pipeline === "string"
       ? ({ case: "pipelineYaml", value: pipeline } as const)
       : ({ case: "pipeline", value: pipeline } as const);
-  const { run } = await client.runs.submitRun({ source });
+  const { run } = await client.runs.submitRun({ source, fileName });
   return run!;
 }
 

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -89,12 +90,19 @@ export async function tailOfLog(otto: TestOtto, lines = 80): Promise<string> {
   return text.split("\n").slice(-lines).join("\n");
 }
 
+// Alive and not a zombie: a killed step's child is reparented to PID 1, which
+// may take its time to reap it, and kill(pid, 0) still succeeds until then.
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return !existsSync("/proc/self/stat");
   }
 }
 

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import type { PgBoss } from "pg-boss";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Logger } from "../../kit/src/log.ts";
@@ -39,7 +40,7 @@ export function startAdvanceWorkers(options: {
       } catch (err) {
         if (stopping.signal.aborted) break;
         log.error("advance failed; will retry", { err });
-        await notifier.wait("otto_never", () => false, 1_000, stopping.signal);
+        await delay(1_000, undefined, { signal: stopping.signal }).catch(() => {});
       }
     }
   };

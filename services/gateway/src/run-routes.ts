@@ -20,7 +20,7 @@ export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof Run
           throw new ConnectError(`pipeline_yaml is larger than ${maxPipelineBytes / 1024} KiB`, Code.ResourceExhausted);
         }
         ({ pipeline } = await registry.call("parser", ParserService, (c) =>
-          c.parsePipeline({ yaml, fileName: "pipeline.yml" }, { signal: ctx.signal }),
+          c.parsePipeline({ yaml, fileName: req.fileName.slice(0, 200) || "pipeline.yml" }, { signal: ctx.signal }),
         ));
       } else if (req.source.case === "pipeline") {
         pipeline = req.source.value;

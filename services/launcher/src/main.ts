@@ -1,7 +1,7 @@
 // `npm start`: Otto on this machine until Ctrl-C.
 import { parseArgs } from "./args.ts";
 import { storageFromEnv } from "./storage-env.ts";
-import { startSystem } from "./system.ts";
+import { startSystem, stopOnSignals } from "./system.ts";
 
 let args;
 try {
@@ -21,12 +21,4 @@ const system = await startSystem({
 system.supervisor.log(`Otto is up: gateway ${system.gatewayUrl} (processes in ${system.processesFile}); Ctrl-C stops it`);
 process.stdout.write(`\nOtto gateway: ${system.gatewayUrl}\n\n`);
 
-let stopping = false;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    if (stopping) process.exit(130);
-    stopping = true;
-    system.supervisor.log(`${signal}: stopping every process`);
-    void system.stop().then(() => process.exit(0));
-  });
-}
+stopOnSignals(system);

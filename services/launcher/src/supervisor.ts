@@ -79,8 +79,11 @@ export class Supervisor extends EventEmitter {
   #spawn(child: Child): void {
     const { spec } = child;
     const proc = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", spec.entry], {
-      env: { ...process.env, ...spec.env, OTTO_PORT: String(child.port) },
+      env: { ...process.env, ...spec.env, OTTO_PORT: String(child.port), OTTO_PARENT_PID: String(process.pid) },
       stdio: ["ignore", "pipe", "pipe"],
+      // Own process group: a terminal's Ctrl-C reaches only the launcher,
+      // which then stops the children in order.
+      detached: true,
     });
     child.process = proc;
     child.url = undefined;

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rename, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,6 +30,19 @@ export interface SystemOptions {
   env?: Record<string, string>;
 }
 
+// Ctrl-C or SIGTERM stops every process in order; a second signal exits at once.
+export function stopOnSignals(system: { stop(): Promise<void>; supervisor: Supervisor }, exitCode = 0): void {
+  let stopping = false;
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(signal, () => {
+      if (stopping) process.exit(130);
+      stopping = true;
+      system.supervisor.log(`${signal}: stopping every process`);
+      void system.stop().then(() => process.exit(exitCode));
+    });
+  }
+}
+
 export interface OttoSystem {
   gatewayUrl: string;
   registryUrl: string;
@@ -55,7 +68,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     const storage: Array<{ name: string; pid: number | undefined; url: string }> = [];
     if (!databaseUrl) {
       supervisor.log("starting embedded PostgreSQL");
-      const db = await startEmbeddedPostgres(join(dataDir, "postgres"), await freePort());
+      const db = await withRetries(3, async () => startEmbeddedPostgres(join(dataDir, "postgres"), await freePort()));
       cleanups.push(() => db.stop());
       databaseUrl = db.url;
       storage.push({ name: "postgres", pid: db.pid, url: db.url.replace(/:[^:@/]*@/, "@") });
@@ -101,14 +114,33 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     await Promise.all(starts);
     const gatewayUrl = await supervisor.start({ name: "gateway", entry: entry("gateway"), env: withRegistry }, options.gatewayPort ?? 7670);
     const processesFile = join(dataDir, "processes.json");
-    const writeProcesses = () =>
-      writeFile(processesFile, JSON.stringify({ gateway: gatewayUrl, processes: [...storage, ...supervisor.info()] }, null, 2) + "\n").catch(() => {});
+    // One write at a time, each to a temporary file renamed into place, so
+    // readers never see a half-written file.
+    let writes = Promise.resolve();
+    const writeProcesses = () => {
+      const text = JSON.stringify({ gateway: gatewayUrl, processes: [...storage, ...supervisor.info()] }, null, 2) + "\n";
+      writes = writes.then(async () => {
+        await writeFile(processesFile + ".tmp", text);
+        await rename(processesFile + ".tmp", processesFile);
+      }).catch(() => {});
+      return writes;
+    };
     await writeProcesses();
     supervisor.on("changed", () => void writeProcesses());
     return { gatewayUrl, registryUrl, databaseUrl, supervisor, processesFile, stop };
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+async function withRetries<T>(tries: number, attempt: () => Promise<T>): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (i >= tries) throw err;
+    }
   }
 }
 

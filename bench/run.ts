@@ -1,0 +1,94 @@
+// npm run bench [-- --json]: brings up a real Otto (all processes, real
+// Postgres) and prints throughput and latency figures.
+import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { startSystem } from "../services/launcher/src/system.ts";
+import { createOttoClient, pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
+
+const json = process.argv.includes("--json");
+const samples = Number(process.env.OTTO_BENCH_SAMPLES ?? 100);
+const dataDir = await mkdtemp(join(tmpdir(), "otto-bench-"));
+await chmod(dataDir, 0o755);
+const markers = join(dataDir, "markers");
+
+const system = await startSystem({
+  dataDir,
+  coordinators: 2,
+  agents: 4,
+  agentSlots: 4,
+  gatewayPort: 0,
+  logMode: "quiet",
+  logFile: join(dataDir, "otto.log"),
+  databaseUrl: process.env.OTTO_BENCH_DATABASE_URL,
+});
+const client = createOttoClient({ baseUrl: system.gatewayUrl });
+const results: Record<string, number | null> = {};
+try {
+  // Latency on an idle system: SubmitRun to the step's process starting.
+  const latencies: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const marker = join(markers, `start-${i}`);
+    const ir = pipeline("latency").job("one", { steps: [`mkdir -p ${markers}; date +%s%N > ${marker}`] }).build();
+    const t0 = Date.now();
+    const run = await submit(client, ir);
+    await waitForRun(client, run.id);
+    const started = Number(BigInt((await readFile(marker, "utf8")).trim()) / 1_000_000n);
+    latencies.push(started - t0);
+  }
+  latencies.sort((a, b) => a - b);
+  results.submit_to_start_ms_p50 = percentile(latencies, 0.5);
+  results.submit_to_start_ms_p99 = percentile(latencies, 0.99);
+
+  // Throughput: many runs of trivial steps at once.
+  const runs = 40;
+  const jobs = 5;
+  const steps = 5;
+  const ir = pipeline("throughput");
+  for (let j = 0; j < jobs; j++) ir.job(`job${j}`, { steps: Array.from({ length: steps }, () => "true") });
+  const throughputPipeline = ir.build();
+  const db = new pg.Client({ connectionString: system.databaseUrl });
+  await db.connect();
+  const journalBefore = Number((await db.query("SELECT count(*) FROM coordinator.journal")).rows[0].count);
+  const t0 = Date.now();
+  const submitted = await Promise.all(Array.from({ length: runs }, () => submit(client, throughputPipeline)));
+  const finals = await Promise.all(submitted.map((r) => waitForRun(client, r.id)));
+  const seconds = (Date.now() - t0) / 1000;
+  const journalAfter = Number((await db.query("SELECT count(*) FROM coordinator.journal")).rows[0].count);
+  await db.end();
+  const failed = finals.filter((r) => r.state !== RunState.SUCCEEDED).length;
+  if (failed > 0) throw new Error(`${failed} throughput runs did not succeed`);
+  results.steps_per_s = round((runs * jobs * steps) / seconds);
+  results.transitions_per_s = round((journalAfter - journalBefore) / seconds);
+  const last = finals.map((r) => timestampDate(r.finishedAt!).getTime()).sort()[finals.length - 1];
+  results.throughput_wall_s = round((last - t0) / 1000);
+  results.failover_ms_max = null;
+  results.failover_ms_p50 = null;
+  results.rss_mb_max = round(Math.max(...(await Promise.all(ottoPids().map(rssMb)))));
+} finally {
+  await system.stop();
+  await rm(dataDir, { recursive: true, force: true });
+}
+
+for (const [key, value] of Object.entries(results)) console.log(`${key.padEnd(26)} ${value ?? "n/a (not measured yet)"}`);
+if (json) console.log(JSON.stringify(results));
+
+function ottoPids(): number[] {
+  return system.supervisor.info().map((p) => p.pid).filter((p): p is number => p !== undefined);
+}
+
+async function rssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)];
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
