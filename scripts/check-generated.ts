@@ -3,11 +3,12 @@ import { execFileSync } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import { bufPath } from "./buf.ts";
 
 const root = join(import.meta.dirname, "..");
 const scratch = await mkdtemp(join(tmpdir(), "otto-gen-"));
 try {
-  execFileSync("buf", ["generate", "--output", scratch], { cwd: root, stdio: "inherit" });
+  execFileSync(bufPath(), ["generate", "--output", scratch], { cwd: root, stdio: "inherit" });
   const fresh = await files(join(scratch, "gen"));
   const checkedIn = await files(join(root, "gen"));
   const problems: string[] = [];
