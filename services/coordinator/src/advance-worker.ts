@@ -5,42 +5,74 @@ import type { Logger } from "../../kit/src/log.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import { advanceRun } from "./advance-run.ts";
 import { advanceChannel, advanceQueue, asBossDb, type AdvancePayload } from "./run-queue.ts";
+import { FencedError, fenceShard, type ShardManager } from "./shards.ts";
 
 const uuidPattern = /^[0-9a-f-]{36}$/i;
 
-// Fetch loops over the advance queue. Each job is fetched, handled and
-// completed in one transaction: if this process dies midway, the transaction
-// rolls back and a peer fetches the same job at once.
+// Fetch loops over the advance queues of the shards this coordinator owns.
+// Each job is fetched, handled and completed in one transaction that first
+// checks the shard's epoch: if this process dies or loses the shard midway,
+// the transaction rolls back and the new owner fetches the same job.
 export function startAdvanceWorkers(options: {
   pool: Pool;
   boss: PgBoss;
   notifier: Notifier;
+  shards: ShardManager;
+  memberId: string;
   log: Logger;
   concurrency: number;
 }): { stop(): Promise<void> } {
-  const { pool, boss, notifier, log } = options;
+  const { pool, boss, notifier, shards, memberId, log } = options;
   const stopping = new AbortController();
+  const dirty = new Set<number>();
+  notifier.on(advanceChannel, (payload) => dirty.add(Number(payload)));
+  shards.on("changed", () => {
+    for (const shard of shards.owned().keys()) notifier.poke(advanceChannel, String(shard));
+  });
+  let lastFullScan = 0;
+
+  const advanceOne = (shard: number, epoch: number) =>
+    inTransaction(pool, async (client) => {
+      await fenceShard(client, shard, epoch, memberId);
+      const db = asBossDb(client);
+      const [job] = await boss.fetch<AdvancePayload>(advanceQueue(shard), { batchSize: 1, db });
+      if (!job) return false;
+      const runId = job.data?.runId;
+      if (typeof runId === "string" && uuidPattern.test(runId)) {
+        await advanceRun(client, runId);
+      } else {
+        log.warn("dropping malformed advance job", { job_id: job.id });
+      }
+      await boss.complete(advanceQueue(shard), job.id, null, { db });
+      return true;
+    });
+
   const loop = async () => {
     while (!stopping.signal.aborted) {
       try {
-        const worked = await inTransaction(pool, async (client) => {
-          const db = asBossDb(client);
-          const [job] = await boss.fetch<AdvancePayload>(advanceQueue, { batchSize: 1, db });
-          if (!job) return false;
-          const runId = job.data?.runId;
-          if (typeof runId === "string" && uuidPattern.test(runId)) {
-            await advanceRun(client, runId);
-          } else {
-            log.warn("dropping malformed advance job", { job_id: job.id });
-          }
-          await boss.complete(advanceQueue, job.id, null, { db });
-          return true;
-        });
-        if (!worked) await notifier.wait(advanceChannel, () => true, 2_000, stopping.signal);
+        // Shards with news first; every owned shard now and then, in case a
+        // notification was missed (a new owner has not heard the old ones).
+        const owned = shards.owned();
+        const fullScan = Date.now() - lastFullScan > 1_000;
+        if (fullScan) lastFullScan = Date.now();
+        const candidates = fullScan ? [...owned.keys()] : [...dirty].filter((s) => owned.has(s));
+        for (const s of candidates) dirty.delete(s);
+        let worked = false;
+        for (const shard of candidates) {
+          while (!stopping.signal.aborted && (await advanceOne(shard, owned.get(shard)!))) worked = true;
+        }
+        if (!worked && dirty.size === 0) {
+          await notifier.wait(advanceChannel, (p) => owned.has(Number(p)), 1_000, stopping.signal);
+        }
       } catch (err) {
         if (stopping.signal.aborted) break;
+        if (err instanceof FencedError) {
+          log.warn("fenced out of a shard", { err: err.message });
+          await shards.tick();
+          continue;
+        }
         log.error("advance failed; will retry", { err });
-        await delay(1_000, undefined, { signal: stopping.signal }).catch(() => {});
+        await delay(500, undefined, { signal: stopping.signal }).catch(() => {});
       }
     }
   };

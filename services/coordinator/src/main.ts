@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import { PgBoss } from "pg-boss";
 import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
@@ -11,7 +13,8 @@ import { startAdvanceWorkers } from "./advance-worker.ts";
 import { agentServiceImpl } from "./agent-routes.ts";
 import { journalChannel } from "./journal.ts";
 import { migrations } from "./migrations.ts";
-import { advanceChannel, advanceQueue } from "./run-queue.ts";
+import { advanceChannel, advanceQueues } from "./run-queue.ts";
+import { ShardManager } from "./shards.ts";
 import { runServiceImpl } from "./run-routes.ts";
 import { startTaskSweeper } from "./task-sweeper.ts";
 
@@ -20,6 +23,7 @@ const config = loadConfig("coordinator", (env) => ({
   databaseUrl: readString(env, "DATABASE_URL"),
   taskLeaseMs: readInt(env, "OTTO_TASK_LEASE_MS", 15_000, 1_000),
   workers: readInt(env, "OTTO_COORDINATOR_WORKERS", 2, 1),
+  shardLeaseMs: readInt(env, "OTTO_SHARD_LEASE_MS", 2_000, 500),
 }));
 const log = serviceLogger("coordinator");
 
@@ -31,14 +35,20 @@ const boss = new PgBoss({ connectionString: config.databaseUrl, schema: "pgboss"
 boss.on("error", (err) => log.error("pg-boss error", { err }));
 await boss.start();
 onShutdown("stop pg-boss", () => boss.stop({ graceful: false }));
-if (!(await boss.getQueue(advanceQueue))) await boss.createQueue(advanceQueue).catch(() => {});
+for (const queue of advanceQueues) {
+  if (!(await boss.getQueue(queue))) await boss.createQueue(queue).catch(() => {});
+}
 
 const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
 
-const workers = startAdvanceWorkers({ pool, boss, notifier, log, concurrency: config.workers });
-const sweeper = startTaskSweeper({ pool, boss, log, intervalMs: 1_000 });
+const memberId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+const shards = new ShardManager({ pool, log, memberId, leaseMs: config.shardLeaseMs });
+await shards.start();
+onShutdown("release shards", () => shards.stop());
+const workers = startAdvanceWorkers({ pool, boss, notifier, shards, memberId, log, concurrency: config.workers });
+const sweeper = startTaskSweeper({ pool, boss, log, shards, memberId, intervalMs: 500 });
 onShutdown("stop workers", async () => {
   sweeper.stop();
   await workers.stop();

@@ -71,4 +71,20 @@ export const migrations = [
      message text NOT NULL DEFAULT '',
      PRIMARY KEY (run_id, seq)
    );`,
+  // Shards: every run belongs to one; each shard is owned by one live
+  // coordinator at a time, under a lease, with an epoch that fences writes.
+  `ALTER TABLE runs ADD COLUMN shard int NOT NULL DEFAULT 0;
+   CREATE INDEX runs_shard ON runs (shard) WHERE finished_at IS NULL;
+   CREATE TABLE shards (
+     shard int PRIMARY KEY,
+     owner text,
+     epoch bigint NOT NULL DEFAULT 0,
+     lease_expires_at timestamptz
+   );
+   INSERT INTO shards (shard) SELECT generate_series(0, 15);
+   CREATE TABLE members (
+     id text PRIMARY KEY,
+     url text NOT NULL DEFAULT '',
+     heartbeat_at timestamptz NOT NULL
+   );`,
 ];

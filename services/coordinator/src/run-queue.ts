@@ -1,10 +1,17 @@
 import type { PgBoss } from "pg-boss";
 import type { PoolClient } from "../../kit/src/db.ts";
+import { shardCount, shardOf } from "./shards.ts";
 
-// pg-boss queue of "advance run R" work. Enqueued inside the transaction that
-// made advancing necessary, so the work exists exactly when the change does.
-export const advanceQueue = "advance-run";
+// pg-boss queues of "advance run R" work, one per shard, so that only the
+// shard's owner does a run's work. Enqueued inside the transaction that made
+// advancing necessary, so the work exists exactly when the change does.
 export const advanceChannel = "otto_advance";
+
+export function advanceQueue(shard: number): string {
+  return `advance-${String(shard).padStart(2, "0")}`;
+}
+
+export const advanceQueues = Array.from({ length: shardCount }, (_, shard) => advanceQueue(shard));
 
 export interface AdvancePayload {
   runId: string;
@@ -15,7 +22,8 @@ export function asBossDb(client: PoolClient) {
 }
 
 export async function enqueueAdvance(boss: PgBoss, client: PoolClient, runId: string): Promise<void> {
+  const shard = shardOf(runId);
   const payload: AdvancePayload = { runId };
-  await boss.send(advanceQueue, payload, { db: asBossDb(client) });
-  await client.query("SELECT pg_notify($1, $2)", [advanceChannel, runId]);
+  await boss.send(advanceQueue(shard), payload, { db: asBossDb(client) });
+  await client.query("SELECT pg_notify($1, $2)", [advanceChannel, String(shard)]);
 }

@@ -6,6 +6,7 @@ import { deriveStepName } from "../../parser/src/parse-pipeline.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import { appendJournal } from "./journal.ts";
 import { enqueueAdvance } from "./run-queue.ts";
+import { shardOf } from "./shards.ts";
 import { RunState } from "./states.ts";
 
 export function stepName(name: string, run: string): string {
@@ -17,11 +18,12 @@ export async function submitRun(pool: Pool, boss: PgBoss, pipeline: Pipeline): P
   const runId = randomUUID();
   for (const job of pipeline.jobs) for (const step of job.steps) step.name = stepName(step.name, step.run);
   await inTransaction(pool, async (client) => {
-    await client.query("INSERT INTO coordinator.runs (id, name, state, pipeline) VALUES ($1, $2, $3, $4)", [
+    await client.query("INSERT INTO coordinator.runs (id, name, state, pipeline, shard) VALUES ($1, $2, $3, $4, $5)", [
       runId,
       pipeline.name,
       RunState.QUEUED,
       toJson(PipelineSchema, pipeline),
+      shardOf(runId),
     ]);
     for (const [position, job] of pipeline.jobs.entries()) {
       await client.query(

@@ -2,21 +2,35 @@ import type { PgBoss } from "pg-boss";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Logger } from "../../kit/src/log.ts";
 import { finishTask } from "./task-lifecycle.ts";
+import { fenceShard, FencedError, type ShardManager } from "./shards.ts";
 import { RunState } from "./states.ts";
 
-// Ends tasks whose agent stopped heartbeating, so no run stays RUNNING forever.
-export function startTaskSweeper(options: { pool: Pool; boss: PgBoss; log: Logger; intervalMs: number }) {
-  const { pool, boss, log } = options;
+// Ends tasks whose agent stopped heartbeating, so no run stays RUNNING
+// forever. Each coordinator sweeps the runs of the shards it owns.
+export function startTaskSweeper(options: {
+  pool: Pool;
+  boss: PgBoss;
+  log: Logger;
+  shards: ShardManager;
+  memberId: string;
+  intervalMs: number;
+}) {
+  const { pool, boss, log, shards, memberId } = options;
   let running = false;
   const sweep = async () => {
     if (running) return;
     running = true;
     try {
+      const owned = shards.owned();
+      if (owned.size === 0) return;
       const { rows } = await pool.query(
-        "SELECT id, run_id FROM coordinator.tasks WHERE status = 'assigned' AND lease_expires_at < now() LIMIT 50",
+        `SELECT t.id, t.run_id, r.shard FROM coordinator.tasks t JOIN coordinator.runs r ON r.id = t.run_id
+         WHERE t.status = 'assigned' AND t.lease_expires_at < now() AND r.shard = ANY($1) LIMIT 50`,
+        [[...owned.keys()]],
       );
       for (const expired of rows) {
         await inTransaction(pool, async (client) => {
+          await fenceShard(client, expired.shard, owned.get(expired.shard)!, memberId);
           await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [expired.run_id]);
           const { rows: tasks } = await client.query(
             "SELECT * FROM coordinator.tasks WHERE id = $1 AND status = 'assigned' AND lease_expires_at < now()",
@@ -31,7 +45,7 @@ export function startTaskSweeper(options: { pool: Pool; boss: PgBoss; log: Logge
         });
       }
     } catch (err) {
-      log.error("task sweep failed", { err });
+      if (!(err instanceof FencedError)) log.error("task sweep failed", { err });
     } finally {
       running = false;
     }

@@ -9,7 +9,9 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
     max: options.max ?? 10,
     application_name: options.application,
     statement_timeout: 30_000,
-    idle_in_transaction_session_timeout: 60_000,
+    // A paused process must not hold row locks for long: Postgres ends its
+    // session, which rolls its transaction back and releases them.
+    idle_in_transaction_session_timeout: 5_000,
     connectionTimeoutMillis: 10_000,
   });
   // An idle client losing its connection must not crash the process.

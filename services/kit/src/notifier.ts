@@ -65,6 +65,11 @@ export class Notifier {
     });
   }
 
+  // Wakes this process's waiters on `channel` as if a notification had come.
+  poke(channel: string, payload: string): void {
+    this.#events.emit(channel, payload);
+  }
+
   on(channel: string, listener: (payload: string) => void): () => void {
     this.#events.on(channel, listener);
     return () => this.#events.off(channel, listener);
