@@ -23,6 +23,10 @@ export interface JobSpec {
   env?: Record<string, string>;
   needs?: string[];
   steps: Array<StepSpec | string>;
+  // Further attempts after a failure: a count, or the full policy.
+  retry?: number | { max: number; exitCodes?: number[]; agentLost?: boolean };
+  locks?: string[];
+  resources?: { cpu?: number; memoryBytes?: number | bigint };
 }
 
 // Builds the same pipeline IR as the YAML parser does:
@@ -43,6 +47,12 @@ export class PipelineBuilder {
         env: spec.env ?? {},
         needs: spec.needs ?? [],
         steps: spec.steps.map((step) => buildStep(typeof step === "string" ? { run: step } : step)),
+        retry: spec.retry === undefined ? undefined : typeof spec.retry === "number" ? { max: spec.retry } : spec.retry,
+        locks: spec.locks ?? [],
+        resources: spec.resources && {
+          cpu: spec.resources.cpu ?? 0,
+          memoryBytes: BigInt(spec.resources.memoryBytes ?? 0),
+        },
       }),
     );
     return this;

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/pipeline.proto.
  */
 export const file_otto_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxIjwKCFBpcGVsaW5lEgwKBG5hbWUYASABKAkSIgoEam9icxgCIAMoCzIULm90dG8udjEuUGlwZWxpbmVKb2IiuQEKC1BpcGVsaW5lSm9iEgwKBG5hbWUYASABKAkSDwoHcnVuc19vbhgCIAMoCRIqCgNlbnYYAyADKAsyHS5vdHRvLnYxLlBpcGVsaW5lSm9iLkVudkVudHJ5Eg0KBW5lZWRzGAQgAygJEiQKBXN0ZXBzGAUgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXAaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKuAQoMUGlwZWxpbmVTdGVwEgwKBG5hbWUYASABKAkSCwoDcnVuGAIgASgJEioKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoDZW52GAQgAygLMh4ub3R0by52MS5QaXBlbGluZVN0ZXAuRW52RW50cnkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AWIGcHJvdG8z", [file_google_protobuf_duration]);
+  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxIjwKCFBpcGVsaW5lEgwKBG5hbWUYASABKAkSIgoEam9icxgCIAMoCzIULm90dG8udjEuUGlwZWxpbmVKb2IilAIKC1BpcGVsaW5lSm9iEgwKBG5hbWUYASABKAkSDwoHcnVuc19vbhgCIAMoCRIqCgNlbnYYAyADKAsyHS5vdHRvLnYxLlBpcGVsaW5lSm9iLkVudkVudHJ5Eg0KBW5lZWRzGAQgAygJEiQKBXN0ZXBzGAUgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXASIwoFcmV0cnkYBiABKAsyFC5vdHRvLnYxLlJldHJ5UG9saWN5Eg0KBWxvY2tzGAcgAygJEiUKCXJlc291cmNlcxgIIAEoCzISLm90dG8udjEuUmVzb3VyY2VzGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVgoLUmV0cnlQb2xpY3kSCwoDbWF4GAEgASgFEhIKCmV4aXRfY29kZXMYAiADKAUSFwoKYWdlbnRfbG9zdBgDIAEoCEgAiAEBQg0KC19hZ2VudF9sb3N0Ii4KCVJlc291cmNlcxILCgNjcHUYASABKAESFAoMbWVtb3J5X2J5dGVzGAIgASgDIq4BCgxQaXBlbGluZVN0ZXASDAoEbmFtZRgBIAEoCRILCgNydW4YAiABKAkSKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCgNlbnYYBCADKAsyHi5vdHRvLnYxLlBpcGVsaW5lU3RlcC5FbnZFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBYgZwcm90bzM", [file_google_protobuf_duration]);
 
 /**
  * A pipeline in its intermediate representation: what the parser makes of a
@@ -71,6 +71,28 @@ export type PipelineJob = Message<"otto.v1.PipelineJob"> & {
    * @generated from field: repeated otto.v1.PipelineStep steps = 5;
    */
   steps: PipelineStep[];
+
+  /**
+   * When and how often a failed attempt of the job is tried again.
+   *
+   * @generated from field: otto.v1.RetryPolicy retry = 6;
+   */
+  retry?: RetryPolicy | undefined;
+
+  /**
+   * Named mutual-exclusion resources (e.g. a deploy environment): the job
+   * holds all of them while it runs, and no other job holds any of them then.
+   *
+   * @generated from field: repeated string locks = 7;
+   */
+  locks: string[];
+
+  /**
+   * What the job needs of an agent, beyond a free slot.
+   *
+   * @generated from field: otto.v1.Resources resources = 8;
+   */
+  resources?: Resources | undefined;
 };
 
 /**
@@ -79,6 +101,64 @@ export type PipelineJob = Message<"otto.v1.PipelineJob"> & {
  */
 export const PipelineJobSchema: GenMessage<PipelineJob> = /*@__PURE__*/
   messageDesc(file_otto_v1_pipeline, 1);
+
+/**
+ * @generated from message otto.v1.RetryPolicy
+ */
+export type RetryPolicy = Message<"otto.v1.RetryPolicy"> & {
+  /**
+   * Further attempts after the first; 0 means none.
+   *
+   * @generated from field: int32 max = 1;
+   */
+  max: number;
+
+  /**
+   * Retry only when a step exits with one of these codes. With neither this
+   * nor `agent_lost` set, any failure is retried.
+   *
+   * @generated from field: repeated int32 exit_codes = 2;
+   */
+  exitCodes: number[];
+
+  /**
+   * Retry when the agent running the job is lost (stops heartbeating).
+   *
+   * @generated from field: optional bool agent_lost = 3;
+   */
+  agentLost?: boolean | undefined;
+};
+
+/**
+ * Describes the message otto.v1.RetryPolicy.
+ * Use `create(RetryPolicySchema)` to create a new message.
+ */
+export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
+  messageDesc(file_otto_v1_pipeline, 2);
+
+/**
+ * @generated from message otto.v1.Resources
+ */
+export type Resources = Message<"otto.v1.Resources"> & {
+  /**
+   * CPU cores, e.g. 0.5 or 2.
+   *
+   * @generated from field: double cpu = 1;
+   */
+  cpu: number;
+
+  /**
+   * @generated from field: int64 memory_bytes = 2;
+   */
+  memoryBytes: bigint;
+};
+
+/**
+ * Describes the message otto.v1.Resources.
+ * Use `create(ResourcesSchema)` to create a new message.
+ */
+export const ResourcesSchema: GenMessage<Resources> = /*@__PURE__*/
+  messageDesc(file_otto_v1_pipeline, 3);
 
 /**
  * @generated from message otto.v1.PipelineStep
@@ -114,5 +194,5 @@ export type PipelineStep = Message<"otto.v1.PipelineStep"> & {
  * Use `create(PipelineStepSchema)` to create a new message.
  */
 export const PipelineStepSchema: GenMessage<PipelineStep> = /*@__PURE__*/
-  messageDesc(file_otto_v1_pipeline, 2);
+  messageDesc(file_otto_v1_pipeline, 4);
 

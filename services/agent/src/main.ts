@@ -1,4 +1,4 @@
-import { hostname, tmpdir } from "node:os";
+import { availableParallelism, hostname, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
@@ -14,6 +14,8 @@ const config = loadConfig("agent", (env) => {
     agentId,
     labels: readList(env, "OTTO_AGENT_LABELS", [process.platform, hostname()]),
     slots: readInt(env, "OTTO_AGENT_SLOTS", 2, 1),
+    cpu: readInt(env, "OTTO_AGENT_CPU", availableParallelism(), 1),
+    memoryMb: readInt(env, "OTTO_AGENT_MEMORY_MB", Math.floor(totalmem() / 1024 / 1024), 1),
     workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(tmpdir(), "otto-agent", agentId)),
   };
 });
@@ -30,20 +32,29 @@ const { registry } = await serveAndRegister({
 });
 
 const stopping = new AbortController();
-const running = new Set<Promise<void>>();
+const running = new Map<string, Promise<void>>();
 
 // One long-poll loop per slot: ask any coordinator for a task, run it, repeat.
 async function slotLoop() {
   while (!stopping.signal.aborted) {
     try {
+      const request = {
+        agentId: config.agentId,
+        labels: config.labels,
+        waitMs: 20_000,
+        slots: config.slots,
+        cpu: config.cpu,
+        memoryBytes: BigInt(config.memoryMb) * 1024n * 1024n,
+        runningTaskIds: [...running.keys()],
+      };
       const { task } = await registry.call("coordinator", AgentService, (c) =>
-        c.acquireTask({ agentId: config.agentId, labels: config.labels, waitMs: 20_000 }, { signal: stopping.signal, timeoutMs: 35_000 }),
+        c.acquireTask(request, { signal: stopping.signal, timeoutMs: 35_000 }),
       );
-      if (!task) continue;
+      if (!task || running.has(task.taskId)) continue;
       log.info("task acquired", { run_id: task.runId, job: task.job, attempt: task.attempt });
       const work = runTask(task, { agentId: config.agentId, workRoot: config.workRoot, registry, log });
-      running.add(work);
-      await work.finally(() => running.delete(work));
+      running.set(task.taskId, work);
+      await work.finally(() => running.delete(task.taskId));
     } catch (err) {
       if (stopping.signal.aborted) break;
       log.warn("acquire failed; retrying", { err });
@@ -55,7 +66,7 @@ async function slotLoop() {
 const loops = Array.from({ length: config.slots }, slotLoop);
 onShutdown("finish running tasks", async () => {
   stopping.abort();
-  await Promise.allSettled([...running]);
+  await Promise.allSettled([...running.values()]);
   await Promise.allSettled(loops);
 });
 log.info("agent ready", { labels: config.labels, slots: config.slots });

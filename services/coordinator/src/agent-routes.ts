@@ -21,9 +21,17 @@ export function agentServiceImpl(
     async acquireTask(req, ctx) {
       requireAgent(req.agentId);
       const deadline = Date.now() + Math.min(Math.max(req.waitMs, 0), maxWaitMs);
+      const claimant = {
+        id: req.agentId,
+        labels: req.labels,
+        slots: req.slots,
+        cpu: req.cpu,
+        memoryBytes: req.memoryBytes,
+        runningTaskIds: req.runningTaskIds,
+      };
       for (;;) {
         const woken = notifier.wait(tasksChannel, () => true, Math.max(0, deadline - Date.now()), ctx.signal);
-        const claimed = await inTransaction(pool, (client) => claimTask(client, req.agentId, req.labels, taskLeaseMs));
+        const claimed = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
         if (claimed) return { task: await taskSpec(pool, claimed, taskLeaseMs) };
         if (Date.now() >= deadline || ctx.signal.aborted) return {};
         await woken;
@@ -31,8 +39,14 @@ export function agentServiceImpl(
     },
     async heartbeatTask(req) {
       const { rows } = await pool.query(
-        `UPDATE coordinator.tasks SET lease_expires_at = now() + make_interval(secs => $4::float / 1000)
-         WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'assigned' RETURNING cancel_requested`,
+        `WITH task AS (
+           UPDATE coordinator.tasks SET lease_expires_at = now() + make_interval(secs => $4::float / 1000)
+           WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'assigned' RETURNING id, cancel_requested
+         ), held AS (
+           UPDATE coordinator.reservations r SET lease_expires_at = now() + make_interval(secs => $4::float / 1000)
+           FROM task WHERE r.task_id = task.id
+         )
+         SELECT cancel_requested FROM task`,
         [requireUuid(req.taskId), req.attempt, req.agentId, taskLeaseMs],
       );
       if (rows.length === 0) {

@@ -87,4 +87,32 @@ export const migrations = [
      url text NOT NULL DEFAULT '',
      heartbeat_at timestamptz NOT NULL
    );`,
+  // Reserve before allocate: an agent slot (with the job's cpu and memory)
+  // and every lock the job names are reserved together when an agent claims
+  // the job's task, under the task's lease, and released when it ends.
+  `ALTER TABLE tasks ADD COLUMN started boolean NOT NULL DEFAULT false;
+   ALTER TABLE jobs ADD COLUMN locks text[] NOT NULL DEFAULT '{}',
+     ADD COLUMN cpu float8 NOT NULL DEFAULT 0,
+     ADD COLUMN memory_bytes bigint NOT NULL DEFAULT 0,
+     ADD COLUMN retry_max int NOT NULL DEFAULT 0,
+     ADD COLUMN retry_exit_codes int[] NOT NULL DEFAULT '{}',
+     ADD COLUMN retry_agent_lost boolean;
+   CREATE TABLE reservations (
+     id bigserial PRIMARY KEY,
+     run_id uuid NOT NULL,
+     job text NOT NULL,
+     task_id uuid NOT NULL,
+     attempt int NOT NULL,
+     kind text NOT NULL CHECK (kind IN ('slot', 'lock')),
+     -- the agent for a slot, the lock's name for a lock
+     name text NOT NULL,
+     cpu float8 NOT NULL DEFAULT 0,
+     memory_bytes bigint NOT NULL DEFAULT 0,
+     lease_expires_at timestamptz NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE UNIQUE INDEX reservations_one_holder_per_lock ON reservations (name) WHERE kind = 'lock';
+   CREATE INDEX reservations_by_task ON reservations (task_id);
+   CREATE INDEX reservations_by_agent ON reservations (name) WHERE kind = 'slot';
+   CREATE INDEX reservations_by_lease ON reservations (lease_expires_at);`,
 ];

@@ -27,8 +27,23 @@ export async function submitRun(pool: Pool, boss: PgBoss, pipeline: Pipeline): P
     ]);
     for (const [position, job] of pipeline.jobs.entries()) {
       await client.query(
-        `INSERT INTO coordinator.jobs (run_id, name, position, state, needs, runs_on) VALUES ($1, $2, $3, $4, $5, $6)`,
-        [runId, job.name, position, RunState.QUEUED, job.needs, job.runsOn],
+        `INSERT INTO coordinator.jobs (run_id, name, position, state, needs, runs_on, locks, cpu, memory_bytes,
+           retry_max, retry_exit_codes, retry_agent_lost)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+        [
+          runId,
+          job.name,
+          position,
+          RunState.QUEUED,
+          job.needs,
+          job.runsOn,
+          job.locks,
+          job.resources?.cpu ?? 0,
+          String(job.resources?.memoryBytes ?? 0n),
+          job.retry?.max ?? 0,
+          job.retry?.exitCodes ?? [],
+          job.retry?.agentLost ?? null,
+        ],
       );
       await client.query(
         `INSERT INTO coordinator.steps (run_id, job, position, name, state)

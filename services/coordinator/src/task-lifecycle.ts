@@ -1,7 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
 import type { PoolClient } from "../../kit/src/db.ts";
+import { tasksChannel } from "./advance-run.ts";
 import { appendJournal } from "./journal.ts";
+import { describeReservations, releaseTaskReservations, reserveAll, type AgentCapacity } from "./reservations.ts";
+import { shouldRetry, type FailureCause } from "./retry-policy.ts";
 import { enqueueAdvance } from "./run-queue.ts";
 import { isFinal, RunState } from "./states.ts";
 
@@ -18,42 +21,71 @@ export interface ClaimedTask {
   attempt: number;
 }
 
-// Claims the oldest pending task this agent can run. Locks the run row before
-// the task row, the same order as advanceRun, so the two never deadlock.
-export async function claimTask(
-  client: PoolClient,
-  agentId: string,
-  labels: string[],
-  leaseMs: number,
-): Promise<ClaimedTask | undefined> {
+export interface Claimant extends AgentCapacity {
+  labels: string[];
+  runningTaskIds: string[];
+}
+
+// Hands an agent a task: first one already assigned to it whose answer was
+// lost (assigned, never started, not among the tasks it says it runs), else
+// the oldest pending task whose labels it has and whose slot, resources and
+// locks can all be reserved now. Locks the run row before the task row, the
+// same order as advanceRun, so the two never deadlock.
+export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: number): Promise<ClaimedTask | undefined> {
+  // One claim per agent at a time, so its slots are counted correctly.
+  await client.query("SELECT pg_advisory_xact_lock(hashtext('otto-agent:' || $1))", [agent.id]);
+  const lost = await client.query<ClaimedTask>(
+    `SELECT id, run_id, job, attempt FROM coordinator.tasks
+     WHERE status = 'assigned' AND agent_id = $1 AND NOT started AND NOT (id::text = ANY($2::text[])) LIMIT 1`,
+    [agent.id, agent.runningTaskIds],
+  );
+  for (const task of lost.rows) {
+    await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [task.run_id]);
+    const { rows } = await client.query<ClaimedTask>(
+      `UPDATE coordinator.tasks SET lease_expires_at = now() + make_interval(secs => $3::float / 1000)
+       WHERE id = $1 AND attempt = $2 AND status = 'assigned' AND NOT started RETURNING id, run_id, job, attempt`,
+      [task.id, task.attempt, leaseMs],
+    );
+    if (rows.length > 0) return rows[0];
+  }
   const { rows: candidates } = await client.query(
-    `SELECT id, run_id FROM coordinator.tasks WHERE status = 'pending' AND labels <@ $1::text[]
-     ORDER BY created_at LIMIT 20`,
-    [labels],
+    `SELECT t.id, t.run_id, j.locks, j.cpu, j.memory_bytes
+     FROM coordinator.tasks t JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
+     WHERE t.status = 'pending' AND t.labels <@ $1::text[] ORDER BY t.created_at LIMIT 20`,
+    [agent.labels],
   );
   for (const candidate of candidates) {
     await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [candidate.run_id]);
-    const { rows } = await client.query<ClaimedTask>(
-      `UPDATE coordinator.tasks SET status = 'assigned', attempt = attempt + 1, agent_id = $2,
-         lease_expires_at = now() + make_interval(secs => $3::float / 1000)
-       WHERE id = $1 AND status = 'pending' RETURNING id, run_id, job, attempt`,
-      [candidate.id, agentId, leaseMs],
+    const { rows } = await client.query(
+      "SELECT id, run_id, job, attempt FROM coordinator.tasks WHERE id = $1 AND status = 'pending' FOR UPDATE",
+      [candidate.id],
     );
     if (rows.length === 0) continue;
-    const task = rows[0];
+    const attempt = rows[0].attempt + 1;
+    const needs = { locks: candidate.locks, cpu: candidate.cpu, memoryBytes: BigInt(candidate.memory_bytes) };
+    const target = { runId: candidate.run_id, job: rows[0].job, taskId: candidate.id, attempt, leaseMs };
+    if (!(await reserveAll(client, agent, needs, target))) continue;
+    const { rows: claimed } = await client.query<ClaimedTask>(
+      `UPDATE coordinator.tasks SET status = 'assigned', attempt = $2, agent_id = $3, started = false,
+         lease_expires_at = now() + make_interval(secs => $4::float / 1000)
+       WHERE id = $1 RETURNING id, run_id, job, attempt`,
+      [candidate.id, attempt, agent.id, leaseMs],
+    );
+    const task = claimed[0];
     await client.query(
-      "UPDATE coordinator.jobs SET state = $3, agent_id = $4, started_at = now() WHERE run_id = $1 AND name = $2",
-      [task.run_id, task.job, RunState.RUNNING, agentId],
+      "UPDATE coordinator.jobs SET state = $3, agent_id = $4, started_at = now(), message = '' WHERE run_id = $1 AND name = $2",
+      [task.run_id, task.job, RunState.RUNNING, agent.id],
     );
     const { rowCount: runStarted } = await client.query(
       "UPDATE coordinator.runs SET state = $2, started_at = now() WHERE id = $1 AND state = $3",
       [task.run_id, RunState.RUNNING, RunState.QUEUED],
     );
     if (runStarted) await appendJournal(client, task.run_id, { state: RunState.RUNNING });
+    const holds = needs.locks.length > 0 ? `; holds ${needs.locks.map((l: string) => `lock ${l}`).join(", ")}` : "";
     await appendJournal(client, task.run_id, {
       job: task.job,
       state: RunState.RUNNING,
-      message: `attempt ${task.attempt} on agent ${agentId}`,
+      message: `attempt ${task.attempt} on agent ${agent.id}${holds}`,
     });
     return task;
   }
@@ -85,6 +117,7 @@ export async function reportStep(
 ): Promise<boolean> {
   const task = await lockCurrentAttempt(client, ref);
   const started = state === RunState.RUNNING;
+  if (started) await client.query("UPDATE coordinator.tasks SET started = true WHERE id = $1 AND NOT started", [task.id]);
   const { rows } = await client.query(
     `UPDATE coordinator.steps SET state = $4, exit_code = $5,
        started_at = CASE WHEN $6 THEN now() ELSE coalesce(started_at, now()) END,
@@ -98,16 +131,29 @@ export async function reportStep(
   return task.cancel_requested;
 }
 
-// Ends a task's current attempt: the job takes `state`, its unfinished steps
-// are closed, and the run is queued to advance.
+// Ends a task's current attempt and releases everything reserved for it.
+// A failure that the job's retry policy covers puts the job back in the
+// queue for a new attempt; otherwise the job takes `state`, its unfinished
+// steps are closed, and the run is queued to advance.
 export async function finishTask(
   client: PoolClient,
   boss: PgBoss,
-  task: { id: string; run_id: string; job: string },
+  task: { id: string; run_id: string; job: string; attempt: number; cancel_requested?: boolean },
   state: RunState,
   message: string,
+  cause: FailureCause = { agentLost: false },
 ): Promise<void> {
   if (!isFinal(state)) throw new ConnectError("a task can only complete in a final state", Code.InvalidArgument);
+  const released = await releaseTaskReservations(client, task.id);
+  await client.query("SELECT pg_notify($1, '')", [tasksChannel]);
+  if (cause.agentLost && released.length > 0) {
+    await appendJournal(client, task.run_id, {
+      job: task.job,
+      state: RunState.RUNNING,
+      message: `lease of attempt ${task.attempt} expired; released ${describeReservations(released)}`,
+    });
+  }
+  if (state === RunState.FAILED && !task.cancel_requested && (await retryIfAllowed(client, task, message, cause))) return;
   await client.query("UPDATE coordinator.tasks SET status = 'done', lease_expires_at = NULL WHERE id = $1", [task.id]);
   await client.query(
     "UPDATE coordinator.jobs SET state = $3, message = $4, finished_at = now() WHERE run_id = $1 AND name = $2",
@@ -123,4 +169,45 @@ export async function finishTask(
     await appendJournal(client, task.run_id, { job: task.job, step: step.name, state: step.state });
   }
   await enqueueAdvance(boss, client, task.run_id);
+}
+
+async function retryIfAllowed(
+  client: PoolClient,
+  task: { id: string; run_id: string; job: string; attempt: number },
+  message: string,
+  cause: FailureCause,
+): Promise<boolean> {
+  const { rows } = await client.query(
+    "SELECT retry_max, retry_exit_codes, retry_agent_lost FROM coordinator.jobs WHERE run_id = $1 AND name = $2",
+    [task.run_id, task.job],
+  );
+  const policy = { max: rows[0].retry_max, exitCodes: rows[0].retry_exit_codes, agentLost: rows[0].retry_agent_lost };
+  if (policy.max === 0) return false;
+  if (!cause.agentLost && cause.exitCode === undefined) {
+    const { rows: failed } = await client.query(
+      "SELECT exit_code FROM coordinator.steps WHERE run_id = $1 AND job = $2 AND state = $3 ORDER BY position LIMIT 1",
+      [task.run_id, task.job, RunState.FAILED],
+    );
+    cause = { ...cause, exitCode: failed[0]?.exit_code ?? undefined };
+  }
+  if (!shouldRetry(policy, task.attempt, cause)) return false;
+  await client.query(
+    "UPDATE coordinator.tasks SET status = 'pending', agent_id = '', started = false, lease_expires_at = NULL WHERE id = $1",
+    [task.id],
+  );
+  const why = `attempt ${task.attempt} failed (${message}); retrying as attempt ${task.attempt + 1} of ${policy.max + 1}`;
+  await client.query(
+    "UPDATE coordinator.jobs SET state = $3, message = $4, agent_id = '', finished_at = NULL WHERE run_id = $1 AND name = $2",
+    [task.run_id, task.job, RunState.QUEUED, why],
+  );
+  await appendJournal(client, task.run_id, { job: task.job, state: RunState.QUEUED, message: why });
+  const { rows: steps } = await client.query(
+    `UPDATE coordinator.steps SET state = $3, exit_code = NULL, started_at = NULL, finished_at = NULL
+     WHERE run_id = $1 AND job = $2 AND state <> $3 RETURNING name, position`,
+    [task.run_id, task.job, RunState.QUEUED],
+  );
+  for (const step of steps.sort((a, b) => a.position - b.position)) {
+    await appendJournal(client, task.run_id, { job: task.job, step: step.name, state: RunState.QUEUED });
+  }
+  return true;
 }

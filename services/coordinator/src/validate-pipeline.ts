@@ -3,6 +3,7 @@ import type { Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
 
 const jobNamePattern = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
 const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const lockNamePattern = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,99}$/;
 export const limits = { jobs: 200, stepsPerJob: 100, runBytes: 64 * 1024, nameChars: 200 };
 
 // The rules every pipeline IR must satisfy, whichever way it was made (the
@@ -23,6 +24,20 @@ export function pipelineProblems(pipeline: Pipeline): string[] {
     if (job.steps.length > limits.stepsPerJob) problems.push(`${where}: more than ${limits.stepsPerJob} steps`);
     for (const key of Object.keys(job.env)) {
       if (!envNamePattern.test(key)) problems.push(`${where}: env name "${key}" is not a valid variable name`);
+    }
+    if (job.locks.length > 10) problems.push(`${where}: more than 10 locks`);
+    for (const lock of job.locks) {
+      if (!lockNamePattern.test(lock)) problems.push(`${where}: lock name "${lock}" must match ${lockNamePattern.source}`);
+    }
+    if (new Set(job.locks).size !== job.locks.length) problems.push(`${where}: a lock is named twice`);
+    if (job.retry) {
+      if (job.retry.max < 0 || job.retry.max > 10) problems.push(`${where}: retry max must be between 0 and 10`);
+      if (job.retry.exitCodes.some((c) => c < 0 || c > 255)) problems.push(`${where}: retry exit codes must be 0 to 255`);
+    }
+    if (job.resources) {
+      const { cpu, memoryBytes } = job.resources;
+      if (!(cpu >= 0 && cpu <= 1024)) problems.push(`${where}: cpu must be between 0 and 1024`);
+      if (memoryBytes < 0n) problems.push(`${where}: memory must not be negative`);
     }
     job.steps.forEach((step, i) => {
       const stepWhere = `${where} step ${i + 1}`;

@@ -6,9 +6,10 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
 import type { Document, ParsedNode, Scalar, YAMLError, YAMLMap } from "yaml";
-import { PipelineJobSchema, PipelineSchema, PipelineStepSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
-import type { Pipeline, PipelineJob, PipelineStep } from "../../../gen/otto/v1/pipeline_pb.ts";
+import { PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "../../../gen/otto/v1/pipeline_pb.ts";
+import type { Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { parseDuration } from "./duration.ts";
+import { parseQuantity } from "./quantity.ts";
 
 export interface PipelineProblemInfo {
   line: number; // 1-based; 0 (with column 0) when the problem has no single place
@@ -49,8 +50,17 @@ const JOB_NAME_MAX = 64;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DERIVED_STEP_NAME_MAX = 40;
 const TOP_KEYS = ["name", "jobs"];
-const JOB_KEYS = ["runs-on", "env", "needs", "steps"];
+const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "steps"];
 const STEP_KEYS = ["name", "run", "timeout", "env"];
+const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
+const RESOURCE_KEYS = ["cpu", "memory"];
+const RETRY_MAX = 10;
+const EXIT_CODE_MAX = 255;
+// Together these make /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,99}$/, checked in two steps for clearer messages.
+const LOCK_NAME = /^[A-Za-z0-9][A-Za-z0-9._\/-]*$/;
+const LOCK_NAME_MAX = 100;
+const LOCKS_MAX = 10;
+const CPU_MAX = 1024;
 
 type Doc = Document.Parsed;
 interface Entry {
@@ -124,6 +134,9 @@ class Checker {
     job.env = this.#env(fields.get("env"));
     info.needs = this.#strings(fields.get("needs"), "'needs'");
     job.needs = info.needs.map((need) => need.text);
+    job.retry = this.#retry(fields.get("retry"), where);
+    job.locks = this.#locks(fields.get("locks"), where);
+    job.resources = this.#resources(fields.get("resources"), where);
     const steps = this.#required(fields, "steps", entry.value, where);
     if (steps === undefined) return info;
     if (!isSeq(steps.value)) {
@@ -208,6 +221,99 @@ class Checker {
       return undefined;
     }
     return create(DurationSchema, { seconds: BigInt(duration.seconds), nanos: duration.nanos });
+  }
+
+  /** A mapping with 'max', 'exit-codes' and 'agent-lost', or just the integer for 'max'. */
+  #retry(entry: Entry | undefined, where: string): RetryPolicy | undefined {
+    if (entry === undefined) return undefined;
+    const retry = create(RetryPolicySchema);
+    if (!isMap(entry.value)) {
+      retry.max = this.#integer(entry, 0, RETRY_MAX, "for 'retry'", " or a mapping with 'max'") ?? 0;
+      return retry;
+    }
+    const owner = `'retry' of ${where}`;
+    const fields = this.#entries(entry.value, RETRY_KEYS, `in ${owner}`);
+    retry.max = this.#integer(this.#required(fields, "max", entry.value, owner), 0, RETRY_MAX, "for 'max' in 'retry'") ?? 0;
+    const codes = fields.get("exit-codes");
+    if (codes !== undefined && isSeq(codes.value)) {
+      retry.exitCodes = codes.value.items.flatMap(
+        (item) => this.#integer({ key: item, value: this.#resolve(item) }, 0, EXIT_CODE_MAX, "in 'exit-codes'") ?? [],
+      );
+    } else if (codes !== undefined) {
+      retry.exitCodes = [this.#integer(codes, 0, EXIT_CODE_MAX, "for 'exit-codes'", " or a list of them")].filter((code) => code !== undefined);
+    }
+    const agentLost = fields.get("agent-lost");
+    if (agentLost !== undefined) {
+      if (isScalar(agentLost.value) && typeof agentLost.value.value === "boolean") retry.agentLost = agentLost.value.value;
+      else this.#wrongType(agentLost, "true or false", "for 'agent-lost'");
+    }
+    return retry;
+  }
+
+  /** Lock names: a string or a list of strings, valid, unique and not too many. */
+  #locks(entry: Entry | undefined, where: string): string[] {
+    const locks: Located[] = [];
+    for (const lock of this.#strings(entry, "'locks'")) {
+      const name = lock.text;
+      if (name.trim() === "") continue; // reported as an empty string already
+      if (!LOCK_NAME.test(name)) {
+        this.#report(lock.node, `invalid lock name '${name}': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit`);
+      } else if (name.length > LOCK_NAME_MAX) {
+        this.#report(lock.node, `lock name '${name}' is too long: ${name.length} characters, at most ${LOCK_NAME_MAX} allowed`);
+      } else if (locks.some((other) => other.text === name)) {
+        this.#report(lock.node, `lock '${name}' is listed twice in the locks of ${where}`);
+      } else {
+        locks.push(lock);
+      }
+    }
+    if (locks.length > LOCKS_MAX) {
+      this.#report(locks[LOCKS_MAX].node, `${where} has ${locks.length} locks, at most ${LOCKS_MAX} allowed`);
+    }
+    return locks.map((lock) => lock.text);
+  }
+
+  /** A mapping with 'cpu' and 'memory'; either one left out is 0, no requirement. */
+  #resources(entry: Entry | undefined, where: string): Resources | undefined {
+    if (entry === undefined) return undefined;
+    const resources = create(ResourcesSchema);
+    if (!isMap(entry.value)) {
+      this.#wrongType(entry, "a mapping with 'cpu' and 'memory'", "for 'resources'");
+      return resources;
+    }
+    const fields = this.#entries(entry.value, RESOURCE_KEYS, `in 'resources' of ${where}`);
+    const cpu = fields.get("cpu");
+    if (cpu !== undefined) {
+      const value = isScalar(cpu.value) ? cpu.value.value : undefined;
+      if (typeof value === "number" && value > 0 && value <= CPU_MAX) resources.cpu = value;
+      else {
+        const millicores = typeof value === "string" ? /^(\d+)m$/.exec(value) : null;
+        const hint = millicores ? `; write ${Number(millicores[1]) / 1000} for "${value}"` : unquoteHint(cpu.value);
+        this.#wrongType(cpu, `a number of cores above 0 and at most ${CPU_MAX}`, "for 'cpu'", hint);
+      }
+    }
+    const memory = fields.get("memory");
+    if (memory !== undefined) {
+      const text = scalarText(memory.value);
+      const quantity = text === undefined ? undefined : parseQuantity(text);
+      if (quantity === undefined) this.#wrongType(memory, 'a quantity such as "512Mi" or "2G"', "for 'memory'");
+      else if (!quantity.ok) this.#report(memory.value, quantity.message);
+      else resources.memoryBytes = quantity.bytes;
+    }
+    return resources;
+  }
+
+  /**
+   * An integer from min to max, written as one (not as "2" or 2.0); undefined after reporting
+   * anything else. `alternative` adds to what is expected, for values that may also be something else.
+   */
+  #integer(entry: Entry | undefined, min: number, max: number, where: string, alternative = ""): number | undefined {
+    if (entry === undefined) return undefined;
+    const node = entry.value;
+    if (isScalar(node) && typeof node.value === "number" && INTEGER.test(node.source ?? "") && node.value >= min && node.value <= max) {
+      return node.value + 0; // turns -0 into 0
+    }
+    this.#wrongType(entry, `an integer from ${min} to ${max}${alternative}`, where, unquoteHint(node));
+    return undefined;
   }
 
   /** Unknown, self, duplicate and cyclic needs. */
@@ -316,6 +422,13 @@ function duplicateKeys(doc: Doc, lines: LineCounter): PipelineProblemInfo[] {
     },
   });
   return problems;
+}
+
+const INTEGER = /^[-+]?(\d+|0x[0-9a-fA-F]+|0o[0-7]+)$/;
+
+/** For a number written in quotes, where a number is expected. */
+function unquoteHint(node: ParsedNode | null): string {
+  return isScalar(node) && typeof node.value === "string" && /^[-+]?\d+(\.\d+)?$/.test(node.value) ? "; write it without quotes" : "";
 }
 
 /** A key without a value, as in `a:` */
