@@ -1,11 +1,12 @@
 // npm run bench [-- --json]: brings up a real Otto (all processes, real
 // Postgres) and prints throughput and latency figures.
-import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { startSystem } from "../services/launcher/src/system.ts";
+import { shardOf } from "../services/coordinator/src/shards.ts";
 import { createOttoClient, pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
 
 const json = process.argv.includes("--json");
@@ -16,7 +17,7 @@ const markers = join(dataDir, "markers");
 
 const system = await startSystem({
   dataDir,
-  coordinators: 2,
+  coordinators: 3,
   agents: 4,
   agentSlots: 4,
   gatewayPort: 0,
@@ -25,8 +26,12 @@ const system = await startSystem({
   databaseUrl: process.env.OTTO_BENCH_DATABASE_URL,
 });
 const client = createOttoClient({ baseUrl: system.gatewayUrl });
+await mkdir(markers, { recursive: true });
 const results: Record<string, number | null> = {};
+const progress = (text: string) => process.stderr.write(`bench: ${text}\n`);
+let rssByProcess: Record<string, number> = {};
 try {
+  progress(`latency, ${samples} samples`);
   // Latency on an idle system: SubmitRun to the step's process starting.
   const latencies: number[] = [];
   for (let i = 0; i < samples; i++) {
@@ -42,6 +47,7 @@ try {
   results.submit_to_start_ms_p50 = percentile(latencies, 0.5);
   results.submit_to_start_ms_p99 = percentile(latencies, 0.99);
 
+  progress("throughput");
   // Throughput: many runs of trivial steps at once.
   const runs = 40;
   const jobs = 5;
@@ -64,16 +70,67 @@ try {
   results.transitions_per_s = round((journalAfter - journalBefore) / seconds);
   const last = finals.map((r) => timestampDate(r.finishedAt!).getTime()).sort()[finals.length - 1];
   results.throughput_wall_s = round((last - t0) / 1000);
-  results.failover_ms_max = null;
-  results.failover_ms_p50 = null;
+  progress("failover");
+  const failovers = await measureFailovers(Number(process.env.OTTO_BENCH_FAILOVERS ?? 5));
+  failovers.sort((a, b) => a - b);
+  results.failover_ms_max = failovers[failovers.length - 1];
+  results.failover_ms_p50 = percentile(failovers, 0.5);
   results.rss_mb_max = round(Math.max(...(await Promise.all(ottoPids().map(rssMb)))));
+  rssByProcess = Object.fromEntries(
+    await Promise.all(system.supervisor.info().map(async (p) => [p.name, p.pid ? round(await rssMb(p.pid)) : 0] as const)),
+  );
 } finally {
   await system.stop();
-  await rm(dataDir, { recursive: true, force: true });
+  if (!process.env.OTTO_BENCH_KEEP) await rm(dataDir, { recursive: true, force: true });
+  else progress(`kept ${dataDir}`);
 }
 
-for (const [key, value] of Object.entries(results)) console.log(`${key.padEnd(26)} ${value ?? "n/a (not measured yet)"}`);
+for (const [key, value] of Object.entries(results)) console.log(`${key.padEnd(26)} ${value}`);
+console.log(`rss by process (MB)        ${JSON.stringify(rssByProcess)}`);
 if (json) console.log(JSON.stringify(results));
+
+// Kills the coordinator owning a run that waits on its first job, releases
+// the job, and times from the kill to the peer's dispatch of the next job.
+async function measureFailovers(samples: number): Promise<number[]> {
+  const db = new pg.Client({ connectionString: system.databaseUrl });
+  await db.connect();
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < samples; i++) {
+      const gate = join(markers, `gate-${i}`);
+      const ir = pipeline("failover")
+        .job("wait", { steps: [`while [ ! -f ${gate} ]; do sleep 0.01; done`] })
+        .job("next", { needs: ["wait"], steps: ["true"] })
+        .build();
+      const run = await submit(client, ir);
+      await waitForJob(db, run.id, "wait", RunState.RUNNING);
+      const { rows } = await db.query("SELECT owner FROM coordinator.shards WHERE shard = $1", [shardOf(run.id)]);
+      const victim = system.supervisor.info().find((p) => p.pid && rows[0].owner?.includes(`-${p.pid}-`));
+      if (!victim?.pid) throw new Error(`no live coordinator owns shard ${shardOf(run.id)}`);
+      progress(`failover ${i + 1}: killing ${victim.name}`);
+      const killedAt = Date.now();
+      process.kill(victim.pid, "SIGKILL");
+      await writeFile(gate, "");
+      const final = await waitForRun(client, run.id);
+      if (final.state !== RunState.SUCCEEDED) throw new Error(`failover run ${run.id} ended ${final.state}`);
+      const next = final.jobs.find((j) => j.name === "next")!;
+      times.push(timestampDate(next.startedAt!).getTime() - killedAt);
+      await system.supervisor.waitForUrl(victim.name);
+    }
+  } finally {
+    await db.end();
+  }
+  return times;
+}
+
+async function waitForJob(db: pg.Client, runId: string, job: string, state: RunState): Promise<void> {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+    const { rows } = await db.query("SELECT state FROM coordinator.jobs WHERE run_id = $1 AND name = $2", [runId, job]);
+    if (rows[0]?.state === state) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`job ${job} of ${runId} did not reach state ${state}`);
+}
 
 function ottoPids(): number[] {
   return system.supervisor.info().map((p) => p.pid).filter((p): p is number => p !== undefined);

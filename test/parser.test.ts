@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { toJson } from "@bufbuild/protobuf";
-import { PipelineSchema } from "../gen/otto/v1/pipeline_pb.ts";
+import { PipelineJobSchema, PipelineSchema } from "../gen/otto/v1/pipeline_pb.ts";
 import type { Pipeline } from "../gen/otto/v1/pipeline_pb.ts";
 import { parseDuration } from "../services/parser/src/duration.ts";
 import { formatProblems, parsePipeline } from "../services/parser/src/parse-pipeline.ts";
 import type { PipelineProblemInfo } from "../services/parser/src/parse-pipeline.ts";
+import { parseQuantity } from "../services/parser/src/quantity.ts";
 
 /** One YAML line per argument, so that line N of the file is argument N. */
 const yaml = (...lines: string[]): string => lines.join("\n") + "\n";
@@ -138,6 +139,303 @@ describe("parsePipeline: valid files", () => {
     );
     assert.equal(pipeline.jobs[0].name, longest);
     assert.deepEqual(pipeline.jobs[0].steps[0].env, { A: "1" });
+  });
+});
+
+describe("parsePipeline: retry, locks and resources", () => {
+  test("a job with all three becomes the expected IR; a job without them leaves them unset", () => {
+    const pipeline = parsed(
+      yaml(
+        "name: release",
+        "jobs:",
+        "  deploy:",
+        "    retry: { max: 2, exit-codes: [75, 1], agent-lost: true }",
+        "    locks: [prod-db, deploy-env]",
+        "    resources: { cpu: 1.5, memory: 512Mi }",
+        "    steps: [{run: ./deploy.sh}]",
+        "  plain:",
+        "    steps: [{run: make}]",
+      ),
+    );
+    assert.deepEqual(toJson(PipelineSchema, pipeline), {
+      name: "release",
+      jobs: [
+        {
+          name: "deploy",
+          retry: { max: 2, exitCodes: [75, 1], agentLost: true },
+          locks: ["prod-db", "deploy-env"],
+          resources: { cpu: 1.5, memoryBytes: "536870912" },
+          steps: [{ name: "./deploy.sh", run: "./deploy.sh" }],
+        },
+        { name: "plain", steps: [{ name: "make", run: "make" }] },
+      ],
+    });
+    const [deploy, plain] = pipeline.jobs;
+    assert.equal(deploy.retry?.max, 2);
+    assert.deepEqual(deploy.retry?.exitCodes, [75, 1]);
+    assert.equal(deploy.retry?.agentLost, true);
+    assert.deepEqual(deploy.locks, ["prod-db", "deploy-env"]);
+    assert.equal(deploy.resources?.cpu, 1.5);
+    assert.equal(deploy.resources?.memoryBytes, 536_870_912n);
+    assert.equal(plain.retry, undefined);
+    assert.deepEqual(plain.locks, []);
+    assert.equal(plain.resources, undefined);
+  });
+
+  test("shorthands and partial forms: retry: 3, a single lock, a single exit code, one resource", () => {
+    const pipeline = parsed(
+      yaml(
+        "name: short",
+        "jobs:",
+        "  a:",
+        "    retry: 3",
+        "    locks: deploy-env",
+        "    resources: {memory: 2G}",
+        "    steps: [{run: a}]",
+        "  b:",
+        "    retry:",
+        "      max: 0",
+        "      exit-codes: 75",
+        "      agent-lost: false",
+        "    resources:",
+        "      cpu: 2",
+        "    steps: [{run: b}]",
+        "  c:",
+        "    retry: {max: 1}",
+        "    resources: {}",
+        "    steps: [{run: c}]",
+      ),
+    );
+    const [a, b, c] = pipeline.jobs;
+    assert.deepEqual(toJson(PipelineJobSchema, a), {
+      name: "a",
+      retry: { max: 3 },
+      locks: ["deploy-env"],
+      resources: { memoryBytes: "2000000000" },
+      steps: [{ name: "a", run: "a" }],
+    });
+    assert.equal(a.retry?.max, 3);
+    assert.deepEqual(a.retry?.exitCodes, []);
+    assert.equal(a.retry?.agentLost, undefined);
+    assert.equal(a.resources?.cpu, 0);
+    assert.equal(a.resources?.memoryBytes, 2_000_000_000n);
+
+    assert.ok(b.retry !== undefined, "retry: {max: 0} is set, not left out");
+    assert.equal(b.retry.max, 0);
+    assert.deepEqual(b.retry.exitCodes, [75]);
+    assert.equal(b.retry.agentLost, false, "agent-lost: false is kept as written");
+    assert.equal(b.resources?.cpu, 2);
+    assert.equal(b.resources?.memoryBytes, 0n);
+
+    assert.equal(c.retry?.max, 1);
+    assert.equal(c.retry?.agentLost, undefined);
+    assert.ok(c.resources !== undefined, "resources: {} is set, with no requirement");
+    assert.equal(c.resources.cpu, 0);
+    assert.equal(c.resources.memoryBytes, 0n);
+  });
+
+  test("limits are inclusive: retry 10, exit codes 0 and 255, 10 locks, a 100-character lock name, 1024 cores", () => {
+    const longest = "L" + "a._/-9".repeat(16) + "end";
+    assert.equal(longest.length, 100);
+    const ten = ["a", "B", "7z", "x.y", "x_y", "x/y", "x-y", "9lives", "env/prod", longest];
+    const pipeline = parsed(
+      yaml(
+        "name: limits",
+        "jobs:",
+        "  big:",
+        "    retry: {max: 10, exit-codes: [0, 255]}",
+        `    locks: [${ten.join(", ")}]`,
+        "    resources: {cpu: 1024, memory: 1}",
+        "    steps: [{run: a}]",
+        "  small:",
+        "    retry: 0",
+        "    resources: {cpu: 0.001, memory: 0.5Ki}",
+        "    steps: [{run: a}]",
+      ),
+    );
+    const [big, small] = pipeline.jobs;
+    assert.equal(big.retry?.max, 10);
+    assert.deepEqual(big.retry?.exitCodes, [0, 255]);
+    assert.deepEqual(big.locks, ten);
+    assert.equal(big.resources?.cpu, 1024);
+    assert.equal(big.resources?.memoryBytes, 1n);
+    assert.equal(small.retry?.max, 0);
+    assert.equal(small.resources?.cpu, 0.001);
+    assert.equal(small.resources?.memoryBytes, 512n);
+  });
+
+  test("bad retry policies, at the value", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  a:",
+        "    retry: 11",
+        "    steps: [{run: a}]",
+        "  b:",
+        '    retry: "2"',
+        "    steps: [{run: b}]",
+        "  c:",
+        "    retry: [1]",
+        "    steps: [{run: c}]",
+        "  d:",
+        "    retry:",
+        "      max: 1.5",
+        "      exit-codes: [75, 256, -1, '3', 2.0]",
+        "      agent-lost: yes",
+        "    steps: [{run: d}]",
+        "  e:",
+        "    retry: {max: -1, exit-codes: {a: 1}}",
+        "    steps: [{run: e}]",
+        "  f:",
+        "    retry: {max: 2, exit-codes: 300}",
+        "    steps: [{run: f}]",
+      ),
+      [
+        [4, 12, "expected an integer from 0 to 10 or a mapping with 'max' for 'retry', got a number (11)"],
+        [7, 12, `expected an integer from 0 to 10 or a mapping with 'max' for 'retry', got a string ("2"); write it without quotes`],
+        [10, 12, "expected an integer from 0 to 10 or a mapping with 'max' for 'retry', got a list"],
+        [14, 12, "expected an integer from 0 to 10 for 'max' in 'retry', got a number (1.5)"],
+        [15, 24, "expected an integer from 0 to 255 in 'exit-codes', got a number (256)"],
+        [15, 29, "expected an integer from 0 to 255 in 'exit-codes', got a number (-1)"],
+        [15, 33, `expected an integer from 0 to 255 in 'exit-codes', got a string ("3"); write it without quotes`],
+        [15, 38, "expected an integer from 0 to 255 in 'exit-codes', got a number (2.0)"],
+        [16, 19, `expected true or false for 'agent-lost', got a string ("yes")`],
+        [19, 18, "expected an integer from 0 to 10 for 'max' in 'retry', got a number (-1)"],
+        [19, 34, "expected an integer from 0 to 255 or a list of them for 'exit-codes', got a mapping"],
+        [22, 33, "expected an integer from 0 to 255 or a list of them for 'exit-codes', got a number (300)"],
+      ],
+    );
+  });
+
+  test("retry keys: unknown ones with a suggestion, a missing max, a missing value at its key", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  a:",
+        "    retry: {max: 1, exit_codes: [1], agent-lots: true, backoff: 5s}",
+        "    steps: [{run: a}]",
+        "  b:",
+        "    retry: {exit-codes: [1]}",
+        "    steps: [{run: b}]",
+        "  c:",
+        "    retry:",
+        "    steps: [{run: c}]",
+        "  d:",
+        "    retry:",
+        "      max:",
+        "    steps: [{run: d}]",
+      ),
+      [
+        [4, 21, "unknown key 'exit_codes' in 'retry' of job 'a'; did you mean 'exit-codes'?"],
+        [4, 38, "unknown key 'agent-lots' in 'retry' of job 'a'; did you mean 'agent-lost'?"],
+        [4, 56, "unknown key 'backoff' in 'retry' of job 'a'; expected one of 'max', 'exit-codes', 'agent-lost'"],
+        [7, 12, "'retry' of job 'b' is missing required key 'max'"],
+        [10, 5, "expected an integer from 0 to 10 or a mapping with 'max' for 'retry', got nothing"],
+        [14, 7, "expected an integer from 0 to 10 for 'max' in 'retry', got nothing"],
+      ],
+    );
+  });
+
+  test("bad locks: invalid, too long, repeated (at the repeat), too many (at the first extra), wrong types", () => {
+    const long = "a".repeat(101);
+    const eleven = Array.from({ length: 11 }, (_, i) => `l${i}`);
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  a:",
+        `    locks: [prod-db, "prod db", -x, .hidden, "", 5, ${long}, deploy-env, prod-db, deploy-env]`,
+        "    steps: [{run: a}]",
+        "  b:",
+        "    locks:",
+        ...eleven.map((lock) => `      - ${lock}`),
+        "      - l0",
+        "    steps: [{run: b}]",
+        "  c:",
+        "    locks: {prod-db: true}",
+        "    steps: [{run: c}]",
+        "  d:",
+        "    locks: ü",
+        "    steps: [{run: d}]",
+        "  e:",
+        '    locks: " "',
+        "    steps: [{run: e}]",
+      ),
+      [
+        [4, 22, "invalid lock name 'prod db': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit"],
+        [4, 33, "invalid lock name '-x': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit"],
+        [4, 37, "invalid lock name '.hidden': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit"],
+        [4, 46, "expected a non-empty string in 'locks', got an empty string"],
+        [4, 50, `expected a string in 'locks', got a number (5); quote it if you mean the text: "5"`],
+        [4, 53, `lock name '${long}' is too long: 101 characters, at most 100 allowed`],
+        [4, 168, "lock 'prod-db' is listed twice in the locks of job 'a'"],
+        [4, 177, "lock 'deploy-env' is listed twice in the locks of job 'a'"],
+        [18, 9, "job 'b' has 11 locks, at most 10 allowed"],
+        [19, 9, "lock 'l0' is listed twice in the locks of job 'b'"],
+        [22, 12, "expected a string or a list of strings for 'locks', got a mapping"],
+        [25, 12, "invalid lock name 'ü': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit"],
+        [28, 12, "expected a non-empty string for 'locks', got an empty string"],
+      ],
+    );
+  });
+
+  test("bad resources, at the value", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  a:",
+        "    resources: {cpu: 0, memory: 0Mi}",
+        "    steps: [{run: a}]",
+        "  b:",
+        "    resources:",
+        "      cpu: 1025",
+        "      memory: 512MB",
+        "    steps: [{run: b}]",
+        "  c:",
+        '    resources: {cpu: 500m, memory: 1.5, cores: 2}',
+        "    steps: [{run: c}]",
+        "  d:",
+        '    resources: {cpu: "2", memory: 8388608Ti}',
+        "    steps: [{run: d}]",
+        "  e:",
+        "    resources: {cpu: -1, memory: [512Mi]}",
+        "    steps: [{run: e}]",
+        "  f:",
+        "    resources: 2",
+        "    steps: [{run: f}]",
+        "  g:",
+        "    resources: {cpu: .nan, memory: -1Gi, mem: 1}",
+        "    steps: [{run: g}]",
+      ),
+      [
+        [4, 22, "expected a number of cores above 0 and at most 1024 for 'cpu', got a number (0)"],
+        [4, 33, `bad memory quantity "0Mi": must be more than 0; leave 'memory' out for no requirement`],
+        [8, 12, "expected a number of cores above 0 and at most 1024 for 'cpu', got a number (1025)"],
+        [9, 15, `bad memory quantity "512MB": unknown unit "MB" (units: Ki, Mi, Gi, Ti, K, M, G, T)`],
+        [12, 22, `expected a number of cores above 0 and at most 1024 for 'cpu', got a string ("500m"); write 0.5 for "500m"`],
+        [12, 36, `bad memory quantity "1.5": bytes must be a whole number; add a unit, e.g. "1.5Gi" (units: Ki, Mi, Gi, Ti, K, M, G, T)`],
+        [12, 41, "unknown key 'cores' in 'resources' of job 'c'; expected one of 'cpu', 'memory'"],
+        [15, 22, `expected a number of cores above 0 and at most 1024 for 'cpu', got a string ("2"); write it without quotes`],
+        [15, 35, `bad memory quantity "8388608Ti": too large, the limit is 9223372036854775807 bytes (just under 8388608Ti)`],
+        [18, 22, "expected a number of cores above 0 and at most 1024 for 'cpu', got a number (-1)"],
+        [18, 34, `expected a quantity such as "512Mi" or "2G" for 'memory', got a list`],
+        [21, 16, "expected a mapping with 'cpu' and 'memory' for 'resources', got a number (2)"],
+        [24, 22, "expected a number of cores above 0 and at most 1024 for 'cpu', got a number (.nan)"],
+        [24, 36, `bad memory quantity "-1Gi": must be more than 0`],
+        [24, 42, "unknown key 'mem' in 'resources' of job 'g'; expected one of 'cpu', 'memory'"],
+      ],
+    );
+  });
+
+  test("unknown job keys are checked against the new keys too", () => {
+    assertProblems(yaml("name: x", "jobs:", "  a:", "    lock: db", "    resource: {cpu: 1}", "    timeout: 5m", "    steps: [{run: a}]"), [
+      [4, 5, "unknown key 'lock' in job 'a'; did you mean 'locks'?"],
+      [5, 5, "unknown key 'resource' in job 'a'; did you mean 'resources'?"],
+      [6, 5, "unknown key 'timeout' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'retry', 'locks', 'resources', 'steps'"],
+    ]);
   });
 });
 
@@ -426,6 +724,51 @@ describe("formatProblems", () => {
       ].join("\n"),
     );
   });
+});
+
+describe("parseQuantity", () => {
+  const valid: [string, bigint][] = [
+    ["1", 1n],
+    ["1073741824", 1_073_741_824n],
+    ["512Mi", 536_870_912n],
+    ["1.5Gi", 1_610_612_736n],
+    ["2G", 2_000_000_000n],
+    ["1Ki", 1024n],
+    ["1K", 1000n],
+    ["1k", 1000n],
+    ["3M", 3_000_000n],
+    ["1Ti", 1_099_511_627_776n],
+    ["2T", 2_000_000_000_000n],
+    ["0.5Ki", 512n],
+    ["1.1Ki", 1127n], // 1126.4 bytes, rounded up to a whole byte
+    ["0.001K", 1n],
+    ["8388607Ti", 9_223_370_937_343_148_032n],
+  ];
+  for (const [text, bytes] of valid) {
+    test(`"${text}" is ${bytes} bytes`, () => {
+      assert.deepEqual(parseQuantity(text), { ok: true, bytes });
+    });
+  }
+
+  const units = "(units: Ki, Mi, Gi, Ti, K, M, G, T)";
+  const invalid: [string, string][] = [
+    ["0", `bad memory quantity "0": must be more than 0; leave 'memory' out for no requirement`],
+    ["0.0Gi", `bad memory quantity "0.0Gi": must be more than 0; leave 'memory' out for no requirement`],
+    ["-5Mi", `bad memory quantity "-5Mi": must be more than 0`],
+    ["1.5", `bad memory quantity "1.5": bytes must be a whole number; add a unit, e.g. "1.5Gi" ${units}`],
+    ["512MB", `bad memory quantity "512MB": unknown unit "MB" ${units}`],
+    ["1m", `bad memory quantity "1m": unknown unit "m" ${units}`],
+    ["1g", `bad memory quantity "1g": unknown unit "g" ${units}`],
+    ["1 Gi", `bad memory quantity "1 Gi": unknown unit " Gi" ${units}`],
+    ["", `bad memory quantity "": expected a number of bytes or a number with a unit, e.g. "512Mi" or "2G" ${units}`],
+    ["Gi", `bad memory quantity "Gi": expected a number of bytes or a number with a unit, e.g. "512Mi" or "2G" ${units}`],
+    ["8388608Ti", `bad memory quantity "8388608Ti": too large, the limit is 9223372036854775807 bytes (just under 8388608Ti)`],
+  ];
+  for (const [text, message] of invalid) {
+    test(`"${text}" is refused`, () => {
+      assert.deepEqual(parseQuantity(text), { ok: false, message });
+    });
+  }
 });
 
 describe("parseDuration", () => {

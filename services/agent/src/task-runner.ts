@@ -24,8 +24,12 @@ const passThroughEnv = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR"
 export async function runTask(task: Task, options: TaskRunnerOptions): Promise<void> {
   const { registry, agentId } = options;
   const log = options.log.child({ run_id: task.runId, job: task.job, attempt: task.attempt });
+  // Every call the agent makes about its task may be repeated safely (steps
+  // are reported by index and state, completion is fenced by attempt), so it
+  // keeps trying through coordinator restarts for a good part of the lease.
+  const retryForMs = Math.max(2_000, task.leaseMs * 0.8);
   const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof AgentService>) => Promise<T>) =>
-    registry.call("coordinator", AgentService, call);
+    registry.call("coordinator", AgentService, call, { idempotent: true, retryForMs });
   const ref = { taskId: task.taskId, attempt: task.attempt };
   const cancel = new AbortController();
   let lost = false;
@@ -44,7 +48,12 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
   }, Math.max(200, Math.min(1_000, task.leaseMs / 4)));
 
   const sink = new LogSink((seq, text) =>
-    registry.call("objects", LogStoreService, (c) => c.appendLog({ runId: task.runId, job: task.job, seq: BigInt(seq), text })).then(() => {}),
+    registry
+      .call("objects", LogStoreService, (c) => c.appendLog({ runId: task.runId, job: task.job, seq: BigInt(seq), text }), {
+        idempotent: true,
+        retryForMs,
+      })
+      .then(() => {}),
   );
   await mkdir(options.workRoot, { recursive: true });
   const workspace = await mkdtemp(join(options.workRoot, `${task.job}-`));
@@ -90,7 +99,10 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
   }
   try {
     await sink.flush();
-    await registry.call("objects", LogStoreService, (c) => c.closeLog({ runId: task.runId, job: task.job }));
+    await registry.call("objects", LogStoreService, (c) => c.closeLog({ runId: task.runId, job: task.job }), {
+      idempotent: true,
+      retryForMs,
+    });
   } catch (err) {
     log.error("could not archive the log", { err });
   }

@@ -55,14 +55,17 @@ export function startAdvanceWorkers(options: {
         const owned = shards.owned();
         const fullScan = Date.now() - lastFullScan > 1_000;
         if (fullScan) lastFullScan = Date.now();
+        // News about shards owned elsewhere is their owners' business.
         const candidates = fullScan ? [...owned.keys()] : [...dirty].filter((s) => owned.has(s));
-        for (const s of candidates) dirty.delete(s);
+        dirty.clear();
         let worked = false;
         for (const shard of candidates) {
           while (!stopping.signal.aborted && (await advanceOne(shard, owned.get(shard)!))) worked = true;
         }
         if (!worked && dirty.size === 0) {
           await notifier.wait(advanceChannel, (p) => owned.has(Number(p)), 1_000, stopping.signal);
+        } else if (!worked) {
+          await new Promise((resolve) => setImmediate(resolve));
         }
       } catch (err) {
         if (stopping.signal.aborted) break;

@@ -8,6 +8,7 @@ import type { Notifier } from "../../kit/src/notifier.ts";
 import { tasksChannel } from "./advance-run.ts";
 import { claimTask, finishTask, lockCurrentAttempt, reportStep, type ClaimedTask } from "./task-lifecycle.ts";
 import { RunState } from "./states.ts";
+import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 
 const maxWaitMs = 30_000;
 
@@ -16,9 +17,11 @@ export function agentServiceImpl(
   boss: PgBoss,
   notifier: Notifier,
   taskLeaseMs: number,
+  maxWaiters: number,
 ): ServiceImpl<typeof AgentService> {
+  const waiters = new ConcurrencyLimit("AcquireTask long polls", maxWaiters);
   return {
-    async acquireTask(req, ctx) {
+    acquireTask: (req, ctx) => waiters.run(async () => {
       requireAgent(req.agentId);
       const deadline = Date.now() + Math.min(Math.max(req.waitMs, 0), maxWaitMs);
       const claimant = {
@@ -36,7 +39,7 @@ export function agentServiceImpl(
         if (Date.now() >= deadline || ctx.signal.aborted) return {};
         await woken;
       }
-    },
+    }),
     async heartbeatTask(req) {
       const { rows } = await pool.query(
         `WITH task AS (

@@ -24,6 +24,9 @@ const config = loadConfig("coordinator", (env) => ({
   taskLeaseMs: readInt(env, "OTTO_TASK_LEASE_MS", 15_000, 1_000),
   workers: readInt(env, "OTTO_COORDINATOR_WORKERS", 2, 1),
   shardLeaseMs: readInt(env, "OTTO_SHARD_LEASE_MS", 2_000, 500),
+  maxActiveRuns: readInt(env, "OTTO_MAX_ACTIVE_RUNS", 1_000, 1),
+  maxWatchers: readInt(env, "OTTO_MAX_WATCHERS", 1_000, 1),
+  maxAgentWaiters: readInt(env, "OTTO_MAX_AGENT_WAITERS", 500, 1),
 }));
 const log = serviceLogger("coordinator");
 
@@ -59,7 +62,7 @@ await serveAndRegister({
   log,
   config,
   routes: (router) => {
-    router.service(RunService, runServiceImpl(pool, boss, notifier));
-    router.service(AgentService, agentServiceImpl(pool, boss, notifier, config.taskLeaseMs));
+    router.service(RunService, runServiceImpl(pool, boss, notifier, config));
+    router.service(AgentService, agentServiceImpl(pool, boss, notifier, config.taskLeaseMs, config.maxAgentWaiters));
   },
 });

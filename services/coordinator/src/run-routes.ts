@@ -8,9 +8,16 @@ import { journalChannel } from "./journal.ts";
 import { journalRowToEvent, loadRun, loadRuns, requireRunId } from "./run-store.ts";
 import { isFinal } from "./states.ts";
 import { submitRun } from "./submit-run.ts";
+import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 import { assertValidPipeline } from "./validate-pipeline.ts";
 
-export function runServiceImpl(pool: Pool, boss: PgBoss, notifier: Notifier): ServiceImpl<typeof RunService> {
+export interface RunLimits {
+  maxActiveRuns: number;
+  maxWatchers: number;
+}
+
+export function runServiceImpl(pool: Pool, boss: PgBoss, notifier: Notifier, limits: RunLimits): ServiceImpl<typeof RunService> {
+  const watchers = new ConcurrencyLimit("WatchRun streams", limits.maxWatchers);
   return {
     async submitRun(req) {
       if (req.source.case !== "pipeline") {
@@ -18,7 +25,7 @@ export function runServiceImpl(pool: Pool, boss: PgBoss, notifier: Notifier): Se
       }
       const pipeline = req.source.value;
       assertValidPipeline(pipeline);
-      const runId = await submitRun(pool, boss, pipeline);
+      const runId = await submitRun(pool, boss, pipeline, limits.maxActiveRuns);
       return { run: await loadRun(pool, runId) };
     },
     async getRun(req) {
@@ -44,34 +51,39 @@ export function runServiceImpl(pool: Pool, boss: PgBoss, notifier: Notifier): Se
       await inTransaction(pool, (client) => cancelRun(client, boss, req.runId));
       return { run: await loadRun(pool, req.runId) };
     },
-    async *watchRun(req, ctx) {
+    watchRun(req, ctx) {
       requireRunId(req.runId);
-      let after = req.afterSeq;
-      let runExists = false;
-      while (!ctx.signal.aborted) {
-        // Take the wake-up before reading, so an append between the read and
-        // the wait is not missed.
-        const woken = notifier.wait(journalChannel, (id) => id === req.runId, 5_000, ctx.signal);
-        const { rows } = await pool.query(
-          "SELECT * FROM coordinator.journal WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT 500",
-          [req.runId, after],
-        );
-        for (const row of rows) {
-          yield { event: journalRowToEvent(row) };
-          after = BigInt(row.seq);
-          if (row.job === "" && row.step === "" && isFinal(row.state)) return;
-        }
-        if (rows.length > 0) {
-          runExists = true;
-          continue;
-        }
-        if (!runExists) {
-          const run = await loadRun(pool, req.runId);
-          runExists = true;
-          if (isFinal(run.state)) return;
-        }
-        await woken;
-      }
+      return watchers.stream(() => watchJournal(pool, notifier, req.runId, req.afterSeq, ctx.signal));
     },
   };
+}
+
+// The run's journal after `afterSeq`, live, until the event that makes the run final.
+async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, signal: AbortSignal) {
+  let after = afterSeq;
+  let runExists = false;
+  while (!signal.aborted) {
+    // Take the wake-up before reading, so an append between the read and the
+    // wait is not missed.
+    const woken = notifier.wait(journalChannel, (id) => id === runId, 5_000, signal);
+    const { rows } = await pool.query(
+      "SELECT * FROM coordinator.journal WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT 500",
+      [runId, after],
+    );
+    for (const row of rows) {
+      yield { event: journalRowToEvent(row) };
+      after = BigInt(row.seq);
+      if (row.job === "" && row.step === "" && isFinal(row.state)) return;
+    }
+    if (rows.length > 0) {
+      runExists = true;
+      continue;
+    }
+    if (!runExists) {
+      const run = await loadRun(pool, runId);
+      runExists = true;
+      if (isFinal(run.state)) return;
+    }
+    await woken;
+  }
 }

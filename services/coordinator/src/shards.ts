@@ -54,6 +54,7 @@ export class ShardManager extends EventEmitter {
          ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`,
         [memberId],
       );
+      await client.query("DELETE FROM coordinator.members WHERE heartbeat_at < now() - interval '10 minutes'");
       const { rows: live } = await client.query(
         "SELECT count(*)::int AS n FROM coordinator.members WHERE heartbeat_at > now() - make_interval(secs => $1::float / 1000)",
         [leaseMs],

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { toJson } from "@bufbuild/protobuf";
 import type { PgBoss } from "pg-boss";
 import { PipelineSchema, type Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
@@ -14,7 +15,14 @@ export function stepName(name: string, run: string): string {
 }
 
 // Stores a validated pipeline as a new QUEUED run and enqueues its first advance.
-export async function submitRun(pool: Pool, boss: PgBoss, pipeline: Pipeline): Promise<string> {
+export async function submitRun(pool: Pool, boss: PgBoss, pipeline: Pipeline, maxActiveRuns: number): Promise<string> {
+  const { rows } = await pool.query("SELECT count(*)::int AS n FROM coordinator.runs WHERE finished_at IS NULL");
+  if (rows[0].n >= maxActiveRuns) {
+    throw new ConnectError(
+      `${rows[0].n} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); submit again when some have finished`,
+      Code.ResourceExhausted,
+    );
+  }
   const runId = randomUUID();
   for (const job of pipeline.jobs) for (const step of job.steps) step.name = stepName(step.name, step.run);
   await inTransaction(pool, async (client) => {

@@ -2,7 +2,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { ParserService } from "../../../gen/otto/v1/parser_service_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
-import { isUnreachable } from "../../kit/src/registry-client.ts";
+import { isBrokenConnection, isUnreachable } from "../../kit/src/registry-client.ts";
 
 export const maxPipelineBytes = 256 * 1024;
 
@@ -11,6 +11,8 @@ export const maxPipelineBytes = 256 * 1024;
 export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof RunService> {
   const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof RunService>) => Promise<T>) =>
     registry.call("coordinator", RunService, call);
+  const idempotent = <T>(call: (c: import("@connectrpc/connect").Client<typeof RunService>) => Promise<T>) =>
+    registry.call("coordinator", RunService, call, { idempotent: true, retryForMs: 5_000 });
   return {
     async submitRun(req, ctx) {
       let pipeline;
@@ -29,9 +31,9 @@ export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof Run
       }
       return coordinator((c) => c.submitRun({ source: { case: "pipeline", value: pipeline! } }, { signal: ctx.signal }));
     },
-    getRun: (req, ctx) => coordinator((c) => c.getRun(req, { signal: ctx.signal })),
-    listRuns: (req, ctx) => coordinator((c) => c.listRuns(req, { signal: ctx.signal })),
-    cancelRun: (req, ctx) => coordinator((c) => c.cancelRun(req, { signal: ctx.signal })),
+    getRun: (req, ctx) => idempotent((c) => c.getRun(req, { signal: ctx.signal })),
+    listRuns: (req, ctx) => idempotent((c) => c.listRuns(req, { signal: ctx.signal })),
+    cancelRun: (req, ctx) => idempotent((c) => c.cancelRun(req, { signal: ctx.signal })),
     // Streams from one coordinator; if it goes away, resumes from the last
     // event seen on another.
     async *watchRun(req, ctx) {
@@ -49,7 +51,7 @@ export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof Run
           }
           return;
         } catch (err) {
-          if (!isUnreachable(err) || ++failures > 5 || ctx.signal.aborted) throw err;
+          if (!(isUnreachable(err) || isBrokenConnection(err)) || ++failures > 5 || ctx.signal.aborted) throw err;
         }
       }
     },

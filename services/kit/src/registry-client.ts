@@ -70,22 +70,29 @@ export class RegistryClient {
   }
 
   // Calls one live instance of `service`, moving on to the next one when an
-  // instance cannot be reached. Only safe for calls that may be repeated.
+  // instance cannot be reached, and for up to `retryForMs` in all (peers
+  // restart). Only `idempotent` calls are repeated after a connection broke
+  // mid-call, since the first try may have taken effect.
   async call<S extends DescService, T>(
     service: string,
     descriptor: S,
     call: (client: Client<S>) => Promise<T>,
+    options: { idempotent?: boolean; retryForMs?: number } = {},
   ): Promise<T> {
+    const deadline = Date.now() + (options.retryForMs ?? 0);
     let lastError: unknown;
-    for (let round = 0; round < 2; round++) {
-      const instances = await this.resolve(service, round > 0);
-      if (instances.length === 0) break;
+    for (let round = 0; round < 2 || Date.now() < deadline; round++) {
+      if (round >= 2) await new Promise((r) => setTimeout(r, Math.min(1_000, 100 * round)));
+      const instances = await this.resolve(service, round > 0).catch((err) => {
+        lastError = err;
+        return [] as Instance[];
+      });
       for (let i = 0; i < instances.length; i++) {
-        const instance = instances[(this.#turn++) % instances.length];
+        const instance = instances[this.#turn++ % instances.length];
         try {
           return await call(clientFor(descriptor, instance.url));
         } catch (err) {
-          if (!isUnreachable(err)) throw err;
+          if (!(isUnreachable(err) || (options.idempotent && isBrokenConnection(err)))) throw err;
           lastError = err;
         }
       }
@@ -95,6 +102,11 @@ export class RegistryClient {
       Code.Unavailable,
     );
   }
+}
+
+// The connection to the peer broke while the call was under way.
+export function isBrokenConnection(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.Aborted && /ECONNRESET|socket hang up|EPIPE/.test(err.rawMessage);
 }
 
 export function isUnreachable(err: unknown): boolean {
