@@ -75,6 +75,17 @@ describe("Otto over HTTP with JSON bodies", () => {
     assert.equal((await response.json()).run.id, ids[0]);
   });
 
+  it("stores a retried SubmitRun with the same requestId once", async () => {
+    const yaml = "name: once\njobs:\n  one:\n    steps:\n      - run: 'true'\n";
+    const requestId = `retry-${Date.now()}`;
+    const first = await postJson(otto.gatewayUrl, "/otto.v1.RunService/SubmitRun", { pipelineYaml: yaml, requestId });
+    const again = await postJson(otto.gatewayUrl, "/otto.v1.RunService/SubmitRun", { pipelineYaml: yaml, requestId });
+    assert.equal(first.status, 200, first.text);
+    assert.equal(again.json.run.id, first.json.run.id);
+    const other = await postJson(otto.gatewayUrl, "/otto.v1.RunService/SubmitRun", { pipelineYaml: yaml, requestId: requestId + "-2" });
+    assert.notEqual(other.json.run.id, first.json.run.id);
+  });
+
   it("reports pipeline errors as invalid_argument with line and column", async () => {
     const yaml = "name: broken\njobs:\n  build:\n    stepz:\n      - run: make\n";
     const r = await postJson(otto.gatewayUrl, "/otto.v1.RunService/SubmitRun", { pipelineYaml: yaml });

@@ -9,6 +9,7 @@ import {
 } from "../../gen/otto/v1/pipeline_pb.ts";
 import { parseDuration } from "../../services/parser/src/duration.ts";
 import { deriveStepName } from "../../services/parser/src/parse-pipeline.ts";
+import { parseQuantity } from "../../services/parser/src/quantity.ts";
 
 export interface StepSpec {
   name?: string;
@@ -26,7 +27,8 @@ export interface JobSpec {
   // Further attempts after a failure: a count, or the full policy.
   retry?: number | { max: number; exitCodes?: number[]; agentLost?: boolean };
   locks?: string[];
-  resources?: { cpu?: number; memoryBytes?: number | bigint };
+  // memory: bytes, or a quantity such as "512Mi" or "2G"
+  resources?: { cpu?: number; memory?: number | bigint | string };
 }
 
 // Builds the same pipeline IR as the YAML parser does:
@@ -49,10 +51,7 @@ export class PipelineBuilder {
         steps: spec.steps.map((step) => buildStep(typeof step === "string" ? { run: step } : step)),
         retry: spec.retry === undefined ? undefined : typeof spec.retry === "number" ? { max: spec.retry } : spec.retry,
         locks: spec.locks ?? [],
-        resources: spec.resources && {
-          cpu: spec.resources.cpu ?? 0,
-          memoryBytes: BigInt(spec.resources.memoryBytes ?? 0),
-        },
+        resources: spec.resources && { cpu: spec.resources.cpu ?? 0, memoryBytes: memoryBytes(spec.resources.memory) },
       }),
     );
     return this;
@@ -80,4 +79,12 @@ function buildStep(spec: StepSpec) {
     timeout,
     env: spec.env ?? {},
   });
+}
+
+function memoryBytes(memory: number | bigint | string | undefined): bigint {
+  if (memory === undefined) return 0n;
+  if (typeof memory !== "string") return BigInt(memory);
+  const parsed = parseQuantity(memory);
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.bytes;
 }

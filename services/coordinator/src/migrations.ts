@@ -115,4 +115,6 @@ export const migrations = [
    CREATE INDEX reservations_by_task ON reservations (task_id);
    CREATE INDEX reservations_by_agent ON reservations (name) WHERE kind = 'slot';
    CREATE INDEX reservations_by_lease ON reservations (lease_expires_at);`,
+  `ALTER TABLE runs ADD COLUMN request_id text;
+   CREATE UNIQUE INDEX runs_request_id ON runs (request_id);`,
 ];

@@ -15,7 +15,18 @@ export function stepName(name: string, run: string): string {
 }
 
 // Stores a validated pipeline as a new QUEUED run and enqueues its first advance.
-export async function submitRun(pool: Pool, boss: PgBoss, pipeline: Pipeline, maxActiveRuns: number): Promise<string> {
+export async function submitRun(
+  pool: Pool,
+  boss: PgBoss,
+  pipeline: Pipeline,
+  maxActiveRuns: number,
+  requestId: string,
+): Promise<string> {
+  if (requestId.length > 100) throw new ConnectError("request_id must be at most 100 characters", Code.InvalidArgument);
+  if (requestId !== "") {
+    const { rows } = await pool.query("SELECT id FROM coordinator.runs WHERE request_id = $1", [requestId]);
+    if (rows.length > 0) return rows[0].id;
+  }
   const { rows } = await pool.query("SELECT count(*)::int AS n FROM coordinator.runs WHERE finished_at IS NULL");
   if (rows[0].n >= maxActiveRuns) {
     throw new ConnectError(
@@ -23,16 +34,20 @@ export async function submitRun(pool: Pool, boss: PgBoss, pipeline: Pipeline, ma
       Code.ResourceExhausted,
     );
   }
-  const runId = randomUUID();
+  let runId = randomUUID();
   for (const job of pipeline.jobs) for (const step of job.steps) step.name = stepName(step.name, step.run);
   await inTransaction(pool, async (client) => {
-    await client.query("INSERT INTO coordinator.runs (id, name, state, pipeline, shard) VALUES ($1, $2, $3, $4, $5)", [
-      runId,
-      pipeline.name,
-      RunState.QUEUED,
-      toJson(PipelineSchema, pipeline),
-      shardOf(runId),
-    ]);
+    const { rowCount } = await client.query(
+      `INSERT INTO coordinator.runs (id, name, state, pipeline, shard, request_id) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (request_id) DO NOTHING`,
+      [runId, pipeline.name, RunState.QUEUED, toJson(PipelineSchema, pipeline), shardOf(runId), requestId || null],
+    );
+    if (!rowCount) {
+      // The same request, retried while the first one was being stored.
+      const { rows } = await client.query("SELECT id FROM coordinator.runs WHERE request_id = $1", [requestId]);
+      runId = rows[0].id;
+      return;
+    }
     for (const [position, job] of pipeline.jobs.entries()) {
       await client.query(
         `INSERT INTO coordinator.jobs (run_id, name, position, state, needs, runs_on, locks, cpu, memory_bytes,

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { ParserService } from "../../../gen/otto/v1/parser_service_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
@@ -9,8 +10,6 @@ export const maxPipelineBytes = 256 * 1024;
 // The public RunService: YAML goes through the parser, everything else to
 // any live coordinator (they share all state through Postgres).
 export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof RunService> {
-  const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof RunService>) => Promise<T>) =>
-    registry.call("coordinator", RunService, call);
   const idempotent = <T>(call: (c: import("@connectrpc/connect").Client<typeof RunService>) => Promise<T>) =>
     registry.call("coordinator", RunService, call, { idempotent: true, retryForMs: 5_000 });
   return {
@@ -29,7 +28,10 @@ export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof Run
       } else {
         throw new ConnectError('send either "pipelineYaml" (the pipeline file text) or "pipeline" (the IR)', Code.InvalidArgument);
       }
-      return coordinator((c) => c.submitRun({ source: { case: "pipeline", value: pipeline! } }, { signal: ctx.signal }));
+      // With a request id, trying another coordinator after a broken
+      // connection cannot store the run twice.
+      const requestId = req.requestId || randomUUID();
+      return idempotent((c) => c.submitRun({ source: { case: "pipeline", value: pipeline! }, requestId }, { signal: ctx.signal }));
     },
     getRun: (req, ctx) => idempotent((c) => c.getRun(req, { signal: ctx.signal })),
     listRuns: (req, ctx) => idempotent((c) => c.listRuns(req, { signal: ctx.signal })),
