@@ -47,6 +47,7 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
   const runs: PlannedRun[] = [];
   let finalRuns: Run[] = [];
   let killedAgent: string | undefined;
+  let agentKilledAt: Date | undefined;
   let chaosDone = false;
 
   before(async () => {
@@ -132,6 +133,7 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
         const agentPid = otto.supervisor.pid(killedAgent!);
         assert.ok(agentPid, `${killedAgent} is running`);
         process.kill(agentPid, "SIGKILL");
+        agentKilledAt = new Date();
         t.diagnostic(`killed ${killedAgent} (pid ${agentPid}) while it ran a task: ${rows.length > 0}`);
       }
     }
@@ -167,7 +169,19 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
         state: runStateName(run.state),
         jobs: run.jobs.filter((j) => j.state !== RunState.SUCCEEDED).map((j) => `${j.name} ${runStateName(j.state)}: ${j.message}`),
       }));
-    assert.deepEqual(failures, [], `runs that did not succeed:\n${JSON.stringify(failures, null, 2)}`);
+    if (failures.length > 0) {
+      // The evidence, before the log goes: what the processes said about
+      // these runs, every server-side unexpected error, and the kills.
+      const log = (await readFile(otto.logFile, "utf8")).split("\n");
+      const failedIds = failures.map((f) => f.run);
+      const evidence = log.filter(
+        (l) =>
+          (/"level":"(warn|error)"/.test(l) && failedIds.some((id) => l.includes(id))) ||
+          l.includes('"unexpected error"') ||
+          / exited \(/.test(l),
+      );
+      assert.fail(`runs that did not succeed:\n${JSON.stringify(failures, null, 2)}\nrelated log lines:\n${evidence.map((l) => l.slice(0, 600)).join("\n")}`);
+    }
   });
 
   it("each step ran at most once per attempt, and exactly once in each job's final attempt", async () => {
@@ -242,16 +256,26 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
 
   it("never let two holders of a lock overlap", async () => {
     assert.ok(chaosDone, "the chaos phase completed");
-    // Which agent each attempt was claimed by, from the journal.
+    // Which agent each attempt was claimed by, and when, from the journal.
     const { rows } = await db.query(
-      "SELECT run_id, job, message FROM coordinator.journal WHERE run_id = ANY($1) AND message LIKE 'attempt % on agent %'",
+      "SELECT run_id, job, message, at FROM coordinator.journal WHERE run_id = ANY($1) AND message LIKE 'attempt % on agent %'",
       [runs.map((r) => r.id)],
     );
     const agentOf = new Map<string, string>();
+    const claimedAt = new Map<string, Date>();
     for (const row of rows) {
       const m = /^attempt (\d+) on agent ([^;\s]+)/.exec(row.message);
-      if (m) agentOf.set(`${row.run_id}/${row.job}/${m[1]}`, m[2]);
+      if (m) {
+        agentOf.set(`${row.run_id}/${row.job}/${m[1]}`, m[2]);
+        claimedAt.set(`${row.run_id}/${row.job}/${m[1]}`, row.at);
+      }
     }
+    const onKilledAgent = (attemptKey: string) =>
+      killedAgent !== undefined &&
+      agentKilledAt !== undefined &&
+      agentOf.get(attemptKey) === killedAgent &&
+      claimedAt.get(attemptKey)! < agentKilledAt;
+    let unpaired = 0;
     let intervals = 0;
     for (const lock of chaosLocks) {
       const text = await readFile(join(mark, `lock-${lock}`), "utf8").catch(() => "");
@@ -281,8 +305,8 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
       // dead attempt's lease lapses and the coordinator releases the lock.
       // A `start` without an `end` therefore means the step's shell died
       // between the two lines, which only the agent kill can explain: it is
-      // tolerated for attempts claimed by the killed agent (per the
-      // journal), and as its end is unknown it is checked as a point that
+      // tolerated for attempts the killed agent had claimed before it died
+      // (per the journal), and as its end is unknown it is checked as a point that
       // must not lie inside another holder's interval. An `end` without a
       // `start`, or an unpaired start of any other attempt, fails.
       const closed: Array<{ holder: string; start: bigint; end: bigint }> = [];
@@ -291,7 +315,7 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
         const attemptKey = holder.split("/").slice(0, 3).join("/");
         if (start === undefined) problems.push(`${holder} ended without starting`);
         else if (end === undefined) {
-          if (killedAgent !== undefined && agentOf.get(attemptKey) === killedAgent) open.push({ holder, start });
+          if (onKilledAgent(attemptKey)) open.push({ holder, start });
           else problems.push(`${holder} (on ${agentOf.get(attemptKey) ?? "an unknown agent"}) started and never ended`);
         } else if (end < start) problems.push(`${holder} ended before it started`);
         else closed.push({ holder, start, end });
@@ -309,7 +333,9 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
       }
       assert.deepEqual(problems, [], `lock ${lock}`);
       intervals += closed.length;
+      unpaired += open.length;
     }
+    console.log(`# ${intervals} lock intervals checked, ${unpaired} unpaired starts from the killed agent`);
     assert.ok(intervals > 20, `locked steps ran (${intervals} intervals)`);
   });
 
@@ -512,10 +538,6 @@ describe("a paused (zombie) coordinator", () => {
       .map((l) => l.slice("coordinator-1 ".length))
       .filter((l) => l.startsWith("{"))
       .map((l) => JSON.parse(l));
-    assert.ok(
-      logLines.some((l) => l.msg === "shards owned"),
-      "coordinator-1 logged its new shards after SIGCONT",
-    );
     const fenced = logLines.filter((l) => /fenced out/.test(l.msg));
     t.diagnostic(`coordinator-1 after SIGCONT: ${logLines.length} log lines, ${fenced.length} "fenced out"`);
     assert.deepEqual(await runSnapshot(db, submitted), snapshot, "runs, jobs, steps, tasks and journals unchanged by the woken coordinator");
@@ -544,9 +566,19 @@ describe("a paused (zombie) coordinator", () => {
         }
       };
       await assert.rejects(attempt(old.epoch, old.owner!), FencedError, "old owner, old epoch");
-      await assert.rejects(attempt(now.epoch, old.owner!), FencedError, "old owner, current epoch");
-      if (now.owner !== old.owner) await assert.rejects(attempt(old.epoch, now.owner), FencedError, "current owner, old epoch");
-      await attempt(now.epoch, now.owner); // the current owner at the current epoch passes
+      // The paused coordinator re-joins under the same member id and may have
+      // taken this very shard again, at a new epoch: then it is the owner.
+      if (now.owner !== old.owner) {
+        await assert.rejects(attempt(now.epoch, old.owner!), FencedError, "old owner, current epoch");
+        await assert.rejects(attempt(old.epoch, now.owner), FencedError, "current owner, old epoch");
+      }
+      // The current owner at the current epoch passes (read again on each
+      // try, as a rebalance may move the shard in between).
+      await waitFor("the current owner to pass the fence", async () => {
+        const current = (await client.query("SELECT owner, epoch::int AS epoch FROM coordinator.shards WHERE shard = $1", [old.shard])).rows[0];
+        await attempt(current.epoch, current.owner);
+        return true;
+      }, 10_000);
     } finally {
       client.release();
     }

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { create, fromJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
@@ -33,11 +34,15 @@ export function agentServiceImpl(
         runningTaskIds: req.runningTaskIds,
       };
       for (;;) {
-        const woken = notifier.wait(tasksChannel, () => true, Math.max(0, deadline - Date.now()), ctx.signal);
-        const claimed = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
-        if (claimed) return { task: await taskSpec(pool, claimed, taskLeaseMs) };
+        const waiting = new AbortController();
+        const signal = AbortSignal.any([ctx.signal, waiting.signal]);
+        const woken = notifier.wait(tasksChannel, () => true, Math.max(0, deadline - Date.now()), signal);
+        const { task, contended } = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
+        if (task || contended || Date.now() >= deadline || ctx.signal.aborted) waiting.abort();
+        if (task) return { task: await taskSpec(pool, task, taskLeaseMs) };
         if (Date.now() >= deadline || ctx.signal.aborted) return {};
-        await woken;
+        if (contended) await delay(10 + Math.random() * 20);
+        else await woken;
       }
     }),
     async heartbeatTask(req) {

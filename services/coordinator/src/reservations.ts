@@ -22,8 +22,9 @@ export interface ReservationTarget {
 }
 
 // Reserves, inside the caller's transaction, a slot on the agent (with the
-// job's cpu and memory) and every lock the job names: all of them or none.
-// Returns false, having reserved nothing, when something is taken.
+// job's cpu and memory) and every lock the job names. Returns false when
+// something is taken; the caller then rolls back to a savepoint it took
+// before, so that it ends up with all of them or none.
 export async function reserveAll(
   client: PoolClient,
   agent: AgentCapacity,
@@ -39,7 +40,6 @@ export async function reserveAll(
   if (agent.slots > 0 && used.slots >= agent.slots) return false;
   if (needs.cpu > 0 && agent.cpu > 0 && used.cpu + needs.cpu > agent.cpu + 1e-9) return false;
   if (needs.memoryBytes > 0n && agent.memoryBytes > 0n && BigInt(used.memory) + needs.memoryBytes > agent.memoryBytes) return false;
-  await client.query("SAVEPOINT reserve");
   const values = [target.runId, target.job, target.taskId, target.attempt, target.leaseMs];
   if (needs.locks.length > 0) {
     const { rowCount } = await client.query(
@@ -48,17 +48,14 @@ export async function reserveAll(
        ON CONFLICT (name) WHERE kind = 'lock' DO NOTHING`,
       [...values, needs.locks],
     );
-    if (rowCount !== needs.locks.length) {
-      await client.query("ROLLBACK TO SAVEPOINT reserve");
-      return false;
-    }
+    // The caller rolls back to its savepoint, undoing the locks that were taken.
+    if (rowCount !== needs.locks.length) return false;
   }
   await client.query(
     `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, cpu, memory_bytes, lease_expires_at)
      VALUES ($1, $2, $3, $4, 'slot', $6, $7, $8, now() + make_interval(secs => $5::float / 1000))`,
     [...values, agent.id, needs.cpu, String(needs.memoryBytes)],
   );
-  await client.query("RELEASE SAVEPOINT reserve");
   return true;
 }
 

@@ -26,27 +26,40 @@ export interface Claimant extends AgentCapacity {
   runningTaskIds: string[];
 }
 
+export interface ClaimResult {
+  task?: ClaimedTask;
+  // A candidate was passed over because another transaction held its run:
+  // worth trying again soon rather than waiting for the next notification.
+  contended: boolean;
+}
+
 // Hands an agent a task: first one already assigned to it whose answer was
 // lost (assigned, never started, not among the tasks it says it runs), else
 // the oldest pending task whose labels it has and whose slot, resources and
-// locks can all be reserved now. Locks the run row before the task row, the
-// same order as advanceRun, so the two never deadlock.
-export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: number): Promise<ClaimedTask | undefined> {
+// locks can all be reserved now. Runs locked by others are skipped, and each
+// candidate is tried under a savepoint that is rolled back when it does not
+// fit, so a claim never waits on a run and holds no lock it does not use.
+export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: number): Promise<ClaimResult> {
   // One claim per agent at a time, so its slots are counted correctly.
   await client.query("SELECT pg_advisory_xact_lock(hashtext('otto-agent:' || $1))", [agent.id]);
+  let contended = false;
   const lost = await client.query<ClaimedTask>(
     `SELECT id, run_id, job, attempt FROM coordinator.tasks
      WHERE status = 'assigned' AND agent_id = $1 AND NOT started AND NOT (id::text = ANY($2::text[])) LIMIT 1`,
     [agent.id, agent.runningTaskIds],
   );
   for (const task of lost.rows) {
-    await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [task.run_id]);
+    const { rowCount } = await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE SKIP LOCKED", [task.run_id]);
+    if (!rowCount) {
+      contended = true;
+      continue;
+    }
     const { rows } = await client.query<ClaimedTask>(
       `UPDATE coordinator.tasks SET lease_expires_at = now() + make_interval(secs => $3::float / 1000)
        WHERE id = $1 AND attempt = $2 AND status = 'assigned' AND NOT started RETURNING id, run_id, job, attempt`,
       [task.id, task.attempt, leaseMs],
     );
-    if (rows.length > 0) return rows[0];
+    if (rows.length > 0) return { task: rows[0], contended };
   }
   const { rows: candidates } = await client.query(
     `SELECT t.id, t.run_id, j.locks, j.cpu, j.memory_bytes
@@ -55,41 +68,61 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
     [agent.labels],
   );
   for (const candidate of candidates) {
-    await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [candidate.run_id]);
-    const { rows } = await client.query(
-      "SELECT id, run_id, job, attempt FROM coordinator.tasks WHERE id = $1 AND status = 'pending' FOR UPDATE",
-      [candidate.id],
-    );
-    if (rows.length === 0) continue;
-    const attempt = rows[0].attempt + 1;
-    const needs = { locks: candidate.locks, cpu: candidate.cpu, memoryBytes: BigInt(candidate.memory_bytes) };
-    const target = { runId: candidate.run_id, job: rows[0].job, taskId: candidate.id, attempt, leaseMs };
-    if (!(await reserveAll(client, agent, needs, target))) continue;
-    const { rows: claimed } = await client.query<ClaimedTask>(
-      `UPDATE coordinator.tasks SET status = 'assigned', attempt = $2, agent_id = $3, started = false,
-         lease_expires_at = now() + make_interval(secs => $4::float / 1000)
-       WHERE id = $1 RETURNING id, run_id, job, attempt`,
-      [candidate.id, attempt, agent.id, leaseMs],
-    );
-    const task = claimed[0];
-    await client.query(
-      "UPDATE coordinator.jobs SET state = $3, agent_id = $4, started_at = now(), message = '' WHERE run_id = $1 AND name = $2",
-      [task.run_id, task.job, RunState.RUNNING, agent.id],
-    );
-    const { rowCount: runStarted } = await client.query(
-      "UPDATE coordinator.runs SET state = $2, started_at = now() WHERE id = $1 AND state = $3",
-      [task.run_id, RunState.RUNNING, RunState.QUEUED],
-    );
-    if (runStarted) await appendJournal(client, task.run_id, { state: RunState.RUNNING });
-    const holds = needs.locks.length > 0 ? `; holds ${needs.locks.map((l: string) => `lock ${l}`).join(", ")}` : "";
-    await appendJournal(client, task.run_id, {
-      job: task.job,
-      state: RunState.RUNNING,
-      message: `attempt ${task.attempt} on agent ${agent.id}${holds}`,
-    });
-    return task;
+    await client.query("SAVEPOINT candidate");
+    const task = await claimCandidate(client, agent, candidate, leaseMs);
+    if (task === "contended") contended = true;
+    if (typeof task === "object") {
+      await client.query("RELEASE SAVEPOINT candidate");
+      return { task, contended };
+    }
+    await client.query("ROLLBACK TO SAVEPOINT candidate");
   }
-  return undefined;
+  return { contended };
+}
+
+async function claimCandidate(
+  client: PoolClient,
+  agent: Claimant,
+  candidate: { id: string; run_id: string; locks: string[]; cpu: number; memory_bytes: string },
+  leaseMs: number,
+): Promise<ClaimedTask | "contended" | "unfit"> {
+  const { rowCount: locked } = await client.query(
+    "SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE SKIP LOCKED",
+    [candidate.run_id],
+  );
+  if (!locked) return "contended";
+  const { rows } = await client.query(
+    "SELECT id, run_id, job, attempt FROM coordinator.tasks WHERE id = $1 AND status = 'pending' FOR UPDATE",
+    [candidate.id],
+  );
+  if (rows.length === 0) return "unfit";
+  const attempt = rows[0].attempt + 1;
+  const needs = { locks: candidate.locks, cpu: candidate.cpu, memoryBytes: BigInt(candidate.memory_bytes) };
+  const target = { runId: candidate.run_id, job: rows[0].job, taskId: candidate.id, attempt, leaseMs };
+  if (!(await reserveAll(client, agent, needs, target))) return "unfit";
+  const { rows: claimed } = await client.query<ClaimedTask>(
+    `UPDATE coordinator.tasks SET status = 'assigned', attempt = $2, agent_id = $3, started = false,
+       lease_expires_at = now() + make_interval(secs => $4::float / 1000)
+     WHERE id = $1 RETURNING id, run_id, job, attempt`,
+    [candidate.id, attempt, agent.id, leaseMs],
+  );
+  const task = claimed[0];
+  await client.query(
+    "UPDATE coordinator.jobs SET state = $3, agent_id = $4, started_at = now(), message = '' WHERE run_id = $1 AND name = $2",
+    [task.run_id, task.job, RunState.RUNNING, agent.id],
+  );
+  const { rowCount: runStarted } = await client.query(
+    "UPDATE coordinator.runs SET state = $2, started_at = now() WHERE id = $1 AND state = $3",
+    [task.run_id, RunState.RUNNING, RunState.QUEUED],
+  );
+  if (runStarted) await appendJournal(client, task.run_id, { state: RunState.RUNNING });
+  const holds = needs.locks.length > 0 ? `; holds ${needs.locks.map((l: string) => `lock ${l}`).join(", ")}` : "";
+  await appendJournal(client, task.run_id, {
+    job: task.job,
+    state: RunState.RUNNING,
+    message: `attempt ${task.attempt} on agent ${agent.id}${holds}`,
+  });
+  return task;
 }
 
 // Locks the task's run and checks that the caller holds the current attempt.

@@ -14,23 +14,45 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
     idle_in_transaction_session_timeout: 5_000,
     connectionTimeoutMillis: 10_000,
   });
-  // An idle client losing its connection must not crash the process.
+  // A client losing its connection must not crash the process, idle or not
+  // (pg-pool listens only to idle ones): the pending query fails instead.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   return pool;
 }
 
+// Runs `work` in a transaction; one that Postgres aborted to break a
+// deadlock (or a serialization conflict) is run again from the start, so
+// `work` must do nothing but database work.
 export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await transactionOnce(pool, work);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (attempt >= 4 || (code !== "40P01" && code !== "40001")) throw err;
+      await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 20));
+    }
+  }
+}
+
+async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let broken = false;
   try {
     await client.query("BEGIN");
     const result = await work(client);
     await client.query("COMMIT");
     return result;
   } catch (err) {
-    await client.query("ROLLBACK").catch(() => {});
+    // A client that cannot even roll back has lost its connection: drop it.
+    broken = await client.query("ROLLBACK").then(
+      () => false,
+      () => true,
+    );
     throw err;
   } finally {
-    client.release();
+    client.release(broken || undefined);
   }
 }
 

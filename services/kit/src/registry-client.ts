@@ -106,7 +106,11 @@ export class RegistryClient {
 
 // The connection to the peer broke while the call was under way.
 export function isBrokenConnection(err: unknown): boolean {
-  return err instanceof ConnectError && err.code === Code.Aborted && /ECONNRESET|socket hang up|EPIPE/.test(err.rawMessage);
+  return (
+    err instanceof ConnectError &&
+    (err.code === Code.Aborted || err.code === Code.Internal) &&
+    /ECONNRESET|socket hang up|EPIPE|other side closed|premature close/i.test(err.rawMessage)
+  );
 }
 
 export function isUnreachable(err: unknown): boolean {
