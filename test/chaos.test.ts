@@ -14,6 +14,7 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { pipeline, RunState, runStateName, submit, waitForRun, watchRun, type Run, type RunEvent, type RunJob } from "../sdk/src/index.ts";
 import { fenceShard, FencedError, shardOf } from "../services/coordinator/src/shards.ts";
 import { isAlive, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { assertState, jobOf } from "./helpers/run-assertions.ts";
 
 const finalStates: number[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
 
@@ -801,20 +802,6 @@ describe("agent loss with and without a retry policy", () => {
 });
 
 // ---------------------------------------------------------------------------
-
-function jobOf(run: Run, name: string): RunJob {
-  const job = run.jobs.find((j) => j.name === name);
-  assert.ok(job, `run has a job ${name}`);
-  return job;
-}
-
-function assertState(thing: { name?: string; state: RunState; message?: string }, expected: RunState) {
-  assert.equal(
-    runStateName(thing.state),
-    runStateName(expected),
-    `${thing.name ?? "run"} is ${runStateName(thing.state)}${thing.message ? `: ${thing.message}` : ""}`,
-  );
-}
 
 function date(timestamp: Timestamp | undefined): Date {
   assert.ok(timestamp, "timestamp is set");

@@ -9,6 +9,7 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pipeline, RunState, runStateName, submit, submitAndWait, waitForRun, type Run, type RunJob } from "../sdk/src/index.ts";
 import { isAlive, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { assertState, jobOf } from "./helpers/run-assertions.ts";
 
 // The step of the timeout and cancel tests: a child the test can watch die.
 const sleepWithPidFile = (seconds: number) => `sleep ${seconds} & echo $! > "$MARK/pid"; wait`;
@@ -178,20 +179,6 @@ describe("run behaviour", () => {
     );
   });
 });
-
-function jobOf(run: Run, name: string): RunJob {
-  const job = run.jobs.find((j) => j.name === name);
-  assert.ok(job, `run has a job ${name}`);
-  return job;
-}
-
-function assertState(thing: { name?: string; state: RunState; message?: string }, expected: RunState) {
-  assert.equal(
-    runStateName(thing.state),
-    runStateName(expected),
-    `${thing.name ?? "run"} is ${runStateName(thing.state)}${thing.message ? `: ${thing.message}` : ""}`,
-  );
-}
 
 function span(job: RunJob): { start: Date; end: Date } {
   return { start: date(job.startedAt), end: date(job.finishedAt) };
