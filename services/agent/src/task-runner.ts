@@ -60,10 +60,17 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
   let state: RunState = RunState.SUCCEEDED;
   let message = "";
   try {
+    // A step is reported as started before its process is spawned (so a
+    // task whose answer was lost can be handed out again only if nothing
+    // ran); a step's end and the next one's start share one call.
+    let reportedStart = -1;
     for (const [index, step] of task.steps.entries()) {
       if (cancel.signal.aborted) break;
-      const started = await coordinator((c) => c.reportStep({ ...ref, stepIndex: index, state: RunState.RUNNING }));
-      if (started.cancel) cancel.abort();
+      if (reportedStart !== index) {
+        const started = await coordinator((c) => c.reportStep({ ...ref, stepIndex: index, state: RunState.RUNNING }));
+        if (started.cancel) cancel.abort();
+        if (cancel.signal.aborted) break;
+      }
       const name = step.name;
       step.run.trim().split("\n").forEach((line, i) => sink.line(name, `${i === 0 ? "$" : ">"} ${line}`));
       const startedAt = Date.now();
@@ -79,7 +86,13 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
       const stepState = stateOf(outcome);
       const summary = describe(outcome, timeoutMs);
       sink.line(name, `${summary} (${Date.now() - startedAt} ms)`);
-      await coordinator((c) => c.reportStep({ ...ref, stepIndex: index, state: stepState, exitCode: outcome.exitCode }));
+      const more = stepState === RunState.SUCCEEDED && index + 1 < task.steps.length && !cancel.signal.aborted;
+      const nextStepIndex = more ? index + 1 : undefined;
+      const answer = await coordinator((c) =>
+        c.reportStep({ ...ref, stepIndex: index, state: stepState, exitCode: outcome.exitCode, nextStepIndex }),
+      );
+      if (answer.cancel) cancel.abort();
+      if (nextStepIndex !== undefined) reportedStart = nextStepIndex;
       if (stepState !== RunState.SUCCEEDED) {
         state = stepState;
         message = `step "${name}" ${summary}`;

@@ -67,9 +67,12 @@ export function agentServiceImpl(
       if (!([RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED] as RunState[]).includes(req.state)) {
         throw new ConnectError("state must be RUNNING, SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
       }
-      const cancel = await inTransaction(pool, (client) =>
-        reportStep(client, { taskId: req.taskId, attempt: req.attempt }, req.stepIndex, req.state, req.exitCode),
-      );
+      const ref = { taskId: req.taskId, attempt: req.attempt };
+      const cancel = await inTransaction(pool, async (client) => {
+        const canceled = await reportStep(client, ref, req.stepIndex, req.state, req.exitCode);
+        if (req.nextStepIndex === undefined || canceled) return canceled;
+        return reportStep(client, ref, req.nextStepIndex, RunState.RUNNING, undefined);
+      });
       return { cancel };
     },
     async completeTask(req) {

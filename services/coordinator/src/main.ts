@@ -23,7 +23,7 @@ const config = loadConfig("coordinator", (env) => ({
   databaseUrl: readString(env, "DATABASE_URL"),
   taskLeaseMs: readInt(env, "OTTO_TASK_LEASE_MS", 15_000, 1_000),
   workers: readInt(env, "OTTO_COORDINATOR_WORKERS", 2, 1),
-  shardLeaseMs: readInt(env, "OTTO_SHARD_LEASE_MS", 2_000, 500),
+  shardLeaseMs: readInt(env, "OTTO_SHARD_LEASE_MS", 1_500, 500),
   maxActiveRuns: readInt(env, "OTTO_MAX_ACTIVE_RUNS", 1_000, 1),
   maxWatchers: readInt(env, "OTTO_MAX_WATCHERS", 1_000, 1),
   maxAgentWaiters: readInt(env, "OTTO_MAX_AGENT_WAITERS", 500, 1),

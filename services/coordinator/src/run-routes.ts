@@ -25,7 +25,7 @@ export function runServiceImpl(pool: Pool, boss: PgBoss, notifier: Notifier, lim
       }
       const pipeline = req.source.value;
       assertValidPipeline(pipeline);
-      const runId = await submitRun(pool, boss, pipeline, limits.maxActiveRuns, req.requestId);
+      const runId = await submitRun(pool, pipeline, limits.maxActiveRuns, req.requestId);
       return { run: await loadRun(pool, runId) };
     },
     async getRun(req) {

@@ -36,7 +36,7 @@ export class ShardManager extends EventEmitter {
 
   async start(): Promise<void> {
     await this.tick();
-    this.#timer = setInterval(() => void this.tick(), Math.max(100, this.#options.leaseMs / 4));
+    this.#timer = setInterval(() => void this.tick(), Math.max(100, this.#options.leaseMs / 5));
   }
 
   tick(): Promise<void> {

@@ -1,12 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toJson } from "@bufbuild/protobuf";
-import type { PgBoss } from "pg-boss";
 import { PipelineSchema, type Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { deriveStepName } from "../../parser/src/parse-pipeline.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import { appendJournal } from "./journal.ts";
-import { enqueueAdvance } from "./run-queue.ts";
+import { advanceRun } from "./advance-run.ts";
 import { shardOf } from "./shards.ts";
 import { RunState } from "./states.ts";
 
@@ -14,10 +13,9 @@ export function stepName(name: string, run: string): string {
   return name.trim() !== "" ? name : deriveStepName(run);
 }
 
-// Stores a validated pipeline as a new QUEUED run and enqueues its first advance.
+// Stores a validated pipeline as a new QUEUED run and makes its first jobs ready.
 export async function submitRun(
   pool: Pool,
-  boss: PgBoss,
   pipeline: Pipeline,
   maxActiveRuns: number,
   requestId: string,
@@ -75,7 +73,9 @@ export async function submitRun(
       );
     }
     await appendJournal(client, runId, { state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` });
-    await enqueueAdvance(boss, client, runId);
+    // The first advance happens right here, in the transaction that stores
+    // the run: its first jobs are ready for agents the moment it commits.
+    await advanceRun(client, runId);
   });
   return runId;
 }
