@@ -75,10 +75,10 @@ try {
   failovers.sort((a, b) => a - b);
   results.failover_ms_max = failovers[failovers.length - 1];
   results.failover_ms_p50 = percentile(failovers, 0.5);
-  results.rss_mb_max = round(Math.max(...(await Promise.all(ottoPids().map(rssMb)))));
   rssByProcess = Object.fromEntries(
     await Promise.all(system.supervisor.info().map(async (p) => [p.name, p.pid ? round(await rssMb(p.pid)) : 0] as const)),
   );
+  results.rss_mb_max = Math.max(...Object.values(rssByProcess));
 } finally {
   await system.stop();
   if (!process.env.OTTO_BENCH_KEEP) await rm(dataDir, { recursive: true, force: true });
@@ -130,10 +130,6 @@ async function waitForJob(db: pg.Client, runId: string, job: string, state: RunS
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`job ${job} of ${runId} did not reach state ${state}`);
-}
-
-function ottoPids(): number[] {
-  return system.supervisor.info().map((p) => p.pid).filter((p): p is number => p !== undefined);
 }
 
 async function rssMb(pid: number): Promise<number> {

@@ -84,7 +84,6 @@ export const migrations = [
    INSERT INTO shards (shard) SELECT generate_series(0, 15);
    CREATE TABLE members (
      id text PRIMARY KEY,
-     url text NOT NULL DEFAULT '',
      heartbeat_at timestamptz NOT NULL
    );`,
   // Reserve before allocate: an agent slot (with the job's cpu and memory)
@@ -113,8 +112,7 @@ export const migrations = [
    );
    CREATE UNIQUE INDEX reservations_one_holder_per_lock ON reservations (name) WHERE kind = 'lock';
    CREATE INDEX reservations_by_task ON reservations (task_id);
-   CREATE INDEX reservations_by_agent ON reservations (name) WHERE kind = 'slot';
-   CREATE INDEX reservations_by_lease ON reservations (lease_expires_at);`,
+   CREATE INDEX reservations_by_agent ON reservations (name) WHERE kind = 'slot';`,
   `ALTER TABLE runs ADD COLUMN request_id text;
    CREATE UNIQUE INDEX runs_request_id ON runs (request_id);`,
 ];

@@ -2,7 +2,8 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { RunState } from "../../../gen/otto/v1/run_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
-import { isBrokenConnection, isUnreachable, type RegistryClient } from "../../kit/src/registry-client.ts";
+import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { followJournal } from "./follow-journal.ts";
 
 const finalStates: RunState[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
 
@@ -46,25 +47,10 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
   };
 }
 
-// Resolves when the job (or the whole run) is final, following the run's
-// journal across coordinator restarts.
+// Resolves when the job (or the whole run) is final.
 async function watchUntilJobFinal(registry: RegistryClient, runId: string, job: string, signal: AbortSignal): Promise<void> {
-  let afterSeq = 0n;
-  for (let failures = 0; ; ) {
-    try {
-      const events = await registry.call("coordinator", RunService, async (c) =>
-        c.watchRun({ runId, afterSeq }, { signal, timeoutMs: 0 }),
-      );
-      for await (const { event } of events) {
-        if (!event) continue;
-        afterSeq = event.seq;
-        failures = 0;
-        if (!finalStates.includes(event.state) || event.step !== "") continue;
-        if (event.job === job || event.job === "") return;
-      }
-      return;
-    } catch (err) {
-      if (!(isUnreachable(err) || isBrokenConnection(err)) || ++failures > 5 || signal.aborted) throw err;
-    }
+  for await (const event of followJournal(registry, runId, 0n, signal)) {
+    if (!finalStates.includes(event.state) || event.step !== "") continue;
+    if (event.job === job || event.job === "") return;
   }
 }

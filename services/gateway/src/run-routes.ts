@@ -3,7 +3,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { ParserService } from "../../../gen/otto/v1/parser_service_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
-import { isBrokenConnection, isUnreachable } from "../../kit/src/registry-client.ts";
+import { followJournal } from "./follow-journal.ts";
 
 export const maxPipelineBytes = 256 * 1024;
 
@@ -36,26 +36,8 @@ export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof Run
     getRun: (req, ctx) => idempotent((c) => c.getRun(req, { signal: ctx.signal })),
     listRuns: (req, ctx) => idempotent((c) => c.listRuns(req, { signal: ctx.signal })),
     cancelRun: (req, ctx) => idempotent((c) => c.cancelRun(req, { signal: ctx.signal })),
-    // Streams from one coordinator; if it goes away, resumes from the last
-    // event seen on another.
     async *watchRun(req, ctx) {
-      let after = req.afterSeq;
-      for (let failures = 0; ; ) {
-        try {
-          const stream = await registry.call("coordinator", RunService, async (c) => {
-            const iterator = c.watchRun({ runId: req.runId, afterSeq: after }, { signal: ctx.signal, timeoutMs: 0 })[Symbol.asyncIterator]();
-            return { iterator, first: await iterator.next() };
-          });
-          for (let next = stream.first; !next.done; next = await stream.iterator.next()) {
-            after = next.value.event!.seq;
-            failures = 0;
-            yield next.value;
-          }
-          return;
-        } catch (err) {
-          if (!(isUnreachable(err) || isBrokenConnection(err)) || ++failures > 5 || ctx.signal.aborted) throw err;
-        }
-      }
+      for await (const event of followJournal(registry, req.runId, req.afterSeq, ctx.signal)) yield { event };
     },
   };
 }

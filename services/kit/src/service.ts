@@ -65,7 +65,7 @@ export function serviceLogger(service: string): Logger {
   return log;
 }
 
-async function retry<T>(attempt: () => Promise<T>, tries = 50, delayMs = 200): Promise<T> {
+export async function retry<T>(attempt: () => Promise<T>, tries = 50, delayMs = 200): Promise<T> {
   for (let i = 1; ; i++) {
     try {
       return await attempt();

@@ -2,6 +2,7 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { retry } from "../../kit/src/service.ts";
 import { startEmbeddedPostgres } from "./embedded-postgres.ts";
 import { Supervisor, type LogMode } from "./supervisor.ts";
 
@@ -68,7 +69,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     const storage: Array<{ name: string; pid: number | undefined; url: string }> = [];
     if (!databaseUrl) {
       supervisor.log("starting embedded PostgreSQL");
-      const db = await withRetries(3, async () => startEmbeddedPostgres(join(dataDir, "postgres"), await freePort()));
+      const db = await retry(async () => startEmbeddedPostgres(join(dataDir, "postgres"), await freePort()), 3, 0);
       cleanups.push(() => db.stop());
       databaseUrl = db.url;
       storage.push({ name: "postgres", pid: db.pid, url: db.url.replace(/:[^:@/]*@/, "@") });
@@ -131,16 +132,6 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
   } catch (err) {
     await stop();
     throw err;
-  }
-}
-
-async function withRetries<T>(tries: number, attempt: () => Promise<T>): Promise<T> {
-  for (let i = 1; ; i++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (i >= tries) throw err;
-    }
   }
 }
 

@@ -1,0 +1,34 @@
+import type { RunEvent } from "../../../gen/otto/v1/run_pb.ts";
+import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
+import { isBrokenConnection, isUnreachable, type RegistryClient } from "../../kit/src/registry-client.ts";
+
+// A run's journal after `afterSeq` from any coordinator, until the run is
+// final. If the coordinator goes away mid-stream, the stream resumes on a
+// peer from the last event seen, so no event is lost or repeated.
+export async function* followJournal(
+  registry: RegistryClient,
+  runId: string,
+  afterSeq: bigint,
+  signal: AbortSignal,
+): AsyncGenerator<RunEvent> {
+  let after = afterSeq;
+  for (let failures = 0; ; ) {
+    try {
+      // The first event is awaited inside the call, so that a coordinator
+      // that cannot be reached is passed over for the next one.
+      const stream = await registry.call("coordinator", RunService, async (c) => {
+        const iterator = c.watchRun({ runId, afterSeq: after }, { signal, timeoutMs: 0 })[Symbol.asyncIterator]();
+        return { iterator, first: await iterator.next() };
+      });
+      for (let next = stream.first; !next.done; next = await stream.iterator.next()) {
+        const event = next.value.event!;
+        after = event.seq;
+        failures = 0;
+        yield event;
+      }
+      return;
+    } catch (err) {
+      if (!(isUnreachable(err) || isBrokenConnection(err)) || ++failures > 5 || signal.aborted) throw err;
+    }
+  }
+}
