@@ -1,6 +1,6 @@
 // npm run bench [-- --json]: brings up a real Otto (all processes, real
 // Postgres) and prints throughput and latency figures.
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -9,6 +9,7 @@ import { startSystem } from "../services/launcher/src/system.ts";
 import { shardOf } from "../services/coordinator/src/shards.ts";
 import { createOttoClient, pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
 
+const ticksPerSecond = 100;
 const json = process.argv.includes("--json");
 const samples = Number(process.env.OTTO_BENCH_SAMPLES ?? 100);
 const dataDir = await mkdtemp(join(tmpdir(), "otto-bench-"));
@@ -30,6 +31,7 @@ await mkdir(markers, { recursive: true });
 const results: Record<string, number | null> = {};
 const progress = (text: string) => process.stderr.write(`bench: ${text}\n`);
 let rssByProcess: Record<string, number> = {};
+const cpuPerStep: Record<string, number> = {};
 try {
   progress(`latency, ${samples} samples`);
   // Latency on an idle system: SubmitRun to the step's process starting.
@@ -58,11 +60,21 @@ try {
   const db = new pg.Client({ connectionString: system.databaseUrl });
   await db.connect();
   const journalBefore = Number((await db.query("SELECT count(*) FROM coordinator.journal")).rows[0].count);
+  const commits = async () => Number((await db.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")).rows[0].xact_commit);
+  const commitsBefore = await commits();
+  const cpuBefore = await cpuSnapshot();
   const t0 = Date.now();
   const submitted = await Promise.all(Array.from({ length: runs }, () => submit(client, throughputPipeline)));
   const finals = await Promise.all(submitted.map((r) => waitForRun(client, r.id)));
   const seconds = (Date.now() - t0) / 1000;
+  const cpuAfter = await cpuSnapshot();
+  const totalSteps = runs * jobs * steps;
+  for (const [name, ms] of Object.entries(cpuAfter)) cpuPerStep[name] = round((ms - (cpuBefore[name] ?? 0)) / totalSteps);
+  results.cpu_ms_per_step = cpuPerStep.machine;
   const journalAfter = Number((await db.query("SELECT count(*) FROM coordinator.journal")).rows[0].count);
+  // Statistics reach pg_stat_database with a delay; ask for a fresh snapshot.
+  await db.query("SELECT pg_stat_clear_snapshot()");
+  results.commits_per_step = round(((await commits()) - commitsBefore) / (runs * jobs * steps));
   await db.end();
   const failed = finals.filter((r) => r.state !== RunState.SUCCEEDED).length;
   if (failed > 0) throw new Error(`${failed} throughput runs did not succeed`);
@@ -71,8 +83,10 @@ try {
   const last = finals.map((r) => timestampDate(r.finishedAt!).getTime()).sort()[finals.length - 1];
   results.throughput_wall_s = round((last - t0) / 1000);
   progress("failover");
-  const failovers = await measureFailovers(Number(process.env.OTTO_BENCH_FAILOVERS ?? 5));
+  const { times: failovers, takeovers } = await measureFailovers(Number(process.env.OTTO_BENCH_FAILOVERS ?? 5));
   failovers.sort((a, b) => a - b);
+  takeovers.sort((a, b) => a - b);
+  results.shard_takeover_ms_max = takeovers[takeovers.length - 1];
   results.failover_ms_max = failovers[failovers.length - 1];
   results.failover_ms_p50 = percentile(failovers, 0.5);
   rssByProcess = Object.fromEntries(
@@ -87,14 +101,16 @@ try {
 
 for (const [key, value] of Object.entries(results)) console.log(`${key.padEnd(26)} ${value}`);
 console.log(`rss by process (MB)        ${JSON.stringify(rssByProcess)}`);
+console.log(`cpu ms per step            ${JSON.stringify(cpuPerStep)}`);
 if (json) console.log(JSON.stringify(results));
 
 // Kills the coordinator owning a run that waits on its first job, releases
 // the job, and times from the kill to the peer's dispatch of the next job.
-async function measureFailovers(samples: number): Promise<number[]> {
+async function measureFailovers(samples: number): Promise<{ times: number[]; takeovers: number[] }> {
   const db = new pg.Client({ connectionString: system.databaseUrl });
   await db.connect();
   const times: number[] = [];
+  const takeovers: number[] = [];
   try {
     for (let i = 0; i < samples; i++) {
       const gate = join(markers, `gate-${i}`);
@@ -104,9 +120,7 @@ async function measureFailovers(samples: number): Promise<number[]> {
         .build();
       const run = await submit(client, ir);
       await waitForJob(db, run.id, "wait", RunState.RUNNING);
-      const { rows } = await db.query("SELECT owner FROM coordinator.shards WHERE shard = $1", [shardOf(run.id)]);
-      const victim = system.supervisor.info().find((p) => p.pid && rows[0].owner?.includes(`-${p.pid}-`));
-      if (!victim?.pid) throw new Error(`no live coordinator owns shard ${shardOf(run.id)}`);
+      const victim = await liveOwnerOf(db, shardOf(run.id));
       progress(`failover ${i + 1}: killing ${victim.name}`);
       const killedAt = Date.now();
       process.kill(victim.pid, "SIGKILL");
@@ -115,12 +129,25 @@ async function measureFailovers(samples: number): Promise<number[]> {
       if (final.state !== RunState.SUCCEEDED) throw new Error(`failover run ${run.id} ended ${final.state}`);
       const next = final.jobs.find((j) => j.name === "next")!;
       times.push(timestampDate(next.startedAt!).getTime() - killedAt);
+      await liveOwnerOf(db, shardOf(run.id));
+      takeovers.push(Date.now() - killedAt);
       await system.supervisor.waitForUrl(victim.name);
     }
   } finally {
     await db.end();
   }
-  return times;
+  return { times, takeovers };
+}
+
+// The live coordinator that owns `shard`, once there is one.
+async function liveOwnerOf(db: pg.Client, shard: number) {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+    const { rows } = await db.query("SELECT owner FROM coordinator.shards WHERE shard = $1 AND lease_expires_at > now()", [shard]);
+    const owner = system.supervisor.info().find((p) => p.pid && rows[0]?.owner?.includes(`-${p.pid}-`));
+    if (owner?.pid) return { name: owner.name, pid: owner.pid };
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no live coordinator took shard ${shard} over`);
 }
 
 async function waitForJob(db: pg.Client, runId: string, job: string, state: RunState): Promise<void> {
@@ -136,6 +163,28 @@ async function rssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   return kb / 1024;
+}
+
+// CPU milliseconds used so far by each Otto process, and by the whole
+// machine ("machine", all cores, Postgres and the agents' shells included).
+async function cpuSnapshot(): Promise<Record<string, number>> {
+  const snapshot: Record<string, number> = {};
+  const cpuOf = async (pid: number | string) => {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), ms: ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond };
+  };
+  for (const p of system.supervisor.info()) if (p.pid) snapshot[p.name] = (await cpuOf(p.pid)).ms;
+  snapshot.bench = (await cpuOf(process.pid)).ms;
+  snapshot.postgres = 0;
+  for (const pid of (await readdir("/proc")).filter((name) => /^\d+$/.test(name))) {
+    const { comm, ms } = await cpuOf(pid);
+    if (comm === "postgres") snapshot.postgres += ms;
+  }
+  const cpu = (await readFile("/proc/stat", "utf8")).split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system_, , , irq, softirq, steal] = cpu;
+  snapshot.machine = ((user + nice + system_ + irq + softirq + steal) * 1000) / ticksPerSecond;
+  return snapshot;
 }
 
 function percentile(sorted: number[], p: number): number {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/agent_service.proto.
  */
 export const file_otto_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtvdHRvL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SB290dG8udjEizgEKBFRhc2sSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBnJ1bl9pZBgDIAEoCRILCgNqb2IYBCABKAkSIwoDZW52GAUgAygLMhYub3R0by52MS5UYXNrLkVudkVudHJ5EiQKBXN0ZXBzGAYgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXASEAoIbGVhc2VfbXMYByABKAUaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKTAQoSQWNxdWlyZVRhc2tSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEg4KBmxhYmVscxgCIAMoCRIPCgd3YWl0X21zGAMgASgFEg0KBXNsb3RzGAQgASgFEgsKA2NwdRgFIAEoARIUCgxtZW1vcnlfYnl0ZXMYBiABKAMSGAoQcnVubmluZ190YXNrX2lkcxgHIAMoCSIyChNBY3F1aXJlVGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5vdHRvLnYxLlRhc2siSgoUSGVhcnRiZWF0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhAKCGFnZW50X2lkGAMgASgJIicKFUhlYXJ0YmVhdFRhc2tSZXNwb25zZRIOCgZjYW5jZWwYASABKAgiwwEKEVJlcG9ydFN0ZXBSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRISCgpzdGVwX2luZGV4GAMgASgFEiAKBXN0YXRlGAQgASgOMhEub3R0by52MS5SdW5TdGF0ZRIWCglleGl0X2NvZGUYBSABKAVIAIgBARIcCg9uZXh0X3N0ZXBfaW5kZXgYBiABKAVIAYgBAUIMCgpfZXhpdF9jb2RlQhIKEF9uZXh0X3N0ZXBfaW5kZXgiJAoSUmVwb3J0U3RlcFJlc3BvbnNlEg4KBmNhbmNlbBgBIAEoCCJqChNDb21wbGV0ZVRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIgCgVzdGF0ZRgDIAEoDjIRLm90dG8udjEuUnVuU3RhdGUSDwoHbWVzc2FnZRgEIAEoCSIWChRDb21wbGV0ZVRhc2tSZXNwb25zZTK8AgoMQWdlbnRTZXJ2aWNlEkgKC0FjcXVpcmVUYXNrEhsub3R0by52MS5BY3F1aXJlVGFza1JlcXVlc3QaHC5vdHRvLnYxLkFjcXVpcmVUYXNrUmVzcG9uc2USTgoNSGVhcnRiZWF0VGFzaxIdLm90dG8udjEuSGVhcnRiZWF0VGFza1JlcXVlc3QaHi5vdHRvLnYxLkhlYXJ0YmVhdFRhc2tSZXNwb25zZRJFCgpSZXBvcnRTdGVwEhoub3R0by52MS5SZXBvcnRTdGVwUmVxdWVzdBobLm90dG8udjEuUmVwb3J0U3RlcFJlc3BvbnNlEksKDENvbXBsZXRlVGFzaxIcLm90dG8udjEuQ29tcGxldGVUYXNrUmVxdWVzdBodLm90dG8udjEuQ29tcGxldGVUYXNrUmVzcG9uc2ViBnByb3RvMw", [file_otto_v1_pipeline, file_otto_v1_run]);
+  fileDesc("ChtvdHRvL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SB290dG8udjEizgEKBFRhc2sSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBnJ1bl9pZBgDIAEoCRILCgNqb2IYBCABKAkSIwoDZW52GAUgAygLMhYub3R0by52MS5UYXNrLkVudkVudHJ5EiQKBXN0ZXBzGAYgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXASEAoIbGVhc2VfbXMYByABKAUaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKTAQoSQWNxdWlyZVRhc2tSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEg4KBmxhYmVscxgCIAMoCRIPCgd3YWl0X21zGAMgASgFEg0KBXNsb3RzGAQgASgFEgsKA2NwdRgFIAEoARIUCgxtZW1vcnlfYnl0ZXMYBiABKAMSGAoQcnVubmluZ190YXNrX2lkcxgHIAMoCSIyChNBY3F1aXJlVGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5vdHRvLnYxLlRhc2siSgoUSGVhcnRiZWF0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhAKCGFnZW50X2lkGAMgASgJIicKFUhlYXJ0YmVhdFRhc2tSZXNwb25zZRIOCgZjYW5jZWwYASABKAgiaAoKU3RlcFJlcG9ydBISCgpzdGVwX2luZGV4GAEgASgFEiAKBXN0YXRlGAIgASgOMhEub3R0by52MS5SdW5TdGF0ZRIWCglleGl0X2NvZGUYAyABKAVIAIgBAUIMCgpfZXhpdF9jb2RlIloKElJlcG9ydFN0ZXBzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSIgoFc3RlcHMYAyADKAsyEy5vdHRvLnYxLlN0ZXBSZXBvcnQiJQoTUmVwb3J0U3RlcHNSZXNwb25zZRIOCgZjYW5jZWwYASABKAgijgEKE0NvbXBsZXRlVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEiAKBXN0YXRlGAMgASgOMhEub3R0by52MS5SdW5TdGF0ZRIPCgdtZXNzYWdlGAQgASgJEiIKBXN0ZXBzGAUgAygLMhMub3R0by52MS5TdGVwUmVwb3J0IhYKFENvbXBsZXRlVGFza1Jlc3BvbnNlMr8CCgxBZ2VudFNlcnZpY2USSAoLQWNxdWlyZVRhc2sSGy5vdHRvLnYxLkFjcXVpcmVUYXNrUmVxdWVzdBocLm90dG8udjEuQWNxdWlyZVRhc2tSZXNwb25zZRJOCg1IZWFydGJlYXRUYXNrEh0ub3R0by52MS5IZWFydGJlYXRUYXNrUmVxdWVzdBoeLm90dG8udjEuSGVhcnRiZWF0VGFza1Jlc3BvbnNlEkgKC1JlcG9ydFN0ZXBzEhsub3R0by52MS5SZXBvcnRTdGVwc1JlcXVlc3QaHC5vdHRvLnYxLlJlcG9ydFN0ZXBzUmVzcG9uc2USSwoMQ29tcGxldGVUYXNrEhwub3R0by52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0Gh0ub3R0by52MS5Db21wbGV0ZVRhc2tSZXNwb25zZWIGcHJvdG8z", [file_otto_v1_pipeline, file_otto_v1_run]);
 
 /**
  * @generated from message otto.v1.Task
@@ -183,9 +183,38 @@ export const HeartbeatTaskResponseSchema: GenMessage<HeartbeatTaskResponse> = /*
   messageDesc(file_otto_v1_agent_service, 4);
 
 /**
- * @generated from message otto.v1.ReportStepRequest
+ * @generated from message otto.v1.StepReport
  */
-export type ReportStepRequest = Message<"otto.v1.ReportStepRequest"> & {
+export type StepReport = Message<"otto.v1.StepReport"> & {
+  /**
+   * @generated from field: int32 step_index = 1;
+   */
+  stepIndex: number;
+
+  /**
+   * RUNNING when the step starts; SUCCEEDED, FAILED or CANCELED when it ends.
+   *
+   * @generated from field: otto.v1.RunState state = 2;
+   */
+  state: RunState;
+
+  /**
+   * @generated from field: optional int32 exit_code = 3;
+   */
+  exitCode?: number | undefined;
+};
+
+/**
+ * Describes the message otto.v1.StepReport.
+ * Use `create(StepReportSchema)` to create a new message.
+ */
+export const StepReportSchema: GenMessage<StepReport> = /*@__PURE__*/
+  messageDesc(file_otto_v1_agent_service, 5);
+
+/**
+ * @generated from message otto.v1.ReportStepsRequest
+ */
+export type ReportStepsRequest = Message<"otto.v1.ReportStepsRequest"> & {
   /**
    * @generated from field: string task_id = 1;
    */
@@ -197,39 +226,22 @@ export type ReportStepRequest = Message<"otto.v1.ReportStepRequest"> & {
   attempt: number;
 
   /**
-   * @generated from field: int32 step_index = 3;
+   * @generated from field: repeated otto.v1.StepReport steps = 3;
    */
-  stepIndex: number;
-
-  /**
-   * @generated from field: otto.v1.RunState state = 4;
-   */
-  state: RunState;
-
-  /**
-   * @generated from field: optional int32 exit_code = 5;
-   */
-  exitCode?: number | undefined;
-
-  /**
-   * With a final `state`: the step at this index starts now (saves a call).
-   *
-   * @generated from field: optional int32 next_step_index = 6;
-   */
-  nextStepIndex?: number | undefined;
+  steps: StepReport[];
 };
 
 /**
- * Describes the message otto.v1.ReportStepRequest.
- * Use `create(ReportStepRequestSchema)` to create a new message.
+ * Describes the message otto.v1.ReportStepsRequest.
+ * Use `create(ReportStepsRequestSchema)` to create a new message.
  */
-export const ReportStepRequestSchema: GenMessage<ReportStepRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_agent_service, 5);
+export const ReportStepsRequestSchema: GenMessage<ReportStepsRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_agent_service, 6);
 
 /**
- * @generated from message otto.v1.ReportStepResponse
+ * @generated from message otto.v1.ReportStepsResponse
  */
-export type ReportStepResponse = Message<"otto.v1.ReportStepResponse"> & {
+export type ReportStepsResponse = Message<"otto.v1.ReportStepsResponse"> & {
   /**
    * @generated from field: bool cancel = 1;
    */
@@ -237,11 +249,11 @@ export type ReportStepResponse = Message<"otto.v1.ReportStepResponse"> & {
 };
 
 /**
- * Describes the message otto.v1.ReportStepResponse.
- * Use `create(ReportStepResponseSchema)` to create a new message.
+ * Describes the message otto.v1.ReportStepsResponse.
+ * Use `create(ReportStepsResponseSchema)` to create a new message.
  */
-export const ReportStepResponseSchema: GenMessage<ReportStepResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_agent_service, 6);
+export const ReportStepsResponseSchema: GenMessage<ReportStepsResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_agent_service, 7);
 
 /**
  * @generated from message otto.v1.CompleteTaskRequest
@@ -266,6 +278,13 @@ export type CompleteTaskRequest = Message<"otto.v1.CompleteTaskRequest"> & {
    * @generated from field: string message = 4;
    */
   message: string;
+
+  /**
+   * Step changes not reported yet, applied before the task completes.
+   *
+   * @generated from field: repeated otto.v1.StepReport steps = 5;
+   */
+  steps: StepReport[];
 };
 
 /**
@@ -273,7 +292,7 @@ export type CompleteTaskRequest = Message<"otto.v1.CompleteTaskRequest"> & {
  * Use `create(CompleteTaskRequestSchema)` to create a new message.
  */
 export const CompleteTaskRequestSchema: GenMessage<CompleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_agent_service, 7);
+  messageDesc(file_otto_v1_agent_service, 8);
 
 /**
  * @generated from message otto.v1.CompleteTaskResponse
@@ -286,11 +305,12 @@ export type CompleteTaskResponse = Message<"otto.v1.CompleteTaskResponse"> & {
  * Use `create(CompleteTaskResponseSchema)` to create a new message.
  */
 export const CompleteTaskResponseSchema: GenMessage<CompleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_agent_service, 8);
+  messageDesc(file_otto_v1_agent_service, 9);
 
 /**
  * The coordinator's agent-facing API: agents pull tasks, heartbeat them,
  * report steps and complete them with the attempt number they were given.
+ * Every call about a task may be repeated safely.
  *
  * @generated from service otto.v1.AgentService
  */
@@ -314,12 +334,16 @@ export const AgentService: GenService<{
     output: typeof HeartbeatTaskResponseSchema;
   },
   /**
-   * @generated from rpc otto.v1.AgentService.ReportStep
+   * Reports step changes in order. The first step's start is reported before
+   * its process is spawned; later changes may be batched, and the last ones
+   * may ride along with CompleteTask instead.
+   *
+   * @generated from rpc otto.v1.AgentService.ReportSteps
    */
-  reportStep: {
+  reportSteps: {
     methodKind: "unary";
-    input: typeof ReportStepRequestSchema;
-    output: typeof ReportStepResponseSchema;
+    input: typeof ReportStepsRequestSchema;
+    output: typeof ReportStepsResponseSchema;
   },
   /**
    * @generated from rpc otto.v1.AgentService.CompleteTask

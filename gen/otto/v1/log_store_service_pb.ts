@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/log_store_service.proto.
  */
 export const file_otto_v1_log_store_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9vdHRvL3YxL2xvZ19zdG9yZV9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIkoKEEFwcGVuZExvZ1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgsKA2pvYhgCIAEoCRILCgNzZXEYAyABKAMSDAoEdGV4dBgEIAEoCSITChFBcHBlbmRMb2dSZXNwb25zZSIuCg9DbG9zZUxvZ1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgsKA2pvYhgCIAEoCSI0ChBDbG9zZUxvZ1Jlc3BvbnNlEhIKCm9iamVjdF9rZXkYASABKAkSDAoEc2l6ZRgCIAEoAzKWAQoPTG9nU3RvcmVTZXJ2aWNlEkIKCUFwcGVuZExvZxIZLm90dG8udjEuQXBwZW5kTG9nUmVxdWVzdBoaLm90dG8udjEuQXBwZW5kTG9nUmVzcG9uc2USPwoIQ2xvc2VMb2cSGC5vdHRvLnYxLkNsb3NlTG9nUmVxdWVzdBoZLm90dG8udjEuQ2xvc2VMb2dSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Ch9vdHRvL3YxL2xvZ19zdG9yZV9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIkoKEEFwcGVuZExvZ1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgsKA2pvYhgCIAEoCRILCgNzZXEYAyABKAMSDAoEdGV4dBgEIAEoCSITChFBcHBlbmRMb2dSZXNwb25zZSJVCg9DbG9zZUxvZ1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgsKA2pvYhgCIAEoCRIRCglmaW5hbF9zZXEYAyABKAMSEgoKZmluYWxfdGV4dBgEIAEoCSI0ChBDbG9zZUxvZ1Jlc3BvbnNlEhIKCm9iamVjdF9rZXkYASABKAkSDAoEc2l6ZRgCIAEoAzKWAQoPTG9nU3RvcmVTZXJ2aWNlEkIKCUFwcGVuZExvZxIZLm90dG8udjEuQXBwZW5kTG9nUmVxdWVzdBoaLm90dG8udjEuQXBwZW5kTG9nUmVzcG9uc2USPwoIQ2xvc2VMb2cSGC5vdHRvLnYxLkNsb3NlTG9nUmVxdWVzdBoZLm90dG8udjEuQ2xvc2VMb2dSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message otto.v1.AppendLogRequest
@@ -72,6 +72,19 @@ export type CloseLogRequest = Message<"otto.v1.CloseLogRequest"> & {
    * @generated from field: string job = 2;
    */
   job: string;
+
+  /**
+   * The log's last chunk, if it was not appended yet: saves a call. Its
+   * number must follow the last appended chunk's.
+   *
+   * @generated from field: int64 final_seq = 3;
+   */
+  finalSeq: bigint;
+
+  /**
+   * @generated from field: string final_text = 4;
+   */
+  finalText: string;
 };
 
 /**

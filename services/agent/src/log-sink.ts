@@ -23,6 +23,19 @@ export class LogSink {
     else this.#timer ??= setTimeout(() => this.flush(), this.#flushMs);
   }
 
+  // Waits until every chunk sent so far is stored and returns what is left
+  // unsent (numbered as the next chunk), for the call that closes the log.
+  async takeRest(): Promise<FinalChunk | undefined> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#chain;
+    if (this.#pending.length === 0) return undefined;
+    const rest = { seq: ++this.#seq, text: this.#pending.join("") };
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    return rest;
+  }
+
   flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -35,6 +48,11 @@ export class LogSink {
     }
     return this.#chain;
   }
+}
+
+export interface FinalChunk {
+  seq: number;
+  text: string;
 }
 
 async function sendWithRetry(send: () => Promise<void>, tries = 10): Promise<void> {

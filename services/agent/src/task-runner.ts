@@ -8,6 +8,7 @@ import type { Logger } from "../../kit/src/log.ts";
 import { runStateName } from "../../kit/src/run-state.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
 import { LogSink } from "./log-sink.ts";
+import { StepReporter, type StepChange } from "./step-reporter.ts";
 import { runStepProcess, type StepOutcome } from "./step-process.ts";
 
 export interface TaskRunnerOptions {
@@ -25,9 +26,10 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
   const { registry, agentId } = options;
   const log = options.log.child({ run_id: task.runId, job: task.job, attempt: task.attempt });
   // Every call the agent makes about its task may be repeated safely (steps
-  // are reported by index and state, completion is fenced by attempt), so it
-  // keeps trying through coordinator restarts for a good part of the lease.
-  const retryForMs = Math.max(2_000, task.leaseMs * 0.8);
+  // only move forward, completion is fenced by attempt), so it keeps trying
+  // through coordinator restarts for longer than the lease: by then the
+  // coordinator has either answered or taken the task away (and says so).
+  const retryForMs = Math.max(10_000, task.leaseMs * 2);
   const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof AgentService>) => Promise<T>) =>
     registry.call("coordinator", AgentService, call, { idempotent: true, retryForMs });
   const ref = { taskId: task.taskId, attempt: task.attempt };
@@ -55,22 +57,26 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
       })
       .then(() => {}),
   );
+  const reporter = new StepReporter(async (steps) => {
+    const answer = await coordinator((c) => c.reportSteps({ ...ref, steps }));
+    if (answer.cancel) cancel.abort();
+  });
+  const takenAway = (err: unknown) => err instanceof ConnectError && err.code === Code.FailedPrecondition;
   await mkdir(options.workRoot, { recursive: true });
   const workspace = await mkdtemp(join(options.workRoot, `${task.job}-`));
   let state: RunState = RunState.SUCCEEDED;
   let message = "";
+  let unreported: StepChange[] = [];
   try {
-    // A step is reported as started before its process is spawned (so a
-    // task whose answer was lost can be handed out again only if nothing
-    // ran); a step's end and the next one's start share one call.
-    let reportedStart = -1;
     for (const [index, step] of task.steps.entries()) {
       if (cancel.signal.aborted) break;
-      if (reportedStart !== index) {
-        const started = await coordinator((c) => c.reportStep({ ...ref, stepIndex: index, state: RunState.RUNNING }));
-        if (started.cancel) cancel.abort();
-        if (cancel.signal.aborted) break;
-      }
+      // The first step is stored as started before anything runs, so a task
+      // whose answer was lost is handed out again only if nothing ran.
+      const start = { stepIndex: index, state: RunState.RUNNING };
+      if (index === 0) await reporter.reportNow(start);
+      else reporter.report(start);
+      if (reporter.error) throw reporter.error;
+      if (cancel.signal.aborted) break;
       const name = step.name;
       step.run.trim().split("\n").forEach((line, i) => sink.line(name, `${i === 0 ? "$" : ">"} ${line}`));
       const startedAt = Date.now();
@@ -86,13 +92,7 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
       const stepState = stateOf(outcome);
       const summary = describe(outcome, timeoutMs);
       sink.line(name, `${summary} (${Date.now() - startedAt} ms)`);
-      const more = stepState === RunState.SUCCEEDED && index + 1 < task.steps.length && !cancel.signal.aborted;
-      const nextStepIndex = more ? index + 1 : undefined;
-      const answer = await coordinator((c) =>
-        c.reportStep({ ...ref, stepIndex: index, state: stepState, exitCode: outcome.exitCode, nextStepIndex }),
-      );
-      if (answer.cancel) cancel.abort();
-      if (nextStepIndex !== undefined) reportedStart = nextStepIndex;
+      reporter.report({ stepIndex: index, state: stepState, exitCode: outcome.exitCode });
       if (stepState !== RunState.SUCCEEDED) {
         state = stepState;
         message = `step "${name}" ${summary}`;
@@ -103,25 +103,29 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
       state = RunState.CANCELED;
       message = "canceled";
     }
+    unreported = await reporter.drain();
   } catch (err) {
-    state = RunState.FAILED;
-    message = `agent error: ${(err as Error).message}`;
-    log.error("task failed inside the agent", { err });
+    if (takenAway(err)) {
+      log.warn("task taken away by the coordinator; stopping it", { err });
+      lost = true;
+    } else {
+      state = RunState.FAILED;
+      message = `agent error: ${(err as Error).message}`;
+      log.error("task failed inside the agent", { err });
+    }
   } finally {
     clearInterval(heartbeat);
   }
   try {
-    await sink.flush();
-    await registry.call("objects", LogStoreService, (c) => c.closeLog({ runId: task.runId, job: task.job }), {
-      idempotent: true,
-      retryForMs,
-    });
+    const rest = await sink.takeRest();
+    const close = { runId: task.runId, job: task.job, finalSeq: BigInt(rest?.seq ?? 0), finalText: rest?.text ?? "" };
+    await registry.call("objects", LogStoreService, (c) => c.closeLog(close), { idempotent: true, retryForMs });
   } catch (err) {
     log.error("could not archive the log", { err });
   }
   if (!lost) {
-    await coordinator((c) => c.completeTask({ ...ref, state, message })).catch((err) => {
-      if (!(err instanceof ConnectError && err.code === Code.FailedPrecondition)) throw err;
+    await coordinator((c) => c.completeTask({ ...ref, state, message, steps: unreported })).catch((err) => {
+      if (!takenAway(err)) throw err;
     });
   }
   await rm(workspace, { recursive: true, force: true });

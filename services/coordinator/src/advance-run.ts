@@ -75,8 +75,10 @@ async function finishUnstartedJob(client: PoolClient, runId: string, job: string
     `UPDATE coordinator.steps SET state = $3 WHERE run_id = $1 AND job = $2 AND state = $4 RETURNING name, position`,
     [runId, job, RunState.CANCELED, RunState.QUEUED],
   );
-  await appendJournal(client, runId, { job, state: RunState.CANCELED, message });
-  for (const step of steps.sort((a, b) => a.position - b.position)) {
-    await appendJournal(client, runId, { job, step: step.name, state: RunState.CANCELED });
-  }
+  await appendJournal(
+    client,
+    runId,
+    { job, state: RunState.CANCELED, message },
+    ...steps.sort((a, b) => a.position - b.position).map((step) => ({ job, step: step.name, state: RunState.CANCELED })),
+  );
 }

@@ -2,12 +2,12 @@ import { setTimeout as delay } from "node:timers/promises";
 import { create, fromJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
-import { AgentService, TaskSchema, type Task } from "../../../gen/otto/v1/agent_service_pb.ts";
+import { AgentService, TaskSchema, type StepReport, type Task } from "../../../gen/otto/v1/agent_service_pb.ts";
 import { PipelineSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
-import { tasksChannel } from "./advance-run.ts";
-import { claimTask, finishTask, lockCurrentAttempt, reportStep, type ClaimedTask } from "./task-lifecycle.ts";
+import { ClaimWaiters } from "./claim-waiters.ts";
+import { applyStepChanges, claimTask, finishTask, lockCurrentAttempt, type ClaimedTask, type StepChange } from "./task-lifecycle.ts";
 import { RunState } from "./states.ts";
 import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 
@@ -21,6 +21,7 @@ export function agentServiceImpl(
   maxWaiters: number,
 ): ServiceImpl<typeof AgentService> {
   const waiters = new ConcurrencyLimit("AcquireTask long polls", maxWaiters);
+  const claimWaiters = new ClaimWaiters(notifier);
   return {
     acquireTask: (req, ctx) => waiters.run(async () => {
       requireAgent(req.agentId);
@@ -34,15 +35,14 @@ export function agentServiceImpl(
         runningTaskIds: req.runningTaskIds,
       };
       for (;;) {
-        const waiting = new AbortController();
-        const signal = AbortSignal.any([ctx.signal, waiting.signal]);
-        const woken = notifier.wait(tasksChannel, () => true, Math.max(0, deadline - Date.now()), signal);
         const { task, contended } = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
-        if (task || contended || Date.now() >= deadline || ctx.signal.aborted) waiting.abort();
-        if (task) return { task: await taskSpec(pool, task, taskLeaseMs) };
+        if (task) {
+          claimWaiters.wakeOne();
+          return { task: await taskSpec(pool, task, taskLeaseMs) };
+        }
         if (Date.now() >= deadline || ctx.signal.aborted) return {};
         if (contended) await delay(10 + Math.random() * 20);
-        else await woken;
+        else await claimWaiters.wait(Math.max(0, deadline - Date.now()), ctx.signal);
       }
     }),
     async heartbeatTask(req) {
@@ -62,16 +62,13 @@ export function agentServiceImpl(
       }
       return { cancel: rows[0].cancel_requested };
     },
-    async reportStep(req) {
+    async reportSteps(req) {
       requireUuid(req.taskId);
-      if (!([RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED] as RunState[]).includes(req.state)) {
-        throw new ConnectError("state must be RUNNING, SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
-      }
-      const ref = { taskId: req.taskId, attempt: req.attempt };
+      const changes = stepChanges(req.steps);
       const cancel = await inTransaction(pool, async (client) => {
-        const canceled = await reportStep(client, ref, req.stepIndex, req.state, req.exitCode);
-        if (req.nextStepIndex === undefined || canceled) return canceled;
-        return reportStep(client, ref, req.nextStepIndex, RunState.RUNNING, undefined);
+        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt });
+        await applyStepChanges(client, task, changes);
+        return task.cancel_requested;
       });
       return { cancel };
     },
@@ -80,8 +77,10 @@ export function agentServiceImpl(
       if (!([RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED] as RunState[]).includes(req.state)) {
         throw new ConnectError("state must be SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
       }
+      const changes = stepChanges(req.steps);
       await inTransaction(pool, async (client) => {
         const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt });
+        await applyStepChanges(client, task, changes);
         await finishTask(client, boss, task, req.state, req.message.slice(0, 1000));
       });
       return {};
@@ -101,6 +100,16 @@ async function taskSpec(pool: Pool, claimed: ClaimedTask, leaseMs: number): Prom
     env: job.env,
     steps: job.steps,
     leaseMs,
+  });
+}
+
+function stepChanges(reports: StepReport[]): StepChange[] {
+  const allowed: RunState[] = [RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
+  return reports.map((report) => {
+    if (!allowed.includes(report.state)) {
+      throw new ConnectError("a step's state must be RUNNING, SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
+    }
+    return { stepIndex: report.stepIndex, state: report.state, exitCode: report.exitCode };
   });
 }
 

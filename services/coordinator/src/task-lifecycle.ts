@@ -1,8 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
 import type { PoolClient } from "../../kit/src/db.ts";
-import { tasksChannel } from "./advance-run.ts";
-import { appendJournal } from "./journal.ts";
+import { advanceRun, tasksChannel } from "./advance-run.ts";
+import { appendJournal, type JournalEntry } from "./journal.ts";
 import { describeReservations, releaseTaskReservations, reserveAll, type AgentCapacity } from "./reservations.ts";
 import { shouldRetry, type FailureCause } from "./retry-policy.ts";
 import { enqueueAdvance } from "./run-queue.ts";
@@ -115,21 +115,23 @@ async function claimCandidate(
     "UPDATE coordinator.runs SET state = $2, started_at = now() WHERE id = $1 AND state = $3",
     [task.run_id, RunState.RUNNING, RunState.QUEUED],
   );
-  if (runStarted) await appendJournal(client, task.run_id, { state: RunState.RUNNING });
   const holds = needs.locks.length > 0 ? `; holds ${needs.locks.map((l: string) => `lock ${l}`).join(", ")}` : "";
-  await appendJournal(client, task.run_id, {
-    job: task.job,
-    state: RunState.RUNNING,
-    message: `attempt ${task.attempt} on agent ${agent.id}${holds}`,
-  });
+  await appendJournal(
+    client,
+    task.run_id,
+    ...(runStarted ? [{ state: RunState.RUNNING }] : []),
+    { job: task.job, state: RunState.RUNNING, message: `attempt ${task.attempt} on agent ${agent.id}${holds}` },
+  );
   return task;
 }
 
 // Locks the task's run and checks that the caller holds the current attempt.
 export async function lockCurrentAttempt(client: PoolClient, ref: TaskRef) {
-  const { rows } = await client.query("SELECT run_id FROM coordinator.tasks WHERE id = $1", [ref.taskId]);
-  if (rows.length === 0) throw new ConnectError(`task ${ref.taskId} not found`, Code.NotFound);
-  await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [rows[0].run_id]);
+  const { rowCount } = await client.query(
+    "SELECT 1 FROM coordinator.runs WHERE id = (SELECT run_id FROM coordinator.tasks WHERE id = $1) FOR UPDATE",
+    [ref.taskId],
+  );
+  if (!rowCount) throw new ConnectError(`task ${ref.taskId} not found`, Code.NotFound);
   const { rows: tasks } = await client.query("SELECT * FROM coordinator.tasks WHERE id = $1", [ref.taskId]);
   const task = tasks[0];
   if (task.status !== "assigned" || task.attempt !== ref.attempt || (ref.agentId && task.agent_id !== ref.agentId)) {
@@ -141,33 +143,65 @@ export async function lockCurrentAttempt(client: PoolClient, ref: TaskRef) {
   return task as { id: string; run_id: string; job: string; attempt: number; cancel_requested: boolean; agent_id: string };
 }
 
-export async function reportStep(
+export interface StepChange {
+  stepIndex: number;
+  state: RunState;
+  exitCode?: number;
+}
+
+// Applies an attempt's step changes in order, under the run lock its caller
+// holds. Steps only move forward (queued, running, final), so a batch sent
+// again after a lost answer changes nothing the second time.
+export async function applyStepChanges(
   client: PoolClient,
-  ref: TaskRef,
-  stepIndex: number,
-  state: RunState,
-  exitCode: number | undefined,
-): Promise<boolean> {
-  const task = await lockCurrentAttempt(client, ref);
-  const started = state === RunState.RUNNING;
-  if (started) await client.query("UPDATE coordinator.tasks SET started = true WHERE id = $1 AND NOT started", [task.id]);
-  const { rows } = await client.query(
-    `UPDATE coordinator.steps SET state = $4, exit_code = $5,
-       started_at = CASE WHEN $6 THEN now() ELSE coalesce(started_at, now()) END,
-       finished_at = CASE WHEN $6 THEN NULL ELSE now() END
-     WHERE run_id = $1 AND job = $2 AND position = $3 AND state <> $4 RETURNING name`,
-    [task.run_id, task.job, stepIndex, state, exitCode ?? null, started],
+  task: { id: string; run_id: string; job: string },
+  changes: StepChange[],
+): Promise<void> {
+  if (changes.length === 0) return;
+  const { rows } = await client.query<{ name: string; position: number; state: RunState }>(
+    "SELECT name, position, state FROM coordinator.steps WHERE run_id = $1 AND job = $2",
+    [task.run_id, task.job],
   );
-  if (rows.length > 0) {
-    await appendJournal(client, task.run_id, { job: task.job, step: rows[0].name, state, exitCode });
+  const steps = new Map(rows.map((row) => [row.position, { ...row, exitCode: null as number | null, started: false, touched: false }]));
+  const entries: JournalEntry[] = [];
+  for (const change of changes) {
+    const step = steps.get(change.stepIndex);
+    if (!step) throw new ConnectError(`job ${task.job} has no step ${change.stepIndex}`, Code.InvalidArgument);
+    if (change.state === RunState.RUNNING ? step.state !== RunState.QUEUED : isFinal(step.state)) continue;
+    step.state = change.state;
+    step.touched = true;
+    if (change.state === RunState.RUNNING) step.started = true;
+    else step.exitCode = change.exitCode ?? null;
+    entries.push({ job: task.job, step: step.name, state: change.state, exitCode: change.exitCode });
   }
-  return task.cancel_requested;
+  const touched = [...steps.values()].filter((step) => step.touched);
+  if (touched.length === 0) return;
+  if (touched.some((step) => step.started)) {
+    await client.query("UPDATE coordinator.tasks SET started = true WHERE id = $1 AND NOT started", [task.id]);
+  }
+  await client.query(
+    `UPDATE coordinator.steps s SET state = c.state, exit_code = c.exit_code,
+       started_at = CASE WHEN c.started THEN now() ELSE coalesce(s.started_at, now()) END,
+       finished_at = CASE WHEN c.state = $7 THEN NULL ELSE now() END
+     FROM unnest($3::int[], $4::smallint[], $5::int[], $6::bool[]) AS c(position, state, exit_code, started)
+     WHERE s.run_id = $1 AND s.job = $2 AND s.position = c.position`,
+    [
+      task.run_id,
+      task.job,
+      touched.map((step) => step.position),
+      touched.map((step) => step.state),
+      touched.map((step) => step.exitCode),
+      touched.map((step) => step.started),
+      RunState.RUNNING,
+    ],
+  );
+  await appendJournal(client, task.run_id, ...entries);
 }
 
 // Ends a task's current attempt and releases everything reserved for it.
 // A failure that the job's retry policy covers puts the job back in the
 // queue for a new attempt; otherwise the job takes `state`, its unfinished
-// steps are closed, and the run is queued to advance.
+// steps are closed, and the run advances.
 export async function finishTask(
   client: PoolClient,
   boss: PgBoss,
@@ -175,10 +209,15 @@ export async function finishTask(
   state: RunState,
   message: string,
   cause: FailureCause = { agentLost: false },
+  advance: "inline" | "queued" = "inline",
 ): Promise<void> {
   if (!isFinal(state)) throw new ConnectError("a task can only complete in a final state", Code.InvalidArgument);
   const released = await releaseTaskReservations(client, task.id);
-  await client.query("SELECT pg_notify($1, '')", [tasksChannel]);
+  // What was released may let a waiting task fit; wake claimants only if one waits.
+  await client.query(
+    "SELECT pg_notify($1, '') WHERE EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending')",
+    [tasksChannel],
+  );
   if (cause.agentLost && released.length > 0) {
     await appendJournal(client, task.run_id, {
       job: task.job,
@@ -192,16 +231,21 @@ export async function finishTask(
     "UPDATE coordinator.jobs SET state = $3, message = $4, finished_at = now() WHERE run_id = $1 AND name = $2",
     [task.run_id, task.job, state, message],
   );
-  await appendJournal(client, task.run_id, { job: task.job, state, message });
   const { rows: steps } = await client.query(
     `UPDATE coordinator.steps SET state = CASE WHEN state = $3 THEN $4::smallint ELSE $5::smallint END, finished_at = now()
      WHERE run_id = $1 AND job = $2 AND state IN ($3, $6) RETURNING name, position, state`,
     [task.run_id, task.job, RunState.RUNNING, state === RunState.SUCCEEDED ? RunState.FAILED : state, RunState.CANCELED, RunState.QUEUED],
   );
-  for (const step of steps.sort((a, b) => a.position - b.position)) {
-    await appendJournal(client, task.run_id, { job: task.job, step: step.name, state: step.state });
-  }
-  await enqueueAdvance(boss, client, task.run_id);
+  await appendJournal(
+    client,
+    task.run_id,
+    { job: task.job, state, message },
+    ...steps.sort((a, b) => a.position - b.position).map((step) => ({ job: task.job, step: step.name, state: step.state })),
+  );
+  // An agent's answer moves the run on in the same transaction; work found
+  // by a coordinator (expired leases) goes through the shard's queue.
+  if (advance === "inline") await advanceRun(client, task.run_id);
+  else await enqueueAdvance(boss, client, task.run_id);
 }
 
 async function retryIfAllowed(
@@ -233,14 +277,16 @@ async function retryIfAllowed(
     "UPDATE coordinator.jobs SET state = $3, message = $4, agent_id = '', finished_at = NULL WHERE run_id = $1 AND name = $2",
     [task.run_id, task.job, RunState.QUEUED, why],
   );
-  await appendJournal(client, task.run_id, { job: task.job, state: RunState.QUEUED, message: why });
   const { rows: steps } = await client.query(
     `UPDATE coordinator.steps SET state = $3, exit_code = NULL, started_at = NULL, finished_at = NULL
      WHERE run_id = $1 AND job = $2 AND state <> $3 RETURNING name, position`,
     [task.run_id, task.job, RunState.QUEUED],
   );
-  for (const step of steps.sort((a, b) => a.position - b.position)) {
-    await appendJournal(client, task.run_id, { job: task.job, step: step.name, state: RunState.QUEUED });
-  }
+  await appendJournal(
+    client,
+    task.run_id,
+    { job: task.job, state: RunState.QUEUED, message: why },
+    ...steps.sort((a, b) => a.position - b.position).map((step) => ({ job: task.job, step: step.name, state: RunState.QUEUED })),
+  );
   return true;
 }

@@ -1,10 +1,38 @@
+import { createHash } from "node:crypto";
 import pg from "pg";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
+// A client that prepares every parameterised statement once per connection
+// (named by a hash of its text), so Postgres parses and analyses each of
+// Otto's statements once rather than on every call.
+class PreparingClient extends pg.Client {
+  // @ts-expect-error one implementation for pg's overloads
+  override query(text: unknown, values?: unknown, callback?: unknown) {
+    const name = typeof text === "string" && Array.isArray(values) ? statementName(text) : undefined;
+    if (name) return super.query({ name, text, values } as pg.QueryConfig, callback as any);
+    return (super.query as (...args: unknown[]) => unknown)(text, values, callback);
+  }
+}
+
+const statementNames = new Map<string, string>();
+
+// Otto's statements are fixed texts; should some code build them on the fly,
+// only the first few hundred distinct ones are prepared.
+function statementName(text: string): string | undefined {
+  let name = statementNames.get(text);
+  if (!name) {
+    if (statementNames.size >= 500) return undefined;
+    name = `otto_${createHash("sha1").update(text).digest("hex").slice(0, 16)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
 export function createPool(databaseUrl: string, options: { max?: number; application: string }): pg.Pool {
   const pool = new pg.Pool({
+    Client: PreparingClient as unknown as typeof pg.Client,
     connectionString: databaseUrl,
     max: options.max ?? 10,
     application_name: options.application,

@@ -30,7 +30,7 @@ export async function startEmbeddedPostgres(dir: string, port: number): Promise<
     port,
     persistent: true,
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ["-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"],
+    postgresFlags: [...(process.env.OTTO_PG_PRELOAD ? ["-c", `shared_preload_libraries=${process.env.OTTO_PG_PRELOAD}`] : []), "-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"],
     onLog: (line) => remember(line),
     onError: (line) => remember(line),
   });

@@ -10,6 +10,13 @@ export function logKey(runId: string, job: string): string {
   return `logs/${runId}/${job}.log`;
 }
 
+function checkChunkSize(text: string) {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > maxChunkBytes) {
+    throw new ConnectError(`log chunk is ${bytes} bytes; at most ${maxChunkBytes} allowed`, Code.ResourceExhausted);
+  }
+}
+
 // Job logs: chunks in Postgres while the job runs, one object in S3 after.
 export class LogStore {
   readonly #pool: Pool;
@@ -23,10 +30,9 @@ export class LogStore {
   }
 
   async append(runId: string, job: string, seq: number, text: string): Promise<void> {
-    const bytes = Buffer.byteLength(text);
-    if (bytes > maxChunkBytes) {
-      throw new ConnectError(`log chunk is ${bytes} bytes; at most ${maxChunkBytes} allowed`, Code.ResourceExhausted);
-    }
+    checkChunkSize(text);
+    if (await this.#appendInOrder(runId, job, seq, text)) return;
+    // Not the next chunk of an open log: find out why, in a transaction.
     await inTransaction(this.#pool, async (client) => {
       await client.query(
         "INSERT INTO objects.logs (run_id, job, state) VALUES ($1, $2, 'open') ON CONFLICT DO NOTHING",
@@ -47,38 +53,70 @@ export class LogStore {
         runId,
         job,
         seq,
-        bytes,
+        Buffer.byteLength(text),
       ]);
       await client.query("SELECT pg_notify($1, $2)", [logChannel, `${runId}/${job}`]);
     });
   }
 
-  // Uploads the whole log and only then marks it closed, so a crash in
-  // between leaves it open and a repeated close uploads the same bytes again.
-  async close(runId: string, job: string): Promise<{ key: string; size: number }> {
-    await this.#pool.query(
-      "INSERT INTO objects.logs (run_id, job, state) VALUES ($1, $2, 'open') ON CONFLICT DO NOTHING",
+  // The common case in one statement: the chunk right after the last one of
+  // an open log (or the first chunk of a new log). False if it was not that.
+  async #appendInOrder(runId: string, job: string, seq: number, text: string): Promise<boolean> {
+    const advance =
+      seq === 1
+        ? `INSERT INTO objects.logs (run_id, job, state, last_seq, size) VALUES ($1, $2, 'open', 1, $5)
+           ON CONFLICT DO NOTHING RETURNING 0::bigint AS start_offset`
+        : `UPDATE objects.logs SET last_seq = $3, size = size + $5
+           WHERE run_id = $1 AND job = $2 AND state = 'open' AND last_seq = $3 - 1 RETURNING size - $5 AS start_offset`;
+    const { rowCount } = await this.#pool.query(
+      `WITH log AS (${advance}), chunk AS (
+         INSERT INTO objects.log_chunks (run_id, job, seq, start_offset, text)
+         SELECT $1, $2, $3, start_offset, $4 FROM log RETURNING seq
+       )
+       SELECT pg_notify($6, $1 || '/' || $2) FROM chunk`,
+      [runId, job, seq, text, Buffer.byteLength(text), logChannel],
+    );
+    return rowCount === 1;
+  }
+
+  // Uploads the whole log (with `final`, its last chunk, if it was not
+  // appended) and only then marks it closed, so a crash in between leaves it
+  // open and a repeated close uploads the same bytes again.
+  async close(runId: string, job: string, final?: { seq: number; text: string }): Promise<{ key: string; size: number }> {
+    if (final) checkChunkSize(final.text);
+    const { rows } = await this.#pool.query(
+      `SELECT l.state, l.object_key, l.size, l.last_seq,
+         (SELECT string_agg(c.text, '' ORDER BY c.seq) FROM objects.log_chunks c WHERE c.run_id = $1 AND c.job = $2) AS body
+       FROM (SELECT 1) AS one LEFT JOIN objects.logs l ON l.run_id = $1 AND l.job = $2`,
       [runId, job],
     );
-    const { rows: logs } = await this.#pool.query("SELECT * FROM objects.logs WHERE run_id = $1 AND job = $2", [runId, job]);
-    if (logs[0].state === "closed") return { key: logs[0].object_key, size: Number(logs[0].size) };
-    const { rows: chunks } = await this.#pool.query(
-      "SELECT text FROM objects.log_chunks WHERE run_id = $1 AND job = $2 ORDER BY seq",
-      [runId, job],
-    );
-    const body = Buffer.from(chunks.map((c) => c.text).join(""));
+    const log = rows[0];
+    if (log.state === "closed") return { key: log.object_key, size: Number(log.size) };
+    const lastSeq = Number(log.last_seq ?? 0);
+    let body = log.body ?? "";
+    if (final) {
+      if (final.seq !== lastSeq + 1) {
+        throw new ConnectError(`final log chunk ${final.seq} does not follow chunk ${lastSeq}`, Code.FailedPrecondition);
+      }
+      body += final.text;
+    }
+    const bytes = Buffer.from(body);
     const key = logKey(runId, job);
-    await this.#objects.put(key, body, "text/plain; charset=utf-8");
-    await inTransaction(this.#pool, async (client) => {
-      await client.query(
-        `UPDATE objects.logs SET state = 'closed', object_key = $3, size = $4, closed_at = now()
-         WHERE run_id = $1 AND job = $2 AND state = 'open'`,
-        [runId, job, key, body.length],
-      );
-      await client.query("DELETE FROM objects.log_chunks WHERE run_id = $1 AND job = $2", [runId, job]);
-      await client.query("SELECT pg_notify($1, $2)", [logChannel, `${runId}/${job}`]);
-    });
-    return { key, size: body.length };
+    await this.#objects.put(key, bytes, "text/plain; charset=utf-8");
+    await this.#pool.query(
+      `WITH closed AS (
+         INSERT INTO objects.logs AS l (run_id, job, state, object_key, size, last_seq, closed_at)
+         VALUES ($1, $2, 'closed', $3, $4, $5, now())
+         ON CONFLICT (run_id, job) DO UPDATE SET state = 'closed', object_key = $3, size = $4, last_seq = $5, closed_at = now()
+           WHERE l.state = 'open'
+         RETURNING 1
+       ), chunks AS (
+         DELETE FROM objects.log_chunks WHERE run_id = $1 AND job = $2
+       )
+       SELECT pg_notify($6, $1 || '/' || $2)`,
+      [runId, job, key, bytes.length, final ? final.seq : lastSeq, logChannel],
+    );
+    return { key, size: bytes.length };
   }
 
   // Yields the log's text from `offset` on; with `follow`, keeps waiting for

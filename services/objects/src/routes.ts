@@ -17,7 +17,9 @@ export function objectsRoutes(logs: LogStore) {
       },
       async closeLog(req) {
         checkLogName(req.runId, req.job);
-        const { key, size } = await logs.close(req.runId, req.job);
+        if (req.finalSeq < 0n) throw new ConnectError("final_seq must not be negative", Code.InvalidArgument);
+        const final = req.finalSeq > 0n ? { seq: Number(req.finalSeq), text: req.finalText } : undefined;
+        const { key, size } = await logs.close(req.runId, req.job, final);
         return { objectKey: key, size: BigInt(size) };
       },
     });
