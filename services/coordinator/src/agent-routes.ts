@@ -3,7 +3,7 @@ import { create, fromJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
 import { AgentService, TaskSchema, type StepReport, type Task } from "../../../gen/otto/v1/agent_service_pb.ts";
-import { PipelineSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
+import { PipelineJobSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import { ClaimWaiters } from "./claim-waiters.ts";
@@ -89,9 +89,12 @@ export function agentServiceImpl(
 }
 
 async function taskSpec(pool: Pool, claimed: ClaimedTask, leaseMs: number): Promise<Task> {
-  const { rows } = await pool.query("SELECT pipeline FROM coordinator.runs WHERE id = $1", [claimed.run_id]);
-  const pipeline = fromJson(PipelineSchema, rows[0].pipeline);
-  const job = pipeline.jobs.find((j) => j.name === claimed.job)!;
+  const { rows } = await pool.query(
+    `SELECT jsonb_path_query_first(pipeline, '$.jobs[*] ? (@.name == $name)', jsonb_build_object('name', $2::text)) AS job
+     FROM coordinator.runs WHERE id = $1`,
+    [claimed.run_id, claimed.job],
+  );
+  const job = fromJson(PipelineJobSchema, rows[0].job);
   return create(TaskSchema, {
     taskId: claimed.id,
     attempt: claimed.attempt,

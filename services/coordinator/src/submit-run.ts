@@ -21,14 +21,15 @@ export async function submitRun(
   requestId: string,
 ): Promise<string> {
   if (requestId.length > 100) throw new ConnectError("request_id must be at most 100 characters", Code.InvalidArgument);
-  if (requestId !== "") {
-    const { rows } = await pool.query("SELECT id FROM coordinator.runs WHERE request_id = $1", [requestId]);
-    if (rows.length > 0) return rows[0].id;
-  }
-  const { rows } = await pool.query("SELECT count(*)::int AS n FROM coordinator.runs WHERE finished_at IS NULL");
-  if (rows[0].n >= maxActiveRuns) {
+  const { rows } = await pool.query(
+    `SELECT (SELECT id FROM coordinator.runs WHERE request_id = $1) AS existing,
+       (SELECT count(*)::int FROM coordinator.runs WHERE finished_at IS NULL) AS active`,
+    [requestId || null],
+  );
+  if (rows[0].existing) return rows[0].existing;
+  if (rows[0].active >= maxActiveRuns) {
     throw new ConnectError(
-      `${rows[0].n} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); submit again when some have finished`,
+      `${rows[0].active} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); submit again when some have finished`,
       Code.ResourceExhausted,
     );
   }
