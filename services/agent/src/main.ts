@@ -2,10 +2,14 @@ import { availableParallelism, hostname, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
+import { startTelemetry } from "../../kit/src/telemetry.ts";
 import { loadConfig, readInt, readList, readString } from "../../kit/src/config.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
 import { runTask } from "./task-runner.ts";
+
+// First, so that everything after it is traced.
+await startTelemetry("agent");
 
 const config = loadConfig("agent", (env) => {
   const agentId = readString(env, "OTTO_AGENT_ID", `${hostname()}-${randomBytes(3).toString("hex")}`);
@@ -35,7 +39,7 @@ const stopping = new AbortController();
 const running = new Map<string, Promise<void>>();
 
 // One long-poll loop per slot: ask any coordinator for a task, run it, repeat.
-async function slotLoop() {
+async function slotLoop(slot: number) {
   while (!stopping.signal.aborted) {
     try {
       const request = {
@@ -46,6 +50,7 @@ async function slotLoop() {
         cpu: config.cpu,
         memoryBytes: BigInt(config.memoryMb) * 1024n * 1024n,
         runningTaskIds: [...running.keys()],
+        slot,
       };
       const { task } = await registry.call("coordinator", AgentService, (c) =>
         c.acquireTask(request, { signal: stopping.signal, timeoutMs: 35_000 }),
@@ -63,7 +68,7 @@ async function slotLoop() {
   }
 }
 
-const loops = Array.from({ length: config.slots }, slotLoop);
+const loops = Array.from({ length: config.slots }, (_, slot) => slotLoop(slot));
 onShutdown("finish running tasks", async () => {
   stopping.abort();
   await Promise.allSettled([...running.values()]);

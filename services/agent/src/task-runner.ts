@@ -1,6 +1,8 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { SpanStatusCode, type Span } from "@opentelemetry/api";
+import { contextFromTraceParent, inSpan } from "../../kit/src/telemetry.ts";
 import { AgentService, type Task } from "../../../gen/otto/v1/agent_service_pb.ts";
 import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import { RunState } from "../../../gen/otto/v1/run_pb.ts";
@@ -22,7 +24,12 @@ const passThroughEnv = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR"
 
 // Runs one task: each step in turn in a fresh workspace, heartbeating the
 // task, streaming the log, and reporting every step and the outcome.
-export async function runTask(task: Task, options: TaskRunnerOptions): Promise<void> {
+export function runTask(task: Task, options: TaskRunnerOptions): Promise<void> {
+  const attributes = { "otto.run_id": task.runId, "otto.job": task.job, "otto.attempt": task.attempt, "otto.agent_id": options.agentId };
+  return inSpan(`job ${task.job}`, attributes, (span) => runTaskInSpan(task, options, span), contextFromTraceParent(task.traceparent));
+}
+
+async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Span): Promise<void> {
   const { registry, agentId } = options;
   const log = options.log.child({ run_id: task.runId, job: task.job, attempt: task.attempt });
   // Every call the agent makes about its task may be repeated safely (steps
@@ -81,16 +88,23 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
       step.run.trim().split("\n").forEach((line, i) => sink.line(name, `${i === 0 ? "$" : ">"} ${line}`));
       const startedAt = Date.now();
       const timeoutMs = step.timeout ? Number(step.timeout.seconds) * 1000 + Math.floor(step.timeout.nanos / 1e6) : 0;
-      const outcome = await runStepProcess({
-        script: step.run,
-        cwd: workspace,
-        env: stepEnv(task, step.env, workspace),
-        timeoutMs,
-        cancel: cancel.signal,
-        onLine: (line) => sink.line(name, line),
+      const stepAttributes = { "otto.step": name, "otto.step.index": index, "otto.attempt": task.attempt };
+      const { outcome, stepState, summary } = await inSpan(`step ${name}`, stepAttributes, async (span) => {
+        const outcome = await runStepProcess({
+          script: step.run,
+          cwd: workspace,
+          env: stepEnv(task, step.env, workspace),
+          timeoutMs,
+          cancel: cancel.signal,
+          onLine: (line) => sink.line(name, line),
+        });
+        const stepState = stateOf(outcome);
+        const summary = describe(outcome, timeoutMs);
+        if (outcome.exitCode !== undefined) span.setAttribute("otto.step.exit_code", outcome.exitCode);
+        span.setAttribute("otto.step.state", runStateName(stepState));
+        if (stepState !== RunState.SUCCEEDED) span.setStatus({ code: SpanStatusCode.ERROR, message: `step "${name}" ${summary}` });
+        return { outcome, stepState, summary };
       });
-      const stepState = stateOf(outcome);
-      const summary = describe(outcome, timeoutMs);
       sink.line(name, `${summary} (${Date.now() - startedAt} ms)`);
       reporter.report({ stepIndex: index, state: stepState, exitCode: outcome.exitCode });
       if (stepState !== RunState.SUCCEEDED) {
@@ -129,6 +143,8 @@ export async function runTask(task: Task, options: TaskRunnerOptions): Promise<v
     });
   }
   await rm(workspace, { recursive: true, force: true });
+  jobSpan.setAttribute("otto.job.state", runStateName(state));
+  if (state !== RunState.SUCCEEDED) jobSpan.setStatus({ code: SpanStatusCode.ERROR, message: message || runStateName(state) });
   log.info("task finished", { state: runStateName(state), message });
 }
 

@@ -1,5 +1,6 @@
 import type { PoolClient } from "../../kit/src/db.ts";
 import { randomUUID } from "node:crypto";
+import { inSpan } from "../../kit/src/telemetry.ts";
 import { appendJournal } from "./journal.ts";
 import { isFinal, RunState } from "./states.ts";
 
@@ -17,7 +18,11 @@ interface JobRow {
 // jobs whose needs all succeeded, cancels jobs that can no longer run, and
 // finishes the run when every job is final. Idempotent; runs inside the
 // caller's transaction with the run row locked.
-export async function advanceRun(client: PoolClient, runId: string): Promise<void> {
+export function advanceRun(client: PoolClient, runId: string): Promise<void> {
+  return inSpan("advance run", { "otto.run_id": runId }, () => advance(client, runId));
+}
+
+async function advance(client: PoolClient, runId: string): Promise<void> {
   const { rows: runs } = await client.query("SELECT * FROM coordinator.runs WHERE id = $1 FOR UPDATE", [runId]);
   const run = runs[0];
   if (!run || isFinal(run.state)) return;

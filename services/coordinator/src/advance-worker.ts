@@ -1,5 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
+import { context } from "@opentelemetry/api";
 import type { PgBoss } from "pg-boss";
+import { contextFromTraceParent } from "../../kit/src/telemetry.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Logger } from "../../kit/src/log.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
@@ -39,7 +41,8 @@ export function startAdvanceWorkers(options: {
       if (!job) return false;
       const runId = job.data?.runId;
       if (typeof runId === "string" && uuidPattern.test(runId)) {
-        await advanceRun(client, runId);
+        const traceparent = typeof job.data.traceparent === "string" ? job.data.traceparent : "";
+        await context.with(contextFromTraceParent(traceparent), () => advanceRun(client, runId));
       } else {
         log.warn("dropping malformed advance job", { job_id: job.id });
       }

@@ -1,7 +1,9 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { create, fromJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { trace } from "@opentelemetry/api";
 import type { PgBoss } from "pg-boss";
+import { contextFromTraceParent, traceParentOf, tracer } from "../../kit/src/telemetry.ts";
 import { AgentService, TaskSchema, type StepReport, type Task } from "../../../gen/otto/v1/agent_service_pb.ts";
 import { PipelineJobSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
@@ -33,12 +35,14 @@ export function agentServiceImpl(
         cpu: req.cpu,
         memoryBytes: req.memoryBytes,
         runningTaskIds: req.runningTaskIds,
+        slot: req.slot,
       };
       for (;;) {
+        const claimStart = Date.now();
         const { task, contended } = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
         if (task) {
           claimWaiters.wakeOne();
-          return { task: await taskSpec(pool, task, taskLeaseMs) };
+          return { task: await taskSpec(pool, task, taskLeaseMs, claimant.id, claimStart) };
         }
         if (Date.now() >= deadline || ctx.signal.aborted) return {};
         if (contended) await delay(10 + Math.random() * 20);
@@ -88,12 +92,25 @@ export function agentServiceImpl(
   };
 }
 
-async function taskSpec(pool: Pool, claimed: ClaimedTask, leaseMs: number): Promise<Task> {
+// The task as the agent gets it. Its dispatch is a span of the run's trace
+// (from the claim on), and the agent's spans are children of that one.
+async function taskSpec(pool: Pool, claimed: ClaimedTask, leaseMs: number, agentId: string, claimStart: number): Promise<Task> {
   const { rows } = await pool.query(
-    `SELECT jsonb_path_query_first(pipeline, '$.jobs[*] ? (@.name == $name)', jsonb_build_object('name', $2::text)) AS job
+    `SELECT traceparent,
+       jsonb_path_query_first(pipeline, '$.jobs[*] ? (@.name == $name)', jsonb_build_object('name', $2::text)) AS job
      FROM coordinator.runs WHERE id = $1`,
     [claimed.run_id, claimed.job],
   );
+  const runContext = contextFromTraceParent(rows[0].traceparent);
+  const span = tracer.startSpan(
+    `dispatch ${claimed.job}`,
+    {
+      startTime: claimStart,
+      attributes: { "otto.run_id": claimed.run_id, "otto.job": claimed.job, "otto.attempt": claimed.attempt, "otto.agent_id": agentId, "otto.reserved": claimed.reserved ?? "" },
+    },
+    runContext,
+  );
+  span.end();
   const job = fromJson(PipelineJobSchema, rows[0].job);
   return create(TaskSchema, {
     taskId: claimed.id,
@@ -103,6 +120,7 @@ async function taskSpec(pool: Pool, claimed: ClaimedTask, leaseMs: number): Prom
     env: job.env,
     steps: job.steps,
     leaseMs,
+    traceparent: traceParentOf(trace.setSpan(runContext, span)),
   });
 }
 

@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { PgBoss } from "pg-boss";
 import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
+import { startTelemetry } from "../../kit/src/telemetry.ts";
 import { loadConfig, readInt, readString } from "../../kit/src/config.ts";
 import { createPool, migrate } from "../../kit/src/db.ts";
 import { Notifier } from "../../kit/src/notifier.ts";
@@ -17,6 +18,9 @@ import { advanceChannel, advanceQueues } from "./run-queue.ts";
 import { ShardManager } from "./shards.ts";
 import { runServiceImpl } from "./run-routes.ts";
 import { startTaskSweeper } from "./task-sweeper.ts";
+
+// First, so that everything after it is traced.
+await startTelemetry("coordinator");
 
 const config = loadConfig("coordinator", (env) => ({
   ...readCommonConfig(env),

@@ -115,4 +115,8 @@ export const migrations = [
    CREATE INDEX reservations_by_agent ON reservations (name) WHERE kind = 'slot';`,
   `ALTER TABLE runs ADD COLUMN request_id text;
    CREATE UNIQUE INDEX runs_request_id ON runs (request_id);`,
+  // W3C trace context of the submit, so all of a run's work joins its trace.
+  `ALTER TABLE runs ADD COLUMN traceparent text NOT NULL DEFAULT '';`,
+  // The agent slot a task was given to: only that slot gets a lost answer again.
+  `ALTER TABLE tasks ADD COLUMN agent_slot int NOT NULL DEFAULT 0;`,
 ];

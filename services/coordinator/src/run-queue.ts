@@ -1,6 +1,7 @@
 import type { PgBoss } from "pg-boss";
 import type { PoolClient } from "../../kit/src/db.ts";
 import { shardCount, shardOf } from "./shards.ts";
+import { traceParentOf } from "../../kit/src/telemetry.ts";
 
 // pg-boss queues of "advance run R" work, one per shard, so that only the
 // shard's owner does a run's work. Enqueued inside the transaction that made
@@ -15,6 +16,8 @@ export const advanceQueues = Array.from({ length: shardCount }, (_, shard) => ad
 
 export interface AdvancePayload {
   runId: string;
+  // W3C trace context of the work that asked for the advance.
+  traceparent?: string;
 }
 
 export function asBossDb(client: PoolClient) {
@@ -23,7 +26,7 @@ export function asBossDb(client: PoolClient) {
 
 export async function enqueueAdvance(boss: PgBoss, client: PoolClient, runId: string): Promise<void> {
   const shard = shardOf(runId);
-  const payload: AdvancePayload = { runId };
+  const payload: AdvancePayload = { runId, traceparent: traceParentOf() };
   await boss.send(advanceQueue(shard), payload, { db: asBossDb(client) });
   await client.query("SELECT pg_notify($1, $2)", [advanceChannel, String(shard)]);
 }

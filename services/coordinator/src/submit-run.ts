@@ -4,6 +4,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { PipelineSchema, type Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { deriveStepName } from "../../parser/src/parse-pipeline.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
+import { traceParentOf } from "../../kit/src/telemetry.ts";
 import { appendJournal } from "./journal.ts";
 import { advanceRun } from "./advance-run.ts";
 import { shardOf } from "./shards.ts";
@@ -37,9 +38,9 @@ export async function submitRun(
   for (const job of pipeline.jobs) for (const step of job.steps) step.name = stepName(step.name, step.run);
   await inTransaction(pool, async (client) => {
     const { rowCount } = await client.query(
-      `INSERT INTO coordinator.runs (id, name, state, pipeline, shard, request_id) VALUES ($1, $2, $3, $4, $5, $6)
+      `INSERT INTO coordinator.runs (id, name, state, pipeline, shard, request_id, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (request_id) DO NOTHING`,
-      [runId, pipeline.name, RunState.QUEUED, toJson(PipelineSchema, pipeline), shardOf(runId), requestId || null],
+      [runId, pipeline.name, RunState.QUEUED, toJson(PipelineSchema, pipeline), shardOf(runId), requestId || null, traceParentOf()],
     );
     if (!rowCount) {
       // The same request, retried while the first one was being stored.

@@ -1,18 +1,40 @@
 import { createHash } from "node:crypto";
+import { context, SpanKind, trace } from "@opentelemetry/api";
 import pg from "pg";
+import { markFailed, tracer } from "./telemetry.ts";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
 // A client that prepares every parameterised statement once per connection
 // (named by a hash of its text), so Postgres parses and analyses each of
-// Otto's statements once rather than on every call.
+// Otto's statements once rather than on every call. Inside a traced
+// operation each query is a child span; outside one, none is made.
 class PreparingClient extends pg.Client {
   // @ts-expect-error one implementation for pg's overloads
   override query(text: unknown, values?: unknown, callback?: unknown) {
     const name = typeof text === "string" && Array.isArray(values) ? statementName(text) : undefined;
-    if (name) return super.query({ name, text, values } as pg.QueryConfig, callback as any);
-    return (super.query as (...args: unknown[]) => unknown)(text, values, callback);
+    const run = () =>
+      name
+        ? super.query({ name, text, values } as pg.QueryConfig, callback as any)
+        : (super.query as (...args: unknown[]) => unknown)(text, values, callback);
+    const sql = typeof text === "string" ? text : (text as { text?: string } | null)?.text;
+    if (!sql || typeof callback === "function" || !trace.getSpan(context.active())) return run();
+    const span = tracer.startSpan(`pg ${sql.trimStart().split(/\s/, 1)[0].toUpperCase()}`, {
+      kind: SpanKind.CLIENT,
+      attributes: { "db.system.name": "postgresql", "db.query.text": sql.slice(0, 2000) },
+    });
+    return (run() as Promise<unknown>).then(
+      (result) => {
+        span.end();
+        return result;
+      },
+      (err) => {
+        markFailed(span, err);
+        span.end();
+        throw err;
+      },
+    );
   }
 }
 
@@ -42,6 +64,22 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
     idle_in_transaction_session_timeout: 5_000,
     connectionTimeoutMillis: 10_000,
   });
+  // pg-pool hands a waiting query the client that another caller released,
+  // in that caller's async context; checking out here keeps the query in its
+  // own (so its span has the right parent).
+  pool.query = (async (text: string, values?: unknown[]) => {
+    const client = await pool.connect();
+    let failure: unknown;
+    try {
+      return await client.query(text, values);
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      // An error without an SQLSTATE is the connection's: drop the client.
+      client.release(failure !== undefined && !(failure as { code?: string }).code ? true : undefined);
+    }
+  }) as typeof pool.query;
   // A client losing its connection must not crash the process, idle or not
   // (pg-pool listens only to idle ones): the pending query fails instead.
   pool.on("error", () => {});

@@ -1,3 +1,5 @@
+import { activeTraceIds } from "./telemetry.ts";
+
 // Structured JSON logs, one object per line on stdout.
 const levels = { debug: 10, info: 20, warn: 30, error: 40 } as const;
 export type Level = keyof typeof levels;
@@ -15,7 +17,7 @@ export function createLogger(service: string, base: Record<string, unknown> = {}
   const threshold = levels[configured] ?? levels.info;
   const write = (level: Level, msg: string, fields?: Record<string, unknown>) => {
     if (levels[level] < threshold) return;
-    const line = { time: new Date().toISOString(), level, service, msg, ...base, ...fields };
+    const line = { time: new Date().toISOString(), level, service, msg, ...activeTraceIds(), ...base, ...fields };
     process.stdout.write(JSON.stringify(line, errorReplacer) + "\n");
   };
   return {

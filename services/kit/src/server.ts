@@ -2,6 +2,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { traceServerCalls } from "./tracing-interceptors.ts";
 import { jsonStreamShim } from "./json-stream-shim.ts";
 import type { Logger } from "./log.ts";
 
@@ -24,7 +25,7 @@ export interface RunningServer {
 // side-effect-free methods, plus /healthz and /readyz.
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   let ready = false;
-  const interceptors = [hideUnexpectedErrors(options.log), ...(options.interceptors ?? [])];
+  const interceptors = [traceServerCalls, hideUnexpectedErrors(options.log), ...(options.interceptors ?? [])];
   const shim = jsonStreamShim(options.routes, interceptors);
   const adapter = connectNodeAdapter({
     routes: options.routes,

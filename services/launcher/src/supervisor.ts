@@ -83,7 +83,14 @@ export class Supervisor extends EventEmitter {
   #spawn(child: Child): void {
     const { spec } = child;
     const proc = spawn(process.execPath, [...nodeFlags, spec.entry], {
-      env: { ...process.env, ...spec.env, OTTO_PORT: String(child.port), OTTO_PARENT_PID: String(process.pid) },
+      env: {
+        ...process.env,
+        // The launcher's OTEL_SERVICE_NAME names the system: "otto-coordinator", ...
+        OTEL_SERVICE_NAME: `${process.env.OTEL_SERVICE_NAME || "otto"}-${spec.name.replace(/-\d+$/, "")}`,
+        ...spec.env,
+        OTTO_PORT: String(child.port),
+        OTTO_PARENT_PID: String(process.pid),
+      },
       stdio: ["ignore", "pipe", "pipe"],
       // Own process group: a terminal's Ctrl-C reaches only the launcher,
       // which then stops the children in order.

@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
+import { inSpan } from "../../kit/src/telemetry.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import type { ObjectStore } from "./object-store.ts";
 
@@ -102,7 +103,9 @@ export class LogStore {
     }
     const bytes = Buffer.from(body);
     const key = logKey(runId, job);
-    await this.#objects.put(key, bytes, "text/plain; charset=utf-8");
+    await inSpan("archive log", { "otto.object_key": key, "otto.size": bytes.length }, () =>
+      this.#objects.put(key, bytes, "text/plain; charset=utf-8"),
+    );
     await this.#pool.query(
       `WITH closed AS (
          INSERT INTO objects.logs AS l (run_id, job, state, object_key, size, last_seq, closed_at)

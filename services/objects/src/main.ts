@@ -1,3 +1,4 @@
+import { startTelemetry } from "../../kit/src/telemetry.ts";
 import { loadConfig, readString } from "../../kit/src/config.ts";
 import { createPool, migrate } from "../../kit/src/db.ts";
 import { Notifier } from "../../kit/src/notifier.ts";
@@ -7,6 +8,9 @@ import { logChannel, LogStore } from "./log-store.ts";
 import { migrations } from "./migrations.ts";
 import { ObjectStore, readS3Config } from "./object-store.ts";
 import { objectsRoutes } from "./routes.ts";
+
+// First, so that everything after it is traced.
+await startTelemetry("objects");
 
 const config = loadConfig("objects", (env) => ({
   ...readCommonConfig(env),

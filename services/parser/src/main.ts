@@ -1,6 +1,10 @@
+import { startTelemetry } from "../../kit/src/telemetry.ts";
 import { loadConfig } from "../../kit/src/config.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { parserRoutes } from "./routes.ts";
+
+// First, so that everything after it is traced.
+await startTelemetry("parser");
 
 const config = loadConfig("parser", (env) => readCommonConfig(env));
 const log = serviceLogger("parser");

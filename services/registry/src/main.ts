@@ -1,3 +1,4 @@
+import { startTelemetry } from "../../kit/src/telemetry.ts";
 import { loadConfig, readInt, readString } from "../../kit/src/config.ts";
 import { createPool, migrate } from "../../kit/src/db.ts";
 import { startServer } from "../../kit/src/server.ts";
@@ -5,6 +6,9 @@ import { installSignalHandlers, onShutdown } from "../../kit/src/shutdown.ts";
 import { serviceLogger } from "../../kit/src/service.ts";
 import { migrations } from "./migrations.ts";
 import { registryRoutes } from "./routes.ts";
+
+// First, so that everything after it is traced.
+await startTelemetry("registry");
 
 const config = loadConfig("registry", (env) => ({
   host: readString(env, "OTTO_HOST", "127.0.0.1"),
