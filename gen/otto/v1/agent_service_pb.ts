@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/agent_service.proto.
  */
 export const file_otto_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtvdHRvL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SB290dG8udjEi4wEKBFRhc2sSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBnJ1bl9pZBgDIAEoCRILCgNqb2IYBCABKAkSIwoDZW52GAUgAygLMhYub3R0by52MS5UYXNrLkVudkVudHJ5EiQKBXN0ZXBzGAYgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXASEAoIbGVhc2VfbXMYByABKAUSEwoLdHJhY2VwYXJlbnQYCCABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKhAQoSQWNxdWlyZVRhc2tSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEg4KBmxhYmVscxgCIAMoCRIPCgd3YWl0X21zGAMgASgFEg0KBXNsb3RzGAQgASgFEgsKA2NwdRgFIAEoARIUCgxtZW1vcnlfYnl0ZXMYBiABKAMSGAoQcnVubmluZ190YXNrX2lkcxgHIAMoCRIMCgRzbG90GAggASgFIjIKE0FjcXVpcmVUYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLm90dG8udjEuVGFzayJKChRIZWFydGJlYXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEAoIYWdlbnRfaWQYAyABKAkiJwoVSGVhcnRiZWF0VGFza1Jlc3BvbnNlEg4KBmNhbmNlbBgBIAEoCCJoCgpTdGVwUmVwb3J0EhIKCnN0ZXBfaW5kZXgYASABKAUSIAoFc3RhdGUYAiABKA4yES5vdHRvLnYxLlJ1blN0YXRlEhYKCWV4aXRfY29kZRgDIAEoBUgAiAEBQgwKCl9leGl0X2NvZGUiWgoSUmVwb3J0U3RlcHNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIiCgVzdGVwcxgDIAMoCzITLm90dG8udjEuU3RlcFJlcG9ydCIlChNSZXBvcnRTdGVwc1Jlc3BvbnNlEg4KBmNhbmNlbBgBIAEoCCKOAQoTQ29tcGxldGVUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSIAoFc3RhdGUYAyABKA4yES5vdHRvLnYxLlJ1blN0YXRlEg8KB21lc3NhZ2UYBCABKAkSIgoFc3RlcHMYBSADKAsyEy5vdHRvLnYxLlN0ZXBSZXBvcnQiFgoUQ29tcGxldGVUYXNrUmVzcG9uc2UyvwIKDEFnZW50U2VydmljZRJICgtBY3F1aXJlVGFzaxIbLm90dG8udjEuQWNxdWlyZVRhc2tSZXF1ZXN0Ghwub3R0by52MS5BY3F1aXJlVGFza1Jlc3BvbnNlEk4KDUhlYXJ0YmVhdFRhc2sSHS5vdHRvLnYxLkhlYXJ0YmVhdFRhc2tSZXF1ZXN0Gh4ub3R0by52MS5IZWFydGJlYXRUYXNrUmVzcG9uc2USSAoLUmVwb3J0U3RlcHMSGy5vdHRvLnYxLlJlcG9ydFN0ZXBzUmVxdWVzdBocLm90dG8udjEuUmVwb3J0U3RlcHNSZXNwb25zZRJLCgxDb21wbGV0ZVRhc2sSHC5vdHRvLnYxLkNvbXBsZXRlVGFza1JlcXVlc3QaHS5vdHRvLnYxLkNvbXBsZXRlVGFza1Jlc3BvbnNlYgZwcm90bzM", [file_otto_v1_pipeline, file_otto_v1_run]);
+  fileDesc("ChtvdHRvL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SB290dG8udjEi4wEKBFRhc2sSDwoHdGFza19pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBnJ1bl9pZBgDIAEoCRILCgNqb2IYBCABKAkSIwoDZW52GAUgAygLMhYub3R0by52MS5UYXNrLkVudkVudHJ5EiQKBXN0ZXBzGAYgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXASEAoIbGVhc2VfbXMYByABKAUSEwoLdHJhY2VwYXJlbnQYCCABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKhAQoSQWNxdWlyZVRhc2tSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEg4KBmxhYmVscxgCIAMoCRIPCgd3YWl0X21zGAMgASgFEg0KBXNsb3RzGAQgASgFEgsKA2NwdRgFIAEoARIUCgxtZW1vcnlfYnl0ZXMYBiABKAMSGAoQcnVubmluZ190YXNrX2lkcxgHIAMoCRIMCgRzbG90GAggASgFIjIKE0FjcXVpcmVUYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLm90dG8udjEuVGFzayJKChRIZWFydGJlYXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEAoIYWdlbnRfaWQYAyABKAkiJwoVSGVhcnRiZWF0VGFza1Jlc3BvbnNlEg4KBmNhbmNlbBgBIAEoCCJoCgpTdGVwUmVwb3J0EhIKCnN0ZXBfaW5kZXgYASABKAUSIAoFc3RhdGUYAiABKA4yES5vdHRvLnYxLlJ1blN0YXRlEhYKCWV4aXRfY29kZRgDIAEoBUgAiAEBQgwKCl9leGl0X2NvZGUiWgoSUmVwb3J0U3RlcHNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIiCgVzdGVwcxgDIAMoCzITLm90dG8udjEuU3RlcFJlcG9ydCIlChNSZXBvcnRTdGVwc1Jlc3BvbnNlEg4KBmNhbmNlbBgBIAEoCCKOAQoTQ29tcGxldGVUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSIAoFc3RhdGUYAyABKA4yES5vdHRvLnYxLlJ1blN0YXRlEg8KB21lc3NhZ2UYBCABKAkSIgoFc3RlcHMYBSADKAsyEy5vdHRvLnYxLlN0ZXBSZXBvcnQiFgoUQ29tcGxldGVUYXNrUmVzcG9uc2UiSQoTSGFuZEJhY2tUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEAoIYWdlbnRfaWQYAyABKAkiFgoUSGFuZEJhY2tUYXNrUmVzcG9uc2UyjAMKDEFnZW50U2VydmljZRJICgtBY3F1aXJlVGFzaxIbLm90dG8udjEuQWNxdWlyZVRhc2tSZXF1ZXN0Ghwub3R0by52MS5BY3F1aXJlVGFza1Jlc3BvbnNlEk4KDUhlYXJ0YmVhdFRhc2sSHS5vdHRvLnYxLkhlYXJ0YmVhdFRhc2tSZXF1ZXN0Gh4ub3R0by52MS5IZWFydGJlYXRUYXNrUmVzcG9uc2USSAoLUmVwb3J0U3RlcHMSGy5vdHRvLnYxLlJlcG9ydFN0ZXBzUmVxdWVzdBocLm90dG8udjEuUmVwb3J0U3RlcHNSZXNwb25zZRJLCgxDb21wbGV0ZVRhc2sSHC5vdHRvLnYxLkNvbXBsZXRlVGFza1JlcXVlc3QaHS5vdHRvLnYxLkNvbXBsZXRlVGFza1Jlc3BvbnNlEksKDEhhbmRCYWNrVGFzaxIcLm90dG8udjEuSGFuZEJhY2tUYXNrUmVxdWVzdBodLm90dG8udjEuSGFuZEJhY2tUYXNrUmVzcG9uc2ViBnByb3RvMw", [file_otto_v1_pipeline, file_otto_v1_run]);
 
 /**
  * @generated from message otto.v1.Task
@@ -324,6 +324,46 @@ export const CompleteTaskResponseSchema: GenMessage<CompleteTaskResponse> = /*@_
   messageDesc(file_otto_v1_agent_service, 9);
 
 /**
+ * @generated from message otto.v1.HandBackTaskRequest
+ */
+export type HandBackTaskRequest = Message<"otto.v1.HandBackTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+};
+
+/**
+ * Describes the message otto.v1.HandBackTaskRequest.
+ * Use `create(HandBackTaskRequestSchema)` to create a new message.
+ */
+export const HandBackTaskRequestSchema: GenMessage<HandBackTaskRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_agent_service, 10);
+
+/**
+ * @generated from message otto.v1.HandBackTaskResponse
+ */
+export type HandBackTaskResponse = Message<"otto.v1.HandBackTaskResponse"> & {
+};
+
+/**
+ * Describes the message otto.v1.HandBackTaskResponse.
+ * Use `create(HandBackTaskResponseSchema)` to create a new message.
+ */
+export const HandBackTaskResponseSchema: GenMessage<HandBackTaskResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_agent_service, 11);
+
+/**
  * The coordinator's agent-facing API: agents pull tasks, heartbeat them,
  * report steps and complete them with the attempt number they were given.
  * Every call about a task may be repeated safely.
@@ -368,6 +408,17 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof CompleteTaskRequestSchema;
     output: typeof CompleteTaskResponseSchema;
+  },
+  /**
+   * A stopping agent gives a task back unfinished (its step's processes
+   * already stopped): the job runs again as a new attempt elsewhere.
+   *
+   * @generated from rpc otto.v1.AgentService.HandBackTask
+   */
+  handBackTask: {
+    methodKind: "unary";
+    input: typeof HandBackTaskRequestSchema;
+    output: typeof HandBackTaskResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_otto_v1_agent_service, 0);

@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
 import { startTelemetry } from "../../kit/src/telemetry.ts";
-import { loadConfig, readInt, readList, readString } from "../../kit/src/config.ts";
+import { loadConfig, readChoice, readInt, readList, readString } from "../../kit/src/config.ts";
+import { Gauge, metrics } from "../../kit/src/metrics.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
 import { runTask } from "./task-runner.ts";
@@ -21,6 +22,8 @@ const config = loadConfig("agent", (env) => {
     cpu: readInt(env, "OTTO_AGENT_CPU", availableParallelism(), 1),
     memoryMb: readInt(env, "OTTO_AGENT_MEMORY_MB", Math.floor(totalmem() / 1024 / 1024), 1),
     workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(tmpdir(), "otto-agent", agentId)),
+    onStop: readChoice(env, "OTTO_AGENT_ON_STOP", ["finish", "hand-back"], "finish"),
+    finishTimeoutMs: readInt(env, "OTTO_AGENT_FINISH_TIMEOUT_MS", 60_000, 0),
   };
 });
 const log = serviceLogger("agent").child({ agent_id: config.agentId });
@@ -33,10 +36,15 @@ const { registry } = await serveAndRegister({
   instanceId: config.agentId,
   labels: config.labels,
   slots: config.slots,
+  // Room to finish running tasks, then to hand back what is left.
+  extraShutdownMs: config.onStop === "finish" ? config.finishTimeoutMs : 0,
 });
 
 const stopping = new AbortController();
+const handBack = new AbortController();
 const running = new Map<string, Promise<void>>();
+const busySlots = new Gauge({ name: "otto_agent_busy_slots", help: "Slots running a task now", registers: [metrics] });
+new Gauge({ name: "otto_agent_slots", help: "Task slots this agent offers", registers: [metrics] }).set(config.slots);
 
 // One long-poll loop per slot: ask any coordinator for a task, run it, repeat.
 async function slotLoop(slot: number) {
@@ -57,9 +65,13 @@ async function slotLoop(slot: number) {
       );
       if (!task || running.has(task.taskId)) continue;
       log.info("task acquired", { run_id: task.runId, job: task.job, attempt: task.attempt });
-      const work = runTask(task, { agentId: config.agentId, workRoot: config.workRoot, registry, log });
+      const work = runTask(task, { agentId: config.agentId, workRoot: config.workRoot, registry, log, handBack: handBack.signal });
       running.set(task.taskId, work);
-      await work.finally(() => running.delete(task.taskId));
+      busySlots.set(running.size);
+      await work.finally(() => {
+        running.delete(task.taskId);
+        busySlots.set(running.size);
+      });
     } catch (err) {
       if (stopping.signal.aborted) break;
       log.warn("acquire failed; retrying", { err });
@@ -69,9 +81,16 @@ async function slotLoop(slot: number) {
 }
 
 const loops = Array.from({ length: config.slots }, (_, slot) => slotLoop(slot));
-onShutdown("finish running tasks", async () => {
+// Stopping: take no new tasks; then either finish the running ones (handing
+// back whatever is still running after OTTO_AGENT_FINISH_TIMEOUT_MS) or
+// hand them back at once. A task is never left without an answer.
+onShutdown("finish or hand back running tasks", async () => {
   stopping.abort();
-  await Promise.allSettled([...running.values()]);
+  const tasks = [...running.values()];
+  if (tasks.length > 0) log.info("stopping with tasks running", { tasks: tasks.length, on_stop: config.onStop });
+  const timer = setTimeout(() => handBack.abort(), config.onStop === "finish" ? config.finishTimeoutMs : 0);
+  await Promise.allSettled(tasks);
+  clearTimeout(timer);
   await Promise.allSettled(loops);
 });
 log.info("agent ready", { labels: config.labels, slots: config.slots });

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanStatusCode, type Span } from "@opentelemetry/api";
 import { contextFromTraceParent, inSpan } from "../../kit/src/telemetry.ts";
+import { Histogram, metrics } from "../../kit/src/metrics.ts";
 import { AgentService, type Task } from "../../../gen/otto/v1/agent_service_pb.ts";
 import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import { RunState } from "../../../gen/otto/v1/run_pb.ts";
@@ -18,7 +19,18 @@ export interface TaskRunnerOptions {
   workRoot: string;
   registry: RegistryClient;
   log: Logger;
+  // Aborted when the agent stops without finishing: the running step is
+  // stopped and the task handed back for a new attempt elsewhere.
+  handBack?: AbortSignal;
 }
+
+const stepDuration = new Histogram({
+  name: "otto_step_duration_seconds",
+  help: "Wall time of each step's process, by the state it ended in",
+  labelNames: ["state"],
+  buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600],
+  registers: [metrics],
+});
 
 const passThroughEnv = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR"];
 
@@ -42,6 +54,13 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   const ref = { taskId: task.taskId, attempt: task.attempt };
   const cancel = new AbortController();
   let lost = false;
+  let handingBack = false;
+  const onHandBack = () => {
+    handingBack = true;
+    cancel.abort();
+  };
+  options.handBack?.addEventListener("abort", onHandBack, { once: true });
+  if (options.handBack?.aborted) onHandBack();
 
   const heartbeat = setInterval(async () => {
     try {
@@ -100,6 +119,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
         });
         const stepState = stateOf(outcome);
         const summary = describe(outcome, timeoutMs);
+        stepDuration.observe({ state: runStateName(stepState) }, (Date.now() - startedAt) / 1000);
         if (outcome.exitCode !== undefined) span.setAttribute("otto.step.exit_code", outcome.exitCode);
         span.setAttribute("otto.step.state", runStateName(stepState));
         if (stepState !== RunState.SUCCEEDED) span.setStatus({ code: SpanStatusCode.ERROR, message: `step "${name}" ${summary}` });
@@ -117,6 +137,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       state = RunState.CANCELED;
       message = "canceled";
     }
+    options.handBack?.removeEventListener("abort", onHandBack);
     unreported = await reporter.drain();
   } catch (err) {
     if (takenAway(err)) {
@@ -137,7 +158,14 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   } catch (err) {
     log.error("could not archive the log", { err });
   }
-  if (!lost) {
+  if (handingBack && !lost) {
+    log.info("handing the task back: the agent is stopping");
+    await coordinator((c) => c.handBackTask({ ...ref, agentId })).catch((err) => {
+      if (!takenAway(err)) throw err;
+    });
+    state = RunState.QUEUED;
+    message = "handed back";
+  } else if (!lost) {
     await coordinator((c) => c.completeTask({ ...ref, state, message, steps: unreported })).catch((err) => {
       if (!takenAway(err)) throw err;
     });

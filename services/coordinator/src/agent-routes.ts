@@ -9,11 +9,21 @@ import { PipelineJobSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import { ClaimWaiters } from "./claim-waiters.ts";
-import { applyStepChanges, claimTask, finishTask, lockCurrentAttempt, type ClaimedTask, type StepChange } from "./task-lifecycle.ts";
+import { applyStepChanges, claimTask, finishTask, handBackTask, lockCurrentAttempt, type ClaimedTask, type StepChange } from "./task-lifecycle.ts";
 import { RunState } from "./states.ts";
 import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
+import { draining } from "../../kit/src/shutdown.ts";
+import { stoppingError } from "./run-routes.ts";
+import { Histogram, metrics } from "../../kit/src/metrics.ts";
 
 const maxWaitMs = 30_000;
+
+const reservationWait = new Histogram({
+  name: "otto_reservation_wait_seconds",
+  help: "Time a ready job waited until its agent slot, resources and locks were all reserved",
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+  registers: [metrics],
+});
 
 export function agentServiceImpl(
   pool: Pool,
@@ -42,11 +52,13 @@ export function agentServiceImpl(
         const { task, contended } = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
         if (task) {
           claimWaiters.wakeOne();
+          reservationWait.observe(task.waited ?? 0);
           return { task: await taskSpec(pool, task, taskLeaseMs, claimant.id, claimStart) };
         }
+        if (draining.aborted) throw stoppingError();
         if (Date.now() >= deadline || ctx.signal.aborted) return {};
         if (contended) await delay(10 + Math.random() * 20);
-        else await claimWaiters.wait(Math.max(0, deadline - Date.now()), ctx.signal);
+        else await claimWaiters.wait(Math.max(0, deadline - Date.now()), AbortSignal.any([ctx.signal, draining]));
       }
     }),
     async heartbeatTask(req) {
@@ -75,6 +87,15 @@ export function agentServiceImpl(
         return task.cancel_requested;
       });
       return { cancel };
+    },
+    async handBackTask(req) {
+      requireUuid(req.taskId);
+      requireAgent(req.agentId);
+      await inTransaction(pool, async (client) => {
+        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId });
+        await handBackTask(client, task, req.agentId, boss);
+      });
+      return {};
     },
     async completeTask(req) {
       requireUuid(req.taskId);

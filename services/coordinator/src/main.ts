@@ -12,6 +12,7 @@ import { onShutdown } from "../../kit/src/shutdown.ts";
 import { tasksChannel } from "./advance-run.ts";
 import { startAdvanceWorkers } from "./advance-worker.ts";
 import { agentServiceImpl } from "./agent-routes.ts";
+import { registerCoordinatorMetrics } from "./coordinator-metrics.ts";
 import { journalChannel } from "./journal.ts";
 import { migrations } from "./migrations.ts";
 import { advanceChannel, advanceQueues } from "./run-queue.ts";
@@ -61,7 +62,7 @@ onShutdown("stop workers", async () => {
   await workers.stop();
 });
 
-await serveAndRegister({
+const { registry } = await serveAndRegister({
   service: "coordinator",
   log,
   config,
@@ -70,3 +71,4 @@ await serveAndRegister({
     router.service(AgentService, agentServiceImpl(pool, boss, notifier, config.taskLeaseMs, config.maxAgentWaiters));
   },
 });
+registerCoordinatorMetrics({ pool, boss, shards, registry });

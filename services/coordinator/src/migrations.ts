@@ -119,4 +119,6 @@ export const migrations = [
   `ALTER TABLE runs ADD COLUMN traceparent text NOT NULL DEFAULT '';`,
   // The agent slot a task was given to: only that slot gets a lost answer again.
   `ALTER TABLE tasks ADD COLUMN agent_slot int NOT NULL DEFAULT 0;`,
+  // Since when a task waits for its (next) attempt: reservation wait times.
+  `ALTER TABLE tasks ADD COLUMN pending_since timestamptz NOT NULL DEFAULT now();`,
 ];

@@ -1,6 +1,7 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
+import { draining } from "../../kit/src/shutdown.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import { cancelRun } from "./cancel-run.ts";
@@ -59,7 +60,8 @@ export function runServiceImpl(pool: Pool, boss: PgBoss, notifier: Notifier, lim
 }
 
 // The run's journal after `afterSeq`, live, until the event that makes the run final.
-async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, signal: AbortSignal) {
+async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, callerSignal: AbortSignal) {
+  const signal = AbortSignal.any([callerSignal, draining]);
   let after = afterSeq;
   let runExists = false;
   while (!signal.aborted) {
@@ -86,4 +88,11 @@ async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afte
     }
     await woken;
   }
+  if (draining.aborted && !callerSignal.aborted) throw stoppingError();
+}
+
+// What a stopping coordinator answers to waits it cuts short: callers that
+// retry on unavailable (the gateway, agents) carry on with a peer.
+export function stoppingError(): ConnectError {
+  return new ConnectError("this coordinator is stopping; try another", Code.Unavailable);
 }

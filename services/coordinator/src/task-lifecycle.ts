@@ -21,6 +21,8 @@ export interface ClaimedTask {
   attempt: number;
   // What was reserved for it, for the dispatch span: "slot on a1, lock prod".
   reserved?: string;
+  // Seconds it waited, ready to run, until everything it needs was reserved.
+  waited?: number;
 }
 
 export interface Claimant extends AgentCapacity {
@@ -65,7 +67,7 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
     if (rows.length > 0) return { task: rows[0], contended };
   }
   const { rows: candidates } = await client.query(
-    `SELECT t.id, t.run_id, j.locks, j.cpu, j.memory_bytes
+    `SELECT t.id, t.run_id, j.locks, j.cpu, j.memory_bytes, extract(epoch FROM now() - t.pending_since)::float8 AS waited
      FROM coordinator.tasks t JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
      WHERE t.status = 'pending' AND t.labels <@ $1::text[] ORDER BY t.created_at LIMIT 20`,
     [agent.labels],
@@ -86,7 +88,7 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
 async function claimCandidate(
   client: PoolClient,
   agent: Claimant,
-  candidate: { id: string; run_id: string; locks: string[]; cpu: number; memory_bytes: string },
+  candidate: { id: string; run_id: string; locks: string[]; cpu: number; memory_bytes: string; waited: number },
   leaseMs: number,
 ): Promise<ClaimedTask | "contended" | "unfit"> {
   const { rowCount: locked } = await client.query(
@@ -125,6 +127,7 @@ async function claimCandidate(
     ...(runStarted ? [{ state: RunState.RUNNING }] : []),
     { job: task.job, state: RunState.RUNNING, message: `attempt ${task.attempt} on agent ${agent.id}${holds}` },
   );
+  task.waited = candidate.waited;
   task.reserved = describeReservations([{ kind: "slot", name: agent.id }, ...needs.locks.map((name: string) => ({ kind: "lock", name }))]);
   return task;
 }
@@ -272,11 +275,18 @@ async function retryIfAllowed(
     cause = { ...cause, exitCode: failed[0]?.exit_code ?? undefined };
   }
   if (!shouldRetry(policy, task.attempt, cause)) return false;
+  const why = `attempt ${task.attempt} failed (${message}); retrying as attempt ${task.attempt + 1} of ${policy.max + 1}`;
+  await requeueTask(client, task, why);
+  return true;
+}
+
+// Puts a task back in the queue for its next attempt, its steps reset.
+async function requeueTask(client: PoolClient, task: { id: string; run_id: string; job: string }, why: string): Promise<void> {
   await client.query(
-    "UPDATE coordinator.tasks SET status = 'pending', agent_id = '', started = false, lease_expires_at = NULL WHERE id = $1",
+    `UPDATE coordinator.tasks SET status = 'pending', agent_id = '', started = false, lease_expires_at = NULL, pending_since = now()
+     WHERE id = $1`,
     [task.id],
   );
-  const why = `attempt ${task.attempt} failed (${message}); retrying as attempt ${task.attempt + 1} of ${policy.max + 1}`;
   await client.query(
     "UPDATE coordinator.jobs SET state = $3, message = $4, agent_id = '', finished_at = NULL WHERE run_id = $1 AND name = $2",
     [task.run_id, task.job, RunState.QUEUED, why],
@@ -292,5 +302,19 @@ async function retryIfAllowed(
     { job: task.job, state: RunState.QUEUED, message: why },
     ...steps.sort((a, b) => a.position - b.position).map((step) => ({ job: task.job, step: step.name, state: RunState.QUEUED })),
   );
-  return true;
+}
+
+// An agent that is stopping gives back a task it will not finish: what it
+// held is released and the job waits for its next attempt on another agent.
+export async function handBackTask(
+  client: PoolClient,
+  task: { id: string; run_id: string; job: string; attempt: number; cancel_requested: boolean },
+  agentId: string,
+  boss: PgBoss,
+): Promise<void> {
+  if (task.cancel_requested) return finishTask(client, boss, task, RunState.CANCELED, "canceled");
+  const released = await releaseTaskReservations(client, task.id);
+  const why = `attempt ${task.attempt} handed back by agent ${agentId}, which is stopping (released ${describeReservations(released)}); will run again as attempt ${task.attempt + 1}`;
+  await requeueTask(client, task, why);
+  await client.query("SELECT pg_notify($1, '')", [tasksChannel]);
 }

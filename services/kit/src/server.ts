@@ -2,6 +2,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { metrics } from "./metrics.ts";
+import { measureServerCalls } from "./rpc-metrics.ts";
 import { traceServerCalls } from "./tracing-interceptors.ts";
 import { jsonStreamShim } from "./json-stream-shim.ts";
 import type { Logger } from "./log.ts";
@@ -22,10 +24,10 @@ export interface RunningServer {
 }
 
 // One HTTP/1.1 server per process: Connect (JSON or binary), gRPC-Web, GET for
-// side-effect-free methods, plus /healthz and /readyz.
+// side-effect-free methods, plus /healthz, /readyz and /metrics.
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   let ready = false;
-  const interceptors = [traceServerCalls, hideUnexpectedErrors(options.log), ...(options.interceptors ?? [])];
+  const interceptors = [traceServerCalls, measureServerCalls, hideUnexpectedErrors(options.log), ...(options.interceptors ?? [])];
   const shim = jsonStreamShim(options.routes, interceptors);
   const adapter = connectNodeAdapter({
     routes: options.routes,
@@ -40,6 +42,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const server = http.createServer((req, res) => {
     if (req.url === "/healthz") return plain(res, 200, "ok\n");
     if (req.url === "/readyz") return ready ? plain(res, 200, "ready\n") : plain(res, 503, "not ready\n");
+    if (req.url === "/metrics") {
+      metrics.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": metrics.contentType });
+          res.end(text);
+        },
+        (err) => {
+          options.log.warn("could not collect metrics", { err });
+          plain(res, 500, "could not collect metrics\n");
+        },
+      );
+      return;
+    }
     if (!shim(req, res)) adapter(req, res);
   });
   server.requestTimeout = 0;

@@ -3,7 +3,7 @@ import { readInt, readString } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RegistryClient, type Registration } from "./registry-client.ts";
 import { startServer, type RunningServer } from "./server.ts";
-import { installSignalHandlers, onShutdown } from "./shutdown.ts";
+import { installSignalHandlers, onShutdown, shutdownDeadlineMs } from "./shutdown.ts";
 
 export interface CommonConfig {
   host: string;
@@ -37,9 +37,11 @@ export async function serveAndRegister(options: {
   labels?: string[];
   slots?: number;
   instanceId?: string;
+  // Added to OTTO_SHUTDOWN_TIMEOUT_MS for processes that drain longer work.
+  extraShutdownMs?: number;
 }): Promise<Booted> {
   const { log, config } = options;
-  installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>));
+  installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>), shutdownDeadlineMs(options.extraShutdownMs));
   const registry = new RegistryClient(config.registryUrl, log);
   const routes = (router: ConnectRouter) => options.routes(router, registry);
   const server = await startServer({ routes, host: config.host, port: config.port, log });
@@ -54,6 +56,8 @@ export async function serveAndRegister(options: {
     }),
   );
   onShutdown("deregister", () => registration.stop());
+  // First of all when stopping: /readyz answers 503 while the process drains.
+  onShutdown("not ready", () => server.setReady(false));
   server.setReady(true);
   log.info("listening", { url: server.url, instance_id: registration.instanceId });
   return { log, server, registry, registration };

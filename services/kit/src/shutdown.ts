@@ -9,8 +9,14 @@ export function onShutdown(name: string, run: Step["run"]): void {
   steps.push({ name, run });
 }
 
+const drainingController = new AbortController();
+// Aborted when shutdown begins: long polls and streams end early on it, so
+// their callers go to a peer instead of holding this process open.
+export const draining: AbortSignal = drainingController.signal;
+
 export function shutdown(reason: string, log: (msg: string, fields: object) => void): Promise<void> {
   if (stopping) return stopping;
+  drainingController.abort();
   stopping = (async () => {
     log("shutting down", { reason });
     for (const step of [...steps].reverse()) {
@@ -24,7 +30,14 @@ export function shutdown(reason: string, log: (msg: string, fields: object) => v
   return stopping;
 }
 
-export function installSignalHandlers(log: (msg: string, fields: object) => void, deadlineMs = 10_000): void {
+// How long a stopping process may take before it exits anyway:
+// OTTO_SHUTDOWN_TIMEOUT_MS (default 10 s), plus what the process adds.
+export function shutdownDeadlineMs(extraMs = 0): number {
+  const configured = Number(process.env.OTTO_SHUTDOWN_TIMEOUT_MS);
+  return (Number.isFinite(configured) && configured > 0 ? configured : 10_000) + extraMs;
+}
+
+export function installSignalHandlers(log: (msg: string, fields: object) => void, deadlineMs = shutdownDeadlineMs()): void {
   const stop = (reason: string) => {
     if (stopping) {
       log("second signal, exiting now", { reason });
