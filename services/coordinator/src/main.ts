@@ -16,7 +16,7 @@ import { registerCoordinatorMetrics } from "./coordinator-metrics.ts";
 import { journalChannel } from "./journal.ts";
 import { migrations } from "./migrations.ts";
 import { advanceChannel, advanceQueues } from "./run-queue.ts";
-import { ShardManager } from "./shards.ts";
+import { ShardManager, shardsChannel } from "./shards.ts";
 import { runServiceImpl } from "./run-routes.ts";
 import { startTaskSweeper } from "./task-sweeper.ts";
 
@@ -47,20 +47,16 @@ for (const queue of advanceQueues) {
   if (!(await boss.getQueue(queue))) await boss.createQueue(queue).catch(() => {});
 }
 
-const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel], log);
+const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
 
 const memberId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
 const shards = new ShardManager({ pool, log, memberId, leaseMs: config.shardLeaseMs });
 await shards.start();
-onShutdown("release shards", () => shards.stop());
+notifier.on(shardsChannel, (member) => member !== memberId && void shards.tick());
 const workers = startAdvanceWorkers({ pool, boss, notifier, shards, memberId, log, concurrency: config.workers });
 const sweeper = startTaskSweeper({ pool, boss, log, shards, memberId, intervalMs: 500 });
-onShutdown("stop workers", async () => {
-  sweeper.stop();
-  await workers.stop();
-});
 
 const { registry } = await serveAndRegister({
   service: "coordinator",
@@ -72,3 +68,10 @@ const { registry } = await serveAndRegister({
   },
 });
 registerCoordinatorMetrics({ pool, boss, shards, registry });
+// Registered last, so run first when stopping: peers take the shards over
+// while this process drains its calls.
+onShutdown("stop workers and release shards", async () => {
+  sweeper.stop();
+  await workers.stop();
+  await shards.stop();
+});

@@ -19,6 +19,9 @@ export interface ShardOptions {
 // Keeps this coordinator's share of the shards: renews the leases it holds,
 // takes free or lapsed shards, and gives back extras when peers join. Each
 // take bumps the shard's epoch, which fences out the previous owner.
+// Notified when a coordinator gives its shards back.
+export const shardsChannel = "otto_shards";
+
 export class ShardManager extends EventEmitter {
   readonly #options: ShardOptions;
   #owned = new Map<number, number>();
@@ -108,7 +111,8 @@ export class ShardManager extends EventEmitter {
     }
   }
 
-  // Gives every shard back at once so that peers need not wait for the leases.
+  // Gives every shard back at once, and tells the peers (who take them at
+  // once), so that they need not wait for the leases to lapse.
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     await this.#running;
@@ -116,6 +120,7 @@ export class ShardManager extends EventEmitter {
     this.#owned = new Map();
     await pool.query("UPDATE coordinator.shards SET owner = NULL, lease_expires_at = NULL WHERE owner = $1", [memberId]);
     await pool.query("DELETE FROM coordinator.members WHERE id = $1", [memberId]);
+    await pool.query("SELECT pg_notify($1, $2)", [shardsChannel, memberId]);
   }
 }
 

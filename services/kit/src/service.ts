@@ -3,7 +3,7 @@ import { readInt, readString } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RegistryClient, type Registration } from "./registry-client.ts";
 import { startServer, type RunningServer } from "./server.ts";
-import { installSignalHandlers, onShutdown, shutdownDeadlineMs } from "./shutdown.ts";
+import { draining, installSignalHandlers, onShutdown, shutdownDeadlineMs } from "./shutdown.ts";
 
 export interface CommonConfig {
   host: string;
@@ -56,8 +56,8 @@ export async function serveAndRegister(options: {
     }),
   );
   onShutdown("deregister", () => registration.stop());
-  // First of all when stopping: /readyz answers 503 while the process drains.
-  onShutdown("not ready", () => server.setReady(false));
+  // The moment shutdown begins, /readyz answers 503 while the process drains.
+  draining.addEventListener("abort", () => server.setReady(false));
   server.setReady(true);
   log.info("listening", { url: server.url, instance_id: registration.instanceId });
   return { log, server, registry, registration };

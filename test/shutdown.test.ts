@@ -1,0 +1,120 @@
+// Graceful shutdown with real signals: agents finish or hand back their
+// tasks, a second signal forces the exit, coordinators give their shards to
+// a peer at once.
+import { after, afterEach, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
+import { isAlive, postJsonStream, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+
+describe("graceful shutdown", () => {
+  let otto: TestOtto | undefined;
+  const dirs: string[] = [];
+  afterEach(async () => {
+    if (process.exitCode && otto) console.log(await tailOfLog(otto));
+    await otto?.stopAndClean();
+    otto = undefined;
+  });
+  after(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  const markerDir = async () => {
+    const dir = await mkdtemp(join(tmpdir(), "otto-shutdown-"));
+    dirs.push(dir);
+    return dir;
+  };
+  const pidOf = (name: string) => otto!.supervisor.info().find((p) => p.name === name)!.pid!;
+  const journalOf = async (runId: string) => {
+    const { messages } = await postJsonStream(otto!.gatewayUrl, "/otto.v1.RunService/WatchRun", { runId });
+    return messages.map((m) => m.event);
+  };
+  // The step writes its shell's pid, then waits for a gate file (attempt 1 only).
+  const gatedStep = (dir: string) =>
+    `echo $$ > ${dir}/pid-$OTTO_ATTEMPT; if [ "$OTTO_ATTEMPT" = 1 ]; then while [ ! -f ${dir}/gate ]; do sleep 0.05; done; fi; echo done > ${dir}/done-$OTTO_ATTEMPT`;
+
+  it("hand-back: an agent stopped with SIGTERM stops its step and hands the task back for a new attempt", async () => {
+    otto = await startTestOtto({ agents: 1, env: { OTTO_AGENT_ON_STOP: "hand-back" } });
+    const dir = await markerDir();
+    const run = await submit(otto.client, pipeline("handed").job("long", { steps: [gatedStep(dir)] }).build());
+    const stepPid = Number(await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined)));
+    const agent = pidOf("agent-1");
+    process.kill(agent, "SIGTERM");
+    await waitFor("the agent to exit", () => !isAlive(agent), 10_000);
+    assert.equal(isAlive(stepPid), false, "the step's process was stopped");
+    const final = await waitForRun(otto.client, run.id);
+    assert.equal(final.state, RunState.SUCCEEDED, "attempt 2 ran on the restarted agent");
+    await assert.rejects(readFile(join(dir, "done-1")), "attempt 1 never finished");
+    await readFile(join(dir, "done-2"));
+    const events = await journalOf(run.id);
+    const handedBack = events.find((e) => /handed back by agent agent-1, which is stopping/.test(e.message ?? ""));
+    assert.ok(handedBack, "the journal says why the job runs again");
+    assert.equal(handedBack.state, "RUN_STATE_QUEUED");
+    assert.match(handedBack.message, /released slot on agent-1/);
+  });
+
+  it("finish: an agent stopped with SIGTERM finishes its running task before it exits", async () => {
+    otto = await startTestOtto({ agents: 1 });
+    const dir = await markerDir();
+    const run = await submit(otto.client, pipeline("finished").job("long", { steps: [gatedStep(dir), "echo second step"] }).build());
+    await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined));
+    const agent = pidOf("agent-1");
+    process.kill(agent, "SIGTERM");
+    // Still running its task: not gone, and no new work taken meanwhile.
+    await waitFor("the agent to go unready", async () => {
+      const url = otto!.supervisor.info().find((p) => p.name === "agent-1")!.url!;
+      return (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 503;
+    });
+    assert.equal(isAlive(agent), true);
+    await writeFile(join(dir, "gate"), "");
+    const final = await waitForRun(otto.client, run.id);
+    assert.equal(final.state, RunState.SUCCEEDED);
+    await readFile(join(dir, "done-1"));
+    await waitFor("the agent to exit once its task is done", () => !isAlive(agent), 10_000);
+    const events = await journalOf(run.id);
+    assert.equal(events.filter((e) => /handed back/.test(e.message ?? "")).length, 0);
+  });
+
+  it("a second SIGTERM makes a finishing agent exit at once", async () => {
+    otto = await startTestOtto({ agents: 1 });
+    const dir = await markerDir();
+    await submit(otto.client, pipeline("forced").job("long", { steps: [gatedStep(dir)] }).build());
+    await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined));
+    const agent = pidOf("agent-1");
+    process.kill(agent, "SIGTERM");
+    await waitFor("the agent to start stopping", async () => /stopping with tasks running/.test(await readFile(otto!.logFile, "utf8")));
+    process.kill(agent, "SIGTERM");
+    await waitFor("the agent to exit", () => !isAlive(agent), 3_000);
+    await waitFor("the launcher to see exit code 130", async () => /agent-1 exited \(code 130\)/.test(await readFile(otto!.logFile, "utf8")));
+  });
+
+  it("a coordinator stopped with SIGTERM gives its shards to its peer at once, long before its leases lapse", async () => {
+    const leaseMs = 30_000;
+    otto = await startTestOtto({ coordinators: 2, agents: 1, env: { OTTO_SHARD_LEASE_MS: String(leaseMs) } });
+    const db = new pg.Client({ connectionString: otto.databaseUrl });
+    await db.connect();
+    try {
+      const owners = async () => (await db.query("SELECT owner FROM coordinator.shards WHERE lease_expires_at > now()")).rows.map((r) => r.owner as string);
+      const stopping = pidOf("coordinator-1");
+      await waitFor("both coordinators to own shards", async () => {
+        const all = await owners();
+        return all.length === 16 && all.some((o) => o.includes(`-${stopping}-`)) && all.some((o) => !o.includes(`-${stopping}-`));
+      });
+      const stoppedAt = Date.now();
+      process.kill(stopping, "SIGTERM");
+      await waitFor("the peer to own every shard", async () => {
+        const all = await owners();
+        return all.length === 16 && all.every((o) => !o.includes(`-${stopping}-`));
+      }, leaseMs);
+      const handover = Date.now() - stoppedAt;
+      assert.ok(handover < leaseMs / 3, `handover took ${handover} ms; the lease is ${leaseMs} ms`);
+      // And the system keeps working on the peer.
+      const run = await submit(otto.client, pipeline("after").job("one", { steps: ["true"] }).build());
+      assert.equal((await waitForRun(otto.client, run.id)).state, RunState.SUCCEEDED);
+    } finally {
+      await db.end();
+    }
+  });
+});
