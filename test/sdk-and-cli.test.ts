@@ -236,7 +236,7 @@ describe("the SDK and the otto CLI", { timeout: 300_000 }, () => {
     await db.connect();
     try {
       const { rows: logs } = await db.query("SELECT state, object_key FROM objects.logs WHERE run_id = $1 AND job = 'count'", [run.id]);
-      assert.deepEqual(logs, [{ state: "closed", object_key: `logs/${run.id}/count.log` }]);
+      assert.deepEqual(logs, [{ state: "closed", object_key: `logs/${run.id}/count/attempt-1.log` }]);
       const { rows: chunks } = await db.query("SELECT count(*)::int AS n FROM objects.log_chunks WHERE run_id = $1", [run.id]);
       assert.equal(chunks[0].n, 0);
     } finally {

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/log_service.proto.
  */
 export const file_otto_v1_log_service: GenFile = /*@__PURE__*/
-  fileDesc("ChlvdHRvL3YxL2xvZ19zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIk0KDlJlYWRMb2dSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRILCgNqb2IYAiABKAkSDgoGZm9sbG93GAMgASgIEg4KBm9mZnNldBgEIAEoAyIvCg9SZWFkTG9nUmVzcG9uc2USDAoEdGV4dBgBIAEoCRIOCgZvZmZzZXQYAiABKAMyUQoKTG9nU2VydmljZRJDCgdSZWFkTG9nEhcub3R0by52MS5SZWFkTG9nUmVxdWVzdBoYLm90dG8udjEuUmVhZExvZ1Jlc3BvbnNlIgOQAgEwAWIGcHJvdG8z");
+  fileDesc("ChlvdHRvL3YxL2xvZ19zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIl4KDlJlYWRMb2dSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRILCgNqb2IYAiABKAkSDgoGZm9sbG93GAMgASgIEg4KBm9mZnNldBgEIAEoAxIPCgdhdHRlbXB0GAUgASgFIkAKD1JlYWRMb2dSZXNwb25zZRIMCgR0ZXh0GAEgASgJEg4KBm9mZnNldBgCIAEoAxIPCgdhdHRlbXB0GAMgASgFMlEKCkxvZ1NlcnZpY2USQwoHUmVhZExvZxIXLm90dG8udjEuUmVhZExvZ1JlcXVlc3QaGC5vdHRvLnYxLlJlYWRMb2dSZXNwb25zZSIDkAIBMAFiBnByb3RvMw");
 
 /**
  * @generated from message otto.v1.ReadLogRequest
@@ -35,11 +35,19 @@ export type ReadLogRequest = Message<"otto.v1.ReadLogRequest"> & {
   follow: boolean;
 
   /**
-   * Byte offset to start from (to resume a read).
+   * Byte offset to start from (to resume a read), within `attempt`'s log.
    *
    * @generated from field: int64 offset = 4;
    */
   offset: bigint;
+
+  /**
+   * Each attempt of a job has its own log. 0 reads the latest attempt and,
+   * when following, goes on with the next attempts as a retry starts them.
+   *
+   * @generated from field: int32 attempt = 5;
+   */
+  attempt: number;
 };
 
 /**
@@ -61,11 +69,18 @@ export type ReadLogResponse = Message<"otto.v1.ReadLogResponse"> & {
   text: string;
 
   /**
-   * Byte offset of this text within the job's log.
+   * Byte offset of this text within the attempt's log.
    *
    * @generated from field: int64 offset = 2;
    */
   offset: bigint;
+
+  /**
+   * The attempt whose log this text belongs to.
+   *
+   * @generated from field: int32 attempt = 3;
+   */
+  attempt: number;
 };
 
 /**

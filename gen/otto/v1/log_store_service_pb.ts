@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/log_store_service.proto.
  */
 export const file_otto_v1_log_store_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9vdHRvL3YxL2xvZ19zdG9yZV9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIkoKEEFwcGVuZExvZ1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgsKA2pvYhgCIAEoCRILCgNzZXEYAyABKAMSDAoEdGV4dBgEIAEoCSITChFBcHBlbmRMb2dSZXNwb25zZSJVCg9DbG9zZUxvZ1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgsKA2pvYhgCIAEoCRIRCglmaW5hbF9zZXEYAyABKAMSEgoKZmluYWxfdGV4dBgEIAEoCSI0ChBDbG9zZUxvZ1Jlc3BvbnNlEhIKCm9iamVjdF9rZXkYASABKAkSDAoEc2l6ZRgCIAEoAzKWAQoPTG9nU3RvcmVTZXJ2aWNlEkIKCUFwcGVuZExvZxIZLm90dG8udjEuQXBwZW5kTG9nUmVxdWVzdBoaLm90dG8udjEuQXBwZW5kTG9nUmVzcG9uc2USPwoIQ2xvc2VMb2cSGC5vdHRvLnYxLkNsb3NlTG9nUmVxdWVzdBoZLm90dG8udjEuQ2xvc2VMb2dSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Ch9vdHRvL3YxL2xvZ19zdG9yZV9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIlsKEEFwcGVuZExvZ1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgsKA2pvYhgCIAEoCRILCgNzZXEYAyABKAMSDAoEdGV4dBgEIAEoCRIPCgdhdHRlbXB0GAUgASgFIhMKEUFwcGVuZExvZ1Jlc3BvbnNlImYKD0Nsb3NlTG9nUmVxdWVzdBIOCgZydW5faWQYASABKAkSCwoDam9iGAIgASgJEhEKCWZpbmFsX3NlcRgDIAEoAxISCgpmaW5hbF90ZXh0GAQgASgJEg8KB2F0dGVtcHQYBSABKAUiNAoQQ2xvc2VMb2dSZXNwb25zZRISCgpvYmplY3Rfa2V5GAEgASgJEgwKBHNpemUYAiABKAMylgEKD0xvZ1N0b3JlU2VydmljZRJCCglBcHBlbmRMb2cSGS5vdHRvLnYxLkFwcGVuZExvZ1JlcXVlc3QaGi5vdHRvLnYxLkFwcGVuZExvZ1Jlc3BvbnNlEj8KCENsb3NlTG9nEhgub3R0by52MS5DbG9zZUxvZ1JlcXVlc3QaGS5vdHRvLnYxLkNsb3NlTG9nUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message otto.v1.AppendLogRequest
@@ -37,6 +37,13 @@ export type AppendLogRequest = Message<"otto.v1.AppendLogRequest"> & {
    * @generated from field: string text = 4;
    */
   text: string;
+
+  /**
+   * The attempt whose log this is (each has its own); 0 means 1.
+   *
+   * @generated from field: int32 attempt = 5;
+   */
+  attempt: number;
 };
 
 /**
@@ -85,6 +92,13 @@ export type CloseLogRequest = Message<"otto.v1.CloseLogRequest"> & {
    * @generated from field: string final_text = 4;
    */
   finalText: string;
+
+  /**
+   * The attempt whose log this is; 0 means 1.
+   *
+   * @generated from field: int32 attempt = 5;
+   */
+  attempt: number;
 };
 
 /**

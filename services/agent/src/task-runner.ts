@@ -77,7 +77,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
 
   const sink = new LogSink((seq, text) =>
     registry
-      .call("objects", LogStoreService, (c) => c.appendLog({ runId: task.runId, job: task.job, seq: BigInt(seq), text }), {
+      .call("objects", LogStoreService, (c) => c.appendLog({ runId: task.runId, job: task.job, attempt: task.attempt, seq: BigInt(seq), text }), {
         idempotent: true,
         retryForMs,
       })
@@ -153,7 +153,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   }
   try {
     const rest = await sink.takeRest();
-    const close = { runId: task.runId, job: task.job, finalSeq: BigInt(rest?.seq ?? 0), finalText: rest?.text ?? "" };
+    const close = { runId: task.runId, job: task.job, attempt: task.attempt, finalSeq: BigInt(rest?.seq ?? 0), finalText: rest?.text ?? "" };
     await registry.call("objects", LogStoreService, (c) => c.closeLog(close), { idempotent: true, retryForMs });
   } catch (err) {
     log.error("could not archive the log", { err });

@@ -24,7 +24,12 @@ export async function loadRuns(db: Queryable, ids: string[]): Promise<Run[]> {
   if (ids.length === 0) return [];
   const [runs, jobs, steps] = await Promise.all([
     db.query("SELECT * FROM coordinator.runs WHERE id = ANY($1)", [ids]),
-    db.query("SELECT * FROM coordinator.jobs WHERE run_id = ANY($1) ORDER BY position", [ids]),
+    db.query(
+      `SELECT j.*, coalesce(t.attempt, 0) AS attempt FROM coordinator.jobs j
+       LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name
+       WHERE j.run_id = ANY($1) ORDER BY j.position`,
+      [ids],
+    ),
     db.query("SELECT * FROM coordinator.steps WHERE run_id = ANY($1) ORDER BY position", [ids]),
   ]);
   const byId = new Map<string, Run>();
@@ -49,6 +54,7 @@ export async function loadRuns(db: Queryable, ids: string[]): Promise<Run[]> {
         needs: row.needs,
         message: row.message,
         agentId: row.agent_id,
+        attempt: row.attempt,
         startedAt: ts(row.started_at),
         finishedAt: ts(row.finished_at),
       }),

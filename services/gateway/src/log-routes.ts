@@ -1,56 +1,78 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
-import { RunState } from "../../../gen/otto/v1/run_pb.ts";
+import { RunState, type RunJob } from "../../../gen/otto/v1/run_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
 import { followJournal } from "./follow-journal.ts";
 
 const finalStates: RunState[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
+const isFinal = (job: RunJob) => finalStates.includes(job.state);
 
-// The public LogService. A followed read streams the live log from the
-// objects service until the job is final, then reads whatever came last.
+// The public LogService. Each attempt of a job has its own log; a read of
+// attempt 0 starts with the latest one and, when following, goes on with the
+// attempts a retry starts, until the job is final. A followed attempt is
+// streamed live from the objects service until it is over, then read to the end.
 export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof LogService> {
-  const readFromObjects = (runId: string, job: string, offset: bigint, follow: boolean, signal: AbortSignal) =>
-    registry.call("objects", LogService, async (c) => c.readLog({ runId, job, offset, follow }, { signal, timeoutMs: 0 }));
+  const readFromObjects = (runId: string, job: string, attempt: number, offset: bigint, follow: boolean, signal: AbortSignal) =>
+    registry.call("objects", LogService, async (c) => c.readLog({ runId, job, attempt, offset, follow }, { signal, timeoutMs: 0 }));
+  const jobOf = async (runId: string, name: string): Promise<RunJob> => {
+    const { run } = await registry.call("coordinator", RunService, (c) => c.getRun({ runId }));
+    const job = run!.jobs.find((j) => j.name === name);
+    if (!job) {
+      const names = run!.jobs.map((j) => `"${j.name}"`).join(", ");
+      throw new ConnectError(`run ${runId} has no job "${name}"; its jobs are ${names}`, Code.NotFound);
+    }
+    return job;
+  };
+  // Resolves once `done` holds for the job, checked at each of its journal events.
+  const jobReaches = async (runId: string, name: string, done: (job: RunJob) => boolean, signal: AbortSignal) => {
+    for await (const event of followJournal(registry, runId, 0n, signal)) {
+      if (event.step !== "" || (event.job !== name && event.job !== "")) continue;
+      if (done(await jobOf(runId, name))) return;
+    }
+  };
   return {
     async *readLog(req, ctx) {
       if (req.offset < 0n) throw new ConnectError("offset must not be negative", Code.InvalidArgument);
-      const { run } = await registry.call("coordinator", RunService, (c) => c.getRun({ runId: req.runId }));
-      const job = run!.jobs.find((j) => j.name === req.job);
-      if (!job) {
-        const names = run!.jobs.map((j) => `"${j.name}"`).join(", ");
-        throw new ConnectError(`run ${req.runId} has no job "${req.job}"; its jobs are ${names}`, Code.NotFound);
+      if (req.attempt < 0) throw new ConnectError("attempt must not be negative (0 reads the latest)", Code.InvalidArgument);
+      let job = await jobOf(req.runId, req.job);
+      if (req.attempt > Math.max(job.attempt, 1)) {
+        throw new ConnectError(`job "${req.job}" has had ${job.attempt} attempt(s), not ${req.attempt}`, Code.NotFound);
       }
+      let attempt = req.attempt || Math.max(job.attempt, 1);
       let offset = req.offset;
-      if (req.follow && !finalStates.includes(job.state)) {
-        const jobDone = new AbortController();
-        const watching = watchUntilJobFinal(registry, req.runId, req.job, AbortSignal.any([ctx.signal, jobDone.signal])).then(
-          () => jobDone.abort(),
-          () => jobDone.abort(),
-        );
-        try {
-          for await (const chunk of await readFromObjects(req.runId, req.job, offset, true, AbortSignal.any([ctx.signal, jobDone.signal]))) {
-            offset = chunk.offset + BigInt(Buffer.byteLength(chunk.text));
-            yield chunk;
+      for (;;) {
+        const live = (j: RunJob) => !isFinal(j) && j.state !== RunState.QUEUED && j.attempt === attempt;
+        if (req.follow && (live(job) || (job.attempt === 0 && !isFinal(job)))) {
+          const over = new AbortController();
+          const signal = AbortSignal.any([ctx.signal, over.signal]);
+          const watching = jobReaches(req.runId, req.job, (j) => j.attempt > attempt || (j.attempt === attempt && !live(j)), signal).then(
+            () => over.abort(),
+            () => over.abort(),
+          );
+          try {
+            for await (const chunk of await readFromObjects(req.runId, req.job, attempt, offset, true, signal)) {
+              offset = chunk.offset + BigInt(Buffer.byteLength(chunk.text));
+              yield { ...chunk, attempt };
+            }
+          } catch (err) {
+            if (!over.signal.aborted || ctx.signal.aborted) throw err;
+          } finally {
+            over.abort();
+            await watching;
           }
-        } catch (err) {
-          if (!jobDone.signal.aborted || ctx.signal.aborted) throw err;
-        } finally {
-          jobDone.abort();
-          await watching;
         }
-      }
-      for await (const chunk of await readFromObjects(req.runId, req.job, offset, false, ctx.signal)) {
-        yield chunk;
+        for await (const chunk of await readFromObjects(req.runId, req.job, attempt, offset, false, ctx.signal)) {
+          yield { ...chunk, attempt };
+        }
+        if (req.attempt > 0 || !req.follow) return;
+        // Following every attempt: go on with the next one, if the job gets one.
+        await jobReaches(req.runId, req.job, (j) => isFinal(j) || j.attempt > attempt, ctx.signal);
+        job = await jobOf(req.runId, req.job);
+        if (job.attempt <= attempt) return;
+        attempt += 1;
+        offset = 0n;
       }
     },
   };
-}
-
-// Resolves when the job (or the whole run) is final.
-async function watchUntilJobFinal(registry: RegistryClient, runId: string, job: string, signal: AbortSignal): Promise<void> {
-  for await (const event of followJournal(registry, runId, 0n, signal)) {
-    if (!finalStates.includes(event.state) || event.step !== "") continue;
-    if (event.job === job || event.job === "") return;
-  }
 }

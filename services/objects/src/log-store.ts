@@ -7,8 +7,19 @@ import type { ObjectStore } from "./object-store.ts";
 export const logChannel = "otto_log";
 export const maxChunkBytes = 1024 * 1024;
 
-export function logKey(runId: string, job: string): string {
-  return `logs/${runId}/${job}.log`;
+// One log per attempt of a job.
+export interface LogRef {
+  runId: string;
+  job: string;
+  attempt: number;
+}
+
+export function logKey({ runId, job, attempt }: LogRef): string {
+  return `logs/${runId}/${job}/attempt-${attempt}.log`;
+}
+
+function notice({ runId, job, attempt }: LogRef): string {
+  return `${runId}/${job}/${attempt}`;
 }
 
 function checkChunkSize(text: string) {
@@ -18,7 +29,7 @@ function checkChunkSize(text: string) {
   }
 }
 
-// Job logs: chunks in Postgres while the job runs, one object in S3 after.
+// Job logs: chunks in Postgres while the attempt runs, one object in S3 after.
 export class LogStore {
   readonly #pool: Pool;
   readonly #objects: ObjectStore;
@@ -30,52 +41,57 @@ export class LogStore {
     this.#notifier = notifier;
   }
 
-  async append(runId: string, job: string, seq: number, text: string): Promise<void> {
+  async append(log: LogRef, seq: number, text: string): Promise<void> {
     checkChunkSize(text);
-    if (await this.#appendInOrder(runId, job, seq, text)) return;
+    if (await this.#appendInOrder(log, seq, text)) return;
     // Not the next chunk of an open log: find out why, in a transaction.
+    const { runId, job, attempt } = log;
     await inTransaction(this.#pool, async (client) => {
       await client.query(
-        "INSERT INTO objects.logs (run_id, job, state) VALUES ($1, $2, 'open') ON CONFLICT DO NOTHING",
-        [runId, job],
+        "INSERT INTO objects.logs (run_id, job, attempt, state) VALUES ($1, $2, $3, 'open') ON CONFLICT DO NOTHING",
+        [runId, job, attempt],
       );
-      const { rows } = await client.query("SELECT * FROM objects.logs WHERE run_id = $1 AND job = $2 FOR UPDATE", [runId, job]);
-      const log = rows[0];
-      if (seq <= Number(log.last_seq)) return;
-      if (log.state !== "open") throw new ConnectError(`log of ${runId}/${job} is closed`, Code.FailedPrecondition);
-      if (seq !== Number(log.last_seq) + 1) {
-        throw new ConnectError(`log chunk ${seq} arrived before chunk ${Number(log.last_seq) + 1}`, Code.FailedPrecondition);
+      const { rows } = await client.query(
+        "SELECT * FROM objects.logs WHERE run_id = $1 AND job = $2 AND attempt = $3 FOR UPDATE",
+        [runId, job, attempt],
+      );
+      const row = rows[0];
+      if (seq <= Number(row.last_seq)) return;
+      if (row.state !== "open") {
+        throw new ConnectError(`log of ${runId}/${job} attempt ${attempt} is closed`, Code.FailedPrecondition);
+      }
+      if (seq !== Number(row.last_seq) + 1) {
+        throw new ConnectError(`log chunk ${seq} arrived before chunk ${Number(row.last_seq) + 1}`, Code.FailedPrecondition);
       }
       await client.query(
-        "INSERT INTO objects.log_chunks (run_id, job, seq, start_offset, text) VALUES ($1, $2, $3, $4, $5)",
-        [runId, job, seq, log.size, text],
+        "INSERT INTO objects.log_chunks (run_id, job, attempt, seq, start_offset, text) VALUES ($1, $2, $3, $4, $5, $6)",
+        [runId, job, attempt, seq, row.size, text],
       );
-      await client.query("UPDATE objects.logs SET last_seq = $3, size = size + $4 WHERE run_id = $1 AND job = $2", [
-        runId,
-        job,
-        seq,
-        Buffer.byteLength(text),
-      ]);
-      await client.query("SELECT pg_notify($1, $2)", [logChannel, `${runId}/${job}`]);
+      await client.query(
+        "UPDATE objects.logs SET last_seq = $4, size = size + $5 WHERE run_id = $1 AND job = $2 AND attempt = $3",
+        [runId, job, attempt, seq, Buffer.byteLength(text)],
+      );
+      await client.query("SELECT pg_notify($1, $2)", [logChannel, notice(log)]);
     });
   }
 
   // The common case in one statement: the chunk right after the last one of
   // an open log (or the first chunk of a new log). False if it was not that.
-  async #appendInOrder(runId: string, job: string, seq: number, text: string): Promise<boolean> {
+  async #appendInOrder(log: LogRef, seq: number, text: string): Promise<boolean> {
     const advance =
       seq === 1
-        ? `INSERT INTO objects.logs (run_id, job, state, last_seq, size) VALUES ($1, $2, 'open', 1, $5)
+        ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size) VALUES ($1, $2, $7, 'open', 1, $5)
            ON CONFLICT DO NOTHING RETURNING 0::bigint AS start_offset`
         : `UPDATE objects.logs SET last_seq = $3, size = size + $5
-           WHERE run_id = $1 AND job = $2 AND state = 'open' AND last_seq = $3 - 1 RETURNING size - $5 AS start_offset`;
+           WHERE run_id = $1 AND job = $2 AND attempt = $7 AND state = 'open' AND last_seq = $3 - 1
+           RETURNING size - $5 AS start_offset`;
     const { rowCount } = await this.#pool.query(
       `WITH log AS (${advance}), chunk AS (
-         INSERT INTO objects.log_chunks (run_id, job, seq, start_offset, text)
-         SELECT $1, $2, $3, start_offset, $4 FROM log RETURNING seq
+         INSERT INTO objects.log_chunks (run_id, job, attempt, seq, start_offset, text)
+         SELECT $1, $2, $7, $3, start_offset, $4 FROM log RETURNING seq
        )
-       SELECT pg_notify($6, $1 || '/' || $2) FROM chunk`,
-      [runId, job, seq, text, Buffer.byteLength(text), logChannel],
+       SELECT pg_notify($6, $8) FROM chunk`,
+      [log.runId, log.job, seq, text, Buffer.byteLength(text), logChannel, log.attempt, notice(log)],
     );
     return rowCount === 1;
   }
@@ -83,18 +99,20 @@ export class LogStore {
   // Uploads the whole log (with `final`, its last chunk, if it was not
   // appended) and only then marks it closed, so a crash in between leaves it
   // open and a repeated close uploads the same bytes again.
-  async close(runId: string, job: string, final?: { seq: number; text: string }): Promise<{ key: string; size: number }> {
+  async close(log: LogRef, final?: { seq: number; text: string }): Promise<{ key: string; size: number }> {
     if (final) checkChunkSize(final.text);
+    const { runId, job, attempt } = log;
     const { rows } = await this.#pool.query(
       `SELECT l.state, l.object_key, l.size, l.last_seq,
-         (SELECT string_agg(c.text, '' ORDER BY c.seq) FROM objects.log_chunks c WHERE c.run_id = $1 AND c.job = $2) AS body
-       FROM (SELECT 1) AS one LEFT JOIN objects.logs l ON l.run_id = $1 AND l.job = $2`,
-      [runId, job],
+         (SELECT string_agg(c.text, '' ORDER BY c.seq) FROM objects.log_chunks c
+          WHERE c.run_id = $1 AND c.job = $2 AND c.attempt = $3) AS body
+       FROM (SELECT 1) AS one LEFT JOIN objects.logs l ON l.run_id = $1 AND l.job = $2 AND l.attempt = $3`,
+      [runId, job, attempt],
     );
-    const log = rows[0];
-    if (log.state === "closed") return { key: log.object_key, size: Number(log.size) };
-    const lastSeq = Number(log.last_seq ?? 0);
-    let body = log.body ?? "";
+    const row = rows[0];
+    if (row.state === "closed") return { key: row.object_key, size: Number(row.size) };
+    const lastSeq = Number(row.last_seq ?? 0);
+    let body = row.body ?? "";
     if (final) {
       if (final.seq !== lastSeq + 1) {
         throw new ConnectError(`final log chunk ${final.seq} does not follow chunk ${lastSeq}`, Code.FailedPrecondition);
@@ -102,45 +120,58 @@ export class LogStore {
       body += final.text;
     }
     const bytes = Buffer.from(body);
-    const key = logKey(runId, job);
+    const key = logKey(log);
     await inSpan("archive log", { "otto.object_key": key, "otto.size": bytes.length }, () =>
       this.#objects.put(key, bytes, "text/plain; charset=utf-8"),
     );
     await this.#pool.query(
       `WITH closed AS (
-         INSERT INTO objects.logs AS l (run_id, job, state, object_key, size, last_seq, closed_at)
-         VALUES ($1, $2, 'closed', $3, $4, $5, now())
-         ON CONFLICT (run_id, job) DO UPDATE SET state = 'closed', object_key = $3, size = $4, last_seq = $5, closed_at = now()
+         INSERT INTO objects.logs AS l (run_id, job, attempt, state, object_key, size, last_seq, closed_at)
+         VALUES ($1, $2, $3, 'closed', $4, $5, $6, now())
+         ON CONFLICT (run_id, job, attempt) DO UPDATE SET state = 'closed', object_key = $4, size = $5, last_seq = $6, closed_at = now()
            WHERE l.state = 'open'
          RETURNING 1
        ), chunks AS (
-         DELETE FROM objects.log_chunks WHERE run_id = $1 AND job = $2
+         DELETE FROM objects.log_chunks WHERE run_id = $1 AND job = $2 AND attempt = $3
        )
-       SELECT pg_notify($6, $1 || '/' || $2)`,
-      [runId, job, key, bytes.length, final ? final.seq : lastSeq, logChannel],
+       SELECT pg_notify($7, $8)`,
+      [runId, job, attempt, key, bytes.length, final ? final.seq : lastSeq, logChannel, notice(log)],
     );
     return { key, size: bytes.length };
   }
 
+  // The latest attempt of a job that has a log, or 1 if none has yet.
+  async latestAttempt(runId: string, job: string): Promise<number> {
+    const { rows } = await this.#pool.query(
+      "SELECT coalesce(max(attempt), 1) AS attempt FROM objects.logs WHERE run_id = $1 AND job = $2",
+      [runId, job],
+    );
+    return rows[0].attempt;
+  }
+
   // Yields the log's text from `offset` on; with `follow`, keeps waiting for
   // more until the log is closed.
-  async *read(runId: string, job: string, offset: number, follow: boolean, signal: AbortSignal) {
+  async *read(log: LogRef, offset: number, follow: boolean, signal: AbortSignal) {
+    const { runId, job, attempt } = log;
     while (!signal.aborted) {
-      const woken = follow ? this.#notifier.wait(logChannel, (p) => p === `${runId}/${job}`, 5_000, signal) : undefined;
-      const { rows: logs } = await this.#pool.query("SELECT * FROM objects.logs WHERE run_id = $1 AND job = $2", [runId, job]);
-      const log = logs[0];
-      if (log?.state === "closed") {
-        if (offset < Number(log.size)) {
-          const bytes = await this.#objects.readFrom(log.object_key, offset);
+      const woken = follow ? this.#notifier.wait(logChannel, (p) => p === notice(log), 5_000, signal) : undefined;
+      const { rows } = await this.#pool.query(
+        "SELECT * FROM objects.logs WHERE run_id = $1 AND job = $2 AND attempt = $3",
+        [runId, job, attempt],
+      );
+      const row = rows[0];
+      if (row?.state === "closed") {
+        if (offset < Number(row.size)) {
+          const bytes = await this.#objects.readFrom(row.object_key, offset);
           yield { text: bytes.toString("utf8"), offset };
         }
         return;
       }
-      if (log) {
+      if (row) {
         const { rows: chunks } = await this.#pool.query(
           `SELECT start_offset, text FROM objects.log_chunks
-           WHERE run_id = $1 AND job = $2 AND start_offset + octet_length(text) > $3 ORDER BY seq`,
-          [runId, job, offset],
+           WHERE run_id = $1 AND job = $2 AND attempt = $3 AND start_offset + octet_length(text) > $4 ORDER BY seq`,
+          [runId, job, attempt, offset],
         );
         for (const chunk of chunks) {
           const start = Number(chunk.start_offset);

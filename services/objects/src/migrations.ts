@@ -20,4 +20,13 @@ export const migrations = [
      PRIMARY KEY (run_id, job, seq),
      FOREIGN KEY (run_id, job) REFERENCES logs ON DELETE CASCADE
    );`,
+  // One log per attempt of a job.
+  `ALTER TABLE log_chunks DROP CONSTRAINT log_chunks_run_id_job_fkey;
+   ALTER TABLE log_chunks DROP CONSTRAINT log_chunks_pkey;
+   ALTER TABLE logs DROP CONSTRAINT logs_pkey;
+   ALTER TABLE logs ADD COLUMN attempt int NOT NULL DEFAULT 1;
+   ALTER TABLE log_chunks ADD COLUMN attempt int NOT NULL DEFAULT 1;
+   ALTER TABLE logs ADD PRIMARY KEY (run_id, job, attempt);
+   ALTER TABLE log_chunks ADD PRIMARY KEY (run_id, job, attempt, seq);
+   ALTER TABLE log_chunks ADD FOREIGN KEY (run_id, job, attempt) REFERENCES logs ON DELETE CASCADE;`,
 ];

@@ -12,14 +12,14 @@ export function objectsRoutes(logs: LogStore) {
       async appendLog(req) {
         checkLogName(req.runId, req.job);
         if (req.seq < 1n) throw new ConnectError("seq starts at 1", Code.InvalidArgument);
-        await logs.append(req.runId, req.job, Number(req.seq), req.text);
+        await logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), req.text);
         return {};
       },
       async closeLog(req) {
         checkLogName(req.runId, req.job);
         if (req.finalSeq < 0n) throw new ConnectError("final_seq must not be negative", Code.InvalidArgument);
         const final = req.finalSeq > 0n ? { seq: Number(req.finalSeq), text: req.finalText } : undefined;
-        const { key, size } = await logs.close(req.runId, req.job, final);
+        const { key, size } = await logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final);
         return { objectKey: key, size: BigInt(size) };
       },
     });
@@ -27,12 +27,19 @@ export function objectsRoutes(logs: LogStore) {
       async *readLog(req, ctx) {
         checkLogName(req.runId, req.job);
         if (req.offset < 0n) throw new ConnectError("offset must not be negative", Code.InvalidArgument);
-        for await (const chunk of logs.read(req.runId, req.job, Number(req.offset), req.follow, ctx.signal)) {
-          yield { text: chunk.text, offset: BigInt(chunk.offset) };
+        if (req.attempt < 0) throw new ConnectError("attempt must not be negative", Code.InvalidArgument);
+        const attempt = req.attempt || (await logs.latestAttempt(req.runId, req.job));
+        for await (const chunk of logs.read({ runId: req.runId, job: req.job, attempt }, Number(req.offset), req.follow, ctx.signal)) {
+          yield { text: chunk.text, offset: BigInt(chunk.offset), attempt };
         }
       },
     });
   };
+}
+
+function attemptOf(attempt: number): number {
+  if (attempt < 0) throw new ConnectError("attempt must not be negative", Code.InvalidArgument);
+  return attempt || 1;
 }
 
 function checkLogName(runId: string, job: string) {
