@@ -56,7 +56,7 @@ describe("graceful shutdown", () => {
   });
 
   it("finish: an agent stopped with SIGTERM finishes its running task before it exits", async () => {
-    otto = await startTestOtto({ agents: 1 });
+    otto = await startTestOtto({ agents: 1, env: { OTTO_AGENT_ON_STOP: "finish" } });
     const dir = await markerDir();
     const run = await submit(otto.client, pipeline("finished").job("long", { steps: [gatedStep(dir), "echo second step"] }).build());
     await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined));
@@ -78,7 +78,7 @@ describe("graceful shutdown", () => {
   });
 
   it("a second SIGTERM makes a finishing agent exit at once", async () => {
-    otto = await startTestOtto({ agents: 1 });
+    otto = await startTestOtto({ agents: 1, env: { OTTO_AGENT_ON_STOP: "finish" } });
     const dir = await markerDir();
     await submit(otto.client, pipeline("forced").job("long", { steps: [gatedStep(dir)] }).build());
     await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined));

@@ -171,13 +171,20 @@ export class Supervisor extends EventEmitter {
     return this.#children.get(name)?.process?.pid;
   }
 
-  // Stops children in the reverse order of their start: SIGTERM, then
-  // SIGKILL for any that have not exited within the deadline.
+  // Stops children in the reverse order of their start, one kind at a time
+  // (all agents together, then all coordinators, ...), so that those still
+  // running can take what the stopping ones hand over: SIGTERM, then SIGKILL
+  // for any that have not exited within the deadline.
   async stopAll(deadlineMs = 10_000): Promise<void> {
     this.#stopping = true;
-    const children = [...this.#children.values()].reverse();
-    const waits = children.map((child) => this.#stopChild(child, deadlineMs));
-    await Promise.all(waits);
+    const kinds: Child[][] = [];
+    for (const child of [...this.#children.values()].reverse()) {
+      const kind = child.spec.name.replace(/-\d+$/, "");
+      const last = kinds[kinds.length - 1];
+      if (last && last[0].spec.name.replace(/-\d+$/, "") === kind) last.push(child);
+      else kinds.push([child]);
+    }
+    for (const children of kinds) await Promise.all(children.map((child) => this.#stopChild(child, deadlineMs)));
     await new Promise<void>((resolve) => (this.#logFile ? this.#logFile.end(resolve) : resolve()));
   }
 

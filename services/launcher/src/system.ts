@@ -104,6 +104,9 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     }
     for (let i = 1; i <= (options.agents ?? 1); i++) {
       const env: Record<string, string> = {
+        // When the whole system stops, agents hand their tasks back at once,
+        // and those run again when it starts next.
+        OTTO_AGENT_ON_STOP: process.env.OTTO_AGENT_ON_STOP || "hand-back",
         ...withRegistry,
         OTTO_AGENT_ID: `agent-${i}`,
         OTTO_AGENT_SLOTS: String(options.agentSlots ?? 2),
