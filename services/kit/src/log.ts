@@ -1,8 +1,10 @@
+import pino from "pino";
 import { activeTraceIds } from "./telemetry.ts";
 
-// Structured JSON logs, one object per line on stdout.
-const levels = { debug: 10, info: 20, warn: 30, error: 40 } as const;
-export type Level = keyof typeof levels;
+// Structured JSON logs, one object per line on stdout (pino), each with the
+// service, the trace and span ids of the work it belongs to, and the ids a
+// caller adds (run, job, ...). The level comes from OTTO_LOG_LEVEL.
+export type Level = "debug" | "info" | "warn" | "error";
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -12,25 +14,32 @@ export interface Logger {
   child(fields: Record<string, unknown>): Logger;
 }
 
+const levels: Level[] = ["debug", "info", "warn", "error"];
+
 export function createLogger(service: string, base: Record<string, unknown> = {}): Logger {
-  const configured = (process.env.OTTO_LOG_LEVEL ?? "info") as Level;
-  const threshold = levels[configured] ?? levels.info;
-  const write = (level: Level, msg: string, fields?: Record<string, unknown>) => {
-    if (levels[level] < threshold) return;
-    const line = { time: new Date().toISOString(), level, service, msg, ...activeTraceIds(), ...base, ...fields };
-    process.stdout.write(JSON.stringify(line, errorReplacer) + "\n");
-  };
+  const configured = process.env.OTTO_LOG_LEVEL as Level | undefined;
+  const root = pino({
+    level: configured && levels.includes(configured) ? configured : "info",
+    base: { service },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+    mixin: () => activeTraceIds() ?? {},
+    serializers: { err: serializeError },
+  });
+  return wrap(Object.keys(base).length > 0 ? root.child(base) : root);
+}
+
+function wrap(logger: pino.Logger): Logger {
   return {
-    debug: (m, f) => write("debug", m, f),
-    info: (m, f) => write("info", m, f),
-    warn: (m, f) => write("warn", m, f),
-    error: (m, f) => write("error", m, f),
-    child: (fields) => createLogger(service, { ...base, ...fields }),
+    debug: (msg, fields) => logger.debug(fields ?? {}, msg),
+    info: (msg, fields) => logger.info(fields ?? {}, msg),
+    warn: (msg, fields) => logger.warn(fields ?? {}, msg),
+    error: (msg, fields) => logger.error(fields ?? {}, msg),
+    child: (fields) => wrap(logger.child(fields)),
   };
 }
 
-function errorReplacer(_key: string, value: unknown) {
-  if (value instanceof Error) return { name: value.name, message: value.message };
-  if (typeof value === "bigint") return value.toString();
-  return value;
+// Errors as name and message; stacks only where a caller logs them on purpose.
+function serializeError(err: unknown) {
+  return err instanceof Error ? { name: err.name, message: err.message } : err;
 }
