@@ -77,17 +77,18 @@ describe("graceful shutdown", () => {
     assert.equal(events.filter((e) => /handed back/.test(e.message ?? "")).length, 0);
   });
 
-  it("a second SIGTERM makes a finishing agent exit at once", async () => {
+  it("a second SIGTERM makes a finishing agent exit at once, taking its steps' processes along", async () => {
     otto = await startTestOtto({ agents: 1, env: { OTTO_AGENT_ON_STOP: "finish" } });
     const dir = await markerDir();
     await submit(otto.client, pipeline("forced").job("long", { steps: [gatedStep(dir)] }).build());
-    await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined));
+    const stepPid = Number(await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined)));
     const agent = pidOf("agent-1");
     process.kill(agent, "SIGTERM");
     await waitFor("the agent to start stopping", async () => /stopping with tasks running/.test(await readFile(otto!.logFile, "utf8")));
     process.kill(agent, "SIGTERM");
     await waitFor("the agent to exit", () => !isAlive(agent), 3_000);
     await waitFor("the launcher to see exit code 130", async () => /agent-1 exited \(code 130\)/.test(await readFile(otto!.logFile, "utf8")));
+    assert.equal(isAlive(stepPid), false, "the agent took its step's processes along");
   });
 
   it("a coordinator stopped with SIGTERM gives its shards to its peer at once, long before its leases lapse", async () => {

@@ -18,6 +18,14 @@ export interface StepProcessOptions {
 
 const killGraceMs = 2_000;
 
+// Process groups of steps running now. However the agent exits (a forced
+// stop, a crash), it takes them along rather than leave them running
+// unowned; only a SIGKILL of the agent itself cannot.
+const liveGroups = new Set<number>();
+process.on("exit", () => {
+  for (const pid of liveGroups) killGroup(pid, "SIGKILL");
+});
+
 // Runs one step as `/bin/sh -e -c SCRIPT` in its own process group, so that a
 // timeout or a cancel can kill everything the step started.
 export function runStepProcess(options: StepProcessOptions): Promise<StepOutcome> {
@@ -39,7 +47,10 @@ export function runStepProcess(options: StepProcessOptions): Promise<StepOutcome
     const onCancel = () => stop("canceled");
     options.cancel.addEventListener("abort", onCancel);
     if (options.cancel.aborted) onCancel();
-    if (child.pid !== undefined) options.onStart?.(child.pid);
+    if (child.pid !== undefined) {
+      liveGroups.add(child.pid);
+      options.onStart?.(child.pid);
+    }
 
     const streams = [
       readLines(child.stdout!, (line) => options.onLine(line, "out")),
@@ -57,6 +68,7 @@ export function runStepProcess(options: StepProcessOptions): Promise<StepOutcome
       options.cancel.removeEventListener("abort", onCancel);
       // Whatever the step left behind in its group goes with it.
       killGroup(child.pid, "SIGKILL");
+      if (child.pid !== undefined) liveGroups.delete(child.pid);
       await Promise.all(streams);
       const exitCode = code ?? (signal ? -1 : 0);
       resolve(stoppedBy ? { kind: stoppedBy, exitCode } : { kind: "exited", exitCode });
