@@ -1,6 +1,6 @@
 import { availableParallelism, hostname, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
 import { startTelemetry } from "../../kit/src/telemetry.ts";
 import { loadConfig, readChoice, readInt, readList, readString } from "../../kit/src/config.ts";
@@ -41,6 +41,12 @@ const { registry } = await serveAndRegister({
 });
 
 const stopping = new AbortController();
+// This run of the agent process: a task answer lost on its way is handed out
+// again only to the same process (and slot).
+const incarnation = randomUUID();
+// Tasks this process ran whose completion the coordinator never confirmed:
+// listed as running, so they are never handed to it again.
+const unconfirmed = new Set<string>();
 const handBack = new AbortController();
 const running = new Map<string, Promise<void>>();
 const busySlots = new Gauge({ name: "otto_agent_busy_slots", help: "Slots running a task now", registers: [metrics] });
@@ -57,8 +63,9 @@ async function slotLoop(slot: number) {
         slots: config.slots,
         cpu: config.cpu,
         memoryBytes: BigInt(config.memoryMb) * 1024n * 1024n,
-        runningTaskIds: [...running.keys()],
+        runningTaskIds: [...running.keys(), ...unconfirmed],
         slot,
+        incarnation,
       };
       const { task } = await registry.call("coordinator", AgentService, (c) =>
         c.acquireTask(request, { signal: stopping.signal, timeoutMs: 35_000 }),
@@ -68,10 +75,16 @@ async function slotLoop(slot: number) {
       const work = runTask(task, { agentId: config.agentId, workRoot: config.workRoot, registry, log, handBack: handBack.signal });
       running.set(task.taskId, work);
       busySlots.set(running.size);
-      await work.finally(() => {
-        running.delete(task.taskId);
-        busySlots.set(running.size);
-      });
+      await work
+        .catch((err) => {
+          unconfirmed.add(task.taskId);
+          if (unconfirmed.size > 1_000) unconfirmed.delete(unconfirmed.values().next().value!);
+          throw err;
+        })
+        .finally(() => {
+          running.delete(task.taskId);
+          busySlots.set(running.size);
+        });
     } catch (err) {
       if (stopping.signal.aborted) break;
       log.warn("acquire failed; retrying", { err });

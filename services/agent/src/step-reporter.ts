@@ -26,15 +26,6 @@ export class StepReporter {
     this.#inFlight ??= this.#pump();
   }
 
-  // Reports `change` and everything before it, and waits until it is stored.
-  async reportNow(change: StepChange): Promise<void> {
-    await this.#inFlight;
-    this.#pending.push(change);
-    this.#inFlight ??= this.#pump();
-    await this.#inFlight;
-    if (this.#error) throw this.#error;
-  }
-
   // Waits for the call in flight and returns the changes not sent yet.
   async drain(): Promise<StepChange[]> {
     await this.#inFlight;

@@ -96,11 +96,9 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   try {
     for (const [index, step] of task.steps.entries()) {
       if (cancel.signal.aborted) break;
-      // The first step is stored as started before anything runs, so a task
-      // whose answer was lost is handed out again only if nothing ran.
-      const start = { stepIndex: index, state: RunState.RUNNING };
-      if (index === 0) await reporter.reportNow(start);
-      else reporter.report(start);
+      // Reported without waiting: a task is handed out again only to the
+      // slot that asks for it, and that slot runs nothing else meanwhile.
+      reporter.report({ stepIndex: index, state: RunState.RUNNING });
       if (reporter.error) throw reporter.error;
       if (cancel.signal.aborted) break;
       const name = step.name;

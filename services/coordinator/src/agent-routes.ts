@@ -37,6 +37,7 @@ export function agentServiceImpl(
   return {
     acquireTask: (req, ctx) => waiters.run(async () => {
       requireAgent(req.agentId);
+      if (req.incarnation.length > 100) throw new ConnectError("incarnation must be at most 100 characters", Code.InvalidArgument);
       const deadline = Date.now() + Math.min(Math.max(req.waitMs, 0), maxWaitMs);
       const claimant = {
         id: req.agentId,
@@ -46,6 +47,7 @@ export function agentServiceImpl(
         memoryBytes: req.memoryBytes,
         runningTaskIds: req.runningTaskIds,
         slot: req.slot,
+        incarnation: req.incarnation,
       };
       for (;;) {
         const claimStart = Date.now();

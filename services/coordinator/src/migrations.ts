@@ -121,4 +121,6 @@ export const migrations = [
   `ALTER TABLE tasks ADD COLUMN agent_slot int NOT NULL DEFAULT 0;`,
   // Since when a task waits for its (next) attempt: reservation wait times.
   `ALTER TABLE tasks ADD COLUMN pending_since timestamptz NOT NULL DEFAULT now();`,
+  // The agent process a task was given to: only it gets a lost answer again.
+  `ALTER TABLE tasks ADD COLUMN agent_incarnation text NOT NULL DEFAULT '';`,
 ];

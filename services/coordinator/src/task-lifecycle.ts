@@ -29,6 +29,7 @@ export interface Claimant extends AgentCapacity {
   labels: string[];
   runningTaskIds: string[];
   slot: number;
+  incarnation: string;
 }
 
 export interface ClaimResult {
@@ -38,9 +39,9 @@ export interface ClaimResult {
   contended: boolean;
 }
 
-// Hands an agent a task: first one already assigned to the asking slot whose
-// answer was lost (assigned, never started, not among the tasks it says it
-// runs), else the oldest pending task whose labels it has and whose slot,
+// Hands an agent a task: first one already assigned to the asking process
+// and slot whose answer was lost (assigned, never started, not among the
+// tasks it says it runs or has finished), else the oldest pending task whose labels it has and whose slot,
 // resources and locks can all be reserved now. Runs locked by others are skipped, and each
 // candidate is tried under a savepoint that is rolled back when it does not
 // fit, so a claim never waits on a run and holds no lock it does not use.
@@ -50,8 +51,9 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
   let contended = false;
   const lost = await client.query<ClaimedTask>(
     `SELECT id, run_id, job, attempt FROM coordinator.tasks
-     WHERE status = 'assigned' AND agent_id = $1 AND agent_slot = $3 AND NOT started AND NOT (id::text = ANY($2::text[])) LIMIT 1`,
-    [agent.id, agent.runningTaskIds, agent.slot],
+     WHERE status = 'assigned' AND agent_id = $1 AND agent_slot = $3 AND agent_incarnation = $4 AND NOT started
+       AND NOT (id::text = ANY($2::text[])) LIMIT 1`,
+    [agent.id, agent.runningTaskIds, agent.slot, agent.incarnation],
   );
   for (const task of lost.rows) {
     const { rowCount } = await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE SKIP LOCKED", [task.run_id]);
@@ -106,10 +108,10 @@ async function claimCandidate(
   const target = { runId: candidate.run_id, job: rows[0].job, taskId: candidate.id, attempt, leaseMs };
   if (!(await reserveAll(client, agent, needs, target))) return "unfit";
   const { rows: claimed } = await client.query<ClaimedTask>(
-    `UPDATE coordinator.tasks SET status = 'assigned', attempt = $2, agent_id = $3, agent_slot = $5, started = false,
-       lease_expires_at = now() + make_interval(secs => $4::float / 1000)
+    `UPDATE coordinator.tasks SET status = 'assigned', attempt = $2, agent_id = $3, agent_slot = $5, agent_incarnation = $6,
+       started = false, lease_expires_at = now() + make_interval(secs => $4::float / 1000)
      WHERE id = $1 RETURNING id, run_id, job, attempt`,
-    [candidate.id, attempt, agent.id, leaseMs, agent.slot],
+    [candidate.id, attempt, agent.id, leaseMs, agent.slot, agent.incarnation],
   );
   const task = claimed[0];
   await client.query(
