@@ -772,6 +772,8 @@ describe("agent loss with and without a retry policy", () => {
       assert.ok(pid, `${agent} has a pid`);
       process.kill(pid, "SIGKILL");
     }
+    // The killed agents' steps go with them: their spawner sees its input end.
+    await waitFor("the killed agents' steps to stop", () => !isAlive(running.victim.pid) && !isAlive(running.doomed.pid), 5_000);
 
     const [survivor, casualty] = await Promise.all(
       [withRetry, withoutRetry].map((r) => waitForRun(otto.client, r.id, AbortSignal.timeout(60_000))),

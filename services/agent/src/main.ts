@@ -7,6 +7,7 @@ import { loadConfig, readChoice, readInt, readList, readString } from "../../kit
 import { Gauge, metrics } from "../../kit/src/metrics.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
+import { startStepSpawner } from "./step-process.ts";
 import { runTask } from "./task-runner.ts";
 
 // First, so that everything after it is traced.
@@ -93,6 +94,7 @@ async function slotLoop(slot: number) {
   }
 }
 
+startStepSpawner();
 const loops = Array.from({ length: config.slots }, (_, slot) => slotLoop(slot));
 // Stopping: take no new tasks; then either finish the running ones (handing
 // back whatever is still running after OTTO_AGENT_FINISH_TIMEOUT_MS) or
