@@ -7,7 +7,7 @@ import { waitForRun, RunState } from "../sdk/src/index.ts";
 describe("backpressure", () => {
   let otto: TestOtto;
   before(async () => {
-    otto = await startTestOtto({ agents: 1, agentSlots: 1, env: { OTTO_MAX_ACTIVE_RUNS: "2" } });
+    otto = await startTestOtto({ agents: 1, agentSlots: 1, env: { OTTO_MAX_ACTIVE_RUNS: "2", OTTO_MAX_WATCHERS: "1" } });
   });
   after(async () => {
     if (process.exitCode) console.log(await tailOfLog(otto));
@@ -38,5 +38,35 @@ describe("backpressure", () => {
       return r.status === 200 ? r.json.run.id : undefined;
     });
     assert.equal((await waitForRun(otto.client, accepted)).state, RunState.SUCCEEDED);
+  });
+
+  it("frees a watcher's place when its client goes away mid-stream (OTTO_MAX_WATCHERS=1)", async () => {
+    const gated = "name: gated\njobs:\n  wait:\n    steps:\n      - run: sleep 300\n";
+    const submitted = await postJson(otto.gatewayUrl, "/otto.v1.RunService/SubmitRun", { pipelineYaml: gated });
+    assert.equal(submitted.status, 200, submitted.text);
+    const runId = submitted.json.run.id;
+    try {
+      // Three watchers in turn, each leaving after its first event; the run
+      // stays open, so each stream ends only because its client left.
+      for (let i = 0; i < 3; i++) {
+        const leaving = new AbortController();
+        const seen = await waitFor(`watcher ${i + 1} to be let in`, async () => {
+          try {
+            for await (const message of otto.client.runs.watchRun({ runId }, { signal: leaving.signal, timeoutMs: 0 })) {
+              return message.event!.seq;
+            }
+          } catch (err) {
+            if (/too many/.test((err as Error).message)) return undefined;
+            throw err;
+          } finally {
+            leaving.abort();
+          }
+        }, 10_000);
+        assert.equal(seen, 1n);
+      }
+    } finally {
+      await otto.client.runs.cancelRun({ runId });
+      assert.equal((await waitForRun(otto.client, runId)).state, RunState.CANCELED);
+    }
   });
 });

@@ -93,7 +93,9 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
           retry: { max: 3, agentLost: true },
           steps: Array.from({ length: job.steps }, (_, step) => ({
             name: `s${step}`,
-            run: stepScript(step, job.locks, job.locks.length > 0 ? 0.1 + Math.floor(random() * 3) / 10 : 0),
+            // Steps take 0.1-0.3 s, so that the runs are still in flight
+            // while the coordinators are being killed, however fast Otto is.
+            run: stepScript(step, job.locks, 0.1 + Math.floor(random() * 3) / 10),
           })),
         });
       }
@@ -767,6 +769,7 @@ describe("agent loss with and without a retry policy", () => {
     assert.equal(running.victim.agent, running.victimAgent, "GetRun names the agent that runs the victim");
     assert.equal(running.doomed.agent, running.doomedAgent, "GetRun names the agent that runs the doomed job");
     const victimAgents = [...new Set([running.victimAgent, running.doomedAgent])];
+    const killedAt = Date.now();
     for (const agent of victimAgents) {
       const pid = otto.supervisor.pid(agent);
       assert.ok(pid, `${agent} has a pid`);
@@ -786,6 +789,8 @@ describe("agent loss with and without a retry policy", () => {
     assert.deepEqual(victimAttempts.map((a) => a.attempt), [1, 2], "the victim's step ran in attempt 1, then once in attempt 2");
     assert.notEqual(victimAttempts[1].pid, victimAttempts[0].pid);
     assert.equal(victimJob.agentId, victimAttempts[1].agent, "GetRun names the agent of attempt 2");
+    const retryDelay = date(victimJob.startedAt).getTime() - killedAt;
+    assert.ok(retryDelay < 8_000, `attempt 2 started ${retryDelay} ms after the kill: within the 3 s lease and a claim, not a long poll's timeout`);
     const survivorEvents = await journalOf(otto, survivor.id);
     const retrying = survivorEvents.find((e) => e.job === "victim" && /lost/.test(e.message) && /retrying/.test(e.message));
     assert.ok(retrying, `the journal says the agent was lost and the job retried: ${JSON.stringify(survivorEvents.map((e) => e.message))}`);

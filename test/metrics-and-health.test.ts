@@ -77,8 +77,8 @@ describe("metrics and health endpoints", () => {
     assert.equal(value(one, "otto_shards_owned") + value(two, "otto_shards_owned"), 16);
     assert.ok(value(one, "otto_shards_owned") > 0 && value(two, "otto_shards_owned") > 0);
     assert.equal(value(one, "otto_agents"), 1);
-    assert.equal(value(one, "otto_agent_slots", { state: "total" }), slots);
-    assert.equal(value(one, "otto_agent_slots", { state: "free" }), slots);
+    assert.equal(value(one, "otto_slots", { state: "total" }), slots);
+    assert.equal(value(one, "otto_slots", { state: "free" }), slots);
     assert.equal((one.match(/^otto_advance_queue_depth\{queue="advance-\d\d"\} \d+$/gm) ?? []).length, 16);
     assert.equal(value(one, "otto_reservation_wait_seconds_count") + value(two, "otto_reservation_wait_seconds_count"), 2);
   });
@@ -97,12 +97,12 @@ describe("metrics and health endpoints", () => {
       return value(text, "otto_runs", { state: "RUNNING" }) === 1 && value(text, "otto_jobs", { state: "RUNNING" }) === 1;
     });
     assert.equal(value(await scrape("agent-1"), "otto_agent_busy_slots"), 1);
-    assert.equal(value(await scrape("coordinator-2"), "otto_agent_slots", { state: "free" }), slots - 1);
+    assert.equal(value(await scrape("coordinator-2"), "otto_slots", { state: "free" }), slots - 1);
     await writeFile(join(gate, "open"), "");
     assert.equal((await waitForRun(otto.client, run.id)).state, RunState.SUCCEEDED);
     const after = await scrape("coordinator-1");
     assert.equal(value(after, "otto_runs", { state: "RUNNING" }), 0);
-    assert.equal(value(after, "otto_agent_slots", { state: "free" }), slots);
+    assert.equal(value(after, "otto_slots", { state: "free" }), slots);
   });
 });
 

@@ -35,20 +35,25 @@ describe("graceful shutdown", () => {
   const gatedStep = (dir: string) =>
     `echo $$ > ${dir}/pid-$OTTO_ATTEMPT; if [ "$OTTO_ATTEMPT" = 1 ]; then while [ ! -f ${dir}/gate ]; do sleep 0.05; done; fi; echo done > ${dir}/done-$OTTO_ATTEMPT`;
 
-  it("hand-back: an agent stopped with SIGTERM stops its step and hands the task back for a new attempt", async () => {
+  it("hand-back: an agent stopped with SIGTERM stops its step and hands the task back for a new attempt, not counted as a retry", async () => {
     otto = await startTestOtto({ agents: 1, env: { OTTO_AGENT_ON_STOP: "hand-back" } });
     const dir = await markerDir();
-    const run = await submit(otto.client, pipeline("handed").job("long", { steps: [gatedStep(dir)] }).build());
+    // Attempt 1 is handed back, attempt 2 fails, and the retry policy (one
+    // retry) still allows attempt 3: a hand-back is not a failure.
+    const step = `${gatedStep(dir)}; [ "$OTTO_ATTEMPT" != 2 ]`;
+    const run = await submit(otto.client, pipeline("handed").job("long", { retry: 1, steps: [step] }).build());
     const stepPid = Number(await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined)));
     const agent = pidOf("agent-1");
     process.kill(agent, "SIGTERM");
     await waitFor("the agent to exit", () => !isAlive(agent), 10_000);
     assert.equal(isAlive(stepPid), false, "the step's process was stopped");
     const final = await waitForRun(otto.client, run.id);
-    assert.equal(final.state, RunState.SUCCEEDED, "attempt 2 ran on the restarted agent");
+    assert.equal(final.state, RunState.SUCCEEDED, "attempts 2 and 3 ran on the restarted agent");
+    assert.equal(final.jobs[0].attempt, 3);
     await assert.rejects(readFile(join(dir, "done-1")), "attempt 1 never finished");
-    await readFile(join(dir, "done-2"));
+    await readFile(join(dir, "done-3"));
     const events = await journalOf(run.id);
+    assert.ok(events.some((e) => /attempt 2 failed .*retrying as attempt 3 \(retry 1 of 1\)/.test(e.message ?? "")), "attempt 2's failure used the one retry");
     const handedBack = events.find((e) => /handed back by agent agent-1, which is stopping/.test(e.message ?? ""));
     assert.ok(handedBack, "the journal says why the job runs again");
     assert.equal(handedBack.state, "RUN_STATE_QUEUED");

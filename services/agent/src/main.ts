@@ -27,6 +27,8 @@ const config = loadConfig("agent", (env) => {
     finishTimeoutMs: readInt(env, "OTTO_AGENT_FINISH_TIMEOUT_MS", 60_000, 0),
   };
 });
+// What a stopping agent allows for handing its tasks back.
+const handBackMs = 15_000;
 const log = serviceLogger("agent").child({ agent_id: config.agentId });
 
 const { registry } = await serveAndRegister({
@@ -37,8 +39,9 @@ const { registry } = await serveAndRegister({
   instanceId: config.agentId,
   labels: config.labels,
   slots: config.slots,
-  // Room to finish running tasks, then to hand back what is left.
-  extraShutdownMs: config.onStop === "finish" ? config.finishTimeoutMs : 0,
+  // Room to finish running tasks, then to hand back what is left (stopping
+  // steps, closing their logs, telling the coordinator).
+  extraShutdownMs: (config.onStop === "finish" ? config.finishTimeoutMs : 0) + handBackMs,
 });
 
 const stopping = new AbortController();
@@ -101,11 +104,11 @@ const loops = Array.from({ length: config.slots }, (_, slot) => slotLoop(slot));
 // hand them back at once. A task is never left without an answer.
 onShutdown("finish or hand back running tasks", async () => {
   stopping.abort();
-  const tasks = [...running.values()];
-  if (tasks.length > 0) log.info("stopping with tasks running", { tasks: tasks.length, on_stop: config.onStop });
+  if (running.size > 0) log.info("stopping with tasks running", { tasks: running.size, on_stop: config.onStop });
   const timer = setTimeout(() => handBack.abort(), config.onStop === "finish" ? config.finishTimeoutMs : 0);
-  await Promise.allSettled(tasks);
-  clearTimeout(timer);
+  // Each slot loop ends after its task, including one whose answer was
+  // still arriving when the stop began.
   await Promise.allSettled(loops);
+  clearTimeout(timer);
 });
 log.info("agent ready", { labels: config.labels, slots: config.slots });

@@ -21,6 +21,8 @@ const killGraceMs = 2_000;
 interface RunningStep {
   onLine: StepProcessOptions["onLine"];
   onExit: (code: number | null, signal: NodeJS.Signals | null) => void;
+  // The step's process group, once the spawner says it started.
+  pid?: number;
 }
 
 type SpawnerEvent =
@@ -61,6 +63,7 @@ class Spawner {
       if (this.#process === spawner) this.#process = undefined;
       for (const [id, step] of this.#steps) {
         this.#steps.delete(id);
+        if (step.pid !== undefined) killGroup(step.pid);
         step.onLine("the agent's step spawner stopped; the step was killed", "err");
         step.onExit(null, "SIGKILL");
       }
@@ -72,11 +75,20 @@ class Spawner {
   #onEvent(event: SpawnerEvent) {
     const step = this.#steps.get(event.id);
     if (!step) return;
-    if (event.ev === "line") step.onLine(event.text, event.stream);
+    if (event.ev === "started") step.pid = event.pid;
+    else if (event.ev === "line") step.onLine(event.text, event.stream);
     else if (event.ev === "exit") {
       this.#steps.delete(event.id);
       step.onExit(event.code, event.signal);
     }
+  }
+}
+
+function killGroup(pid: number) {
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // gone already
   }
 }
 

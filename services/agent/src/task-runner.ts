@@ -88,12 +88,14 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     if (answer.cancel) cancel.abort();
   });
   const takenAway = (err: unknown) => err instanceof ConnectError && err.code === Code.FailedPrecondition;
-  await mkdir(options.workRoot, { recursive: true });
-  const workspace = await mkdtemp(join(options.workRoot, `${task.job}-`));
+  let workspace: string | undefined;
   let state: RunState = RunState.SUCCEEDED;
   let message = "";
   let unreported: StepChange[] = [];
   try {
+    await mkdir(options.workRoot, { recursive: true });
+    const cwd = await mkdtemp(join(options.workRoot, `${task.job}-`));
+    workspace = cwd;
     for (const [index, step] of task.steps.entries()) {
       if (cancel.signal.aborted) break;
       // Reported without waiting: a task is handed out again only to the
@@ -109,8 +111,8 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       const { outcome, stepState, summary } = await inSpan(`step ${name}`, stepAttributes, async (span) => {
         const outcome = await runStepProcess({
           script: step.run,
-          cwd: workspace,
-          env: stepEnv(task, step.env, workspace),
+          cwd,
+          env: stepEnv(task, step.env, cwd),
           timeoutMs,
           cancel: cancel.signal,
           onLine: (line) => sink.line(name, line),
@@ -148,6 +150,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     }
   } finally {
     clearInterval(heartbeat);
+    options.handBack?.removeEventListener("abort", onHandBack);
   }
   try {
     const rest = await sink.takeRest();
@@ -168,7 +171,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       if (!takenAway(err)) throw err;
     });
   }
-  await rm(workspace, { recursive: true, force: true });
+  if (workspace) await rm(workspace, { recursive: true, force: true });
   jobSpan.setAttribute("otto.job.state", runStateName(state));
   if (state !== RunState.SUCCEEDED) jobSpan.setStatus({ code: SpanStatusCode.ERROR, message: message || runStateName(state) });
   log.info("task finished", { state: runStateName(state), message });

@@ -49,18 +49,28 @@ export function agentServiceImpl(
         slot: req.slot,
         incarnation: req.incarnation,
       };
+      // Each wake-up carries the agents that already looked for this news
+      // and found nothing, so it goes on only to agents that might fit.
+      let tried: Set<string> | undefined;
       for (;;) {
+        // A caller that has gone must not be given a task it cannot receive.
+        if (ctx.signal.aborted) return {};
         const claimStart = Date.now();
         const { task, contended } = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
         if (task) {
           claimWaiters.wakeOne();
-          reservationWait.observe(task.waited ?? 0);
+          if (task.waited !== undefined) reservationWait.observe(task.waited);
           return { task: await taskSpec(pool, task, taskLeaseMs, claimant.id, claimStart) };
         }
+        if (tried) claimWaiters.passOn(tried.add(claimant.id));
         if (draining.aborted) throw stoppingError();
         if (Date.now() >= deadline || ctx.signal.aborted) return {};
-        if (contended) await delay(10 + Math.random() * 20);
-        else await claimWaiters.wait(Math.max(0, deadline - Date.now()), AbortSignal.any([ctx.signal, draining]));
+        if (contended) {
+          tried = undefined;
+          await delay(10 + Math.random() * 20);
+        } else {
+          tried = await claimWaiters.wait(claimant.id, Math.max(0, deadline - Date.now()), AbortSignal.any([ctx.signal, draining]));
+        }
       }
     }),
     async heartbeatTask(req) {

@@ -32,7 +32,7 @@ export function registerCoordinatorMetrics(options: { pool: Pool; boss: PgBoss; 
   gaugeOnScrape("otto_agents", "Live agents (registered, lease current)", [], async () => [
     { value: (await registry.resolve("agent")).length },
   ]);
-  gaugeOnScrape("otto_agent_slots", "Task slots of live agents: total, and free (not reserved)", ["state"], async () => {
+  gaugeOnScrape("otto_slots", "Task slots of all live agents: total, and free (not reserved)", ["state"], async () => {
     const total = (await registry.resolve("agent")).reduce((sum, agent) => sum + agent.slots, 0);
     const { rows } = await pool.query("SELECT count(*)::int AS n FROM coordinator.reservations WHERE kind = 'slot'");
     return [

@@ -123,4 +123,6 @@ export const migrations = [
   `ALTER TABLE tasks ADD COLUMN pending_since timestamptz NOT NULL DEFAULT now();`,
   // The agent process a task was given to: only it gets a lost answer again.
   `ALTER TABLE tasks ADD COLUMN agent_incarnation text NOT NULL DEFAULT '';`,
+  // Attempts handed back by stopping agents: not failures, not retries.
+  `ALTER TABLE tasks ADD COLUMN handbacks int NOT NULL DEFAULT 0;`,
 ];

@@ -23,6 +23,7 @@ export interface ShardOptions {
 export const shardsChannel = "otto_shards";
 
 export class ShardManager extends EventEmitter {
+  #stopped = false;
   readonly #options: ShardOptions;
   #owned = new Map<number, number>();
   #timer: NodeJS.Timeout | undefined;
@@ -43,6 +44,7 @@ export class ShardManager extends EventEmitter {
   }
 
   tick(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
     this.#running ??= this.#rebalance()
       .catch((err) => this.#options.log.warn("shard lease round failed", { err }))
       .finally(() => (this.#running = undefined));
@@ -114,6 +116,7 @@ export class ShardManager extends EventEmitter {
   // Gives every shard back at once, and tells the peers (who take them at
   // once), so that they need not wait for the leases to lapse.
   async stop(): Promise<void> {
+    this.#stopped = true;
     clearInterval(this.#timer);
     await this.#running;
     const { pool, memberId } = this.#options;

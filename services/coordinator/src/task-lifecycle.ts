@@ -264,7 +264,9 @@ async function retryIfAllowed(
   cause: FailureCause,
 ): Promise<boolean> {
   const { rows } = await client.query(
-    "SELECT retry_max, retry_exit_codes, retry_agent_lost FROM coordinator.jobs WHERE run_id = $1 AND name = $2",
+    `SELECT j.retry_max, j.retry_exit_codes, j.retry_agent_lost, t.handbacks
+     FROM coordinator.jobs j JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name
+     WHERE j.run_id = $1 AND j.name = $2`,
     [task.run_id, task.job],
   );
   const policy = { max: rows[0].retry_max, exitCodes: rows[0].retry_exit_codes, agentLost: rows[0].retry_agent_lost };
@@ -276,8 +278,11 @@ async function retryIfAllowed(
     );
     cause = { ...cause, exitCode: failed[0]?.exit_code ?? undefined };
   }
-  if (!shouldRetry(policy, task.attempt, cause)) return false;
-  const why = `attempt ${task.attempt} failed (${message}); retrying as attempt ${task.attempt + 1} of ${policy.max + 1}`;
+  // Attempts handed back by stopping agents are not failures: they do not count.
+  const handbacks = rows[0].handbacks;
+  if (!shouldRetry(policy, task.attempt - handbacks, cause)) return false;
+  const retry = task.attempt - handbacks;
+  const why = `attempt ${task.attempt} failed (${message}); retrying as attempt ${task.attempt + 1} (retry ${retry} of ${policy.max})`;
   await requeueTask(client, task, why);
   return true;
 }
@@ -304,6 +309,7 @@ async function requeueTask(client: PoolClient, task: { id: string; run_id: strin
     { job: task.job, state: RunState.QUEUED, message: why },
     ...steps.sort((a, b) => a.position - b.position).map((step) => ({ job: task.job, step: step.name, state: RunState.QUEUED })),
   );
+  await client.query("SELECT pg_notify($1, '')", [tasksChannel]);
 }
 
 // An agent that is stopping gives back a task it will not finish: what it
@@ -317,6 +323,6 @@ export async function handBackTask(
   if (task.cancel_requested) return finishTask(client, boss, task, RunState.CANCELED, "canceled");
   const released = await releaseTaskReservations(client, task.id);
   const why = `attempt ${task.attempt} handed back by agent ${agentId}, which is stopping (released ${describeReservations(released)}); will run again as attempt ${task.attempt + 1}`;
+  await client.query("UPDATE coordinator.tasks SET handbacks = handbacks + 1 WHERE id = $1", [task.id]);
   await requeueTask(client, task, why);
-  await client.query("SELECT pg_notify($1, '')", [tasksChannel]);
 }

@@ -20,11 +20,16 @@ export async function* followJournal(
         const iterator = c.watchRun({ runId, afterSeq: after }, { signal, timeoutMs: 0 })[Symbol.asyncIterator]();
         return { iterator, first: await iterator.next() };
       });
-      for (let next = stream.first; !next.done; next = await stream.iterator.next()) {
-        const event = next.value.event!;
-        after = event.seq;
-        failures = 0;
-        yield event;
+      try {
+        for (let next = stream.first; !next.done; next = await stream.iterator.next()) {
+          const event = next.value.event!;
+          after = event.seq;
+          failures = 0;
+          yield event;
+        }
+      } finally {
+        // A follower that stops early closes the coordinator's stream too.
+        await stream.iterator.return?.();
       }
       return;
     } catch (err) {

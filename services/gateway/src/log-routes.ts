@@ -46,7 +46,8 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
         if (req.follow && (live(job) || (job.attempt === 0 && !isFinal(job)))) {
           const over = new AbortController();
           const signal = AbortSignal.any([ctx.signal, over.signal]);
-          const watching = jobReaches(req.runId, req.job, (j) => j.attempt > attempt || (j.attempt === attempt && !live(j)), signal).then(
+          const attemptOver = (j: RunJob) => isFinal(j) || j.attempt > attempt || (j.attempt === attempt && !live(j));
+          const watching = jobReaches(req.runId, req.job, attemptOver, signal).then(
             () => over.abort(),
             () => over.abort(),
           );

@@ -38,6 +38,10 @@ class PreparingClient extends pg.Client {
   }
 }
 
+// "cached plan must not change result type": a table changed (a newer
+// version migrated it) under a statement this connection had prepared.
+const staleStatement = "0A000";
+
 const statementNames = new Map<string, string>();
 
 // Otto's statements are fixed texts; should some code build them on the fly,
@@ -67,7 +71,7 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
   // pg-pool hands a waiting query the client that another caller released,
   // in that caller's async context; checking out here keeps the query in its
   // own (so its span has the right parent).
-  pool.query = (async (text: string, values?: unknown[]) => {
+  const queryOnce = async (text: string, values?: unknown[]) => {
     const client = await pool.connect();
     let failure: unknown;
     try {
@@ -76,8 +80,18 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
       failure = err;
       throw err;
     } finally {
-      // An error without an SQLSTATE is the connection's: drop the client.
-      client.release(failure !== undefined && !(failure as { code?: string }).code ? true : undefined);
+      // An error without an SQLSTATE is the connection's, and a stale
+      // prepared statement belongs to the connection too: drop the client.
+      const code = (failure as { code?: string } | undefined)?.code;
+      client.release(failure !== undefined && (!code || code === staleStatement) ? true : undefined);
+    }
+  };
+  pool.query = (async (text: string, values?: unknown[]) => {
+    try {
+      return await queryOnce(text, values);
+    } catch (err) {
+      if ((err as { code?: string }).code !== staleStatement) throw err;
+      return queryOnce(text, values);
     }
   }) as typeof pool.query;
   // A client losing its connection must not crash the process, idle or not
@@ -96,7 +110,7 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
       return await transactionOnce(pool, work);
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (attempt >= 4 || (code !== "40P01" && code !== "40001")) throw err;
+      if (attempt >= 4 || (code !== "40P01" && code !== "40001" && code !== staleStatement)) throw err;
       await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 20));
     }
   }
@@ -111,9 +125,10 @@ async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) =
     await client.query("COMMIT");
     return result;
   } catch (err) {
-    // A client that cannot even roll back has lost its connection: drop it.
+    // A client that cannot even roll back has lost its connection, and one
+    // whose prepared statements went stale no longer fits the schema: drop it.
     broken = await client.query("ROLLBACK").then(
-      () => false,
+      () => (err as { code?: string }).code === staleStatement,
       () => true,
     );
     throw err;

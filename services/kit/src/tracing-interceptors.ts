@@ -54,17 +54,20 @@ async function traced<R extends { stream: boolean; message: unknown }>(span: Spa
   }
   // A stream's span lasts until the stream ends; its messages are produced
   // inside the span's context.
-  const messages = response.message as AsyncIterable<unknown>;
+  const inner = (response.message as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  // Each message is produced in the span's context; an early return or a
+  // throw from the consumer reaches the inner stream (for-await passes it on).
+  const inContext: AsyncIterable<unknown> = {
+    [Symbol.asyncIterator]: () => ({
+      next: () => context.with(ctx, () => inner.next()),
+      return: (value?: unknown) => inner.return?.(value) ?? Promise.resolve({ done: true as const, value }),
+    }),
+  };
   return {
     ...response,
     message: (async function* () {
-      const iterator = messages[Symbol.asyncIterator]();
       try {
-        for (;;) {
-          const next = await context.with(ctx, () => iterator.next());
-          if (next.done) return;
-          yield next.value;
-        }
+        for await (const message of inContext) yield message;
       } catch (err) {
         fail(span, err);
         throw err;
