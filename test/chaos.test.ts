@@ -5,7 +5,7 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as pause } from "node:timers/promises";
@@ -93,9 +93,7 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
           retry: { max: 3, agentLost: true },
           steps: Array.from({ length: job.steps }, (_, step) => ({
             name: `s${step}`,
-            // Steps take 0.1-0.3 s, so that the runs are still in flight
-            // while the coordinators are being killed, however fast Otto is.
-            run: stepScript(step, job.locks, 0.1 + Math.floor(random() * 3) / 10),
+            run: stepScript(step, job.locks, job.locks.length > 0 ? 0.1 + Math.floor(random() * 3) / 10 : 0),
           })),
         });
       }
@@ -141,6 +139,7 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
       }
     }
     t.diagnostic(`kills: ${kills.map((k) => `${k.name}(${k.inFlight} runs in flight)`).join(", ")}`);
+    await writeFile(join(mark, "calm"), "");
     assert.ok(killedAgent, "an agent was killed");
     const duringFlight = kills.filter((k) => k.inFlight > 0).length;
     assert.ok(duringFlight >= 8, `at least 8 coordinator kills hit runs in flight (got ${duringFlight} of ${kills.length})`);
@@ -369,7 +368,12 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
 // so an orphaned step never meets a closed pipe.
 function stepScript(step: number, locks: string[], sleepSeconds: number): string {
   const id = `$OTTO_RUN_ID/$OTTO_JOB/$OTTO_ATTEMPT/${step}`;
-  const lines = [`echo "${id}" >> "$MARK/marks"`];
+  // Until the chaos is over each step takes up to 2 s more, so that the runs
+  // are still in flight while the coordinators are killed, however fast Otto is.
+  const lines = [
+    `echo "${id}" >> "$MARK/marks"`,
+    `i=0; while [ ! -f "$MARK/calm" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done`,
+  ];
   for (const lock of locks) lines.push(`echo "start ${lock} ${id} $(date +%s%N)" >> "$MARK/lock-${lock}"`);
   if (sleepSeconds > 0) lines.push(`sleep ${sleepSeconds.toFixed(1)}`);
   for (const lock of locks) lines.push(`echo "end ${lock} ${id} $(date +%s%N)" >> "$MARK/lock-${lock}"`);
