@@ -98,8 +98,8 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     workspace = cwd;
     for (const [index, step] of task.steps.entries()) {
       if (cancel.signal.aborted) break;
-      // Reported without waiting: a task is handed out again only to the
-      // slot that asks for it, and that slot runs nothing else meanwhile.
+      // Reported without waiting: a lost answer is handed out again only to
+      // the same agent process and slot, which runs nothing else meanwhile.
       reporter.report({ stepIndex: index, state: RunState.RUNNING });
       if (reporter.error) throw reporter.error;
       if (cancel.signal.aborted) break;
