@@ -61,9 +61,11 @@ export class RegistryClient {
     };
   }
 
+  // Instances of `service`, from a cache of up to 5 s: a caller that cannot
+  // reach one moves on to the next and, failing all, asks again (fresh).
   async resolve(service: string, fresh = false): Promise<Instance[]> {
     const cached = this.#cache.get(service);
-    if (!fresh && cached && Date.now() - cached.at < 1000 && cached.instances.length > 0) return cached.instances;
+    if (!fresh && cached && Date.now() - cached.at < 5_000 && cached.instances.length > 0) return cached.instances;
     const { instances } = await this.#client.resolve({ service });
     this.#cache.set(service, { at: Date.now(), instances });
     return instances;
