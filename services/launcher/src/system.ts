@@ -21,7 +21,8 @@ export interface SystemOptions {
   coordinators?: number;
   agents?: number;
   agentSlots?: number;
-  agentLabels?: string[];
+  // The agents' labels: the same for all, or per agent (from 1).
+  agentLabels?: string[] | ((agent: number) => string[]);
   gatewayPort?: number;
   logMode?: LogMode;
   logFile?: string;
@@ -112,7 +113,8 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
         OTTO_AGENT_SLOTS: String(options.agentSlots ?? 2),
         OTTO_AGENT_WORK_DIR: join(dataDir, "agents", `agent-${i}`),
       };
-      if (options.agentLabels) env.OTTO_AGENT_LABELS = options.agentLabels.join(",");
+      const labels = typeof options.agentLabels === "function" ? options.agentLabels(i) : options.agentLabels;
+      if (labels) env.OTTO_AGENT_LABELS = labels.join(",");
       starts.push(supervisor.start({ name: `agent-${i}`, entry: entry("agent"), env }));
     }
     await Promise.all(starts);

@@ -1,0 +1,38 @@
+// A new task wakes one waiting agent poll, not all of them; when the woken
+// agent cannot take it (wrong labels), the wake-up goes on to another agent
+// at once instead of leaving the task until some poll times out.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
+import { startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+
+describe("claim wake-ups", () => {
+  let otto: TestOtto;
+  before(async () => {
+    // One coordinator, so both agents' polls wait in the same place; one slot
+    // each, so the agent that just ran a job queues up behind the other.
+    otto = await startTestOtto({
+      coordinators: 1,
+      agents: 2,
+      agentSlots: 1,
+      agentLabels: (agent) => (agent === 1 ? ["linux", "small"] : ["linux", "gpu"]),
+    });
+  });
+  after(async () => {
+    if (process.exitCode) console.log(await tailOfLog(otto));
+    await otto?.stopAndClean();
+  });
+
+  it("starts a job only one agent can run at once, whichever agent's poll is woken first", async () => {
+    for (let i = 1; i <= 3; i++) {
+      const submittedAt = Date.now();
+      const run = await submit(otto.client, pipeline(`gpu-${i}`).job("train", { runsOn: ["gpu"], steps: ["true"] }).build());
+      const final = await waitForRun(otto.client, run.id);
+      assert.equal(final.state, RunState.SUCCEEDED);
+      assert.equal(final.jobs[0].agentId, "agent-2");
+      const waited = timestampDate(final.jobs[0].startedAt!).getTime() - submittedAt;
+      assert.ok(waited < 5_000, `job ${i} started ${waited} ms after its submit, not when a poll ran out (20 s)`);
+    }
+  });
+});
