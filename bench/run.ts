@@ -80,14 +80,18 @@ try {
   const journalBefore = await journalRows();
   const commitsBefore = await commits();
   const cpuBefore = await cpuSnapshot();
-  const seconds = await throughput(async (ids) => {
-    for (;;) {
-      const { runs: listed } = await client.runs.listRuns({ pageSize: 100 });
-      const ours = listed.filter((r) => ids.includes(r.id));
-      if (ours.length === ids.length && ours.every((r) => isFinal(r.state))) return ours;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  });
+  const seconds = await throughput((ids) =>
+    poll(
+      "the throughput runs to end",
+      async () => {
+        const { runs: listed } = await client.runs.listRuns({ pageSize: 100 });
+        const ours = listed.filter((r) => ids.includes(r.id));
+        return ours.length === ids.length && ours.every((r) => isFinal(r.state)) ? ours : undefined;
+      },
+      100,
+      600_000,
+    ),
+  );
   const cpuAfter = await cpuSnapshot();
   for (const [name, ms] of Object.entries(cpuAfter)) cpuPerStep[name] = round((ms - (cpuBefore[name] ?? 0)) / totalSteps);
   results.cpu_ms_per_step = cpuPerStep.machine;
@@ -157,23 +161,29 @@ async function measureFailovers(samples: number): Promise<{ times: number[]; tak
 }
 
 // The live coordinator that owns `shard`, once there is one.
-async function liveOwnerOf(db: pg.Client, shard: number) {
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+function liveOwnerOf(db: pg.Client, shard: number) {
+  return poll(`a live coordinator to own shard ${shard}`, async () => {
     const { rows } = await db.query("SELECT owner FROM coordinator.shards WHERE shard = $1 AND lease_expires_at > now()", [shard]);
     const owner = system.supervisor.info().find((p) => p.pid && rows[0]?.owner?.includes(`-${p.pid}-`));
-    if (owner?.pid) return { name: owner.name, pid: owner.pid };
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`no live coordinator took shard ${shard} over`);
+    return owner?.pid ? { name: owner.name, pid: owner.pid } : undefined;
+  });
 }
 
-async function waitForJob(db: pg.Client, runId: string, job: string, state: RunState): Promise<void> {
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+function waitForJob(db: pg.Client, runId: string, job: string, state: RunState) {
+  return poll(`job ${job} of ${runId} to reach state ${state}`, async () => {
     const { rows } = await db.query("SELECT state FROM coordinator.jobs WHERE run_id = $1 AND name = $2", [runId, job]);
-    if (rows[0]?.state === state) return;
-    await new Promise((r) => setTimeout(r, 10));
+    return rows[0]?.state === state || undefined;
+  });
+}
+
+// Asks `check` every `intervalMs` until it answers, for up to `timeoutMs`.
+async function poll<T>(what: string, check: () => Promise<T | undefined>, intervalMs = 10, timeoutMs = 30_000): Promise<T> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+    const answer = await check();
+    if (answer !== undefined) return answer;
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
-  throw new Error(`job ${job} of ${runId} did not reach state ${state}`);
+  throw new Error(`timed out waiting for ${what}`);
 }
 
 async function rssMb(pid: number): Promise<number> {

@@ -14,7 +14,7 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { pipeline, RunState, runStateName, submit, waitForRun, watchRun, type Run, type RunEvent, type RunJob } from "../sdk/src/index.ts";
 import { fenceShard, FencedError, shardOf } from "../services/coordinator/src/shards.ts";
 import { isAlive, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
-import { assertState, jobOf } from "./helpers/run-assertions.ts";
+import { assertState, jobOf, journalOf } from "./helpers/run-assertions.ts";
 
 const finalStates: number[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
 
@@ -817,13 +817,6 @@ describe("agent loss with and without a retry policy", () => {
 function date(timestamp: Timestamp | undefined): Date {
   assert.ok(timestamp, "timestamp is set");
   return timestampDate(timestamp);
-}
-
-// The whole journal of a finished run, through the public WatchRun.
-async function journalOf(otto: TestOtto, runId: string): Promise<RunEvent[]> {
-  const events: RunEvent[] = [];
-  for await (const event of watchRun(otto.client, runId, AbortSignal.timeout(30_000))) events.push(event);
-  return events;
 }
 
 // A small seeded PRNG, so that a failing chaos run can be replayed.

@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
-import { isAlive, postJsonStream, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { isAlive, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { journalOf } from "./helpers/run-assertions.ts";
 
 describe("graceful shutdown", () => {
   let otto: TestOtto | undefined;
@@ -27,10 +28,6 @@ describe("graceful shutdown", () => {
     return dir;
   };
   const pidOf = (name: string) => otto!.supervisor.info().find((p) => p.name === name)!.pid!;
-  const journalOf = async (runId: string) => {
-    const { messages } = await postJsonStream(otto!.gatewayUrl, "/otto.v1.RunService/WatchRun", { runId });
-    return messages.map((m) => m.event);
-  };
   // The step writes its shell's pid, then waits for a gate file (attempt 1 only).
   const gatedStep = (dir: string) =>
     `echo $$ > ${dir}/pid-$OTTO_ATTEMPT; if [ "$OTTO_ATTEMPT" = 1 ]; then while [ ! -f ${dir}/gate ]; do sleep 0.05; done; fi; echo done > ${dir}/done-$OTTO_ATTEMPT`;
@@ -52,11 +49,11 @@ describe("graceful shutdown", () => {
     assert.equal(final.jobs[0].attempt, 3);
     await assert.rejects(readFile(join(dir, "done-1")), "attempt 1 never finished");
     await readFile(join(dir, "done-3"));
-    const events = await journalOf(run.id);
+    const events = await journalOf(otto, run.id);
     assert.ok(events.some((e) => /attempt 2 failed .*retrying as attempt 3 \(retry 1 of 1\)/.test(e.message ?? "")), "attempt 2's failure used the one retry");
     const handedBack = events.find((e) => /handed back by agent agent-1, which is stopping/.test(e.message ?? ""));
     assert.ok(handedBack, "the journal says why the job runs again");
-    assert.equal(handedBack.state, "RUN_STATE_QUEUED");
+    assert.equal(handedBack.state, RunState.QUEUED);
     assert.match(handedBack.message, /released slot on agent-1/);
   });
 
@@ -78,7 +75,7 @@ describe("graceful shutdown", () => {
     assert.equal(final.state, RunState.SUCCEEDED);
     await readFile(join(dir, "done-1"));
     await waitFor("the agent to exit once its task is done", () => !isAlive(agent), 10_000);
-    const events = await journalOf(run.id);
+    const events = await journalOf(otto, run.id);
     assert.equal(events.filter((e) => /handed back/.test(e.message ?? "")).length, 0);
   });
 

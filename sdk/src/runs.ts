@@ -1,12 +1,8 @@
 import type { Pipeline } from "../../gen/otto/v1/pipeline_pb.ts";
-import { RunState, type Run, type RunEvent } from "../../gen/otto/v1/run_pb.ts";
+import type { Run, RunEvent } from "../../gen/otto/v1/run_pb.ts";
 import type { OttoClient } from "./client.ts";
 
-export const finalStates: readonly RunState[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
-
-export function isFinal(state: RunState): boolean {
-  return finalStates.includes(state);
-}
+export { finalStates, isFinal } from "../../services/kit/src/run-state.ts";
 
 // Submits a pipeline given as file text or as IR (from the builder).
 export async function submit(client: OttoClient, pipeline: string | Pipeline, fileName = ""): Promise<Run> {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import type { Run, RunJob, RunState } from "../../gen/otto/v1/run_pb.ts";
+import type { Run, RunEvent, RunJob, RunState } from "../../gen/otto/v1/run_pb.ts";
 import { runStateName } from "../../services/kit/src/run-state.ts";
+import { watchRun, type OttoClient } from "../../sdk/src/index.ts";
 
 export function jobOf(run: Run, name: string): RunJob {
   const job = run.jobs.find((j) => j.name === name);
@@ -14,4 +15,11 @@ export function assertState(thing: { name?: string; state: RunState; message?: s
     runStateName(expected),
     `${thing.name ?? "run"} is ${runStateName(thing.state)}${thing.message ? `: ${thing.message}` : ""}`,
   );
+}
+
+// The whole journal of a finished run, through the public WatchRun.
+export async function journalOf(otto: { client: OttoClient }, runId: string): Promise<RunEvent[]> {
+  const events: RunEvent[] = [];
+  for await (const event of watchRun(otto.client, runId, AbortSignal.timeout(30_000))) events.push(event);
+  return events;
 }

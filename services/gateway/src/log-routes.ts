@@ -3,10 +3,10 @@ import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { RunState, type RunJob } from "../../../gen/otto/v1/run_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { isFinal } from "../../kit/src/run-state.ts";
 import { followJournal } from "./follow-journal.ts";
 
-const finalStates: RunState[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
-const isFinal = (job: RunJob) => finalStates.includes(job.state);
+const jobIsFinal = (job: RunJob) => isFinal(job.state);
 
 // The public LogService. Each attempt of a job has its own log; a read of
 // attempt 0 starts with the latest one and, when following, goes on with the
@@ -42,11 +42,11 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
       let attempt = req.attempt || Math.max(job.attempt, 1);
       let offset = req.offset;
       for (;;) {
-        const live = (j: RunJob) => !isFinal(j) && j.state !== RunState.QUEUED && j.attempt === attempt;
-        if (req.follow && (live(job) || (job.attempt === 0 && !isFinal(job)))) {
+        const live = (j: RunJob) => !jobIsFinal(j) && j.state !== RunState.QUEUED && j.attempt === attempt;
+        if (req.follow && (live(job) || (job.attempt === 0 && !jobIsFinal(job)))) {
           const over = new AbortController();
           const signal = AbortSignal.any([ctx.signal, over.signal]);
-          const attemptOver = (j: RunJob) => isFinal(j) || j.attempt > attempt || (j.attempt === attempt && !live(j));
+          const attemptOver = (j: RunJob) => jobIsFinal(j) || j.attempt > attempt || (j.attempt === attempt && !live(j));
           const watching = jobReaches(req.runId, req.job, attemptOver, signal).then(
             () => over.abort(),
             () => over.abort(),
@@ -68,7 +68,7 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
         }
         if (req.attempt > 0 || !req.follow) return;
         // Following every attempt: go on with the next one, if the job gets one.
-        await jobReaches(req.runId, req.job, (j) => isFinal(j) || j.attempt > attempt, ctx.signal);
+        await jobReaches(req.runId, req.job, (j) => jobIsFinal(j) || j.attempt > attempt, ctx.signal);
         job = await jobOf(req.runId, req.job);
         if (job.attempt <= attempt) return;
         attempt += 1;

@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { rpcDuration, rpcRequests } from "./metrics.ts";
-import { codeName } from "./tracing-interceptors.ts";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { whenStreamEnds } from "./stream-end.ts";
 
 // Counts and times every RPC this process handles, by method and code.
 export const measureServerCalls: Interceptor = (next) => async (req) => {
@@ -14,26 +15,15 @@ export const measureServerCalls: Interceptor = (next) => async (req) => {
   try {
     response = await next(req);
   } catch (err) {
-    record(codeName(ConnectError.from(err).code));
+    record(codeToString(ConnectError.from(err).code));
     throw err;
   }
   if (!response.stream) {
     record("ok");
     return response;
   }
-  const messages = response.message as AsyncIterable<unknown>;
-  return {
-    ...response,
-    message: (async function* () {
-      let code = "ok";
-      try {
-        yield* messages;
-      } catch (err) {
-        code = codeName(ConnectError.from(err).code);
-        throw err;
-      } finally {
-        record(code === "ok" && req.signal.aborted ? codeName(Code.Canceled) : code);
-      }
-    })(),
-  } as typeof response;
+  return whenStreamEnds(response, (err) => {
+    if (err !== undefined) record(codeToString(ConnectError.from(err).code));
+    else record(req.signal.aborted ? codeToString(Code.Canceled) : "ok");
+  });
 };

@@ -1,4 +1,11 @@
-import { RunStateSchema, type RunState } from "../../../gen/otto/v1/run_pb.ts";
+import { RunState, RunStateSchema } from "../../../gen/otto/v1/run_pb.ts";
+
+export const finalStates: readonly RunState[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
+
+// Also for states read from the database as plain numbers.
+export function isFinal(state: RunState | number): boolean {
+  return (finalStates as readonly number[]).includes(state);
+}
 
 // "RUN_STATE_SUCCEEDED" -> "SUCCEEDED"
 export function runStateName(state: RunState): string {

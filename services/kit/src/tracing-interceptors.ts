@@ -1,5 +1,7 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import { whenStreamEnds } from "./stream-end.ts";
 import { tracer } from "./telemetry.ts";
 
 // Calls that run all the time whether or not anything happens (long polls,
@@ -54,41 +56,22 @@ async function traced<R extends { stream: boolean; message: unknown }>(span: Spa
   }
   // A stream's span lasts until the stream ends; its messages are produced
   // inside the span's context.
-  const inner = (response.message as AsyncIterable<unknown>)[Symbol.asyncIterator]();
-  // Each message is produced in the span's context; an early return or a
-  // throw from the consumer reaches the inner stream (for-await passes it on).
-  const inContext: AsyncIterable<unknown> = {
-    [Symbol.asyncIterator]: () => ({
-      next: () => context.with(ctx, () => inner.next()),
-      return: (value?: unknown) => inner.return?.(value) ?? Promise.resolve({ done: true as const, value }),
-    }),
-  };
-  return {
-    ...response,
-    message: (async function* () {
-      try {
-        for await (const message of inContext) yield message;
-      } catch (err) {
-        fail(span, err);
-        throw err;
-      } finally {
-        span.end();
-      }
-    })(),
-  };
+  return whenStreamEnds(
+    response,
+    (err) => {
+      if (err !== undefined) fail(span, err);
+      span.end();
+    },
+    (produce) => context.with(ctx, produce),
+  );
 }
 
 function fail(span: Span, err: unknown) {
   const error = ConnectError.from(err);
-  span.setAttribute("rpc.connect_rpc.error_code", codeName(error.code));
+  span.setAttribute("rpc.connect_rpc.error_code", codeToString(error.code));
   span.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
 }
 
 function rpcAttributes(req: { service: { typeName: string }; method: { name: string } }) {
   return { "rpc.system": "connect_rpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name };
-}
-
-// Code.InvalidArgument -> "invalid_argument", as Connect spells it on the wire.
-export function codeName(code: Code): string {
-  return Code[code].replace(/[A-Z]/g, (c, i) => (i > 0 ? "_" : "") + c.toLowerCase());
 }

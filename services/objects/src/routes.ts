@@ -27,8 +27,7 @@ export function objectsRoutes(logs: LogStore) {
       async *readLog(req, ctx) {
         checkLogName(req.runId, req.job);
         if (req.offset < 0n) throw new ConnectError("offset must not be negative", Code.InvalidArgument);
-        if (req.attempt < 0) throw new ConnectError("attempt must not be negative", Code.InvalidArgument);
-        const attempt = req.attempt || (await logs.latestAttempt(req.runId, req.job));
+        const attempt = req.attempt === 0 ? await logs.latestAttempt(req.runId, req.job) : attemptOf(req.attempt);
         for await (const chunk of logs.read({ runId: req.runId, job: req.job, attempt }, Number(req.offset), req.follow, ctx.signal)) {
           yield { text: chunk.text, offset: BigInt(chunk.offset), attempt };
         }
