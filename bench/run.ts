@@ -26,7 +26,7 @@ const system = await startSystem({
   logFile: join(dataDir, "otto.log"),
   databaseUrl: process.env.OTTO_BENCH_DATABASE_URL,
 });
-const client = createOttoClient({ baseUrl: system.gatewayUrl });
+const client = createOttoClient({ baseUrl: system.gatewayUrl, token: system.adminToken, caFile: system.caFile });
 await mkdir(markers, { recursive: true });
 const results: Record<string, number | null> = {};
 const progress = (text: string) => process.stderr.write(`bench: ${text}\n`);

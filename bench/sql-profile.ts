@@ -11,7 +11,7 @@ import { createOttoClient, pipeline, submit, waitForRun } from "../sdk/src/index
 const dataDir = await mkdtemp(join(tmpdir(), "otto-prof-"));
 await (await import("node:fs/promises")).chmod(dataDir, 0o755);
 const system = await startSystem({ dataDir, coordinators: 3, agents: 4, agentSlots: 4, gatewayPort: 0, logMode: "quiet", logFile: join(dataDir, "otto.log") });
-const client = createOttoClient({ baseUrl: system.gatewayUrl });
+const client = createOttoClient({ baseUrl: system.gatewayUrl, token: system.adminToken, caFile: system.caFile });
 const db = new pg.Client({ connectionString: system.databaseUrl });
 await db.connect();
 try {

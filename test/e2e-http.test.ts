@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { repoRoot } from "../services/launcher/src/system.ts";
-import { postJson, postJsonStream, startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { postJson, postJsonStream, request, startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 
 describe("Otto over HTTP with JSON bodies", () => {
   let otto: TestOtto;
@@ -70,9 +70,9 @@ describe("Otto over HTTP with JSON bodies", () => {
     assert.equal(new Set(ids).size, ids.length, "pages do not overlap");
 
     const message = encodeURIComponent(JSON.stringify({ runId: ids[0] }));
-    const response = await fetch(`${otto.gatewayUrl}/otto.v1.RunService/GetRun?encoding=json&message=${message}`);
+    const response = await request(`${otto.gatewayUrl}/otto.v1.RunService/GetRun?encoding=json&message=${message}`);
     assert.equal(response.status, 200);
-    assert.equal((await response.json()).run.id, ids[0]);
+    assert.equal(JSON.parse(response.text).run.id, ids[0]);
   });
 
   it("stores a retried SubmitRun with the same requestId once", async () => {

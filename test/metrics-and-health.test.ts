@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline, submit, submitAndWait, waitForRun, RunState } from "../sdk/src/index.ts";
-import { postJson, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { postJson, request, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 const slots = 3;
 
@@ -33,27 +33,27 @@ describe("metrics and health endpoints", () => {
   const processes = () => otto.supervisor.info().filter((p) => p.url && p.name !== "s3");
   const scrape = async (name: string) => {
     const url = otto.supervisor.info().find((p) => p.name === name)!.url!;
-    const res = await fetch(`${url}/metrics`);
+    const res = await request(`${url}/metrics`);
     assert.equal(res.status, 200);
-    return res.text();
+    return res.text;
   };
 
   it("answers /healthz and /readyz on every process", async () => {
     assert.ok(processes().length >= 6);
     for (const p of processes()) {
-      const health = await fetch(`${p.url}/healthz`);
+      const health = await request(`${p.url}/healthz`);
       assert.equal(health.status, 200, `${p.name} /healthz`);
-      const ready = await fetch(`${p.url}/readyz`);
+      const ready = await request(`${p.url}/readyz`);
       assert.equal(ready.status, 200, `${p.name} /readyz`);
     }
   });
 
   it("serves Prometheus text with the process's own metrics on every process", async () => {
     for (const p of processes()) {
-      const res = await fetch(`${p.url}/metrics`);
+      const res = await request(`${p.url}/metrics`);
       assert.equal(res.status, 200, p.name);
-      assert.match(res.headers.get("content-type") ?? "", /^text\/plain/);
-      const text = await res.text();
+      assert.match(res.headers["content-type"] ?? "", /^text\/plain/);
+      const text = res.text;
       assert.match(text, /^process_cpu_seconds_total \d/m, p.name);
       assert.match(text, /^# TYPE otto_rpc_duration_seconds histogram$/m, p.name);
     }

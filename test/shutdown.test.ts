@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
-import { isAlive, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { isAlive, request, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { journalOf } from "./helpers/run-assertions.ts";
 
 describe("graceful shutdown", () => {
@@ -67,7 +67,7 @@ describe("graceful shutdown", () => {
     // Still running its task: not gone, and no new work taken meanwhile.
     await waitFor("the agent to go unready", async () => {
       const url = otto!.supervisor.info().find((p) => p.name === "agent-1")!.url!;
-      return (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 503;
+      return (await request(`${url}/readyz`).then((r) => r.status, () => 0)) === 503;
     });
     assert.equal(isAlive(agent), true);
     await writeFile(join(dir, "gate"), "");

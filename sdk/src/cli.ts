@@ -1,7 +1,10 @@
 #!/usr/bin/env -S node --disable-warning=ExperimentalWarning
 // otto: the command line for Otto, built on the SDK.
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { TokenKind } from "../../gen/otto/v1/admin_service_pb.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RunState } from "../../gen/otto/v1/run_pb.ts";
 import { createOttoClient, defaultGatewayUrl } from "./client.ts";
@@ -10,25 +13,45 @@ import { followLogs } from "./logs.ts";
 import { isFinal, submit } from "./runs.ts";
 import { runStateName } from "../../services/kit/src/run-state.ts";
 
-const usage = `usage: otto [--url URL] COMMAND
+const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   run FILE [--follow]     submit a pipeline file; --follow prints its logs live and waits
   runs                    list recent runs
   get RUN                 show a run, its jobs and steps
   logs RUN JOB [--follow] print a job's log
   cancel RUN              cancel a run
-The gateway is --url, else OTTO_URL, else ${defaultGatewayUrl}.`;
+  token create NAME [--scope S]... [--ttl SECONDS] [--join]
+                          make an API token (scopes runs:read, runs:write, admin)
+                          or, with --join, a join token for agents; prints it once
+  token list              list tokens (never their values)
+  token revoke ID         revoke a token at once
+  agent revoke AGENT      revoke an agent's credentials; it cannot join again
+  secret set NAME         store a secret, its value read from stdin
+  secret list             list secret names
+  secret delete NAME      delete a secret
+The gateway is --url, else OTTO_URL, else ${defaultGatewayUrl}.
+The token is --token, else OTTO_TOKEN, else the file OTTO_TOKEN_FILE, else
+.otto/admin.token when there is one (as \`npm start\` makes it).
+The CA is --ca, else OTTO_CA_FILE, else .otto/tls/ca.pem when there is one.`;
 
 export async function main(argv: string[]): Promise<number> {
   const args = [...argv];
-  let url = process.env.OTTO_URL || defaultGatewayUrl;
-  const urlAt = args.indexOf("--url");
-  if (urlAt >= 0) {
-    url = args[urlAt + 1] ?? "";
-    args.splice(urlAt, 2);
-  }
+  const option = (name: string) => {
+    const at = args.indexOf(name);
+    if (at < 0) return undefined;
+    const value = args[at + 1] ?? "";
+    args.splice(at, 2);
+    return value;
+  };
+  const url = option("--url") ?? (process.env.OTTO_URL || defaultGatewayUrl);
+  const token = option("--token") ?? (process.env.OTTO_TOKEN || (await readToken(process.env.OTTO_TOKEN_FILE || localFile(".otto/admin.token"))));
+  const caFile = option("--ca") ?? (process.env.OTTO_CA_FILE || localFile(".otto/tls/ca.pem"));
+  const scopes: string[] = [];
+  for (let scope = option("--scope"); scope !== undefined; scope = option("--scope")) scopes.push(scope);
+  const ttl = option("--ttl");
+  const join = args.includes("--join");
   const follow = args.includes("--follow") || args.includes("-f");
-  const [command, ...rest] = args.filter((a) => a !== "--follow" && a !== "-f");
-  const client = createOttoClient({ baseUrl: url });
+  const [command, ...rest] = args.filter((a) => a !== "--follow" && a !== "-f" && a !== "--join");
+  const client = createOttoClient({ baseUrl: url, token, caFile });
   const need = (n: number) => {
     if (rest.length < n) throw new UsageError();
   };
@@ -71,9 +94,81 @@ export async function main(argv: string[]): Promise<number> {
       console.log(`run ${run!.id}: ${runStateName(run!.state)}${note}`);
       return 0;
     }
+    case "token": {
+      need(1);
+      if (rest[0] === "create") {
+        need(2);
+        const kind = join ? TokenKind.JOIN : TokenKind.API;
+        const { token: created, info } = await client.admin.createToken({ kind, name: rest[1], scopes, ttlSeconds: ttl ? Number(ttl) : 0 });
+        console.error(`token ${info!.id} (${join ? "join" : info!.scopes.join(", ")}) made; it is shown only now:`);
+        console.log(created);
+        return 0;
+      }
+      if (rest[0] === "list") {
+        const { tokens } = await client.admin.listTokens({});
+        for (const t of tokens) {
+          const state = t.revokedAt ? "revoked" : t.expiresAt && timestampDate(t.expiresAt) < new Date() ? "expired" : "live";
+          console.log(`${t.id}  ${(kindNames[t.kind] ?? "?").padEnd(5)}  ${state.padEnd(7)}  ${t.name}${t.scopes.length ? `  [${t.scopes.join(" ")}]` : ""}`);
+        }
+        return 0;
+      }
+      if (rest[0] === "revoke") {
+        need(2);
+        const { info } = await client.admin.revokeToken({ id: rest[1] });
+        console.log(`token ${info!.id} (${info!.name}) revoked`);
+        return 0;
+      }
+      throw new UsageError();
+    }
+    case "agent": {
+      need(2);
+      if (rest[0] !== "revoke") throw new UsageError();
+      const { credentials } = await client.admin.revokeAgent({ agentId: rest[1] });
+      console.log(`agent ${rest[1]} revoked (${credentials.length} credential${credentials.length === 1 ? "" : "s"})`);
+      return 0;
+    }
+    case "secret": {
+      need(1);
+      if (rest[0] === "set") {
+        need(2);
+        const value = (await readStdin()).replace(/\r?\n$/, "");
+        await client.admin.setSecret({ name: rest[1], value });
+        console.log(`secret ${rest[1]} set`);
+        return 0;
+      }
+      if (rest[0] === "list") {
+        const { secrets } = await client.admin.listSecrets({});
+        for (const s of secrets) console.log(s.name);
+        return 0;
+      }
+      if (rest[0] === "delete") {
+        need(2);
+        await client.admin.deleteSecret({ name: rest[1] });
+        console.log(`secret ${rest[1]} deleted`);
+        return 0;
+      }
+      throw new UsageError();
+    }
     default:
       throw new UsageError();
   }
+}
+
+const kindNames: Record<number, string> = { [TokenKind.API]: "api", [TokenKind.JOIN]: "join", [TokenKind.AGENT]: "agent" };
+
+// A file `npm start` made in this directory, if there is one.
+function localFile(name: string): string | undefined {
+  return existsSync(name) ? name : undefined;
+}
+
+async function readToken(file: string | undefined): Promise<string | undefined> {
+  return file ? (await readFile(file, "utf8")).trim() : undefined;
+}
+
+async function readStdin(): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const part of process.stdin) parts.push(part as Buffer);
+  return Buffer.concat(parts).toString("utf8");
 }
 
 class UsageError extends Error {}

@@ -27,6 +27,8 @@ export interface JobSpec {
   // Further attempts after a failure: a count, or the full policy.
   retry?: number | { max: number; exitCodes?: number[]; agentLost?: boolean };
   locks?: string[];
+  // Names of secrets the job's steps get as environment variables.
+  secrets?: string[];
   // memory: bytes, or a quantity such as "512Mi" or "2G"
   resources?: { cpu?: number; memory?: number | bigint | string };
 }
@@ -51,6 +53,7 @@ export class PipelineBuilder {
         steps: spec.steps.map((step) => buildStep(typeof step === "string" ? { run: step } : step)),
         retry: spec.retry === undefined ? undefined : typeof spec.retry === "number" ? { max: spec.retry } : spec.retry,
         locks: spec.locks ?? [],
+        secrets: spec.secrets ?? [],
         resources: spec.resources && { cpu: spec.resources.cpu ?? 0, memoryBytes: memoryBytes(spec.resources.memory) },
       }),
     );

@@ -3,6 +3,8 @@ import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
 import pg from "pg";
 import { startSystem, type OttoSystem, type SystemOptions } from "../../services/launcher/src/system.ts";
 import { createOttoClient, type OttoClient } from "../../sdk/src/index.ts";
@@ -47,7 +49,9 @@ export async function startTestOtto(options: Partial<SystemOptions> = {}): Promi
     databaseUrl,
     ...options,
   });
-  const client = createOttoClient({ baseUrl: system.gatewayUrl });
+  if (system.caFile) knownCas.add(readFileSync(system.caFile, "utf8"));
+  if (system.adminToken) gatewayTokens.set(new URL(system.gatewayUrl).origin, system.adminToken);
+  const client = createOttoClient({ baseUrl: system.gatewayUrl, token: system.adminToken, caFile: system.caFile });
   return {
     ...system,
     client,
@@ -106,21 +110,60 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+// The CAs of the test Ottos started so far, and their gateways' admin tokens:
+// raw requests trust the first and send the second, as curl with
+// --cacert and -H "Authorization: Bearer ..." would.
+const knownCas = new Set<string>();
+const gatewayTokens = new Map<string, string>();
+
+export interface RawResponse {
+  status: number;
+  text: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+// One HTTP(S) request. `authorization: null` sends none at all.
+export function request(
+  url: string,
+  options: { method?: string; headers?: Record<string, string | null>; body?: string | Buffer } = {},
+): Promise<RawResponse> {
+  const target = new URL(url);
+  const headers: Record<string, string> = {};
+  const token = gatewayTokens.get(target.origin);
+  if (token && options.headers?.authorization === undefined) headers.authorization = `Bearer ${token}`;
+  for (const [name, value] of Object.entries(options.headers ?? {})) if (value !== null) headers[name] = value;
+  const transport = target.protocol === "https:" ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = transport.request(
+      target,
+      { method: options.method ?? "GET", headers, ca: knownCas.size > 0 ? [...knownCas] : undefined },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (part: Buffer) => parts.push(part));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString("utf8"), headers: res.headers }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(options.body);
+  });
+}
+
 // Raw Connect-over-HTTP calls with JSON bodies, as curl would make them.
-export async function postJson(baseUrl: string, path: string, body: unknown, headers: Record<string, string> = {}) {
-  const response = await fetch(baseUrl + path, {
+export async function postJson(baseUrl: string, path: string, body: unknown, headers: Record<string, string | null> = {}) {
+  const response = await request(baseUrl + path, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
-  const text = await response.text();
+  const text = response.text;
   let json: any;
   try {
     json = text ? JSON.parse(text) : undefined;
   } catch {
     json = undefined;
   }
-  return { status: response.status, text, json, contentType: response.headers.get("content-type") ?? "" };
+  return { status: response.status, text, json, contentType: response.headers["content-type"] ?? "" };
 }
 
 // A server-streaming method called with a plain JSON body: one JSON message per line.

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/pipeline.proto.
  */
 export const file_otto_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxIjwKCFBpcGVsaW5lEgwKBG5hbWUYASABKAkSIgoEam9icxgCIAMoCzIULm90dG8udjEuUGlwZWxpbmVKb2IilAIKC1BpcGVsaW5lSm9iEgwKBG5hbWUYASABKAkSDwoHcnVuc19vbhgCIAMoCRIqCgNlbnYYAyADKAsyHS5vdHRvLnYxLlBpcGVsaW5lSm9iLkVudkVudHJ5Eg0KBW5lZWRzGAQgAygJEiQKBXN0ZXBzGAUgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXASIwoFcmV0cnkYBiABKAsyFC5vdHRvLnYxLlJldHJ5UG9saWN5Eg0KBWxvY2tzGAcgAygJEiUKCXJlc291cmNlcxgIIAEoCzISLm90dG8udjEuUmVzb3VyY2VzGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVgoLUmV0cnlQb2xpY3kSCwoDbWF4GAEgASgFEhIKCmV4aXRfY29kZXMYAiADKAUSFwoKYWdlbnRfbG9zdBgDIAEoCEgAiAEBQg0KC19hZ2VudF9sb3N0Ii4KCVJlc291cmNlcxILCgNjcHUYASABKAESFAoMbWVtb3J5X2J5dGVzGAIgASgDIq4BCgxQaXBlbGluZVN0ZXASDAoEbmFtZRgBIAEoCRILCgNydW4YAiABKAkSKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCgNlbnYYBCADKAsyHi5vdHRvLnYxLlBpcGVsaW5lU3RlcC5FbnZFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBYgZwcm90bzM", [file_google_protobuf_duration]);
+  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxIjwKCFBpcGVsaW5lEgwKBG5hbWUYASABKAkSIgoEam9icxgCIAMoCzIULm90dG8udjEuUGlwZWxpbmVKb2IipQIKC1BpcGVsaW5lSm9iEgwKBG5hbWUYASABKAkSDwoHcnVuc19vbhgCIAMoCRIqCgNlbnYYAyADKAsyHS5vdHRvLnYxLlBpcGVsaW5lSm9iLkVudkVudHJ5Eg0KBW5lZWRzGAQgAygJEiQKBXN0ZXBzGAUgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXASIwoFcmV0cnkYBiABKAsyFC5vdHRvLnYxLlJldHJ5UG9saWN5Eg0KBWxvY2tzGAcgAygJEiUKCXJlc291cmNlcxgIIAEoCzISLm90dG8udjEuUmVzb3VyY2VzEg8KB3NlY3JldHMYCSADKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJWCgtSZXRyeVBvbGljeRILCgNtYXgYASABKAUSEgoKZXhpdF9jb2RlcxgCIAMoBRIXCgphZ2VudF9sb3N0GAMgASgISACIAQFCDQoLX2FnZW50X2xvc3QiLgoJUmVzb3VyY2VzEgsKA2NwdRgBIAEoARIUCgxtZW1vcnlfYnl0ZXMYAiABKAMirgEKDFBpcGVsaW5lU3RlcBIMCgRuYW1lGAEgASgJEgsKA3J1bhgCIAEoCRIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEisKA2VudhgEIAMoCzIeLm90dG8udjEuUGlwZWxpbmVTdGVwLkVudkVudHJ5GioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFiBnByb3RvMw", [file_google_protobuf_duration]);
 
 /**
  * A pipeline in its intermediate representation: what the parser makes of a
@@ -93,6 +93,15 @@ export type PipelineJob = Message<"otto.v1.PipelineJob"> & {
    * @generated from field: otto.v1.Resources resources = 8;
    */
   resources?: Resources | undefined;
+
+  /**
+   * Names of secrets (set through AdminService.SetSecret) given to the
+   * job's steps as environment variables of the same name, and masked in
+   * its log.
+   *
+   * @generated from field: repeated string secrets = 9;
+   */
+  secrets: string[];
 };
 
 /**

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/registry_service.proto.
  */
 export const file_otto_v1_registry_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5vdHRvL3YxL3JlZ2lzdHJ5X3NlcnZpY2UucHJvdG8SB290dG8udjEixQEKCEluc3RhbmNlEg8KB3NlcnZpY2UYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSCwoDdXJsGAMgASgJEg4KBmxhYmVscxgEIAMoCRINCgVzbG90cxgFIAEoBRI0ChBsZWFzZV9leHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1yZWdpc3RlcmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ6Cg9SZWdpc3RlclJlcXVlc3QSDwoHc2VydmljZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRILCgN1cmwYAyABKAkSDgoGbGFiZWxzGAQgAygJEg0KBXNsb3RzGAUgASgFEhUKDWxlYXNlX3NlY29uZHMYBiABKAUiNwoQUmVnaXN0ZXJSZXNwb25zZRIjCghpbnN0YW5jZRgBIAEoCzIRLm90dG8udjEuSW5zdGFuY2UiNAoMUmVuZXdSZXF1ZXN0Eg8KB3NlcnZpY2UYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkiNAoNUmVuZXdSZXNwb25zZRIjCghpbnN0YW5jZRgBIAEoCzIRLm90dG8udjEuSW5zdGFuY2UiOQoRRGVyZWdpc3RlclJlcXVlc3QSDwoHc2VydmljZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UiIQoOUmVzb2x2ZVJlcXVlc3QSDwoHc2VydmljZRgBIAEoCSI3Cg9SZXNvbHZlUmVzcG9uc2USJAoJaW5zdGFuY2VzGAEgAygLMhEub3R0by52MS5JbnN0YW5jZTKUAgoPUmVnaXN0cnlTZXJ2aWNlEj8KCFJlZ2lzdGVyEhgub3R0by52MS5SZWdpc3RlclJlcXVlc3QaGS5vdHRvLnYxLlJlZ2lzdGVyUmVzcG9uc2USNgoFUmVuZXcSFS5vdHRvLnYxLlJlbmV3UmVxdWVzdBoWLm90dG8udjEuUmVuZXdSZXNwb25zZRJFCgpEZXJlZ2lzdGVyEhoub3R0by52MS5EZXJlZ2lzdGVyUmVxdWVzdBobLm90dG8udjEuRGVyZWdpc3RlclJlc3BvbnNlEkEKB1Jlc29sdmUSFy5vdHRvLnYxLlJlc29sdmVSZXF1ZXN0Ghgub3R0by52MS5SZXNvbHZlUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5vdHRvL3YxL3JlZ2lzdHJ5X3NlcnZpY2UucHJvdG8SB290dG8udjEixQEKCEluc3RhbmNlEg8KB3NlcnZpY2UYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSCwoDdXJsGAMgASgJEg4KBmxhYmVscxgEIAMoCRINCgVzbG90cxgFIAEoBRI0ChBsZWFzZV9leHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1yZWdpc3RlcmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ6Cg9SZWdpc3RlclJlcXVlc3QSDwoHc2VydmljZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRILCgN1cmwYAyABKAkSDgoGbGFiZWxzGAQgAygJEg0KBXNsb3RzGAUgASgFEhUKDWxlYXNlX3NlY29uZHMYBiABKAUiNwoQUmVnaXN0ZXJSZXNwb25zZRIjCghpbnN0YW5jZRgBIAEoCzIRLm90dG8udjEuSW5zdGFuY2UiNAoMUmVuZXdSZXF1ZXN0Eg8KB3NlcnZpY2UYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkiNAoNUmVuZXdSZXNwb25zZRIjCghpbnN0YW5jZRgBIAEoCzIRLm90dG8udjEuSW5zdGFuY2UiOQoRRGVyZWdpc3RlclJlcXVlc3QSDwoHc2VydmljZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UiIQoOUmVzb2x2ZVJlcXVlc3QSDwoHc2VydmljZRgBIAEoCSI3Cg9SZXNvbHZlUmVzcG9uc2USJAoJaW5zdGFuY2VzGAEgAygLMhEub3R0by52MS5JbnN0YW5jZSI4ChBKb2luQWdlbnRSZXF1ZXN0EhIKCmpvaW5fdG9rZW4YASABKAkSEAoIYWdlbnRfaWQYAiABKAkiJwoRSm9pbkFnZW50UmVzcG9uc2USEgoKY3JlZGVudGlhbBgBIAEoCTLYAgoPUmVnaXN0cnlTZXJ2aWNlEj8KCFJlZ2lzdGVyEhgub3R0by52MS5SZWdpc3RlclJlcXVlc3QaGS5vdHRvLnYxLlJlZ2lzdGVyUmVzcG9uc2USNgoFUmVuZXcSFS5vdHRvLnYxLlJlbmV3UmVxdWVzdBoWLm90dG8udjEuUmVuZXdSZXNwb25zZRJFCgpEZXJlZ2lzdGVyEhoub3R0by52MS5EZXJlZ2lzdGVyUmVxdWVzdBobLm90dG8udjEuRGVyZWdpc3RlclJlc3BvbnNlEkEKB1Jlc29sdmUSFy5vdHRvLnYxLlJlc29sdmVSZXF1ZXN0Ghgub3R0by52MS5SZXNvbHZlUmVzcG9uc2UiA5ACARJCCglKb2luQWdlbnQSGS5vdHRvLnYxLkpvaW5BZ2VudFJlcXVlc3QaGi5vdHRvLnYxLkpvaW5BZ2VudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message otto.v1.Instance
@@ -235,6 +235,47 @@ export const ResolveResponseSchema: GenMessage<ResolveResponse> = /*@__PURE__*/
   messageDesc(file_otto_v1_registry_service, 8);
 
 /**
+ * @generated from message otto.v1.JoinAgentRequest
+ */
+export type JoinAgentRequest = Message<"otto.v1.JoinAgentRequest"> & {
+  /**
+   * @generated from field: string join_token = 1;
+   */
+  joinToken: string;
+
+  /**
+   * @generated from field: string agent_id = 2;
+   */
+  agentId: string;
+};
+
+/**
+ * Describes the message otto.v1.JoinAgentRequest.
+ * Use `create(JoinAgentRequestSchema)` to create a new message.
+ */
+export const JoinAgentRequestSchema: GenMessage<JoinAgentRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_registry_service, 9);
+
+/**
+ * @generated from message otto.v1.JoinAgentResponse
+ */
+export type JoinAgentResponse = Message<"otto.v1.JoinAgentResponse"> & {
+  /**
+   * The agent's own bearer credential for the coordinator and the registry.
+   *
+   * @generated from field: string credential = 1;
+   */
+  credential: string;
+};
+
+/**
+ * Describes the message otto.v1.JoinAgentResponse.
+ * Use `create(JoinAgentResponseSchema)` to create a new message.
+ */
+export const JoinAgentResponseSchema: GenMessage<JoinAgentResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_registry_service, 10);
+
+/**
  * Name service and liveness. Every process registers under its service name
  * with a lease and renews it; peers resolve each other by name.
  *
@@ -272,6 +313,16 @@ export const RegistryService: GenService<{
     methodKind: "unary";
     input: typeof ResolveRequestSchema;
     output: typeof ResolveResponseSchema;
+  },
+  /**
+   * An agent trades a join token for a credential of its own.
+   *
+   * @generated from rpc otto.v1.RegistryService.JoinAgent
+   */
+  joinAgent: {
+    methodKind: "unary";
+    input: typeof JoinAgentRequestSchema;
+    output: typeof JoinAgentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_otto_v1_registry_service, 0);

@@ -8,6 +8,9 @@ import { Gauge, metrics } from "../../kit/src/metrics.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
 import { startStepSpawner } from "./step-process.ts";
+import { obtainAgentCredential } from "./agent-credential.ts";
+import { configureClients, useCredential } from "../../kit/src/clients.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { runTask } from "./task-runner.ts";
 
 // First, so that everything after it is traced.
@@ -25,17 +28,30 @@ const config = loadConfig("agent", (env) => {
     workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(tmpdir(), "otto-agent", agentId)),
     onStop: readChoice(env, "OTTO_AGENT_ON_STOP", ["finish", "hand-back"], "finish"),
     finishTimeoutMs: readInt(env, "OTTO_AGENT_FINISH_TIMEOUT_MS", 60_000, 0),
+    joinToken: env.OTTO_AGENT_JOIN_TOKEN || undefined,
+    credentialFile: env.OTTO_AGENT_CREDENTIAL_FILE || undefined,
   };
 });
 // What a stopping agent allows for handing its tasks back.
 const handBackMs = 15_000;
 const log = serviceLogger("agent").child({ agent_id: config.agentId });
 
+if (!config.security.insecure) {
+  configureClients(config.security, { presentCertificate: false });
+  try {
+    useCredential(await obtainAgentCredential({ ...config, log }));
+  } catch (err) {
+    log.error("cannot join Otto", { err: (err as Error).message });
+    process.exit(78);
+  }
+}
+
 const { registry } = await serveAndRegister({
   service: "agent",
   log,
   config,
   routes: () => {},
+  access: {},
   instanceId: config.agentId,
   labels: config.labels,
   slots: config.slots,
@@ -91,8 +107,10 @@ async function slotLoop(slot: number) {
         });
     } catch (err) {
       if (stopping.signal.aborted) break;
-      log.warn("acquire failed; retrying", { err });
-      await new Promise((r) => setTimeout(r, 500));
+      const refused = err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied);
+      if (refused) log.error("Otto refuses this agent's credential (revoked?); an admin must let it join again", { err: err.message });
+      else log.warn("acquire failed; retrying", { err });
+      await new Promise((r) => setTimeout(r, refused ? 5_000 : 500));
     }
   }
 }

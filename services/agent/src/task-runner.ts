@@ -10,6 +10,7 @@ import { RunState } from "../../../gen/otto/v1/run_pb.ts";
 import type { Logger } from "../../kit/src/log.ts";
 import { runStateName } from "../../kit/src/run-state.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { createSecretMasker } from "./secret-masker.ts";
 import { LogSink } from "./log-sink.ts";
 import { StepReporter, type StepChange } from "./step-reporter.ts";
 import { runStepProcess, type StepOutcome } from "./step-process.ts";
@@ -75,9 +76,11 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     }
   }, Math.max(200, Math.min(1_000, task.leaseMs / 4)));
 
+  // The objects service takes this attempt's log only with its task token.
+  const asTask = task.taskToken ? { headers: { authorization: `Bearer ${task.taskToken}` } } : {};
   const sink = new LogSink((seq, text) =>
     registry
-      .call("objects", LogStoreService, (c) => c.appendLog({ runId: task.runId, job: task.job, attempt: task.attempt, seq: BigInt(seq), text }), {
+      .call("objects", LogStoreService, (c) => c.appendLog({ runId: task.runId, job: task.job, attempt: task.attempt, seq: BigInt(seq), text }, asTask), {
         idempotent: true,
         retryForMs,
       })
@@ -87,6 +90,9 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     const answer = await coordinator((c) => c.reportSteps({ ...ref, steps }));
     if (answer.cancel) cancel.abort();
   });
+  // Every line the job's log gets, with the job's secret values masked.
+  const mask = createSecretMasker(Object.values(task.secrets));
+  const logLine = (step: string, text: string) => sink.line(step, mask(text));
   const takenAway = (err: unknown) => err instanceof ConnectError && err.code === Code.FailedPrecondition;
   let workspace: string | undefined;
   let state: RunState = RunState.SUCCEEDED;
@@ -96,7 +102,13 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     await mkdir(options.workRoot, { recursive: true });
     const cwd = await mkdtemp(join(options.workRoot, `${task.job}-`));
     workspace = cwd;
+    if (task.missingSecrets.length > 0) {
+      state = RunState.FAILED;
+      message = `the job names secrets that are no longer set: ${task.missingSecrets.join(", ")}`;
+      logLine("otto", message);
+    }
     for (const [index, step] of task.steps.entries()) {
+      if (state !== RunState.SUCCEEDED) break;
       if (cancel.signal.aborted) break;
       // Reported without waiting: a lost answer is handed out again only to
       // the same agent process and slot, which runs nothing else meanwhile.
@@ -104,7 +116,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       if (reporter.error) throw reporter.error;
       if (cancel.signal.aborted) break;
       const name = step.name;
-      step.run.trim().split("\n").forEach((line, i) => sink.line(name, `${i === 0 ? "$" : ">"} ${line}`));
+      step.run.trim().split("\n").forEach((line, i) => logLine(name, `${i === 0 ? "$" : ">"} ${line}`));
       const startedAt = Date.now();
       const timeoutMs = step.timeout ? Number(step.timeout.seconds) * 1000 + Math.floor(step.timeout.nanos / 1e6) : 0;
       const stepAttributes = { "otto.step": name, "otto.step.index": index, "otto.attempt": task.attempt };
@@ -115,7 +127,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
           env: stepEnv(task, step.env, cwd),
           timeoutMs,
           cancel: cancel.signal,
-          onLine: (line) => sink.line(name, line),
+          onLine: (line) => logLine(name, line),
         });
         const stepState = stateOf(outcome);
         const summary = describe(outcome, timeoutMs);
@@ -125,7 +137,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
         if (stepState !== RunState.SUCCEEDED) span.setStatus({ code: SpanStatusCode.ERROR, message: `step "${name}" ${summary}` });
         return { outcome, stepState, summary };
       });
-      sink.line(name, `${summary} (${Date.now() - startedAt} ms)`);
+      logLine(name, `${summary} (${Date.now() - startedAt} ms)`);
       reporter.report({ stepIndex: index, state: stepState, exitCode: outcome.exitCode });
       if (stepState !== RunState.SUCCEEDED) {
         state = stepState;
@@ -155,7 +167,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   try {
     const rest = await sink.takeRest();
     const close = { runId: task.runId, job: task.job, attempt: task.attempt, finalSeq: BigInt(rest?.seq ?? 0), finalText: rest?.text ?? "" };
-    await registry.call("objects", LogStoreService, (c) => c.closeLog(close), { idempotent: true, retryForMs });
+    await registry.call("objects", LogStoreService, (c) => c.closeLog(close, asTask), { idempotent: true, retryForMs });
   } catch (err) {
     log.error("could not archive the log", { err });
   }
@@ -205,5 +217,6 @@ function stepEnv(task: Task, stepEnv: Record<string, string>, workspace: string)
     OTTO_WORKSPACE: workspace,
     ...task.env,
     ...stepEnv,
+    ...task.secrets,
   };
 }

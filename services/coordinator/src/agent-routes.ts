@@ -1,6 +1,6 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { create, fromJson } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
 import type { PgBoss } from "pg-boss";
 import { contextFromTraceParent, traceParentOf, tracer } from "../../kit/src/telemetry.ts";
@@ -15,6 +15,11 @@ import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 import { draining } from "../../kit/src/shutdown.ts";
 import { stoppingError } from "./run-routes.ts";
 import { Histogram, metrics } from "../../kit/src/metrics.ts";
+import { callerOf } from "../../kit/src/caller.ts";
+import type { TaskClaims } from "../../kit/src/task-token.ts";
+import type { SecretStore } from "./secret-store.ts";
+
+export type TaskTokenSigner = (claims: TaskClaims, ttlSeconds: number) => string;
 
 const maxWaitMs = 30_000;
 
@@ -25,18 +30,26 @@ const reservationWait = new Histogram({
   registers: [metrics],
 });
 
+export interface AgentServiceOptions {
+  taskLeaseMs: number;
+  maxWaiters: number;
+  // Without TLS there are no task tokens.
+  signTaskToken: TaskTokenSigner | undefined;
+  secrets: SecretStore;
+}
+
 export function agentServiceImpl(
   pool: Pool,
   boss: PgBoss,
   notifier: Notifier,
-  taskLeaseMs: number,
-  maxWaiters: number,
+  { taskLeaseMs, maxWaiters, signTaskToken, secrets }: AgentServiceOptions,
 ): ServiceImpl<typeof AgentService> {
   const waiters = new ConcurrencyLimit("AcquireTask long polls", maxWaiters);
   const claimWaiters = new ClaimWaiters(notifier);
   return {
     acquireTask: (req, ctx) => waiters.run(async () => {
       requireAgent(req.agentId);
+      requireSelf(ctx, req.agentId);
       if (req.incarnation.length > 100) throw new ConnectError("incarnation must be at most 100 characters", Code.InvalidArgument);
       const deadline = Date.now() + Math.min(Math.max(req.waitMs, 0), maxWaitMs);
       const claimant = {
@@ -60,7 +73,7 @@ export function agentServiceImpl(
         if (task) {
           claimWaiters.wakeOne();
           if (task.waited !== undefined) reservationWait.observe(task.waited);
-          return { task: await taskSpec(pool, task, taskLeaseMs, claimant.id, claimStart) };
+          return { task: await taskSpec(pool, task, taskLeaseMs, claimant.id, claimStart, signTaskToken, secrets) };
         }
         if (tried) claimWaiters.passOn(tried.add(claimant.id));
         if (draining.aborted) throw stoppingError();
@@ -73,7 +86,8 @@ export function agentServiceImpl(
         }
       }
     }),
-    async heartbeatTask(req) {
+    async heartbeatTask(req, ctx) {
+      requireSelf(ctx, req.agentId);
       const { rows } = await pool.query(
         `WITH task AS (
            UPDATE coordinator.tasks SET lease_expires_at = now() + make_interval(secs => $4::float / 1000)
@@ -90,33 +104,34 @@ export function agentServiceImpl(
       }
       return { cancel: rows[0].cancel_requested };
     },
-    async reportSteps(req) {
+    async reportSteps(req, ctx) {
       requireUuid(req.taskId);
       const changes = stepChanges(req.steps);
       const cancel = await inTransaction(pool, async (client) => {
-        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt });
+        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) });
         await applyStepChanges(client, task, changes);
         return task.cancel_requested;
       });
       return { cancel };
     },
-    async handBackTask(req) {
+    async handBackTask(req, ctx) {
       requireUuid(req.taskId);
       requireAgent(req.agentId);
+      requireSelf(ctx, req.agentId);
       await inTransaction(pool, async (client) => {
         const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId });
         await handBackTask(client, task, req.agentId, boss);
       });
       return {};
     },
-    async completeTask(req) {
+    async completeTask(req, ctx) {
       requireUuid(req.taskId);
       if (!([RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED] as RunState[]).includes(req.state)) {
         throw new ConnectError("state must be SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
       }
       const changes = stepChanges(req.steps);
       await inTransaction(pool, async (client) => {
-        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt });
+        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) });
         await applyStepChanges(client, task, changes);
         await finishTask(client, boss, task, req.state, req.message.slice(0, 1000));
       });
@@ -127,7 +142,15 @@ export function agentServiceImpl(
 
 // The task as the agent gets it. Its dispatch is a span of the run's trace
 // (from the claim on), and the agent's spans are children of that one.
-async function taskSpec(pool: Pool, claimed: ClaimedTask, leaseMs: number, agentId: string, claimStart: number): Promise<Task> {
+async function taskSpec(
+  pool: Pool,
+  claimed: ClaimedTask,
+  leaseMs: number,
+  agentId: string,
+  claimStart: number,
+  signTaskToken: TaskTokenSigner | undefined,
+  secrets: SecretStore,
+): Promise<Task> {
   const { rows } = await pool.query(
     `SELECT traceparent,
        jsonb_path_query_first(pipeline, '$.jobs[*] ? (@.name == $name)', jsonb_build_object('name', $2::text)) AS job
@@ -145,6 +168,7 @@ async function taskSpec(pool: Pool, claimed: ClaimedTask, leaseMs: number, agent
   );
   span.end();
   const job = fromJson(PipelineJobSchema, rows[0].job);
+  const revealed = await secrets.reveal(job.secrets);
   return create(TaskSchema, {
     taskId: claimed.id,
     attempt: claimed.attempt,
@@ -154,6 +178,13 @@ async function taskSpec(pool: Pool, claimed: ClaimedTask, leaseMs: number, agent
     steps: job.steps,
     leaseMs,
     traceparent: traceParentOf(trace.setSpan(runContext, span)),
+    taskToken: signTaskToken?.(
+      { agentId, runId: claimed.run_id, job: claimed.job, attempt: claimed.attempt },
+      // It opens only this attempt's log, so it may outlive any job.
+      7 * 24 * 3600,
+    ),
+    secrets: revealed.values,
+    missingSecrets: revealed.missing,
   });
 }
 
@@ -165,6 +196,19 @@ function stepChanges(reports: StepReport[]): StepChange[] {
     }
     return { stepIndex: report.stepIndex, state: report.state, exitCode: report.exitCode };
   });
+}
+
+// The agent an agent credential stands for (undefined without TLS).
+function callingAgent(ctx: HandlerContext): string | undefined {
+  const caller = callerOf(ctx);
+  return caller.kind === "agent" ? caller.agentId : undefined;
+}
+
+function requireSelf(ctx: HandlerContext, agentId: string) {
+  const caller = callingAgent(ctx);
+  if (caller !== undefined && caller !== agentId) {
+    throw new ConnectError(`this credential belongs to agent ${caller}, not ${agentId}`, Code.PermissionDenied);
+  }
 }
 
 function requireAgent(agentId: string) {

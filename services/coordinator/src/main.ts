@@ -19,6 +19,12 @@ import { advanceChannel, advanceQueues } from "./run-queue.ts";
 import { ShardManager, shardsChannel } from "./shards.ts";
 import { runServiceImpl } from "./run-routes.ts";
 import { startTaskSweeper } from "./task-sweeper.ts";
+import { TokenStore } from "../../kit/src/token-store.ts";
+import { createTaskTokenSigner } from "../../kit/src/task-token.ts";
+import { loadSecretKey } from "../../kit/src/secret-box.ts";
+import { AdminService } from "../../../gen/otto/v1/admin_service_pb.ts";
+import { SecretStore } from "./secret-store.ts";
+import { secretRoutes } from "./secret-routes.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("coordinator");
@@ -32,6 +38,10 @@ const config = loadConfig("coordinator", (env) => ({
   maxActiveRuns: readInt(env, "OTTO_MAX_ACTIVE_RUNS", 1_000, 1),
   maxWatchers: readInt(env, "OTTO_MAX_WATCHERS", 1_000, 1),
   maxAgentWaiters: readInt(env, "OTTO_MAX_AGENT_WAITERS", 500, 1),
+  secretsKey:
+    env.OTTO_SECRETS_KEY_FILE || env.OTTO_SECRETS_KEY
+      ? loadSecretKey({ keyFile: env.OTTO_SECRETS_KEY_FILE || undefined, keyBase64: env.OTTO_SECRETS_KEY || undefined })
+      : undefined,
 }));
 const log = serviceLogger("coordinator");
 
@@ -58,13 +68,30 @@ notifier.on(shardsChannel, (member) => member !== memberId && void shards.tick()
 const workers = startAdvanceWorkers({ pool, boss, notifier, shards, memberId, log, concurrency: config.workers });
 const sweeper = startTaskSweeper({ pool, boss, log, shards, memberId, intervalMs: 500 });
 
+const tokens = new TokenStore(pool, config.databaseUrl, log);
+await tokens.start();
+onShutdown("stop token store", () => tokens.close());
+const signTaskToken = config.security.insecure ? undefined : createTaskTokenSigner(config.security.tls);
+const secrets = new SecretStore(pool, config.secretsKey);
+const gatewayOnly = { services: ["gateway"] };
+
 const { registry } = await serveAndRegister({
   service: "coordinator",
   log,
   config,
+  access: {
+    [RunService.typeName]: { "*": gatewayOnly },
+    [AgentService.typeName]: { "*": { agents: true } },
+    [AdminService.typeName]: { SetSecret: gatewayOnly, ListSecrets: gatewayOnly, DeleteSecret: gatewayOnly },
+  },
+  credentials: tokens,
   routes: (router) => {
-    router.service(RunService, runServiceImpl(pool, boss, notifier, config));
-    router.service(AgentService, agentServiceImpl(pool, boss, notifier, config.taskLeaseMs, config.maxAgentWaiters));
+    router.service(RunService, runServiceImpl(pool, boss, notifier, config, secrets));
+    router.service(
+      AgentService,
+      agentServiceImpl(pool, boss, notifier, { taskLeaseMs: config.taskLeaseMs, maxWaiters: config.maxAgentWaiters, signTaskToken, secrets }),
+    );
+    router.service(AdminService, secretRoutes(secrets));
   },
 });
 registerCoordinatorMetrics({ pool, boss, shards, registry });

@@ -125,4 +125,10 @@ export const migrations = [
   `ALTER TABLE tasks ADD COLUMN agent_incarnation text NOT NULL DEFAULT '';`,
   // Attempts handed back by stopping agents: not failures, not retries.
   `ALTER TABLE tasks ADD COLUMN handbacks int NOT NULL DEFAULT 0;`,
+  // Secrets, sealed with AES-256-GCM under a key that is never stored here.
+  `CREATE TABLE secrets (
+     name text PRIMARY KEY,
+     sealed bytea NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );`,
 ];

@@ -12,12 +12,20 @@ import { submitRun } from "./submit-run.ts";
 import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 import { assertValidPipeline } from "./validate-pipeline.ts";
 
+import type { SecretStore } from "./secret-store.ts";
+
 export interface RunLimits {
   maxActiveRuns: number;
   maxWatchers: number;
 }
 
-export function runServiceImpl(pool: Pool, boss: PgBoss, notifier: Notifier, limits: RunLimits): ServiceImpl<typeof RunService> {
+export function runServiceImpl(
+  pool: Pool,
+  boss: PgBoss,
+  notifier: Notifier,
+  limits: RunLimits,
+  secrets: SecretStore,
+): ServiceImpl<typeof RunService> {
   const watchers = new ConcurrencyLimit("WatchRun streams", limits.maxWatchers);
   return {
     async submitRun(req) {
@@ -26,6 +34,7 @@ export function runServiceImpl(pool: Pool, boss: PgBoss, notifier: Notifier, lim
       }
       const pipeline = req.source.value;
       assertValidPipeline(pipeline);
+      await secrets.requireExisting(pipeline.jobs.flatMap((job) => job.secrets));
       const runId = await submitRun(pool, pipeline, limits.maxActiveRuns, req.requestId);
       return { run: await loadRun(pool, runId) };
     },

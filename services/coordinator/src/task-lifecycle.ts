@@ -12,6 +12,8 @@ export interface TaskRef {
   taskId: string;
   attempt: number;
   agentId?: string;
+  // The authenticated agent making the call: another agent's task is refused.
+  caller?: string;
 }
 
 export interface ClaimedTask {
@@ -143,6 +145,9 @@ export async function lockCurrentAttempt(client: PoolClient, ref: TaskRef) {
   if (!rowCount) throw new ConnectError(`task ${ref.taskId} not found`, Code.NotFound);
   const { rows: tasks } = await client.query("SELECT * FROM coordinator.tasks WHERE id = $1", [ref.taskId]);
   const task = tasks[0];
+  if (ref.caller !== undefined && task.attempt === ref.attempt && task.agent_id !== ref.caller) {
+    throw new ConnectError(`task ${ref.taskId} is not assigned to agent ${ref.caller}`, Code.PermissionDenied);
+  }
   if (task.status !== "assigned" || task.attempt !== ref.attempt || (ref.agentId && task.agent_id !== ref.agentId)) {
     throw new ConnectError(
       `attempt ${ref.attempt} of task ${ref.taskId} is no longer current (task is ${task.status}, attempt ${task.attempt})`,

@@ -3,6 +3,7 @@ import type { Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
 
 const jobNamePattern = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
 const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const secretNamePattern = /^[A-Z_][A-Z0-9_]{0,127}$/;
 const lockNamePattern = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,99}$/;
 export const limits = { jobs: 200, stepsPerJob: 100, runBytes: 64 * 1024, nameChars: 200 };
 
@@ -30,6 +31,11 @@ export function pipelineProblems(pipeline: Pipeline): string[] {
       if (!lockNamePattern.test(lock)) problems.push(`${where}: lock name "${lock}" must match ${lockNamePattern.source}`);
     }
     if (new Set(job.locks).size !== job.locks.length) problems.push(`${where}: a lock is named twice`);
+    if (job.secrets.length > 50) problems.push(`${where}: more than 50 secrets`);
+    for (const secret of job.secrets) {
+      if (!secretNamePattern.test(secret)) problems.push(`${where}: secret name "${secret}" must match ${secretNamePattern.source}`);
+    }
+    if (new Set(job.secrets).size !== job.secrets.length) problems.push(`${where}: a secret is named twice`);
     if (job.retry) {
       if (job.retry.max < 0 || job.retry.max > 10) problems.push(`${where}: retry max must be between 0 and 10`);
       if (job.retry.exitCodes.some((c) => c < 0 || c > 255)) problems.push(`${where}: retry exit codes must be 0 to 255`);

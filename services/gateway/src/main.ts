@@ -1,23 +1,52 @@
+import { AdminService } from "../../../gen/otto/v1/admin_service_pb.ts";
 import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import { startTelemetry } from "../../kit/src/telemetry.ts";
-import { loadConfig } from "../../kit/src/config.ts";
+import { loadConfig, readString } from "../../kit/src/config.ts";
+import { createPool } from "../../kit/src/db.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
+import { onShutdown } from "../../kit/src/shutdown.ts";
+import { TokenStore } from "../../kit/src/token-store.ts";
+import { adminServiceImpl } from "./admin-routes.ts";
 import { logServiceImpl } from "./log-routes.ts";
 import { runServiceImpl } from "./run-routes.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("gateway");
 
-const config = loadConfig("gateway", (env) => readCommonConfig(env, 7670));
+const config = loadConfig("gateway", (env) => ({
+  ...readCommonConfig(env, 7670),
+  // Only for the tokens (auth schema): runs and logs are the coordinator's
+  // and the objects service's.
+  databaseUrl: readString(env, "DATABASE_URL"),
+}));
 const log = serviceLogger("gateway");
+
+const pool = createPool(config.databaseUrl, { application: "otto-gateway", max: 4 });
+onShutdown("close pool", () => pool.end());
+const tokens = new TokenStore(pool, config.databaseUrl, log);
+await tokens.start();
+onShutdown("stop token store", () => tokens.close());
 
 await serveAndRegister({
   service: "gateway",
   log,
   config,
+  access: {
+    [RunService.typeName]: {
+      SubmitRun: { scope: "runs:write" },
+      CancelRun: { scope: "runs:write" },
+      GetRun: { scope: "runs:read" },
+      ListRuns: { scope: "runs:read" },
+      WatchRun: { scope: "runs:read" },
+    },
+    [LogService.typeName]: { ReadLog: { scope: "runs:read" } },
+    [AdminService.typeName]: { "*": { scope: "admin" } },
+  },
+  credentials: tokens,
   routes: (router, registry) => {
     router.service(RunService, runServiceImpl(registry));
     router.service(LogService, logServiceImpl(registry));
+    router.service(AdminService, adminServiceImpl(tokens, registry));
   },
 });

@@ -2,8 +2,30 @@ import { createClient, type Client, type Interceptor, type Transport } from "@co
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { traceClientCalls } from "./tracing-interceptors.ts";
+import type { TransportSecurity } from "./transport-security.ts";
 
 const transports = new Map<string, Transport>();
+let tlsOptions: { ca: Buffer; cert?: Buffer; key?: Buffer } | undefined;
+let credential: string | undefined;
+
+// Set once at start, before the first call: the CA that servers' certificates
+// must chain to, and whether to present this process's certificate (Otto
+// services do; agents, which run other people's code, do not).
+export function configureClients(security: TransportSecurity, options: { presentCertificate: boolean }): void {
+  if (security.insecure) return;
+  const { ca, cert, key } = security.tls;
+  tlsOptions = options.presentCertificate ? { ca, cert, key } : { ca };
+}
+
+// The bearer token sent on every call that does not carry its own.
+export function useCredential(token: string | undefined): void {
+  credential = token;
+}
+
+const sendCredential: Interceptor = (next) => (req) => {
+  if (credential && !req.header.has("authorization")) req.header.set("authorization", `Bearer ${credential}`);
+  return next(req);
+};
 
 // Between Otto processes calls go as binary protobuf, each one traced.
 export function transportFor(baseUrl: string, interceptors: Interceptor[] = []): Transport {
@@ -13,8 +35,9 @@ export function transportFor(baseUrl: string, interceptors: Interceptor[] = []):
       baseUrl,
       httpVersion: "1.1",
       useBinaryFormat: true,
-      interceptors: [traceClientCalls, ...interceptors],
+      interceptors: [traceClientCalls, sendCredential, ...interceptors],
       defaultTimeoutMs: 30_000,
+      nodeOptions: baseUrl.startsWith("https:") ? tlsOptions : undefined,
     });
     transports.set(baseUrl, transport);
   }

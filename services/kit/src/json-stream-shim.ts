@@ -45,7 +45,8 @@ export function jsonStreamShim(routes: (router: ConnectRouter) => void, intercep
         string,
         (input: unknown, options: object) => AsyncIterable<any>
       >;
-      for await (const message of client[method.localName](input, { signal: aborted.signal, timeoutMs: 0 })) {
+      const headers = forwardedHeaders(req);
+      for await (const message of client[method.localName](input, { signal: aborted.signal, timeoutMs: 0, headers })) {
         if (!res.headersSent) res.writeHead(200, { "content-type": "application/x-ndjson" });
         res.write(JSON.stringify(toJson(method.output, message)) + "\n");
       }
@@ -62,6 +63,15 @@ export function jsonStreamShim(routes: (router: ConnectRouter) => void, intercep
       }
     }
   }
+}
+
+function forwardedHeaders(req: http.IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of ["authorization", "traceparent", "tracestate"]) {
+    const value = req.headers[name];
+    if (typeof value === "string") headers[name] = value;
+  }
+  return headers;
 }
 
 async function readJson(req: http.IncomingMessage): Promise<JsonValue> {

@@ -1,12 +1,17 @@
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { metrics } from "./metrics.ts";
 import { measureServerCalls } from "./rpc-metrics.ts";
 import { traceServerCalls } from "./tracing-interceptors.ts";
 import { jsonStreamShim } from "./json-stream-shim.ts";
 import type { Logger } from "./log.ts";
+import { authorizeCalls, type AccessRules, type CredentialVerifier } from "./authorize.ts";
+import { peerKey } from "./caller.ts";
+import { peerIdentityOf } from "./peer-identity.ts";
+import { insecureWarning, type TransportSecurity } from "./transport-security.ts";
 
 export interface ServerOptions {
   routes: (router: ConnectRouter) => void;
@@ -14,6 +19,10 @@ export interface ServerOptions {
   port: number;
   log: Logger;
   interceptors?: Interceptor[];
+  security: TransportSecurity;
+  // Who may call what; without TLS (OTTO_INSECURE) everyone may call anything.
+  access: AccessRules;
+  credentials?: CredentialVerifier;
 }
 
 export interface RunningServer {
@@ -23,23 +32,36 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-// One HTTP/1.1 server per process: Connect (JSON or binary), gRPC-Web, GET for
+// One HTTP/1.1 server per process (HTTPS unless OTTO_INSECURE): Connect (JSON or binary), gRPC-Web, GET for
 // side-effect-free methods, plus /healthz, /readyz and /metrics.
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   let ready = false;
-  const interceptors = [traceServerCalls, measureServerCalls, hideUnexpectedErrors(options.log), ...(options.interceptors ?? [])];
+  const { security } = options;
+  if (security.insecure) options.log.warn(insecureWarning);
+  const interceptors = [
+    traceServerCalls,
+    measureServerCalls,
+    hideUnexpectedErrors(options.log),
+    ...(security.insecure ? [] : [authorizeCalls(options.access, options.credentials)]),
+    ...(options.interceptors ?? []),
+  ];
   const shim = jsonStreamShim(options.routes, interceptors);
   const adapter = connectNodeAdapter({
     routes: options.routes,
     interceptors,
     readMaxBytes: 4 * 1024 * 1024,
+    contextValues(req) {
+      const values = createContextValues();
+      values.set(peerKey, peerIdentityOf(req as http.IncomingMessage));
+      return values;
+    },
     fallback(req, res) {
       const body = JSON.stringify({ code: "unimplemented", message: `no such method: ${req.method} ${req.url}` });
       res.writeHead(404, { "content-type": "application/json" });
       res.end(body);
     },
   });
-  const server = http.createServer((req, res) => {
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (req.url === "/healthz") return plain(res, 200, "ok\n");
     if (req.url === "/readyz") return ready ? plain(res, 200, "ready\n") : plain(res, 503, "not ready\n");
     if (req.url === "/metrics") {
@@ -56,7 +78,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return;
     }
     if (!shim(req, res)) adapter(req, res);
-  });
+  };
+  // Callers without a client certificate are let through the handshake:
+  // people and agents authenticate with tokens, Otto processes with their
+  // certificates, and the interceptor above decides per method.
+  const server = security.insecure
+    ? http.createServer(handle)
+    : https.createServer({ ...security.tls, requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2" }, handle);
   server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;
   const host = options.host ?? "127.0.0.1";
@@ -66,7 +94,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://${host}:${port}`,
+    url: `${security.insecure ? "http" : "https"}://${host}:${port}`,
     port,
     setReady(value) {
       ready = value;

@@ -3,12 +3,16 @@ import { readInt, readString } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RegistryClient, type Registration } from "./registry-client.ts";
 import { startServer, type RunningServer } from "./server.ts";
+import { configureClients } from "./clients.ts";
+import type { AccessRules, CredentialVerifier } from "./authorize.ts";
+import { readTransportSecurity, type TransportSecurity } from "./transport-security.ts";
 import { draining, installSignalHandlers, onShutdown, shutdownDeadlineMs } from "./shutdown.ts";
 
 export interface CommonConfig {
   host: string;
   port: number;
   registryUrl: string;
+  security: TransportSecurity;
 }
 
 export function readCommonConfig(env: Record<string, string | undefined>, defaultPort = 0): CommonConfig {
@@ -16,6 +20,7 @@ export function readCommonConfig(env: Record<string, string | undefined>, defaul
     host: readString(env, "OTTO_HOST", "127.0.0.1"),
     port: readInt(env, "OTTO_PORT", defaultPort),
     registryUrl: readString(env, "OTTO_REGISTRY_URL"),
+    security: readTransportSecurity(env),
   };
 }
 
@@ -34,6 +39,9 @@ export async function serveAndRegister(options: {
   log: Logger;
   config: CommonConfig;
   routes: (router: ConnectRouter, registry: RegistryClient) => void;
+  // Who may call which method (see authorize.ts), and how bearer tokens are checked.
+  access: AccessRules;
+  credentials?: CredentialVerifier;
   labels?: string[];
   slots?: number;
   instanceId?: string;
@@ -42,9 +50,18 @@ export async function serveAndRegister(options: {
 }): Promise<Booted> {
   const { log, config } = options;
   installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>), shutdownDeadlineMs(options.extraShutdownMs));
+  configureClients(config.security, { presentCertificate: options.service !== "agent" });
   const registry = new RegistryClient(config.registryUrl, log);
   const routes = (router: ConnectRouter) => options.routes(router, registry);
-  const server = await startServer({ routes, host: config.host, port: config.port, log });
+  const server = await startServer({
+    routes,
+    host: config.host,
+    port: config.port,
+    log,
+    security: config.security,
+    access: options.access,
+    credentials: options.credentials,
+  });
   onShutdown("close server", () => server.close());
   const registration = await retry(() =>
     registry.register({

@@ -1,11 +1,12 @@
 // The launcher's command line: --coordinators N, --agents N, --port N,
-// --raw-logs, --quiet; each also from the environment.
+// --raw-logs, --quiet, --insecure; each also from the environment.
 export interface LauncherArgs {
   coordinators: number;
   agents: number;
   port: number;
   logMode: "pretty" | "raw" | "quiet";
   dataDir: string;
+  insecure: boolean;
   rest: string[];
 }
 
@@ -16,6 +17,7 @@ export function parseArgs(argv: string[], env: Record<string, string | undefined
     port: positive(env.OTTO_GATEWAY_PORT ?? "7670", "OTTO_GATEWAY_PORT", 0),
     logMode: env.OTTO_RAW_LOGS === "1" ? "raw" : "pretty",
     dataDir: env.OTTO_DATA_DIR ?? ".otto",
+    insecure: env.OTTO_INSECURE === "1" || env.OTTO_INSECURE === "true",
     rest: [],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -31,6 +33,7 @@ export function parseArgs(argv: string[], env: Record<string, string | undefined
     else if (arg === "--data-dir") args.dataDir = value();
     else if (arg === "--raw-logs") args.logMode = "raw";
     else if (arg === "--quiet") args.logMode = "quiet";
+    else if (arg === "--insecure") args.insecure = true;
     else args.rest.push(arg);
   }
   return args;

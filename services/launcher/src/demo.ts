@@ -19,13 +19,14 @@ const system = await startSystem({
   gatewayPort: args.port,
   logMode: "quiet",
   logFile: join(args.dataDir, "demo.log"),
+  insecure: args.insecure,
   ...storageFromEnv(process.env),
 });
 stopOnSignals(system, 130);
 let exitCode = 1;
 try {
   say(`Otto is up: gateway ${system.gatewayUrl}`);
-  const client = createOttoClient({ baseUrl: system.gatewayUrl });
+  const client = createOttoClient({ baseUrl: system.gatewayUrl, token: system.adminToken, caFile: system.caFile });
   const run = await submit(client, await readFile(file, "utf8"), basename(file));
   say(`submitted ${file} as run ${run.id}`);
   const final = await followRun(client, run.id, {

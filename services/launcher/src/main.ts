@@ -16,9 +16,19 @@ const system = await startSystem({
   agents: args.agents,
   gatewayPort: args.port,
   logMode: args.logMode,
+  insecure: args.insecure,
   ...storageFromEnv(process.env),
 });
 system.supervisor.log(`Otto is up: gateway ${system.gatewayUrl} (processes in ${system.processesFile}); Ctrl-C stops it`);
-process.stdout.write(`\nOtto gateway: ${system.gatewayUrl}\n\n`);
+process.stdout.write(`\nOtto gateway: ${system.gatewayUrl}\n`);
+if (system.adminTokenFile && system.caFile) {
+  process.stdout.write(
+    `Admin token: ${system.adminTokenFile} (keep it secret). Call Otto with it, e.g.:\n` +
+      `  curl --cacert ${system.caFile} -H "Authorization: Bearer $(cat ${system.adminTokenFile})" \\\n` +
+      `    -H 'Content-Type: application/json' -d '{}' ${system.gatewayUrl}/otto.v1.RunService/ListRuns\n` +
+      "  npm run otto -- runs        (the CLI finds .otto/admin.token and .otto/tls/ca.pem itself)\n",
+  );
+}
+process.stdout.write("\n");
 
 stopOnSignals(system);

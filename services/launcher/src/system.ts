@@ -5,6 +5,9 @@ import { fileURLToPath } from "node:url";
 import { retry } from "../../kit/src/service.ts";
 import { startEmbeddedPostgres } from "./embedded-postgres.ts";
 import { Supervisor, type LogMode } from "./supervisor.ts";
+import { ensureLocalTokens, prepareLocalSecurity } from "./local-security.ts";
+import { createSecretKeyFile } from "../../kit/src/secret-box.ts";
+import { createLogger } from "../../kit/src/log.ts";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const entry = (service: string) => join(repoRoot, "services", service, "src", "main.ts");
@@ -30,6 +33,8 @@ export interface SystemOptions {
   databaseUrl?: string;
   s3?: S3Settings;
   env?: Record<string, string>;
+  // Plain HTTP and no authentication (OTTO_INSECURE=1 / --insecure).
+  insecure?: boolean;
 }
 
 // Ctrl-C or SIGTERM stops every process in order; a second signal exits at once.
@@ -51,6 +56,10 @@ export interface OttoSystem {
   databaseUrl: string;
   supervisor: Supervisor;
   processesFile: string;
+  // Absent when insecure.
+  caFile?: string;
+  adminToken?: string;
+  adminTokenFile?: string;
   stop(): Promise<void>;
 }
 
@@ -76,22 +85,44 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       storage.push({ name: "postgres", pid: db.pid, url: db.url.replace(/:[^:@/]*@/, "@") });
     }
     let s3 = options.s3;
-    const common = { OTTO_LOG_LEVEL: process.env.OTTO_LOG_LEVEL ?? "info", ...options.env };
+    const common: Record<string, string> = { OTTO_LOG_LEVEL: process.env.OTTO_LOG_LEVEL ?? "info", ...options.env };
+    let certificates = async (_name: string, _kind: string): Promise<Record<string, string>> => ({});
+    let tokens: { adminToken: string; adminTokenFile: string; joinToken: string } | undefined;
+    let caFile: string | undefined;
+    let secretsKeyFile: string | undefined;
+    if (options.insecure) {
+      common.OTTO_INSECURE = "1";
+      supervisor.log("INSECURE: plain HTTP and no authentication (--insecure / OTTO_INSECURE=1); use only on a throwaway machine");
+    } else {
+      common.OTTO_INSECURE = "";
+      await mkdir(join(dataDir, "agents"), { recursive: true });
+      const security = await prepareLocalSecurity(dataDir);
+      certificates = security.envFor;
+      caFile = security.ca.caFile;
+      secretsKeyFile = security.secretsKeyFile;
+      await createSecretKeyFile(secretsKeyFile);
+      tokens = await ensureLocalTokens(dataDir, databaseUrl, createLogger("launcher"));
+    }
     if (!s3) {
       const directory = join(dataDir, "s3");
       await mkdir(directory, { recursive: true });
       const endpoint = await supervisor.start({ name: "s3", entry: join(repoRoot, "services/launcher/src/s3-dev-server.ts"), env: { ...common, OTTO_S3_DIR: directory } });
       s3 = { endpoint, accessKey: "S3RVER", secretKey: "S3RVER", bucket: "otto" };
     }
-    const registryUrl = await supervisor.start({ name: "registry", entry: entry("registry"), env: { ...common, DATABASE_URL: databaseUrl } });
+    const registryUrl = await supervisor.start({
+      name: "registry",
+      entry: entry("registry"),
+      env: { ...common, ...(await certificates("registry", "registry")), DATABASE_URL: databaseUrl },
+    });
     const withRegistry = { ...common, OTTO_REGISTRY_URL: registryUrl };
     const starts: Promise<string>[] = [
-      supervisor.start({ name: "parser", entry: entry("parser"), env: withRegistry }),
+      supervisor.start({ name: "parser", entry: entry("parser"), env: { ...withRegistry, ...(await certificates("parser", "parser")) } }),
       supervisor.start({
         name: "objects",
         entry: entry("objects"),
         env: {
           ...withRegistry,
+          ...(await certificates("objects", "objects")),
           DATABASE_URL: databaseUrl,
           OTTO_S3_ENDPOINT: s3.endpoint,
           OTTO_S3_ACCESS_KEY: s3.accessKey,
@@ -101,7 +132,9 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       }),
     ];
     for (let i = 1; i <= (options.coordinators ?? 1); i++) {
-      starts.push(supervisor.start({ name: `coordinator-${i}`, entry: entry("coordinator"), env: { ...withRegistry, DATABASE_URL: databaseUrl } }));
+      const env: Record<string, string> = { ...withRegistry, ...(await certificates(`coordinator-${i}`, "coordinator")), DATABASE_URL: databaseUrl };
+      if (secretsKeyFile) env.OTTO_SECRETS_KEY_FILE = secretsKeyFile;
+      starts.push(supervisor.start({ name: `coordinator-${i}`, entry: entry("coordinator"), env }));
     }
     for (let i = 1; i <= (options.agents ?? 1); i++) {
       const env: Record<string, string> = {
@@ -112,13 +145,21 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
         OTTO_AGENT_ID: `agent-${i}`,
         OTTO_AGENT_SLOTS: String(options.agentSlots ?? 2),
         OTTO_AGENT_WORK_DIR: join(dataDir, "agents", `agent-${i}`),
+        ...(await certificates(`agent-${i}`, "agent")),
       };
+      if (tokens) {
+        env.OTTO_AGENT_JOIN_TOKEN = tokens.joinToken;
+        env.OTTO_AGENT_CREDENTIAL_FILE = join(dataDir, "agents", `agent-${i}.credential`);
+      }
       const labels = typeof options.agentLabels === "function" ? options.agentLabels(i) : options.agentLabels;
       if (labels) env.OTTO_AGENT_LABELS = labels.join(",");
       starts.push(supervisor.start({ name: `agent-${i}`, entry: entry("agent"), env }));
     }
     await Promise.all(starts);
-    const gatewayUrl = await supervisor.start({ name: "gateway", entry: entry("gateway"), env: withRegistry }, options.gatewayPort ?? 7670);
+    const gatewayUrl = await supervisor.start(
+      { name: "gateway", entry: entry("gateway"), env: { ...withRegistry, ...(await certificates("gateway", "gateway")), DATABASE_URL: databaseUrl } },
+      options.gatewayPort ?? 7670,
+    );
     const processesFile = join(dataDir, "processes.json");
     // One write at a time, each to a temporary file renamed into place, so
     // readers never see a half-written file.
@@ -133,7 +174,17 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     };
     await writeProcesses();
     supervisor.on("changed", () => void writeProcesses());
-    return { gatewayUrl, registryUrl, databaseUrl, supervisor, processesFile, stop };
+    return {
+      gatewayUrl,
+      registryUrl,
+      databaseUrl,
+      supervisor,
+      processesFile,
+      caFile,
+      adminToken: tokens?.adminToken,
+      adminTokenFile: tokens?.adminTokenFile,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;

@@ -8,6 +8,9 @@ import { logChannel, LogStore } from "./log-store.ts";
 import { migrations } from "./migrations.ts";
 import { ObjectStore, readS3Config } from "./object-store.ts";
 import { objectsRoutes } from "./routes.ts";
+import { TaskTokenVerifier } from "../../kit/src/task-token.ts";
+import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
+import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("objects");
@@ -28,4 +31,15 @@ const notifier = new Notifier(config.databaseUrl, [logChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
 
-await serveAndRegister({ service: "objects", log, config, routes: objectsRoutes(new LogStore(pool, objects, notifier)) });
+await serveAndRegister({
+  service: "objects",
+  log,
+  config,
+  // Agents write a log only with the token of the task it belongs to.
+  access: {
+    [LogStoreService.typeName]: { "*": { tasks: true } },
+    [LogService.typeName]: { "*": { services: ["gateway"] } },
+  },
+  credentials: config.security.insecure ? undefined : new TaskTokenVerifier(config.security.tls.ca),
+  routes: objectsRoutes(new LogStore(pool, objects, notifier)),
+});

@@ -1,4 +1,5 @@
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { callerOf } from "../../kit/src/caller.ts";
 import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import type { LogStore } from "./log-store.ts";
@@ -9,14 +10,16 @@ const jobPattern = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
 export function objectsRoutes(logs: LogStore) {
   return (router: ConnectRouter) => {
     router.service(LogStoreService, {
-      async appendLog(req) {
+      async appendLog(req, ctx) {
         checkLogName(req.runId, req.job);
+        requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
         if (req.seq < 1n) throw new ConnectError("seq starts at 1", Code.InvalidArgument);
         await logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), req.text);
         return {};
       },
-      async closeLog(req) {
+      async closeLog(req, ctx) {
         checkLogName(req.runId, req.job);
+        requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
         if (req.finalSeq < 0n) throw new ConnectError("final_seq must not be negative", Code.InvalidArgument);
         const final = req.finalSeq > 0n ? { seq: Number(req.finalSeq), text: req.finalText } : undefined;
         const { key, size } = await logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final);
@@ -34,6 +37,18 @@ export function objectsRoutes(logs: LogStore) {
       },
     });
   };
+}
+
+// A task token opens its own attempt's log and no other.
+function requireOwnTask(ctx: HandlerContext, runId: string, job: string, attempt: number) {
+  const caller = callerOf(ctx);
+  if (caller.kind !== "task") return;
+  if (caller.runId !== runId || caller.job !== job || caller.attempt !== attempt) {
+    throw new ConnectError(
+      `this task token is for attempt ${caller.attempt} of job ${caller.job} in run ${caller.runId}, not attempt ${attempt} of ${job} in ${runId}`,
+      Code.PermissionDenied,
+    );
+  }
 }
 
 function attemptOf(attempt: number): number {

@@ -50,7 +50,7 @@ const JOB_NAME_MAX = 64;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DERIVED_STEP_NAME_MAX = 40;
 const TOP_KEYS = ["name", "jobs"];
-const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "steps"];
+const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "steps"];
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
 const RESOURCE_KEYS = ["cpu", "memory"];
@@ -60,6 +60,8 @@ const EXIT_CODE_MAX = 255;
 const LOCK_NAME = /^[A-Za-z0-9][A-Za-z0-9._\/-]*$/;
 const LOCK_NAME_MAX = 100;
 const LOCKS_MAX = 10;
+const SECRET_NAME = /^[A-Z_][A-Z0-9_]{0,127}$/;
+const SECRETS_MAX = 50;
 const CPU_MAX = 1024;
 
 type Doc = Document.Parsed;
@@ -137,6 +139,7 @@ class Checker {
     job.retry = this.#retry(fields.get("retry"), where);
     job.locks = this.#locks(fields.get("locks"), where);
     job.resources = this.#resources(fields.get("resources"), where);
+    job.secrets = this.#secrets(fields.get("secrets"), where);
     const steps = this.#required(fields, "steps", entry.value, where);
     if (steps === undefined) return info;
     if (!isSeq(steps.value)) {
@@ -270,6 +273,26 @@ class Checker {
       this.#report(locks[LOCKS_MAX].node, `${where} has ${locks.length} locks, at most ${LOCKS_MAX} allowed`);
     }
     return locks.map((lock) => lock.text);
+  }
+
+  /** Secret names: each an environment variable name, listed once. */
+  #secrets(entry: Entry | undefined, where: string): string[] {
+    const secrets: Located[] = [];
+    for (const secret of this.#strings(entry, "'secrets'")) {
+      const name = secret.text;
+      if (name.trim() === "") continue; // reported as an empty string already
+      if (!SECRET_NAME.test(name)) {
+        this.#report(secret.node, `invalid secret name '${name}': use upper-case letters, digits and '_', not starting with a digit (at most 128)`);
+      } else if (secrets.some((other) => other.text === name)) {
+        this.#report(secret.node, `secret '${name}' is listed twice in the secrets of ${where}`);
+      } else {
+        secrets.push(secret);
+      }
+    }
+    if (secrets.length > SECRETS_MAX) {
+      this.#report(secrets[SECRETS_MAX].node, `${where} has ${secrets.length} secrets, at most ${SECRETS_MAX} allowed`);
+    }
+    return secrets.map((secret) => secret.text);
   }
 
   /** A mapping with 'cpu' and 'memory'; either one left out is 0, no requirement. */

@@ -4,6 +4,10 @@ import { createPool, migrate } from "../../kit/src/db.ts";
 import { startServer } from "../../kit/src/server.ts";
 import { installSignalHandlers, onShutdown } from "../../kit/src/shutdown.ts";
 import { serviceLogger } from "../../kit/src/service.ts";
+import { readTransportSecurity } from "../../kit/src/transport-security.ts";
+import { TokenStore } from "../../kit/src/token-store.ts";
+import { RegistryService } from "../../../gen/otto/v1/registry_service_pb.ts";
+import { ottoServices } from "../../kit/src/caller.ts";
 import { migrations } from "./migrations.ts";
 import { registryRoutes } from "./routes.ts";
 
@@ -14,6 +18,7 @@ const config = loadConfig("registry", (env) => ({
   host: readString(env, "OTTO_HOST", "127.0.0.1"),
   port: readInt(env, "OTTO_PORT", 7671),
   databaseUrl: readString(env, "DATABASE_URL"),
+  security: readTransportSecurity(env),
 }));
 const log = serviceLogger("registry");
 installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>));
@@ -21,7 +26,23 @@ installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, un
 const pool = createPool(config.databaseUrl, { application: "otto-registry", max: 5 });
 onShutdown("close pool", () => pool.end());
 await migrate(pool, "registry", migrations);
-const server = await startServer({ routes: registryRoutes(pool), host: config.host, port: config.port, log });
+const tokens = new TokenStore(pool, config.databaseUrl, log);
+await tokens.start();
+onShutdown("stop token store", () => tokens.close());
+const server = await startServer({
+  routes: registryRoutes(pool, tokens),
+  host: config.host,
+  port: config.port,
+  log,
+  security: config.security,
+  access: {
+    [RegistryService.typeName]: {
+      "*": { services: ottoServices, agents: true },
+      JoinAgent: { anyone: true },
+    },
+  },
+  credentials: tokens,
+});
 onShutdown("close server", () => server.close());
 server.setReady(true);
 log.info("listening", { url: server.url });

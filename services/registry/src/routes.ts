@@ -1,20 +1,23 @@
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { InstanceSchema, RegistryService, type Instance } from "../../../gen/otto/v1/registry_service_pb.ts";
 import type { Pool } from "../../kit/src/db.ts";
+import { callerOf } from "../../kit/src/caller.ts";
+import type { TokenStore } from "../../kit/src/token-store.ts";
 
 const maxLeaseSeconds = 300;
 const defaultLeaseSeconds = 10;
 const namePattern = /^[a-z][a-z0-9-]{0,62}$/;
 
-export function registryRoutes(pool: Pool) {
+export function registryRoutes(pool: Pool, tokens: TokenStore) {
   return (router: ConnectRouter) =>
     router.service(RegistryService, {
-      async register(req) {
+      async register(req, context) {
         requireName(req.service, "service");
         requireText(req.instanceId, "instance_id");
+        requireOwnEntry(context, req.service, req.instanceId);
         if (!/^https?:\/\/[^\s]+$/.test(req.url)) {
           throw new ConnectError(`url must be an http(s) URL, got "${req.url}"`, Code.InvalidArgument);
         }
@@ -33,7 +36,8 @@ export function registryRoutes(pool: Pool) {
         );
         return { instance: toInstance(rows[0]) };
       },
-      async renew(req) {
+      async renew(req, context) {
+        requireOwnEntry(context, req.service, req.instanceId);
         const { rows } = await pool.query(
           `UPDATE registry.instances SET lease_expires_at = now() + make_interval(secs => lease_seconds)
            WHERE service = $1 AND instance_id = $2 RETURNING *`,
@@ -44,7 +48,8 @@ export function registryRoutes(pool: Pool) {
         }
         return { instance: toInstance(rows[0]) };
       },
-      async deregister(req) {
+      async deregister(req, context) {
+        requireOwnEntry(context, req.service, req.instanceId);
         await pool.query("DELETE FROM registry.instances WHERE service = $1 AND instance_id = $2", [
           req.service,
           req.instanceId,
@@ -59,7 +64,24 @@ export function registryRoutes(pool: Pool) {
         );
         return { instances: rows.map(toInstance) };
       },
+      async joinAgent(req) {
+        requireText(req.agentId, "agent_id");
+        const { token } = await tokens.join(req.joinToken, req.agentId);
+        return { credential: token };
+      },
     });
+}
+
+// A process may only speak for itself: an Otto service for its own kind, an
+// agent for its own id (so that nobody can pose as a coordinator or as
+// another agent).
+function requireOwnEntry(context: HandlerContext, service: string, instanceId: string) {
+  const caller = callerOf(context);
+  if (caller.kind === "anyone") return;
+  if (caller.kind === "service" && caller.service === service) return;
+  if (caller.kind === "agent" && service === "agent" && caller.agentId === instanceId) return;
+  const who = caller.kind === "service" ? `the ${caller.service} service` : caller.kind === "agent" ? `agent ${caller.agentId}` : "this caller";
+  throw new ConnectError(`${who} may not register as ${service}/${instanceId}`, Code.PermissionDenied);
 }
 
 function requireName(value: string, field: string) {

@@ -1,0 +1,88 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Pool } from "../../kit/src/db.ts";
+import { openSecret, sealSecret } from "../../kit/src/secret-box.ts";
+import { secretNamePattern } from "./validate-pipeline.ts";
+
+const maxValueBytes = 64 * 1024;
+
+// Secrets at rest: sealed under the coordinator's key (OTTO_SECRETS_KEY_FILE
+// or OTTO_SECRETS_KEY), which never reaches the database. Values leave only
+// inside the task a job's agent receives.
+export class SecretStore {
+  readonly #pool: Pool;
+  readonly #key: Buffer | undefined;
+
+  constructor(pool: Pool, key: Buffer | undefined) {
+    this.#pool = pool;
+    this.#key = key;
+  }
+
+  #requireKey(): Buffer {
+    if (!this.#key) {
+      throw new ConnectError(
+        "this Otto has no secrets key: start its coordinators with OTTO_SECRETS_KEY_FILE (or OTTO_SECRETS_KEY) set",
+        Code.FailedPrecondition,
+      );
+    }
+    return this.#key;
+  }
+
+  async set(name: string, value: string): Promise<void> {
+    requireName(name);
+    if (value.length === 0) throw new ConnectError("value is empty; delete the secret instead", Code.InvalidArgument);
+    if (Buffer.byteLength(value) > maxValueBytes) {
+      throw new ConnectError(`value is larger than ${maxValueBytes / 1024} KiB`, Code.InvalidArgument);
+    }
+    await this.#pool.query(
+      `INSERT INTO coordinator.secrets (name, sealed) VALUES ($1, $2)
+       ON CONFLICT (name) DO UPDATE SET sealed = $2, updated_at = now()`,
+      [name, sealSecret(this.#requireKey(), name, value)],
+    );
+  }
+
+  async list(): Promise<Array<{ name: string; updatedAt: Date }>> {
+    const { rows } = await this.#pool.query("SELECT name, updated_at FROM coordinator.secrets ORDER BY name");
+    return rows.map((row) => ({ name: row.name, updatedAt: row.updated_at }));
+  }
+
+  async delete(name: string): Promise<void> {
+    requireName(name);
+    const { rowCount } = await this.#pool.query("DELETE FROM coordinator.secrets WHERE name = $1", [name]);
+    if (!rowCount) throw new ConnectError(`no secret is named ${name}`, Code.NotFound);
+  }
+
+  // A run may name only secrets that exist (and that this Otto can open).
+  async requireExisting(names: string[]): Promise<void> {
+    if (names.length === 0) return;
+    this.#requireKey();
+    const { rows } = await this.#pool.query("SELECT name FROM coordinator.secrets WHERE name = ANY($1)", [names]);
+    const found = new Set(rows.map((row) => row.name));
+    const missing = [...new Set(names)].filter((name) => !found.has(name));
+    if (missing.length > 0) {
+      throw new ConnectError(
+        `the pipeline names secrets that are not set: ${missing.join(", ")} (an admin sets them with \`otto secret set NAME\`)`,
+        Code.FailedPrecondition,
+      );
+    }
+  }
+
+  // The values of the named secrets, and the names that no longer exist.
+  async reveal(names: string[]): Promise<{ values: Record<string, string>; missing: string[] }> {
+    if (names.length === 0) return { values: {}, missing: [] };
+    const { rows } = await this.#pool.query("SELECT name, sealed FROM coordinator.secrets WHERE name = ANY($1)", [names]);
+    const values: Record<string, string> = {};
+    for (const row of rows) {
+      if (this.#key) values[row.name] = openSecret(this.#key, row.name, row.sealed);
+    }
+    return { values, missing: names.filter((name) => !(name in values)) };
+  }
+}
+
+function requireName(name: string) {
+  if (!secretNamePattern.test(name)) {
+    throw new ConnectError(
+      `secret name "${name}" must be an environment variable name: upper-case letters, digits and '_', not starting with a digit, at most 128`,
+      Code.InvalidArgument,
+    );
+  }
+}

@@ -1,0 +1,75 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AdminService, TokenInfoSchema, TokenKind, type TokenInfo } from "../../../gen/otto/v1/admin_service_pb.ts";
+import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { parseScopes, type TokenKind as StoredKind, type TokenInfo as StoredToken, type TokenStore } from "../../kit/src/token-store.ts";
+
+const maxTtlSeconds = 10 * 365 * 24 * 3600;
+const namePattern = /^[\p{L}\p{N} ._@:/-]{1,100}$/u;
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const kindToStore: Partial<Record<TokenKind, StoredKind>> = {
+  [TokenKind.UNSPECIFIED]: "api",
+  [TokenKind.API]: "api",
+  [TokenKind.JOIN]: "join",
+};
+const kindFromStore: Record<StoredKind, TokenKind> = { api: TokenKind.API, join: TokenKind.JOIN, agent: TokenKind.AGENT };
+
+// The public AdminService: tokens here, secrets at the coordinator, which
+// alone holds the key that encrypts them.
+export function adminServiceImpl(tokens: TokenStore, registry: RegistryClient): ServiceImpl<typeof AdminService> {
+  const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof AdminService>) => Promise<T>) =>
+    registry.call("coordinator", AdminService, call, { idempotent: true, retryForMs: 5_000 });
+  return {
+    async createToken(req) {
+      const kind = kindToStore[req.kind];
+      if (!kind) throw new ConnectError("kind must be TOKEN_KIND_API or TOKEN_KIND_JOIN; agents get their own credential by joining", Code.InvalidArgument);
+      if (!namePattern.test(req.name)) {
+        throw new ConnectError("name must be 1-100 letters, digits, spaces or . _ @ : / -, saying who or what the token is for", Code.InvalidArgument);
+      }
+      if (req.ttlSeconds < 0 || req.ttlSeconds > maxTtlSeconds) {
+        throw new ConnectError(`ttl_seconds must be between 0 (never expires) and ${maxTtlSeconds}`, Code.InvalidArgument);
+      }
+      const scopes = parseScopes(req.scopes);
+      if (kind === "api" && scopes.length === 0) {
+        throw new ConnectError("an API token needs at least one scope: runs:read, runs:write or admin", Code.InvalidArgument);
+      }
+      if (kind === "join" && scopes.length > 0) throw new ConnectError("a join token has no scopes", Code.InvalidArgument);
+      const { token, info } = await tokens.create(kind, req.name, scopes, req.ttlSeconds);
+      return { token, info: toProto(info) };
+    },
+    async listTokens(req) {
+      const kind = req.kind === TokenKind.UNSPECIFIED ? undefined : (Object.entries(kindFromStore).find(([, k]) => k === req.kind)?.[0] as StoredKind | undefined);
+      if (req.kind !== TokenKind.UNSPECIFIED && !kind) throw new ConnectError("unknown token kind", Code.InvalidArgument);
+      return { tokens: (await tokens.list(kind)).map(toProto) };
+    },
+    async revokeToken(req) {
+      if (!uuidPattern.test(req.id)) throw new ConnectError(`id must be a token id (a UUID), got "${req.id}"`, Code.InvalidArgument);
+      const [info] = await tokens.revoke({ id: req.id });
+      if (!info) throw new ConnectError(`no token has the id ${req.id}`, Code.NotFound);
+      return { info: toProto(info) };
+    },
+    async revokeAgent(req) {
+      if (!/^[A-Za-z0-9._-]{1,100}$/.test(req.agentId)) throw new ConnectError("agent_id must be an agent id", Code.InvalidArgument);
+      const revoked = await tokens.revoke({ agent: req.agentId });
+      if (revoked.length === 0) throw new ConnectError(`agent ${req.agentId} has never joined`, Code.NotFound);
+      return { credentials: revoked.map(toProto) };
+    },
+    setSecret: (req, ctx) => coordinator((c) => c.setSecret(req, { signal: ctx.signal })),
+    listSecrets: (req, ctx) => coordinator((c) => c.listSecrets(req, { signal: ctx.signal })),
+    deleteSecret: (req, ctx) => coordinator((c) => c.deleteSecret(req, { signal: ctx.signal })),
+  };
+}
+
+function toProto(info: StoredToken): TokenInfo {
+  return create(TokenInfoSchema, {
+    id: info.id,
+    kind: kindFromStore[info.kind],
+    name: info.name,
+    scopes: info.scopes,
+    createdAt: timestampFromDate(info.createdAt),
+    expiresAt: info.expiresAt ? timestampFromDate(info.expiresAt) : undefined,
+    revokedAt: info.revokedAt ? timestampFromDate(info.revokedAt) : undefined,
+  });
+}

@@ -1,0 +1,71 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { callerKey, grants, peerKey, type Caller, type Scope } from "./caller.ts";
+
+// What a method lets in: Otto processes of the given kinds (by certificate),
+// API tokens holding a scope, agents, tasks, or anyone (the method checks
+// what it needs itself, e.g. a join token in the request).
+export interface Access {
+  services?: readonly string[];
+  scope?: Scope;
+  agents?: boolean;
+  tasks?: boolean;
+  anyone?: boolean;
+}
+
+// Keyed by service type name, then method name or "*".
+export type AccessRules = Record<string, Record<string, Access>>;
+
+export interface CredentialVerifier {
+  // The caller a bearer token stands for, or undefined when the token is
+  // unknown, expired or revoked.
+  verify(token: string): Promise<Caller | undefined> | Caller | undefined;
+}
+
+// Every call is refused unless a rule lets its caller in: methods without a
+// rule are closed.
+export function authorizeCalls(rules: AccessRules, credentials: CredentialVerifier | undefined): Interceptor {
+  return (next) => async (req) => {
+    const methods = rules[req.service.typeName];
+    const access = methods?.[req.method.name] ?? methods?.["*"];
+    const what = `${req.service.typeName.replace(/^otto\.v1\./, "")}.${req.method.name}`;
+    if (!access) throw new ConnectError(`${what} cannot be called from outside Otto`, Code.PermissionDenied);
+    const peer = req.contextValues.get(peerKey);
+    if (peer && access.services?.includes(peer.kind)) {
+      req.contextValues.set(callerKey, { kind: "service", service: peer.kind, name: peer.name });
+      return next(req);
+    }
+    const header = req.header.get("authorization");
+    if (!header) {
+      if (access.anyone) return next(req);
+      throw new ConnectError(
+        `${what} needs a token: send the header "Authorization: Bearer <token>" (an admin creates tokens with \`otto token create\`)`,
+        Code.Unauthenticated,
+      );
+    }
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match) throw new ConnectError('the Authorization header must be "Bearer <token>"', Code.Unauthenticated);
+    const caller = credentials ? await credentials.verify(match[1]) : undefined;
+    if (!caller) throw new ConnectError("the token is unknown, expired or revoked", Code.Unauthenticated);
+    if (!allows(access, caller)) throw new ConnectError(refusal(what, access, caller), Code.PermissionDenied);
+    req.contextValues.set(callerKey, caller);
+    return next(req);
+  };
+}
+
+function allows(access: Access, caller: Caller): boolean {
+  switch (caller.kind) {
+    case "api":
+      return access.anyone === true || (access.scope !== undefined && grants(caller.scopes, access.scope));
+    case "agent":
+      return access.anyone === true || access.agents === true;
+    case "task":
+      return access.tasks === true;
+    default:
+      return access.anyone === true;
+  }
+}
+
+function refusal(what: string, access: Access, caller: Caller): string {
+  if (caller.kind === "api" && access.scope) return `this token may not call ${what}: it needs the scope ${access.scope}`;
+  return `a ${caller.kind === "api" ? "API token" : caller.kind === "task" ? "task token" : `${caller.kind} credential`} may not call ${what}`;
+}

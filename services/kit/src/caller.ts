@@ -1,0 +1,31 @@
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import type { PeerIdentity } from "./peer-identity.ts";
+
+// The kinds of Otto process that prove who they are with a certificate.
+export const ottoServices = ["gateway", "parser", "registry", "coordinator", "objects"] as const;
+
+export type Scope = "runs:read" | "runs:write" | "admin";
+export const scopes: readonly Scope[] = ["runs:read", "runs:write", "admin"];
+
+// Who is calling, once authenticated: another Otto process (by its
+// certificate), a person or tool (API token), an agent (its credential), or
+// an agent acting for one task (a task token the coordinator signed).
+export type Caller =
+  | { kind: "service"; service: string; name: string }
+  | { kind: "api"; tokenId: string; name: string; scopes: Scope[] }
+  | { kind: "agent"; tokenId: string; agentId: string }
+  | { kind: "task"; agentId: string; runId: string; job: string; attempt: number }
+  | { kind: "anyone" };
+
+export const peerKey = createContextKey<PeerIdentity | undefined>(undefined, { description: "TLS peer identity" });
+export const callerKey = createContextKey<Caller>({ kind: "anyone" }, { description: "authenticated caller" });
+
+export function callerOf(context: HandlerContext): Caller {
+  return context.values.get(callerKey);
+}
+
+// admin ⊇ runs:write ⊇ runs:read.
+export function grants(held: readonly Scope[], wanted: Scope): boolean {
+  const rank = (scope: Scope) => scopes.indexOf(scope);
+  return held.some((scope) => rank(scope) >= rank(wanted));
+}

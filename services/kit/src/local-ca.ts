@@ -1,0 +1,127 @@
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import { X509Certificate, randomBytes } from "node:crypto";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { identityUri } from "./peer-identity.ts";
+
+// A certificate authority of one machine's own, for `npm start` and tests:
+// `<dir>/ca.pem` + `ca-key.pem`, and one certificate per process
+// (`<name>.pem` + `<name>-key.pem`) naming its kind in a URI SAN, which is
+// how servers tell which Otto process is calling them. Files are reused
+// across restarts until they come within a month of expiring.
+
+const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+const dayMs = 86_400_000;
+const renewBeforeMs = 30 * dayMs;
+
+export interface CertificateFiles {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+export interface LocalCa {
+  dir: string;
+  caFile: string;
+  issue(name: string, kind: string): Promise<CertificateFiles>;
+}
+
+export async function ensureLocalCa(dir: string): Promise<LocalCa> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const caFile = join(dir, "ca.pem");
+  const caKeyFile = join(dir, "ca-key.pem");
+  let ca = await readReusable(caFile, caKeyFile);
+  if (!ca) {
+    const keys = await crypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: serial(),
+      name: "CN=Otto local CA",
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 10 * 365 * dayMs),
+      keys,
+      signingAlgorithm: algorithm,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      ],
+    });
+    await writePrivate(caKeyFile, await privateKeyPem(keys.privateKey));
+    await writePrivate(caFile, cert.toString("pem") + "\n", 0o644);
+    ca = { certPem: cert.toString("pem"), keyPem: await readFile(caKeyFile, "utf8") };
+  }
+  const caCert = new X509Certificate(ca.certPem);
+  const caKey = await importPrivateKey(ca.keyPem);
+  return {
+    dir,
+    caFile,
+    async issue(name, kind) {
+      const certFile = join(dir, `${name}.pem`);
+      const keyFile = join(dir, `${name}-key.pem`);
+      const existing = await readReusable(certFile, keyFile);
+      if (existing) {
+        const current = new X509Certificate(existing.certPem);
+        const sameIdentity = current.subjectAltName?.split(", ").includes(`URI:${identityUri(kind, name)}`);
+        if (current.checkIssued(caCert) && current.verify(caCert.publicKey) && sameIdentity) return { cert: certFile, key: keyFile, ca: caFile };
+      }
+      const keys = await crypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
+      const cert = await x509.X509CertificateGenerator.create({
+        serialNumber: serial(),
+        subject: `CN=${name}`,
+        issuer: caCert.subject.replace(/\n/g, ", "),
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + 365 * dayMs),
+        signingKey: caKey,
+        publicKey: keys.publicKey,
+        signingAlgorithm: algorithm,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+          new x509.SubjectAlternativeNameExtension([
+            { type: "dns", value: "localhost" },
+            { type: "ip", value: "127.0.0.1" },
+            { type: "ip", value: "::1" },
+            { type: "url", value: identityUri(kind, name) },
+          ]),
+        ],
+      });
+      await writePrivate(keyFile, await privateKeyPem(keys.privateKey));
+      await writePrivate(certFile, cert.toString("pem") + "\n", 0o644);
+      return { cert: certFile, key: keyFile, ca: caFile };
+    },
+  };
+}
+
+async function readReusable(certFile: string, keyFile: string): Promise<{ certPem: string; keyPem: string } | undefined> {
+  try {
+    const [certPem, keyPem] = await Promise.all([readFile(certFile, "utf8"), readFile(keyFile, "utf8")]);
+    const cert = new X509Certificate(certPem);
+    if (new Date(cert.validTo).getTime() - Date.now() < renewBeforeMs) return undefined;
+    return { certPem, keyPem };
+  } catch {
+    return undefined;
+  }
+}
+
+function serial(): string {
+  const bytes = randomBytes(16);
+  bytes[0] &= 0x7f;
+  return bytes.toString("hex");
+}
+
+async function privateKeyPem(key: CryptoKey): Promise<string> {
+  return x509.PemConverter.encode(await crypto.subtle.exportKey("pkcs8", key), "PRIVATE KEY") + "\n";
+}
+
+async function importPrivateKey(pem: string): Promise<CryptoKey> {
+  const der = x509.PemConverter.decode(pem)[0];
+  return crypto.subtle.importKey("pkcs8", der, algorithm, false, ["sign"]);
+}
+
+// Written whole under a temporary name, so a reader never sees half a key.
+async function writePrivate(file: string, text: string, mode = 0o600): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, text, { mode });
+  await rename(tmp, file);
+}

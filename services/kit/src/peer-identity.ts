@@ -1,0 +1,25 @@
+import type { TLSSocket } from "node:tls";
+import type { IncomingMessage } from "node:http";
+
+// Otto's processes carry their kind in a URI SAN of their certificate:
+// spiffe://otto/<kind>/<name>. A caller presenting such a certificate,
+// signed by the CA the server trusts, is that kind of Otto process.
+export function identityUri(kind: string, name: string): string {
+  return `spiffe://otto/${kind}/${name}`;
+}
+
+export interface PeerIdentity {
+  kind: string;
+  name: string;
+}
+
+export function peerIdentityOf(req: IncomingMessage): PeerIdentity | undefined {
+  const socket = req.socket as TLSSocket;
+  if (!socket.encrypted || !socket.authorized) return undefined;
+  const san = socket.getPeerCertificate()?.subjectaltname ?? "";
+  for (const entry of san.split(", ")) {
+    const match = /^URI:spiffe:\/\/otto\/([a-z-]+)\/([A-Za-z0-9._-]+)$/.exec(entry);
+    if (match) return { kind: match[1], name: match[2] };
+  }
+  return undefined;
+}

@@ -1,0 +1,194 @@
+import { createHash, randomBytes } from "node:crypto";
+import pg from "pg";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { migrate } from "./db.ts";
+import type { Logger } from "./log.ts";
+import { scopes as knownScopes, type Caller, type Scope } from "./caller.ts";
+
+// Bearer tokens, kept only as SHA-256 hashes (they are 256 random bits, so a
+// slow hash would add nothing): API tokens for people and tools, join tokens
+// that agents trade for a credential of their own, and those agent
+// credentials. Verified tokens are cached until any token is revoked, which
+// every process hears at once through NOTIFY otto_auth.
+
+export type TokenKind = "api" | "join" | "agent";
+
+export interface TokenInfo {
+  id: string;
+  kind: TokenKind;
+  name: string;
+  scopes: Scope[];
+  createdAt: Date;
+  expiresAt: Date | undefined;
+  revokedAt: Date | undefined;
+}
+
+export interface NewToken {
+  info: TokenInfo;
+  token: string;
+}
+
+const migrations = [
+  `CREATE TABLE tokens (
+     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+     kind text NOT NULL CHECK (kind IN ('api', 'join', 'agent')),
+     name text NOT NULL,
+     hash bytea NOT NULL UNIQUE,
+     scopes text[] NOT NULL DEFAULT '{}',
+     created_at timestamptz NOT NULL DEFAULT now(),
+     expires_at timestamptz,
+     revoked_at timestamptz
+   );
+   CREATE INDEX tokens_agent_name ON tokens (name) WHERE kind = 'agent';`,
+];
+
+const channel = "otto_auth";
+const tokenPattern = /^otto_(api|join|agent)_[A-Za-z0-9_-]{43}$/;
+
+export function hashToken(token: string): Buffer {
+  return createHash("sha256").update(token).digest();
+}
+
+export class TokenStore {
+  readonly #pool: pg.Pool;
+  readonly #databaseUrl: string;
+  readonly #log: Logger;
+  readonly #cache = new Map<string, { caller: Caller; expiresAt: number }>();
+  #listener: pg.Client | undefined;
+  #closed = false;
+
+  constructor(pool: pg.Pool, databaseUrl: string, log: Logger) {
+    this.#pool = pool;
+    this.#databaseUrl = databaseUrl;
+    this.#log = log;
+  }
+
+  async start(): Promise<void> {
+    await migrate(this.#pool, "auth", migrations);
+    await this.#listen().catch((err) => this.#log.warn("cannot listen for token revocations; tokens are not cached", { err }));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#listener?.end().catch(() => {});
+  }
+
+  // Nothing is cached unless revocations can be heard.
+  async #listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.#databaseUrl, application_name: "otto-auth-listener" });
+    client.on("notification", () => this.#cache.clear());
+    client.on("error", () => {
+      this.#cache.clear();
+      this.#listener = undefined;
+      client.end().catch(() => {});
+      if (!this.#closed) setTimeout(() => void this.#listen().catch(() => {}), 500).unref();
+    });
+    await client.connect();
+    await client.query(`LISTEN ${channel}`);
+    this.#listener = client;
+  }
+
+  async create(kind: TokenKind, name: string, scopes: Scope[] = [], ttlSeconds = 0): Promise<NewToken> {
+    const token = `otto_${kind}_${randomBytes(32).toString("base64url")}`;
+    const { rows } = await this.#pool.query(
+      `INSERT INTO auth.tokens (kind, name, hash, scopes, expires_at)
+       VALUES ($1, $2, $3, $4, CASE WHEN $5::int > 0 THEN now() + make_interval(secs => $5::int) END)
+       RETURNING *`,
+      [kind, name, hashToken(token), scopes, ttlSeconds],
+    );
+    return { info: infoOf(rows[0]), token };
+  }
+
+  async list(kind?: TokenKind): Promise<TokenInfo[]> {
+    const { rows } = await this.#pool.query(
+      "SELECT * FROM auth.tokens WHERE ($1::text IS NULL OR kind = $1) ORDER BY created_at, id",
+      [kind ?? null],
+    );
+    return rows.map(infoOf);
+  }
+
+  // Revokes one token, or every credential of an agent; returns what it revoked.
+  async revoke(where: { id: string } | { agent: string }): Promise<TokenInfo[]> {
+    const { rows } = await this.#pool.query(
+      "id" in where
+        ? "UPDATE auth.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING *"
+        : "UPDATE auth.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE kind = 'agent' AND name = $1 RETURNING *",
+      ["id" in where ? where.id : where.agent],
+    );
+    await this.#pool.query("SELECT pg_notify($1, '')", [channel]);
+    return rows.map(infoOf);
+  }
+
+  async get(id: string): Promise<TokenInfo | undefined> {
+    const { rows } = await this.#pool.query("SELECT * FROM auth.tokens WHERE id = $1", [id]);
+    return rows[0] ? infoOf(rows[0]) : undefined;
+  }
+
+  // The live token row for a token string, if any.
+  async #lookup(token: string): Promise<TokenInfo | undefined> {
+    if (!tokenPattern.test(token)) return undefined;
+    const { rows } = await this.#pool.query(
+      "SELECT * FROM auth.tokens WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+      [hashToken(token)],
+    );
+    return rows[0] ? infoOf(rows[0]) : undefined;
+  }
+
+  async isLive(token: string, kind: TokenKind): Promise<boolean> {
+    return (await this.#lookup(token))?.kind === kind;
+  }
+
+  async verify(token: string): Promise<Caller | undefined> {
+    const key = hashToken(token).toString("base64");
+    const cached = this.#cache.get(key);
+    if (cached && cached.expiresAt > Date.now()) return cached.caller;
+    const info = await this.#lookup(token);
+    if (!info || info.kind === "join") return undefined;
+    const caller: Caller =
+      info.kind === "api"
+        ? { kind: "api", tokenId: info.id, name: info.name, scopes: info.scopes }
+        : { kind: "agent", tokenId: info.id, agentId: info.name };
+    if (this.#listener) {
+      const expiresAt = Math.min(Date.now() + 60_000, info.expiresAt?.getTime() ?? Infinity);
+      this.#cache.set(key, { caller, expiresAt });
+    }
+    return caller;
+  }
+
+  // An agent trades a live join token for a credential of its own. A name
+  // whose credential was revoked stays refused.
+  async join(joinToken: string, agentName: string): Promise<NewToken> {
+    const join = await this.#lookup(joinToken);
+    if (!join || join.kind !== "join") {
+      throw new ConnectError("the join token is unknown, expired or revoked", Code.Unauthenticated);
+    }
+    const { rows } = await this.#pool.query(
+      "SELECT 1 FROM auth.tokens WHERE kind = 'agent' AND name = $1 AND revoked_at IS NOT NULL LIMIT 1",
+      [agentName],
+    );
+    if (rows.length > 0) {
+      throw new ConnectError(`agent ${agentName} was revoked; an admin must choose a new agent id for this host`, Code.PermissionDenied);
+    }
+    return this.create("agent", agentName);
+  }
+}
+
+export function parseScopes(values: readonly string[]): Scope[] {
+  const unknown = values.filter((s) => !(knownScopes as readonly string[]).includes(s));
+  if (unknown.length > 0) {
+    throw new ConnectError(`unknown scope ${unknown.join(", ")}: use ${knownScopes.join(", ")}`, Code.InvalidArgument);
+  }
+  return [...new Set(values)] as Scope[];
+}
+
+function infoOf(row: any): TokenInfo {
+  return {
+    id: row.id,
+    kind: row.kind,
+    name: row.name,
+    scopes: row.scopes,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at ?? undefined,
+    revokedAt: row.revoked_at ?? undefined,
+  };
+}

@@ -1,0 +1,37 @@
+import { readFileSync } from "node:fs";
+import { ConfigError } from "./config.ts";
+
+type Env = Record<string, string | undefined>;
+
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+}
+
+// TLS is on unless OTTO_INSECURE=1 says otherwise. A process serves with
+// OTTO_TLS_CERT/OTTO_TLS_KEY and trusts the CA in OTTO_TLS_CA, both for the
+// servers it calls and for the Otto processes that call it.
+export type TransportSecurity = { insecure: true } | { insecure: false; tls: TlsFiles };
+
+export function readTransportSecurity(env: Env): TransportSecurity {
+  if (env.OTTO_INSECURE === "1" || env.OTTO_INSECURE === "true") return { insecure: true };
+  const missing = ["OTTO_TLS_CERT", "OTTO_TLS_KEY", "OTTO_TLS_CA"].filter((name) => !env[name]);
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `${missing.join(", ")} not set: Otto serves TLS only. Give certificate, key and CA files ` +
+        "(`npm start` makes a local CA under .otto/tls), or set OTTO_INSECURE=1 to serve plain HTTP",
+    );
+  }
+  const read = (name: string) => {
+    try {
+      return readFileSync(env[name]!);
+    } catch (err) {
+      throw new ConfigError(`${name}: cannot read ${env[name]}: ${(err as Error).message}`);
+    }
+  };
+  return { insecure: false, tls: { cert: read("OTTO_TLS_CERT"), key: read("OTTO_TLS_KEY"), ca: read("OTTO_TLS_CA") } };
+}
+
+export const insecureWarning =
+  "OTTO_INSECURE is set: serving plain HTTP with no authentication. Anyone who can reach this port can do anything. Never use this outside a throwaway machine.";

@@ -1,0 +1,58 @@
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../../kit/src/log.ts";
+import { createPool } from "../../kit/src/db.ts";
+import { ensureLocalCa, type LocalCa } from "../../kit/src/local-ca.ts";
+import { TokenStore, type TokenKind } from "../../kit/src/token-store.ts";
+import type { Scope } from "../../kit/src/caller.ts";
+
+// What `npm start` sets up so that Otto is secure on one machine: a local CA
+// and a certificate per process under <dataDir>/tls, a first admin token in
+// <dataDir>/admin.token, a join token for its own agents, and the key that
+// encrypts secrets. Everything is reused across restarts.
+export interface LocalSecurity {
+  ca: LocalCa;
+  adminToken: string;
+  adminTokenFile: string;
+  joinToken: string;
+  secretsKeyFile: string;
+  // Environment for a process of this name and kind: its certificate and the CA.
+  envFor(name: string, kind: string): Promise<Record<string, string>>;
+}
+
+export async function prepareLocalSecurity(dataDir: string): Promise<Pick<LocalSecurity, "ca" | "envFor" | "secretsKeyFile">> {
+  const ca = await ensureLocalCa(join(dataDir, "tls"));
+  return {
+    ca,
+    secretsKeyFile: join(dataDir, "secrets.key"),
+    async envFor(name, kind) {
+      const files = await ca.issue(name, kind);
+      return { OTTO_TLS_CERT: files.cert, OTTO_TLS_KEY: files.key, OTTO_TLS_CA: files.ca };
+    },
+  };
+}
+
+// Tokens kept in files (mode 0600) and reused while they are still live.
+export async function ensureLocalTokens(dataDir: string, databaseUrl: string, log: Logger) {
+  const pool = createPool(databaseUrl, { application: "otto-launcher", max: 2 });
+  const store = new TokenStore(pool, databaseUrl, log);
+  try {
+    await store.start();
+    const adminTokenFile = join(dataDir, "admin.token");
+    const adminToken = await ensureTokenFile(store, adminTokenFile, "api", "first admin (npm start)", ["admin"]);
+    const joinToken = await ensureTokenFile(store, join(dataDir, "agent-join.token"), "join", "agents of npm start", []);
+    return { adminToken, adminTokenFile, joinToken };
+  } finally {
+    await store.close();
+    await pool.end();
+  }
+}
+
+async function ensureTokenFile(store: TokenStore, file: string, kind: TokenKind, name: string, scopes: Scope[]): Promise<string> {
+  const kept = (await readFile(file, "utf8").catch(() => "")).trim();
+  if (kept && (await store.isLive(kept, kind))) return kept;
+  const { token } = await store.create(kind, name, scopes);
+  await writeFile(`${file}.tmp`, token + "\n", { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+  return token;
+}
