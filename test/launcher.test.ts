@@ -9,7 +9,7 @@ import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { isAlive, postJson, waitFor } from "./helpers/otto.ts";
+import { isAlive, postJson, request, trust, waitFor } from "./helpers/otto.ts";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const mainScript = "services/launcher/src/main.ts";
@@ -217,7 +217,14 @@ describe("the launcher", () => {
     const dir = await tempDir();
     const launcher = launch(mainScript, ["--data-dir", dir, "--port", "0", "--coordinators", "2", "--agents", "2"], dir);
 
-    const gatewayUrl = (await launcher.waitForOutput(/^Otto gateway: (http:\/\/\S+)$/m, 120_000))[1];
+    const gatewayUrl = (await launcher.waitForOutput(/^Otto gateway: (https:\/\/\S+)$/m, 120_000))[1];
+    // It says where the admin token and the CA are, and how to use them with curl.
+    const adminTokenFile = join(dir, "admin.token");
+    const caFile = join(dir, "tls", "ca.pem");
+    await launcher.waitForOutput(new RegExp(`curl --cacert ${caFile} -H "Authorization: Bearer \\$\\(cat ${adminTokenFile}\\)"`), 10_000);
+    const adminToken = (await readFile(adminTokenFile, "utf8")).trim();
+    assert.match(adminToken, /^otto_api_/);
+    trust(caFile, gatewayUrl, adminToken);
     const expected = ["registry", "parser", "objects", "coordinator-1", "coordinator-2", "agent-1", "agent-2", "gateway", "s3", "postgres"];
     const listed = await launcher.until("processes.json to list every process with a pid", async () => {
       const file = await launcher.processes();
@@ -229,9 +236,9 @@ describe("the launcher", () => {
     for (const p of listed.processes) assert.ok(isAlive(p.pid!), `${p.name} (pid ${p.pid}) is running`);
     assert.equal(new Set(listed.processes.map((p) => p.pid)).size, expected.length, "pids are distinct");
 
-    const health = await fetch(`${gatewayUrl}/healthz`);
+    const health = await request(`${gatewayUrl}/healthz`);
     assert.equal(health.status, 200);
-    assert.equal(await health.text(), "ok\n");
+    assert.equal(health.text, "ok\n");
 
     // kill -9 one coordinator: the launcher brings it back on the same port.
     const victim = find(listed, "coordinator-1") as ListedProcess & { pid: number };

@@ -56,20 +56,21 @@ interface CliResult {
 }
 
 // Runs the `otto` CLI as a user would, from the repository root.
-function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
+function runCli(args: string[], env: Record<string, string>, input?: string): Promise<CliResult> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   delete childEnv.NODE_TEST_CONTEXT;
   return new Promise((resolveResult, reject) => {
     const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "sdk/src/cli.ts", ...args], {
       cwd: repoRoot,
       env: childEnv,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       timeout: 90_000,
     });
+    if (input !== undefined) child.stdin!.end(input);
     let stdout = "";
     let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
-    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+    child.stdout!.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+    child.stderr!.setEncoding("utf8").on("data", (text: string) => (stderr += text));
     child.on("error", reject);
     child.on("close", (code, signal) => resolveResult({ code, signal, stdout, stderr }));
   });
@@ -255,7 +256,7 @@ describe("the SDK and the otto CLI", { timeout: 300_000 }, () => {
     };
 
     before(() => {
-      gateway = { OTTO_URL: otto.gatewayUrl };
+      gateway = { OTTO_URL: otto.gatewayUrl, OTTO_CA_FILE: otto.caFile!, OTTO_TOKEN_FILE: otto.adminTokenFile! };
     });
 
     it("run FILE --follow prints the logs live and the final summary", async () => {
@@ -350,7 +351,7 @@ describe("the SDK and the otto CLI", { timeout: 300_000 }, () => {
     });
 
     it("--url takes precedence over OTTO_URL", async () => {
-      const unreachable = { OTTO_URL: "http://127.0.0.1:1" };
+      const unreachable = { ...gateway, OTTO_URL: "https://127.0.0.1:1" };
       const id = helloRun();
       const r = await runCli(["--url", otto.gatewayUrl, "get", id], unreachable);
       assert.equal(r.code, 0, show(r));
@@ -363,8 +364,43 @@ describe("the SDK and the otto CLI", { timeout: 300_000 }, () => {
       const r = await runCli([], gateway);
       assert.notEqual(r.code, 0, show(r));
       assert.equal(r.signal, null, show(r));
-      assert.match(r.stderr, /^usage: otto \[--url URL\] COMMAND/);
+      assert.match(r.stderr, /^usage: otto \[--url URL\] \[--token TOKEN\] \[--ca FILE\] COMMAND/);
       assert.equal(r.stdout, "");
+    });
+
+    it("token create, list and revoke: a scoped token works until it is revoked", async () => {
+      const created = await runCli(["token", "create", "ci reader", "--scope", "runs:read", "--ttl", "3600"], gateway);
+      assert.equal(created.code, 0, show(created));
+      const token = created.stdout.trim();
+      assert.match(token, /^otto_api_\S+$/);
+      const id = created.stderr.match(/^token ([0-9a-f-]{36}) \(runs:read\) made; it is shown only now:$/m)?.[1];
+      assert.ok(id, show(created));
+      const asReader = { OTTO_URL: otto.gatewayUrl, OTTO_CA_FILE: otto.caFile!, OTTO_TOKEN: token };
+      assert.equal((await runCli(["runs"], asReader)).code, 0);
+      const refused = await runCli(["cancel", helloRun()], asReader);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /needs the scope runs:write \[PermissionDenied\]/);
+      const listed = await runCli(["token", "list"], gateway);
+      assert.match(listed.stdout, new RegExp(`^${id}  api    live     ci reader  \\[runs:read\\]$`, "m"));
+      assert.doesNotMatch(listed.stdout, /otto_api_/);
+      assert.equal((await runCli(["token", "revoke", id], gateway)).code, 0);
+      const revoked = await runCli(["runs"], asReader);
+      assert.notEqual(revoked.code, 0);
+      assert.match(revoked.stderr, /unknown, expired or revoked \[Unauthenticated\]/);
+      assert.match((await runCli(["token", "list"], gateway)).stdout, new RegExp(`^${id}  api    revoked  ci reader`, "m"));
+    });
+
+    it("secret set (value from stdin), list and delete", async () => {
+      const set = await runCli(["secret", "set", "CLI_SECRET"], gateway, "from-stdin-123\n");
+      assert.equal(set.code, 0, show(set));
+      const listed = await runCli(["secret", "list"], gateway);
+      assert.match(listed.stdout, /^CLI_SECRET$/m);
+      assert.doesNotMatch(listed.stdout, /from-stdin/);
+      const yaml = "name: s\njobs:\n  one:\n    secrets: [CLI_SECRET]\n    steps:\n      - run: test \"$CLI_SECRET\" = from-stdin-123\n";
+      const run = await submitAndWait(otto.client, yaml);
+      assert.equal(run.state, RunState.SUCCEEDED, "the trailing newline from stdin is not part of the value");
+      assert.equal((await runCli(["secret", "delete", "CLI_SECRET"], gateway)).code, 0);
+      assert.doesNotMatch((await runCli(["secret", "list"], gateway)).stdout, /CLI_SECRET/);
     });
   });
 });

@@ -116,6 +116,12 @@ export function isAlive(pid: number): boolean {
 const knownCas = new Set<string>();
 const gatewayTokens = new Map<string, string>();
 
+// Trusts a CA (PEM file) for raw requests and sends `token` to `gatewayUrl`.
+export function trust(caFile: string, gatewayUrl?: string, token?: string): void {
+  knownCas.add(readFileSync(caFile, "utf8"));
+  if (gatewayUrl && token) gatewayTokens.set(new URL(gatewayUrl).origin, token);
+}
+
 export interface RawResponse {
   status: number;
   text: string;

@@ -4,13 +4,14 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file otto/v1/log_service.proto.
  */
 export const file_otto_v1_log_service: GenFile = /*@__PURE__*/
-  fileDesc("ChlvdHRvL3YxL2xvZ19zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIl4KDlJlYWRMb2dSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRILCgNqb2IYAiABKAkSDgoGZm9sbG93GAMgASgIEg4KBm9mZnNldBgEIAEoAxIPCgdhdHRlbXB0GAUgASgFIkAKD1JlYWRMb2dSZXNwb25zZRIMCgR0ZXh0GAEgASgJEg4KBm9mZnNldBgCIAEoAxIPCgdhdHRlbXB0GAMgASgFMlEKCkxvZ1NlcnZpY2USQwoHUmVhZExvZxIXLm90dG8udjEuUmVhZExvZ1JlcXVlc3QaGC5vdHRvLnYxLlJlYWRMb2dSZXNwb25zZSIDkAIBMAFiBnByb3RvMw");
+  fileDesc("ChlvdHRvL3YxL2xvZ19zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqEBCg5SZWFkTG9nUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEjIKA2pvYhgCIAEoCUIlukgiciAyHl5bQS1aYS16X11bQS1aYS16MC05Xy1dezAsNjN9JBIOCgZmb2xsb3cYAyABKAgSFwoGb2Zmc2V0GAQgASgDQge6SAQiAigAEhgKB2F0dGVtcHQYBSABKAVCB7pIBBoCKAAiQAoPUmVhZExvZ1Jlc3BvbnNlEgwKBHRleHQYASABKAkSDgoGb2Zmc2V0GAIgASgDEg8KB2F0dGVtcHQYAyABKAUyUQoKTG9nU2VydmljZRJDCgdSZWFkTG9nEhcub3R0by52MS5SZWFkTG9nUmVxdWVzdBoYLm90dG8udjEuUmVhZExvZ1Jlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate]);
 
 /**
  * @generated from message otto.v1.ReadLogRequest

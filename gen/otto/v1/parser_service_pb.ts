@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Pipeline } from "./pipeline_pb.ts";
 import { file_otto_v1_pipeline } from "./pipeline_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/parser_service.proto.
  */
 export const file_otto_v1_parser_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxvdHRvL3YxL3BhcnNlcl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIjcKFFBhcnNlUGlwZWxpbmVSZXF1ZXN0EgwKBHlhbWwYASABKAkSEQoJZmlsZV9uYW1lGAIgASgJIjwKFVBhcnNlUGlwZWxpbmVSZXNwb25zZRIjCghwaXBlbGluZRgBIAEoCzIRLm90dG8udjEuUGlwZWxpbmUiQAoPUGlwZWxpbmVQcm9ibGVtEgwKBGxpbmUYASABKAUSDgoGY29sdW1uGAIgASgFEg8KB21lc3NhZ2UYAyABKAkyZAoNUGFyc2VyU2VydmljZRJTCg1QYXJzZVBpcGVsaW5lEh0ub3R0by52MS5QYXJzZVBpcGVsaW5lUmVxdWVzdBoeLm90dG8udjEuUGFyc2VQaXBlbGluZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_otto_v1_pipeline]);
+  fileDesc("ChxvdHRvL3YxL3BhcnNlcl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIkwKFFBhcnNlUGlwZWxpbmVSZXF1ZXN0EhcKBHlhbWwYASABKAlCCbpIBnIEKICAQBIbCglmaWxlX25hbWUYAiABKAlCCLpIBXIDGIAIIjwKFVBhcnNlUGlwZWxpbmVSZXNwb25zZRIjCghwaXBlbGluZRgBIAEoCzIRLm90dG8udjEuUGlwZWxpbmUiQAoPUGlwZWxpbmVQcm9ibGVtEgwKBGxpbmUYASABKAUSDgoGY29sdW1uGAIgASgFEg8KB21lc3NhZ2UYAyABKAkyZAoNUGFyc2VyU2VydmljZRJTCg1QYXJzZVBpcGVsaW5lEh0ub3R0by52MS5QYXJzZVBpcGVsaW5lUmVxdWVzdBoeLm90dG8udjEuUGFyc2VQaXBlbGluZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_otto_v1_pipeline]);
 
 /**
  * @generated from message otto.v1.ParsePipelineRequest

@@ -92,7 +92,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   });
   // Every line the job's log gets, with the job's secret values masked.
   const mask = createSecretMasker(Object.values(task.secrets));
-  const logLine = (step: string, text: string) => sink.line(step, mask(text));
+  const logLine = (step: string, text: string) => sink.line(mask(step), mask(text));
   const takenAway = (err: unknown) => err instanceof ConnectError && err.code === Code.FailedPrecondition;
   let workspace: string | undefined;
   let state: RunState = RunState.SUCCEEDED;

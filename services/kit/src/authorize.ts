@@ -44,12 +44,30 @@ export function authorizeCalls(rules: AccessRules, credentials: CredentialVerifi
     }
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!match) throw new ConnectError('the Authorization header must be "Bearer <token>"', Code.Unauthenticated);
+    const kind = tokenKindOf(match[1]);
+    if (!access.anyone && kind && !accepts(access, kind)) throw new ConnectError(wrongKind(what, access, kind), Code.PermissionDenied);
     const caller = credentials ? await credentials.verify(match[1]) : undefined;
     if (!caller) throw new ConnectError("the token is unknown, expired or revoked", Code.Unauthenticated);
     if (!allows(access, caller)) throw new ConnectError(refusal(what, access, caller), Code.PermissionDenied);
     req.contextValues.set(callerKey, caller);
     return next(req);
   };
+}
+
+type BearerKind = "api" | "agent" | "task";
+
+function tokenKindOf(token: string): BearerKind | undefined {
+  return /^otto_(api|agent|task)_/.exec(token)?.[1] as BearerKind | undefined;
+}
+
+function accepts(access: Access, kind: BearerKind): boolean {
+  return kind === "api" ? access.scope !== undefined : kind === "agent" ? access.agents === true : access.tasks === true;
+}
+
+function wrongKind(what: string, access: Access, kind: BearerKind): string {
+  const wanted = [access.scope && `an API token with ${access.scope}`, access.agents && "an agent credential", access.tasks && "a task token"].filter(Boolean);
+  if (wanted.length === 0) return `${what} is internal: only Otto's own processes may call it`;
+  return `${what} takes ${wanted.join(" or ")}, not ${kind === "api" ? "an API token" : kind === "agent" ? "an agent credential" : "a task token"}`;
 }
 
 function allows(access: Access, caller: Caller): boolean {

@@ -7,6 +7,7 @@ import { metrics } from "./metrics.ts";
 import { measureServerCalls } from "./rpc-metrics.ts";
 import { traceServerCalls } from "./tracing-interceptors.ts";
 import { jsonStreamShim } from "./json-stream-shim.ts";
+import { validateRequests } from "./validate-requests.ts";
 import type { Logger } from "./log.ts";
 import { authorizeCalls, type AccessRules, type CredentialVerifier } from "./authorize.ts";
 import { peerKey } from "./caller.ts";
@@ -42,7 +43,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     traceServerCalls,
     measureServerCalls,
     hideUnexpectedErrors(options.log),
+    // Who is calling is settled before what they sent is looked at.
     ...(security.insecure ? [] : [authorizeCalls(options.access, options.credentials)]),
+    validateRequests,
     ...(options.interceptors ?? []),
   ];
   const shim = jsonStreamShim(options.routes, interceptors);

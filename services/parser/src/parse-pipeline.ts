@@ -20,6 +20,8 @@ export interface PipelineProblemInfo {
 export type ParseResult = { ok: true; pipeline: Pipeline } | { ok: false; problems: PipelineProblemInfo[] };
 
 export function parsePipeline(text: string): ParseResult {
+  const tooDeep = nestingProblem(text);
+  if (tooDeep) return { ok: false, problems: [tooDeep] };
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
   // Other YAML errors may leave a tree not worth checking; duplicate keys do not.
@@ -27,11 +29,49 @@ export function parsePipeline(text: string): ParseResult {
   const errors = doc.errors.filter((error) => error.code !== "DUPLICATE_KEY");
   if (errors.length > 0) return { ok: false, problems: sortProblems(errors.map((error) => yamlProblem(error, lines))) };
   const problems = duplicateKeys(doc, lines);
+  let aliases = 0;
+  visit(doc, {
+    Alias(_key, node) {
+      if (++aliases === MAX_ALIASES + 1) {
+        problems.push({ ...position(node as ParsedNode, lines), message: `more than ${MAX_ALIASES} aliases (*name); a pipeline needs far fewer` });
+      }
+    },
+  });
+  if (aliases > MAX_ALIASES) return { ok: false, problems };
 
   const checker = new Checker(doc, lines);
   const pipeline = checker.pipeline(doc.contents);
   problems.push(...checker.problems);
   return problems.length > 0 ? { ok: false, problems: sortProblems(problems) } : { ok: true, pipeline };
+}
+
+// Nesting is bounded before the YAML parser sees the text (which would
+// recurse once per level): flow brackets, and indentation.
+function nestingProblem(text: string): PipelineProblemInfo | undefined {
+  let depth = 0;
+  let line = 1;
+  let column = 0;
+  let lineStart = true;
+  let indent = 0;
+  for (const char of text) {
+    column++;
+    if (char === "\n") {
+      line++;
+      column = 0;
+      lineStart = true;
+      indent = 0;
+      continue;
+    }
+    if (lineStart && char === " ") {
+      if (++indent > MAX_INDENT) return { line, column, message: `indented more than ${MAX_INDENT} columns; pipelines are never nested that deeply` };
+      continue;
+    }
+    lineStart = false;
+    if (char === "[" || char === "{") depth++;
+    else if ((char === "]" || char === "}") && depth > 0) depth--;
+    if (depth > MAX_FLOW_DEPTH) return { line, column, message: `[ ] and { } nested more than ${MAX_FLOW_DEPTH} deep; pipelines never need that` };
+  }
+  return undefined;
 }
 
 /** One line per problem, "file:line:col: message" ("file: message" without a place), in file order. */
@@ -50,6 +90,9 @@ const JOB_NAME_MAX = 64;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DERIVED_STEP_NAME_MAX = 40;
 const TOP_KEYS = ["name", "jobs"];
+const MAX_ALIASES = 100;
+const MAX_FLOW_DEPTH = 32;
+const MAX_INDENT = 160;
 const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "steps"];
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];

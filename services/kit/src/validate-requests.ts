@@ -1,0 +1,50 @@
+import type { DescMessage, Message } from "@bufbuild/protobuf";
+import { pathToString } from "@bufbuild/protobuf/reflect";
+import { createValidator, violationsToProto, type Violation } from "@bufbuild/protovalidate";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+
+// One validator for the process: it compiles each message type's rules once
+// and keeps them.
+const validator = createValidator();
+
+// Checks every request message against the protovalidate rules in its proto
+// (`(buf.validate.field)` options): a unary request before the handler runs,
+// each message of a request stream as the handler reads it. A message that
+// breaks a rule is refused with invalid_argument, naming each field and what
+// is wrong with it; the violations also travel as a buf.validate.Violations
+// error detail.
+export const validateRequests: Interceptor = (next) => async (req) => {
+  if (!req.stream) {
+    check(req.method.input, req.message);
+    return next(req);
+  }
+  return next({ ...req, message: checkEach(req.method.input, req.message) });
+};
+
+async function* checkEach(schema: DescMessage, messages: AsyncIterable<Message>): AsyncIterable<Message> {
+  for await (const message of messages) {
+    check(schema, message);
+    yield message;
+  }
+}
+
+function check(schema: DescMessage, message: Message): void {
+  const result = validator.validate(schema, message);
+  if (result.kind === "valid") return;
+  // A rule that cannot be compiled or evaluated is a bug of ours, not the
+  // caller's: it surfaces as an internal error (and goes to the log).
+  if (result.kind === "error") throw result.error;
+  const [violations, violationsSchema] = violationsToProto(result.violations);
+  throw new ConnectError(describe(schema, result.violations), Code.InvalidArgument, undefined, [
+    { desc: violationsSchema, value: violations },
+  ]);
+}
+
+// "invalid SubmitRunRequest: pipeline_yaml: must be at most 1048576 bytes; request_id: ..."
+export function describe(schema: DescMessage, violations: Violation[]): string {
+  const problems = violations.map((v) => {
+    const path = pathToString(v.field);
+    return (path ? `${path}: ` : "") + v.message;
+  });
+  return `invalid ${schema.name}: ${problems.join("; ")}`;
+}
