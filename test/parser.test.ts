@@ -434,8 +434,36 @@ describe("parsePipeline: retry, locks and resources", () => {
     assertProblems(yaml("name: x", "jobs:", "  a:", "    lock: db", "    resource: {cpu: 1}", "    timeout: 5m", "    steps: [{run: a}]"), [
       [4, 5, "unknown key 'lock' in job 'a'; did you mean 'locks'?"],
       [5, 5, "unknown key 'resource' in job 'a'; did you mean 'resources'?"],
-      [6, 5, "unknown key 'timeout' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'retry', 'locks', 'resources', 'steps'"],
+      [6, 5, "unknown key 'timeout' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'retry', 'locks', 'resources', 'secrets', 'steps'"],
     ]);
+  });
+});
+
+describe("parsePipeline: secrets and hostile YAML", () => {
+  test("secrets: a list of environment variable names, each once", () => {
+    const p = parsed(yaml("name: x", "jobs:", "  a:", "    secrets: [DEPLOY_KEY, NPM_TOKEN]", "    steps: [{run: a}]"));
+    assert.deepEqual(p.jobs[0].secrets, ["DEPLOY_KEY", "NPM_TOKEN"]);
+    assert.deepEqual(parsed(yaml("name: x", "jobs:", "  a:", "    secrets: ONE", "    steps: [{run: a}]")).jobs[0].secrets, ["ONE"]);
+    assertProblems(yaml("name: x", "jobs:", "  a:", "    secrets: [deploy-key, A, A]", "    steps: [{run: a}]"), [
+      [4, 15, "invalid secret name 'deploy-key': use upper-case letters, digits and '_', not starting with a digit (at most 128)"],
+      [4, 30, "secret 'A' is listed twice in the secrets of job 'a'"],
+    ]);
+  });
+
+  test("deep nesting is refused before the YAML parser recurses into it", () => {
+    const deep = `name: x\njobs:\n  a:\n    env: ${"[".repeat(5000)}${"]".repeat(5000)}\n    steps: [{run: a}]\n`;
+    assertProblems(deep, [[4, 42, "[ ] and { } nested more than 32 deep; pipelines never need that"]]);
+    const indented = `name: x\njobs:\n${Array.from({ length: 100 }, (_, i) => `${"  ".repeat(i + 1)}k${i}:`).join("\n")}\n`;
+    assert.match(problems(indented)[0].message, /^indented more than 160 columns/);
+  });
+
+  test("more than 100 aliases are refused (no alias bombs)", () => {
+    const anchors = ["a: &a [x, x, x, x, x, x, x, x, x]"];
+    for (let i = 1; i <= 12; i++) anchors.push(`l${i}: &l${i} [${Array(9).fill(i === 1 ? "*a" : `*l${i - 1}`).join(", ")}]`);
+    const bomb = ["name: x", "jobs:", "  a:", "    env:", ...anchors.map((line) => `      ${line}`), "    steps: [{run: a}]"].join("\n");
+    const found = problems(bomb);
+    assert.equal(found.length, 1, JSON.stringify(found));
+    assert.match(found[0].message, /more than 100 aliases/);
   });
 });
 

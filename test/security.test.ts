@@ -2,7 +2,10 @@
 // processes, agents' credentials, task-scoped log access and secrets.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { X509Certificate } from "node:crypto";
+import { ensureLocalCa } from "../services/kit/src/local-ca.ts";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import pg from "pg";
@@ -228,6 +231,31 @@ describe("security", () => {
     const final = await submitAndWait(otto.client, pipeline("after-revoke").job("one", { steps: ["true"] }).build());
     assert.equal(final.state, RunState.SUCCEEDED);
     assert.equal(final.jobs[0].agentId, "agent-2");
+  });
+});
+
+describe("the local CA", () => {
+  it("is made once and reused across restarts, with a certificate per process naming its kind", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "otto-ca-"));
+    try {
+      const first = await ensureLocalCa(dir);
+      const cert = await first.issue("coordinator-1", "coordinator");
+      const caPem = await readFile(first.caFile, "utf8");
+      const certPem = await readFile(cert.cert, "utf8");
+      const again = await ensureLocalCa(dir);
+      const reissued = await again.issue("coordinator-1", "coordinator");
+      assert.equal(await readFile(again.caFile, "utf8"), caPem, "the same CA");
+      assert.equal(await readFile(reissued.cert, "utf8"), certPem, "the same certificate");
+      const parsed = new X509Certificate(certPem);
+      assert.ok(parsed.checkIssued(new X509Certificate(caPem)) && parsed.verify(new X509Certificate(caPem).publicKey));
+      assert.match(parsed.subjectAltName!, /URI:spiffe:\/\/otto\/coordinator\/coordinator-1/);
+      assert.match(parsed.subjectAltName!, /IP Address:127\.0\.0\.1/);
+      assert.equal((await stat(cert.key)).mode & 0o777, 0o600);
+      const otherKind = await again.issue("coordinator-1", "gateway");
+      assert.notEqual(await readFile(otherKind.cert, "utf8"), certPem, "a different identity gets a new certificate");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

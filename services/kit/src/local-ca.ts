@@ -36,7 +36,8 @@ export async function ensureLocalCa(dir: string): Promise<LocalCa> {
     const keys = await crypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: serial(),
-      name: "CN=Otto local CA",
+      // Unique, so that clients trusting two Otto CAs tell them apart by name.
+      name: `CN=Otto local CA ${randomBytes(4).toString("hex")}`,
       notBefore: new Date(Date.now() - 60_000),
       notAfter: new Date(Date.now() + 10 * 365 * dayMs),
       keys,
