@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AdminService } from "../../gen/otto/v1/admin_service_pb.ts";
+import { ArtifactService } from "../../gen/otto/v1/artifact_service_pb.ts";
 import { LogService } from "../../gen/otto/v1/log_service_pb.ts";
 import { RunService } from "../../gen/otto/v1/run_service_pb.ts";
 
@@ -25,6 +26,7 @@ export interface OttoClient {
   runs: Client<typeof RunService>;
   logs: Client<typeof LogService>;
   admin: Client<typeof AdminService>;
+  artifacts: Client<typeof ArtifactService>;
   transport: Transport;
 }
 
@@ -35,6 +37,7 @@ export function createOttoClient(options: OttoClientOptions = {}): OttoClient {
     runs: createClient(RunService, transport),
     logs: createClient(LogService, transport),
     admin: createClient(AdminService, transport),
+    artifacts: createClient(ArtifactService, transport),
     transport,
   };
 }

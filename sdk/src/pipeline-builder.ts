@@ -29,6 +29,8 @@ export interface JobSpec {
   locks?: string[];
   // Names of secrets the job's steps get as environment variables.
   secrets?: string[];
+  // Workspace files the job keeps (relative paths).
+  artifacts?: string[];
   // memory: bytes, or a quantity such as "512Mi" or "2G"
   resources?: { cpu?: number; memory?: number | bigint | string };
 }
@@ -54,6 +56,7 @@ export class PipelineBuilder {
         retry: spec.retry === undefined ? undefined : typeof spec.retry === "number" ? { max: spec.retry } : spec.retry,
         locks: spec.locks ?? [],
         secrets: spec.secrets ?? [],
+        artifacts: spec.artifacts ?? [],
         resources: spec.resources && { cpu: spec.resources.cpu ?? 0, memoryBytes: memoryBytes(spec.resources.memory) },
       }),
     );

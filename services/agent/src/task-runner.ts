@@ -11,6 +11,7 @@ import type { Logger } from "../../kit/src/log.ts";
 import { runStateName } from "../../kit/src/run-state.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
 import { createSecretMasker } from "./secret-masker.ts";
+import { uploadArtifacts } from "./artifact-upload.ts";
 import { LogSink } from "./log-sink.ts";
 import { StepReporter, type StepChange } from "./step-reporter.ts";
 import { runStepProcess, type StepOutcome } from "./step-process.ts";
@@ -148,6 +149,14 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     if (cancel.signal.aborted && state === RunState.SUCCEEDED) {
       state = RunState.CANCELED;
       message = "canceled";
+    }
+    if (task.artifacts.length > 0 && !cancel.signal.aborted) {
+      const problems = await uploadArtifacts({ task, workspace: cwd, registry, asTask, log: (text) => logLine("otto", text) });
+      for (const problem of problems) logLine("otto", problem);
+      if (problems.length > 0 && state === RunState.SUCCEEDED) {
+        state = RunState.FAILED;
+        message = problems.join("; ");
+      }
     }
     options.handBack?.removeEventListener("abort", onHandBack);
     unreported = await reporter.drain();

@@ -185,6 +185,7 @@ async function taskSpec(
     ),
     secrets: revealed.values,
     missingSecrets: revealed.missing,
+    artifacts: job.artifacts,
   });
 }
 

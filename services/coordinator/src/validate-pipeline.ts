@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
+import { artifactNameProblem } from "../../kit/src/artifact-name.ts";
 
 const jobNamePattern = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
 const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -36,6 +37,12 @@ export function pipelineProblems(pipeline: Pipeline): string[] {
       if (!secretNamePattern.test(secret)) problems.push(`${where}: secret name "${secret}" must match ${secretNamePattern.source}`);
     }
     if (new Set(job.secrets).size !== job.secrets.length) problems.push(`${where}: a secret is named twice`);
+    if (job.artifacts.length > 100) problems.push(`${where}: more than 100 artifacts`);
+    for (const artifact of job.artifacts) {
+      const problem = artifactNameProblem(artifact);
+      if (problem) problems.push(`${where}: ${problem}`);
+    }
+    if (new Set(job.artifacts).size !== job.artifacts.length) problems.push(`${where}: an artifact is named twice`);
     if (job.retry) {
       if (job.retry.max < 0 || job.retry.max > 10) problems.push(`${where}: retry max must be between 0 and 10`);
       if (job.retry.exitCodes.some((c) => c < 0 || c > 255)) problems.push(`${where}: retry exit codes must be 0 to 255`);

@@ -8,6 +8,8 @@ import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src
 import { onShutdown } from "../../kit/src/shutdown.ts";
 import { TokenStore } from "../../kit/src/token-store.ts";
 import { adminServiceImpl } from "./admin-routes.ts";
+import { artifactServiceImpl } from "./artifact-routes.ts";
+import { ArtifactService } from "../../../gen/otto/v1/artifact_service_pb.ts";
 import { logServiceImpl } from "./log-routes.ts";
 import { runServiceImpl } from "./run-routes.ts";
 
@@ -41,6 +43,7 @@ await serveAndRegister({
       WatchRun: { scope: "runs:read" },
     },
     [LogService.typeName]: { ReadLog: { scope: "runs:read" } },
+    [ArtifactService.typeName]: { "*": { scope: "runs:read" } },
     [AdminService.typeName]: { "*": { scope: "admin" } },
   },
   credentials: tokens,
@@ -48,5 +51,6 @@ await serveAndRegister({
     router.service(RunService, runServiceImpl(registry));
     router.service(LogService, logServiceImpl(registry));
     router.service(AdminService, adminServiceImpl(tokens, registry));
+    router.service(ArtifactService, artifactServiceImpl(registry));
   },
 });

@@ -11,6 +11,9 @@ import { objectsRoutes } from "./routes.ts";
 import { TaskTokenVerifier } from "../../kit/src/task-token.ts";
 import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
+import { ArtifactService, ArtifactStoreService } from "../../../gen/otto/v1/artifact_service_pb.ts";
+import { ArtifactStore } from "./artifact-store.ts";
+import { artifactRoutes } from "./artifact-routes.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("objects");
@@ -39,7 +42,12 @@ await serveAndRegister({
   access: {
     [LogStoreService.typeName]: { "*": { tasks: true } },
     [LogService.typeName]: { "*": { services: ["gateway"] } },
+    [ArtifactStoreService.typeName]: { "*": { tasks: true } },
+    [ArtifactService.typeName]: { "*": { services: ["gateway"] } },
   },
   credentials: config.security.insecure ? undefined : new TaskTokenVerifier(config.security.tls.ca),
-  routes: objectsRoutes(new LogStore(pool, objects, notifier)),
+  routes: (router) => {
+    objectsRoutes(new LogStore(pool, objects, notifier))(router);
+    artifactRoutes(new ArtifactStore(pool, objects))(router);
+  },
 });

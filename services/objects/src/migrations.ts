@@ -29,4 +29,14 @@ export const migrations = [
    ALTER TABLE logs ADD PRIMARY KEY (run_id, job, attempt);
    ALTER TABLE log_chunks ADD PRIMARY KEY (run_id, job, attempt, seq);
    ALTER TABLE log_chunks ADD FOREIGN KEY (run_id, job, attempt) REFERENCES logs ON DELETE CASCADE;`,
+  // Artifacts whose upload is complete; the bytes are in object storage.
+  `CREATE TABLE artifacts (
+     run_id uuid NOT NULL,
+     job text NOT NULL,
+     attempt int NOT NULL,
+     name text NOT NULL,
+     size bigint NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (run_id, job, attempt, name)
+   );`,
 ];

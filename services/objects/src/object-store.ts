@@ -57,6 +57,14 @@ export class ObjectStore {
     return Buffer.concat(parts);
   }
 
+  presignedPut(key: string, expirySeconds: number): Promise<string> {
+    return this.#client.presignedPutObject(this.bucket, key, expirySeconds);
+  }
+
+  presignedGet(key: string, expirySeconds: number): Promise<string> {
+    return this.#client.presignedGetObject(this.bucket, key, expirySeconds);
+  }
+
   async size(key: string): Promise<number> {
     return (await this.#client.statObject(this.bucket, key)).size;
   }

@@ -39,8 +39,8 @@ export function objectsRoutes(logs: LogStore) {
   };
 }
 
-// A task token opens its own attempt's log and no other.
-function requireOwnTask(ctx: HandlerContext, runId: string, job: string, attempt: number) {
+// A task token opens its own attempt's log and artifacts, and no others.
+export function requireOwnTask(ctx: HandlerContext, runId: string, job: string, attempt: number) {
   const caller = callerOf(ctx);
   if (caller.kind !== "task") return;
   if (caller.runId !== runId || caller.job !== job || caller.attempt !== attempt) {

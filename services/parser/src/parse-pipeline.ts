@@ -10,6 +10,7 @@ import { PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema,
 import type { Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { parseDuration } from "./duration.ts";
 import { parseQuantity } from "./quantity.ts";
+import { artifactNameProblem } from "../../kit/src/artifact-name.ts";
 
 export interface PipelineProblemInfo {
   line: number; // 1-based; 0 (with column 0) when the problem has no single place
@@ -93,7 +94,7 @@ const TOP_KEYS = ["name", "jobs"];
 const MAX_ALIASES = 100;
 const MAX_FLOW_DEPTH = 32;
 const MAX_INDENT = 160;
-const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "steps"];
+const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "artifacts", "steps"];
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
 const RESOURCE_KEYS = ["cpu", "memory"];
@@ -105,6 +106,7 @@ const LOCK_NAME_MAX = 100;
 const LOCKS_MAX = 10;
 const SECRET_NAME = /^[A-Z_][A-Z0-9_]{0,127}$/;
 const SECRETS_MAX = 50;
+const ARTIFACTS_MAX = 100;
 const CPU_MAX = 1024;
 
 type Doc = Document.Parsed;
@@ -183,6 +185,7 @@ class Checker {
     job.locks = this.#locks(fields.get("locks"), where);
     job.resources = this.#resources(fields.get("resources"), where);
     job.secrets = this.#secrets(fields.get("secrets"), where);
+    job.artifacts = this.#artifacts(fields.get("artifacts"), where);
     const steps = this.#required(fields, "steps", entry.value, where);
     if (steps === undefined) return info;
     if (!isSeq(steps.value)) {
@@ -316,6 +319,23 @@ class Checker {
       this.#report(locks[LOCKS_MAX].node, `${where} has ${locks.length} locks, at most ${LOCKS_MAX} allowed`);
     }
     return locks.map((lock) => lock.text);
+  }
+
+  /** Artifact paths: relative to the workspace, never climbing out of it, listed once. */
+  #artifacts(entry: Entry | undefined, where: string): string[] {
+    const artifacts: Located[] = [];
+    for (const artifact of this.#strings(entry, "'artifacts'")) {
+      if (artifact.text.trim() === "") continue; // reported as an empty string already
+      const problem = artifactNameProblem(artifact.text);
+      if (problem) this.#report(artifact.node, problem);
+      else if (artifacts.some((other) => other.text === artifact.text)) {
+        this.#report(artifact.node, `artifact '${artifact.text}' is listed twice in ${where}`);
+      } else artifacts.push(artifact);
+    }
+    if (artifacts.length > ARTIFACTS_MAX) {
+      this.#report(artifacts[ARTIFACTS_MAX].node, `${where} has ${artifacts.length} artifacts, at most ${ARTIFACTS_MAX} allowed`);
+    }
+    return artifacts.map((artifact) => artifact.text);
   }
 
   /** Secret names: each an environment variable name, listed once. */

@@ -1,0 +1,69 @@
+import { createReadStream } from "node:fs";
+import { realpath, stat } from "node:fs/promises";
+import http from "node:http";
+import https from "node:https";
+import { join, sep } from "node:path";
+import type { CallOptions } from "@connectrpc/connect";
+import { ArtifactStoreService } from "../../../gen/otto/v1/artifact_service_pb.ts";
+import type { Task } from "../../../gen/otto/v1/agent_service_pb.ts";
+import type { RegistryClient } from "../../kit/src/registry-client.ts";
+
+// Uploads the job's artifacts from its workspace, each straight to object
+// storage through a presigned URL for that one object. Returns what could
+// not be uploaded, and why: a missing file, a directory, or a path that
+// leads (through a symbolic link) out of the workspace.
+export async function uploadArtifacts(options: {
+  task: Task;
+  workspace: string;
+  registry: RegistryClient;
+  asTask: CallOptions;
+  log: (text: string) => void;
+}): Promise<string[]> {
+  const { task, registry, asTask } = options;
+  const root = await realpath(options.workspace);
+  const problems: string[] = [];
+  for (const name of task.artifacts) {
+    let file: string;
+    try {
+      file = await realpath(join(root, name));
+    } catch {
+      problems.push(`artifact ${name} was not produced`);
+      continue;
+    }
+    if (!file.startsWith(root + sep)) {
+      problems.push(`artifact ${name} leads outside the job's workspace; not uploaded`);
+      continue;
+    }
+    const info = await stat(file);
+    if (!info.isFile()) {
+      problems.push(`artifact ${name} is not a file`);
+      continue;
+    }
+    const ref = { runId: task.runId, job: task.job, attempt: task.attempt, name };
+    const { url } = await registry.call("objects", ArtifactStoreService, (c) => c.createArtifactUpload({ ...ref, size: BigInt(info.size) }, asTask), {
+      idempotent: true,
+      retryForMs: 10_000,
+    });
+    await putFile(url, file, info.size);
+    const { artifact } = await registry.call("objects", ArtifactStoreService, (c) => c.completeArtifactUpload(ref, asTask), {
+      idempotent: true,
+      retryForMs: 10_000,
+    });
+    options.log(`artifact ${name} stored (${artifact!.size} bytes)`);
+  }
+  return problems;
+}
+
+// A PUT with a Content-Length, as S3 requires of presigned uploads.
+function putFile(url: string, file: string, size: number): Promise<void> {
+  const target = new URL(url);
+  const transport = target.protocol === "https:" ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = transport.request(target, { method: "PUT", headers: { "content-length": String(size) } }, (res) => {
+      res.resume();
+      res.on("end", () => (res.statusCode && res.statusCode < 300 ? resolve() : reject(new Error(`storage refused the upload: HTTP ${res.statusCode}`))));
+    });
+    req.on("error", reject);
+    createReadStream(file).on("error", reject).pipe(req);
+  });
+}
