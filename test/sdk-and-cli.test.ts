@@ -390,6 +390,18 @@ describe("the SDK and the otto CLI", { timeout: 300_000 }, () => {
       assert.match((await runCli(["token", "list"], gateway)).stdout, new RegExp(`^${id}  api    revoked  ci reader`, "m"));
     });
 
+    it("artifacts lists a run's artifacts and artifact writes one to stdout", async () => {
+      const ir = pipeline("cli-artifacts").job("make", { artifacts: ["out/a.txt"], steps: ["mkdir out && printf 'artifact bytes' > out/a.txt"] }).build();
+      const run = await submitAndWait(otto.client, ir);
+      assert.equal(run.state, RunState.SUCCEEDED);
+      const listed = await runCli(["artifacts", run.id], gateway);
+      assert.equal(listed.code, 0, show(listed));
+      assert.match(listed.stdout, /^make {2}attempt 1 {2} +14 {2}out\/a\.txt$/m);
+      const fetched = await runCli(["artifact", run.id, "make", "out/a.txt"], gateway);
+      assert.equal(fetched.code, 0, show(fetched));
+      assert.equal(fetched.stdout, "artifact bytes");
+    });
+
     it("secret set (value from stdin), list and delete", async () => {
       const set = await runCli(["secret", "set", "CLI_SECRET"], gateway, "from-stdin-123\n");
       assert.equal(set.code, 0, show(set));

@@ -19,6 +19,8 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   get RUN                 show a run, its jobs and steps
   logs RUN JOB [--follow] print a job's log
   cancel RUN              cancel a run
+  artifacts RUN           list a run's artifacts
+  artifact RUN JOB NAME   write an artifact's bytes to stdout
   token create NAME [--scope S]... [--ttl SECONDS] [--join]
                           make an API token (scopes runs:read, runs:write, admin)
                           or, with --join, a join token for agents; prints it once
@@ -94,6 +96,18 @@ export async function main(argv: string[]): Promise<number> {
       console.log(`run ${run!.id}: ${runStateName(run!.state)}${note}`);
       return 0;
     }
+    case "artifacts": {
+      need(1);
+      const { artifacts } = await client.artifacts.listArtifacts({ runId: rest[0] });
+      for (const a of artifacts) console.log(`${a.job}  attempt ${a.attempt}  ${String(a.size).padStart(10)}  ${a.name}`);
+      return 0;
+    }
+    case "artifact": {
+      need(3);
+      const { url } = await client.artifacts.getArtifactUrl({ runId: rest[0], job: rest[1], name: rest[2] });
+      await download(url, process.stdout);
+      return 0;
+    }
     case "token": {
       need(1);
       if (rest[0] === "create") {
@@ -163,6 +177,15 @@ function localFile(name: string): string | undefined {
 
 async function readToken(file: string | undefined): Promise<string | undefined> {
   return file ? (await readFile(file, "utf8")).trim() : undefined;
+}
+
+// The bytes come straight from storage, through the presigned URL.
+async function download(url: string, out: NodeJS.WritableStream): Promise<void> {
+  const response = await fetch(url);
+  if (!response.ok || !response.body) throw new Error(`storage answered HTTP ${response.status} for the artifact`);
+  for await (const part of response.body) {
+    if (!out.write(part)) await new Promise((resolve) => out.once("drain", resolve));
+  }
 }
 
 async function readStdin(): Promise<string> {
