@@ -27,7 +27,14 @@ describe("security", () => {
   const credentialOf = async (agent: string) => (await readFile(join(otto.dataDir, "agents", `${agent}.credential`), "utf8")).trim();
 
   before(async () => {
-    otto = await startTestOtto({ agents: 2, agentLabels: (agent) => ["linux", `agent-${agent}`] });
+    // As if the launcher itself had been given storage credentials: they
+    // must not reach the agents.
+    process.env.OTTO_S3_SECRET_KEY = "launcher-only";
+    try {
+      otto = await startTestOtto({ agents: 2, agentLabels: (agent) => ["linux", `agent-${agent}`] });
+    } finally {
+      delete process.env.OTTO_S3_SECRET_KEY;
+    }
     db = new pg.Client({ connectionString: otto.databaseUrl });
     await db.connect();
   });
@@ -106,6 +113,19 @@ describe("security", () => {
     await waitFor("the short-lived token to expire", async () => (await call(otto.gatewayUrl, "RunService/ListRuns", {}, expiring.token)).status === 401, 10_000);
     const badScope = await otto.client.admin.createToken({ name: "x", scopes: ["runs:everything"] }).catch((err) => err);
     assert.match(String(badScope.message), /unknown scope runs:everything/);
+  });
+
+  it("gives agents no database or storage credentials", async () => {
+    for (const agent of otto.supervisor.info().filter((p) => p.name.startsWith("agent-"))) {
+      const environ = await readFile(`/proc/${agent.pid}/environ`, "utf8");
+      const names = environ.split("\0").map((entry) => entry.split("=")[0]);
+      for (const secret of ["DATABASE_URL", "OTTO_S3_SECRET_KEY", "OTTO_S3_ACCESS_KEY", "OTTO_SECRETS_KEY_FILE", "OTTO_TLS_CA"]) {
+        if (secret === "OTTO_TLS_CA") assert.ok(names.includes(secret), "agents do get the CA to check servers with");
+        else assert.ok(!names.includes(secret), `${agent.name} has no ${secret}`);
+      }
+      assert.ok(!environ.includes(otto.databaseUrl), `${agent.name} does not know the database URL`);
+      assert.ok(!environ.includes("launcher-only"), `${agent.name} did not inherit the launcher's storage key`);
+    }
   });
 
   it("keeps internal RPCs for Otto's own processes", async () => {

@@ -18,6 +18,7 @@ import { Histogram, metrics } from "../../kit/src/metrics.ts";
 import { callerOf } from "../../kit/src/caller.ts";
 import type { TaskClaims } from "../../kit/src/task-token.ts";
 import type { SecretStore } from "./secret-store.ts";
+import type { TokenStore } from "../../kit/src/token-store.ts";
 
 export type TaskTokenSigner = (claims: TaskClaims, ttlSeconds: number) => string;
 
@@ -36,14 +37,19 @@ export interface AgentServiceOptions {
   // Without TLS there are no task tokens.
   signTaskToken: TaskTokenSigner | undefined;
   secrets: SecretStore;
+  tokens: TokenStore;
 }
 
 export function agentServiceImpl(
   pool: Pool,
   boss: PgBoss,
   notifier: Notifier,
-  { taskLeaseMs, maxWaiters, signTaskToken, secrets }: AgentServiceOptions,
+  { taskLeaseMs, maxWaiters, signTaskToken, secrets, tokens }: AgentServiceOptions,
 ): ServiceImpl<typeof AgentService> {
+  const stillTrusted = async (ctx: HandlerContext) => {
+    const caller = callerOf(ctx);
+    return caller.kind !== "agent" || (await tokens.isLiveId(caller.tokenId));
+  };
   const waiters = new ConcurrencyLimit("AcquireTask long polls", maxWaiters);
   const claimWaiters = new ClaimWaiters(notifier);
   return {
@@ -66,8 +72,10 @@ export function agentServiceImpl(
       // and found nothing, so it goes on only to agents that might fit.
       let tried: Set<string> | undefined;
       for (;;) {
-        // A caller that has gone must not be given a task it cannot receive.
+        // A caller that has gone must not be given a task it cannot receive,
+        // nor one whose credential was revoked while it waited.
         if (ctx.signal.aborted) return {};
+        if (!(await stillTrusted(ctx))) throw new ConnectError("this agent's credential was revoked", Code.Unauthenticated);
         const claimStart = Date.now();
         const { task, contended } = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
         if (task) {

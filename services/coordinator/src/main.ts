@@ -89,7 +89,7 @@ const { registry } = await serveAndRegister({
     router.service(RunService, runServiceImpl(pool, boss, notifier, config, secrets));
     router.service(
       AgentService,
-      agentServiceImpl(pool, boss, notifier, { taskLeaseMs: config.taskLeaseMs, maxWaiters: config.maxAgentWaiters, signTaskToken, secrets }),
+      agentServiceImpl(pool, boss, notifier, { taskLeaseMs: config.taskLeaseMs, maxWaiters: config.maxAgentWaiters, signTaskToken, secrets, tokens }),
     );
     router.service(AdminService, secretRoutes(secrets));
   },

@@ -54,6 +54,8 @@ export class TokenStore {
   readonly #databaseUrl: string;
   readonly #log: Logger;
   readonly #cache = new Map<string, { caller: Caller; expiresAt: number }>();
+  // Token ids found live, for callers that hold on to a caller for long (a long poll).
+  readonly #liveIds = new Map<string, number>();
   #listener: pg.Client | undefined;
   #closed = false;
 
@@ -76,9 +78,9 @@ export class TokenStore {
   // Nothing is cached unless revocations can be heard.
   async #listen(): Promise<void> {
     const client = new pg.Client({ connectionString: this.#databaseUrl, application_name: "otto-auth-listener" });
-    client.on("notification", () => this.#cache.clear());
+    client.on("notification", () => this.#forget());
     client.on("error", () => {
-      this.#cache.clear();
+      this.#forget();
       this.#listener = undefined;
       client.end().catch(() => {});
       if (!this.#closed) setTimeout(() => void this.#listen().catch(() => {}), 500).unref();
@@ -86,6 +88,24 @@ export class TokenStore {
     await client.connect();
     await client.query(`LISTEN ${channel}`);
     this.#listener = client;
+  }
+
+  #forget(): void {
+    this.#cache.clear();
+    this.#liveIds.clear();
+  }
+
+  // Whether the token with this id is still neither revoked nor expired.
+  async isLiveId(id: string): Promise<boolean> {
+    const until = this.#liveIds.get(id);
+    if (until !== undefined && until > Date.now()) return true;
+    const { rows } = await this.#pool.query(
+      "SELECT expires_at FROM auth.tokens WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+      [id],
+    );
+    if (rows.length === 0) return false;
+    if (this.#listener) this.#liveIds.set(id, Math.min(Date.now() + 60_000, rows[0].expires_at?.getTime() ?? Infinity));
+    return true;
   }
 
   async create(kind: TokenKind, name: string, scopes: Scope[] = [], ttlSeconds = 0): Promise<NewToken> {

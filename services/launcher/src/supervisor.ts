@@ -9,6 +9,8 @@ export interface ChildSpec {
   name: string;
   entry: string;
   env: Record<string, string>;
+  // Variables of the launcher's own environment this child must not inherit.
+  withhold?: (name: string) => boolean;
 }
 
 export interface ChildInfo {
@@ -41,6 +43,11 @@ const nodeFlags = [
 
 // Starts Otto's processes, keeps them running (a crashed child comes back
 // on the same port after a backoff), and stops them all.
+function inherited(withhold: ((name: string) => boolean) | undefined): NodeJS.ProcessEnv {
+  if (!withhold) return process.env;
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !withhold(name)));
+}
+
 export class Supervisor extends EventEmitter {
   readonly #children = new Map<string, Child>();
   readonly #mode: LogMode;
@@ -88,7 +95,7 @@ export class Supervisor extends EventEmitter {
     const { spec } = child;
     const proc = spawn(process.execPath, [...nodeFlags, spec.entry], {
       env: {
-        ...process.env,
+        ...inherited(spec.withhold),
         // The launcher's OTEL_SERVICE_NAME names the system: "otto-coordinator", ...
         OTEL_SERVICE_NAME: `${process.env.OTEL_SERVICE_NAME || "otto"}-${spec.name.replace(/-\d+$/, "")}`,
         ...spec.env,

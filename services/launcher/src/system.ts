@@ -153,7 +153,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       }
       const labels = typeof options.agentLabels === "function" ? options.agentLabels(i) : options.agentLabels;
       if (labels) env.OTTO_AGENT_LABELS = labels.join(",");
-      starts.push(supervisor.start({ name: `agent-${i}`, entry: entry("agent"), env }));
+      starts.push(supervisor.start({ name: `agent-${i}`, entry: entry("agent"), env, withhold: storageCredential }));
     }
     await Promise.all(starts);
     const gatewayUrl = await supervisor.start(
@@ -189,6 +189,13 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     await stop();
     throw err;
   }
+}
+
+// Agents run other people's code: nothing that opens the database, the
+// object store or the secrets reaches them, even from the launcher's own
+// environment.
+function storageCredential(name: string): boolean {
+  return /^(DATABASE_URL|PG[A-Z]+|OTTO_S3_[A-Z_]+|OTTO_SECRETS_[A-Z_]+|AWS_[A-Z_]+|OTTO_TEST_DATABASE_URL)$/.test(name);
 }
 
 export function freePort(): Promise<number> {
