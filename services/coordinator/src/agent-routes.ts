@@ -54,7 +54,6 @@ export function agentServiceImpl(
   const claimWaiters = new ClaimWaiters(notifier);
   return {
     acquireTask: (req, ctx) => waiters.run(async () => {
-      requireAgent(req.agentId);
       requireSelf(ctx, req.agentId);
       if (req.incarnation.length > 100) throw new ConnectError("incarnation must be at most 100 characters", Code.InvalidArgument);
       const deadline = Date.now() + Math.min(Math.max(req.waitMs, 0), maxWaitMs);
@@ -105,7 +104,7 @@ export function agentServiceImpl(
            FROM task WHERE r.task_id = task.id
          )
          SELECT cancel_requested FROM task`,
-        [requireUuid(req.taskId), req.attempt, req.agentId, taskLeaseMs],
+        [req.taskId, req.attempt, req.agentId, taskLeaseMs],
       );
       if (rows.length === 0) {
         throw new ConnectError(`attempt ${req.attempt} of task ${req.taskId} is not current for agent ${req.agentId}`, Code.FailedPrecondition);
@@ -113,7 +112,6 @@ export function agentServiceImpl(
       return { cancel: rows[0].cancel_requested };
     },
     async reportSteps(req, ctx) {
-      requireUuid(req.taskId);
       const changes = stepChanges(req.steps);
       const cancel = await inTransaction(pool, async (client) => {
         const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) });
@@ -123,8 +121,6 @@ export function agentServiceImpl(
       return { cancel };
     },
     async handBackTask(req, ctx) {
-      requireUuid(req.taskId);
-      requireAgent(req.agentId);
       requireSelf(ctx, req.agentId);
       await inTransaction(pool, async (client) => {
         const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId });
@@ -133,7 +129,6 @@ export function agentServiceImpl(
       return {};
     },
     async completeTask(req, ctx) {
-      requireUuid(req.taskId);
       if (!([RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED] as RunState[]).includes(req.state)) {
         throw new ConnectError("state must be SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
       }
@@ -218,17 +213,4 @@ function requireSelf(ctx: HandlerContext, agentId: string) {
   if (caller !== undefined && caller !== agentId) {
     throw new ConnectError(`this credential belongs to agent ${caller}, not ${agentId}`, Code.PermissionDenied);
   }
-}
-
-function requireAgent(agentId: string) {
-  if (!/^[A-Za-z0-9._-]{1,100}$/.test(agentId)) {
-    throw new ConnectError("agent_id must be 1-100 letters, digits, '.', '_' or '-'", Code.InvalidArgument);
-  }
-}
-
-function requireUuid(id: string): string {
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
-    throw new ConnectError(`task_id must be a UUID, got "${id}"`, Code.InvalidArgument);
-  }
-  return id;
 }

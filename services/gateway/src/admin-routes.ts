@@ -5,9 +5,7 @@ import { AdminService, TokenInfoSchema, TokenKind, type TokenInfo } from "../../
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
 import { parseScopes, type TokenKind as StoredKind, type TokenInfo as StoredToken, type TokenStore } from "../../kit/src/token-store.ts";
 
-const maxTtlSeconds = 10 * 365 * 24 * 3600;
 const namePattern = /^[\p{L}\p{N} ._@:/-]{1,100}$/u;
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const kindToStore: Partial<Record<TokenKind, StoredKind>> = {
   [TokenKind.UNSPECIFIED]: "api",
@@ -28,9 +26,6 @@ export function adminServiceImpl(tokens: TokenStore, registry: RegistryClient): 
       if (!namePattern.test(req.name)) {
         throw new ConnectError("name must be 1-100 letters, digits, spaces or . _ @ : / -, saying who or what the token is for", Code.InvalidArgument);
       }
-      if (req.ttlSeconds < 0 || req.ttlSeconds > maxTtlSeconds) {
-        throw new ConnectError(`ttl_seconds must be between 0 (never expires) and ${maxTtlSeconds}`, Code.InvalidArgument);
-      }
       const scopes = parseScopes(req.scopes);
       if (kind === "api" && scopes.length === 0) {
         throw new ConnectError("an API token needs at least one scope: runs:read, runs:write or admin", Code.InvalidArgument);
@@ -45,13 +40,11 @@ export function adminServiceImpl(tokens: TokenStore, registry: RegistryClient): 
       return { tokens: (await tokens.list(kind)).map(toProto) };
     },
     async revokeToken(req) {
-      if (!uuidPattern.test(req.id)) throw new ConnectError(`id must be a token id (a UUID), got "${req.id}"`, Code.InvalidArgument);
       const [info] = await tokens.revoke({ id: req.id });
       if (!info) throw new ConnectError(`no token has the id ${req.id}`, Code.NotFound);
       return { info: toProto(info) };
     },
     async revokeAgent(req) {
-      if (!/^[A-Za-z0-9._-]{1,100}$/.test(req.agentId)) throw new ConnectError("agent_id must be an agent id", Code.InvalidArgument);
       const revoked = await tokens.revoke({ agent: req.agentId });
       if (revoked.length === 0) throw new ConnectError(`agent ${req.agentId} has never joined`, Code.NotFound);
       return { credentials: revoked.map(toProto) };

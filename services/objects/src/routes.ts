@@ -4,21 +4,18 @@ import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import type { LogStore } from "./log-store.ts";
 
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const jobPattern = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
+// Ids and names are checked by the requests' protovalidate rules.
 
 export function objectsRoutes(logs: LogStore) {
   return (router: ConnectRouter) => {
     router.service(LogStoreService, {
       async appendLog(req, ctx) {
-        checkLogName(req.runId, req.job);
         requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
         if (req.seq < 1n) throw new ConnectError("seq starts at 1", Code.InvalidArgument);
         await logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), req.text);
         return {};
       },
       async closeLog(req, ctx) {
-        checkLogName(req.runId, req.job);
         requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
         if (req.finalSeq < 0n) throw new ConnectError("final_seq must not be negative", Code.InvalidArgument);
         const final = req.finalSeq > 0n ? { seq: Number(req.finalSeq), text: req.finalText } : undefined;
@@ -28,7 +25,6 @@ export function objectsRoutes(logs: LogStore) {
     });
     router.service(LogService, {
       async *readLog(req, ctx) {
-        checkLogName(req.runId, req.job);
         if (req.offset < 0n) throw new ConnectError("offset must not be negative", Code.InvalidArgument);
         const attempt = req.attempt === 0 ? await logs.latestAttempt(req.runId, req.job) : attemptOf(req.attempt);
         for await (const chunk of logs.read({ runId: req.runId, job: req.job, attempt }, Number(req.offset), req.follow, ctx.signal)) {
@@ -54,9 +50,4 @@ export function requireOwnTask(ctx: HandlerContext, runId: string, job: string, 
 function attemptOf(attempt: number): number {
   if (attempt < 0) throw new ConnectError("attempt must not be negative", Code.InvalidArgument);
   return attempt || 1;
-}
-
-function checkLogName(runId: string, job: string) {
-  if (!uuidPattern.test(runId)) throw new ConnectError(`run_id must be a UUID, got "${runId}"`, Code.InvalidArgument);
-  if (!jobPattern.test(job)) throw new ConnectError(`job must be a job name, got "${job}"`, Code.InvalidArgument);
 }

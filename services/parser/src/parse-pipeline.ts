@@ -301,61 +301,38 @@ class Checker {
 
   /** Lock names: a string or a list of strings, valid, unique and not too many. */
   #locks(entry: Entry | undefined, where: string): string[] {
-    const locks: Located[] = [];
-    for (const lock of this.#strings(entry, "'locks'")) {
-      const name = lock.text;
-      if (name.trim() === "") continue; // reported as an empty string already
-      if (!LOCK_NAME.test(name)) {
-        this.#report(lock.node, `invalid lock name '${name}': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit`);
-      } else if (name.length > LOCK_NAME_MAX) {
-        this.#report(lock.node, `lock name '${name}' is too long: ${name.length} characters, at most ${LOCK_NAME_MAX} allowed`);
-      } else if (locks.some((other) => other.text === name)) {
-        this.#report(lock.node, `lock '${name}' is listed twice in the locks of ${where}`);
-      } else {
-        locks.push(lock);
-      }
-    }
-    if (locks.length > LOCKS_MAX) {
-      this.#report(locks[LOCKS_MAX].node, `${where} has ${locks.length} locks, at most ${LOCKS_MAX} allowed`);
-    }
-    return locks.map((lock) => lock.text);
+    return this.#nameList(entry, where, "lock", LOCKS_MAX, (name) => {
+      if (!LOCK_NAME.test(name)) return `invalid lock name '${name}': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit`;
+      if (name.length > LOCK_NAME_MAX) return `lock name '${name}' is too long: ${name.length} characters, at most ${LOCK_NAME_MAX} allowed`;
+      return undefined;
+    });
   }
 
-  /** Artifact paths: relative to the workspace, never climbing out of it, listed once. */
+  /** Artifact paths: relative to the workspace, never climbing out of it. */
   #artifacts(entry: Entry | undefined, where: string): string[] {
-    const artifacts: Located[] = [];
-    for (const artifact of this.#strings(entry, "'artifacts'")) {
-      if (artifact.text.trim() === "") continue; // reported as an empty string already
-      const problem = artifactNameProblem(artifact.text);
-      if (problem) this.#report(artifact.node, problem);
-      else if (artifacts.some((other) => other.text === artifact.text)) {
-        this.#report(artifact.node, `artifact '${artifact.text}' is listed twice in ${where}`);
-      } else artifacts.push(artifact);
-    }
-    if (artifacts.length > ARTIFACTS_MAX) {
-      this.#report(artifacts[ARTIFACTS_MAX].node, `${where} has ${artifacts.length} artifacts, at most ${ARTIFACTS_MAX} allowed`);
-    }
-    return artifacts.map((artifact) => artifact.text);
+    return this.#nameList(entry, where, "artifact", ARTIFACTS_MAX, artifactNameProblem);
   }
 
-  /** Secret names: each an environment variable name, listed once. */
+  /** Secret names: each an environment variable name. */
   #secrets(entry: Entry | undefined, where: string): string[] {
-    const secrets: Located[] = [];
-    for (const secret of this.#strings(entry, "'secrets'")) {
-      const name = secret.text;
+    return this.#nameList(entry, where, "secret", SECRETS_MAX, (name) =>
+      SECRET_NAME.test(name) ? undefined : `invalid secret name '${name}': use upper-case letters, digits and '_', not starting with a digit (at most 128)`,
+    );
+  }
+
+  /** A string or a list of strings, each valid (`problemOf`), listed once, at most `max` of them. */
+  #nameList(entry: Entry | undefined, where: string, what: string, max: number, problemOf: (name: string) => string | undefined): string[] {
+    const names: Located[] = [];
+    for (const item of this.#strings(entry, `'${what}s'`)) {
+      const name = item.text;
       if (name.trim() === "") continue; // reported as an empty string already
-      if (!SECRET_NAME.test(name)) {
-        this.#report(secret.node, `invalid secret name '${name}': use upper-case letters, digits and '_', not starting with a digit (at most 128)`);
-      } else if (secrets.some((other) => other.text === name)) {
-        this.#report(secret.node, `secret '${name}' is listed twice in the secrets of ${where}`);
-      } else {
-        secrets.push(secret);
-      }
+      const problem = problemOf(name);
+      if (problem) this.#report(item.node, problem);
+      else if (names.some((other) => other.text === name)) this.#report(item.node, `${what} '${name}' is listed twice in the ${what}s of ${where}`);
+      else names.push(item);
     }
-    if (secrets.length > SECRETS_MAX) {
-      this.#report(secrets[SECRETS_MAX].node, `${where} has ${secrets.length} secrets, at most ${SECRETS_MAX} allowed`);
-    }
-    return secrets.map((secret) => secret.text);
+    if (names.length > max) this.#report(names[max].node, `${where} has ${names.length} ${what}s, at most ${max} allowed`);
+    return names.map((name) => name.text);
   }
 
   /** A mapping with 'cpu' and 'memory'; either one left out is 0, no requirement. */
