@@ -42,12 +42,12 @@ describe("request validation", () => {
     assertInvalid(await call("/otto.v1.RunService/ListRuns", { pageToken: "next" }), /page_token: must be a valid UUID/);
   });
 
-  it("refuses a pipeline larger than 1 MiB", async () => {
-    const pipelineYaml = "# padding\n".repeat(110_000); // 1.1 MB
-    assertInvalid(
-      await call("/otto.v1.RunService/SubmitRun", { pipelineYaml }),
-      /^invalid SubmitRunRequest: pipeline_yaml: must be at most 1048576 bytes$/,
-    );
+  it("refuses a pipeline larger than 256 KiB as a limit reached (resource_exhausted)", async () => {
+    const pipelineYaml = "# padding\n".repeat(30_000); // 300 kB
+    const response = await call("/otto.v1.RunService/SubmitRun", { pipelineYaml });
+    assert.equal(response.status, 429, response.text);
+    assert.equal(response.json.code, "resource_exhausted");
+    assert.match(response.json.message, /^invalid SubmitRunRequest: pipeline_yaml: must be at most 262144 bytes$/);
   });
 
   it("lists every violation of a request", async () => {

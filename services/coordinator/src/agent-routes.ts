@@ -107,6 +107,11 @@ export function agentServiceImpl(
         [req.taskId, req.attempt, req.agentId, taskLeaseMs],
       );
       if (rows.length === 0) {
+        const { rows: current } = await pool.query("SELECT attempt, agent_id FROM coordinator.tasks WHERE id = $1", [req.taskId]);
+        if (current.length === 0) throw new ConnectError(`task ${req.taskId} not found`, Code.NotFound);
+        if (current[0].attempt === req.attempt && current[0].agent_id !== req.agentId) {
+          throw new ConnectError(`task ${req.taskId} is not assigned to agent ${req.agentId}`, Code.PermissionDenied);
+        }
         throw new ConnectError(`attempt ${req.attempt} of task ${req.taskId} is not current for agent ${req.agentId}`, Code.FailedPrecondition);
       }
       return { cancel: rows[0].cancel_requested };
@@ -123,7 +128,7 @@ export function agentServiceImpl(
     async handBackTask(req, ctx) {
       requireSelf(ctx, req.agentId);
       await inTransaction(pool, async (client) => {
-        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId });
+        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId, caller: req.agentId });
         await handBackTask(client, task, req.agentId, boss);
       });
       return {};

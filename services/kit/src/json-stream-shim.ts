@@ -12,6 +12,7 @@ import {
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 
 const maxBodyBytes = 1024 * 1024;
+const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 // Lets curl call server-streaming methods with a plain JSON body: a POST with
 // `Content-Type: application/json` to a streaming method is answered with
@@ -56,7 +57,10 @@ export function jsonStreamShim(routes: (router: ConnectRouter) => void, intercep
       const error = err instanceof ConnectError ? err : new ConnectError(String((err as Error).message), Code.InvalidArgument);
       const body = { code: codeToString(error.code), message: error.rawMessage };
       if (!res.headersSent) {
-        res.writeHead(codeToHttpStatus(error.code), { "content-type": "application/json" });
+        // A body refused unread leaves the connection unusable: close it.
+        const headers: http.OutgoingHttpHeaders = { "content-type": "application/json" };
+        if (!req.readableEnded) headers.connection = "close";
+        res.writeHead(codeToHttpStatus(error.code), headers);
         res.end(JSON.stringify(body));
       } else {
         res.end(JSON.stringify({ error: body }) + "\n");
@@ -82,8 +86,14 @@ async function readJson(req: http.IncomingMessage): Promise<JsonValue> {
     if (size > maxBodyBytes) throw new ConnectError(`request body is larger than ${maxBodyBytes} bytes`, Code.ResourceExhausted);
     parts.push(part);
   }
+  let text: string;
   try {
-    return JSON.parse(Buffer.concat(parts).toString("utf8") || "{}");
+    text = utf8.decode(Buffer.concat(parts));
+  } catch {
+    throw new ConnectError("the request body is not valid UTF-8", Code.InvalidArgument);
+  }
+  try {
+    return JSON.parse(text || "{}");
   } catch (err) {
     throw new ConnectError(`request body is not valid JSON: ${(err as Error).message}`, Code.InvalidArgument);
   }

@@ -53,6 +53,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routes: options.routes,
     interceptors,
     readMaxBytes: 4 * 1024 * 1024,
+    // Strict JSON: a misspelt field or enum name, or bytes that are not
+    // UTF-8, are the caller's mistake to hear about, not to have ignored.
+    jsonOptions: { ignoreUnknownFields: false, textDecoder: strictUtf8 } as object,
     contextValues(req) {
       const values = createContextValues();
       values.set(peerKey, peerIdentityOf(req as http.IncomingMessage));
@@ -80,7 +83,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       );
       return;
     }
-    if (!shim(req, res)) adapter(req, res);
+    if (shim(req, res)) return;
+    if (refusedAtHttpLevel(req, res)) return;
+    if (/^application\/proto/.test(req.headers["content-type"] ?? "")) binaryParseErrorsAreInvalidArgument(res);
+    adapter(req, res);
   };
   // Callers without a client certificate are let through the handshake:
   // people and agents authenticate with tokens, Otto processes with their
@@ -111,6 +117,83 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
     },
   };
+}
+
+const connectContentType = /^application\/(json|proto|connect\+(json|proto)|grpc(-web)?(\+(json|proto))?)(;|$)/;
+
+// What Connect would refuse with an empty 405 or 415 gets a JSON body that
+// says what to send instead (curl -d without a Content-Type, a PUT, ...).
+function refusedAtHttpLevel(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+  const refuse = (status: number, message: string) => {
+    res.writeHead(status, { "content-type": "application/json", connection: "close" });
+    res.end(JSON.stringify({ code: "invalid_argument", message }));
+    return true;
+  };
+  if (req.method !== "POST" && req.method !== "GET") {
+    return refuse(405, `${req.method} is not supported: call methods with POST (side-effect-free ones also with GET)`);
+  }
+  const type = req.headers["content-type"] ?? "";
+  if (req.method === "POST" && !connectContentType.test(type)) {
+    return refuse(415, `Content-Type ${type ? `"${type}"` : "(none)"} is not supported: send "Content-Type: application/json" with a JSON body`);
+  }
+  return false;
+}
+
+const strictUtf8 = {
+  decode(data: Uint8Array): string {
+    try {
+      return fatalUtf8.decode(data);
+    } catch {
+      throw new ConnectError("the request body is not valid UTF-8", Code.InvalidArgument);
+    }
+  },
+};
+const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+// Connect answers a unary protobuf body that does not decode with 500
+// internal ("parse binary: ..."); that is the caller's mistake, so the answer
+// becomes 400 invalid_argument. Only such 500 answers are held back to look.
+function binaryParseErrorsAreInvalidArgument(res: http.ServerResponse): void {
+  type Loose = (this: http.ServerResponse, ...args: unknown[]) => unknown;
+  const writeHead = res.writeHead as unknown as Loose;
+  const write = res.write as unknown as Loose;
+  const end = res.end as unknown as Loose;
+  let held: { headers: unknown[]; body: Buffer[] } | undefined;
+  const patched: Record<"writeHead" | "write" | "end", Loose> = {
+    writeHead(status, ...rest) {
+      if (status !== 500) return writeHead.call(this, status, ...rest);
+      // Connect may call it again before the end, the first call not having sent anything.
+      held = { headers: rest, body: held?.body ?? [] };
+      return this;
+    },
+    write(chunk, ...rest) {
+      if (!held) return write.call(this, chunk, ...rest);
+      held.body.push(Buffer.from(chunk as Uint8Array));
+      const done = rest.find((arg) => typeof arg === "function") as (() => void) | undefined;
+      if (done) process.nextTick(done);
+      return true;
+    },
+    end(chunk, ...rest) {
+      if (!held) return end.call(this, chunk, ...rest);
+      if (chunk && typeof chunk !== "function") held.body.push(Buffer.from(chunk as Uint8Array));
+      const done = [chunk, ...rest].find((arg) => typeof arg === "function");
+      const body = Buffer.concat(held.body);
+      let error: { code?: string; message?: string } | undefined;
+      try {
+        error = JSON.parse(body.toString("utf8"));
+      } catch {
+        error = undefined;
+      }
+      if (error?.code === "internal" && error.message?.startsWith("parse binary: ")) {
+        writeHead.call(this, 400, { "content-type": "application/json" });
+        const message = `the request body is not a valid protobuf message for this method: ${error.message.slice("parse binary: ".length)}`;
+        return end.call(this, JSON.stringify({ code: "invalid_argument", message }), done);
+      }
+      writeHead.call(this, 500, ...held.headers);
+      return end.call(this, body, done);
+    },
+  };
+  Object.assign(res, patched);
 }
 
 function plain(res: http.ServerResponse, status: number, text: string) {

@@ -10,7 +10,8 @@ const validator = createValidator();
 // Checks every request message against the protovalidate rules in its proto
 // (`(buf.validate.field)` options): a unary request before the handler runs,
 // each message of a request stream as the handler reads it. A message that
-// breaks a rule is refused with invalid_argument, naming each field and what
+// breaks a rule is refused with invalid_argument (resource_exhausted when it
+// only has too many bytes or items), naming each field and what
 // is wrong with it; the violations also travel as a buf.validate.Violations
 // error detail.
 export const validateRequests: Interceptor = (next) => async (req) => {
@@ -35,7 +36,10 @@ function check(schema: DescMessage, message: Message): void {
   // caller's: it surfaces as an internal error (and goes to the log).
   if (result.kind === "error") throw result.error;
   const [violations, violationsSchema] = violationsToProto(result.violations);
-  throw new ConnectError(describe(schema, result.violations), Code.InvalidArgument, undefined, [
+  // Too much of something (bytes, items) is a limit reached, as it is for a
+  // body over the size limit: resource_exhausted.
+  const tooMuch = result.violations.every((v) => /\.max_(bytes|items)$/.test(v.ruleId));
+  throw new ConnectError(describe(schema, result.violations), tooMuch ? Code.ResourceExhausted : Code.InvalidArgument, undefined, [
     { desc: violationsSchema, value: violations },
   ]);
 }
