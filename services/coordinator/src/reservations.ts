@@ -21,25 +21,40 @@ export interface ReservationTarget {
   leaseMs: number;
 }
 
-// Reserves, inside the caller's transaction, a slot on the agent (with the
-// job's cpu and memory) and every lock the job names. Returns false when
-// something is taken; the caller then rolls back to a savepoint it took
-// before, so that it ends up with all of them or none.
-export async function reserveAll(
-  client: PoolClient,
-  agent: AgentCapacity,
-  needs: JobNeeds,
-  target: ReservationTarget,
-): Promise<boolean> {
+export interface AgentUsage {
+  slots: number;
+  cpu: number;
+  memory: bigint;
+}
+
+// What the agent's slot reservations take up now.
+export async function usageOf(client: PoolClient, agentId: string): Promise<AgentUsage> {
   const { rows } = await client.query(
     `SELECT count(*)::int AS slots, coalesce(sum(cpu), 0)::float8 AS cpu, coalesce(sum(memory_bytes), 0)::bigint AS memory
      FROM coordinator.reservations WHERE kind = 'slot' AND name = $1`,
-    [agent.id],
+    [agentId],
   );
-  const used = rows[0];
-  if (agent.slots > 0 && used.slots >= agent.slots) return false;
+  return { slots: rows[0].slots, cpu: rows[0].cpu, memory: BigInt(rows[0].memory) };
+}
+
+export function hasFreeSlot(agent: AgentCapacity, used: AgentUsage): boolean {
+  return agent.slots <= 0 || used.slots < agent.slots;
+}
+
+// Reserves, inside the caller's transaction (which holds the agent's claim
+// lock, so `used` is current), a slot on the agent with the job's cpu and
+// memory and every lock the job names: all of them, or none (locks taken
+// before one that was held are given back at once) and false.
+export async function reserveAll(
+  client: PoolClient,
+  agent: AgentCapacity,
+  used: AgentUsage,
+  needs: JobNeeds,
+  target: ReservationTarget,
+): Promise<boolean> {
+  if (!hasFreeSlot(agent, used)) return false;
   if (needs.cpu > 0 && agent.cpu > 0 && used.cpu + needs.cpu > agent.cpu + 1e-9) return false;
-  if (needs.memoryBytes > 0n && agent.memoryBytes > 0n && BigInt(used.memory) + needs.memoryBytes > agent.memoryBytes) return false;
+  if (needs.memoryBytes > 0n && agent.memoryBytes > 0n && used.memory + needs.memoryBytes > agent.memoryBytes) return false;
   const values = [target.runId, target.job, target.taskId, target.attempt, target.leaseMs];
   if (needs.locks.length > 0) {
     const { rowCount } = await client.query(
@@ -48,8 +63,10 @@ export async function reserveAll(
        ON CONFLICT (name) WHERE kind = 'lock' DO NOTHING`,
       [...values, needs.locks],
     );
-    // The caller rolls back to its savepoint, undoing the locks that were taken.
-    if (rowCount !== needs.locks.length) return false;
+    if (rowCount !== needs.locks.length) {
+      await client.query("DELETE FROM coordinator.reservations WHERE task_id = $1 AND attempt = $2 AND kind = 'lock'", [target.taskId, target.attempt]);
+      return false;
+    }
   }
   await client.query(
     `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, cpu, memory_bytes, lease_expires_at)

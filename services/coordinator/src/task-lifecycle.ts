@@ -3,7 +3,7 @@ import type { PgBoss } from "pg-boss";
 import type { PoolClient } from "../../kit/src/db.ts";
 import { advanceRun, tasksChannel } from "./advance-run.ts";
 import { appendJournal, type JournalEntry } from "./journal.ts";
-import { describeReservations, releaseTaskReservations, reserveAll, type AgentCapacity } from "./reservations.ts";
+import { describeReservations, hasFreeSlot, releaseTaskReservations, reserveAll, usageOf, type AgentCapacity, type AgentUsage } from "./reservations.ts";
 import { shouldRetry, type FailureCause } from "./retry-policy.ts";
 import { enqueueAdvance } from "./run-queue.ts";
 import { isFinal, RunState } from "./states.ts";
@@ -43,10 +43,12 @@ export interface ClaimResult {
 
 // Hands an agent a task: first one already assigned to the asking process
 // and slot whose answer was lost (assigned, never started, not among the
-// tasks it says it runs or has finished), else the oldest pending task whose labels it has and whose slot,
-// resources and locks can all be reserved now. Runs locked by others are skipped, and each
-// candidate is tried under a savepoint that is rolled back when it does not
-// fit, so a claim never waits on a run and holds no lock it does not use.
+// tasks it says it runs or has finished), else the oldest pending task whose
+// labels it has and whose slot, resources and locks can all be reserved now.
+// Each candidate is found and locked (its run and task rows) by one
+// statement that skips runs other transactions hold, so a claim never waits
+// on a run; a candidate that does not fit gives back any lock reservation it
+// took at once.
 export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: number): Promise<ClaimResult> {
   // One claim per agent at a time, so its slots are counted correctly.
   await client.query("SELECT pg_advisory_xact_lock(hashtext('otto-agent:' || $1))", [agent.id]);
@@ -70,45 +72,46 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
     );
     if (rows.length > 0) return { task: rows[0], contended };
   }
-  const { rows: candidates } = await client.query(
-    `SELECT t.id, t.run_id, j.locks, j.cpu, j.memory_bytes, extract(epoch FROM now() - t.pending_since)::float8 AS waited
-     FROM coordinator.tasks t JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
-     WHERE t.status = 'pending' AND t.labels <@ $1::text[] ORDER BY t.created_at LIMIT 20`,
-    [agent.labels],
-  );
-  for (const candidate of candidates) {
-    await client.query("SAVEPOINT candidate");
-    const task = await claimCandidate(client, agent, candidate, leaseMs);
-    if (task === "contended") contended = true;
-    if (typeof task === "object") {
-      await client.query("RELEASE SAVEPOINT candidate");
-      return { task, contended };
-    }
-    await client.query("ROLLBACK TO SAVEPOINT candidate");
+  const used = await usageOf(client, agent.id);
+  if (!hasFreeSlot(agent, used)) return { contended };
+  const passedOver: string[] = [];
+  for (let tries = 0; tries < 20; tries++) {
+    const { rows } = await client.query(
+      `SELECT t.id, t.run_id, t.job, t.attempt, j.locks, j.cpu, j.memory_bytes,
+         extract(epoch FROM now() - t.pending_since)::float8 AS waited
+       FROM coordinator.tasks t
+         JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
+         JOIN coordinator.runs r ON r.id = t.run_id
+       WHERE t.status = 'pending' AND t.labels <@ $1::text[] AND NOT (t.id = ANY($2::uuid[]))
+       ORDER BY t.created_at LIMIT 1
+       FOR UPDATE OF r, t SKIP LOCKED`,
+      [agent.labels, passedOver],
+    );
+    if (rows.length === 0) break;
+    const task = await claimCandidate(client, agent, used, rows[0], leaseMs);
+    if (task) return { task, contended };
+    passedOver.push(rows[0].id);
   }
-  return { contended };
+  // Pending tasks left that this agent could take were skipped because their
+  // runs were busy: worth trying again soon.
+  const { rows } = await client.query(
+    `SELECT EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' AND labels <@ $1::text[] AND NOT (id = ANY($2::uuid[]))) AS waiting`,
+    [agent.labels, passedOver],
+  );
+  return { contended: contended || rows[0].waiting };
 }
 
 async function claimCandidate(
   client: PoolClient,
   agent: Claimant,
-  candidate: { id: string; run_id: string; locks: string[]; cpu: number; memory_bytes: string; waited: number },
+  used: AgentUsage,
+  candidate: { id: string; run_id: string; job: string; attempt: number; locks: string[]; cpu: number; memory_bytes: string; waited: number },
   leaseMs: number,
-): Promise<ClaimedTask | "contended" | "unfit"> {
-  const { rowCount: locked } = await client.query(
-    "SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE SKIP LOCKED",
-    [candidate.run_id],
-  );
-  if (!locked) return "contended";
-  const { rows } = await client.query(
-    "SELECT id, run_id, job, attempt FROM coordinator.tasks WHERE id = $1 AND status = 'pending' FOR UPDATE",
-    [candidate.id],
-  );
-  if (rows.length === 0) return "unfit";
-  const attempt = rows[0].attempt + 1;
+): Promise<ClaimedTask | undefined> {
+  const attempt = candidate.attempt + 1;
   const needs = { locks: candidate.locks, cpu: candidate.cpu, memoryBytes: BigInt(candidate.memory_bytes) };
-  const target = { runId: candidate.run_id, job: rows[0].job, taskId: candidate.id, attempt, leaseMs };
-  if (!(await reserveAll(client, agent, needs, target))) return "unfit";
+  const target = { runId: candidate.run_id, job: candidate.job, taskId: candidate.id, attempt, leaseMs };
+  if (!(await reserveAll(client, agent, used, needs, target))) return undefined;
   const { rows: claimed } = await client.query<ClaimedTask>(
     `UPDATE coordinator.tasks SET status = 'assigned', attempt = $2, agent_id = $3, agent_slot = $5, agent_incarnation = $6,
        started = false, lease_expires_at = now() + make_interval(secs => $4::float / 1000)
