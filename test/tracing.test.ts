@@ -4,6 +4,9 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { AsyncLocalStorage } from "node:async_hooks";
+import { context, propagation, ROOT_CONTEXT, trace as otelTrace, type Context, type ContextManager } from "@opentelemetry/api";
+import { submit } from "../sdk/src/index.ts";
 import { postJson, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { renderTrace, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
 
@@ -66,6 +69,16 @@ describe("tracing over OTLP http/json", () => {
     if (process.exitCode) console.log(await tailOfLog(otto));
     await otto?.stopAndClean();
     await receiver?.close();
+  });
+
+  it("joins the trace of an SDK caller that uses OpenTelemetry", async () => {
+    useCallerTelemetry();
+    const caller = { traceId: randomBytes(16).toString("hex"), spanId: randomBytes(8).toString("hex"), traceFlags: 1 };
+    await context.with(otelTrace.setSpanContext(ROOT_CONTEXT, caller), () => submit(otto.client, "name: sdk\njobs:\n  a:\n    steps:\n      - run: 'true'\n"));
+    const submitSpan = await waitFor("the gateway's SubmitRun span in the caller's trace", () =>
+      receiver.spans.find((s) => s.traceId === caller.traceId && s.service === "otto-gateway" && s.name === "otto.v1.RunService/SubmitRun" && s.kind === 2),
+    );
+    assert.equal(submitSpan.parentSpanId, caller.spanId, "a child of the caller's span");
   });
 
   it("joins the caller's trace: the gateway's SubmitRun is the child of the caller's span", () => {
@@ -144,6 +157,40 @@ describe("tracing over OTLP http/json", () => {
   });
 });
 
+// What a caller instrumented with OpenTelemetry has: a context manager and a
+// W3C propagator (the smallest ones that do the job, so the test needs no
+// more packages).
+class AsyncLocalContextManager implements ContextManager {
+  readonly #store = new AsyncLocalStorage<Context>();
+  active(): Context {
+    return this.#store.getStore() ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.#store.run(ctx, () => fn.apply(thisArg, args));
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    return this;
+  }
+}
+
+function useCallerTelemetry(): void {
+  context.setGlobalContextManager(new AsyncLocalContextManager());
+  propagation.setGlobalPropagator({
+    inject(ctx, carrier, setter) {
+      const span = otelTrace.getSpanContext(ctx);
+      if (span) setter.set(carrier, "traceparent", `00-${span.traceId}-${span.spanId}-0${span.traceFlags}`);
+    },
+    extract: (ctx) => ctx,
+    fields: () => ["traceparent"],
+  });
+}
+
 describe("tracing over OTLP http/protobuf", () => {
   it("exports protobuf when OTEL_EXPORTER_OTLP_PROTOCOL says so", async () => {
     const receiver = await startOtlpReceiver();
@@ -160,6 +207,7 @@ describe("tracing over OTLP http/protobuf", () => {
       });
       assert.ok(exports.length > 0);
       assert.equal(receiver.requests.filter((r) => r.contentType.startsWith("application/json")).length, 0);
+
     } finally {
       await otto.stopAndClean();
       await receiver.close();

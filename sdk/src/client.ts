@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { context, propagation } from "@opentelemetry/api";
 import { AdminService } from "../../gen/otto/v1/admin_service_pb.ts";
 import { ArtifactService } from "../../gen/otto/v1/artifact_service_pb.ts";
 import { LogService } from "../../gen/otto/v1/log_service_pb.ts";
@@ -55,10 +56,18 @@ function createOttoTransport(options: OttoClientOptions): Transport {
     baseUrl,
     httpVersion: "1.1",
     defaultTimeoutMs: options.timeoutMs ?? 30_000,
-    interceptors: [withToken],
+    interceptors: [withToken, withTraceContext],
     nodeOptions: ca && baseUrl.startsWith("https:") ? { ca } : undefined,
   });
 }
+
+// A caller that uses OpenTelemetry gets Otto's spans in its own trace: the
+// active context goes along as `traceparent` (nothing happens without a
+// registered propagator; a traceparent header given by hand wins).
+const withTraceContext: Interceptor = (next) => (req) => {
+  if (!req.header.has("traceparent")) propagation.inject(context.active(), req.header, { set: (header, key, value) => header.set(key, value) });
+  return next(req);
+};
 
 function readTrimmed(file: string | undefined): string | undefined {
   return file ? readFileSync(file, "utf8").trim() : undefined;
