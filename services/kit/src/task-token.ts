@@ -37,10 +37,6 @@ export class TaskTokenVerifier {
     this.#ca = new X509Certificate(ca);
   }
 
-  static isTaskToken(token: string): boolean {
-    return token.startsWith(prefix);
-  }
-
   verify(token: string): Caller | undefined {
     if (!token.startsWith(prefix)) return undefined;
     const parts = token.slice(prefix.length).split(".");

@@ -10,17 +10,14 @@ import type { Scope } from "../../kit/src/caller.ts";
 // and a certificate per process under <dataDir>/tls, a first admin token in
 // <dataDir>/admin.token, a join token for its own agents, and the key that
 // encrypts secrets. Everything is reused across restarts.
-export interface LocalSecurity {
+export interface LocalCertificates {
   ca: LocalCa;
-  adminToken: string;
-  adminTokenFile: string;
-  joinToken: string;
   secretsKeyFile: string;
   // Environment for a process of this name and kind: its certificate and the CA.
   envFor(name: string, kind: string): Promise<Record<string, string>>;
 }
 
-export async function prepareLocalSecurity(dataDir: string): Promise<Pick<LocalSecurity, "ca" | "envFor" | "secretsKeyFile">> {
+export async function prepareLocalSecurity(dataDir: string): Promise<LocalCertificates> {
   const ca = await ensureLocalCa(join(dataDir, "tls"));
   return {
     ca,
