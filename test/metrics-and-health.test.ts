@@ -96,7 +96,8 @@ describe("metrics and health endpoints", () => {
       const text = await scrape("coordinator-1");
       return value(text, "otto_runs", { state: "RUNNING" }) === 1 && value(text, "otto_jobs", { state: "RUNNING" }) === 1;
     });
-    assert.equal(value(await scrape("agent-1"), "otto_agent_busy_slots"), 1);
+    // The claim is committed before the agent has the answer: wait for that too.
+    await waitFor("the agent to count its busy slot", async () => value(await scrape("agent-1"), "otto_agent_busy_slots") === 1);
     assert.equal(value(await scrape("coordinator-2"), "otto_slots", { state: "free" }), slots - 1);
     await writeFile(join(gate, "open"), "");
     assert.equal((await waitForRun(otto.client, run.id)).state, RunState.SUCCEEDED);
