@@ -28,6 +28,7 @@ const config = loadConfig("agent", (env) => {
     workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(tmpdir(), "otto-agent", agentId)),
     onStop: readChoice(env, "OTTO_AGENT_ON_STOP", ["finish", "hand-back"], "finish"),
     finishTimeoutMs: readInt(env, "OTTO_AGENT_FINISH_TIMEOUT_MS", 60_000, 0),
+    reportGatherMs: readInt(env, "OTTO_AGENT_REPORT_GATHER_MS", 100, 0),
     joinToken: env.OTTO_AGENT_JOIN_TOKEN || undefined,
     credentialFile: env.OTTO_AGENT_CREDENTIAL_FILE || undefined,
   };
@@ -92,7 +93,14 @@ async function slotLoop(slot: number) {
       );
       if (!task || running.has(task.taskId)) continue;
       log.info("task acquired", { run_id: task.runId, job: task.job, attempt: task.attempt });
-      const work = runTask(task, { agentId: config.agentId, workRoot: config.workRoot, registry, log, handBack: handBack.signal });
+      const work = runTask(task, {
+        agentId: config.agentId,
+        workRoot: config.workRoot,
+        registry,
+        log,
+        handBack: handBack.signal,
+        reportGatherMs: config.reportGatherMs,
+      });
       running.set(task.taskId, work);
       busySlots.set(running.size);
       await work

@@ -24,6 +24,8 @@ export interface TaskRunnerOptions {
   // Aborted when the agent stops without finishing: the running step is
   // stopped and the task handed back for a new attempt elsewhere.
   handBack?: AbortSignal;
+  // How long step changes are gathered before a ReportSteps call.
+  reportGatherMs?: number;
 }
 
 const stepDuration = new Histogram({
@@ -90,7 +92,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   const reporter = new StepReporter(async (steps) => {
     const answer = await coordinator((c) => c.reportSteps({ ...ref, steps }));
     if (answer.cancel) cancel.abort();
-  });
+  }, options.reportGatherMs ?? 0);
   // Every line the job's log gets, with the job's secret values masked.
   const mask = createSecretMasker(Object.values(task.secrets));
   const logLine = (step: string, text: string) => sink.line(mask(step), mask(text));
