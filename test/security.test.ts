@@ -233,6 +233,21 @@ describe("security", () => {
     assert.match(String(badName.message), /environment variable name/);
   });
 
+  it("lets an agent whose credential Otto forgot (a database reset) join again when it restarts", async () => {
+    await db.query("DELETE FROM auth.tokens WHERE kind = 'agent' AND name = 'agent-2'");
+    await db.query("SELECT pg_notify('otto_auth', '')");
+    const before = otto.supervisor.info().find((p) => p.name === "agent-2")!.pid!;
+    process.kill(before, "SIGKILL");
+    await waitFor("agent-2 to be restarted", () => {
+      const now = otto.supervisor.info().find((p) => p.name === "agent-2");
+      return now?.pid !== undefined && now.pid !== before && now.url !== undefined;
+    });
+    const final = await submitAndWait(otto.client, pipeline("after-reset").job("one", { runsOn: ["agent-2"], steps: ["true"] }).build());
+    assert.equal(final.state, RunState.SUCCEEDED, final.jobs[0].message);
+    const { rows } = await db.query("SELECT count(*)::int AS n FROM auth.tokens WHERE kind = 'agent' AND name = 'agent-2' AND revoked_at IS NULL");
+    assert.equal(rows[0].n, 1, "it has a new credential");
+  });
+
   it("refuses a revoked agent at once, also when it tries to join again", async () => {
     const credential = await credentialOf("agent-1");
     const before = await call(urlOf("coordinator-1"), "AgentService/AcquireTask", { agentId: "agent-1", waitMs: 0 }, credential);
@@ -247,10 +262,14 @@ describe("security", () => {
     assert.match(rejoin.json.message, /agent agent-1 was revoked/);
     const badJoin = await call(urlOf("registry"), "RegistryService/JoinAgent", { joinToken: "otto_join_x", agentId: "agent-9" }, null);
     assert.equal(badJoin.json.code, "unauthenticated");
-    // The other agent goes on working.
+    // The other agent goes on working, woken at once: a wake-up that reached
+    // the revoked agent's waiting poll is passed on (lost, it would cost a
+    // whole 20 s long poll).
+    const started = Date.now();
     const final = await submitAndWait(otto.client, pipeline("after-revoke").job("one", { steps: ["true"] }).build());
     assert.equal(final.state, RunState.SUCCEEDED);
     assert.equal(final.jobs[0].agentId, "agent-2");
+    assert.ok(Date.now() - started < 10_000, `the job ran after ${Date.now() - started} ms, not after a long poll ran out`);
   });
 });
 

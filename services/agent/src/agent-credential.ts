@@ -1,12 +1,16 @@
 import { readFile, rename, writeFile } from "node:fs/promises";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { RegistryService } from "../../../gen/otto/v1/registry_service_pb.ts";
 import { clientFor } from "../../kit/src/clients.ts";
 import { retry } from "../../kit/src/service.ts";
 import type { Logger } from "../../kit/src/log.ts";
 
 // An agent's own credential: the one kept in `credentialFile` from an
-// earlier start, or a new one traded for the join token at the registry
-// (and then kept there, mode 0600, for the next start).
+// earlier start while Otto still knows it, or a new one traded for the join
+// token at the registry (and then kept there, mode 0600, for the next
+// start). A kept credential Otto no longer knows (its database was reset) is
+// replaced by joining again; a revoked agent cannot join again, so this
+// does not undo a revocation.
 export async function obtainAgentCredential(options: {
   agentId: string;
   registryUrl: string;
@@ -15,14 +19,15 @@ export async function obtainAgentCredential(options: {
   log: Logger;
 }): Promise<string> {
   const { credentialFile, log } = options;
+  const registry = clientFor(RegistryService, options.registryUrl);
   if (credentialFile) {
     const kept = (await readFile(credentialFile, "utf8").catch(() => "")).trim();
-    if (kept) return kept;
+    if (kept && !(options.joinToken && (await refused(registry, kept)))) return kept;
+    if (kept) log.warn("Otto does not know the kept credential any more; joining again");
   }
   if (!options.joinToken) {
     throw new Error("no agent credential: set OTTO_AGENT_JOIN_TOKEN (an admin makes one with `otto token create --join`)");
   }
-  const registry = clientFor(RegistryService, options.registryUrl);
   const { credential } = await retry(() => registry.joinAgent({ joinToken: options.joinToken!, agentId: options.agentId }), 25);
   log.info("joined Otto with the join token; got a credential of its own");
   if (credentialFile) {
@@ -30,4 +35,19 @@ export async function obtainAgentCredential(options: {
     await rename(`${credentialFile}.tmp`, credentialFile);
   }
   return credential;
+}
+
+// Whether Otto answers this credential with "unauthenticated" (while the
+// registry is still starting, it is asked again).
+async function refused(registry: Client<typeof RegistryService>, credential: string): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await registry.resolve({ service: "agent" }, { headers: { authorization: `Bearer ${credential}` } });
+      return false;
+    } catch (err) {
+      if (err instanceof ConnectError && err.code === Code.Unauthenticated) return true;
+      if (attempt >= 25) return false;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 }

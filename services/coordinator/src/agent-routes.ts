@@ -74,7 +74,11 @@ export function agentServiceImpl(
         // A caller that has gone must not be given a task it cannot receive,
         // nor one whose credential was revoked while it waited.
         if (ctx.signal.aborted) return {};
-        if (!(await stillTrusted(ctx))) throw new ConnectError("this agent's credential was revoked", Code.Unauthenticated);
+        if (!(await stillTrusted(ctx))) {
+          // A wake-up it was given goes on to another agent.
+          if (tried) claimWaiters.passOn(tried.add(claimant.id));
+          throw new ConnectError("this agent's credential was revoked", Code.Unauthenticated);
+        }
         const claimStart = Date.now();
         const { task, contended } = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
         if (task) {
