@@ -19,7 +19,7 @@ import { advanceChannel, advanceQueues } from "./run-queue.ts";
 import { ShardManager, shardsChannel } from "./shards.ts";
 import { runServiceImpl } from "./run-routes.ts";
 import { startTaskSweeper } from "./task-sweeper.ts";
-import { TokenStore } from "../../kit/src/token-store.ts";
+import { authChannel, TokenStore } from "../../kit/src/token-store.ts";
 import { createTaskTokenSigner } from "../../kit/src/task-token.ts";
 import { loadSecretKey } from "../../kit/src/secret-box.ts";
 import { AdminService } from "../../../gen/otto/v1/admin_service_pb.ts";
@@ -57,7 +57,7 @@ for (const queue of advanceQueues) {
   if (!(await boss.getQueue(queue))) await boss.createQueue(queue).catch(() => {});
 }
 
-const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel], log);
+const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
 
@@ -68,9 +68,8 @@ notifier.on(shardsChannel, (member) => member !== memberId && void shards.tick()
 const workers = startAdvanceWorkers({ pool, boss, notifier, shards, memberId, log, concurrency: config.workers });
 const sweeper = startTaskSweeper({ pool, boss, log, shards, memberId, intervalMs: 500 });
 
-const tokens = new TokenStore(pool, config.databaseUrl, log);
+const tokens = new TokenStore(pool, notifier);
 await tokens.start();
-onShutdown("stop token store", () => tokens.close());
 const signTaskToken = config.security.insecure ? undefined : createTaskTokenSigner(config.security.tls);
 const secrets = new SecretStore(pool, config.secretsKey);
 const gatewayOnly = { services: ["gateway"] };

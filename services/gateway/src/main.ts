@@ -6,7 +6,8 @@ import { loadConfig, readString } from "../../kit/src/config.ts";
 import { createPool } from "../../kit/src/db.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
-import { TokenStore } from "../../kit/src/token-store.ts";
+import { authChannel, TokenStore } from "../../kit/src/token-store.ts";
+import { Notifier } from "../../kit/src/notifier.ts";
 import { adminServiceImpl } from "./admin-routes.ts";
 import { artifactServiceImpl } from "./artifact-routes.ts";
 import { ArtifactService } from "../../../gen/otto/v1/artifact_service_pb.ts";
@@ -26,9 +27,11 @@ const log = serviceLogger("gateway");
 
 const pool = createPool(config.databaseUrl, { application: "otto-gateway", max: 4 });
 onShutdown("close pool", () => pool.end());
-const tokens = new TokenStore(pool, config.databaseUrl, log);
+const notifier = new Notifier(config.databaseUrl, [authChannel], log);
+await notifier.start();
+onShutdown("close listener", () => notifier.close());
+const tokens = new TokenStore(pool, notifier);
 await tokens.start();
-onShutdown("stop token store", () => tokens.close());
 
 await serveAndRegister({
   service: "gateway",

@@ -65,6 +65,11 @@ export class Notifier {
     });
   }
 
+  // Whether notifications can be heard now (not while reconnecting).
+  get listening(): boolean {
+    return this.#client !== undefined;
+  }
+
   // Wakes this process's waiters on `channel` as if a notification had come.
   poke(channel: string, payload: string): void {
     this.#events.emit(channel, payload);

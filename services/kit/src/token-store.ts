@@ -1,15 +1,16 @@
 import { createHash, randomBytes } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { migrate } from "./db.ts";
-import type { Logger } from "./log.ts";
+import type { Notifier } from "./notifier.ts";
 import { scopes as knownScopes, type Caller, type Scope } from "./caller.ts";
 
 // Bearer tokens, kept only as SHA-256 hashes (they are 256 random bits, so a
 // slow hash would add nothing): API tokens for people and tools, join tokens
 // that agents trade for a credential of their own, and those agent
 // credentials. Verified tokens are cached until any token is revoked, which
-// every process hears at once through NOTIFY otto_auth.
+// every process hears at once through NOTIFY otto_auth, and only while the
+// process's Notifier is listening.
 
 export type TokenKind = "api" | "join" | "agent";
 
@@ -42,7 +43,8 @@ const migrations = [
    CREATE INDEX tokens_agent_name ON tokens (name) WHERE kind = 'agent';`,
 ];
 
-const channel = "otto_auth";
+export const authChannel = "otto_auth";
+const cacheMs = 60_000;
 const tokenPattern = /^otto_(api|join|agent)_[A-Za-z0-9_-]{43}$/;
 
 export function hashToken(token: string): Buffer {
@@ -51,43 +53,32 @@ export function hashToken(token: string): Buffer {
 
 export class TokenStore {
   readonly #pool: pg.Pool;
-  readonly #databaseUrl: string;
-  readonly #log: Logger;
+  readonly #notifier: Notifier | undefined;
   readonly #cache = new Map<string, { caller: Caller; expiresAt: number }>();
   // Token ids found live, for callers that hold on to a caller for long (a long poll).
   readonly #liveIds = new Map<string, number>();
-  #listener: pg.Client | undefined;
-  #closed = false;
 
-  constructor(pool: pg.Pool, databaseUrl: string, log: Logger) {
+  // Without a notifier (listening on authChannel) nothing is cached.
+  constructor(pool: pg.Pool, notifier?: Notifier) {
     this.#pool = pool;
-    this.#databaseUrl = databaseUrl;
-    this.#log = log;
+    this.#notifier = notifier;
+    notifier?.on(authChannel, () => this.#forget());
   }
 
   async start(): Promise<void> {
     await migrate(this.#pool, "auth", migrations);
-    await this.#listen().catch((err) => this.#log.warn("cannot listen for token revocations; tokens are not cached", { err }));
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
-    await this.#listener?.end().catch(() => {});
+  // Until when a token found live may be taken as live without asking again:
+  // only while revocations can be heard.
+  #cacheUntil(expiresAt: Date | undefined): number | undefined {
+    if (!this.#notifier?.listening) return undefined;
+    return Math.min(Date.now() + cacheMs, expiresAt?.getTime() ?? Infinity);
   }
 
-  // Nothing is cached unless revocations can be heard.
-  async #listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.#databaseUrl, application_name: "otto-auth-listener" });
-    client.on("notification", () => this.#forget());
-    client.on("error", () => {
-      this.#forget();
-      this.#listener = undefined;
-      client.end().catch(() => {});
-      if (!this.#closed) setTimeout(() => void this.#listen().catch(() => {}), 500).unref();
-    });
-    await client.connect();
-    await client.query(`LISTEN ${channel}`);
-    this.#listener = client;
+  #cached<T>(entry: T | undefined, expiresAt: (entry: T) => number): T | undefined {
+    if (entry === undefined || !this.#notifier?.listening || expiresAt(entry) <= Date.now()) return undefined;
+    return entry;
   }
 
   #forget(): void {
@@ -97,14 +88,14 @@ export class TokenStore {
 
   // Whether the token with this id is still neither revoked nor expired.
   async isLiveId(id: string): Promise<boolean> {
-    const until = this.#liveIds.get(id);
-    if (until !== undefined && until > Date.now()) return true;
+    if (this.#cached(this.#liveIds.get(id), (until) => until) !== undefined) return true;
     const { rows } = await this.#pool.query(
       "SELECT expires_at FROM auth.tokens WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
       [id],
     );
     if (rows.length === 0) return false;
-    if (this.#listener) this.#liveIds.set(id, Math.min(Date.now() + 60_000, rows[0].expires_at?.getTime() ?? Infinity));
+    const until = this.#cacheUntil(rows[0].expires_at ?? undefined);
+    if (until !== undefined) this.#liveIds.set(id, until);
     return true;
   }
 
@@ -135,21 +126,16 @@ export class TokenStore {
         : "UPDATE auth.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE kind = 'agent' AND name = $1 RETURNING *",
       ["id" in where ? where.id : where.agent],
     );
-    await this.#pool.query("SELECT pg_notify($1, '')", [channel]);
+    await this.#pool.query("SELECT pg_notify($1, '')", [authChannel]);
     return rows.map(infoOf);
   }
 
-  async get(id: string): Promise<TokenInfo | undefined> {
-    const { rows } = await this.#pool.query("SELECT * FROM auth.tokens WHERE id = $1", [id]);
-    return rows[0] ? infoOf(rows[0]) : undefined;
-  }
-
   // The live token row for a token string, if any.
-  async #lookup(token: string): Promise<TokenInfo | undefined> {
+  async #lookup(token: string, hash = hashToken(token)): Promise<TokenInfo | undefined> {
     if (!tokenPattern.test(token)) return undefined;
     const { rows } = await this.#pool.query(
       "SELECT * FROM auth.tokens WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
-      [hashToken(token)],
+      [hash],
     );
     return rows[0] ? infoOf(rows[0]) : undefined;
   }
@@ -159,19 +145,18 @@ export class TokenStore {
   }
 
   async verify(token: string): Promise<Caller | undefined> {
-    const key = hashToken(token).toString("base64");
-    const cached = this.#cache.get(key);
-    if (cached && cached.expiresAt > Date.now()) return cached.caller;
-    const info = await this.#lookup(token);
+    const hash = hashToken(token);
+    const key = hash.toString("base64");
+    const cached = this.#cached(this.#cache.get(key), (entry) => entry.expiresAt);
+    if (cached) return cached.caller;
+    const info = await this.#lookup(token, hash);
     if (!info || info.kind === "join") return undefined;
     const caller: Caller =
       info.kind === "api"
         ? { kind: "api", tokenId: info.id, name: info.name, scopes: info.scopes }
         : { kind: "agent", tokenId: info.id, agentId: info.name };
-    if (this.#listener) {
-      const expiresAt = Math.min(Date.now() + 60_000, info.expiresAt?.getTime() ?? Infinity);
-      this.#cache.set(key, { caller, expiresAt });
-    }
+    const until = this.#cacheUntil(info.expiresAt);
+    if (until !== undefined) this.#cache.set(key, { caller, expiresAt: until });
     return caller;
   }
 

@@ -1,6 +1,5 @@
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Logger } from "../../kit/src/log.ts";
 import { createPool } from "../../kit/src/db.ts";
 import { ensureLocalCa, type LocalCa } from "../../kit/src/local-ca.ts";
 import { TokenStore, type TokenKind } from "../../kit/src/token-store.ts";
@@ -30,9 +29,9 @@ export async function prepareLocalSecurity(dataDir: string): Promise<LocalCertif
 }
 
 // Tokens kept in files (mode 0600) and reused while they are still live.
-export async function ensureLocalTokens(dataDir: string, databaseUrl: string, log: Logger) {
+export async function ensureLocalTokens(dataDir: string, databaseUrl: string) {
   const pool = createPool(databaseUrl, { application: "otto-launcher", max: 2 });
-  const store = new TokenStore(pool, databaseUrl, log);
+  const store = new TokenStore(pool);
   try {
     await store.start();
     const adminTokenFile = join(dataDir, "admin.token");
@@ -40,7 +39,6 @@ export async function ensureLocalTokens(dataDir: string, databaseUrl: string, lo
     const joinToken = await ensureTokenFile(store, join(dataDir, "agent-join.token"), "join", "agents of npm start", []);
     return { adminToken, adminTokenFile, joinToken };
   } finally {
-    await store.close();
     await pool.end();
   }
 }

@@ -7,7 +7,6 @@ import { startEmbeddedPostgres } from "./embedded-postgres.ts";
 import { Supervisor, type LogMode } from "./supervisor.ts";
 import { ensureLocalTokens, prepareLocalSecurity } from "./local-security.ts";
 import { createSecretKeyFile } from "../../kit/src/secret-box.ts";
-import { createLogger } from "../../kit/src/log.ts";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const entry = (service: string) => join(repoRoot, "services", service, "src", "main.ts");
@@ -101,7 +100,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       caFile = security.ca.caFile;
       secretsKeyFile = security.secretsKeyFile;
       await createSecretKeyFile(secretsKeyFile);
-      tokens = await ensureLocalTokens(dataDir, databaseUrl, createLogger("launcher"));
+      tokens = await ensureLocalTokens(dataDir, databaseUrl);
     }
     if (!s3) {
       const directory = join(dataDir, "s3");

@@ -5,7 +5,8 @@ import { startServer } from "../../kit/src/server.ts";
 import { installSignalHandlers, onShutdown } from "../../kit/src/shutdown.ts";
 import { serviceLogger } from "../../kit/src/service.ts";
 import { readTransportSecurity } from "../../kit/src/transport-security.ts";
-import { TokenStore } from "../../kit/src/token-store.ts";
+import { authChannel, TokenStore } from "../../kit/src/token-store.ts";
+import { Notifier } from "../../kit/src/notifier.ts";
 import { RegistryService } from "../../../gen/otto/v1/registry_service_pb.ts";
 import { ottoServices } from "../../kit/src/caller.ts";
 import { migrations } from "./migrations.ts";
@@ -26,9 +27,11 @@ installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, un
 const pool = createPool(config.databaseUrl, { application: "otto-registry", max: 5 });
 onShutdown("close pool", () => pool.end());
 await migrate(pool, "registry", migrations);
-const tokens = new TokenStore(pool, config.databaseUrl, log);
+const notifier = new Notifier(config.databaseUrl, [authChannel], log);
+await notifier.start();
+onShutdown("close listener", () => notifier.close());
+const tokens = new TokenStore(pool, notifier);
 await tokens.start();
-onShutdown("stop token store", () => tokens.close());
 const server = await startServer({
   routes: registryRoutes(pool, tokens),
   host: config.host,
