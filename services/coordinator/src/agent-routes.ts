@@ -9,8 +9,16 @@ import { PipelineJobSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import { ClaimWaiters } from "./claim-waiters.ts";
-import { applyStepChanges, claimTask, finishTask, handBackTask, lockCurrentAttempt, type ClaimedTask, type StepChange } from "./task-lifecycle.ts";
-import { RunState } from "./states.ts";
+import {
+  applyStepChanges,
+  claimTask,
+  finishTask,
+  handBackTask,
+  lockCurrentAttempt,
+  refuseOthersTask,
+  type ClaimedTask,
+  type StepChange,
+} from "./task-lifecycle.ts";
 import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 import { draining } from "../../kit/src/shutdown.ts";
 import { stoppingError } from "./run-routes.ts";
@@ -55,7 +63,6 @@ export function agentServiceImpl(
   return {
     acquireTask: (req, ctx) => waiters.run(async () => {
       requireSelf(ctx, req.agentId);
-      if (req.incarnation.length > 100) throw new ConnectError("incarnation must be at most 100 characters", Code.InvalidArgument);
       const deadline = Date.now() + Math.min(Math.max(req.waitMs, 0), maxWaitMs);
       const claimant = {
         id: req.agentId,
@@ -113,9 +120,7 @@ export function agentServiceImpl(
       if (rows.length === 0) {
         const { rows: current } = await pool.query("SELECT attempt, agent_id FROM coordinator.tasks WHERE id = $1", [req.taskId]);
         if (current.length === 0) throw new ConnectError(`task ${req.taskId} not found`, Code.NotFound);
-        if (current[0].attempt === req.attempt && current[0].agent_id !== req.agentId) {
-          throw new ConnectError(`task ${req.taskId} is not assigned to agent ${req.agentId}`, Code.PermissionDenied);
-        }
+        refuseOthersTask(req.taskId, current[0], req.attempt, req.agentId);
         throw new ConnectError(`attempt ${req.attempt} of task ${req.taskId} is not current for agent ${req.agentId}`, Code.FailedPrecondition);
       }
       return { cancel: rows[0].cancel_requested };
@@ -138,9 +143,6 @@ export function agentServiceImpl(
       return {};
     },
     async completeTask(req, ctx) {
-      if (!([RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED] as RunState[]).includes(req.state)) {
-        throw new ConnectError("state must be SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
-      }
       const changes = stepChanges(req.steps);
       await inTransaction(pool, async (client) => {
         const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) });
@@ -201,14 +203,9 @@ async function taskSpec(
   });
 }
 
+// States and indexes are bounded by the requests' protovalidate rules.
 function stepChanges(reports: StepReport[]): StepChange[] {
-  const allowed: RunState[] = [RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
-  return reports.map((report) => {
-    if (!allowed.includes(report.state)) {
-      throw new ConnectError("a step's state must be RUNNING, SUCCEEDED, FAILED or CANCELED", Code.InvalidArgument);
-    }
-    return { stepIndex: report.stepIndex, state: report.state, exitCode: report.exitCode };
-  });
+  return reports.map((report) => ({ stepIndex: report.stepIndex, state: report.state, exitCode: report.exitCode }));
 }
 
 // The agent an agent credential stands for (undefined without TLS).

@@ -1,9 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Pool } from "../../kit/src/db.ts";
 import { openSecret, sealSecret } from "../../kit/src/secret-box.ts";
-import { secretNamePattern } from "./validate-pipeline.ts";
-
-const maxValueBytes = 64 * 1024;
 
 // Secrets at rest: sealed under the coordinator's key (OTTO_SECRETS_KEY_FILE
 // or OTTO_SECRETS_KEY), which never reaches the database. Values leave only
@@ -27,12 +24,8 @@ export class SecretStore {
     return this.#key;
   }
 
+  // Names and values are bounded by SetSecretRequest's protovalidate rules.
   async set(name: string, value: string): Promise<void> {
-    requireName(name);
-    if (value.length === 0) throw new ConnectError("value is empty; delete the secret instead", Code.InvalidArgument);
-    if (Buffer.byteLength(value) > maxValueBytes) {
-      throw new ConnectError(`value is larger than ${maxValueBytes / 1024} KiB`, Code.InvalidArgument);
-    }
     await this.#pool.query(
       `INSERT INTO coordinator.secrets (name, sealed) VALUES ($1, $2)
        ON CONFLICT (name) DO UPDATE SET sealed = $2, updated_at = now()`,
@@ -46,7 +39,6 @@ export class SecretStore {
   }
 
   async delete(name: string): Promise<void> {
-    requireName(name);
     const { rowCount } = await this.#pool.query("DELETE FROM coordinator.secrets WHERE name = $1", [name]);
     if (!rowCount) throw new ConnectError(`no secret is named ${name}`, Code.NotFound);
   }
@@ -75,14 +67,5 @@ export class SecretStore {
       if (this.#key) values[row.name] = openSecret(this.#key, row.name, row.sealed);
     }
     return { values, missing: names.filter((name) => !(name in values)) };
-  }
-}
-
-function requireName(name: string) {
-  if (!secretNamePattern.test(name)) {
-    throw new ConnectError(
-      `secret name "${name}" must be an environment variable name: upper-case letters, digits and '_', not starting with a digit, at most 128`,
-      Code.InvalidArgument,
-    );
   }
 }

@@ -21,7 +21,6 @@ export async function submitRun(
   maxActiveRuns: number,
   requestId: string,
 ): Promise<string> {
-  if (requestId.length > 100) throw new ConnectError("request_id must be at most 100 characters", Code.InvalidArgument);
   const { rows } = await pool.query(
     `SELECT (SELECT id FROM coordinator.runs WHERE request_id = $1) AS existing,
        (SELECT count(*)::int FROM coordinator.runs WHERE finished_at IS NULL) AS active`,

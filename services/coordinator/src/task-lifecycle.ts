@@ -148,9 +148,7 @@ export async function lockCurrentAttempt(client: PoolClient, ref: TaskRef) {
   if (!rowCount) throw new ConnectError(`task ${ref.taskId} not found`, Code.NotFound);
   const { rows: tasks } = await client.query("SELECT * FROM coordinator.tasks WHERE id = $1", [ref.taskId]);
   const task = tasks[0];
-  if (ref.caller !== undefined && task.attempt === ref.attempt && task.agent_id !== ref.caller) {
-    throw new ConnectError(`task ${ref.taskId} is not assigned to agent ${ref.caller}`, Code.PermissionDenied);
-  }
+  refuseOthersTask(ref.taskId, task, ref.attempt, ref.caller);
   if (task.status !== "assigned" || task.attempt !== ref.attempt || (ref.agentId && task.agent_id !== ref.agentId)) {
     throw new ConnectError(
       `attempt ${ref.attempt} of task ${ref.taskId} is no longer current (task is ${task.status}, attempt ${task.attempt})`,
@@ -158,6 +156,14 @@ export async function lockCurrentAttempt(client: PoolClient, ref: TaskRef) {
     );
   }
   return task as { id: string; run_id: string; job: string; attempt: number; cancel_requested: boolean; agent_id: string };
+}
+
+// The current attempt of a task belongs to its agent: another agent asking
+// about it is refused (a stale attempt is for the caller to sort out).
+export function refuseOthersTask(taskId: string, task: { attempt: number; agent_id: string }, attempt: number, caller: string | undefined): void {
+  if (caller !== undefined && task.attempt === attempt && task.agent_id !== caller) {
+    throw new ConnectError(`task ${taskId} is not assigned to agent ${caller}`, Code.PermissionDenied);
+  }
 }
 
 export interface StepChange {

@@ -4,7 +4,7 @@ import { artifactNameProblem } from "../../kit/src/artifact-name.ts";
 
 const jobNamePattern = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
 const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
-export const secretNamePattern = /^[A-Z_][A-Z0-9_]{0,127}$/;
+const secretNamePattern = /^[A-Z_][A-Z0-9_]{0,127}$/;
 const lockNamePattern = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,99}$/;
 export const limits = { jobs: 200, stepsPerJob: 100, runBytes: 64 * 1024, nameChars: 200 };
 

@@ -33,8 +33,6 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
   };
   return {
     async *readLog(req, ctx) {
-      if (req.offset < 0n) throw new ConnectError("offset must not be negative", Code.InvalidArgument);
-      if (req.attempt < 0) throw new ConnectError("attempt must not be negative (0 reads the latest)", Code.InvalidArgument);
       let job = await jobOf(req.runId, req.job);
       if (req.attempt > Math.max(job.attempt, 1)) {
         throw new ConnectError(`job "${req.job}" has had ${job.attempt} attempt(s), not ${req.attempt}`, Code.NotFound);

@@ -5,7 +5,6 @@ import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
 import { followJournal } from "./follow-journal.ts";
 
-export const maxPipelineBytes = 256 * 1024;
 
 // The public RunService: YAML goes through the parser, everything else to
 // any live coordinator (they share all state through Postgres).
@@ -17,9 +16,6 @@ export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof Run
       let pipeline;
       if (req.source.case === "pipelineYaml") {
         const yaml = req.source.value;
-        if (Buffer.byteLength(yaml) > maxPipelineBytes) {
-          throw new ConnectError(`pipeline_yaml is larger than ${maxPipelineBytes / 1024} KiB`, Code.ResourceExhausted);
-        }
         ({ pipeline } = await registry.call("parser", ParserService, (c) =>
           c.parsePipeline({ yaml, fileName: req.fileName.slice(0, 200) || "pipeline.yml" }, { signal: ctx.signal }),
         ));

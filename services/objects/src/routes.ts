@@ -11,13 +11,11 @@ export function objectsRoutes(logs: LogStore) {
     router.service(LogStoreService, {
       async appendLog(req, ctx) {
         requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
-        if (req.seq < 1n) throw new ConnectError("seq starts at 1", Code.InvalidArgument);
         await logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), req.text);
         return {};
       },
       async closeLog(req, ctx) {
         requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
-        if (req.finalSeq < 0n) throw new ConnectError("final_seq must not be negative", Code.InvalidArgument);
         const final = req.finalSeq > 0n ? { seq: Number(req.finalSeq), text: req.finalText } : undefined;
         const { key, size } = await logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final);
         return { objectKey: key, size: BigInt(size) };
@@ -25,7 +23,6 @@ export function objectsRoutes(logs: LogStore) {
     });
     router.service(LogService, {
       async *readLog(req, ctx) {
-        if (req.offset < 0n) throw new ConnectError("offset must not be negative", Code.InvalidArgument);
         const attempt = req.attempt === 0 ? await logs.latestAttempt(req.runId, req.job) : attemptOf(req.attempt);
         for await (const chunk of logs.read({ runId: req.runId, job: req.job, attempt }, Number(req.offset), req.follow, ctx.signal)) {
           yield { text: chunk.text, offset: BigInt(chunk.offset), attempt };
@@ -48,6 +45,5 @@ export function requireOwnTask(ctx: HandlerContext, runId: string, job: string, 
 }
 
 function attemptOf(attempt: number): number {
-  if (attempt < 0) throw new ConnectError("attempt must not be negative", Code.InvalidArgument);
   return attempt || 1;
 }

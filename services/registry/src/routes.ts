@@ -7,24 +7,15 @@ import type { Pool } from "../../kit/src/db.ts";
 import { callerOf } from "../../kit/src/caller.ts";
 import type { TokenStore } from "../../kit/src/token-store.ts";
 
-const maxLeaseSeconds = 300;
+// Names, urls and lease lengths are bounded by the requests' protovalidate rules.
 const defaultLeaseSeconds = 10;
-const namePattern = /^[a-z][a-z0-9-]{0,62}$/;
 
 export function registryRoutes(pool: Pool, tokens: TokenStore) {
   return (router: ConnectRouter) =>
     router.service(RegistryService, {
       async register(req, context) {
-        requireName(req.service, "service");
-        requireText(req.instanceId, "instance_id");
         requireOwnEntry(context, req.service, req.instanceId);
-        if (!/^https?:\/\/[^\s]+$/.test(req.url)) {
-          throw new ConnectError(`url must be an http(s) URL, got "${req.url}"`, Code.InvalidArgument);
-        }
         const lease = req.leaseSeconds === 0 ? defaultLeaseSeconds : req.leaseSeconds;
-        if (lease < 1 || lease > maxLeaseSeconds) {
-          throw new ConnectError(`lease_seconds must be between 1 and ${maxLeaseSeconds}`, Code.InvalidArgument);
-        }
         await pool.query("DELETE FROM registry.instances WHERE lease_expires_at < now() - interval '1 hour'");
         const { rows } = await pool.query(
           `INSERT INTO registry.instances (service, instance_id, url, labels, slots, lease_seconds, lease_expires_at)
@@ -57,7 +48,6 @@ export function registryRoutes(pool: Pool, tokens: TokenStore) {
         return {};
       },
       async resolve(req) {
-        requireName(req.service, "service");
         const { rows } = await pool.query(
           `SELECT * FROM registry.instances WHERE service = $1 AND lease_expires_at > now() ORDER BY registered_at`,
           [req.service],
@@ -65,7 +55,6 @@ export function registryRoutes(pool: Pool, tokens: TokenStore) {
         return { instances: rows.map(toInstance) };
       },
       async joinAgent(req) {
-        requireText(req.agentId, "agent_id");
         const { token } = await tokens.join(req.joinToken, req.agentId);
         return { credential: token };
       },
@@ -82,18 +71,6 @@ function requireOwnEntry(context: HandlerContext, service: string, instanceId: s
   if (caller.kind === "agent" && service === "agent" && caller.agentId === instanceId) return;
   const who = caller.kind === "service" ? `the ${caller.service} service` : caller.kind === "agent" ? `agent ${caller.agentId}` : "this caller";
   throw new ConnectError(`${who} may not register as ${service}/${instanceId}`, Code.PermissionDenied);
-}
-
-function requireName(value: string, field: string) {
-  if (!namePattern.test(value)) {
-    throw new ConnectError(`${field} must be a lower-case name like "coordinator", got "${value}"`, Code.InvalidArgument);
-  }
-}
-
-function requireText(value: string, field: string) {
-  if (value.length === 0 || value.length > 200) {
-    throw new ConnectError(`${field} must be 1 to 200 characters`, Code.InvalidArgument);
-  }
 }
 
 function toInstance(row: Record<string, any>): Instance {
