@@ -1,8 +1,9 @@
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { RegistryService } from "../../../gen/otto/v1/registry_service_pb.ts";
 import { clientFor } from "../../kit/src/clients.ts";
 import { retry } from "../../kit/src/service.ts";
+import { writeFileAtomically } from "../../kit/src/atomic-file.ts";
 import type { Logger } from "../../kit/src/log.ts";
 
 // An agent's own credential: the one kept in `credentialFile` from an
@@ -30,10 +31,7 @@ export async function obtainAgentCredential(options: {
   }
   const { credential } = await retry(() => registry.joinAgent({ joinToken: options.joinToken!, agentId: options.agentId }), 25);
   log.info("joined Otto with the join token; got a credential of its own");
-  if (credentialFile) {
-    await writeFile(`${credentialFile}.tmp`, credential + "\n", { mode: 0o600 });
-    await rename(`${credentialFile}.tmp`, credentialFile);
-  }
+  if (credentialFile) await writeFileAtomically(credentialFile, credential + "\n");
   return credential;
 }
 

@@ -1,9 +1,10 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { X509Certificate, randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { identityUri } from "./peer-identity.ts";
+import { writeFileAtomically } from "./atomic-file.ts";
 
 // A certificate authority of one machine's own, for `npm start` and tests:
 // `<dir>/ca.pem` + `ca-key.pem`, and one certificate per process
@@ -47,8 +48,8 @@ export async function ensureLocalCa(dir: string): Promise<LocalCa> {
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       ],
     });
-    await writePrivate(caKeyFile, await privateKeyPem(keys.privateKey));
-    await writePrivate(caFile, cert.toString("pem") + "\n", 0o644);
+    await writeFileAtomically(caKeyFile, await privateKeyPem(keys.privateKey));
+    await writeFileAtomically(caFile, cert.toString("pem") + "\n", 0o644);
     ca = { certPem: cert.toString("pem"), keyPem: await readFile(caKeyFile, "utf8") };
   }
   const caCert = new X509Certificate(ca.certPem);
@@ -87,8 +88,8 @@ export async function ensureLocalCa(dir: string): Promise<LocalCa> {
           ]),
         ],
       });
-      await writePrivate(keyFile, await privateKeyPem(keys.privateKey));
-      await writePrivate(certFile, cert.toString("pem") + "\n", 0o644);
+      await writeFileAtomically(keyFile, await privateKeyPem(keys.privateKey));
+      await writeFileAtomically(certFile, cert.toString("pem") + "\n", 0o644);
       return { cert: certFile, key: keyFile, ca: caFile };
     },
   };
@@ -118,11 +119,4 @@ async function privateKeyPem(key: CryptoKey): Promise<string> {
 async function importPrivateKey(pem: string): Promise<CryptoKey> {
   const der = x509.PemConverter.decode(pem)[0];
   return crypto.subtle.importKey("pkcs8", der, algorithm, false, ["sign"]);
-}
-
-// Written whole under a temporary name, so a reader never sees half a key.
-async function writePrivate(file: string, text: string, mode = 0o600): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode });
-  await rename(tmp, file);
 }

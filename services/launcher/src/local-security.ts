@@ -1,7 +1,8 @@
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createPool } from "../../kit/src/db.ts";
 import { ensureLocalCa, type LocalCa } from "../../kit/src/local-ca.ts";
+import { writeFileAtomically } from "../../kit/src/atomic-file.ts";
 import { TokenStore, type TokenKind } from "../../kit/src/token-store.ts";
 import type { Scope } from "../../kit/src/caller.ts";
 
@@ -47,7 +48,6 @@ async function ensureTokenFile(store: TokenStore, file: string, kind: TokenKind,
   const kept = (await readFile(file, "utf8").catch(() => "")).trim();
   if (kept && (await store.isLive(kept, kind))) return kept;
   const { token } = await store.create(kind, name, scopes);
-  await writeFile(`${file}.tmp`, token + "\n", { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
+  await writeFileAtomically(file, token + "\n");
   return token;
 }

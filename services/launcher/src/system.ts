@@ -1,4 +1,4 @@
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,6 +7,7 @@ import { startEmbeddedPostgres } from "./embedded-postgres.ts";
 import { Supervisor, type LogMode } from "./supervisor.ts";
 import { ensureLocalTokens, prepareLocalSecurity } from "./local-security.ts";
 import { createSecretKeyFile } from "../../kit/src/secret-box.ts";
+import { writeFileAtomically } from "../../kit/src/atomic-file.ts";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const entry = (service: string) => join(repoRoot, "services", service, "src", "main.ts");
@@ -166,8 +167,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     const writeProcesses = () => {
       const text = JSON.stringify({ gateway: gatewayUrl, processes: [...storage, ...supervisor.info()] }, null, 2) + "\n";
       writes = writes.then(async () => {
-        await writeFile(processesFile + ".tmp", text);
-        await rename(processesFile + ".tmp", processesFile);
+        await writeFileAtomically(processesFile, text, 0o644);
       }).catch(() => {});
       return writes;
     };
