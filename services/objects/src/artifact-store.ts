@@ -42,8 +42,15 @@ export class ArtifactStore {
     if (rows[0].n >= maxArtifactsPerAttempt) {
       throw new ConnectError(`a job keeps at most ${maxArtifactsPerAttempt} artifacts`, Code.ResourceExhausted);
     }
+    return this.#presigned("put", artifact);
+  }
+
+  // A URL good for one object, for urlLifetimeSeconds.
+  async #presigned(verb: "put" | "get", artifact: ArtifactRef): Promise<{ url: string; expiresAt: Date }> {
     const expiresAt = new Date(Date.now() + urlLifetimeSeconds * 1000);
-    return { url: await this.#objects.presignedPut(keyOf(artifact), urlLifetimeSeconds), expiresAt };
+    const key = keyOf(artifact);
+    const url = verb === "put" ? await this.#objects.presignedPut(key, urlLifetimeSeconds) : await this.#objects.presignedGet(key, urlLifetimeSeconds);
+    return { url, expiresAt };
   }
 
   async complete(artifact: ArtifactRef): Promise<StoredArtifact> {
@@ -70,7 +77,8 @@ export class ArtifactStore {
     return rows.map(toArtifact);
   }
 
-  async downloadUrl(ref: Omit<ArtifactRef, "attempt"> & { attempt: number }): Promise<{ url: string; expiresAt: Date; artifact: StoredArtifact }> {
+  // attempt 0: the latest attempt that stored an artifact of this name.
+  async downloadUrl(ref: ArtifactRef): Promise<{ url: string; expiresAt: Date; artifact: StoredArtifact }> {
     const { rows } = await this.#pool.query(
       `SELECT * FROM objects.artifacts WHERE run_id = $1 AND job = $2 AND name = $3 AND ($4 = 0 OR attempt = $4)
        ORDER BY attempt DESC LIMIT 1`,
@@ -80,8 +88,7 @@ export class ArtifactStore {
       throw new ConnectError(`run ${ref.runId} has no artifact ${ref.name} of job ${ref.job}${ref.attempt ? ` in attempt ${ref.attempt}` : ""}`, Code.NotFound);
     }
     const artifact = toArtifact(rows[0]);
-    const expiresAt = new Date(Date.now() + urlLifetimeSeconds * 1000);
-    return { url: await this.#objects.presignedGet(keyOf(artifact), urlLifetimeSeconds), expiresAt, artifact };
+    return { ...(await this.#presigned("get", artifact)), artifact };
   }
 }
 
