@@ -61,6 +61,10 @@ describe("tracing over OTLP http/json", () => {
         services.every((service) => spans.some((s) => s.service === service)) &&
         archived === 2 &&
         spans.some((s) => s.name === "step broken") &&
+        // The agent ends a job's span, and exports it, after the job's last calls.
+        spans.some((s) => s.name === "job test") &&
+        spans.filter((s) => s.name === "otto.v1.AgentService/CompleteTask" && s.kind === 3).length >= 2 &&
+        spans.filter((s) => s.name === "otto.v1.LogStoreService/CloseLog" && s.kind === 3).length >= 2 &&
         spans.filter((s) => s.name === "otto.v1.AgentService/CompleteTask" && s.kind === 2).length === 2;
       return complete && spans;
     });
