@@ -53,6 +53,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routes: options.routes,
     interceptors,
     readMaxBytes: 4 * 1024 * 1024,
+    // Only large answers (long lists, logs) are worth compressing for
+    // clients that accept it; small ones would cost CPU for nothing.
+    compressMinBytes: 64 * 1024,
     // Strict JSON: a misspelt field or enum name, or bytes that are not
     // UTF-8, are the caller's mistake to hear about, not to have ignored.
     jsonOptions: { ignoreUnknownFields: false, textDecoder: strictUtf8 } as object,
