@@ -17,21 +17,27 @@ interface JobRow {
 // Moves a run forward as far as its current state allows: creates tasks for
 // jobs whose needs all succeeded, cancels jobs that can no longer run, and
 // finishes the run when every job is final. Idempotent; runs inside the
-// caller's transaction with the run row locked.
-export function advanceRun(client: PoolClient, runId: string): Promise<void> {
-  return inSpan("advance run", { "otto.run_id": runId }, () => advance(client, runId));
+// caller's transaction, locking the run row unless the caller says it holds
+// that lock already.
+export function advanceRun(client: PoolClient, runId: string, options: { runLocked?: boolean } = {}): Promise<void> {
+  return inSpan("advance run", { "otto.run_id": runId }, () => advance(client, runId, options.runLocked ?? false));
 }
 
-async function advance(client: PoolClient, runId: string): Promise<void> {
-  const { rows: runs } = await client.query("SELECT * FROM coordinator.runs WHERE id = $1 FOR UPDATE", [runId]);
-  const run = runs[0];
-  if (!run || isFinal(run.state)) return;
-  const { rows: jobs } = await client.query<JobRow>(
-    `SELECT j.name, j.state, j.needs, j.runs_on, t.id IS NOT NULL AS has_task
-     FROM coordinator.jobs j LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name
-     WHERE j.run_id = $1 ORDER BY j.position`,
+async function advance(client: PoolClient, runId: string, runLocked: boolean): Promise<void> {
+  // Read after the lock is held, in a statement of its own: a statement that
+  // waited for the lock would see the jobs as they were before the wait.
+  if (!runLocked) await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [runId]);
+  const { rows } = await client.query<JobRow & { run_state: number; cancel_requested: boolean }>(
+    `SELECT r.state AS run_state, r.cancel_requested, j.name, j.state, j.needs, j.runs_on, t.id IS NOT NULL AS has_task
+     FROM coordinator.runs r
+       JOIN coordinator.jobs j ON j.run_id = r.id
+       LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name
+     WHERE r.id = $1 ORDER BY j.position`,
     [runId],
   );
+  const run = rows[0] && { state: rows[0].run_state, cancel_requested: rows[0].cancel_requested };
+  if (!run || isFinal(run.state)) return;
+  const jobs: JobRow[] = rows;
   const byName = new Map(jobs.map((j) => [j.name, j]));
   let tasksCreated = 0;
   for (let changed = true; changed; ) {

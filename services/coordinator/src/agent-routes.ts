@@ -9,6 +9,7 @@ import { PipelineJobSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import { ClaimWaiters } from "./claim-waiters.ts";
+import { appendJournal } from "./journal.ts";
 import {
   applyStepChanges,
   claimTask,
@@ -129,7 +130,7 @@ export function agentServiceImpl(
       const changes = stepChanges(req.steps);
       const cancel = await inTransaction(pool, async (client) => {
         const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) });
-        await applyStepChanges(client, task, changes);
+        await appendJournal(client, task.run_id, ...(await applyStepChanges(client, task, changes)));
         return task.cancel_requested;
       });
       return { cancel };
@@ -146,8 +147,8 @@ export function agentServiceImpl(
       const changes = stepChanges(req.steps);
       await inTransaction(pool, async (client) => {
         const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) });
-        await applyStepChanges(client, task, changes);
-        await finishTask(client, boss, task, req.state, req.message.slice(0, 1000));
+        const stepEntries = await applyStepChanges(client, task, changes);
+        await finishTask(client, boss, task, req.state, req.message.slice(0, 1000), undefined, "inline", stepEntries);
       });
       return {};
     },

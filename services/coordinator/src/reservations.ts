@@ -27,16 +27,6 @@ export interface AgentUsage {
   memory: bigint;
 }
 
-// What the agent's slot reservations take up now.
-export async function usageOf(client: PoolClient, agentId: string): Promise<AgentUsage> {
-  const { rows } = await client.query(
-    `SELECT count(*)::int AS slots, coalesce(sum(cpu), 0)::float8 AS cpu, coalesce(sum(memory_bytes), 0)::bigint AS memory
-     FROM coordinator.reservations WHERE kind = 'slot' AND name = $1`,
-    [agentId],
-  );
-  return { slots: rows[0].slots, cpu: rows[0].cpu, memory: BigInt(rows[0].memory) };
-}
-
 export function hasFreeSlot(agent: AgentCapacity, used: AgentUsage): boolean {
   return agent.slots <= 0 || used.slots < agent.slots;
 }
@@ -76,12 +66,18 @@ export async function reserveAll(
   return true;
 }
 
-export async function releaseTaskReservations(client: PoolClient, taskId: string): Promise<{ kind: string; name: string }[]> {
+// Releases what was reserved for a task. What was released may let a waiting
+// task fit, so claimants are woken on `channel`, but only if a task waits.
+export async function releaseTaskReservations(client: PoolClient, taskId: string, channel: string): Promise<{ kind: string; name: string }[]> {
   const { rows } = await client.query(
-    "DELETE FROM coordinator.reservations WHERE task_id = $1 RETURNING kind, name",
-    [taskId],
+    `WITH released AS (
+       DELETE FROM coordinator.reservations WHERE task_id = $1 RETURNING kind, name
+     )
+     SELECT coalesce((SELECT json_agg(json_build_object('kind', kind, 'name', name)) FROM released), '[]') AS released,
+       (SELECT count(pg_notify($2, '')) FROM (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' LIMIT 1) waiting) AS woken`,
+    [taskId, channel],
   );
-  return rows;
+  return rows[0].released;
 }
 
 export function describeReservations(released: { kind: string; name: string }[]): string {

@@ -3,7 +3,7 @@ import type { PgBoss } from "pg-boss";
 import type { PoolClient } from "../../kit/src/db.ts";
 import { advanceRun, tasksChannel } from "./advance-run.ts";
 import { appendJournal, type JournalEntry } from "./journal.ts";
-import { describeReservations, hasFreeSlot, releaseTaskReservations, reserveAll, usageOf, type AgentCapacity, type AgentUsage } from "./reservations.ts";
+import { describeReservations, hasFreeSlot, releaseTaskReservations, reserveAll, type AgentCapacity, type AgentUsage } from "./reservations.ts";
 import { shouldRetry, type FailureCause } from "./retry-policy.ts";
 import { enqueueAdvance } from "./run-queue.ts";
 import { isFinal, RunState } from "./states.ts";
@@ -53,13 +53,17 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
   // One claim per agent at a time, so its slots are counted correctly.
   await client.query("SELECT pg_advisory_xact_lock(hashtext('otto-agent:' || $1))", [agent.id]);
   let contended = false;
-  const lost = await client.query<ClaimedTask>(
-    `SELECT id, run_id, job, attempt FROM coordinator.tasks
-     WHERE status = 'assigned' AND agent_id = $1 AND agent_slot = $3 AND agent_incarnation = $4 AND NOT started
-       AND NOT (id::text = ANY($2::text[])) LIMIT 1`,
+  const { rows: found } = await client.query(
+    `SELECT
+       (SELECT json_agg(lost) FROM (
+          SELECT id, run_id, job, attempt FROM coordinator.tasks
+          WHERE status = 'assigned' AND agent_id = $1 AND agent_slot = $3 AND agent_incarnation = $4 AND NOT started
+            AND NOT (id::text = ANY($2::text[])) LIMIT 1) lost) AS lost,
+       count(*)::int AS slots, coalesce(sum(cpu), 0)::float8 AS cpu, coalesce(sum(memory_bytes), 0)::bigint AS memory
+     FROM coordinator.reservations WHERE kind = 'slot' AND name = $1`,
     [agent.id, agent.runningTaskIds, agent.slot, agent.incarnation],
   );
-  for (const task of lost.rows) {
+  for (const task of (found[0].lost ?? []) as ClaimedTask[]) {
     const { rowCount } = await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE SKIP LOCKED", [task.run_id]);
     if (!rowCount) {
       contended = true;
@@ -72,7 +76,8 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
     );
     if (rows.length > 0) return { task: rows[0], contended };
   }
-  const used = await usageOf(client, agent.id);
+  // What the agent's slot reservations take up now.
+  const used: AgentUsage = { slots: found[0].slots, cpu: found[0].cpu, memory: BigInt(found[0].memory) };
   if (!hasFreeSlot(agent, used)) return { contended };
   const passedOver: string[] = [];
   for (let tries = 0; tries < 20; tries++) {
@@ -112,21 +117,21 @@ async function claimCandidate(
   const needs = { locks: candidate.locks, cpu: candidate.cpu, memoryBytes: BigInt(candidate.memory_bytes) };
   const target = { runId: candidate.run_id, job: candidate.job, taskId: candidate.id, attempt, leaseMs };
   if (!(await reserveAll(client, agent, used, needs, target))) return undefined;
-  const { rows: claimed } = await client.query<ClaimedTask>(
-    `UPDATE coordinator.tasks SET status = 'assigned', attempt = $2, agent_id = $3, agent_slot = $5, agent_incarnation = $6,
-       started = false, lease_expires_at = now() + make_interval(secs => $4::float / 1000)
-     WHERE id = $1 RETURNING id, run_id, job, attempt`,
-    [candidate.id, attempt, agent.id, leaseMs, agent.slot, agent.incarnation],
+  const { rows: claimed } = await client.query<ClaimedTask & { run_started: boolean }>(
+    `WITH task AS (
+       UPDATE coordinator.tasks SET status = 'assigned', attempt = $2, agent_id = $3, agent_slot = $5, agent_incarnation = $6,
+         started = false, lease_expires_at = now() + make_interval(secs => $4::float / 1000)
+       WHERE id = $1 RETURNING id, run_id, job, attempt
+     ), job AS (
+       UPDATE coordinator.jobs j SET state = $7, agent_id = $3, started_at = now(), message = ''
+       FROM task WHERE j.run_id = task.run_id AND j.name = task.job
+     ), run AS (
+       UPDATE coordinator.runs r SET state = $7, started_at = now() FROM task WHERE r.id = task.run_id AND r.state = $8 RETURNING r.id
+     )
+     SELECT task.*, EXISTS (SELECT 1 FROM run) AS run_started FROM task`,
+    [candidate.id, attempt, agent.id, leaseMs, agent.slot, agent.incarnation, RunState.RUNNING, RunState.QUEUED],
   );
-  const task = claimed[0];
-  await client.query(
-    "UPDATE coordinator.jobs SET state = $3, agent_id = $4, started_at = now(), message = '' WHERE run_id = $1 AND name = $2",
-    [task.run_id, task.job, RunState.RUNNING, agent.id],
-  );
-  const { rowCount: runStarted } = await client.query(
-    "UPDATE coordinator.runs SET state = $2, started_at = now() WHERE id = $1 AND state = $3",
-    [task.run_id, RunState.RUNNING, RunState.QUEUED],
-  );
+  const { run_started: runStarted, ...task } = claimed[0];
   const holds = needs.locks.length > 0 ? `; holds ${needs.locks.map((l: string) => `lock ${l}`).join(", ")}` : "";
   await appendJournal(
     client,
@@ -173,14 +178,16 @@ export interface StepChange {
 }
 
 // Applies an attempt's step changes in order, under the run lock its caller
-// holds. Steps only move forward (queued, running, final), so a batch sent
-// again after a lost answer changes nothing the second time.
+// holds, and returns the journal entries they make (for the caller to append,
+// with whatever else its transaction journals). Steps only move forward
+// (queued, running, final), so a batch sent again after a lost answer changes
+// nothing the second time.
 export async function applyStepChanges(
   client: PoolClient,
   task: { id: string; run_id: string; job: string },
   changes: StepChange[],
-): Promise<void> {
-  if (changes.length === 0) return;
+): Promise<JournalEntry[]> {
+  if (changes.length === 0) return [];
   const { rows } = await client.query<{ name: string; position: number; state: RunState }>(
     "SELECT name, position, state FROM coordinator.steps WHERE run_id = $1 AND job = $2",
     [task.run_id, task.job],
@@ -198,12 +205,12 @@ export async function applyStepChanges(
     entries.push({ job: task.job, step: step.name, state: change.state, exitCode: change.exitCode });
   }
   const touched = [...steps.values()].filter((step) => step.touched);
-  if (touched.length === 0) return;
-  if (touched.some((step) => step.started)) {
-    await client.query("UPDATE coordinator.tasks SET started = true WHERE id = $1 AND NOT started", [task.id]);
-  }
+  if (touched.length === 0) return [];
   await client.query(
-    `UPDATE coordinator.steps s SET state = c.state, exit_code = c.exit_code,
+    `WITH started AS (
+       UPDATE coordinator.tasks SET started = true WHERE id = $8 AND $9 AND NOT started
+     )
+     UPDATE coordinator.steps s SET state = c.state, exit_code = c.exit_code,
        started_at = CASE WHEN c.started THEN now() ELSE coalesce(s.started_at, now()) END,
        finished_at = CASE WHEN c.state = $7 THEN NULL ELSE now() END
      FROM unnest($3::int[], $4::smallint[], $5::int[], $6::bool[]) AS c(position, state, exit_code, started)
@@ -216,15 +223,18 @@ export async function applyStepChanges(
       touched.map((step) => step.exitCode),
       touched.map((step) => step.started),
       RunState.RUNNING,
+      task.id,
+      touched.some((step) => step.started),
     ],
   );
-  await appendJournal(client, task.run_id, ...entries);
+  return entries;
 }
 
 // Ends a task's current attempt and releases everything reserved for it.
 // A failure that the job's retry policy covers puts the job back in the
 // queue for a new attempt; otherwise the job takes `state`, its unfinished
-// steps are closed, and the run advances.
+// steps are closed, and the run advances. `earlier` are journal entries of
+// the same transaction not appended yet (the attempt's last step changes).
 export async function finishTask(
   client: PoolClient,
   boss: PgBoss,
@@ -233,14 +243,15 @@ export async function finishTask(
   message: string,
   cause: FailureCause = { agentLost: false },
   advance: "inline" | "queued" = "inline",
+  earlier: JournalEntry[] = [],
 ): Promise<void> {
   if (!isFinal(state)) throw new ConnectError("a task can only complete in a final state", Code.InvalidArgument);
-  const released = await releaseTaskReservations(client, task.id);
-  // What was released may let a waiting task fit; wake claimants only if one waits.
-  await client.query(
-    "SELECT pg_notify($1, '') WHERE EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending')",
-    [tasksChannel],
-  );
+  const released = await releaseTaskReservations(client, task.id, tasksChannel);
+  const mayRetry = state === RunState.FAILED && !task.cancel_requested;
+  if (earlier.length > 0 && (mayRetry || (cause.agentLost && released.length > 0))) {
+    await appendJournal(client, task.run_id, ...earlier);
+    earlier = [];
+  }
   if (cause.agentLost && released.length > 0) {
     await appendJournal(client, task.run_id, {
       job: task.job,
@@ -248,26 +259,38 @@ export async function finishTask(
       message: `lease of attempt ${task.attempt} expired; released ${describeReservations(released)}`,
     });
   }
-  if (state === RunState.FAILED && !task.cancel_requested && (await retryIfAllowed(client, task, message, cause))) return;
-  await client.query("UPDATE coordinator.tasks SET status = 'done', lease_expires_at = NULL WHERE id = $1", [task.id]);
-  await client.query(
-    "UPDATE coordinator.jobs SET state = $3, message = $4, finished_at = now() WHERE run_id = $1 AND name = $2",
-    [task.run_id, task.job, state, message],
-  );
+  if (mayRetry && (await retryIfAllowed(client, task, message, cause))) return;
   const { rows: steps } = await client.query(
-    `UPDATE coordinator.steps SET state = CASE WHEN state = $3 THEN $4::smallint ELSE $5::smallint END, finished_at = now()
+    `WITH task AS (
+       UPDATE coordinator.tasks SET status = 'done', lease_expires_at = NULL WHERE id = $7
+     ), job AS (
+       UPDATE coordinator.jobs SET state = $8, message = $9, finished_at = now() WHERE run_id = $1 AND name = $2
+     )
+     UPDATE coordinator.steps SET state = CASE WHEN state = $3 THEN $4::smallint ELSE $5::smallint END, finished_at = now()
      WHERE run_id = $1 AND job = $2 AND state IN ($3, $6) RETURNING name, position, state`,
-    [task.run_id, task.job, RunState.RUNNING, state === RunState.SUCCEEDED ? RunState.FAILED : state, RunState.CANCELED, RunState.QUEUED],
+    [
+      task.run_id,
+      task.job,
+      RunState.RUNNING,
+      state === RunState.SUCCEEDED ? RunState.FAILED : state,
+      RunState.CANCELED,
+      RunState.QUEUED,
+      task.id,
+      state,
+      message,
+    ],
   );
   await appendJournal(
     client,
     task.run_id,
+    ...earlier,
     { job: task.job, state, message },
     ...steps.sort((a, b) => a.position - b.position).map((step) => ({ job: task.job, step: step.name, state: step.state })),
   );
-  // An agent's answer moves the run on in the same transaction; work found
-  // by a coordinator (expired leases) goes through the shard's queue.
-  if (advance === "inline") await advanceRun(client, task.run_id);
+  // An agent's answer moves the run on in the same transaction, which holds
+  // the run's lock; work found by a coordinator (expired leases) goes through
+  // the shard's queue.
+  if (advance === "inline") await advanceRun(client, task.run_id, { runLocked: true });
   else await enqueueAdvance(boss, client, task.run_id);
 }
 
@@ -335,7 +358,7 @@ export async function handBackTask(
   boss: PgBoss,
 ): Promise<void> {
   if (task.cancel_requested) return finishTask(client, boss, task, RunState.CANCELED, "canceled");
-  const released = await releaseTaskReservations(client, task.id);
+  const released = await releaseTaskReservations(client, task.id, tasksChannel);
   const why = `attempt ${task.attempt} handed back by agent ${agentId}, which is stopping (released ${describeReservations(released)}); will run again as attempt ${task.attempt + 1}`;
   await client.query("UPDATE coordinator.tasks SET handbacks = handbacks + 1 WHERE id = $1", [task.id]);
   await requeueTask(client, task, why);
