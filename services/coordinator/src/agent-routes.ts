@@ -148,7 +148,7 @@ export function agentServiceImpl(
       await inTransaction(pool, async (client) => {
         const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) });
         const stepEntries = await applyStepChanges(client, task, changes);
-        await finishTask(client, boss, task, req.state, req.message.slice(0, 1000), undefined, "inline", stepEntries);
+        await finishTask(client, boss, task, req.state, req.message.slice(0, 1000), { earlier: stepEntries });
       });
       return {};
     },

@@ -1,4 +1,5 @@
 import type { PoolClient } from "../../kit/src/db.ts";
+import { tasksChannel } from "./advance-run.ts";
 
 export interface AgentCapacity {
   id: string;
@@ -67,15 +68,15 @@ export async function reserveAll(
 }
 
 // Releases what was reserved for a task. What was released may let a waiting
-// task fit, so claimants are woken on `channel`, but only if a task waits.
-export async function releaseTaskReservations(client: PoolClient, taskId: string, channel: string): Promise<{ kind: string; name: string }[]> {
+// task fit, so claimants are woken, but only if a task waits.
+export async function releaseTaskReservations(client: PoolClient, taskId: string): Promise<{ kind: string; name: string }[]> {
   const { rows } = await client.query(
     `WITH released AS (
        DELETE FROM coordinator.reservations WHERE task_id = $1 RETURNING kind, name
      )
      SELECT coalesce((SELECT json_agg(json_build_object('kind', kind, 'name', name)) FROM released), '[]') AS released,
        (SELECT count(pg_notify($2, '')) FROM (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' LIMIT 1) waiting) AS woken`,
-    [taskId, channel],
+    [taskId, tasksChannel],
   );
   return rows[0].released;
 }

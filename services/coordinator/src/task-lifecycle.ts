@@ -230,23 +230,31 @@ export async function applyStepChanges(
   return entries;
 }
 
+export interface FinishOptions {
+  cause?: FailureCause;
+  // An agent's answer moves the run on in its own transaction, which holds
+  // the run's lock; work found by a coordinator (expired leases) goes
+  // through the shard's queue.
+  advance?: "inline" | "queued";
+  // Journal entries of the same transaction not appended yet (the attempt's
+  // last step changes), appended with the job's end.
+  earlier?: JournalEntry[];
+}
+
 // Ends a task's current attempt and releases everything reserved for it.
 // A failure that the job's retry policy covers puts the job back in the
 // queue for a new attempt; otherwise the job takes `state`, its unfinished
-// steps are closed, and the run advances. `earlier` are journal entries of
-// the same transaction not appended yet (the attempt's last step changes).
+// steps are closed, and the run advances.
 export async function finishTask(
   client: PoolClient,
   boss: PgBoss,
   task: { id: string; run_id: string; job: string; attempt: number; cancel_requested?: boolean },
   state: RunState,
   message: string,
-  cause: FailureCause = { agentLost: false },
-  advance: "inline" | "queued" = "inline",
-  earlier: JournalEntry[] = [],
+  { cause = { agentLost: false }, advance = "inline", earlier = [] }: FinishOptions = {},
 ): Promise<void> {
   if (!isFinal(state)) throw new ConnectError("a task can only complete in a final state", Code.InvalidArgument);
-  const released = await releaseTaskReservations(client, task.id, tasksChannel);
+  const released = await releaseTaskReservations(client, task.id);
   const mayRetry = state === RunState.FAILED && !task.cancel_requested;
   if (earlier.length > 0 && (mayRetry || (cause.agentLost && released.length > 0))) {
     await appendJournal(client, task.run_id, ...earlier);
@@ -287,9 +295,6 @@ export async function finishTask(
     { job: task.job, state, message },
     ...steps.sort((a, b) => a.position - b.position).map((step) => ({ job: task.job, step: step.name, state: step.state })),
   );
-  // An agent's answer moves the run on in the same transaction, which holds
-  // the run's lock; work found by a coordinator (expired leases) goes through
-  // the shard's queue.
   if (advance === "inline") await advanceRun(client, task.run_id, { runLocked: true });
   else await enqueueAdvance(boss, client, task.run_id);
 }
@@ -358,7 +363,7 @@ export async function handBackTask(
   boss: PgBoss,
 ): Promise<void> {
   if (task.cancel_requested) return finishTask(client, boss, task, RunState.CANCELED, "canceled");
-  const released = await releaseTaskReservations(client, task.id, tasksChannel);
+  const released = await releaseTaskReservations(client, task.id);
   const why = `attempt ${task.attempt} handed back by agent ${agentId}, which is stopping (released ${describeReservations(released)}); will run again as attempt ${task.attempt + 1}`;
   await client.query("UPDATE coordinator.tasks SET handbacks = handbacks + 1 WHERE id = $1", [task.id]);
   await requeueTask(client, task, why);

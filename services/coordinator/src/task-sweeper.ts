@@ -41,7 +41,7 @@ export function startTaskSweeper(options: {
           const state = task.cancel_requested ? RunState.CANCELED : RunState.FAILED;
           const message = `agent ${task.agent_id} lost: no heartbeat for attempt ${task.attempt} within its lease`;
           log.warn("task lease expired", { run_id: task.run_id, job: task.job, agent_id: task.agent_id });
-          await finishTask(client, boss, task, state, message, { agentLost: true }, "queued");
+          await finishTask(client, boss, task, state, message, { cause: { agentLost: true }, advance: "queued" });
         });
       }
     } catch (err) {

@@ -28,8 +28,8 @@ const sendCredential: Interceptor = (next) => (req) => {
 };
 
 // Between Otto processes calls go as binary protobuf, each one traced, and
-// uncompressed: their messages are small and gzip would cost more CPU than
-// it saves bytes.
+// uncompressed: their messages are small, and gzip would spend CPU to save
+// few bytes.
 export function transportFor(baseUrl: string, interceptors: Interceptor[] = []): Transport {
   let transport = transports.get(baseUrl);
   if (!transport) {
