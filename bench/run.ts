@@ -205,14 +205,23 @@ async function cpuSnapshot(): Promise<Record<string, number>> {
   const cpuOf = async (pid: number | string) => {
     const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), ms: ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond };
+    const ticks = (i: number) => (Number(fields[i]) * 1000) / ticksPerSecond;
+    return { comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), ms: ticks(11) + ticks(12), childrenMs: ticks(13) + ticks(14) };
   };
   for (const p of system.supervisor.info()) if (p.pid) snapshot[p.name] = (await cpuOf(p.pid)).ms;
   snapshot.bench = (await cpuOf(process.pid)).ms;
   snapshot.postgres = 0;
+  // The agents' step launchers, and (as the CPU of their ended children) the steps' shells.
+  snapshot.launchers = 0;
+  snapshot.steps = 0;
   for (const pid of (await readdir("/proc")).filter((name) => /^\d+$/.test(name))) {
-    const { comm, ms } = await cpuOf(pid);
+    const { comm, ms, childrenMs } = await cpuOf(pid);
     if (comm === "postgres") snapshot.postgres += ms;
+    const command = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (/step-launcher(\.mjs)?\0/.test(command)) {
+      snapshot.launchers += ms;
+      snapshot.steps += childrenMs;
+    }
   }
   const cpu = (await readFile("/proc/stat", "utf8")).split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
   const [user, nice, system_, , , irq, softirq, steal] = cpu;

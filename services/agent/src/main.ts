@@ -7,7 +7,7 @@ import { loadConfig, readChoice, readInt, readList, readString } from "../../kit
 import { Gauge, metrics } from "../../kit/src/metrics.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
-import { startStepSpawner } from "./step-process.ts";
+import { startStepLauncher } from "./step-process.ts";
 import { obtainAgentCredential } from "./agent-credential.ts";
 import { configureClients, useCredential } from "../../kit/src/clients.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -29,6 +29,7 @@ const config = loadConfig("agent", (env) => {
     onStop: readChoice(env, "OTTO_AGENT_ON_STOP", ["finish", "hand-back"], "finish"),
     finishTimeoutMs: readInt(env, "OTTO_AGENT_FINISH_TIMEOUT_MS", 60_000, 0),
     reportGatherMs: readInt(env, "OTTO_AGENT_REPORT_GATHER_MS", 100, 0),
+    stepLauncher: readChoice(env, "OTTO_AGENT_STEP_LAUNCHER", ["auto", "native", "javascript"], "auto"),
     joinToken: env.OTTO_AGENT_JOIN_TOKEN || undefined,
     credentialFile: env.OTTO_AGENT_CREDENTIAL_FILE || undefined,
   };
@@ -123,7 +124,13 @@ async function slotLoop(slot: number) {
   }
 }
 
-startStepSpawner();
+let stepLauncher: string;
+try {
+  stepLauncher = startStepLauncher(config.stepLauncher);
+} catch (err) {
+  log.error("cannot start steps", { err: (err as Error).message });
+  process.exit(78);
+}
 const loops = Array.from({ length: config.slots }, (_, slot) => slotLoop(slot));
 // Stopping: take no new tasks; then either finish the running ones (handing
 // back whatever is still running after OTTO_AGENT_FINISH_TIMEOUT_MS) or
@@ -137,4 +144,4 @@ onShutdown("finish or hand back running tasks", async () => {
   await Promise.allSettled(loops);
   clearTimeout(timer);
 });
-log.info("agent ready", { labels: config.labels, slots: config.slots });
+log.info("agent ready", { labels: config.labels, slots: config.slots, step_launcher: stepLauncher });

@@ -1,0 +1,35 @@
+import { StringDecoder } from "node:string_decoder";
+
+// Splits a step's output bytes into lines as they come: a character cut
+// between two pieces is joined, `\r\n` ends a line as `\n` does, and a lone
+// `\r` (a progress bar redrawing itself) does too. A line longer than
+// `maxLineLength` is passed on in pieces of that length.
+export const maxLineLength = 64 * 1024;
+
+export class OutputLines {
+  readonly #decoder = new StringDecoder("utf8");
+  #partial = "";
+
+  push(bytes: Buffer, onLine: (line: string) => void): void {
+    const lines = (this.#partial + this.#decoder.write(bytes)).split("\n");
+    this.#partial = lines.pop()!;
+    for (const line of lines) emit(line, onLine);
+    while (this.#partial.length > maxLineLength) {
+      emit(this.#partial.slice(0, maxLineLength), onLine);
+      this.#partial = this.#partial.slice(maxLineLength);
+    }
+  }
+
+  // What is left after the last newline, as a line of its own.
+  end(onLine: (line: string) => void): void {
+    const rest = this.#partial + this.#decoder.end();
+    this.#partial = "";
+    if (rest.length > 0) emit(rest, onLine);
+  }
+}
+
+function emit(line: string, onLine: (line: string) => void) {
+  const text = line.endsWith("\r") ? line.slice(0, -1) : line;
+  if (!text.includes("\r")) return onLine(text);
+  for (const part of text.split("\r")) onLine(part);
+}

@@ -1,0 +1,140 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { constants } from "node:os";
+import { fileURLToPath } from "node:url";
+import { OutputLines } from "./output-lines.ts";
+
+export type LauncherKind = "native" | "javascript";
+export type LauncherChoice = LauncherKind | "auto";
+
+export interface LaunchedStep {
+  onLine: (line: string) => void;
+  onExit: (code: number | null, signal: NodeJS.Signals | null) => void;
+}
+
+export interface StepHandle {
+  kill(signal: NodeJS.Signals): void;
+}
+
+const protocol = "1";
+const nativeBinary = fileURLToPath(new URL("../native/build/step-launcher", import.meta.url));
+const javascriptEntry = fileURLToPath(new URL("./step-launcher.mjs", import.meta.url));
+const signalNames = new Map(Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]));
+
+// The launcher the agent uses: the native one if it was built (`npm ci` builds
+// it where there is a C compiler) and speaks this protocol, else the
+// JavaScript one; `native` or `javascript` insists on one.
+export function chooseLauncher(choice: LauncherChoice): LauncherKind {
+  if (choice === "javascript") return "javascript";
+  const usable = existsSync(nativeBinary) && spawnSync(nativeBinary, ["--protocol"], { encoding: "utf8" }).stdout?.trim() === protocol;
+  if (usable) return "native";
+  if (choice === "native") {
+    throw new Error(`the native step launcher ${nativeBinary} is missing or out of date: run \`npm run build:launcher\``);
+  }
+  return "javascript";
+}
+
+interface RunningStep extends LaunchedStep {
+  lines: OutputLines;
+  // The step's process group, once the launcher says it started.
+  pid?: number;
+}
+
+// A step launcher process (native/step-launcher.c or step-launcher.mjs, one
+// protocol), started on first use and again if it ever dies; the steps it was
+// running then end as killed.
+export class StepLauncher {
+  readonly kind: LauncherKind;
+  #process: ChildProcess | undefined;
+  #steps = new Map<string, RunningStep>();
+  #nextId = 1;
+  #pending = Buffer.alloc(0);
+
+  constructor(kind: LauncherKind) {
+    this.kind = kind;
+  }
+
+  start(): void {
+    this.#ensure();
+  }
+
+  // Ends the launcher, and with it every step it runs.
+  stop(): void {
+    this.#process?.stdin?.end();
+  }
+
+  run(script: string, cwd: string, env: Record<string, string>, step: LaunchedStep): StepHandle {
+    const launcher = this.#ensure();
+    const id = String(this.#nextId++);
+    this.#steps.set(id, { ...step, lines: new OutputLines() });
+    const environment = Object.entries(env).map(([name, value]) => `${name}=${value}`);
+    launcher.stdin!.write(request("spawn", id, [cwd, script, ...environment]));
+    return {
+      kill: (signal) => {
+        if (this.#steps.has(id)) launcher.stdin!.write(request("kill", id, [String(constants.signals[signal])]));
+      },
+    };
+  }
+
+  #ensure(): ChildProcess {
+    if (this.#process) return this.#process;
+    const [command, args] =
+      this.kind === "native" ? [nativeBinary, []] : [process.execPath, ["--max-semi-space-size=1", javascriptEntry]];
+    const launcher = spawn(command, args, { stdio: ["pipe", "pipe", "inherit"] });
+    this.#pending = Buffer.alloc(0);
+    launcher.stdout!.on("data", (chunk: Buffer) => this.#onData(chunk));
+    launcher.stdin!.on("error", () => {});
+    launcher.on("exit", () => {
+      if (this.#process === launcher) this.#process = undefined;
+      for (const [id, step] of this.#steps) {
+        this.#steps.delete(id);
+        if (step.pid !== undefined) killGroup(step.pid);
+        step.onLine("the agent's step launcher stopped; the step was killed");
+        step.onExit(null, "SIGKILL");
+      }
+    });
+    this.#process = launcher;
+    return launcher;
+  }
+
+  // Events: `started <id> <pid>`, `output <id> <n>` and n bytes, `exit <id> <code> <signal>`.
+  #onData(chunk: Buffer) {
+    let data = this.#pending.length > 0 ? Buffer.concat([this.#pending, chunk]) : chunk;
+    for (;;) {
+      const newline = data.indexOf(10);
+      if (newline < 0) break;
+      const [event, id, first, second] = data.toString("latin1", 0, newline).split(" ");
+      const step = this.#steps.get(id);
+      if (event === "output") {
+        const end = newline + 1 + Number(first);
+        if (data.length < end) break;
+        step?.lines.push(data.subarray(newline + 1, end), step.onLine);
+        data = data.subarray(end);
+        continue;
+      }
+      data = data.subarray(newline + 1);
+      if (!step) continue;
+      if (event === "started") step.pid = Number(first);
+      else if (event === "exit") {
+        this.#steps.delete(id);
+        step.lines.end(step.onLine);
+        const code = Number(first);
+        step.onExit(code < 0 ? null : code, signalNames.get(Number(second)) ?? null);
+      }
+    }
+    this.#pending = Buffer.from(data);
+  }
+}
+
+// `<op>\0<id>\0<n>\0` and then n fields, each ended by a NUL.
+function request(op: string, id: string, fields: string[]): string {
+  return [op, id, String(fields.length), ...fields].join("\0") + "\0";
+}
+
+function killGroup(pid: number) {
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // gone already
+  }
+}

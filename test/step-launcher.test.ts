@@ -1,0 +1,136 @@
+// The agent's two step launchers (native and JavaScript, one protocol) run
+// real shells: each case below runs against both.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chooseLauncher, StepLauncher, type LauncherKind } from "../services/agent/src/step-launcher.ts";
+import { runStepProcess, type StepOutcome } from "../services/agent/src/step-process.ts";
+import { isAlive, waitFor } from "./helpers/otto.ts";
+
+const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
+
+describe("step launcher", () => {
+  it("the native launcher is built and chosen wherever there is a C compiler", (t) => {
+    if (spawnSync(process.env.CC ?? "cc", ["--version"]).status !== 0) return t.skip("no C compiler here");
+    assert.equal(chooseLauncher("auto"), "native");
+  });
+});
+
+for (const kind of ["native", "javascript"] as LauncherKind[]) {
+  const unbuilt = kind === "native" && chooseLauncher("auto") !== "native";
+  describe(`${kind} step launcher`, { skip: unbuilt && "the native launcher is not built" }, () => {
+    let launcher: StepLauncher;
+    let dir: string;
+
+    before(async () => {
+      launcher = new StepLauncher(kind);
+      dir = await mkdtemp(join(tmpdir(), "otto-launcher-"));
+    });
+    after(async () => {
+      launcher?.stop();
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    async function run(script: string, options: { cancel?: AbortSignal; timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {}) {
+      const lines: string[] = [];
+      const outcome = await runStepProcess(
+        {
+          script,
+          cwd: options.cwd ?? dir,
+          env: { ...env, ...options.env },
+          timeoutMs: options.timeoutMs ?? 0,
+          cancel: options.cancel ?? new AbortController().signal,
+          onLine: (line) => lines.push(line),
+        },
+        launcher,
+      );
+      return { outcome, lines };
+    }
+
+    it("runs the script in its directory with its environment, passing on stdout and stderr", async () => {
+      const { outcome, lines } = await run('echo "one $GREETING"; echo two >&2; pwd; echo three', { env: { GREETING: "hello" } });
+      assert.deepEqual(outcome, { kind: "exited", exitCode: 0 } satisfies StepOutcome);
+      // The native launcher gives both streams one pipe, so their lines keep
+      // their order; Node gives them a pipe each.
+      if (kind === "native") assert.deepEqual(lines, ["one hello", "two", dir, "three"]);
+      else assert.deepEqual(lines.toSorted(), [dir, "one hello", "three", "two"]);
+    });
+
+    it("stops at the first failing command (sh -e) and reports its exit code", async () => {
+      const failed = await run("echo before; false; echo after");
+      assert.deepEqual(failed.outcome, { kind: "exited", exitCode: 1 });
+      assert.deepEqual(failed.lines, ["before"]);
+      assert.deepEqual((await run("exit 42")).outcome, { kind: "exited", exitCode: 42 });
+    });
+
+    it("passes on a last line without a newline, CRLF lines, redrawn lines and multi-byte characters", async () => {
+      const { lines } = await run(String.raw`printf 'crlf\r\nprogress 1\rprogress 2\n'; printf 'h\303\251llo w\303\266rld ✓\n'; printf 'no newline'`);
+      assert.deepEqual(lines, ["crlf", "progress 1", "progress 2", "héllo wörld ✓", "no newline"]);
+    });
+
+    it("passes on a megabyte of output, every line once and in order", async () => {
+      const { outcome, lines } = await run("i=0; while [ $i -lt 20000 ]; do echo \"line $i of the output of this step, padded to about fifty bytes\"; i=$((i+1)); done");
+      assert.equal(outcome.exitCode, 0);
+      assert.equal(lines.length, 20000);
+      assert.ok(lines.every((line, i) => line.startsWith(`line ${i} of`)), "every line arrived once, in order");
+    });
+
+    it("keeps apart the output of steps that run at once", async () => {
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => run(`echo start ${i}; sleep 0.0$((${i} % 5)); echo end ${i}; exit ${i}`)));
+      results.forEach(({ outcome, lines }, i) => {
+        assert.deepEqual(outcome, { kind: "exited", exitCode: i });
+        assert.deepEqual(lines, [`start ${i}`, `end ${i}`]);
+      });
+    });
+
+    it("kills what a step leaves behind in its process group when its shell ends", async () => {
+      const { outcome, lines } = await run("sleep 30 >/dev/null 2>&1 & echo $!");
+      assert.equal(outcome.exitCode, 0);
+      const pid = Number(lines[0]);
+      await waitFor("the step's leftover sleep to be killed", () => !isAlive(pid), 5_000);
+    });
+
+    it("a cancel kills the step's whole process group", async () => {
+      const cancel = new AbortController();
+      const step = run(`sleep 30 & echo $! > "${dir}/cancel-pid"; wait`, { cancel: cancel.signal });
+      const pid = await waitFor("the sleep to start", async () => Number(await readFile(join(dir, "cancel-pid"), "utf8").catch(() => "")) || undefined);
+      assert.ok(isAlive(pid));
+      cancel.abort();
+      const { outcome } = await step;
+      assert.equal(outcome.kind, "canceled");
+      await waitFor("the canceled step's sleep to die", () => !isAlive(pid), 5_000);
+    });
+
+    it("a step past its timeout is stopped as timed out", async () => {
+      const started = Date.now();
+      const { outcome } = await run("sleep 30", { timeoutMs: 300 });
+      assert.equal(outcome.kind, "timed-out");
+      assert.ok(Date.now() - started < 10_000, "stopped well before the sleep's end");
+    });
+
+    it("a step that cannot start exits with 127 and says why", async () => {
+      const { outcome, lines } = await run("true", { cwd: join(dir, "missing") });
+      assert.deepEqual(outcome, { kind: "exited", exitCode: 127 });
+      assert.match(lines.join("\n"), /cannot start \/bin\/sh in .*missing/);
+    });
+
+    it("when the launcher's input ends, its running steps are killed and end as killed", async () => {
+      const own = new StepLauncher(kind);
+      const pidFile = join(dir, "stop-pid");
+      const lines: string[] = [];
+      const step = runStepProcess(
+        { script: `sleep 30 & echo $! > "${pidFile}"; wait`, cwd: dir, env, timeoutMs: 0, cancel: new AbortController().signal, onLine: (l) => lines.push(l) },
+        own,
+      );
+      const pid = await waitFor("the sleep to start", async () => Number(await readFile(pidFile, "utf8").catch(() => "")) || undefined);
+      own.stop();
+      const outcome = await step;
+      assert.equal(outcome.kind, "exited");
+      assert.notEqual(outcome.exitCode, 0);
+      await waitFor("the orphaned step's sleep to die", () => !isAlive(pid), 5_000);
+    });
+  });
+}
