@@ -15,7 +15,8 @@ describe("logs of retried jobs", () => {
   let runId: string;
   let followed: string[];
   before(async () => {
-    otto = await startTestOtto({ agents: 1 });
+    // Every log goes to S3, however small (log-archive.test.ts covers those kept in Postgres).
+    otto = await startTestOtto({ agents: 1, env: { OTTO_LOG_INLINE_MAX_BYTES: "0" } });
     gate = await mkdtemp(join(tmpdir(), "otto-attempts-"));
     // Attempt 1 waits for the gate, prints and fails; attempt 2 prints and succeeds.
     const step = `while [ ! -f ${gate}/open ]; do sleep 0.05; done; echo "printed by attempt $OTTO_ATTEMPT"; [ "$OTTO_ATTEMPT" = 2 ]`;

@@ -84,7 +84,8 @@ describe("the SDK and the otto CLI", { timeout: 300_000 }, () => {
 
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), "otto-sdk-cli-"));
-    otto = await startTestOtto({ agents: 1, agentSlots: 2 });
+    // Every log goes to S3, however small (log-archive.test.ts covers those kept in Postgres).
+    otto = await startTestOtto({ agents: 1, agentSlots: 2, env: { OTTO_LOG_INLINE_MAX_BYTES: "0" } });
   });
   after(async () => {
     if (otto && process.exitCode) console.log(await tailOfLog(otto));

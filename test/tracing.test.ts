@@ -39,7 +39,13 @@ describe("tracing over OTLP http/json", () => {
     receiver = await startOtlpReceiver();
     otto = await startTestOtto({
       agents: 1,
-      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_BSP_SCHEDULE_DELAY: "50" },
+      // Every log goes to S3, so that its archival shows in the trace.
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+        OTTO_LOG_INLINE_MAX_BYTES: "0",
+      },
     });
     const submitted = await postJson(
       otto.gatewayUrl,

@@ -29,16 +29,21 @@ function checkChunkSize(text: string) {
   }
 }
 
-// Job logs: chunks in Postgres while the attempt runs, one object in S3 after.
+// Job logs: chunks in Postgres while the attempt runs; after it, one object
+// in S3, or, for a log of at most `inlineMaxBytes`, the same chunks, kept
+// (an S3 request per small log costs more than the rows it would free).
+// A closed log's object key says which: empty means it stayed in Postgres.
 export class LogStore {
   readonly #pool: Pool;
   readonly #objects: ObjectStore;
   readonly #notifier: Notifier;
+  readonly #inlineMaxBytes: number;
 
-  constructor(pool: Pool, objects: ObjectStore, notifier: Notifier) {
+  constructor(pool: Pool, objects: ObjectStore, notifier: Notifier, inlineMaxBytes: number) {
     this.#pool = pool;
     this.#objects = objects;
     this.#notifier = notifier;
+    this.#inlineMaxBytes = inlineMaxBytes;
   }
 
   async append(log: LogRef, seq: number, text: string): Promise<void> {
@@ -96,11 +101,14 @@ export class LogStore {
     return rowCount === 1;
   }
 
-  // Uploads the whole log (with `final`, its last chunk, if it was not
-  // appended) and only then marks it closed, so a crash in between leaves it
-  // open and a repeated close uploads the same bytes again.
+  // Closes the log with `final`, its last chunk, if it was not appended. A
+  // small log is closed where it is; a larger one is uploaded whole and only
+  // then marked closed, so a crash in between leaves it open and a repeated
+  // close uploads the same bytes again.
   async close(log: LogRef, final?: { seq: number; text: string }): Promise<{ key: string; size: number }> {
     if (final) checkChunkSize(final.text);
+    const inline = await this.#closeInPlace(log, final);
+    if (inline) return inline;
     const { runId, job, attempt } = log;
     const { rows } = await this.#pool.query(
       `SELECT l.state, l.object_key, l.size, l.last_seq,
@@ -140,6 +148,32 @@ export class LogStore {
     return { key, size: bytes.length };
   }
 
+  // The common case in one statement: an open log (or, with its first chunk
+  // as `final`, a new one) that stays at most `inlineMaxBytes` with `final`
+  // after its last chunk. Undefined if it was not that.
+  async #closeInPlace(log: LogRef, final?: { seq: number; text: string }): Promise<{ key: string; size: number } | undefined> {
+    const seq = final?.seq ?? 0;
+    const bytes = final ? Buffer.byteLength(final.text) : 0;
+    const closing =
+      seq === 1
+        ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size, closed_at)
+           SELECT $1, $2, $3, 'closed', 1, $5::bigint, now() WHERE $5::bigint <= $6::bigint
+           ON CONFLICT DO NOTHING RETURNING size`
+        : `UPDATE objects.logs SET state = 'closed', last_seq = greatest(last_seq, $4::bigint), size = size + $5::bigint, closed_at = now()
+           WHERE run_id = $1 AND job = $2 AND attempt = $3 AND state = 'open'
+             AND ($4::bigint = 0 OR last_seq = $4::bigint - 1) AND size + $5::bigint <= $6::bigint
+           RETURNING size`;
+    const { rows } = await this.#pool.query(
+      `WITH closed AS (${closing}), chunk AS (
+         INSERT INTO objects.log_chunks (run_id, job, attempt, seq, start_offset, text)
+         SELECT $1, $2, $3, $4::bigint, size - $5::bigint, $7 FROM closed WHERE $4::bigint > 0
+       )
+       SELECT size, pg_notify($8, $9) FROM closed`,
+      [log.runId, log.job, log.attempt, seq, bytes, this.#inlineMaxBytes, final?.text ?? "", logChannel, notice(log)],
+    );
+    return rows.length === 1 ? { key: "", size: Number(rows[0].size) } : undefined;
+  }
+
   // The latest attempt of a job that has a log, or 1 if none has yet.
   async latestAttempt(runId: string, job: string): Promise<number> {
     const { rows } = await this.#pool.query(
@@ -160,7 +194,7 @@ export class LogStore {
         [runId, job, attempt],
       );
       const row = rows[0];
-      if (row?.state === "closed") {
+      if (row?.state === "closed" && row.object_key !== "") {
         if (offset < Number(row.size)) {
           const bytes = await this.#objects.readFrom(row.object_key, offset);
           yield { text: bytes.toString("utf8"), offset };
@@ -181,7 +215,7 @@ export class LogStore {
           offset = start + buffer.length;
         }
       }
-      if (!follow) return;
+      if (!follow || row?.state === "closed") return;
       await woken;
     }
   }

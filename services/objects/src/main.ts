@@ -1,5 +1,5 @@
 import { startTelemetry } from "../../kit/src/telemetry.ts";
-import { loadConfig, readString } from "../../kit/src/config.ts";
+import { loadConfig, readInt, readString } from "../../kit/src/config.ts";
 import { createPool, migrate } from "../../kit/src/db.ts";
 import { Notifier } from "../../kit/src/notifier.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
@@ -22,6 +22,8 @@ const config = loadConfig("objects", (env) => ({
   ...readCommonConfig(env),
   databaseUrl: readString(env, "DATABASE_URL"),
   s3: readS3Config(env),
+  // Logs up to this size stay in Postgres when they close; 0 sends all to S3.
+  logInlineMaxBytes: readInt(env, "OTTO_LOG_INLINE_MAX_BYTES", 16 * 1024, 0),
 }));
 const log = serviceLogger("objects");
 
@@ -47,7 +49,7 @@ await serveAndRegister({
   },
   credentials: config.security.insecure ? undefined : new TaskTokenVerifier(config.security.tls.ca),
   routes: (router) => {
-    objectsRoutes(new LogStore(pool, objects, notifier))(router);
+    objectsRoutes(new LogStore(pool, objects, notifier, config.logInlineMaxBytes))(router);
     artifactRoutes(new ArtifactStore(pool, objects))(router);
   },
 });
