@@ -114,7 +114,8 @@ export const CloseLogRequestSchema: GenMessage<CloseLogRequest> = /*@__PURE__*/
  */
 export type CloseLogResponse = Message<"otto.v1.CloseLogResponse"> & {
   /**
-   * Where the archived log lives in object storage.
+   * Where the archived log lives in object storage; empty when the log was
+   * small enough to stay in Postgres.
    *
    * @generated from field: string object_key = 1;
    */
@@ -135,7 +136,8 @@ export const CloseLogResponseSchema: GenMessage<CloseLogResponse> = /*@__PURE__*
 
 /**
  * Served by the objects service: agents append log text while a job runs and
- * close the log when it ends, which archives it to object storage.
+ * close the log when it ends, which archives it to object storage (or, for a
+ * small log, keeps it in Postgres).
  *
  * @generated from service otto.v1.LogStoreService
  */
