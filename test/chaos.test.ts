@@ -779,7 +779,7 @@ describe("agent loss with and without a retry policy", () => {
       assert.ok(pid, `${agent} has a pid`);
       process.kill(pid, "SIGKILL");
     }
-    // The killed agents' steps go with them: their spawner sees its input end.
+    // The killed agents' steps go with them: their step launcher sees its input end.
     await waitFor("the killed agents' steps to stop", () => !isAlive(running.victim.pid) && !isAlive(running.doomed.pid), 5_000);
 
     const [survivor, casualty] = await Promise.all(

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { createInterface } from "node:readline";
-import { PassThrough } from "node:stream";
 import { describe, test } from "node:test";
 import { createSecretMasker } from "../services/agent/src/secret-masker.ts";
+import { OutputLines } from "../services/agent/src/output-lines.ts";
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 
@@ -96,7 +95,7 @@ describe("createSecretMasker", () => {
     assert.equal(createSecretMasker(["first-line\rsecond-line"])("second-line"), "***");
   });
 
-  test("a secret split across raw output chunks is masked once assembled into lines", async () => {
+  test("a secret split across raw output chunks is masked once assembled into lines", () => {
     const secret = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
     const mask = createSecretMasker([secret, "a second\nmulti-line value"]);
     const output = `start\ntoken=${secret} ok\r\n${secret}\nprinting: a second\nmulti-line value\nend`;
@@ -111,14 +110,10 @@ describe("createSecretMasker", () => {
       const chunks = [0, ...cut].map((from, i, all) => bytes.subarray(from, all[i + 1]));
       assert.ok(cut.some((c) => c > at && c < at + secret.length), "a chunk boundary falls inside the secret");
       assert.ok(!chunks[0].includes(secret));
-      const stream = new PassThrough();
       const masked: string[] = [];
-      const lines = createInterface({ input: stream, crlfDelay: Infinity });
-      lines.on("line", (line) => masked.push(mask(line)));
-      const closed = new Promise((resolve) => lines.on("close", resolve));
-      for (const chunk of chunks) stream.write(chunk);
-      stream.end();
-      await closed;
+      const lines = new OutputLines();
+      for (const chunk of chunks) lines.push(chunk, (line) => masked.push(mask(line)));
+      lines.end((line) => masked.push(mask(line)));
       assert.deepEqual(masked, ["start", "token=*** ok", "***", "printing: ***", "***", "end"]);
     }
   });

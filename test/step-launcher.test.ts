@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chooseLauncher, StepLauncher, type LauncherKind } from "../services/agent/src/step-launcher.ts";
 import { runStepProcess, type StepOutcome } from "../services/agent/src/step-process.ts";
+import { maxLineLength } from "../services/agent/src/output-lines.ts";
 import { isAlive, waitFor } from "./helpers/otto.ts";
 
 const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
@@ -76,6 +77,14 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
       assert.equal(outcome.exitCode, 0);
       assert.equal(lines.length, 20000);
       assert.ok(lines.every((line, i) => line.startsWith(`line ${i} of`)), "every line arrived once, in order");
+    });
+
+    it("passes on a line longer than the longest it keeps whole in pieces", async () => {
+      const length = maxLineLength + 1000;
+      const { outcome, lines } = await run(`head -c ${length} /dev/zero | tr '\\0' a; echo; echo next`);
+      assert.equal(outcome.exitCode, 0);
+      assert.deepEqual(lines.map((line) => line.length), [maxLineLength, 1000, 4]);
+      assert.equal(lines[2], "next");
     });
 
     it("keeps apart the output of steps that run at once", async () => {

@@ -41,7 +41,7 @@
 
 struct step {
   char id[32];
-  pid_t pid;     /* also its process group; 0 once reaped */
+  pid_t pid;     /* also its process group */
   int out;       /* read end of its output pipe; -1 once drained */
   int status;    /* wait status, once reaped */
   int reaped;
@@ -70,13 +70,31 @@ static void write_all(const char *data, size_t length) {
   }
 }
 
+/* Writes `format` as formatted, cut to fit a buffer of `size` if need be. */
+static size_t formatted(char *buffer, size_t size, const char *format, va_list args) {
+  int n = vsnprintf(buffer, size, format, args);
+  if (n < 0) return 0;
+  return (size_t)n < size ? (size_t)n : size - 1;
+}
+
 static void event(const char *format, ...) {
   char line[256];
   va_list args;
   va_start(args, format);
-  int n = vsnprintf(line, sizeof line, format, args);
+  size_t n = formatted(line, sizeof line, format, args);
   va_end(args);
-  write_all(line, (size_t)n);
+  write_all(line, n);
+}
+
+static void explain(const char *id, const char *format, ...) {
+  char why[1024];
+  va_list args;
+  va_start(args, format);
+  size_t n = formatted(why, sizeof why, format, args);
+  va_end(args);
+  event("output %s %zu\n", id, n);
+  write_all(why, n);
+  event("exit %s 127 0\n", id);
 }
 
 static void output(const char *id, const char *data, size_t length) {
@@ -94,10 +112,8 @@ static void on_child(int signal) {
 static void spawn_step(char **fields, int count) {
   if (count < 4) return;
   const char *id = fields[0], *cwd = fields[2], *script = fields[3];
-  if (step_count == MAX_STEPS) {
-    const char *why = "the agent's step launcher runs too many steps at once\n";
-    output(id, why, strlen(why));
-    event("exit %s 127 0\n", id);
+  if (step_count == MAX_STEPS || strlen(id) >= sizeof steps[0].id) {
+    explain(id, "the agent's step launcher cannot take this step: %s\n", step_count == MAX_STEPS ? "too many at once" : "its id is too long");
     return;
   }
   static char *env[MAX_FIELDS + 1];
@@ -129,10 +145,7 @@ static void spawn_step(char **fields, int count) {
   close(pipe_fds[1]);
   if (failed) {
     close(pipe_fds[0]);
-    char why[512];
-    int n = snprintf(why, sizeof why, "cannot start /bin/sh in %s: %s\n", cwd, strerror(failed));
-    output(id, why, (size_t)n);
-    event("exit %s 127 0\n", id);
+    explain(id, "cannot start /bin/sh in %s: %s\n", cwd, strerror(failed));
     return;
   }
   struct step *step = &steps[step_count++];
@@ -254,8 +267,7 @@ int main(int argc, char **argv) {
       while (read(child_pipe[0], buffer, sizeof buffer) > 0) {}
       reap();
     }
-    /* Backwards, since a finished step's slot is taken by the last one. */
-    for (int i = polled_steps - 1; i >= 0; i--) {
+    for (int i = 0; i < polled_steps; i++) {
       struct step *step = &steps[i];
       if (step->out < 0) continue;
       if (polled[i + 2].revents) {
@@ -267,6 +279,7 @@ int main(int argc, char **argv) {
         }
       }
     }
+    /* Backwards, since a finished step's place is taken by the last one. */
     for (int i = step_count - 1; i >= 0; i--) finish_if_done(i);
     if (polled[0].revents && !read_requests()) {
       for (int i = 0; i < step_count; i++)

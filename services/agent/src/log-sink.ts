@@ -15,12 +15,17 @@ export class LogSink {
     this.#flushMs = flushMs;
   }
 
+  // A line longer than `maxPieceLength` becomes several log lines, so that
+  // no chunk outgrows what the objects service takes (1 MiB).
   line(step: string, text: string): void {
-    const line = `${new Date().toISOString()} ${step} | ${text}\n`;
-    this.#pending.push(line);
-    this.#pendingBytes += line.length;
-    if (this.#pendingBytes > 64 * 1024) this.flush();
-    else this.#timer ??= setTimeout(() => this.flush(), this.#flushMs);
+    const prefix = `${new Date().toISOString()} ${step} | `;
+    for (const piece of pieces(text)) {
+      const line = `${prefix}${piece}\n`;
+      this.#pending.push(line);
+      this.#pendingBytes += Buffer.byteLength(line);
+      if (this.#pendingBytes > 64 * 1024) this.flush();
+    }
+    if (this.#pending.length > 0) this.#timer ??= setTimeout(() => this.flush(), this.#flushMs);
   }
 
   // Waits until every chunk sent so far is stored and returns what is left
@@ -48,6 +53,20 @@ export class LogSink {
     }
     return this.#chain;
   }
+}
+
+export const maxPieceLength = 128 * 1024;
+
+function* pieces(text: string): Generator<string> {
+  let start = 0;
+  while (text.length - start > maxPieceLength) {
+    let end = start + maxPieceLength;
+    // Not between the two halves of a surrogate pair.
+    if (/[\ud800-\udbff]/.test(text[end - 1])) end--;
+    yield text.slice(start, end);
+    start = end;
+  }
+  yield text.slice(start);
 }
 
 export interface FinalChunk {

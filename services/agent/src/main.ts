@@ -8,6 +8,7 @@ import { Gauge, metrics } from "../../kit/src/metrics.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
 import { startStepLauncher } from "./step-process.ts";
+import { chooseLauncher, type LauncherKind } from "./step-launcher.ts";
 import { obtainAgentCredential } from "./agent-credential.ts";
 import { configureClients, useCredential } from "../../kit/src/clients.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -37,6 +38,14 @@ const config = loadConfig("agent", (env) => {
 // What a stopping agent allows for handing its tasks back.
 const handBackMs = 15_000;
 const log = serviceLogger("agent").child({ agent_id: config.agentId });
+
+let stepLauncher: LauncherKind;
+try {
+  stepLauncher = chooseLauncher(config.stepLauncher);
+} catch (err) {
+  log.error("cannot start steps", { err: (err as Error).message });
+  process.exit(78);
+}
 
 if (!config.security.insecure) {
   configureClients(config.security, { presentCertificate: false });
@@ -124,13 +133,7 @@ async function slotLoop(slot: number) {
   }
 }
 
-let stepLauncher: string;
-try {
-  stepLauncher = startStepLauncher(config.stepLauncher);
-} catch (err) {
-  log.error("cannot start steps", { err: (err as Error).message });
-  process.exit(78);
-}
+startStepLauncher(stepLauncher);
 const loops = Array.from({ length: config.slots }, (_, slot) => slotLoop(slot));
 // Stopping: take no new tasks; then either finish the running ones (handing
 // back whatever is still running after OTTO_AGENT_FINISH_TIMEOUT_MS) or

@@ -2,9 +2,11 @@ import { StringDecoder } from "node:string_decoder";
 
 // Splits a step's output bytes into lines as they come: a character cut
 // between two pieces is joined, `\r\n` ends a line as `\n` does, and a lone
-// `\r` (a progress bar redrawing itself) does too. A line longer than
-// `maxLineLength` is passed on in pieces of that length.
-export const maxLineLength = 64 * 1024;
+// `\r` (a progress bar redrawing itself) does too. A line is passed on whole
+// (so the secret masker sees it whole) unless it grows past `maxLineLength`,
+// which bounds the memory one step's output can take: then it goes on in
+// pieces of that length, and a secret cut by such a piece is not masked.
+export const maxLineLength = 4 * 1024 * 1024;
 
 export class OutputLines {
   readonly #decoder = new StringDecoder("utf8");
@@ -13,7 +15,11 @@ export class OutputLines {
   push(bytes: Buffer, onLine: (line: string) => void): void {
     const lines = (this.#partial + this.#decoder.write(bytes)).split("\n");
     this.#partial = lines.pop()!;
-    for (const line of lines) emit(line, onLine);
+    for (const line of lines) {
+      let start = 0;
+      for (; line.length - start > maxLineLength; start += maxLineLength) emit(line.slice(start, start + maxLineLength), onLine);
+      emit(start === 0 ? line : line.slice(start), onLine);
+    }
     while (this.#partial.length > maxLineLength) {
       emit(this.#partial.slice(0, maxLineLength), onLine);
       this.#partial = this.#partial.slice(maxLineLength);

@@ -1,7 +1,8 @@
 // Masks a job's secret values in the lines of its log, before they reach the
-// log sink. Lines arrive whole (the step spawner splits a step's output at
-// newlines with readline), so a secret that the output delivered in pieces,
-// across pipe reads or the sink's chunks, is whole again here. Because output
+// log sink. Lines arrive whole (output-lines.ts splits a step's output at
+// line ends; only a line of over 4 MiB comes in pieces), so a secret that the
+// output delivered in pieces, across pipe reads or the sink's chunks, is
+// whole again here. Because output
 // arrives one line at a time, a multi-line secret is masked line by line too:
 // each of its lines of at least 4 characters is a needle of its own (shorter
 // lines such as "}" would mask far too much). The common encodings a step
@@ -25,7 +26,7 @@ export function createSecretMasker(values: string[]): (line: string) => string {
     needles.add(Buffer.from(value, "utf8").toString("base64"));
     const url = urlEncoded(value);
     if (url !== undefined) needles.add(url);
-    // The line ends readline splits at: \r\n, \n and \r.
+    // The line ends output-lines.ts splits at: \r\n, \n and \r.
     const lines = value.split(/\r\n|\n|\r/);
     if (lines.length > 1) for (const part of lines) if (part.length >= 4) needles.add(part);
   }

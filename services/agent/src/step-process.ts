@@ -1,4 +1,4 @@
-import { StepLauncher, chooseLauncher, type LauncherChoice, type LauncherKind } from "./step-launcher.ts";
+import { StepLauncher, chooseLauncher, type LauncherKind } from "./step-launcher.ts";
 
 export type StepOutcome =
   | { kind: "exited"; exitCode: number }
@@ -18,12 +18,11 @@ const killGraceMs = 2_000;
 
 let launcher: StepLauncher | undefined;
 
-// Picks and starts the agent's step launcher ahead of the first step, which
-// then need not wait for it; says which one it is.
-export function startStepLauncher(choice: LauncherChoice): LauncherKind {
-  launcher = new StepLauncher(chooseLauncher(choice));
+// Starts the agent's step launcher ahead of the first step, which then need
+// not wait for it.
+export function startStepLauncher(kind: LauncherKind): void {
+  launcher = new StepLauncher(kind);
   launcher.start();
-  return launcher.kind;
 }
 
 // Runs one step as `/bin/sh -e -c SCRIPT` in its own process group (started
