@@ -126,6 +126,26 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
       assert.match(lines.join("\n"), /cannot start \/bin\/sh in .*missing/);
     });
 
+    it("when the launcher dies, its running steps are killed and end as killed, and the next step starts a new one", async () => {
+      const own = new StepLauncher(kind);
+      const pidFile = join(dir, "crash-pid");
+      const lines: string[] = [];
+      const step = runStepProcess(
+        { script: `sleep 30 & echo $! > "${pidFile}"; wait`, cwd: dir, env, timeoutMs: 0, cancel: new AbortController().signal, onLine: (l) => lines.push(l) },
+        own,
+      );
+      const pid = await waitFor("the sleep to start", async () => Number(await readFile(pidFile, "utf8").catch(() => "")) || undefined);
+      const first = own.pid!;
+      process.kill(first, "SIGKILL");
+      assert.deepEqual(await step, { kind: "exited", exitCode: -1 });
+      assert.match(lines.join("\n"), /step launcher stopped; the step was killed/);
+      await waitFor("the orphaned step's sleep to die", () => !isAlive(pid), 5_000);
+      const next = await runStepProcess({ script: "echo again", cwd: dir, env, timeoutMs: 0, cancel: new AbortController().signal, onLine: () => {} }, own);
+      assert.deepEqual(next, { kind: "exited", exitCode: 0 });
+      assert.notEqual(own.pid, first);
+      own.stop();
+    });
+
     it("when the launcher's input ends, its running steps are killed and end as killed", async () => {
       const own = new StepLauncher(kind);
       const pidFile = join(dir, "stop-pid");

@@ -58,6 +58,11 @@ export class StepLauncher {
     this.#ensure();
   }
 
+  // The launcher process's pid, while one runs.
+  get pid(): number | undefined {
+    return this.#process?.pid;
+  }
+
   // Ends the launcher, and with it every step it runs.
   stop(): void {
     this.#process?.stdin?.end();
