@@ -35,7 +35,15 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 
-    async function run(script: string, options: { cancel?: AbortSignal; timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {}) {
+    interface RunOptions {
+      cancel?: AbortSignal;
+      timeoutMs?: number;
+      cwd?: string;
+      env?: Record<string, string>;
+      through?: StepLauncher;
+    }
+
+    async function run(script: string, options: RunOptions = {}) {
       const lines: string[] = [];
       const outcome = await runStepProcess(
         {
@@ -46,9 +54,17 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
           cancel: options.cancel ?? new AbortController().signal,
           onLine: (line) => lines.push(line),
         },
-        launcher,
+        options.through ?? launcher,
       );
       return { outcome, lines };
+    }
+
+    // A step that waits for a `sleep 30` of its own, once that sleep runs.
+    async function sleeper(name: string, options: RunOptions = {}) {
+      const pidFile = join(dir, `${name}-pid`);
+      const step = run(`sleep 30 & echo $! > "${pidFile}"; wait`, options);
+      const pid = await waitFor("the sleep to start", async () => Number(await readFile(pidFile, "utf8").catch(() => "")) || undefined);
+      return { step, pid };
     }
 
     it("runs the script in its directory with its environment, passing on stdout and stderr", async () => {
@@ -104,8 +120,7 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
 
     it("a cancel kills the step's whole process group", async () => {
       const cancel = new AbortController();
-      const step = run(`sleep 30 & echo $! > "${dir}/cancel-pid"; wait`, { cancel: cancel.signal });
-      const pid = await waitFor("the sleep to start", async () => Number(await readFile(join(dir, "cancel-pid"), "utf8").catch(() => "")) || undefined);
+      const { step, pid } = await sleeper("cancel", { cancel: cancel.signal });
       assert.ok(isAlive(pid));
       cancel.abort();
       const { outcome } = await step;
@@ -128,35 +143,23 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
 
     it("when the launcher dies, its running steps are killed and end as killed, and the next step starts a new one", async () => {
       const own = new StepLauncher(kind);
-      const pidFile = join(dir, "crash-pid");
-      const lines: string[] = [];
-      const step = runStepProcess(
-        { script: `sleep 30 & echo $! > "${pidFile}"; wait`, cwd: dir, env, timeoutMs: 0, cancel: new AbortController().signal, onLine: (l) => lines.push(l) },
-        own,
-      );
-      const pid = await waitFor("the sleep to start", async () => Number(await readFile(pidFile, "utf8").catch(() => "")) || undefined);
+      const { step, pid } = await sleeper("crash", { through: own });
       const first = own.pid!;
       process.kill(first, "SIGKILL");
-      assert.deepEqual(await step, { kind: "exited", exitCode: -1 });
+      const { outcome, lines } = await step;
+      assert.deepEqual(outcome, { kind: "exited", exitCode: -1 });
       assert.match(lines.join("\n"), /step launcher stopped; the step was killed/);
       await waitFor("the orphaned step's sleep to die", () => !isAlive(pid), 5_000);
-      const next = await runStepProcess({ script: "echo again", cwd: dir, env, timeoutMs: 0, cancel: new AbortController().signal, onLine: () => {} }, own);
-      assert.deepEqual(next, { kind: "exited", exitCode: 0 });
+      assert.deepEqual((await run("echo again", { through: own })).outcome, { kind: "exited", exitCode: 0 });
       assert.notEqual(own.pid, first);
       own.stop();
     });
 
     it("when the launcher's input ends, its running steps are killed and end as killed", async () => {
       const own = new StepLauncher(kind);
-      const pidFile = join(dir, "stop-pid");
-      const lines: string[] = [];
-      const step = runStepProcess(
-        { script: `sleep 30 & echo $! > "${pidFile}"; wait`, cwd: dir, env, timeoutMs: 0, cancel: new AbortController().signal, onLine: (l) => lines.push(l) },
-        own,
-      );
-      const pid = await waitFor("the sleep to start", async () => Number(await readFile(pidFile, "utf8").catch(() => "")) || undefined);
+      const { step, pid } = await sleeper("stop", { through: own });
       own.stop();
-      const outcome = await step;
+      const { outcome } = await step;
       assert.equal(outcome.kind, "exited");
       assert.notEqual(outcome.exitCode, 0);
       await waitFor("the orphaned step's sleep to die", () => !isAlive(pid), 5_000);
