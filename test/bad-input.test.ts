@@ -357,6 +357,24 @@ describe("bad input", () => {
       // A streaming call answers 200 and carries its error in the end-of-stream frame.
       expect: { code: "resource_exhausted", message: /larger than configured readMaxBytes 4194304/ },
     },
+    {
+      name: "a binary envelope whose protobuf does not decode, to a streaming method",
+      send: () =>
+        rawRequest(otto.gatewayUrl, "/otto.v1.LogService/ReadLog", {
+          contentType: "application/connect+proto",
+          body: Buffer.from([0, 0, 0, 0, 3, 0x0a, 0xff, 0xff]),
+        }),
+      expect: { code: "invalid_argument", message: /^the request body is not a valid protobuf message for this method: premature EOF$/ },
+    },
+    {
+      name: "an enveloped JSON stream request that is not JSON",
+      send: () =>
+        rawRequest(otto.gatewayUrl, "/otto.v1.LogService/ReadLog", {
+          contentType: "application/connect+json",
+          body: Buffer.concat([Buffer.from([0, 0, 0, 0, 9]), Buffer.from("{not json")]),
+        }),
+      expect: { code: "invalid_argument", message: /JSON|json/ },
+    },
 
     // 6. Deep and alias-bomb YAML
     {

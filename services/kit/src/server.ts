@@ -7,7 +7,7 @@ import { metrics } from "./metrics.ts";
 import { measureServerCalls } from "./rpc-metrics.ts";
 import { traceServerCalls } from "./tracing-interceptors.ts";
 import { jsonStreamShim } from "./json-stream-shim.ts";
-import { validateRequests } from "./validate-requests.ts";
+import { undecodable, validateRequests } from "./validate-requests.ts";
 import type { Logger } from "./log.ts";
 import { authorizeCalls, type AccessRules, type CredentialVerifier } from "./authorize.ts";
 import { peerKey } from "./caller.ts";
@@ -156,6 +156,7 @@ const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
 // Connect answers a unary protobuf body that does not decode with 500
 // internal ("parse binary: ..."); that is the caller's mistake, so the answer
 // becomes 400 invalid_argument. Only such 500 answers are held back to look.
+// (validateRequests does the same for streamed messages.)
 function binaryParseErrorsAreInvalidArgument(res: http.ServerResponse): void {
   type Loose = (this: http.ServerResponse, ...args: unknown[]) => unknown;
   const writeHead = res.writeHead as unknown as Loose;
@@ -187,9 +188,9 @@ function binaryParseErrorsAreInvalidArgument(res: http.ServerResponse): void {
       } catch {
         error = undefined;
       }
-      if (error?.code === "internal" && error.message?.startsWith("parse binary: ")) {
+      const message = error?.code === "internal" ? undecodable(error.message ?? "") : undefined;
+      if (message !== undefined) {
         writeHead.call(this, 400, { "content-type": "application/json" });
-        const message = `the request body is not a valid protobuf message for this method: ${error.message.slice("parse binary: ".length)}`;
         return end.call(this, JSON.stringify({ code: "invalid_argument", message }), done);
       }
       writeHead.call(this, 500, ...held.headers);

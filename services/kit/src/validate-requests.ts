@@ -13,7 +13,8 @@ const validator = createValidator();
 // breaks a rule is refused with invalid_argument (resource_exhausted when it
 // only has too many bytes or items), naming each field and what
 // is wrong with it; the violations also travel as a buf.validate.Violations
-// error detail.
+// error detail. A streamed message that does not decode is invalid_argument
+// too (Connect says internal).
 export const validateRequests: Interceptor = (next) => async (req) => {
   if (!req.stream) {
     check(req.method.input, req.message);
@@ -23,10 +24,27 @@ export const validateRequests: Interceptor = (next) => async (req) => {
 };
 
 async function* checkEach(schema: DescMessage, messages: AsyncIterable<Message>): AsyncIterable<Message> {
-  for await (const message of messages) {
-    check(schema, message);
-    yield message;
+  const iterator = messages[Symbol.asyncIterator]();
+  for (;;) {
+    let next: IteratorResult<Message>;
+    try {
+      next = await iterator.next();
+    } catch (err) {
+      const detail = err instanceof ConnectError && err.code === Code.Internal ? undecodable(err.rawMessage) : undefined;
+      throw detail === undefined ? err : new ConnectError(detail, Code.InvalidArgument);
+    }
+    if (next.done) return;
+    check(schema, next.value);
+    yield next.value;
   }
+}
+
+// What to tell a caller whose protobuf message did not decode, given
+// Connect's internal error message; undefined if it is not about that.
+export function undecodable(message: string): string | undefined {
+  const prefix = "parse binary: ";
+  if (!message.startsWith(prefix)) return undefined;
+  return `the request body is not a valid protobuf message for this method: ${message.slice(prefix.length)}`;
 }
 
 function check(schema: DescMessage, message: Message): void {
