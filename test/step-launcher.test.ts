@@ -3,7 +3,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chooseLauncher, StepLauncher, type LauncherKind } from "../services/agent/src/step-launcher.ts";
@@ -16,12 +16,35 @@ const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
 describe("step launcher", () => {
   it("the native launcher is built and chosen wherever there is a C compiler", (t) => {
     if (spawnSync(process.env.CC ?? "cc", ["--version"]).status !== 0) return t.skip("no C compiler here");
-    assert.equal(chooseLauncher("auto"), "native");
+    assert.deepEqual(chooseLauncher("auto"), { kind: "native" });
+  });
+
+  it("a native launcher that is missing, older than its source or of another protocol is passed over, or refused if insisted on", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "otto-launcher-choice-"));
+    try {
+      const native = { binary: join(dir, "step-launcher"), source: join(dir, "step-launcher.c") };
+      await writeFile(native.source, "/* the source */\n");
+      const passedOver = (why: RegExp) => {
+        const chosen = chooseLauncher("auto", native);
+        assert.equal(chosen.kind, "javascript");
+        assert.match(chosen.why ?? "", why);
+        assert.throws(() => chooseLauncher("native", native), why);
+      };
+      passedOver(/^the native step launcher is not built; `npm run build:launcher` builds it/);
+      await writeFile(native.binary, "#!/bin/sh\necho 2\n", { mode: 0o755 });
+      passedOver(/does not speak protocol 1/);
+      const past = new Date(Date.now() - 60_000);
+      await utimes(native.binary, past, past);
+      passedOver(/is older than its source/);
+      assert.deepEqual(chooseLauncher("javascript", native), { kind: "javascript" });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
 for (const kind of ["native", "javascript"] as LauncherKind[]) {
-  const unbuilt = kind === "native" && chooseLauncher("auto") !== "native";
+  const unbuilt = kind === "native" && chooseLauncher("auto").kind !== "native";
   describe(`${kind} step launcher`, { skip: unbuilt && "the native launcher is not built" }, () => {
     let launcher: StepLauncher;
     let dir: string;

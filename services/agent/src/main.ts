@@ -41,7 +41,9 @@ const log = serviceLogger("agent").child({ agent_id: config.agentId });
 
 let stepLauncher: LauncherKind;
 try {
-  stepLauncher = chooseLauncher(config.stepLauncher);
+  const chosen = chooseLauncher(config.stepLauncher);
+  if (chosen.why) log.warn(`starting steps with the JavaScript launcher: ${chosen.why}`);
+  stepLauncher = chosen.kind;
 } catch (err) {
   log.error("cannot start steps", { err: (err as Error).message });
   process.exit(78);

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { OutputLines } from "./output-lines.ts";
@@ -17,21 +17,32 @@ export interface StepHandle {
 }
 
 const protocol = "1";
+const nativeSource = fileURLToPath(new URL("../native/step-launcher.c", import.meta.url));
 const nativeBinary = fileURLToPath(new URL("../native/build/step-launcher", import.meta.url));
 const javascriptEntry = fileURLToPath(new URL("./step-launcher.mjs", import.meta.url));
 const signalNames = new Map(Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]));
 
 // The launcher the agent uses: the native one if it was built (`npm ci` builds
-// it where there is a C compiler) and speaks this protocol, else the
-// JavaScript one; `native` or `javascript` insists on one.
-export function chooseLauncher(choice: LauncherChoice): LauncherKind {
-  if (choice === "javascript") return "javascript";
-  const usable = existsSync(nativeBinary) && spawnSync(nativeBinary, ["--protocol"], { encoding: "utf8" }).stdout?.trim() === protocol;
-  if (usable) return "native";
-  if (choice === "native") {
-    throw new Error(`the native step launcher ${nativeBinary} is missing or out of date: run \`npm run build:launcher\``);
-  }
-  return "javascript";
+// it where there is a C compiler) from the source as it is now, else the
+// JavaScript one, saying why; `native` or `javascript` insists on one.
+export function chooseLauncher(
+  choice: LauncherChoice,
+  native = { binary: nativeBinary, source: nativeSource },
+): { kind: LauncherKind; why?: string } {
+  if (choice === "javascript") return { kind: "javascript" };
+  const problem = nativeProblem(native.binary, native.source);
+  if (!problem) return { kind: "native" };
+  const why = `the native step launcher ${problem}; \`npm run build:launcher\` builds it (it needs a C compiler)`;
+  if (choice === "native") throw new Error(why);
+  return { kind: "javascript", why };
+}
+
+function nativeProblem(binary: string, source: string): string | undefined {
+  if (!existsSync(binary)) return "is not built";
+  if (statSync(binary).mtimeMs < statSync(source).mtimeMs) return "is older than its source";
+  const answer = spawnSync(binary, ["--protocol"], { encoding: "utf8" });
+  if (answer.stdout?.trim() !== protocol) return `does not speak protocol ${protocol}`;
+  return undefined;
 }
 
 interface RunningStep extends LaunchedStep {

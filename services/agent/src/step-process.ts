@@ -29,7 +29,7 @@ export function startStepLauncher(kind: LauncherKind): void {
 // by the step launcher), so that a timeout or a cancel can kill everything
 // the step started, and whatever it leaves behind goes when it ends.
 export function runStepProcess(options: StepProcessOptions, through?: StepLauncher): Promise<StepOutcome> {
-  const stepLauncher = through ?? (launcher ??= new StepLauncher(chooseLauncher("auto")));
+  const stepLauncher = through ?? (launcher ??= new StepLauncher(chooseLauncher("auto").kind));
   return new Promise((resolve) => {
     let stoppedBy: "timed-out" | "canceled" | undefined;
     let exited = false;
