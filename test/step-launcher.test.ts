@@ -30,7 +30,7 @@ describe("step launcher", () => {
         assert.match(chosen.why ?? "", why);
         assert.throws(() => chooseLauncher("native", native), why);
       };
-      passedOver(/^the native step launcher is not built; `npm run build:launcher` builds it/);
+      passedOver(/the native step launcher is not built; `npm run build:launcher` builds it/);
       await writeFile(native.binary, "#!/bin/sh\necho 2\n", { mode: 0o755 });
       passedOver(/does not speak protocol 1/);
       const past = new Date(Date.now() - 60_000);
