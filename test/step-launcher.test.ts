@@ -164,6 +164,15 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
       assert.match(lines.join("\n"), /cannot start \/bin\/sh in .*missing/);
     });
 
+    it("a NUL in a step's script or environment fails that step alone", async () => {
+      const nulInEnv = await run("echo unreachable", { env: { BROKEN: "a\0b" } });
+      assert.deepEqual(nulInEnv.outcome, { kind: "exited", exitCode: 127 });
+      assert.deepEqual(nulInEnv.lines, ["cannot start /bin/sh: variable BROKEN contains a NUL character"]);
+      const nulInScript = await run("echo a\0b");
+      assert.deepEqual(nulInScript.lines, ["cannot start /bin/sh: its script contains a NUL character"]);
+      assert.deepEqual(await run("echo still fine"), { outcome: { kind: "exited", exitCode: 0 }, lines: ["still fine"] });
+    });
+
     it("when the launcher dies, its running steps are killed and end as killed, and the next step starts a new one", async () => {
       const own = new StepLauncher(kind);
       const { step, pid } = await sleeper("crash", { through: own });

@@ -80,11 +80,23 @@ export class StepLauncher {
   }
 
   run(script: string, cwd: string, env: Record<string, string>, step: LaunchedStep): StepHandle {
+    const environment = Object.entries(env).map(([name, value]) => `${name}=${value}`);
+    const fields = [cwd, script, ...environment];
+    // No process can take a NUL in its arguments or environment (and the
+    // protocol ends fields with it).
+    const withNul = fields.find((field) => field.includes("\0"));
+    if (withNul !== undefined) {
+      const what = withNul === script ? "its script" : withNul === cwd ? "its directory" : `variable ${withNul.slice(0, withNul.indexOf("="))}`;
+      queueMicrotask(() => {
+        step.onLine(`cannot start /bin/sh: ${what} contains a NUL character`);
+        step.onExit(127, null);
+      });
+      return { kill: () => {} };
+    }
     const launcher = this.#ensure();
     const id = String(this.#nextId++);
     this.#steps.set(id, { ...step, lines: new OutputLines() });
-    const environment = Object.entries(env).map(([name, value]) => `${name}=${value}`);
-    launcher.stdin!.write(request("spawn", id, [cwd, script, ...environment]));
+    launcher.stdin!.write(request("spawn", id, fields));
     return {
       kill: (signal) => {
         if (this.#steps.has(id)) launcher.stdin!.write(request("kill", id, [String(constants.signals[signal])]));
