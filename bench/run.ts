@@ -7,9 +7,12 @@ import pg from "pg";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { startSystem } from "../services/launcher/src/system.ts";
 import { shardOf } from "../services/coordinator/src/shards.ts";
+import { chooseLauncher } from "../services/agent/src/step-launcher.ts";
 import { createOttoClient, isFinal, pipeline, submit, waitForRun, RunState, type Run } from "../sdk/src/index.ts";
 
 const ticksPerSecond = 100;
+// What the agents will choose, as they do.
+const stepLauncher = chooseLauncher(process.env.OTTO_AGENT_STEP_LAUNCHER === "javascript" ? "javascript" : "auto").kind;
 const json = process.argv.includes("--json");
 const samples = Number(process.env.OTTO_BENCH_SAMPLES ?? 100);
 const dataDir = await mkdtemp(join(tmpdir(), "otto-bench-"));
@@ -129,6 +132,7 @@ try {
 for (const [key, value] of Object.entries(results)) console.log(`${key.padEnd(26)} ${value}`);
 console.log(`rss by process (MB)        ${JSON.stringify(rssByProcess)}`);
 console.log(`cpu ms per step            ${JSON.stringify(cpuPerStep)}`);
+console.log(`agents' step launcher      ${stepLauncher}; logs up to ${process.env.OTTO_LOG_INLINE_MAX_BYTES ?? 16384} bytes stay in Postgres`);
 if (json) console.log(JSON.stringify(results));
 
 // Kills the coordinator owning a run that waits on its first job, releases
