@@ -1,3 +1,5 @@
+import { pieces } from "./text-pieces.ts";
+
 // Collects a job's log lines and ships them to the objects service in
 // numbered chunks, about every `flushMs`; a chunk that fails to send is sent
 // again with the same number, which the objects service stores once.
@@ -19,7 +21,7 @@ export class LogSink {
   // no chunk outgrows what the objects service takes (1 MiB).
   line(step: string, text: string): void {
     const prefix = `${new Date().toISOString()} ${step} | `;
-    for (const piece of pieces(text)) {
+    for (const piece of pieces(text, maxPieceLength)) {
       const line = `${prefix}${piece}\n`;
       this.#pending.push(line);
       this.#pendingBytes += Buffer.byteLength(line);
@@ -56,18 +58,6 @@ export class LogSink {
 }
 
 export const maxPieceLength = 128 * 1024;
-
-function* pieces(text: string): Generator<string> {
-  let start = 0;
-  while (text.length - start > maxPieceLength) {
-    let end = start + maxPieceLength;
-    // Not between the two halves of a surrogate pair.
-    if (/[\ud800-\udbff]/.test(text[end - 1])) end--;
-    yield text.slice(start, end);
-    start = end;
-  }
-  yield text.slice(start);
-}
 
 export interface FinalChunk {
   seq: number;

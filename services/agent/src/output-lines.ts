@@ -1,4 +1,5 @@
 import { StringDecoder } from "node:string_decoder";
+import { pieces } from "./text-pieces.ts";
 
 // Splits a step's output bytes into lines as they come: a character cut
 // between two pieces is joined, `\r\n` ends a line as `\n` does, and a lone
@@ -16,13 +17,14 @@ export class OutputLines {
     const lines = (this.#partial + this.#decoder.write(bytes)).split("\n");
     this.#partial = lines.pop()!;
     for (const line of lines) {
-      let start = 0;
-      for (; line.length - start > maxLineLength; start += maxLineLength) emit(line.slice(start, start + maxLineLength), onLine);
-      emit(start === 0 ? line : line.slice(start), onLine);
+      if (line.length <= maxLineLength) emit(line, onLine);
+      else for (const piece of pieces(line, maxLineLength)) emit(piece, onLine);
     }
-    while (this.#partial.length > maxLineLength) {
-      emit(this.#partial.slice(0, maxLineLength), onLine);
-      this.#partial = this.#partial.slice(maxLineLength);
+    // A line still arriving goes on in pieces once it outgrows the bound.
+    if (this.#partial.length > maxLineLength) {
+      const whole = [...pieces(this.#partial, maxLineLength)];
+      this.#partial = whole.pop()!;
+      for (const piece of whole) emit(piece, onLine);
     }
   }
 
