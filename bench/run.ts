@@ -220,7 +220,10 @@ async function cpuSnapshot(): Promise<Record<string, number>> {
   snapshot.steps = 0;
   for (const pid of (await readdir("/proc")).filter((name) => /^\d+$/.test(name))) {
     const { comm, ms, childrenMs } = await cpuOf(pid);
-    if (comm === "postgres") snapshot.postgres += ms;
+    if (comm === "postgres") {
+      snapshot.postgres += ms;
+      continue;
+    }
     const command = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
     if (/step-launcher(\.mjs)?\0/.test(command)) {
       snapshot.launchers += ms;
