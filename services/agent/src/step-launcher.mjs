@@ -33,12 +33,16 @@ function killGroup(pid, signal) {
   }
 }
 
+// The most of a line kept back waiting for its end (the agent cuts lines
+// longer than 4 Mi characters into pieces anyway).
+const maxPartialBytes = 4 * 1024 * 1024;
+
 // Passes on the stream's complete lines as they come, and what is left at its end.
 function passLines(id, stream) {
   let partial = Buffer.alloc(0);
   stream.on("data", (chunk) => {
     const data = partial.length > 0 ? Buffer.concat([partial, chunk]) : chunk;
-    const end = data.lastIndexOf(10) + 1;
+    const end = data.length > maxPartialBytes ? data.length : data.lastIndexOf(10) + 1;
     output(id, data.subarray(0, end));
     partial = Buffer.from(data.subarray(end));
   });
