@@ -465,6 +465,65 @@ describe("parsePipeline: secrets and hostile YAML", () => {
     assert.equal(found.length, 1, JSON.stringify(found));
     assert.match(found[0].message, /more than 100 aliases/);
   });
+
+  // A list of steps anchored once and reused by 98 jobs: 200 KB of text that
+  // would be a 20 MB IR.
+  const stepsBomb = (aliases: number) =>
+    yaml(
+      "name: bomb",
+      "jobs:",
+      "  base:",
+      "    steps: &s",
+      ...Array.from({ length: 100 }, (_, i) => `      - run: echo ${i} ${"x".repeat(2000)}`),
+      ...Array.from({ length: aliases }, (_, i) => `  j${i}:\n    steps: *s`),
+    );
+
+  test("aliases within their limit that expand past 1 MiB of text are refused as too large, at the alias that crosses it", () => {
+    const text = stepsBomb(98);
+    assert.ok(text.length < 256 * 1024);
+    const result = parsePipeline(text);
+    assert.ok(!result.ok && result.tooLarge, "refused for its size");
+    // 100 steps of about 2 KB are about 200 KB: the sixth copy (the fifth alias, at line 106 + 2 * 4) crosses 1 MiB
+    assert.deepEqual(
+      result.problems.map((p) => [p.line, p.column, p.message]),
+      [[114, 12, "with each alias counted as a copy of its anchor, the pipeline grows past 1 MiB of text here; a pipeline needs far less"]],
+    );
+    // four copies are fine
+    assert.equal(parsed(stepsBomb(4)).jobs.length, 5);
+  });
+
+  test("aliases of aliases past 200000 nodes are refused as too large", () => {
+    const anchors = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
+    for (let i = 1; i <= 6; i++) anchors.push(`l${i}: &l${i} [${Array(10).fill(i === 1 ? "*a" : `*l${i - 1}`).join(", ")}]`);
+    const bomb = yaml("name: x", "jobs:", "  a:", "    env:", ...anchors.map((line) => `      ${line}`), "    steps: [{run: a}]");
+    const result = parsePipeline(bomb);
+    assert.ok(!result.ok && result.tooLarge, "refused for its size");
+    assert.equal(result.problems.length, 1);
+    assert.match(result.problems[0].message, /grows past 200000 YAML nodes here/);
+    assert.equal(result.problems[0].line, 10, "at the line of the alias that crosses the limit");
+  });
+
+  test("an IR past 1 MiB is refused as too large, even when the text is within its limit", () => {
+    // "é" is one character of text but two bytes of the IR
+    const text = yaml("name: x", "jobs:", "  a:", "    steps:", `      - run: &r ${"é".repeat(60_000)}`, ...Array(9).fill("      - run: *r"));
+    const result = parsePipeline(text);
+    assert.ok(!result.ok && result.tooLarge, "refused for its size");
+    assert.deepEqual(result.problems.map((p) => [p.line, p.column]), [[0, 0]]);
+    assert.match(result.problems[0].message, /^the pipeline's IR would be 12\d{5} bytes, more than the 1 MiB allowed$/);
+  });
+
+  test("an alias inside its own anchor is not followed for ever", () => {
+    const found = problems(yaml("name: x", "jobs: &j", "  a:", "    steps: [*j]"));
+    assert.ok(found.length > 0);
+    assert.match(found[0].message, /^unknown key 'a' in step 1 of job 'a'/);
+  });
+
+  test("a pipeline without aliases is never too large for the expansion limits, however many nodes its 256 KiB hold", () => {
+    const text = yaml("name: x", "jobs:", "  a:", `    env: {A: [${Array(130_000).fill("x").join(",")}]}`, "    steps: [{run: a}]");
+    assert.ok(text.length <= 256 * 1024);
+    const result = parsePipeline(text);
+    assert.ok(!result.ok && !result.tooLarge);
+  });
 });
 
 describe("parsePipeline: problems, each at its line and column", () => {

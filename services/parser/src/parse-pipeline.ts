@@ -1,7 +1,7 @@
 // Pipeline file (YAML, version 1) -> Pipeline IR, or every problem found,
 // each at the line and column of the node it is about.
 
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
@@ -10,6 +10,7 @@ import { PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema,
 import type { Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { parseDuration } from "./duration.ts";
 import { parseQuantity } from "./quantity.ts";
+import { measureExpansion } from "./expanded-size.ts";
 import { artifactNameProblem } from "../../kit/src/artifact-name.ts";
 
 export interface PipelineProblemInfo {
@@ -18,7 +19,16 @@ export interface PipelineProblemInfo {
   message: string;
 }
 
-export type ParseResult = { ok: true; pipeline: Pipeline } | { ok: false; problems: PipelineProblemInfo[] };
+// `tooLarge`: the pipeline is refused for its size (resource_exhausted), not for a mistake in it.
+export type ParseResult = { ok: true; pipeline: Pipeline } | { ok: false; problems: PipelineProblemInfo[]; tooLarge?: true };
+
+// What a pipeline may become once its aliases are expanded. A pipeline
+// without aliases stays far below both (the file is at most 256 KiB, and
+// every node takes at least a character and a separator); aliases may
+// repeat a part of the file, but not make the parser, the gateway or the
+// coordinator hold a thousand copies of it.
+export const expansionLimits = { nodes: 200_000, textChars: 1024 * 1024 };
+export const maxPipelineIrBytes = 1024 * 1024;
 
 export function parsePipeline(text: string): ParseResult {
   const tooDeep = nestingProblem(text);
@@ -39,11 +49,23 @@ export function parsePipeline(text: string): ParseResult {
     },
   });
   if (aliases > MAX_ALIASES) return { ok: false, problems };
+  const expansion = measureExpansion(doc, expansionLimits);
+  if (!expansion.ok) {
+    const what = expansion.limit === "nodes" ? `${expansionLimits.nodes} YAML nodes` : `${expansionLimits.textChars / 1024 ** 2} MiB of text`;
+    const message = `with each alias counted as a copy of its anchor, the pipeline grows past ${what} here; a pipeline needs far less`;
+    return { ok: false, tooLarge: true, problems: [{ ...position(expansion.at, lines), message }] };
+  }
 
   const checker = new Checker(doc, lines);
   const pipeline = checker.pipeline(doc.contents);
   problems.push(...checker.problems);
-  return problems.length > 0 ? { ok: false, problems: sortProblems(problems) } : { ok: true, pipeline };
+  if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
+  const irBytes = toBinary(PipelineSchema, pipeline).byteLength;
+  if (irBytes > maxPipelineIrBytes) {
+    const message = `the pipeline's IR would be ${irBytes} bytes, more than the ${maxPipelineIrBytes / 1024 ** 2} MiB allowed`;
+    return { ok: false, tooLarge: true, problems: [{ line: 0, column: 0, message }] };
+  }
+  return { ok: true, pipeline };
 }
 
 // Nesting is bounded before the YAML parser sees the text (which would

@@ -3,7 +3,8 @@ import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { ParserService, PipelineProblemSchema } from "../../../gen/otto/v1/parser_service_pb.ts";
 import { formatProblems, parsePipeline } from "./parse-pipeline.ts";
 
-// Sizes are bounded by the request's protovalidate rules (256 KiB).
+// The text is bounded by the request's protovalidate rules (256 KiB), what it
+// expands to by parsePipeline (resource_exhausted past its limits).
 export function parserRoutes(router: ConnectRouter) {
   router.service(ParserService, {
     parsePipeline(req) {
@@ -11,7 +12,8 @@ export function parserRoutes(router: ConnectRouter) {
       const result = parsePipeline(req.yaml);
       if (result.ok) return { pipeline: result.pipeline };
       const details = result.problems.map((p) => ({ desc: PipelineProblemSchema, value: create(PipelineProblemSchema, p) }));
-      throw new ConnectError(formatProblems(result.problems, fileName), Code.InvalidArgument, undefined, details);
+      const code = result.tooLarge ? Code.ResourceExhausted : Code.InvalidArgument;
+      throw new ConnectError(formatProblems(result.problems, fileName), code, undefined, details);
     },
   });
 }
