@@ -6,6 +6,7 @@ import { retry } from "../../kit/src/service.ts";
 import { startEmbeddedPostgres } from "./embedded-postgres.ts";
 import { Supervisor, type LogMode } from "./supervisor.ts";
 import { ensureLocalTokens, prepareLocalSecurity } from "./local-security.ts";
+import { ensureS3Credentials } from "./s3-credentials.ts";
 import { createSecretKeyFile } from "../../kit/src/secret-box.ts";
 import { writeFileAtomically } from "../../kit/src/atomic-file.ts";
 
@@ -106,8 +107,13 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     if (!s3) {
       const directory = join(dataDir, "s3");
       await mkdir(directory, { recursive: true });
-      const endpoint = await supervisor.start({ name: "s3", entry: join(repoRoot, "services/launcher/src/s3-dev-server.ts"), env: { ...common, OTTO_S3_DIR: directory } });
-      s3 = { endpoint, accessKey: "S3RVER", secretKey: "S3RVER", bucket: "otto" };
+      const keys = await ensureS3Credentials(dataDir);
+      const endpoint = await supervisor.start({
+        name: "s3",
+        entry: join(repoRoot, "services/launcher/src/s3-dev-server.ts"),
+        env: { ...common, OTTO_S3_DIR: directory, OTTO_S3_ACCESS_KEY: keys.accessKey, OTTO_S3_SECRET_KEY: keys.secretKey },
+      });
+      s3 = { endpoint, ...keys, bucket: "otto" };
     }
     const registryUrl = await supervisor.start({
       name: "registry",
