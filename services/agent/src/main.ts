@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
 import { startTelemetry } from "../../kit/src/telemetry.ts";
-import { loadConfig, readChoice, readInt, readList, readString } from "../../kit/src/config.ts";
+import { ConfigError, loadConfig, readChoice, readInt, readList, readString } from "../../kit/src/config.ts";
+import { agentIdFromHost, agentIdProblem } from "../../kit/src/agent-id.ts";
 import { Gauge, metrics } from "../../kit/src/metrics.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
@@ -18,7 +19,9 @@ import { runTask } from "./task-runner.ts";
 await startTelemetry("agent");
 
 const config = loadConfig("agent", (env) => {
-  const agentId = readString(env, "OTTO_AGENT_ID", `${hostname()}-${randomBytes(3).toString("hex")}`);
+  const agentId = readString(env, "OTTO_AGENT_ID", agentIdFromHost(hostname(), randomBytes(3).toString("hex")));
+  const badId = agentIdProblem(agentId);
+  if (badId) throw new ConfigError(`OTTO_AGENT_ID: ${badId}`);
   return {
     ...readCommonConfig(env),
     agentId,

@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import type pg from "pg";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { migrate } from "./db.ts";
+import { inTransaction, migrate } from "./db.ts";
+import { agentIdProblem } from "./agent-id.ts";
 import type { Notifier } from "./notifier.ts";
 import { scopes as knownScopes, type Caller, type Scope } from "./caller.ts";
 
@@ -99,9 +100,9 @@ export class TokenStore {
     return true;
   }
 
-  async create(kind: TokenKind, name: string, scopes: Scope[] = [], ttlSeconds = 0): Promise<NewToken> {
+  async create(kind: TokenKind, name: string, scopes: Scope[] = [], ttlSeconds = 0, db: pg.Pool | pg.PoolClient = this.#pool): Promise<NewToken> {
     const token = `otto_${kind}_${randomBytes(32).toString("base64url")}`;
-    const { rows } = await this.#pool.query(
+    const { rows } = await db.query(
       `INSERT INTO auth.tokens (kind, name, hash, scopes, expires_at)
        VALUES ($1, $2, $3, $4, CASE WHEN $5::int > 0 THEN now() + make_interval(secs => $5::int) END)
        RETURNING *`,
@@ -160,21 +161,37 @@ export class TokenStore {
     return caller;
   }
 
-  // An agent trades a live join token for a credential of its own. A name
-  // whose credential was revoked stays refused.
-  async join(joinToken: string, agentName: string): Promise<NewToken> {
+  // An agent trades a live join token for a credential of its own, under an
+  // id (of the one spelling agent-id.ts checks) that no live credential holds:
+  // that id is another agent's, and only its kept credential speaks for it.
+  // An id whose credential was revoked stays refused.
+  async join(joinToken: string, agentId: string): Promise<NewToken> {
+    const problem = agentIdProblem(agentId);
+    if (problem) throw new ConnectError(problem, Code.InvalidArgument);
     const join = await this.#lookup(joinToken);
     if (!join || join.kind !== "join") {
       throw new ConnectError("the join token is unknown, expired or revoked", Code.Unauthenticated);
     }
-    const { rows } = await this.#pool.query(
-      "SELECT 1 FROM auth.tokens WHERE kind = 'agent' AND name = $1 AND revoked_at IS NOT NULL LIMIT 1",
-      [agentName],
-    );
-    if (rows.length > 0) {
-      throw new ConnectError(`agent ${agentName} was revoked; an admin must choose a new agent id for this host`, Code.PermissionDenied);
-    }
-    return this.create("agent", agentName);
+    return inTransaction(this.#pool, async (client) => {
+      // One join per id at a time, so two cannot both find it free.
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('otto-agent-join:' || $1))", [agentId]);
+      const { rows } = await client.query(
+        `SELECT coalesce(bool_or(revoked_at IS NOT NULL), false) AS revoked,
+           coalesce(bool_or(revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())), false) AS live
+         FROM auth.tokens WHERE kind = 'agent' AND name = $1`,
+        [agentId],
+      );
+      if (rows[0].revoked) {
+        throw new ConnectError(`agent ${agentId} was revoked; an admin must choose a new agent id for this host`, Code.PermissionDenied);
+      }
+      if (rows[0].live) {
+        throw new ConnectError(
+          `agent ${agentId} already has a credential; start that agent with the credential file it keeps, or give this one another OTTO_AGENT_ID`,
+          Code.AlreadyExists,
+        );
+      }
+      return this.create("agent", agentId, [], 0, client);
+    });
   }
 }
 
