@@ -109,10 +109,18 @@ class Launched {
   // Kills the whole process group; harmless if everything has already exited.
   async kill(): Promise<void> {
     clearInterval(this.#poller);
-    try {
-      process.kill(-this.pid, "SIGKILL");
-    } catch {
-      // no such group: nothing left
+    // Postgres runs in a process group of its own: killed by pid while it is still this data directory's.
+    const targets = [-this.pid];
+    for (const [pid, name] of this.pidsSeen) {
+      const cmdline = name === "postgres" ? await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "") : "";
+      if (cmdline.includes(this.dataDir)) targets.push(pid);
+    }
+    for (const target of targets) {
+      try {
+        process.kill(target, "SIGKILL");
+      } catch {
+        // already gone
+      }
     }
     await within("the process to be reaped", 10_000, this.exited).catch(() => {});
   }
