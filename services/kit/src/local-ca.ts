@@ -1,7 +1,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { X509Certificate, randomBytes } from "node:crypto";
-import { mkdir, readFile } from "node:fs/promises";
+import { chmod, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { identityUri } from "./peer-identity.ts";
 import { writeFileAtomically } from "./atomic-file.ts";
@@ -30,6 +30,8 @@ export interface LocalCa {
 
 export async function ensureLocalCa(dir: string): Promise<LocalCa> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Private keys live here: a directory made looser by hand is closed again.
+  await chmod(dir, 0o700);
   const caFile = join(dir, "ca.pem");
   const caKeyFile = join(dir, "ca-key.pem");
   let ca = await readReusable(caFile, caKeyFile);

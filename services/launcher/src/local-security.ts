@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { chmod, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createPool } from "../../kit/src/db.ts";
 import { ensureLocalCa, type LocalCa } from "../../kit/src/local-ca.ts";
@@ -46,7 +46,10 @@ export async function ensureLocalTokens(dataDir: string, databaseUrl: string) {
 
 async function ensureTokenFile(store: TokenStore, file: string, kind: TokenKind, name: string, scopes: Scope[]): Promise<string> {
   const kept = (await readFile(file, "utf8").catch(() => "")).trim();
-  if (kept && (await store.isLive(kept, kind))) return kept;
+  if (kept && (await store.isLive(kept, kind))) {
+    await chmod(file, 0o600);
+    return kept;
+  }
   const { token } = await store.create(kind, name, scopes);
   await writeFileAtomically(file, token + "\n");
   return token;

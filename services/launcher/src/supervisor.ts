@@ -57,7 +57,7 @@ export class Supervisor extends EventEmitter {
   constructor(options: { mode: LogMode; logFile?: string }) {
     super();
     this.#mode = options.mode;
-    this.#logFile = options.logFile ? createWriteStream(options.logFile, { flags: "a" }) : undefined;
+    this.#logFile = options.logFile ? createWriteStream(options.logFile, { flags: "a", mode: 0o600 }) : undefined;
   }
 
   // Resolves with the child's URL once it has announced that it is listening.

@@ -173,7 +173,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     const writeProcesses = () => {
       const text = JSON.stringify({ gateway: gatewayUrl, processes: [...storage, ...supervisor.info()] }, null, 2) + "\n";
       writes = writes.then(async () => {
-        await writeFileAtomically(processesFile, text, 0o644);
+        await writeFileAtomically(processesFile, text);
       }).catch(() => {});
       return writes;
     };
