@@ -4,9 +4,12 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { createHash } from "node:crypto";
 import { RunState, pipeline, submitAndWait } from "../sdk/src/index.ts";
 import { createTaskTokenSigner } from "../services/kit/src/task-token.ts";
 import { postJson, request, startTestOtto, type TestOtto } from "./helpers/otto.ts";
+
+const sha256 = (name: string) => createHash("sha256").update(name).digest("hex");
 
 describe("artifacts", () => {
   let otto: TestOtto;
@@ -37,7 +40,7 @@ describe("artifacts", () => {
     const { url, artifact } = await otto.client.artifacts.getArtifactUrl({ runId: run.id, job: "build", name: "dist/app.txt" });
     assert.equal(artifact!.name, "dist/app.txt");
     assert.match(url, /X-Amz-Signature=/, "a presigned URL");
-    assert.match(url, new RegExp(`/artifacts/${run.id}/build/attempt-1/dist/app\\.txt\\?`), "for this one object");
+    assert.match(url, new RegExp(`/artifacts/${run.id}/build/attempt-1/${sha256("dist/app.txt")}\\?`), "for this one object (the hash of its name)");
     const download = await request(url);
     assert.equal(download.status, 200);
     assert.equal(download.text, "the app\n");
@@ -87,7 +90,7 @@ describe("artifacts", () => {
     assert.equal(huge.json.code, "resource_exhausted");
     const own = await upload({ runId, job: "a", attempt: 1, name: "x", size: 1 });
     assert.equal(own.status, 200, own.text);
-    assert.match(own.json.url, new RegExp(`/artifacts/${runId}/a/attempt-1/x\\?`));
+    assert.match(own.json.url, new RegExp(`/artifacts/${runId}/a/attempt-1/${sha256("x")}\\?`));
     const asUser = await postJson(urlOf("objects"), "/otto.v1.ArtifactStoreService/CreateArtifactUpload", { runId, job: "a", attempt: 1, name: "x", size: 1 }, {
       authorization: `Bearer ${otto.adminToken}`,
     });

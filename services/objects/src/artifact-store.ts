@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Pool } from "../../kit/src/db.ts";
 import type { ObjectStore } from "./object-store.ts";
@@ -18,7 +19,12 @@ export const maxArtifactBytes = 1024 ** 3;
 export const maxArtifactsPerAttempt = 100;
 export const urlLifetimeSeconds = 15 * 60;
 
-const keyOf = (a: ArtifactRef) => `artifacts/${a.runId}/${a.job}/attempt-${a.attempt}/${a.name}`;
+// An artifact's object key: its attempt's prefix (a UUID, a job name of at
+// most 64 characters, a number) and the SHA-256 of its name. A name may have
+// 255 characters, more than a store that keeps each key as files (s3rver, a
+// MinIO on a file system) can fit in one file name with its own suffixes;
+// any store holds 64 hex digits. The name is kept in objects.artifacts.
+const keyOf = (a: ArtifactRef) => `artifacts/${a.runId}/${a.job}/attempt-${a.attempt}/${createHash("sha256").update(a.name).digest("hex")}`;
 
 // Artifacts: bytes in object storage under their attempt's prefix, moved by
 // presigned URLs; a row per artifact once its upload is complete.
