@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { followLogs, pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
-import { postJson, postJsonStream, startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { postJson, postJsonStream, startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 
 describe("logs of retried jobs", () => {
   let otto: TestOtto;
@@ -17,7 +17,7 @@ describe("logs of retried jobs", () => {
   before(async () => {
     // Every log goes to S3, however small (log-archive.test.ts covers those kept in Postgres).
     otto = await startTestOtto({ agents: 1, env: { OTTO_LOG_INLINE_MAX_BYTES: "0" } });
-    gate = await mkdtemp(join(tmpdir(), "otto-attempts-"));
+    gate = await stepsSharedDir(otto, "attempts");
     // Attempt 1 waits for the gate, prints and fails; attempt 2 prints and succeeds.
     const step = `while [ ! -f ${gate}/open ]; do sleep 0.05; done; echo "printed by attempt $OTTO_ATTEMPT"; [ "$OTTO_ATTEMPT" = 2 ]`;
     const run = await submit(otto.client, pipeline("flaky").job("flaky", { retry: 1, steps: [{ name: "flaky", run: step }] }).build());

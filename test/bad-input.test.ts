@@ -67,7 +67,7 @@ describe("bad input", () => {
     assert.ok(url, `${name} has a URL`);
     return url;
   };
-  const gate = () => join(otto.dataDir, "gate");
+  const gate = () => join(otto.stepsDir, "gate");
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
   const credentialOf = (agent: string) => readFileSync(join(otto.dataDir, "agents", `${agent}.credential`), "utf8").trim();
 

@@ -13,7 +13,8 @@ import pg from "pg";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { pipeline, RunState, runStateName, submit, waitForRun, watchRun, type Run, type RunEvent, type RunJob } from "../sdk/src/index.ts";
 import { fenceShard, FencedError, shardOf } from "../services/coordinator/src/shards.ts";
-import { isAlive, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { isAlive, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { hostPidOfStep } from "./helpers/host-processes.ts";
 import { assertState, jobOf, journalOf } from "./helpers/run-assertions.ts";
 
 const finalStates: number[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
@@ -54,7 +55,7 @@ describe("chaos: coordinators and an agent killed with -9 while runs are in flig
   before(async () => {
     otto = await startTestOtto({ coordinators: 3, agents: 3, agentSlots: 2, env: { OTTO_TASK_LEASE_MS: "3000" } });
     db = new pg.Pool({ connectionString: otto.databaseUrl, max: 3 });
-    mark = await mkdtemp(join(tmpdir(), "otto-chaos-"));
+    mark = await stepsSharedDir(otto, "chaos");
   });
   afterEach((t) => {
     if (!t.passed) failed = true;
@@ -646,7 +647,7 @@ describe("lock contention", () => {
 
   before(async () => {
     otto = await startTestOtto({ agents: 2, agentSlots: 2 });
-    mark = await mkdtemp(join(tmpdir(), "otto-locks-"));
+    mark = await stepsSharedDir(otto, "locks");
   });
   afterEach((t) => {
     if (!t.passed) failed = true;
@@ -718,7 +719,7 @@ describe("agent loss with and without a retry policy", () => {
 
   before(async () => {
     otto = await startTestOtto({ agents: 2, agentSlots: 2, env: { OTTO_TASK_LEASE_MS: "3000" } });
-    mark = await mkdtemp(join(tmpdir(), "otto-agent-loss-"));
+    mark = await stepsSharedDir(otto, "agent-loss");
   });
   afterEach((t) => {
     if (!t.passed) failed = true;
@@ -737,38 +738,42 @@ describe("agent loss with and without a retry policy", () => {
     if (mark) await rm(mark, { recursive: true, force: true });
   });
 
-  // Records the step shell's pid (its process group), the attempt and the
-  // workspace (under the agent's work dir, named after the agent), then on
-  // the first attempt sleeps until killed.
-  const step = `echo "$$ $OTTO_ATTEMPT $OTTO_WORKSPACE" >> "$MARK/$OTTO_JOB"; if [ "$OTTO_ATTEMPT" = 1 ]; then sleep 300; fi`;
+  // Records the attempt and the agent that runs it, then on the first attempt
+  // sleeps until killed. Each job's script is its own, so that the host pid
+  // of its shell can be found by its command line.
+  const stepOf = (job: string) =>
+    `echo "$OTTO_ATTEMPT $OTTO_AGENT_ID" >> "$MARK/${job}"; if [ "$OTTO_ATTEMPT" = 1 ]; then sleep 300; fi`;
   const attemptsOf = async (job: string) =>
     (await readFile(join(mark, job), "utf8").catch(() => ""))
       .split("\n")
-      .filter((l) => /^\d+ \d+ \S+$/.test(l))
+      .filter((l) => /^\d+ \S+$/.test(l))
       .map((l) => {
-        const [pid, attempt, workspace] = l.split(" ");
-        return { pid: Number(pid), attempt: Number(attempt), agent: /\/agents\/(agent-\d+)\//.exec(workspace)?.[1] };
+        const [attempt, agent] = l.split(" ");
+        const pid = Number(attempt) === 1 ? hostPidOfStep(stepOf(job)) : undefined;
+        return { pid, attempt: Number(attempt), agent };
       });
 
   it("retries the job as attempt 2 after its agent is killed, and fails the one without retry", async () => {
     const withRetry = await submit(
       otto.client,
-      pipeline("survivor").job("victim", { env: { MARK: mark }, retry: { max: 1, agentLost: true }, steps: [{ name: "sleep", run: step }] }).build(),
+      pipeline("survivor").job("victim", { env: { MARK: mark }, retry: { max: 1, agentLost: true }, steps: [{ name: "sleep", run: stepOf("victim") }] }).build(),
     );
     const withoutRetry = await submit(
       otto.client,
-      pipeline("casualty").job("doomed", { env: { MARK: mark }, steps: [{ name: "sleep", run: step }] }).build(),
+      pipeline("casualty").job("doomed", { env: { MARK: mark }, steps: [{ name: "sleep", run: stepOf("doomed") }] }).build(),
     );
     // Both steps running; which agent runs each, per GetRun and per the step.
     const running = await waitFor("both steps to be running", async () => {
       const victim = await attemptsOf("victim");
       const doomed = await attemptsOf("doomed");
-      if (victim.length !== 1 || doomed.length !== 1) return undefined;
+      if (victim.length !== 1 || doomed.length !== 1 || !victim[0].pid || !doomed[0].pid) return undefined;
       const { run: r1 } = await otto.client.runs.getRun({ runId: withRetry.id });
       const { run: r2 } = await otto.client.runs.getRun({ runId: withoutRetry.id });
       return { victim: victim[0], doomed: doomed[0], victimAgent: r1!.jobs[0].agentId, doomedAgent: r2!.jobs[0].agentId };
     });
-    orphans.push(running.victim.pid, running.doomed.pid);
+    const victimPid = running.victim.pid!;
+    const doomedPid = running.doomed.pid!;
+    orphans.push(victimPid, doomedPid);
     assert.equal(running.victim.attempt, 1);
     assert.equal(running.victim.agent, running.victimAgent, "GetRun names the agent that runs the victim");
     assert.equal(running.doomed.agent, running.doomedAgent, "GetRun names the agent that runs the doomed job");
@@ -780,7 +785,7 @@ describe("agent loss with and without a retry policy", () => {
       process.kill(pid, "SIGKILL");
     }
     // The killed agents' steps go with them: their step launcher sees its input end.
-    await waitFor("the killed agents' steps to stop", () => !isAlive(running.victim.pid) && !isAlive(running.doomed.pid), 5_000);
+    await waitFor("the killed agents' steps to stop", () => !isAlive(victimPid) && !isAlive(doomedPid), 5_000);
 
     const [survivor, casualty] = await Promise.all(
       [withRetry, withoutRetry].map((r) => waitForRun(otto.client, r.id, AbortSignal.timeout(60_000))),
@@ -791,7 +796,6 @@ describe("agent loss with and without a retry policy", () => {
     assertState(victimJob, RunState.SUCCEEDED);
     const victimAttempts = await attemptsOf("victim");
     assert.deepEqual(victimAttempts.map((a) => a.attempt), [1, 2], "the victim's step ran in attempt 1, then once in attempt 2");
-    assert.notEqual(victimAttempts[1].pid, victimAttempts[0].pid);
     assert.equal(victimJob.agentId, victimAttempts[1].agent, "GetRun names the agent of attempt 2");
     const retryDelay = date(victimJob.startedAt).getTime() - killedAt;
     assert.ok(retryDelay < 8_000, `attempt 2 started ${retryDelay} ms after the kill: within the 3 s lease and a claim, not a long poll's timeout`);

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline, submit, submitAndWait, waitForRun, RunState } from "../sdk/src/index.ts";
-import { postJson, request, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { postJson, request, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 const slots = 3;
 
@@ -15,7 +15,7 @@ describe("metrics and health endpoints", () => {
   let gate: string;
   before(async () => {
     otto = await startTestOtto({ coordinators: 2, agents: 1, agentSlots: slots });
-    gate = await mkdtemp(join(tmpdir(), "otto-gate-"));
+    gate = await stepsSharedDir(otto, "gate");
     const ir = pipeline("measured")
       .job("build", { steps: ["echo one", "echo two"] })
       .job("test", { needs: ["build"], steps: ["echo three"] })

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { pipeline, submitAndWait, RunState } from "../sdk/src/index.ts";
-import { startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 
 describe("resource reservations", () => {
   let otto: TestOtto;
@@ -20,7 +20,7 @@ describe("resource reservations", () => {
   });
 
   it("never runs two jobs whose cpu or memory would not fit the agent together, while slots allow parallel work", async () => {
-    const mark = await mkdtemp(join(tmpdir(), "otto-res-"));
+    const mark = await stepsSharedDir(otto, "res");
     const timed = (name: string) => ({
       name,
       run: `date +%s%N > "$MARK/${name}.start"; sleep 0.6; date +%s%N > "$MARK/${name}.end"`,

@@ -8,11 +8,16 @@ import { join } from "node:path";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pipeline, RunState, runStateName, submit, submitAndWait, waitForRun, type Run, type RunJob } from "../sdk/src/index.ts";
-import { isAlive, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { isAlive, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { hostPidsRunning, uniqueSleep } from "./helpers/host-processes.ts";
 import { assertState, jobOf } from "./helpers/run-assertions.ts";
 
-// The step of the timeout and cancel tests: a child the test can watch die.
-const sleepWithPidFile = (seconds: number) => `sleep ${seconds} & echo $! > "$MARK/pid"; wait`;
+// The step of the timeout and cancel tests: a child the test can watch die
+// (found by its command line: the step's own pids are of its namespace).
+const sleepStep = (seconds: number) => {
+  const sleep = uniqueSleep(seconds);
+  return { run: `${sleep.command} & wait`, pid: () => hostPidsRunning(sleep.argv)[0] };
+};
 
 describe("run behaviour", () => {
   let otto: TestOtto;
@@ -33,7 +38,7 @@ describe("run behaviour", () => {
 
   // A fresh directory for the marker files of one test, passed to jobs as $MARK.
   async function markerDir(): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), "otto-marks-"));
+    const dir = await stepsSharedDir(otto, "marks");
     markerDirs.push(dir);
     return dir;
   }
@@ -111,13 +116,15 @@ describe("run behaviour", () => {
   });
 
   it("a step past its timeout is killed and fails its job", async () => {
-    const mark = await markerDir();
-    const run = await submitAndWait(
+    const sleeper = sleepStep(30);
+    const submitted = await submit(
       otto.client,
       pipeline("timeout")
-        .job("slow", { env: { MARK: mark }, steps: [{ name: "sleep", run: sleepWithPidFile(30), timeout: "1s" }] })
+        .job("slow", { steps: [{ name: "sleep", run: sleeper.run, timeout: "2s" }] })
         .build(),
     );
+    const pid = await waitFor("the sleep to start", () => sleeper.pid());
+    const run = await waitForRun(otto.client, submitted.id);
     assertState(run, RunState.FAILED);
     const job = jobOf(run, "slow");
     assertState(job, RunState.FAILED);
@@ -128,21 +135,19 @@ describe("run behaviour", () => {
     const elapsedMs = date(run.finishedAt).getTime() - date(step.startedAt).getTime();
     assert.ok(elapsedMs < 15_000, `run finished ${elapsedMs} ms after the step started, not after its sleep`);
 
-    const pid = await readPid(mark);
-    assert.ok(pid, "the step wrote the pid of its sleep");
     await waitFor(`sleep ${pid} to be gone`, () => !isAlive(pid), 10_000);
   });
 
   it("CancelRun stops a running step and cancels the jobs that have not started", async () => {
-    const mark = await markerDir();
+    const sleep = sleepStep(300);
     const submitted = await submit(
       otto.client,
       pipeline("cancel")
-        .job("sleeper", { env: { MARK: mark }, steps: [{ name: "sleep", run: sleepWithPidFile(300) }] })
+        .job("sleeper", { steps: [{ name: "sleep", run: sleep.run }] })
         .job("later", { needs: ["sleeper"], steps: [{ name: "late", run: "true" }] })
         .build(),
     );
-    const pid = await waitFor("the sleep to start", () => readPid(mark));
+    const pid = await waitFor("the sleep to start", () => sleep.pid());
     assert.ok(isAlive(pid), "sleep runs before the cancel");
 
     await otto.client.runs.cancelRun({ runId: submitted.id });
@@ -194,12 +199,6 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-// The pid in $MARK/pid once it has been written completely, else undefined.
-async function readPid(mark: string): Promise<number | undefined> {
-  const text = await readFile(join(mark, "pid"), "utf8").catch(() => "");
-  return /^\d+\n$/.test(text) ? Number(text) : undefined;
 }
 
 async function readMarks(mark: string, jobs: string[]): Promise<Record<string, { start: bigint; end: bigint }>> {

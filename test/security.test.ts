@@ -19,7 +19,7 @@ import { postJson, request, startTestOtto, tailOfLog, waitFor, type TestOtto } f
 describe("security", () => {
   let otto: TestOtto;
   let db: pg.Client;
-  const gate = () => join(otto.dataDir, "gate");
+  const gate = () => join(otto.stepsDir, "gate");
   const urlOf = (name: string) => otto.supervisor.info().find((p) => p.name === name)!.url!;
   const tokenWith = async (...scopes: string[]) => (await otto.client.admin.createToken({ name: `test ${scopes.join(" ")}`, scopes })).token;
   const call = (base: string, method: string, body: unknown, token: string | null) =>

@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
-import { isAlive, request, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { isAlive, request, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { hostPidOfStep } from "./helpers/host-processes.ts";
 import { journalOf } from "./helpers/run-assertions.ts";
 
 describe("graceful shutdown", () => {
@@ -22,15 +23,12 @@ describe("graceful shutdown", () => {
   after(async () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
-  const markerDir = async () => {
-    const dir = await mkdtemp(join(tmpdir(), "otto-shutdown-"));
-    dirs.push(dir);
-    return dir;
-  };
+  const markerDir = () => stepsSharedDir(otto!, "shutdown");
   const pidOf = (name: string) => otto!.supervisor.info().find((p) => p.name === name)!.pid!;
-  // The step writes its shell's pid, then waits for a gate file (attempt 1 only).
+  // The step says it started, then waits for a gate file (attempt 1 only).
+  // Its shell's host pid is found by its script (its $$ is its namespace's).
   const gatedStep = (dir: string) =>
-    `echo $$ > ${dir}/pid-$OTTO_ATTEMPT; if [ "$OTTO_ATTEMPT" = 1 ]; then while [ ! -f ${dir}/gate ]; do sleep 0.05; done; fi; echo done > ${dir}/done-$OTTO_ATTEMPT`;
+    `echo started > ${dir}/pid-$OTTO_ATTEMPT; if [ "$OTTO_ATTEMPT" = 1 ]; then while [ ! -f ${dir}/gate ]; do sleep 0.05; done; fi; echo done > ${dir}/done-$OTTO_ATTEMPT`;
 
   it("hand-back: an agent stopped with SIGTERM stops its step and hands the task back for a new attempt, not counted as a retry", async () => {
     otto = await startTestOtto({ agents: 1, env: { OTTO_AGENT_ON_STOP: "hand-back" } });
@@ -39,7 +37,7 @@ describe("graceful shutdown", () => {
     // retry) still allows attempt 3: a hand-back is not a failure.
     const step = `${gatedStep(dir)}; [ "$OTTO_ATTEMPT" != 2 ]`;
     const run = await submit(otto.client, pipeline("handed").job("long", { retry: 1, steps: [step] }).build());
-    const stepPid = Number(await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined)));
+    const stepPid = await waitFor("the step to start", () => hostPidOfStep(step));
     const agent = pidOf("agent-1");
     process.kill(agent, "SIGTERM");
     await waitFor("the agent to exit", () => !isAlive(agent), 10_000);
@@ -83,7 +81,7 @@ describe("graceful shutdown", () => {
     otto = await startTestOtto({ agents: 1, env: { OTTO_AGENT_ON_STOP: "finish" } });
     const dir = await markerDir();
     await submit(otto.client, pipeline("forced").job("long", { steps: [gatedStep(dir)] }).build());
-    const stepPid = Number(await waitFor("the step to start", () => readFile(join(dir, "pid-1"), "utf8").catch(() => undefined)));
+    const stepPid = await waitFor("the step to start", () => hostPidOfStep(gatedStep(dir)));
     const agent = pidOf("agent-1");
     process.kill(agent, "SIGTERM");
     await waitFor("the agent to start stopping", async () => /stopping with tasks running/.test(await readFile(otto!.logFile, "utf8")));

@@ -22,8 +22,8 @@ describe("step launcher", () => {
   it("a native launcher that is missing, older than its source or of another protocol is passed over, or refused if insisted on", async () => {
     const dir = await mkdtemp(join(tmpdir(), "otto-launcher-choice-"));
     try {
-      const native = { binary: join(dir, "step-launcher"), source: join(dir, "step-launcher.c") };
-      await writeFile(native.source, "/* the source */\n");
+      const native = { binary: join(dir, "step-launcher"), sources: [join(dir, "step-launcher.c"), join(dir, "sandbox.c")] };
+      for (const source of native.sources) await writeFile(source, "/* the source */\n");
       const passedOver = (why: RegExp) => {
         const chosen = chooseLauncher("auto", native);
         assert.equal(chosen.kind, "javascript");
@@ -31,8 +31,8 @@ describe("step launcher", () => {
         assert.throws(() => chooseLauncher("native", native), why);
       };
       passedOver(/the native step launcher is not built; `npm run build:launcher` builds it/);
-      await writeFile(native.binary, "#!/bin/sh\necho 2\n", { mode: 0o755 });
-      passedOver(/does not speak protocol 1/);
+      await writeFile(native.binary, "#!/bin/sh\necho 1\n", { mode: 0o755 });
+      passedOver(/does not speak protocol 2/);
       const past = new Date(Date.now() - 60_000);
       await utimes(native.binary, past, past);
       passedOver(/is older than its source/);

@@ -12,6 +12,9 @@ import { createOttoClient, type OttoClient } from "../../sdk/src/index.ts";
 export interface TestOtto extends OttoSystem {
   client: OttoClient;
   dataDir: string;
+  // A directory every step sees at the same path, read-write, for the marker
+  // and gate files through which tests and steps meet (steps are sandboxed).
+  stepsDir: string;
   logFile: string;
   stopAndClean(): Promise<void>;
 }
@@ -21,6 +24,9 @@ export interface TestOtto extends OttoSystem {
 export async function startTestOtto(options: Partial<SystemOptions> = {}): Promise<TestOtto> {
   const dataDir = await mkdtemp(join(tmpdir(), "otto-test-"));
   await chmod(dataDir, 0o755);
+  const stepsDir = await mkdtemp(join(tmpdir(), "otto-steps-"));
+  await chmod(stepsDir, 0o777);
+  const shares = [options.env?.OTTO_AGENT_SANDBOX_SHARE, stepsDir].filter(Boolean).join(",");
   const logFile = join(dataDir, "otto.log");
   let databaseUrl: string | undefined;
   let dropDatabase = async () => {};
@@ -48,6 +54,7 @@ export async function startTestOtto(options: Partial<SystemOptions> = {}): Promi
     logFile,
     databaseUrl,
     ...options,
+    env: { ...options.env, OTTO_AGENT_SANDBOX_SHARE: shares },
   });
   if (system.caFile) knownCas.add(readFileSync(system.caFile, "utf8"));
   if (system.adminToken) gatewayTokens.set(new URL(system.gatewayUrl).origin, system.adminToken);
@@ -56,13 +63,21 @@ export async function startTestOtto(options: Partial<SystemOptions> = {}): Promi
     ...system,
     client,
     dataDir,
+    stepsDir,
     logFile,
     async stopAndClean() {
       await system.stop();
       await dropDatabase().catch(() => {});
-      if (!process.env.OTTO_TEST_KEEP) await rm(dataDir, { recursive: true, force: true });
+      if (!process.env.OTTO_TEST_KEEP) for (const dir of [dataDir, stepsDir]) await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+// A fresh directory of `otto.stepsDir`, which steps may read and write.
+export async function stepsSharedDir(otto: TestOtto, name: string): Promise<string> {
+  const dir = await mkdtemp(join(otto.stepsDir, `${name}-`));
+  await chmod(dir, 0o777);
+  return dir;
 }
 
 // Polls `check` until it returns a value other than undefined/false, or fails

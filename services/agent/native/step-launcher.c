@@ -21,6 +21,10 @@
  * killed, the rest of its output is passed on, and then its exit reported.
  * When stdin ends (the agent is gone, even after kill -9), every running
  * step's group is killed and the launcher exits.
+ *
+ * Sandboxed (`--sandbox UID:GID [--expose FROM:TO ...]`, see sandbox.h), the
+ * `cwd` of a spawn is the step's job directory rather than its working
+ * directory, and each step runs in namespaces of its own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,7 +39,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PROTOCOL "1"
+#include "sandbox.h"
+
+#define PROTOCOL "2"
 #define MAX_STEPS 1024
 #define MAX_FIELDS 65536
 
@@ -45,6 +51,7 @@ struct step {
   int out;       /* read end of its output pipe; -1 once drained */
   int status;    /* wait status, once reaped */
   int reaped;
+  int *shell;    /* sandboxed: the shell's wait status, set by the step's init */
 };
 
 static struct step steps[MAX_STEPS];
@@ -109,6 +116,16 @@ static void on_child(int signal) {
   errno = saved;
 }
 
+static void add_step(const char *id, pid_t pid, int out, int *shell) {
+  struct step *step = &steps[step_count++];
+  snprintf(step->id, sizeof step->id, "%s", id);
+  step->pid = pid;
+  step->out = out;
+  step->reaped = 0;
+  step->shell = shell;
+  event("started %s %d\n", step->id, (int)pid);
+}
+
 static void spawn_step(char **fields, int count) {
   if (count < 4) return;
   const char *id = fields[0], *cwd = fields[2], *script = fields[3];
@@ -124,6 +141,19 @@ static void spawn_step(char **fields, int count) {
 
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) < 0) die("step-launcher: pipe");
+  if (sandbox_enabled()) {
+    int *shell = NULL;
+    pid_t pid = sandbox_spawn(cwd, argv, env, pipe_fds[1], &shell);
+    int failed = errno;
+    close(pipe_fds[1]);
+    if (pid < 0) {
+      close(pipe_fds[0]);
+      explain(id, "cannot start the step's sandbox: %s\n", strerror(failed));
+      return;
+    }
+    add_step(id, pid, pipe_fds[0], shell);
+    return;
+  }
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
   posix_spawn_file_actions_init(&actions);
@@ -148,12 +178,7 @@ static void spawn_step(char **fields, int count) {
     explain(id, "cannot start /bin/sh in %s: %s\n", cwd, strerror(failed));
     return;
   }
-  struct step *step = &steps[step_count++];
-  snprintf(step->id, sizeof step->id, "%s", id);
-  step->pid = pid;
-  step->out = pipe_fds[0];
-  step->reaped = 0;
-  event("started %s %d\n", step->id, (int)pid);
+  add_step(id, pid, pipe_fds[0], NULL);
 }
 
 static void kill_step(char **fields, int count) {
@@ -167,6 +192,11 @@ static void finish_if_done(int index) {
   struct step *step = &steps[index];
   if (!step->reaped || step->out >= 0) return;
   int status = step->status;
+  if (step->shell) {
+    /* The init of a sandbox exits 0 after recording how its shell ended. */
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && step->shell[1]) status = step->shell[0];
+    sandbox_release(step->shell);
+  }
   if (WIFEXITED(status)) event("exit %s %d 0\n", step->id, WEXITSTATUS(status));
   else event("exit %s -1 %d\n", step->id, WTERMSIG(status));
   steps[index] = steps[--step_count];
@@ -241,6 +271,11 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--protocol") == 0) {
     puts(PROTOCOL);
     return 0;
+  }
+  const char *problem = sandbox_configure(argc, argv);
+  if (problem) {
+    fprintf(stderr, "step-launcher: %s\n", problem);
+    return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   /* It stops when the agent's input ends, not on signals meant for the agent. */

@@ -9,6 +9,8 @@ import { Gauge, metrics } from "../../kit/src/metrics.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
 import { startStepLauncher } from "./step-process.ts";
+import { ottoCliExposure, parseShares, parseStepUser, type SandboxSettings } from "./step-sandbox.ts";
+import { sandboxProblem } from "./sandbox-probe.ts";
 import { chooseLauncher, type LauncherKind } from "./step-launcher.ts";
 import { obtainAgentCredential } from "./agent-credential.ts";
 import { configureClients, useCredential } from "../../kit/src/clients.ts";
@@ -34,6 +36,9 @@ const config = loadConfig("agent", (env) => {
     finishTimeoutMs: readInt(env, "OTTO_AGENT_FINISH_TIMEOUT_MS", 60_000, 0),
     reportGatherMs: readInt(env, "OTTO_AGENT_REPORT_GATHER_MS", 100, 0),
     stepLauncher: readChoice(env, "OTTO_AGENT_STEP_LAUNCHER", ["auto", "native", "javascript"], "auto"),
+    sandbox: readChoice(env, "OTTO_AGENT_SANDBOX", ["on", "off"], "on"),
+    stepUser: parseStepUser(readString(env, "OTTO_AGENT_STEP_USER", "65534:65534")),
+    sandboxShare: parseShares(readString(env, "OTTO_AGENT_SANDBOX_SHARE", "")),
     joinToken: env.OTTO_AGENT_JOIN_TOKEN || undefined,
     credentialFile: env.OTTO_AGENT_CREDENTIAL_FILE || undefined,
   };
@@ -43,13 +48,27 @@ const handBackMs = 15_000;
 const log = serviceLogger("agent").child({ agent_id: config.agentId });
 
 let stepLauncher: LauncherKind;
+const sandbox: SandboxSettings | undefined =
+  config.sandbox === "on" ? { ...config.stepUser, expose: ottoCliExposure(), share: config.sandboxShare } : undefined;
 try {
-  const chosen = chooseLauncher(config.stepLauncher);
+  const chosen = chooseLauncher(sandbox ? "native" : config.stepLauncher);
   if (chosen.why) log.warn(`starting steps with the JavaScript launcher: ${chosen.why}`);
   stepLauncher = chosen.kind;
 } catch (err) {
-  log.error("cannot start steps", { err: (err as Error).message });
+  const why = (err as Error).message;
+  log.error(sandbox ? `cannot sandbox steps: ${why}; or set OTTO_AGENT_SANDBOX=off to run steps unsandboxed` : "cannot start steps", { err: why });
   process.exit(78);
+}
+if (sandbox) {
+  const problem = await sandboxProblem(startStepLauncher(stepLauncher, sandbox), config.workRoot);
+  if (problem) {
+    log.error(`this host cannot sandbox steps: ${problem}. Run the agent as root on a host that allows PID and mount namespaces, or set OTTO_AGENT_SANDBOX=off to run steps unsandboxed (they can then read everything the agent can)`);
+    process.exit(78);
+  }
+  if (sandbox.uid === 0) log.warn("steps run as root inside their sandbox (OTTO_AGENT_STEP_USER=root): a step can undo its confinement");
+} else {
+  log.warn("steps are NOT sandboxed (OTTO_AGENT_SANDBOX=off): they run as the agent's user and can read everything it can");
+  startStepLauncher(stepLauncher);
 }
 
 if (!config.security.insecure) {
@@ -115,6 +134,7 @@ async function slotLoop(slot: number) {
         log,
         handBack: handBack.signal,
         reportGatherMs: config.reportGatherMs,
+        sandbox,
       });
       running.set(task.taskId, work);
       busySlots.set(running.size);
@@ -138,7 +158,6 @@ async function slotLoop(slot: number) {
   }
 }
 
-startStepLauncher(stepLauncher);
 const loops = Array.from({ length: config.slots }, (_, slot) => slotLoop(slot));
 // Stopping: take no new tasks; then either finish the running ones (handing
 // back whatever is still running after OTTO_AGENT_FINISH_TIMEOUT_MS) or
@@ -152,4 +171,4 @@ onShutdown("finish or hand back running tasks", async () => {
   await Promise.allSettled(loops);
   clearTimeout(timer);
 });
-log.info("agent ready", { labels: config.labels, slots: config.slots, step_launcher: stepLauncher });
+log.info("agent ready", { labels: config.labels, slots: config.slots, step_launcher: stepLauncher, sandbox: config.sandbox });

@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
 
-const protocol = "1";
+const protocol = "2";
 const live = new Map(); // id -> pid (the step's process group)
 
 if (process.argv[2] === "--protocol") {

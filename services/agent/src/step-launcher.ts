@@ -3,6 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { OutputLines } from "./output-lines.ts";
+import { launcherArguments, type SandboxSettings } from "./step-sandbox.ts";
 
 export type LauncherKind = "native" | "javascript";
 export type LauncherChoice = LauncherKind | "auto";
@@ -16,8 +17,8 @@ export interface StepHandle {
   kill(signal: NodeJS.Signals): void;
 }
 
-const protocol = "1";
-const nativeSource = fileURLToPath(new URL("../native/step-launcher.c", import.meta.url));
+const protocol = "2";
+const nativeSources = ["step-launcher.c", "sandbox.c", "sandbox.h"].map((name) => fileURLToPath(new URL(`../native/${name}`, import.meta.url)));
 const nativeBinary = fileURLToPath(new URL("../native/build/step-launcher", import.meta.url));
 const javascriptEntry = fileURLToPath(new URL("./step-launcher.mjs", import.meta.url));
 const signalNames = new Map(Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]));
@@ -27,19 +28,20 @@ const signalNames = new Map(Object.entries(constants.signals).map(([name, number
 // JavaScript one, saying why; `native` or `javascript` insists on one.
 export function chooseLauncher(
   choice: LauncherChoice,
-  native = { binary: nativeBinary, source: nativeSource },
+  native = { binary: nativeBinary, sources: nativeSources },
 ): { kind: LauncherKind; why?: string } {
   if (choice === "javascript") return { kind: "javascript" };
-  const problem = nativeProblem(native.binary, native.source);
+  const problem = nativeProblem(native.binary, native.sources);
   if (!problem) return { kind: "native" };
   const why = `the native step launcher ${problem}; \`npm run build:launcher\` builds it (it needs a C compiler)`;
   if (choice === "native") throw new Error(why);
   return { kind: "javascript", why };
 }
 
-function nativeProblem(binary: string, source: string): string | undefined {
+function nativeProblem(binary: string, sources: string[]): string | undefined {
   if (!existsSync(binary)) return "is not built";
-  if (statSync(binary).mtimeMs < statSync(source).mtimeMs) return "is older than its source";
+  const built = statSync(binary).mtimeMs;
+  if (sources.some((source) => built < statSync(source).mtimeMs)) return "is older than its source";
   const answer = spawnSync(binary, ["--protocol"], { encoding: "utf8" });
   if (answer.stdout?.trim() !== protocol) return `does not speak protocol ${protocol}`;
   return undefined;
@@ -53,16 +55,20 @@ interface RunningStep extends LaunchedStep {
 
 // A step launcher process (native/step-launcher.c or step-launcher.mjs, one
 // protocol), started on first use and again if it ever dies; the steps it was
-// running then end as killed.
+// running then end as killed. Only the native one sandboxes steps; sandboxed,
+// a step's `cwd` is its job directory (see step-sandbox.ts).
 export class StepLauncher {
   readonly kind: LauncherKind;
+  readonly sandbox: SandboxSettings | undefined;
   #process: ChildProcess | undefined;
   #steps = new Map<string, RunningStep>();
   #nextId = 1;
   #pending = Buffer.alloc(0);
 
-  constructor(kind: LauncherKind) {
+  constructor(kind: LauncherKind, sandbox?: SandboxSettings) {
+    if (sandbox && kind !== "native") throw new Error("only the native step launcher sandboxes steps");
     this.kind = kind;
+    this.sandbox = sandbox;
   }
 
   start(): void {
@@ -107,7 +113,7 @@ export class StepLauncher {
   #ensure(): ChildProcess {
     if (this.#process) return this.#process;
     const [command, args] =
-      this.kind === "native" ? [nativeBinary, []] : [process.execPath, ["--max-semi-space-size=1", javascriptEntry]];
+      this.kind === "native" ? [nativeBinary, launcherArguments(this.sandbox)] : [process.execPath, ["--max-semi-space-size=1", javascriptEntry]];
     const launcher = spawn(command, args, { stdio: ["pipe", "pipe", "inherit"] });
     this.#pending = Buffer.alloc(0);
     launcher.stdout!.on("data", (chunk: Buffer) => this.#onData(chunk));

@@ -1,4 +1,5 @@
 import { StepLauncher, chooseLauncher, type LauncherKind } from "./step-launcher.ts";
+import type { SandboxSettings } from "./step-sandbox.ts";
 
 export type StepOutcome =
   | { kind: "exited"; exitCode: number }
@@ -20,9 +21,10 @@ let launcher: StepLauncher | undefined;
 
 // Starts the agent's step launcher ahead of the first step, which then need
 // not wait for it.
-export function startStepLauncher(kind: LauncherKind): void {
-  launcher = new StepLauncher(kind);
+export function startStepLauncher(kind: LauncherKind, sandbox?: SandboxSettings): StepLauncher {
+  launcher = new StepLauncher(kind, sandbox);
   launcher.start();
+  return launcher;
 }
 
 // Runs one step as `/bin/sh -e -c SCRIPT` in its own process group (started

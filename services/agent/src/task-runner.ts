@@ -1,5 +1,4 @@
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanStatusCode, type Span } from "@opentelemetry/api";
 import { contextFromTraceParent, inSpan } from "../../kit/src/telemetry.ts";
@@ -15,6 +14,7 @@ import { uploadArtifacts } from "./artifact-upload.ts";
 import { LogSink } from "./log-sink.ts";
 import { StepReporter, type StepChange } from "./step-reporter.ts";
 import { runStepProcess, type StepOutcome } from "./step-process.ts";
+import { makeJobDirectory, type JobDirectory, type SandboxSettings } from "./step-sandbox.ts";
 
 export interface TaskRunnerOptions {
   agentId: string;
@@ -26,6 +26,8 @@ export interface TaskRunnerOptions {
   handBack?: AbortSignal;
   // How long step changes are gathered before a ReportSteps call.
   reportGatherMs?: number;
+  // How steps are confined; absent when OTTO_AGENT_SANDBOX=off.
+  sandbox?: SandboxSettings;
 }
 
 const stepDuration = new Histogram({
@@ -36,7 +38,10 @@ const stepDuration = new Histogram({
   registers: [metrics],
 });
 
-const passThroughEnv = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR"];
+// What a step gets of the agent's own environment: unsandboxed, where to find
+// programs and its home; either way, its language and time zone.
+const passThroughEnv = ["LANG", "LC_ALL", "TZ"];
+const passThroughUnsandboxed = ["PATH", "HOME", "USER", "TMPDIR"];
 
 // Runs one task: each step in turn in a fresh workspace, heartbeating the
 // task, streaming the log, and reporting every step and the outcome.
@@ -97,14 +102,13 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   const mask = createSecretMasker(Object.values(task.secrets));
   const logLine = (step: string, text: string) => sink.line(mask(step), mask(text));
   const takenAway = (err: unknown) => err instanceof ConnectError && err.code === Code.FailedPrecondition;
-  let workspace: string | undefined;
+  let jobDirectory: JobDirectory | undefined;
   let state: RunState = RunState.SUCCEEDED;
   let message = "";
   let unreported: StepChange[] = [];
   try {
-    await mkdir(options.workRoot, { recursive: true });
-    const cwd = await mkdtemp(join(options.workRoot, `${task.job}-`));
-    workspace = cwd;
+    const job = await makeJobDirectory(options.workRoot, options.sandbox);
+    jobDirectory = job;
     if (task.missingSecrets.length > 0) {
       state = RunState.FAILED;
       message = `the job names secrets that are no longer set: ${task.missingSecrets.join(", ")}`;
@@ -126,8 +130,8 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       const { outcome, stepState, summary } = await inSpan(`step ${name}`, stepAttributes, async (span) => {
         const outcome = await runStepProcess({
           script: step.run,
-          cwd,
-          env: stepEnv(task, step.env, cwd),
+          cwd: job.launchDirectory,
+          env: stepEnv(task, step.env, job, options),
           timeoutMs,
           cancel: cancel.signal,
           onLine: (line) => logLine(name, line),
@@ -153,7 +157,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       message = "canceled";
     }
     if (task.artifacts.length > 0 && !cancel.signal.aborted) {
-      const problems = await uploadArtifacts({ task, workspace: cwd, registry, asTask, log: (text) => logLine("otto", text) });
+      const problems = await uploadArtifacts({ task, workspace: job.workspace, registry, asTask, log: (text) => logLine("otto", text) });
       for (const problem of problems) logLine("otto", problem);
       if (problems.length > 0 && state === RunState.SUCCEEDED) {
         state = RunState.FAILED;
@@ -194,7 +198,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       if (!takenAway(err)) throw err;
     });
   }
-  if (workspace) await rm(workspace, { recursive: true, force: true });
+  if (jobDirectory) await rm(jobDirectory.root, { recursive: true, force: true });
   jobSpan.setAttribute("otto.job.state", runStateName(state));
   if (state !== RunState.SUCCEEDED) jobSpan.setStatus({ code: SpanStatusCode.ERROR, message: message || runStateName(state) });
   log.info("task finished", { state: runStateName(state), message });
@@ -212,9 +216,10 @@ function describe(outcome: StepOutcome, timeoutMs: number): string {
   return `exited with code ${outcome.exitCode}`;
 }
 
-function stepEnv(task: Task, stepEnv: Record<string, string>, workspace: string): Record<string, string> {
+// Everything a step's environment holds (the README lists it).
+function stepEnv(task: Task, stepEnv: Record<string, string>, job: JobDirectory, options: TaskRunnerOptions): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const name of passThroughEnv) {
+  for (const name of options.sandbox ? passThroughEnv : [...passThroughEnv, ...passThroughUnsandboxed]) {
     const value = process.env[name];
     if (value !== undefined) env[name] = value;
   }
@@ -225,7 +230,8 @@ function stepEnv(task: Task, stepEnv: Record<string, string>, workspace: string)
     OTTO_RUN_ID: task.runId,
     OTTO_JOB: task.job,
     OTTO_ATTEMPT: String(task.attempt),
-    OTTO_WORKSPACE: workspace,
+    OTTO_AGENT_ID: options.agentId,
+    ...job.env,
     ...task.env,
     ...stepEnv,
     ...task.secrets,
