@@ -17,7 +17,12 @@ const json = process.argv.includes("--json");
 const samples = Number(process.env.OTTO_BENCH_SAMPLES ?? 100);
 const dataDir = await mkdtemp(join(tmpdir(), "otto-bench-"));
 await chmod(dataDir, 0o755);
+// Marker files the steps write and the bench reads: shared with the
+// (sandboxed) steps at the same path.
 const markers = join(dataDir, "markers");
+await mkdir(markers, { recursive: true, mode: 0o777 });
+await chmod(markers, 0o777);
+const sandboxed = process.env.OTTO_AGENT_SANDBOX !== "off";
 
 const system = await startSystem({
   dataDir,
@@ -28,9 +33,9 @@ const system = await startSystem({
   logMode: "quiet",
   logFile: join(dataDir, "otto.log"),
   databaseUrl: process.env.OTTO_BENCH_DATABASE_URL,
+  env: { OTTO_AGENT_SANDBOX_SHARE: markers },
 });
 const client = createOttoClient({ baseUrl: system.gatewayUrl, token: system.adminToken, caFile: system.caFile });
-await mkdir(markers, { recursive: true });
 const results: Record<string, number | null> = {};
 const progress = (text: string) => process.stderr.write(`bench: ${text}\n`);
 let rssByProcess: Record<string, number> = {};
@@ -132,7 +137,7 @@ try {
 for (const [key, value] of Object.entries(results)) console.log(`${key.padEnd(26)} ${value}`);
 console.log(`rss by process (MB)        ${JSON.stringify(rssByProcess)}`);
 console.log(`cpu ms per step            ${JSON.stringify(cpuPerStep)}`);
-console.log(`agents' step launcher      ${stepLauncher}; logs up to ${process.env.OTTO_LOG_INLINE_MAX_BYTES ?? 16384} bytes stay in Postgres`);
+console.log(`agents' step launcher      ${stepLauncher}, steps ${sandboxed ? "sandboxed" : "NOT sandboxed (OTTO_AGENT_SANDBOX=off)"}; logs up to ${process.env.OTTO_LOG_INLINE_MAX_BYTES ?? 16384} bytes stay in Postgres`);
 if (json) console.log(JSON.stringify(results));
 
 // Kills the coordinator owning a run that waits on its first job, releases

@@ -51,7 +51,9 @@ let stepLauncher: LauncherKind;
 const sandbox: SandboxSettings | undefined =
   config.sandbox === "on" ? { ...config.stepUser, expose: ottoCliExposure(), share: config.sandboxShare } : undefined;
 try {
-  const chosen = chooseLauncher(sandbox ? "native" : config.stepLauncher);
+  // Only the native launcher sandboxes: `auto` insists on it then.
+  const chosen = chooseLauncher(sandbox && config.stepLauncher === "auto" ? "native" : config.stepLauncher);
+  if (sandbox && chosen.kind !== "native") throw new Error("the JavaScript step launcher cannot sandbox steps");
   if (chosen.why) log.warn(`starting steps with the JavaScript launcher: ${chosen.why}`);
   stepLauncher = chosen.kind;
 } catch (err) {
