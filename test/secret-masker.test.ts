@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createSecretMasker } from "../services/agent/src/secret-masker.ts";
-import { OutputLines } from "../services/agent/src/output-lines.ts";
+import { OutputLines, maxLineLength } from "../services/agent/src/output-lines.ts";
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 
@@ -115,6 +115,80 @@ describe("createSecretMasker", () => {
       for (const chunk of chunks) lines.push(chunk, (line) => masked.push(mask(line)));
       lines.end((line) => masked.push(mask(line)));
       assert.deepEqual(masked, ["start", "token=*** ok", "***", "printing: ***", "***", "end"]);
+    }
+  });
+
+  test("a secret split by an escape sequence, which a terminal shows whole, is masked and the colours stay", () => {
+    const mask = createSecretMasker(["S3cr3t-V@lue"]);
+    assert.equal(mask("S3cr3t\x1b[0m-V@lue"), "***\x1b[0m");
+    assert.equal(mask("\x1b[31mS3cr3t\x1b[0m-V@lue\x1b[32m ok\x1b[0m"), "\x1b[31m***\x1b[0m\x1b[32m ok\x1b[0m");
+    assert.equal(mask("a S3\x1b[1;38;5;196mcr\x1b[0m3t-\x1b(BV@lue b"), "a ***\x1b[1;38;5;196m\x1b[0m\x1b(B b");
+    assert.equal(mask("S3cr3t\x1b]8;;https://example.com\x1b\\-V@lue"), "***\x1b]8;;https://example.com\x1b\\", "an OSC hyperlink");
+    // as printed, inside a sequence (a window title): the sequence is masked where it holds it
+    assert.equal(mask("\x1b]0;S3cr3t-V@lue\x07 x"), "\x1b]0;***\x07 x");
+    // not the secret once shown: nothing masked
+    assert.equal(mask("S3cr3t\x1b[0m V@lue"), "S3cr3t\x1b[0m V@lue");
+    // its base64 split the same way
+    assert.equal(mask(`${b64("S3cr3t-V@lue").slice(0, 5)}\x1b[0m${b64("S3cr3t-V@lue").slice(5)}`), "***\x1b[0m");
+  });
+
+  test("a secret made of escape sequences is masked, sequences and all", () => {
+    const mask = createSecretMasker(["\x1b[0mkey\x1b[0m"]);
+    assert.equal(mask("x\x1b[0mkey\x1b[0my"), "x***y");
+  });
+
+  // The pieces of a line through mask.lines, joined: what the log gets of it.
+  const inPieces = (mask: ReturnType<typeof createSecretMasker>, pieces: string[]) => {
+    const out: string[] = [];
+    const line = mask.lines((text) => out.push(text));
+    pieces.forEach((piece, i) => line(piece, i < pieces.length - 1));
+    return out.join("");
+  };
+
+  test("a line in pieces is masked as the whole line is, wherever it is cut", () => {
+    const secret = "S3cr3t-V@lue";
+    const mask = createSecretMasker([secret, "ab"]);
+    const lines = [
+      `before ${secret} middle ${b64(secret)} after ${encodeURIComponent(secret)}.`,
+      `x ababab ${secret}${secret} y`,
+      `\x1b[31mS3cr3t\x1b[0m-V@lue\x1b[32m ok\x1b[0m and then S3cr3t\x1b]8;;https://example.com\x1b\\-V@lue`,
+      "nothing secret here at all, \x1b[1mbold\x1b[0m",
+    ];
+    for (const line of lines) {
+      for (let size = 1; size <= line.length; size++) {
+        const pieces = Array.from({ length: Math.ceil(line.length / size) }, (_, i) => line.slice(i * size, (i + 1) * size));
+        assert.equal(inPieces(mask, pieces), mask(line), `in pieces of ${size}`);
+      }
+    }
+  });
+
+  test("a stretch masked across a cut leaves nothing of the secret behind", () => {
+    const mask = createSecretMasker(["abab"]);
+    const line = "x" + "ab".repeat(8) + "y"; // overlapping matches: one stretch
+    for (let cut = 1; cut < line.length; cut++) assert.equal(inPieces(mask, [line.slice(0, cut), line.slice(cut)]), "x***y", `cut at ${cut}`);
+  });
+
+  test("a line longer than 4 MiB: a secret across the split is masked, and a colour cut by it stays", () => {
+    const secret = "S3cr3t-V@lue";
+    const mask = createSecretMasker([secret]);
+    for (const [before, printed, after] of [
+      ["x", secret, "y"],
+      ["x", "S3cr3t\x1b[0m-V@lue", "\x1b[0my"],
+      ["\x1b[31m", "S3cr3t\x1b[38;5;196m-V@lue", "y"],
+    ]) {
+      for (let offset = 1; offset < printed.length; offset++) {
+        // the split falls `offset` characters into what is printed
+        const line = before.repeat(Math.floor((maxLineLength - offset) / before.length)).padEnd(maxLineLength - offset, "x") + printed + after.repeat(1000);
+        const got: string[] = [];
+        const lines = new OutputLines();
+        const onLine = mask.lines((text) => got.push(text));
+        lines.push(Buffer.from(line + "\n"), onLine);
+        const joined = got.join("");
+        assert.ok(got.length >= 2, "the line came in pieces");
+        assert.ok(!joined.includes("S3cr3t") && !joined.includes("V@lue"), `no half of the secret left, split at ${offset}`);
+        assert.equal(joined, mask(line), `split at ${offset}`);
+        assert.match(joined, /\*\*\*/);
+      }
     }
   });
 });

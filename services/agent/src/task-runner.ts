@@ -134,7 +134,8 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
           env: stepEnv(task, step.env, job, options),
           timeoutMs,
           cancel: cancel.signal,
-          onLine: (line) => logLine(name, line),
+          // Masked with what the line splitter says continues (step-launcher.ts passes it on).
+          onLine: mask.lines((text) => sink.line(mask(name), text)),
         });
         const stepState = stateOf(outcome);
         const summary = describe(outcome, timeoutMs);
