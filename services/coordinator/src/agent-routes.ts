@@ -26,6 +26,7 @@ import { stoppingError } from "./run-routes.ts";
 import { Histogram, metrics } from "../../kit/src/metrics.ts";
 import { callerOf } from "../../kit/src/caller.ts";
 import type { TaskClaims } from "../../kit/src/task-token.ts";
+import { taskTokenLifetimeSeconds } from "./task-token-lifetime.ts";
 import type { SecretStore } from "./secret-store.ts";
 import type { TokenStore } from "../../kit/src/token-store.ts";
 
@@ -195,8 +196,9 @@ async function taskSpec(
     traceparent: traceParentOf(trace.setSpan(runContext, span)),
     taskToken: signTaskToken?.(
       { agentId, runId: claimed.run_id, job: claimed.job, attempt: claimed.attempt },
-      // It opens only this attempt's log, so it may outlive any job.
-      7 * 24 * 3600,
+      // It writes only while the attempt is live (live-attempts.ts), and
+      // never for longer than the job may run.
+      taskTokenLifetimeSeconds(job.steps),
     ),
     secrets: revealed.values,
     missingSecrets: revealed.missing,

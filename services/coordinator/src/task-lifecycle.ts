@@ -7,6 +7,7 @@ import { describeReservations, hasFreeSlot, releaseTaskReservations, reserveAll,
 import { shouldRetry, type FailureCause } from "./retry-policy.ts";
 import { enqueueAdvance } from "./run-queue.ts";
 import { isFinal, RunState } from "./states.ts";
+import { endLiveAttempts, recordLiveAttempts } from "../../kit/src/live-attempts.ts";
 
 export interface TaskRef {
   taskId: string;
@@ -125,6 +126,7 @@ async function claimCandidate(
      ), job AS (
        UPDATE coordinator.jobs j SET state = $7, agent_id = $3, started_at = now(), message = ''
        FROM task WHERE j.run_id = task.run_id AND j.name = task.job
+     ), live AS (${recordLiveAttempts("task", "$3")}
      ), run AS (
        UPDATE coordinator.runs r SET state = $7, started_at = now() FROM task WHERE r.id = task.run_id AND r.state = $8 RETURNING r.id
      )
@@ -241,7 +243,8 @@ export interface FinishOptions {
   earlier?: JournalEntry[];
 }
 
-// Ends a task's current attempt and releases everything reserved for it.
+// Ends a task's current attempt and releases everything reserved for it
+// (its task token writes no more).
 // A failure that the job's retry policy covers puts the job back in the
 // queue for a new attempt; otherwise the job takes `state`, its unfinished
 // steps are closed, and the run advances.
@@ -271,6 +274,7 @@ export async function finishTask(
   const { rows: steps } = await client.query(
     `WITH task AS (
        UPDATE coordinator.tasks SET status = 'done', lease_expires_at = NULL WHERE id = $7
+     ), live AS (${endLiveAttempts("$1", "$2")}
      ), job AS (
        UPDATE coordinator.jobs SET state = $8, message = $9, finished_at = now() WHERE run_id = $1 AND name = $2
      )
@@ -329,12 +333,14 @@ async function retryIfAllowed(
   return true;
 }
 
-// Puts a task back in the queue for its next attempt, its steps reset.
+// Puts a task back in the queue for its next attempt, its steps reset; the
+// attempt that ended takes its task token's writes with it.
 async function requeueTask(client: PoolClient, task: { id: string; run_id: string; job: string }, why: string): Promise<void> {
   await client.query(
-    `UPDATE coordinator.tasks SET status = 'pending', agent_id = '', started = false, lease_expires_at = NULL, pending_since = now()
+    `WITH live AS (${endLiveAttempts("$2::uuid", "$3")})
+     UPDATE coordinator.tasks SET status = 'pending', agent_id = '', started = false, lease_expires_at = NULL, pending_since = now()
      WHERE id = $1`,
-    [task.id],
+    [task.id, task.run_id, task.job],
   );
   await client.query(
     "UPDATE coordinator.jobs SET state = $3, message = $4, agent_id = '', finished_at = NULL WHERE run_id = $1 AND name = $2",

@@ -3,6 +3,7 @@ import type pg from "pg";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { inTransaction, migrate } from "./db.ts";
 import { agentIdProblem } from "./agent-id.ts";
+import { endAgentsAttempts } from "./live-attempts.ts";
 import type { Notifier } from "./notifier.ts";
 import { scopes as knownScopes, type Caller, type Scope } from "./caller.ts";
 
@@ -42,11 +43,25 @@ const migrations = [
      revoked_at timestamptz
    );
    CREATE INDEX tokens_agent_name ON tokens (name) WHERE kind = 'agent';`,
+  // Attempts whose task tokens may still write (live-attempts.ts).
+  `CREATE TABLE live_attempts (
+     run_id uuid NOT NULL,
+     job text NOT NULL,
+     attempt int NOT NULL,
+     agent_id text NOT NULL,
+     PRIMARY KEY (run_id, job, attempt)
+   )`,
 ];
 
 export const authChannel = "otto_auth";
 const cacheMs = 60_000;
 const tokenPattern = /^otto_(api|join|agent)_[A-Za-z0-9_-]{43}$/;
+
+// The auth schema, for processes that read it without a TokenStore (the
+// objects service reads live_attempts).
+export function migrateAuth(pool: pg.Pool): Promise<void> {
+  return migrate(pool, "auth", migrations);
+}
 
 export function hashToken(token: string): Buffer {
   return createHash("sha256").update(token).digest();
@@ -67,7 +82,7 @@ export class TokenStore {
   }
 
   async start(): Promise<void> {
-    await migrate(this.#pool, "auth", migrations);
+    await migrateAuth(this.#pool);
   }
 
   // Until when a token found live may be taken as live without asking again:
@@ -119,12 +134,16 @@ export class TokenStore {
     return rows.map(infoOf);
   }
 
-  // Revokes one token, or every credential of an agent; returns what it revoked.
+  // Revokes one token, or every credential of an agent; returns what it
+  // revoked. A revoked agent's attempts end with it: their task tokens write
+  // no more.
   async revoke(where: { id: string } | { agent: string }): Promise<TokenInfo[]> {
     const { rows } = await this.#pool.query(
-      "id" in where
-        ? "UPDATE auth.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING *"
-        : "UPDATE auth.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE kind = 'agent' AND name = $1 RETURNING *",
+      `WITH revoked AS (
+         UPDATE auth.tokens SET revoked_at = coalesce(revoked_at, now())
+         WHERE ${"id" in where ? "id = $1::uuid" : "kind = 'agent' AND name = $1"} RETURNING *
+       ), ended AS (${endAgentsAttempts("SELECT name FROM revoked WHERE kind = 'agent'")})
+       SELECT * FROM revoked`,
       ["id" in where ? where.id : where.agent],
     );
     await this.#pool.query("SELECT pg_notify($1, '')", [authChannel]);

@@ -10,15 +10,15 @@ export function artifactRoutes(artifacts: ArtifactStore) {
   return (router: ConnectRouter) => {
     router.service(ArtifactStoreService, {
       async createArtifactUpload(req, ctx) {
-        requireOwnTask(ctx, req.runId, req.job, req.attempt);
+        const writer = requireOwnTask(ctx, req.runId, req.job, req.attempt);
         requireName(req.name);
-        const { url, expiresAt } = await artifacts.uploadUrl(req, Number(req.size));
+        const { url, expiresAt } = await artifacts.uploadUrl(req, Number(req.size), writer);
         return { url, expiresAt: timestampFromDate(expiresAt) };
       },
       async completeArtifactUpload(req, ctx) {
-        requireOwnTask(ctx, req.runId, req.job, req.attempt);
+        const writer = requireOwnTask(ctx, req.runId, req.job, req.attempt);
         requireName(req.name);
-        return { artifact: toProto(await artifacts.complete(req)) };
+        return { artifact: toProto(await artifacts.complete(req, writer)) };
       },
     });
     router.service(ArtifactService, {

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Pool } from "../../kit/src/db.ts";
 import type { ObjectStore } from "./object-store.ts";
+import { attemptEnded, attemptIsLive, requireLiveAttempt } from "../../kit/src/live-attempts.ts";
 
 export interface ArtifactRef {
   runId: string;
@@ -17,7 +18,11 @@ export interface StoredArtifact extends ArtifactRef {
 
 export const maxArtifactBytes = 1024 ** 3;
 export const maxArtifactsPerAttempt = 100;
+// Downloads are for people and tools; an upload URL is used by the agent
+// at once, and is the window in which a URL handed out before its attempt
+// ended could still replace the object's bytes.
 export const urlLifetimeSeconds = 15 * 60;
+export const uploadUrlLifetimeSeconds = 2 * 60;
 
 // An artifact's object key: its attempt's prefix (a UUID, a job name of at
 // most 64 characters, a number) and the SHA-256 of its name. A name may have
@@ -37,29 +42,36 @@ export class ArtifactStore {
     this.#objects = objects;
   }
 
-  async uploadUrl(artifact: ArtifactRef, size: number): Promise<{ url: string; expiresAt: Date }> {
+  // `writer`: the agent whose live attempt this must be (undefined: no check).
+  async uploadUrl(artifact: ArtifactRef, size: number, writer?: string): Promise<{ url: string; expiresAt: Date }> {
     if (size > maxArtifactBytes) {
       throw new ConnectError(`artifact ${artifact.name} is ${size} bytes; at most ${maxArtifactBytes} allowed`, Code.ResourceExhausted);
     }
     const { rows } = await this.#pool.query(
-      "SELECT count(*)::int AS n FROM objects.artifacts WHERE run_id = $1 AND job = $2 AND attempt = $3 AND name <> $4",
-      [artifact.runId, artifact.job, artifact.attempt, artifact.name],
+      `SELECT count(*)::int AS n, ${attemptIsLive("$1", "$2", "$3", "$5")} AS live
+       FROM objects.artifacts WHERE run_id = $1 AND job = $2 AND attempt = $3 AND name <> $4`,
+      [artifact.runId, artifact.job, artifact.attempt, artifact.name, writer ?? null],
     );
+    if (!rows[0].live) throw attemptEnded(artifact);
     if (rows[0].n >= maxArtifactsPerAttempt) {
       throw new ConnectError(`a job keeps at most ${maxArtifactsPerAttempt} artifacts`, Code.ResourceExhausted);
     }
     return this.#presigned("put", artifact);
   }
 
-  // A URL good for one object, for urlLifetimeSeconds.
+  // A URL good for one object, for its verb's lifetime.
   async #presigned(verb: "put" | "get", artifact: ArtifactRef): Promise<{ url: string; expiresAt: Date }> {
-    const expiresAt = new Date(Date.now() + urlLifetimeSeconds * 1000);
+    const lifetime = verb === "put" ? uploadUrlLifetimeSeconds : urlLifetimeSeconds;
+    const expiresAt = new Date(Date.now() + lifetime * 1000);
     const key = keyOf(artifact);
-    const url = verb === "put" ? await this.#objects.presignedPut(key, urlLifetimeSeconds) : await this.#objects.presignedGet(key, urlLifetimeSeconds);
+    const url = verb === "put" ? await this.#objects.presignedPut(key, lifetime) : await this.#objects.presignedGet(key, lifetime);
     return { url, expiresAt };
   }
 
-  async complete(artifact: ArtifactRef): Promise<StoredArtifact> {
+  // `writer`: the agent whose live attempt this must be (undefined: no check).
+  // Checked before storage is asked, and again as the row is written.
+  async complete(artifact: ArtifactRef, writer?: string): Promise<StoredArtifact> {
+    await requireLiveAttempt(this.#pool, artifact, writer);
     let size: number;
     try {
       size = await this.#objects.size(keyOf(artifact));
@@ -67,11 +79,13 @@ export class ArtifactStore {
       throw new ConnectError(`artifact ${artifact.name} was not uploaded; PUT it to the URL from CreateArtifactUpload first`, Code.FailedPrecondition);
     }
     const { rows } = await this.#pool.query(
-      `INSERT INTO objects.artifacts (run_id, job, attempt, name, size) VALUES ($1, $2, $3, $4, $5)
+      `INSERT INTO objects.artifacts (run_id, job, attempt, name, size)
+       SELECT $1::uuid, $2::text, $3::int, $4::text, $5::bigint WHERE ${attemptIsLive("$1", "$2", "$3", "$6")}
        ON CONFLICT (run_id, job, attempt, name) DO UPDATE SET size = $5
        RETURNING *`,
-      [artifact.runId, artifact.job, artifact.attempt, artifact.name, size],
+      [artifact.runId, artifact.job, artifact.attempt, artifact.name, size, writer ?? null],
     );
+    if (rows.length === 0) throw attemptEnded(artifact);
     return toArtifact(rows[0]);
   }
 

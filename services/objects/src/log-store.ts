@@ -3,6 +3,7 @@ import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import { inSpan } from "../../kit/src/telemetry.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import type { ObjectStore } from "./object-store.ts";
+import { attemptIsLive, requireLiveAttempt } from "../../kit/src/live-attempts.ts";
 
 export const logChannel = "otto_log";
 export const maxChunkBytes = 1024 * 1024;
@@ -46,12 +47,15 @@ export class LogStore {
     this.#inlineMaxBytes = inlineMaxBytes;
   }
 
-  async append(log: LogRef, seq: number, text: string): Promise<void> {
+  // `writer`: the agent whose live attempt this log must be (undefined: no
+  // check); the check rides in the statement that writes.
+  async append(log: LogRef, seq: number, text: string, writer?: string): Promise<void> {
     checkChunkSize(text);
-    if (await this.#appendInOrder(log, seq, text)) return;
-    // Not the next chunk of an open log: find out why, in a transaction.
+    if (await this.#appendInOrder(log, seq, text, writer)) return;
+    // Not the next chunk of a live attempt's open log: find out why, in a transaction.
     const { runId, job, attempt } = log;
     await inTransaction(this.#pool, async (client) => {
+      await requireLiveAttempt(client, log, writer);
       await client.query(
         "INSERT INTO objects.logs (run_id, job, attempt, state) VALUES ($1, $2, $3, 'open') ON CONFLICT DO NOTHING",
         [runId, job, attempt],
@@ -82,13 +86,15 @@ export class LogStore {
 
   // The common case in one statement: the chunk right after the last one of
   // an open log (or the first chunk of a new log). False if it was not that.
-  async #appendInOrder(log: LogRef, seq: number, text: string): Promise<boolean> {
+  async #appendInOrder(log: LogRef, seq: number, text: string, writer: string | undefined): Promise<boolean> {
+    const live = attemptIsLive("$1", "$2", "$7", "$9");
     const advance =
       seq === 1
-        ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size) VALUES ($1, $2, $7, 'open', 1, $5)
+        ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size)
+           SELECT $1::uuid, $2::text, $7::int, 'open', 1, $5::bigint WHERE ${live}
            ON CONFLICT DO NOTHING RETURNING 0::bigint AS start_offset`
         : `UPDATE objects.logs SET last_seq = $3, size = size + $5
-           WHERE run_id = $1 AND job = $2 AND attempt = $7 AND state = 'open' AND last_seq = $3 - 1
+           WHERE run_id = $1 AND job = $2 AND attempt = $7 AND state = 'open' AND last_seq = $3 - 1 AND ${live}
            RETURNING size - $5 AS start_offset`;
     const { rowCount } = await this.#pool.query(
       `WITH log AS (${advance}), chunk AS (
@@ -96,7 +102,7 @@ export class LogStore {
          SELECT $1, $2, $7, $3, start_offset, $4 FROM log RETURNING seq
        )
        SELECT pg_notify($6, $8) FROM chunk`,
-      [log.runId, log.job, seq, text, Buffer.byteLength(text), logChannel, log.attempt, notice(log)],
+      [log.runId, log.job, seq, text, Buffer.byteLength(text), logChannel, log.attempt, notice(log), writer ?? null],
     );
     return rowCount === 1;
   }
@@ -105,10 +111,11 @@ export class LogStore {
   // small log is closed where it is; a larger one is uploaded whole and only
   // then marked closed, so a crash in between leaves it open and a repeated
   // close uploads the same bytes again.
-  async close(log: LogRef, final?: { seq: number; text: string }): Promise<{ key: string; size: number }> {
+  async close(log: LogRef, final?: { seq: number; text: string }, writer?: string): Promise<{ key: string; size: number }> {
     if (final) checkChunkSize(final.text);
-    const inline = await this.#closeInPlace(log, final);
+    const inline = await this.#closeInPlace(log, final, writer);
     if (inline) return inline;
+    await requireLiveAttempt(this.#pool, log, writer);
     const { runId, job, attempt } = log;
     const { rows } = await this.#pool.query(
       `SELECT l.state, l.object_key, l.size, l.last_seq,
@@ -151,17 +158,18 @@ export class LogStore {
   // The common case in one statement: an open log (or, with its first chunk
   // as `final`, a new one) that stays at most `inlineMaxBytes` with `final`
   // after its last chunk. Undefined if it was not that.
-  async #closeInPlace(log: LogRef, final?: { seq: number; text: string }): Promise<{ key: string; size: number } | undefined> {
+  async #closeInPlace(log: LogRef, final: { seq: number; text: string } | undefined, writer: string | undefined): Promise<{ key: string; size: number } | undefined> {
     const seq = final?.seq ?? 0;
     const bytes = final ? Buffer.byteLength(final.text) : 0;
+    const live = attemptIsLive("$1", "$2", "$3", "$10");
     const closing =
       seq === 1
         ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size, closed_at)
-           SELECT $1, $2, $3, 'closed', 1, $5::bigint, now() WHERE $5::bigint <= $6::bigint
+           SELECT $1, $2, $3, 'closed', 1, $5::bigint, now() WHERE $5::bigint <= $6::bigint AND ${live}
            ON CONFLICT DO NOTHING RETURNING size`
         : `UPDATE objects.logs SET state = 'closed', last_seq = greatest(last_seq, $4::bigint), size = size + $5::bigint, closed_at = now()
            WHERE run_id = $1 AND job = $2 AND attempt = $3 AND state = 'open'
-             AND ($4::bigint = 0 OR last_seq = $4::bigint - 1) AND size + $5::bigint <= $6::bigint
+             AND ($4::bigint = 0 OR last_seq = $4::bigint - 1) AND size + $5::bigint <= $6::bigint AND ${live}
            RETURNING size`;
     const { rows } = await this.#pool.query(
       `WITH closed AS (${closing}), chunk AS (
@@ -169,7 +177,7 @@ export class LogStore {
          SELECT $1, $2, $3, $4::bigint, size - $5::bigint, $7 FROM closed WHERE $4::bigint > 0
        )
        SELECT size, pg_notify($8, $9) FROM closed`,
-      [log.runId, log.job, log.attempt, seq, bytes, this.#inlineMaxBytes, final?.text ?? "", logChannel, notice(log)],
+      [log.runId, log.job, log.attempt, seq, bytes, this.#inlineMaxBytes, final?.text ?? "", logChannel, notice(log), writer ?? null],
     );
     return rows.length === 1 ? { key: "", size: Number(rows[0].size) } : undefined;
   }

@@ -9,6 +9,7 @@ import { migrations } from "./migrations.ts";
 import { ObjectStore, readS3Config } from "./object-store.ts";
 import { objectsRoutes } from "./routes.ts";
 import { TaskTokenVerifier } from "../../kit/src/task-token.ts";
+import { migrateAuth } from "../../kit/src/token-store.ts";
 import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import { ArtifactService, ArtifactStoreService } from "../../../gen/otto/v1/artifact_service_pb.ts";
@@ -30,6 +31,8 @@ const log = serviceLogger("objects");
 const pool = createPool(config.databaseUrl, { application: "otto-objects", max: 10 });
 onShutdown("close pool", () => pool.end());
 await migrate(pool, "objects", migrations);
+// Task tokens write only for attempts that are live in auth.live_attempts.
+await migrateAuth(pool);
 const objects = new ObjectStore(config.s3);
 await objects.ensureBucket();
 const notifier = new Notifier(config.databaseUrl, [logChannel], log);

@@ -10,14 +10,14 @@ export function objectsRoutes(logs: LogStore) {
   return (router: ConnectRouter) => {
     router.service(LogStoreService, {
       async appendLog(req, ctx) {
-        requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
-        await logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), req.text);
+        const writer = requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
+        await logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), req.text, writer);
         return {};
       },
       async closeLog(req, ctx) {
-        requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
+        const writer = requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
         const final = req.finalSeq > 0n ? { seq: Number(req.finalSeq), text: req.finalText } : undefined;
-        const { key, size } = await logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final);
+        const { key, size } = await logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final, writer);
         return { objectKey: key, size: BigInt(size) };
       },
     });
@@ -33,15 +33,18 @@ export function objectsRoutes(logs: LogStore) {
 }
 
 // A task token opens its own attempt's log and artifacts, and no others.
-export function requireOwnTask(ctx: HandlerContext, runId: string, job: string, attempt: number) {
+// Returns the agent the token was given to, whose attempt must still be live
+// for the write (undefined without task tokens).
+export function requireOwnTask(ctx: HandlerContext, runId: string, job: string, attempt: number): string | undefined {
   const caller = callerOf(ctx);
-  if (caller.kind !== "task") return;
+  if (caller.kind !== "task") return undefined;
   if (caller.runId !== runId || caller.job !== job || caller.attempt !== attempt) {
     throw new ConnectError(
       `this task token is for attempt ${caller.attempt} of job ${caller.job} in run ${caller.runId}, not attempt ${attempt} of ${job} in ${runId}`,
       Code.PermissionDenied,
     );
   }
+  return caller.agentId;
 }
 
 function attemptOf(attempt: number): number {
