@@ -2,14 +2,15 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
-import { OutputLines } from "./output-lines.ts";
+import { OutputLines, type OnLine } from "./output-lines.ts";
 import { launcherArguments, type SandboxSettings } from "./step-sandbox.ts";
 
 export type LauncherKind = "native" | "javascript";
 export type LauncherChoice = LauncherKind | "auto";
 
 export interface LaunchedStep {
-  onLine: (line: string) => void;
+  // `continues`: the line goes on in the next call (a line cut at 4 MiB).
+  onLine: OnLine;
   onExit: (code: number | null, signal: NodeJS.Signals | null) => void;
 }
 
@@ -94,7 +95,7 @@ export class StepLauncher {
     if (withNul !== undefined) {
       const what = withNul === script ? "its script" : withNul === cwd ? "its directory" : `variable ${withNul.slice(0, withNul.indexOf("="))}`;
       queueMicrotask(() => {
-        step.onLine(`cannot start /bin/sh: ${what} contains a NUL character`);
+        step.onLine(`cannot start /bin/sh: ${what} contains a NUL character`, false);
         step.onExit(127, null);
       });
       return { kill: () => {} };
@@ -123,7 +124,7 @@ export class StepLauncher {
       for (const [id, step] of this.#steps) {
         this.#steps.delete(id);
         if (step.pid !== undefined) killGroup(step.pid);
-        step.onLine("the agent's step launcher stopped; the step was killed");
+        step.onLine("the agent's step launcher stopped; the step was killed", false);
         step.onExit(null, "SIGKILL");
       }
     });

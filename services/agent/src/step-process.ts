@@ -1,5 +1,6 @@
 import { StepLauncher, chooseLauncher, type LauncherKind } from "./step-launcher.ts";
 import type { SandboxSettings } from "./step-sandbox.ts";
+import type { OnLine } from "./output-lines.ts";
 
 export type StepOutcome =
   | { kind: "exited"; exitCode: number }
@@ -12,7 +13,7 @@ export interface StepProcessOptions {
   env: Record<string, string>;
   timeoutMs: number;
   cancel: AbortSignal;
-  onLine: (line: string) => void;
+  onLine: OnLine;
 }
 
 const killGraceMs = 2_000;
