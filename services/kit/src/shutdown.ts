@@ -61,7 +61,7 @@ export function installSignalHandlers(log: (msg: string, fields: object) => void
   }
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -5,6 +5,7 @@ import { createInterface } from "node:readline";
 import pg from "pg";
 import { clusterExists, initCluster, postgresBinaries, postgresOsUser, requirePasswords } from "./postgres-cluster.ts";
 import { passwordFile, passwordForNewCluster, readPassword, replaceLegacyPassword } from "./postgres-password.ts";
+import { isAlive } from "../../kit/src/shutdown.ts";
 
 export interface EmbeddedDatabase {
   url: string;
@@ -121,15 +122,6 @@ async function isPostgresOf(pid: number, dataDir: string): Promise<boolean> {
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
   const args = cmdline.split("\0");
   return /postgres$/.test(args[0]) && args.includes(dataDir);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function waitForConnection(url: string, passwordFile: string): Promise<void> {
