@@ -147,3 +147,23 @@ describe("an agent that cannot sandbox its steps", () => {
     }
   });
 });
+
+describe("an agent told OTTO_AGENT_SANDBOX=off", () => {
+  let otto: TestOtto;
+  before(async () => {
+    otto = await startTestOtto({ agents: 1, env: { OTTO_AGENT_SANDBOX: "off", OTTO_AGENT_STEP_LAUNCHER: "javascript" } });
+  });
+  after(async () => {
+    if (process.exitCode) console.log(await tailOfLog(otto));
+    await otto?.stopAndClean();
+  });
+
+  it("runs steps unsandboxed, as itself, with any launcher, and says so at start", async () => {
+    const script = 'echo "uid $(id -u) in $OTTO_WORKSPACE"; test "$(pwd)" = "$OTTO_WORKSPACE"';
+    const run = await submitAndWait(otto.client, pipeline("bare").job("bare", { steps: [script] }).build());
+    const log = await logOf(otto.client, run.id, "bare");
+    assert.equal(run.state, RunState.SUCCEEDED, log);
+    assert.match(log, new RegExp(`\\| uid ${process.getuid?.()} in ${otto.dataDir}/agents/agent-1/job-\\w+/workspace$`, "m"));
+    assert.match(await tailOfLog(otto, 400), /steps are NOT sandboxed \(OTTO_AGENT_SANDBOX=off\)/);
+  });
+});
