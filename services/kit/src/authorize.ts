@@ -1,5 +1,6 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { callerKey, grants, peerKey, type Caller, type Scope } from "./caller.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { grants, type Caller, type Scope } from "./caller.ts";
+import type { PeerIdentity } from "./peer-identity.ts";
 
 // What a method lets in: Otto processes of the given kinds (by certificate),
 // API tokens holding a scope, agents, tasks, or anyone (the method checks
@@ -19,38 +20,48 @@ export interface CredentialVerifier {
   // The caller a bearer token stands for, or undefined when the token is
   // unknown, expired or revoked.
   verify(token: string): Promise<Caller | undefined> | Caller | undefined;
+  // Whether the token with this id (a Caller's tokenId) is still neither
+  // revoked nor expired; a verifier that can say lets streams end when it is.
+  isLiveId?(id: string): Promise<boolean>;
 }
 
+// What admission looks at: the method called and who is calling, from the
+// request's headers and TLS peer alone, so that it can run before a byte of
+// the body is read.
+export interface CallToAdmit {
+  service: string;
+  method: string;
+  authorization: string | null;
+  peer: PeerIdentity | undefined;
+}
+
+export type Admission = (call: CallToAdmit) => Promise<Caller>;
+
 // Every call is refused unless a rule lets its caller in: methods without a
-// rule are closed.
-export function authorizeCalls(rules: AccessRules, credentials: CredentialVerifier | undefined): Interceptor {
-  return (next) => async (req) => {
-    const methods = rules[req.service.typeName];
-    const access = methods?.[req.method.name] ?? methods?.["*"];
-    const what = `${req.service.typeName.replace(/^otto\.v1\./, "")}.${req.method.name}`;
+// rule are closed. Answers the caller, or throws unauthenticated or
+// permission_denied.
+export function admission(rules: AccessRules, credentials: CredentialVerifier | undefined): Admission {
+  return async ({ service, method, authorization, peer }) => {
+    const methods = rules[service];
+    const access = methods?.[method] ?? methods?.["*"];
+    const what = `${service.replace(/^otto\.v1\./, "")}.${method}`;
     if (!access) throw new ConnectError(`${what} cannot be called from outside Otto`, Code.PermissionDenied);
-    const peer = req.contextValues.get(peerKey);
-    if (peer && access.services?.includes(peer.kind)) {
-      req.contextValues.set(callerKey, { kind: "service", service: peer.kind, name: peer.name });
-      return next(req);
-    }
-    const header = req.header.get("authorization");
-    if (!header) {
-      if (access.anyone) return next(req);
+    if (peer && access.services?.includes(peer.kind)) return { kind: "service", service: peer.kind, name: peer.name };
+    if (!authorization) {
+      if (access.anyone) return { kind: "anyone" };
       throw new ConnectError(
         `${what} needs a token: send the header "Authorization: Bearer <token>" (an admin creates tokens with \`otto token create\`)`,
         Code.Unauthenticated,
       );
     }
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     if (!match) throw new ConnectError('the Authorization header must be "Bearer <token>"', Code.Unauthenticated);
     const kind = tokenKindOf(match[1]);
     if (!access.anyone && kind && !accepts(access, kind)) throw new ConnectError(wrongKind(what, access, kind), Code.PermissionDenied);
     const caller = credentials ? await credentials.verify(match[1]) : undefined;
     if (!caller) throw new ConnectError("the token is unknown, expired or revoked", Code.Unauthenticated);
     if (!allows(access, caller)) throw new ConnectError(refusal(what, access, caller), Code.PermissionDenied);
-    req.contextValues.set(callerKey, caller);
-    return next(req);
+    return caller;
   };
 }
 

@@ -10,6 +10,7 @@ import {
   type Interceptor,
 } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
+import type { BodyGate } from "./admit-before-body.ts";
 
 const maxBodyBytes = 1024 * 1024;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -20,7 +21,10 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 // protocol proper needs enveloped frames, which curl cannot write easily.)
 // An error before the first message is an ordinary Connect error response;
 // one after it arrives as a last line {"error": {"code", "message"}}.
-export function jsonStreamShim(routes: (router: ConnectRouter) => void, interceptors: Interceptor[]) {
+// With a gate, the caller is admitted before the body is read, and again
+// (from the same headers) by the method's own gate, which tells the method
+// who is calling; without one (OTTO_INSECURE) anyone may call.
+export function jsonStreamShim(routes: (router: ConnectRouter) => void, interceptors: Interceptor[], gate?: BodyGate) {
   const router = createConnectRouter();
   routes(router);
   const streaming = new Map<string, DescMethodServerStreaming>();
@@ -28,20 +32,27 @@ export function jsonStreamShim(routes: (router: ConnectRouter) => void, intercep
     const method = handler.method;
     if (method.methodKind === "server_streaming") streaming.set(handler.requestPath, method as DescMethodServerStreaming);
   }
-  const transport = createRouterTransport(routes, { router: { interceptors } });
-  return (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+  const transport = createRouterTransport(routes, { router: { interceptors, requestGate: gate?.connect } });
+  // `invite` asks a client waiting for 100 Continue for its body.
+  return (req: http.IncomingMessage, res: http.ServerResponse, invite?: () => void): boolean => {
     const method = streaming.get((req.url ?? "").split("?")[0]);
     const type = req.headers["content-type"] ?? "";
     if (!method || req.method !== "POST" || !/^application\/json(;|$)/.test(type)) return false;
-    void serve(method, req, res);
+    void serve(method, req, res, invite);
     return true;
   };
 
-  async function serve(method: DescMethodServerStreaming, req: http.IncomingMessage, res: http.ServerResponse) {
+  async function serve(method: DescMethodServerStreaming, req: http.IncomingMessage, res: http.ServerResponse, invite?: () => void) {
     const aborted = new AbortController();
     res.on("close", () => aborted.abort());
     try {
+      let decoded = () => {};
+      if (gate) {
+        ({ decoded } = await gate.node(req, method.parent.typeName, method.name, invite));
+        res.on("close", decoded);
+      }
       const input = fromJson(method.input, await readJson(req));
+      decoded();
       const client = createClient(method.parent, transport) as unknown as Record<
         string,
         (input: unknown, options: object) => AsyncIterable<any>

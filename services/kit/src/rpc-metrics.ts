@@ -27,3 +27,11 @@ export const measureServerCalls: Interceptor = (next) => async (req) => {
     else record(req.signal.aborted ? codeToString(Code.Canceled) : "ok");
   });
 };
+
+// A call refused before it reached the interceptors (by the gate that runs
+// before the body is read) counts too.
+export function countRefusedCall(method: string, err: unknown): void {
+  const code = codeToString(ConnectError.from(err).code);
+  rpcRequests.inc({ method, code });
+  rpcDuration.observe({ method, code }, 0);
+}

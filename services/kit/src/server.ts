@@ -9,10 +9,14 @@ import { traceServerCalls } from "./tracing-interceptors.ts";
 import { jsonStreamShim } from "./json-stream-shim.ts";
 import { undecodable, validateRequests } from "./validate-requests.ts";
 import type { Logger } from "./log.ts";
-import { authorizeCalls, type AccessRules, type CredentialVerifier } from "./authorize.ts";
+import { admission, type AccessRules, type CredentialVerifier } from "./authorize.ts";
 import { peerKey } from "./caller.ts";
 import { peerIdentityOf } from "./peer-identity.ts";
-import { insecureWarning, type TransportSecurity } from "./transport-security.ts";
+import { insecureWarning, tlsServerOptions, type TransportSecurity } from "./transport-security.ts";
+import { BodyGate, bodyDecoded, remoteAddressKey } from "./admit-before-body.ts";
+import { BodiesInFlight } from "./bodies-in-flight.ts";
+import { endStreamsOnRevocation } from "./end-streams-on-revocation.ts";
+import { closeWhenAnsweredUnread, invitation, inviteBodyKey } from "./unread-bodies.ts";
 
 export interface ServerOptions {
   routes: (router: ConnectRouter) => void;
@@ -24,6 +28,8 @@ export interface ServerOptions {
   // Who may call what; without TLS (OTTO_INSECURE) everyone may call anything.
   access: AccessRules;
   credentials?: CredentialVerifier;
+  // Request bodies one caller may have in flight at once (see bodies-in-flight.ts).
+  maxBodiesPerCaller?: number;
 }
 
 export interface RunningServer {
@@ -39,19 +45,27 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let ready = false;
   const { security } = options;
   if (security.insecure) options.log.warn(insecureWarning);
+  // Who is calling is settled before their request's body is read.
+  const gate = security.insecure
+    ? undefined
+    : new BodyGate(admission(options.access, options.credentials), new BodiesInFlight(options.maxBodiesPerCaller ?? 8));
+  const tokens = options.credentials?.isLiveId ? { isLiveId: options.credentials.isLiveId.bind(options.credentials) } : undefined;
   const interceptors = [
     traceServerCalls,
     measureServerCalls,
     hideUnexpectedErrors(options.log),
-    // Who is calling is settled before what they sent is looked at.
-    ...(security.insecure ? [] : [authorizeCalls(options.access, options.credentials)]),
+    bodyDecoded,
+    ...(gate && tokens ? [endStreamsOnRevocation(tokens)] : []),
     validateRequests,
     ...(options.interceptors ?? []),
   ];
-  const shim = jsonStreamShim(options.routes, interceptors);
+  const shim = jsonStreamShim(options.routes, interceptors, gate);
+  // Requests that wait for 100 Continue before sending their body.
+  const invitations = new WeakMap<http.IncomingMessage, () => void>();
   const adapter = connectNodeAdapter({
     routes: options.routes,
     interceptors,
+    requestGate: gate?.connect,
     readMaxBytes: 4 * 1024 * 1024,
     // Only large answers (long lists, logs) are worth compressing for
     // clients that accept it; small ones would cost CPU for nothing.
@@ -62,6 +76,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     contextValues(req) {
       const values = createContextValues();
       values.set(peerKey, peerIdentityOf(req as http.IncomingMessage));
+      values.set(remoteAddressKey, (req as http.IncomingMessage).socket.remoteAddress);
+      values.set(inviteBodyKey, invitations.get(req as http.IncomingMessage));
       return values;
     },
     fallback(req, res) {
@@ -86,17 +102,24 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       );
       return;
     }
-    if (shim(req, res)) return;
+    closeWhenAnsweredUnread(req, res);
+    // Without a gate nobody is asked who they are: the body is welcome at once.
+    if (!gate) invitations.get(req)?.();
+    if (shim(req, res, invitations.get(req))) return;
     if (refusedAtHttpLevel(req, res)) return;
     if (/^application\/proto/.test(req.headers["content-type"] ?? "")) binaryParseErrorsAreInvalidArgument(res);
     adapter(req, res);
   };
   // Callers without a client certificate are let through the handshake:
   // people and agents authenticate with tokens, Otto processes with their
-  // certificates, and the interceptor above decides per method.
+  // certificates, and the gate above decides per method.
   const server = security.insecure
     ? http.createServer(handle)
-    : https.createServer({ ...security.tls, requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2" }, handle);
+    : https.createServer({ ...security.tls, ...tlsServerOptions, requestCert: true, rejectUnauthorized: false }, handle);
+  server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    invitations.set(req, invitation(res));
+    handle(req, res);
+  });
   server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;
   const host = options.host ?? "127.0.0.1";

@@ -13,6 +13,7 @@ export interface CommonConfig {
   port: number;
   registryUrl: string;
   security: TransportSecurity;
+  maxBodiesPerCaller: number;
 }
 
 export function readCommonConfig(env: Record<string, string | undefined>, defaultPort = 0): CommonConfig {
@@ -21,6 +22,7 @@ export function readCommonConfig(env: Record<string, string | undefined>, defaul
     port: readInt(env, "OTTO_PORT", defaultPort),
     registryUrl: readString(env, "OTTO_REGISTRY_URL"),
     security: readTransportSecurity(env),
+    maxBodiesPerCaller: readInt(env, "OTTO_MAX_BODIES_PER_CALLER", 8, 1),
   };
 }
 
@@ -61,6 +63,7 @@ export async function serveAndRegister(options: {
     security: config.security,
     access: options.access,
     credentials: options.credentials,
+    maxBodiesPerCaller: config.maxBodiesPerCaller,
   });
   onShutdown("close server", () => server.close());
   const registration = await retry(() =>

@@ -33,5 +33,21 @@ export function readTransportSecurity(env: Env): TransportSecurity {
   return { insecure: false, tls: { cert: read("OTTO_TLS_CERT"), key: read("OTTO_TLS_KEY"), ca: read("OTTO_TLS_CA") } };
 }
 
+// What every Otto server offers: TLS 1.3 (whose suites are all AEAD), and
+// TLS 1.2 only with ECDHE key exchange and an AEAD cipher (AES-GCM or
+// ChaCha20-Poly1305), never CBC with SHA-1; older versions not at all.
+export const tlsServerOptions = {
+  minVersion: "TLSv1.2",
+  ciphers: [
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+  ].join(":"),
+  honorCipherOrder: true,
+} as const;
+
 export const insecureWarning =
   "OTTO_INSECURE is set: serving plain HTTP with no authentication. Anyone who can reach this port can do anything. Never use this outside a throwaway machine.";

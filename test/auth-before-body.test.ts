@@ -1,0 +1,204 @@
+// The token is checked before a request's body is read: a caller without a
+// valid one is refused with 401 while its body is still on its way, the
+// gateway's memory does not grow with what it was sent, and others are
+// served meanwhile. One caller's bodies in flight are bounded.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import https from "node:https";
+import { postJson, startTestOtto, waitFor, type TestOtto } from "./helpers/otto.ts";
+
+const submitPath = "/otto.v1.RunService/SubmitRun";
+
+// JSON nested as deep as its size allows: costly to parse, and to hold once parsed.
+function nestedJson(bytes: number): Buffer {
+  const depth = Math.floor((bytes - 40) / 2);
+  return Buffer.from(`{"requestId":"x","pipelineYaml":${"[".repeat(depth)}${"]".repeat(depth)}}`);
+}
+
+interface BodyInFlight {
+  // Settles with the answer, and how much of the body had been written when it came.
+  answer: Promise<{ status: number; json: any; sentBeforeAnswer: number }>;
+  // Writes the rest of the body (for a body held back).
+  finish(): void;
+  abort(): void;
+}
+
+// A POST whose body is written `firstBytes` at first and the rest only on
+// finish() (all of it at once when firstBytes covers it).
+function sendBody(url: string, path: string, body: Buffer, firstBytes: number, token?: string): BodyInFlight {
+  const target = new URL(path, url);
+  let sent = 0;
+  const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": body.length };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const req = https.request(target, { method: "POST", headers, ca: readFileSync(caFile) });
+  const answer = new Promise<{ status: number; json: any; sentBeforeAnswer: number }>((resolve, reject) => {
+    req.on("response", (res) => {
+      const sentBeforeAnswer = sent;
+      const parts: Buffer[] = [];
+      res.on("data", (part: Buffer) => parts.push(part));
+      res.on("end", () => {
+        const text = Buffer.concat(parts).toString("utf8");
+        let json: any;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, json, sentBeforeAnswer });
+      });
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+  });
+  const write = (part: Buffer) => {
+    sent += part.length;
+    req.write(part);
+  };
+  write(body.subarray(0, firstBytes));
+  return {
+    answer,
+    finish() {
+      if (sent < body.length) write(body.subarray(sent));
+      req.end();
+    },
+    abort() {
+      answer.catch(() => {});
+      req.destroy();
+    },
+  };
+}
+
+let caFile: string;
+
+// The answer to a body held back, which must come without the rest of it.
+function answerOf(body: BodyInFlight, deadlineMs = 30_000) {
+  let timer: NodeJS.Timeout;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${deadlineMs} ms while the body was held back`)), deadlineMs);
+  });
+  return Promise.race([body.answer, late]).finally(() => clearTimeout(timer));
+}
+
+function rssMiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
+  return Number(/(\d+)/.exec(line)![1]) / 1024;
+}
+
+describe("authentication before the body", () => {
+  let otto: TestOtto;
+  const tokenWith = async (...scopes: string[]) => (await otto.client.admin.createToken({ name: `test ${scopes.join(" ")}`, scopes })).token;
+
+  before(async () => {
+    otto = await startTestOtto({ agents: 0 });
+    caFile = otto.caFile!;
+  });
+
+  after(async () => {
+    await otto?.stopAndClean();
+  });
+
+  it("refuses large bodies without a token unread, with 401, while others are served", async (t) => {
+    const pid = otto.supervisor.pid("gateway")!;
+    const body = nestedJson(3_800_000);
+    // Warm up, so that what the gateway allocates for a first call is not counted.
+    for (let i = 0; i < 3; i++) assert.equal((await postJson(otto.gatewayUrl, "/otto.v1.RunService/ListRuns", {})).status, 200);
+    const rssBefore = rssMiB(pid);
+    let rssMax = rssBefore;
+    const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssMiB(pid))), 20);
+    try {
+      // Ten held back after their first 64 KiB: the answer comes while the body is still being sent.
+      const held = Array.from({ length: 10 }, () => sendBody(otto.gatewayUrl, submitPath, body, 64 * 1024));
+      const answers = await Promise.all(held.map((b) => answerOf(b)));
+      for (const answer of answers) {
+        assert.equal(answer.status, 401);
+        assert.equal(answer.json?.code, "unauthenticated");
+        assert.match(answer.json.message, /needs a token/);
+        assert.ok(answer.sentBeforeAnswer < body.length, "answered before the body was sent");
+      }
+      // An authorised call is answered while they are all still open.
+      assert.equal((await postJson(otto.gatewayUrl, "/otto.v1.RunService/ListRuns", {})).status, 200);
+      for (const b of held) b.abort();
+
+      // Ten sent whole at once: still refused, unparsed.
+      const whole = Array.from({ length: 10 }, () => sendBody(otto.gatewayUrl, submitPath, body, body.length));
+      const listed = postJson(otto.gatewayUrl, "/otto.v1.RunService/ListRuns", {});
+      for (const b of whole) b.finish();
+      for (const answer of await Promise.all(whole.map((b) => b.answer.catch((err: Error) => ({ status: 0, json: { code: err.message } }))))) {
+        assert.equal(answer.json?.code, "unauthenticated");
+        assert.equal(answer.status, 401);
+      }
+      assert.equal((await listed).status, 200);
+    } finally {
+      clearInterval(sampler);
+    }
+    rssMax = Math.max(rssMax, rssMiB(pid));
+    // Twenty 3.8 MB bodies parsed would be hundreds of MiB.
+    assert.ok(rssMax - rssBefore < 40, `the gateway grew from ${rssBefore.toFixed(0)} to ${rssMax.toFixed(0)} MiB`);
+    t.diagnostic(`gateway RSS ${rssBefore.toFixed(1)} -> at most ${rssMax.toFixed(1)} MiB`);
+  });
+
+  it("refuses a wrong token the same way", async () => {
+    const body = nestedJson(3_800_000);
+    for (const token of ["otto_api_" + "A".repeat(43), "not-a-token"]) {
+      const held = sendBody(otto.gatewayUrl, submitPath, body, 64 * 1024, token);
+      const answer = await answerOf(held);
+      held.abort();
+      assert.equal(answer.status, 401);
+      assert.equal(answer.json?.code, "unauthenticated");
+      assert.ok(answer.sentBeforeAnswer < body.length, "answered before the body was sent");
+    }
+    // Too small a scope is refused unread too.
+    const reader = await tokenWith("runs:read");
+    const held = sendBody(otto.gatewayUrl, submitPath, body, 64 * 1024, reader);
+    const answer = await answerOf(held);
+    held.abort();
+    assert.equal(answer.status, 403);
+    assert.equal(answer.json?.code, "permission_denied");
+    assert.ok(answer.sentBeforeAnswer < body.length);
+  });
+
+  it("answers resource_exhausted to a caller with too many bodies in flight, and not to others", async () => {
+    const greedy = await tokenWith("runs:write");
+    const other = await tokenWith("runs:write");
+    const body = Buffer.from(JSON.stringify({ pipelineYaml: "x".repeat(200_000) }));
+    // Eight bodies of one token held half-sent: its maximum.
+    const held = Array.from({ length: 8 }, () => sendBody(otto.gatewayUrl, submitPath, body, 1024, greedy));
+    // Held bodies take their places once admitted, which the ninth may come before:
+    // it is sent whole, so it is answered either way, until it is refused.
+    const ninth = await waitFor("the ninth body refused", async () => {
+      const attempt = sendBody(otto.gatewayUrl, submitPath, body, body.length, greedy);
+      attempt.finish();
+      const answer = await attempt.answer;
+      return answer.status === 429 && answer;
+    });
+    assert.equal(ninth.status, 429);
+    assert.equal(ninth.json?.code, "resource_exhausted");
+    assert.match(ninth.json.message, /bodies in flight/);
+    // Another token is served meanwhile.
+    const others = await postJson(otto.gatewayUrl, "/otto.v1.RunService/ListRuns", {}, { authorization: `Bearer ${other}` });
+    assert.equal(others.status, 200);
+    // Once they are gone, the places are free again.
+    for (const b of held) b.abort();
+    await waitFor("the greedy token served again", async () => {
+      const again = await postJson(otto.gatewayUrl, "/otto.v1.RunService/ListRuns", {}, { authorization: `Bearer ${greedy}` });
+      return again.status === 200;
+    });
+  });
+
+  it("bounds the bodies in flight of callers without a token by their address", async () => {
+    const registryUrl = otto.registryUrl;
+    const body = Buffer.from(JSON.stringify({ joinToken: "x".repeat(100), agentId: "agent-x" }).padEnd(200_000, " "));
+    const path = "/otto.v1.RegistryService/JoinAgent";
+    const held = Array.from({ length: 8 }, () => sendBody(registryUrl, path, body, 1024));
+    const ninth = await waitFor("the ninth body refused", async () => {
+      const attempt = sendBody(registryUrl, path, body, body.length);
+      attempt.finish();
+      const answer = await attempt.answer;
+      return answer.status === 429 && answer;
+    });
+    assert.equal(ninth.status, 429);
+    assert.equal(ninth.json?.code, "resource_exhausted");
+    for (const b of held) b.abort();
+  });
+});
