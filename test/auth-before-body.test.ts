@@ -158,6 +158,38 @@ describe("authentication before the body", () => {
     assert.ok(answer.sentBeforeAnswer < body.length);
   });
 
+  it("asks for a body held back (Expect: 100-continue) only once its caller is admitted", async () => {
+    const body = JSON.stringify({ pipelineYaml: "name: c\njobs:\n  one:\n    steps:\n      - run: 'true'\n".padEnd(2_000_000, "#") });
+    const ask = (token: string | undefined) =>
+      new Promise<{ status: number; invited: boolean; json: any }>((resolve, reject) => {
+        const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": body.length, expect: "100-continue" };
+        if (token) headers.authorization = `Bearer ${token}`;
+        const req = https.request(new URL(submitPath, otto.gatewayUrl), { method: "POST", headers, ca: readFileSync(caFile) });
+        let invited = false;
+        req.on("continue", () => {
+          invited = true;
+          req.end(body);
+        });
+        req.on("response", (res) => {
+          const parts: Buffer[] = [];
+          res.on("data", (part: Buffer) => parts.push(part));
+          res.on("end", () => {
+            req.destroy();
+            resolve({ status: res.statusCode ?? 0, invited, json: JSON.parse(Buffer.concat(parts).toString("utf8")) });
+          });
+        });
+        req.on("error", reject);
+        req.flushHeaders();
+      });
+    const refused = await ask(undefined);
+    assert.deepEqual([refused.status, refused.invited, refused.json.code], [401, false, "unauthenticated"]);
+    const admitted = await ask(otto.adminToken);
+    assert.equal(admitted.invited, true);
+    // Past the gate, the body is read and judged: too long a pipeline.
+    assert.equal(admitted.json.code, "resource_exhausted");
+    assert.match(admitted.json.message, /pipeline_yaml/);
+  });
+
   it("answers resource_exhausted to a caller with too many bodies in flight, and not to others", async () => {
     const greedy = await tokenWith("runs:write");
     const other = await tokenWith("runs:write");

@@ -12,8 +12,8 @@ const bodyPlaceKey = createContextKey<(() => void) | undefined>(undefined, { des
 
 // Who is calling is settled from the headers alone, before a byte of the
 // body is read: a caller without a valid token is refused unread (the
-// connection is closed after the answer, so nothing more of the body is
-// read), and one with its maximum of bodies in flight is told
+// server then closes the connection without reading the rest: see
+// unread-bodies.ts), and one with its maximum of bodies in flight is told
 // resource_exhausted.
 export class BodyGate {
   readonly #admit: Admission;
@@ -42,7 +42,6 @@ export class BodyGate {
       context.signal.addEventListener("abort", decoded, { once: true });
       context.values.get(inviteBodyKey)?.();
     } catch (err) {
-      context.responseHeader.set("connection", "close");
       countRefusedCall(`${context.service.typeName}/${context.method.name}`, err);
       throw err;
     }
