@@ -6,9 +6,12 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import https from "node:https";
-import { postJson, startTestOtto, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { postJson, request, startTestOtto, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 const submitPath = "/otto.v1.RunService/SubmitRun";
+// Each caller's bodies in flight (the default) and requests waiting for a place (set here).
+const maxBodies = 8;
+const maxWaiting = 32;
 
 // JSON nested as deep as its size allows: costly to parse, and to hold once parsed.
 function nestedJson(bytes: number): Buffer {
@@ -90,7 +93,7 @@ describe("authentication before the body", () => {
   const tokenWith = async (...scopes: string[]) => (await otto.client.admin.createToken({ name: `test ${scopes.join(" ")}`, scopes })).token;
 
   before(async () => {
-    otto = await startTestOtto({ agents: 0 });
+    otto = await startTestOtto({ agents: 0, env: { OTTO_MAX_BODIES_WAITING_PER_CALLER: String(maxWaiting) } });
     caFile = otto.caFile!;
   });
 
@@ -190,27 +193,31 @@ describe("authentication before the body", () => {
     assert.match(admitted.json.message, /pipeline_yaml/);
   });
 
-  it("answers resource_exhausted to a caller with too many bodies in flight, and not to others", async () => {
+  // Requests waiting for a place, unread, in one process (its otto_rpc_bodies_waiting).
+  const waiting = async (url: string) => Number(/^otto_rpc_bodies_waiting (\d+)$/m.exec((await request(`${url}/metrics`)).text)?.[1] ?? NaN);
+
+  it("makes a caller past its bodies in flight wait, unread, while others are served, and lets a burst of small requests through", async () => {
     const greedy = await tokenWith("runs:write");
     const other = await tokenWith("runs:write");
+    // Forty requests of one token at once: a burst a tool may well send.
+    const burst = await Promise.all(
+      Array.from({ length: 40 }, () => postJson(otto.gatewayUrl, "/otto.v1.RunService/ListRuns", { pageSize: 1 }, { authorization: `Bearer ${greedy}` })),
+    );
+    assert.deepEqual([...new Set(burst.map((r) => r.status))], [200]);
+    // Its maximum of bodies held half-sent, then one more sent whole: that one waits.
     const body = Buffer.from(JSON.stringify({ pipelineYaml: "x".repeat(200_000) }));
-    // Eight bodies of one token held half-sent: its maximum.
-    const held = Array.from({ length: 8 }, () => sendBody(otto.gatewayUrl, submitPath, body, 1024, greedy));
-    // Held bodies take their places once admitted, which the ninth may come before:
-    // it is sent whole, so it is answered either way, until it is refused.
-    const ninth = await waitFor("the ninth body refused", async () => {
-      const attempt = sendBody(otto.gatewayUrl, submitPath, body, body.length, greedy);
-      attempt.finish();
-      const answer = await attempt.answer;
-      return answer.status === 429 && answer;
-    });
-    assert.equal(ninth.status, 429);
-    assert.equal(ninth.json?.code, "resource_exhausted");
-    assert.match(ninth.json.message, /bodies in flight/);
+    const held = Array.from({ length: maxBodies }, () => sendBody(otto.gatewayUrl, submitPath, body, 1024, greedy));
+    const next = sendBody(otto.gatewayUrl, submitPath, body, body.length, greedy);
+    next.finish();
+    await waitFor("the next body to wait for a place", async () => (await waiting(otto.gatewayUrl)) === 1);
     // Another token is served meanwhile.
     const others = await postJson(otto.gatewayUrl, "/otto.v1.RunService/ListRuns", {}, { authorization: `Bearer ${other}` });
     assert.equal(others.status, 200);
-    // Once they are gone, the places are free again.
+    // A place given back lets it in: its body is read and judged.
+    held[0].abort();
+    const answer = await next.answer;
+    assert.notEqual(answer.json?.code, undefined);
+    assert.doesNotMatch(answer.json.message, /at once/);
     for (const b of held) b.abort();
     await waitFor("the greedy token served again", async () => {
       const again = await postJson(otto.gatewayUrl, "/otto.v1.RunService/ListRuns", {}, { authorization: `Bearer ${greedy}` });
@@ -218,19 +225,19 @@ describe("authentication before the body", () => {
     });
   });
 
-  it("bounds the bodies in flight of callers without a token by their address", async () => {
+  it("refuses at once a caller without a token whose places and queue are full, by its address", async () => {
     const registryUrl = otto.registryUrl;
-    const body = Buffer.from(JSON.stringify({ joinToken: "x".repeat(100), agentId: "agent-x" }).padEnd(200_000, " "));
     const path = "/otto.v1.RegistryService/JoinAgent";
-    const held = Array.from({ length: 8 }, () => sendBody(registryUrl, path, body, 1024));
-    const ninth = await waitFor("the ninth body refused", async () => {
-      const attempt = sendBody(registryUrl, path, body, body.length);
-      attempt.finish();
-      const answer = await attempt.answer;
-      return answer.status === 429 && answer;
-    });
-    assert.equal(ninth.status, 429);
-    assert.equal(ninth.json?.code, "resource_exhausted");
+    const body = Buffer.from(JSON.stringify({ joinToken: "x".repeat(100), agentId: "agent-x" }).padEnd(200_000, " "));
+    const held = Array.from({ length: maxBodies + maxWaiting }, () => sendBody(registryUrl, path, body, 1024));
+    await waitFor("its queue to fill", async () => (await waiting(registryUrl)) === maxWaiting);
+    const refused = sendBody(registryUrl, path, body, body.length);
+    refused.finish();
+    const answer = await refused.answer;
+    assert.equal(answer.status, 429);
+    assert.equal(answer.json?.code, "resource_exhausted");
+    assert.match(answer.json.message, /8 bodies in flight and 32 waiting/);
     for (const b of held) b.abort();
+    await waitFor("its queue to empty", async () => (await waiting(registryUrl)) === 0);
   });
 });

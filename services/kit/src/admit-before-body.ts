@@ -13,8 +13,8 @@ const bodyPlaceKey = createContextKey<(() => void) | undefined>(undefined, { des
 // Who is calling is settled from the headers alone, before a byte of the
 // body is read: a caller without a valid token is refused unread (the
 // server then closes the connection without reading the rest: see
-// unread-bodies.ts), and one with its maximum of bodies in flight is told
-// resource_exhausted.
+// unread-bodies.ts), and one with its maximum of bodies in flight waits for
+// a place, its body unread (see bodies-in-flight.ts).
 export class BodyGate {
   readonly #admit: Admission;
   readonly #bodies: BodiesInFlight;
@@ -36,10 +36,13 @@ export class BodyGate {
         peer: context.values.get(peerKey),
         remoteAddress: context.values.get(remoteAddressKey),
         hasBody: context.requestMethod === "POST",
+        signal: context.signal,
       });
       context.values.set(callerKey, caller);
       context.values.set(bodyPlaceKey, decoded);
-      context.signal.addEventListener("abort", decoded, { once: true });
+      // A call that ended while its caller was being checked gives its place back now.
+      if (context.signal.aborted) decoded();
+      else context.signal.addEventListener("abort", decoded, { once: true });
       context.values.get(inviteBodyKey)?.();
     } catch (err) {
       countRefusedCall(`${context.service.typeName}/${context.method.name}`, err);
@@ -50,7 +53,7 @@ export class BodyGate {
   // The same for a request whose body is read by hand (the plain-JSON stream
   // form): call `decoded` once it is. `invite` asks for a body held back
   // (100 Continue).
-  async node(req: IncomingMessage, service: string, method: string, invite?: () => void): Promise<{ decoded: () => void }> {
+  async node(req: IncomingMessage, service: string, method: string, signal: AbortSignal, invite?: () => void): Promise<{ decoded: () => void }> {
     try {
       const admitted = await this.#enter({
         service,
@@ -59,6 +62,7 @@ export class BodyGate {
         peer: peerIdentityOf(req),
         remoteAddress: req.socket.remoteAddress,
         hasBody: true,
+        signal,
       });
       invite?.();
       return admitted;
@@ -68,9 +72,9 @@ export class BodyGate {
     }
   }
 
-  async #enter(call: Parameters<Admission>[0] & { remoteAddress: string | undefined; hasBody: boolean }) {
+  async #enter(call: Parameters<Admission>[0] & { remoteAddress: string | undefined; hasBody: boolean; signal: AbortSignal }) {
     const caller = await this.#admit(call);
-    const decoded = call.hasBody ? this.#bodies.take(caller, call.remoteAddress) : () => {};
+    const decoded = call.hasBody ? await this.#bodies.take(caller, call.remoteAddress, call.signal) : () => {};
     return { caller, decoded };
   }
 }

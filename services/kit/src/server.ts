@@ -28,9 +28,14 @@ export interface ServerOptions {
   // Who may call what; without TLS (OTTO_INSECURE) everyone may call anything.
   access: AccessRules;
   credentials?: CredentialVerifier;
-  // Request bodies one caller may have in flight at once (see bodies-in-flight.ts).
+  // Request bodies one caller may have in flight at once, and waiting for a
+  // place (see bodies-in-flight.ts).
   maxBodiesPerCaller?: number;
+  maxBodiesWaitingPerCaller?: number;
 }
+
+// The largest request body a server takes.
+const maxBodyBytes = 4 * 1024 * 1024;
 
 export interface RunningServer {
   url: string;
@@ -48,7 +53,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Who is calling is settled before their request's body is read.
   const gate = security.insecure
     ? undefined
-    : new BodyGate(admission(options.access, options.credentials), new BodiesInFlight(options.maxBodiesPerCaller ?? 8));
+    : new BodyGate(admission(options.access, options.credentials), new BodiesInFlight(options.maxBodiesPerCaller ?? 8, options.maxBodiesWaitingPerCaller ?? 1000));
   const tokens = options.credentials?.isLiveId ? { isLiveId: options.credentials.isLiveId.bind(options.credentials) } : undefined;
   const interceptors = [
     traceServerCalls,
@@ -66,7 +71,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routes: options.routes,
     interceptors,
     requestGate: gate?.connect,
-    readMaxBytes: 4 * 1024 * 1024,
+    readMaxBytes: maxBodyBytes,
     // Only large answers (long lists, logs) are worth compressing for
     // clients that accept it; small ones would cost CPU for nothing.
     compressMinBytes: 64 * 1024,

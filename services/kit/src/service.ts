@@ -14,6 +14,7 @@ export interface CommonConfig {
   registryUrl: string;
   security: TransportSecurity;
   maxBodiesPerCaller: number;
+  maxBodiesWaitingPerCaller: number;
 }
 
 export function readCommonConfig(env: Record<string, string | undefined>, defaultPort = 0): CommonConfig {
@@ -22,7 +23,16 @@ export function readCommonConfig(env: Record<string, string | undefined>, defaul
     port: readInt(env, "OTTO_PORT", defaultPort),
     registryUrl: readString(env, "OTTO_REGISTRY_URL"),
     security: readTransportSecurity(env),
+    ...readBodyLimits(env),
+  };
+}
+
+// How many request bodies one caller may have in flight, and waiting for a
+// place, in any server (see bodies-in-flight.ts).
+export function readBodyLimits(env: Record<string, string | undefined>) {
+  return {
     maxBodiesPerCaller: readInt(env, "OTTO_MAX_BODIES_PER_CALLER", 8, 1),
+    maxBodiesWaitingPerCaller: readInt(env, "OTTO_MAX_BODIES_WAITING_PER_CALLER", 1000, 0),
   };
 }
 
@@ -64,6 +74,7 @@ export async function serveAndRegister(options: {
     access: options.access,
     credentials: options.credentials,
     maxBodiesPerCaller: config.maxBodiesPerCaller,
+    maxBodiesWaitingPerCaller: config.maxBodiesWaitingPerCaller,
   });
   onShutdown("close server", () => server.close());
   const registration = await retry(() =>

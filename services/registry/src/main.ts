@@ -3,7 +3,7 @@ import { loadConfig, readInt, readString } from "../../kit/src/config.ts";
 import { createPool, migrate } from "../../kit/src/db.ts";
 import { startServer } from "../../kit/src/server.ts";
 import { installSignalHandlers, onShutdown } from "../../kit/src/shutdown.ts";
-import { serviceLogger } from "../../kit/src/service.ts";
+import { readBodyLimits, serviceLogger } from "../../kit/src/service.ts";
 import { readTransportSecurity } from "../../kit/src/transport-security.ts";
 import { authChannel, TokenStore } from "../../kit/src/token-store.ts";
 import { Notifier } from "../../kit/src/notifier.ts";
@@ -20,6 +20,7 @@ const config = loadConfig("registry", (env) => ({
   port: readInt(env, "OTTO_PORT", 7671),
   databaseUrl: readString(env, "DATABASE_URL"),
   security: readTransportSecurity(env),
+  ...readBodyLimits(env),
 }));
 const log = serviceLogger("registry");
 installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>));
@@ -45,6 +46,8 @@ const server = await startServer({
     },
   },
   credentials: tokens,
+  maxBodiesPerCaller: config.maxBodiesPerCaller,
+  maxBodiesWaitingPerCaller: config.maxBodiesWaitingPerCaller,
 });
 onShutdown("close server", () => server.close());
 server.setReady(true);
