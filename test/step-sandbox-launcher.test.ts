@@ -3,7 +3,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chooseLauncher, StepLauncher } from "../services/agent/src/step-launcher.ts";
@@ -137,6 +137,25 @@ describe("sandboxed native step launcher", { skip: cannot }, () => {
     assert.deepEqual(outcome, { kind: "exited", exitCode: -1 });
     await waitFor("the orphaned step's sleep to die", () => !isAlive(pid), 5_000);
     own.stop();
+  });
+
+  it("follows no link a step planted on the way to an operator's share inside its own places", async () => {
+    const victim = await mkdtemp(join(tmpdir(), "otto-sandbox-victim-"));
+    const cache = await mkdtemp(join(tmpdir(), "otto-sandbox-cache-"));
+    await chmod(cache, 0o777);
+    const own = new StepLauncher("native", { ...settings, share: [{ from: cache, to: "/tmp/cache/npm" }] });
+    try {
+      const job = await makeJobDirectory(join(dir, "work"), own.sandbox);
+      const first = await run(`mv /tmp/cache /tmp/moved && ln -s "${victim}" /tmp/cache && echo planted`, { job, through: own });
+      assert.deepEqual(first.lines, ["planted"]);
+      const second = await run("echo unreachable", { job, through: own });
+      assert.deepEqual(second.outcome, { kind: "exited", exitCode: 127 });
+      assert.match(second.lines.join("\n"), /cannot sandbox the step: a mount point through a symbolic link/);
+      assert.deepEqual(await readdir(victim), [], "nothing was made where the link points");
+    } finally {
+      own.stop();
+      for (const path of [victim, cache]) await rm(path, { recursive: true, force: true });
+    }
   });
 
   it("a sandbox that cannot be made fails its step with the reason", async () => {

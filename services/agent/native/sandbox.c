@@ -82,19 +82,48 @@ static int path_in(char *buffer, const char *root, const char *path) {
   return n > 0 && n < PATH_MAX ? 0 : fail("a path is too long");
 }
 
-/* mkdir -p, for paths inside the new root. */
-static int make_dirs(const char *path) {
-  char partial[PATH_MAX];
-  size_t length = strlen(path);
-  if (length >= sizeof partial) return fail("a path is too long");
-  memcpy(partial, path, length + 1);
-  for (char *slash = partial + 1; *slash; slash++) {
-    if (*slash != '/') continue;
-    *slash = '\0';
-    if (mkdir(partial, 0755) < 0 && errno != EEXIST) return fail("mkdir");
-    *slash = '/';
+/* The step's root while it is built: every mount point is made beneath it. */
+static const char *sandbox_root;
+
+/* Makes `path` (beneath sandbox_root) a directory or a file to mount on,
+ * creating what is missing and following no symbolic link: some directories
+ * on the way are the step's own (its workspace, home and tmp, when an
+ * operator's share lies within them), and a link an earlier step of the job
+ * left there must not lead this process, root on the host's file system,
+ * anywhere else. Nothing of the step runs meanwhile, so what is checked here
+ * is what the mount then finds. */
+static int make_mount_point(const char *path, int directory) {
+  size_t root_length = strlen(sandbox_root);
+  if (strncmp(path, sandbox_root, root_length) != 0 || (path[root_length] != '/' && path[root_length] != '\0'))
+    return fail("a mount point outside the step's root");
+  char rest[PATH_MAX];
+  snprintf(rest, sizeof rest, "%s", path + root_length);
+  int dir = open(sandbox_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return fail("opening the step's root");
+  char *save = NULL;
+  for (char *part = strtok_r(rest, "/", &save); part;) {
+    char *next = strtok_r(NULL, "/", &save);
+    int fd;
+    if (strcmp(part, ".") == 0 || strcmp(part, "..") == 0) {
+      close(dir);
+      errno = EINVAL;
+      return fail("a mount point with . or ..");
+    }
+    if (next || directory) {
+      if (mkdirat(dir, part, 0755) < 0 && errno != EEXIST) {
+        close(dir);
+        return fail("mkdir");
+      }
+      fd = openat(dir, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    } else {
+      fd = openat(dir, part, O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    }
+    close(dir);
+    if (fd < 0) return fail(errno == ELOOP || errno == ENOTDIR ? "a mount point through a symbolic link" : "creating a mount point");
+    dir = fd;
+    part = next;
   }
-  if (mkdir(partial, 0755) < 0 && errno != EEXIST) return fail("mkdir");
+  close(dir);
   return 0;
 }
 
@@ -102,18 +131,7 @@ static int make_dirs(const char *path) {
 static int mount_point_for(const char *source, const char *target) {
   struct stat st;
   if (stat(source, &st) < 0) return fail(source);
-  if (S_ISDIR(st.st_mode)) return make_dirs(target);
-  char parent[PATH_MAX];
-  snprintf(parent, sizeof parent, "%s", target);
-  char *slash = strrchr(parent, '/');
-  if (slash && slash != parent) {
-    *slash = '\0';
-    if (make_dirs(parent) < 0) return -1;
-  }
-  int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return fail("creating a mount point");
-  close(fd);
-  return 0;
+  return make_mount_point(target, S_ISDIR(st.st_mode));
 }
 
 static int bind(const char *source, const char *target, int read_only) {
@@ -125,7 +143,7 @@ static int bind(const char *source, const char *target, int read_only) {
 }
 
 static int mount_fs(const char *type, const char *target, unsigned long flags, const char *options) {
-  if (make_dirs(target) < 0) return -1;
+  if (make_mount_point(target, 1) < 0) return -1;
   if (mount(type, target, type, flags, options) < 0) return fail(target);
   return 0;
 }
@@ -158,6 +176,7 @@ static int build_root(const char *job_dir) {
   if (path_in(root, job_dir, ".root") < 0) return -1;
   if (mkdir(root, 0700) < 0 && errno != EEXIST) return fail("mkdir .root");
   if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0) return fail("the root tmpfs");
+  sandbox_root = root;
   for (size_t i = 0; i < sizeof host_dirs / sizeof *host_dirs; i++) {
     struct stat st;
     snprintf(source, sizeof source, "/%s", host_dirs[i]);

@@ -56,12 +56,20 @@ struct step {
 
 static struct step steps[MAX_STEPS];
 static int step_count;
+
+/* Signals a step's process group, and its first process itself: a
+ * sandbox's init makes its group only once it runs, and SIGKILL to it takes
+ * the whole sandbox down. */
+static void signal_step(const struct step *step, int signal_number) {
+  killpg(step->pid, signal_number);
+  if (step->shell) kill(step->pid, signal_number);
+}
 static int child_pipe[2]; /* SIGCHLD wakes the poll loop through this */
 
 static void die(const char *what) {
   perror(what);
   for (int i = 0; i < step_count; i++)
-    if (!steps[i].reaped) killpg(steps[i].pid, SIGKILL);
+    if (!steps[i].reaped) signal_step(&steps[i], SIGKILL);
   exit(1);
 }
 
@@ -184,7 +192,7 @@ static void spawn_step(char **fields, int count) {
 static void kill_step(char **fields, int count) {
   if (count < 3) return;
   for (int i = 0; i < step_count; i++)
-    if (strcmp(steps[i].id, fields[0]) == 0 && !steps[i].reaped) killpg(steps[i].pid, atoi(fields[2]));
+    if (strcmp(steps[i].id, fields[0]) == 0 && !steps[i].reaped) signal_step(&steps[i], atoi(fields[2]));
 }
 
 /* Reports and forgets a step whose shell is reaped and whose output is drained. */
@@ -318,7 +326,7 @@ int main(int argc, char **argv) {
     for (int i = step_count - 1; i >= 0; i--) finish_if_done(i);
     if (polled[0].revents && !read_requests()) {
       for (int i = 0; i < step_count; i++)
-        if (!steps[i].reaped) killpg(steps[i].pid, SIGKILL);
+        if (!steps[i].reaped) signal_step(&steps[i], SIGKILL);
       return 0;
     }
   }

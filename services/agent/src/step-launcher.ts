@@ -166,10 +166,14 @@ function request(op: string, id: string, fields: string[]): string {
   return [op, id, String(fields.length), ...fields].join("\0") + "\0";
 }
 
+// The step's group, and its first process itself (a sandbox's init, which
+// takes its whole sandbox down, may not have made its group yet).
 function killGroup(pid: number) {
-  try {
-    process.kill(-pid, "SIGKILL");
-  } catch {
-    // gone already
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, "SIGKILL");
+    } catch {
+      // gone already
+    }
   }
 }
