@@ -160,6 +160,7 @@ describe("file modes under the data directory", () => {
     await walk(dir, false);
 
     assert.deepEqual(exposed, [], "readable by others outside a 0700 directory");
+    assert.equal((await stat(join(dir, "s3"))).mode & 0o077, 0, "the development S3's objects (artifacts, logs) are in a 0700 directory");
     for (const expected of ["admin.token", "agent-join.token", "secrets.key", "tls/ca-key.pem", "tls/gateway-key.pem", "agents/agent-1.credential", "processes.json", "postgres/password", "postgres/data/postmaster.pid", "otto.log"]) {
       assert.ok(found.includes(expected), `${expected} was checked (found: ${found.join(", ")})`);
     }

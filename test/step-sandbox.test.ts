@@ -5,7 +5,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmod, copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline, submitAndWait, RunState, type OttoClient } from "../sdk/src/index.ts";
@@ -126,7 +126,7 @@ describe("sandboxed steps on a running Otto", { skip: process.getuid?.() !== 0 &
 describe("an agent that cannot sandbox its steps", () => {
   it("says so and refuses to start unless told OTTO_AGENT_SANDBOX=off", async () => {
     const work = await mkdtemp(join(tmpdir(), "otto-no-sandbox-"));
-    await chmod(work, 0o777);
+    await chown(work, 65534, 65534);
     try {
       // An agent that is not root cannot make namespaces and mounts.
       const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "services/agent/src/main.ts"], {

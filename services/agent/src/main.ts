@@ -11,6 +11,7 @@ import { onShutdown } from "../../kit/src/shutdown.ts";
 import { startStepLauncher } from "./step-process.ts";
 import { ottoCliExposure, parseShares, parseStepUser, type SandboxSettings } from "./step-sandbox.ts";
 import { sandboxProblem } from "./sandbox-probe.ts";
+import { workRootProblem } from "./work-root.ts";
 import { chooseLauncher, type LauncherKind } from "./step-launcher.ts";
 import { obtainAgentCredential } from "./agent-credential.ts";
 import { configureClients, useCredential } from "../../kit/src/clients.ts";
@@ -31,7 +32,8 @@ const config = loadConfig("agent", (env) => {
     slots: readInt(env, "OTTO_AGENT_SLOTS", 2, 1),
     cpu: readInt(env, "OTTO_AGENT_CPU", availableParallelism(), 1),
     memoryMb: readInt(env, "OTTO_AGENT_MEMORY_MB", Math.floor(totalmem() / 1024 / 1024), 1),
-    workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(tmpdir(), "otto-agent", agentId)),
+    // Root's agents keep their jobs out of the shared /tmp.
+    workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(process.getuid?.() === 0 ? "/var/lib" : tmpdir(), "otto-agent", agentId)),
     onStop: readChoice(env, "OTTO_AGENT_ON_STOP", ["finish", "hand-back"], "finish"),
     finishTimeoutMs: readInt(env, "OTTO_AGENT_FINISH_TIMEOUT_MS", 60_000, 0),
     reportGatherMs: readInt(env, "OTTO_AGENT_REPORT_GATHER_MS", 100, 0),
@@ -59,6 +61,11 @@ try {
 } catch (err) {
   const why = (err as Error).message;
   log.error(sandbox ? `cannot sandbox steps: ${why}; or set OTTO_AGENT_SANDBOX=off to run steps unsandboxed` : "cannot start steps", { err: why });
+  process.exit(78);
+}
+const unsafeWorkRoot = await workRootProblem(config.workRoot);
+if (unsafeWorkRoot) {
+  log.error(`cannot work in OTTO_AGENT_WORK_DIR ${config.workRoot}: ${unsafeWorkRoot}`);
   process.exit(78);
 }
 if (sandbox) {

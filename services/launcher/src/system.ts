@@ -1,4 +1,4 @@
-import { mkdir } from "node:fs/promises";
+import { chmod, mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -105,8 +105,10 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       tokens = await ensureLocalTokens(dataDir, databaseUrl);
     }
     if (!s3) {
+      // The stored artifacts and logs themselves: for the s3 process's eyes only.
       const directory = join(dataDir, "s3");
-      await mkdir(directory, { recursive: true });
+      await mkdir(directory, { recursive: true, mode: 0o700 });
+      await chmod(directory, 0o700);
       const keys = await ensureS3Credentials(dataDir);
       const endpoint = await supervisor.start({
         name: "s3",
