@@ -4,7 +4,11 @@
 // are stored under a hash of the name, so any store holds them.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import * as Minio from "minio";
+import pg from "pg";
 import { RunState, submitAndWait } from "../sdk/src/index.ts";
 import { isAlive, request, startTestOtto, type TestOtto } from "./helpers/otto.ts";
 
@@ -60,5 +64,35 @@ describe("artifacts with the longest names", () => {
       assert.equal(p.restarts, 0, `${p.name} restarted`);
       assert.ok(p.pid !== undefined && p.pid === pidsBefore.get(p.name) && isAlive(p.pid), `${p.name} is the same live process`);
     }
+  });
+});
+
+describe("artifacts stored before their keys were hashed", () => {
+  let otto: TestOtto;
+
+  before(async () => {
+    otto = await startTestOtto({ agents: 0 });
+  });
+  after(async () => otto?.stopAndClean());
+
+  it("are still downloaded from where they were stored, under their name", async () => {
+    const runId = randomUUID();
+    const legacyKey = `artifacts/${runId}/build/attempt-1/dist/app.txt`;
+    const s3 = otto.supervisor.info().find((p) => p.name === "s3")!.url!;
+    const keys = JSON.parse(await readFile(join(otto.dataDir, "s3.credentials"), "utf8"));
+    const url = new URL(s3);
+    const store = new Minio.Client({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey: keys.accessKey, secretKey: keys.secretKey });
+    await store.putObject("otto", legacyKey, Buffer.from("stored the old way"));
+    // The row as the migration leaves an artifact stored before it.
+    const db = new pg.Client({ connectionString: otto.databaseUrl });
+    await db.connect();
+    try {
+      await db.query("INSERT INTO objects.artifacts (run_id, job, attempt, name, size, object_key) VALUES ($1, 'build', 1, 'dist/app.txt', 18, $2)", [runId, legacyKey]);
+    } finally {
+      await db.end();
+    }
+    const { url: download } = await otto.client.artifacts.getArtifactUrl({ runId, job: "build", name: "dist/app.txt" });
+    assert.match(download, new RegExp(`/${legacyKey}\\?`));
+    assert.equal((await request(download)).text, "stored the old way");
   });
 });

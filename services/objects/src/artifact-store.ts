@@ -28,7 +28,8 @@ export const uploadUrlLifetimeSeconds = 2 * 60;
 // most 64 characters, a number) and the SHA-256 of its name. A name may have
 // 255 characters, more than a store that keeps each key as files (s3rver, a
 // MinIO on a file system) can fit in one file name with its own suffixes;
-// any store holds 64 hex digits. The name is kept in objects.artifacts.
+// any store holds 64 hex digits. The name is kept in objects.artifacts, with
+// the key (artifacts stored before keys were hashed keep theirs).
 const keyOf = (a: ArtifactRef) => `artifacts/${a.runId}/${a.job}/attempt-${a.attempt}/${createHash("sha256").update(a.name).digest("hex")}`;
 
 // Artifacts: bytes in object storage under their attempt's prefix, moved by
@@ -60,10 +61,9 @@ export class ArtifactStore {
   }
 
   // A URL good for one object, for its verb's lifetime.
-  async #presigned(verb: "put" | "get", artifact: ArtifactRef): Promise<{ url: string; expiresAt: Date }> {
+  async #presigned(verb: "put" | "get", artifact: ArtifactRef, key = keyOf(artifact)): Promise<{ url: string; expiresAt: Date }> {
     const lifetime = verb === "put" ? uploadUrlLifetimeSeconds : urlLifetimeSeconds;
     const expiresAt = new Date(Date.now() + lifetime * 1000);
-    const key = keyOf(artifact);
     const url = verb === "put" ? await this.#objects.presignedPut(key, lifetime) : await this.#objects.presignedGet(key, lifetime);
     return { url, expiresAt };
   }
@@ -79,11 +79,11 @@ export class ArtifactStore {
       throw new ConnectError(`artifact ${artifact.name} was not uploaded; PUT it to the URL from CreateArtifactUpload first`, Code.FailedPrecondition);
     }
     const { rows } = await this.#pool.query(
-      `INSERT INTO objects.artifacts (run_id, job, attempt, name, size)
-       SELECT $1::uuid, $2::text, $3::int, $4::text, $5::bigint WHERE ${attemptIsLive("$1", "$2", "$3", "$6")}
-       ON CONFLICT (run_id, job, attempt, name) DO UPDATE SET size = $5
+      `INSERT INTO objects.artifacts (run_id, job, attempt, name, size, object_key)
+       SELECT $1::uuid, $2::text, $3::int, $4::text, $5::bigint, $7::text WHERE ${attemptIsLive("$1", "$2", "$3", "$6")}
+       ON CONFLICT (run_id, job, attempt, name) DO UPDATE SET size = $5, object_key = $7
        RETURNING *`,
-      [artifact.runId, artifact.job, artifact.attempt, artifact.name, size, writer ?? null],
+      [artifact.runId, artifact.job, artifact.attempt, artifact.name, size, writer ?? null, keyOf(artifact)],
     );
     if (rows.length === 0) throw attemptEnded(artifact);
     return toArtifact(rows[0]);
@@ -108,7 +108,7 @@ export class ArtifactStore {
       throw new ConnectError(`run ${ref.runId} has no artifact ${ref.name} of job ${ref.job}${ref.attempt ? ` in attempt ${ref.attempt}` : ""}`, Code.NotFound);
     }
     const artifact = toArtifact(rows[0]);
-    return { ...(await this.#presigned("get", artifact)), artifact };
+    return { ...(await this.#presigned("get", artifact, rows[0].object_key)), artifact };
   }
 }
 

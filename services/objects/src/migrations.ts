@@ -39,4 +39,9 @@ export const migrations = [
      created_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (run_id, job, attempt, name)
    );`,
+  // Where each artifact's bytes are: artifacts stored from now on under the
+  // SHA-256 of their name, those stored before under the name itself.
+  `ALTER TABLE artifacts ADD COLUMN object_key text;
+   UPDATE artifacts SET object_key = 'artifacts/' || run_id || '/' || job || '/attempt-' || attempt || '/' || name;
+   ALTER TABLE artifacts ALTER COLUMN object_key SET NOT NULL;`,
 ];
