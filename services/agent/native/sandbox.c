@@ -220,9 +220,20 @@ struct init_args {
   int *shell;
 };
 
-static void become_step_user(char **argv, char **env) {
+struct shell_args {
+  char **argv, **env;
+  sigset_t *mask;
+};
+
+/* The step's shell, started by its init with CLONE_VM | CLONE_VFORK (no
+ * copy of the init's memory, which a fork would make for each step): raw
+ * system calls only until execve. */
+static int become_step_user(void *p) {
+  struct shell_args *args = p;
   for (size_t i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++) signal(forwarded_signals[i], SIG_DFL);
-  if (setgroups(0, NULL) < 0 || setresgid(config.gid, config.gid, config.gid) < 0 || setresuid(config.uid, config.uid, config.uid) < 0) {
+  sigprocmask(SIG_SETMASK, args->mask, NULL);
+  if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, config.gid, config.gid, config.gid) < 0 ||
+      syscall(SYS_setresuid, config.uid, config.uid, config.uid) < 0) {
     dprintf(STDERR_FILENO, "cannot become the step's user %lu:%lu: %s\n", (unsigned long)config.uid, (unsigned long)config.gid, strerror(errno));
     _exit(127);
   }
@@ -231,8 +242,8 @@ static void become_step_user(char **argv, char **env) {
     dprintf(STDERR_FILENO, "cannot enter /workspace: %s\n", strerror(errno));
     _exit(127);
   }
-  execve(argv[0], argv, env);
-  dprintf(STDERR_FILENO, "cannot start %s: %s\n", argv[0], strerror(errno));
+  execve(args->argv[0], args->argv, args->env);
+  dprintf(STDERR_FILENO, "cannot start %s: %s\n", args->argv[0], strerror(errno));
   _exit(127);
 }
 
@@ -257,8 +268,15 @@ static int step_init(void *p) {
   struct sigaction forwarding = {0};
   forwarding.sa_handler = forward;
   for (size_t i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++) sigaction(forwarded_signals[i], &forwarding, NULL);
-  pid_t shell = fork();
-  if (shell == 0) become_step_user(args->argv, args->env);
+  /* Signals wait while the shell is made, so that none runs a forwarding
+   * handler in it before it has its own. */
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  static char shell_stack[64 * 1024] __attribute__((aligned(16)));
+  struct shell_args shell_args = {args->argv, args->env, &none};
+  pid_t shell = clone(become_step_user, shell_stack + sizeof shell_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &shell_args);
+  sigprocmask(SIG_SETMASK, &none, NULL);
   if (shell < 0) {
     dprintf(STDERR_FILENO, "cannot start the step's shell: %s\n", strerror(errno));
     _exit(127);
