@@ -3,7 +3,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { chmod, chown, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chooseLauncher, StepLauncher } from "../services/agent/src/step-launcher.ts";
@@ -155,6 +156,30 @@ describe("sandboxed native step launcher", { skip: cannot }, () => {
     } finally {
       own.stop();
       for (const path of [victim, cache]) await rm(path, { recursive: true, force: true });
+    }
+  });
+
+  it("without root, gives each step a user namespace of its own, in which the agent's user is the steps' user", async () => {
+    const work = await mkdtemp(join(tmpdir(), "otto-sandbox-rootless-"));
+    await chown(work, 1000, 1000);
+    try {
+      const script = `id -u; id -g; ls /proc | grep -c '^[0-9]'; echo made > /workspace/out; [ -e "${dir}" ] && echo "sees the host"; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status | tr -s '\\t ' ' '`;
+      const child = spawnSync(process.execPath, ["--disable-warning=ExperimentalWarning", "test/helpers/sandboxed-step.ts", join(work, "w"), script], {
+        uid: 1000,
+        gid: 1000,
+        encoding: "utf8",
+      });
+      assert.equal(child.status, 0, child.stderr);
+      const { outcome, lines, workspace } = JSON.parse(child.stdout);
+      assert.deepEqual(outcome, { kind: "exited", exitCode: 0 }, lines.join("\n"));
+      const [uid, gid, processes, ...rest] = lines;
+      assert.deepEqual([uid, gid], ["65534", "65534"]);
+      assert.ok(Number(processes) <= 5, `the step sees ${processes} processes`);
+      assert.deepEqual(rest, ["CapEff: 0000000000000000", "NoNewPrivs: 1"]);
+      const made = await stat(join(workspace, "out"));
+      assert.deepEqual([made.uid, made.gid], [1000, 1000], "on the host, the step's files are the agent's user's");
+    } finally {
+      await rm(work, { recursive: true, force: true });
     }
   });
 

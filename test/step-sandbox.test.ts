@@ -5,7 +5,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmod, chown, copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
+import { chmod, copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline, submitAndWait, RunState, type OttoClient } from "../sdk/src/index.ts";
@@ -124,27 +124,35 @@ describe("sandboxed steps on a running Otto", { skip: process.getuid?.() !== 0 &
 });
 
 describe("an agent that cannot sandbox its steps", () => {
-  it("says so and refuses to start unless told OTTO_AGENT_SANDBOX=off", async () => {
+  const refusal = async (env: Record<string, string>) => {
     const work = await mkdtemp(join(tmpdir(), "otto-no-sandbox-"));
-    await chown(work, 65534, 65534);
     try {
-      // An agent that is not root cannot make namespaces and mounts.
       const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "services/agent/src/main.ts"], {
-        uid: 65534,
-        gid: 65534,
-        env: { PATH: process.env.PATH, OTTO_INSECURE: "1", OTTO_REGISTRY_URL: "http://127.0.0.1:9", OTTO_AGENT_ID: "unsandboxable", OTTO_AGENT_WORK_DIR: join(work, "w") },
+        env: { PATH: process.env.PATH, OTTO_INSECURE: "1", OTTO_REGISTRY_URL: "http://127.0.0.1:9", OTTO_AGENT_ID: "unsandboxable", OTTO_AGENT_WORK_DIR: join(work, "w"), ...env },
         stdio: ["ignore", "pipe", "pipe"],
       });
       let output = "";
       child.stdout.on("data", (d) => (output += d));
       child.stderr.on("data", (d) => (output += d));
       const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
-      assert.equal(code, 78, output);
-      assert.match(output, /cannot sandbox steps/);
-      assert.match(output, /OTTO_AGENT_SANDBOX=off/);
+      return { code, output };
     } finally {
       await rm(work, { recursive: true, force: true });
     }
+  };
+
+  it("says why and refuses to start when a step's sandbox cannot be made, unless told OTTO_AGENT_SANDBOX=off", async () => {
+    // A share that does not exist: no step's sandbox can be built.
+    const { code, output } = await refusal({ OTTO_AGENT_SANDBOX_SHARE: "/nonexistent/otto-share" });
+    assert.equal(code, 78, output);
+    assert.match(output, /this host cannot sandbox steps: a sandboxed probe step failed .*cannot sandbox the step: \/nonexistent\/otto-share: No such file or directory/);
+    assert.match(output, /OTTO_AGENT_SANDBOX=off/);
+  });
+
+  it("refuses a launcher that cannot sandbox", async () => {
+    const { code, output } = await refusal({ OTTO_AGENT_STEP_LAUNCHER: "javascript" });
+    assert.equal(code, 78, output);
+    assert.match(output, /cannot sandbox steps: the JavaScript step launcher cannot sandbox steps; or set OTTO_AGENT_SANDBOX=off/);
   });
 });
 

@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,11 @@
 
 static struct {
   int on;
+  /* Not root: each step also gets a user namespace of its own, in which
+   * UID:GID stand for the launcher's own user and group. */
+  int rootless;
+  uid_t outer_uid;
+  gid_t outer_gid;
   uid_t uid;
   gid_t gid;
   int exposed;
@@ -64,6 +70,9 @@ const char *sandbox_configure(int argc, char **argv) {
     }
   }
   if (config.exposed > 0 && !config.on) return "--expose and --share need --sandbox";
+  config.outer_uid = geteuid();
+  config.outer_gid = getegid();
+  config.rootless = config.outer_uid != 0;
   return NULL;
 }
 
@@ -134,10 +143,24 @@ static int mount_point_for(const char *source, const char *target) {
   return make_mount_point(target, S_ISDIR(st.st_mode));
 }
 
+/* The flags a bind of `target` has now: a remount in a user namespace must
+ * keep those its source locked (noexec, the atime ones). */
+static unsigned long kept_flags(const char *target) {
+  struct statvfs st;
+  if (statvfs(target, &st) < 0) return 0;
+  unsigned long kept = 0;
+  if (st.f_flag & ST_NOEXEC) kept |= MS_NOEXEC;
+  if (st.f_flag & ST_NOATIME) kept |= MS_NOATIME;
+  if (st.f_flag & ST_NODIRATIME) kept |= MS_NODIRATIME;
+  if (st.f_flag & ST_RELATIME) kept |= MS_RELATIME;
+  if (st.f_flag & ST_RDONLY) kept |= MS_RDONLY;
+  return kept;
+}
+
 static int bind(const char *source, const char *target, int read_only) {
   if (mount_point_for(source, target) < 0) return -1;
   if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) < 0) return fail(source);
-  unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (read_only ? MS_RDONLY : 0);
+  unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (read_only ? MS_RDONLY : 0) | kept_flags(target);
   if (mount(NULL, target, NULL, flags, NULL) < 0) return fail("remounting a bind");
   return 0;
 }
@@ -232,7 +255,8 @@ static int become_step_user(void *p) {
   struct shell_args *args = p;
   for (size_t i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals; i++) signal(forwarded_signals[i], SIG_DFL);
   sigprocmask(SIG_SETMASK, args->mask, NULL);
-  if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, config.gid, config.gid, config.gid) < 0 ||
+  /* Without root, the user namespace denies setgroups and has no other group to drop. */
+  if ((!config.rootless && syscall(SYS_setgroups, 0, NULL) < 0) || syscall(SYS_setresgid, config.gid, config.gid, config.gid) < 0 ||
       syscall(SYS_setresuid, config.uid, config.uid, config.uid) < 0) {
     dprintf(STDERR_FILENO, "cannot become the step's user %lu:%lu: %s\n", (unsigned long)config.uid, (unsigned long)config.gid, strerror(errno));
     _exit(127);
@@ -245,6 +269,26 @@ static int become_step_user(void *p) {
   execve(args->argv[0], args->argv, args->env);
   dprintf(STDERR_FILENO, "cannot start %s: %s\n", args->argv[0], strerror(errno));
   _exit(127);
+}
+
+static int write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return fail(path);
+  ssize_t n = write(fd, text, strlen(text));
+  close(fd);
+  return n == (ssize_t)strlen(text) ? 0 : fail(path);
+}
+
+/* In its new user namespace, the init maps the steps' UID:GID to the
+ * launcher's own user and group, the only ones it may map without help; it
+ * keeps the capabilities it has there until the shell's execve. */
+static int map_step_user(void) {
+  char map[64];
+  if (write_file("/proc/self/setgroups", "deny") < 0) return -1;
+  snprintf(map, sizeof map, "%lu %lu 1\n", (unsigned long)config.uid, (unsigned long)config.outer_uid);
+  if (write_file("/proc/self/uid_map", map) < 0) return -1;
+  snprintf(map, sizeof map, "%lu %lu 1\n", (unsigned long)config.gid, (unsigned long)config.outer_gid);
+  return write_file("/proc/self/gid_map", map);
 }
 
 /* PID 1 of the step's namespace. */
@@ -261,6 +305,10 @@ static int step_init(void *p) {
   int null = open("/dev/null", O_RDONLY);
   if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(args->out, STDOUT_FILENO) < 0 || dup2(args->out, STDERR_FILENO) < 0) _exit(127);
   syscall(SYS_close_range, 3U, ~0U, 0U);
+  if (config.rootless && map_step_user() < 0) {
+    dprintf(STDERR_FILENO, "cannot sandbox the step: %s: %s\n", failure, strerror(errno));
+    _exit(127);
+  }
   if (build_root(args->job_dir) < 0) {
     dprintf(STDERR_FILENO, "cannot sandbox the step: %s: %s\n", failure, strerror(errno));
     _exit(127);
@@ -299,7 +347,8 @@ pid_t sandbox_spawn(const char *job_dir, char **argv, char **env, int out, int *
   if (status == MAP_FAILED) return -1;
   status[0] = status[1] = 0;
   struct init_args args = {job_dir, argv, env, out, status};
-  pid_t pid = clone(step_init, stack + sizeof stack, CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | SIGCHLD, &args);
+  int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | SIGCHLD | (config.rootless ? CLONE_NEWUSER : 0);
+  pid_t pid = clone(step_init, stack + sizeof stack, flags, &args);
   if (pid < 0) {
     int saved = errno;
     munmap(status, 2 * sizeof(int));

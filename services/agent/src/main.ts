@@ -33,7 +33,7 @@ const config = loadConfig("agent", (env) => {
     cpu: readInt(env, "OTTO_AGENT_CPU", availableParallelism(), 1),
     memoryMb: readInt(env, "OTTO_AGENT_MEMORY_MB", Math.floor(totalmem() / 1024 / 1024), 1),
     // Root's agents keep their jobs out of the shared /tmp.
-    workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(process.getuid?.() === 0 ? "/var/lib" : tmpdir(), "otto-agent", agentId)),
+    workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(process.getuid?.() === 0 ? "/var/lib/otto-agent" : join(tmpdir(), `otto-agent-${process.getuid?.()}`), agentId)),
     onStop: readChoice(env, "OTTO_AGENT_ON_STOP", ["finish", "hand-back"], "finish"),
     finishTimeoutMs: readInt(env, "OTTO_AGENT_FINISH_TIMEOUT_MS", 60_000, 0),
     reportGatherMs: readInt(env, "OTTO_AGENT_REPORT_GATHER_MS", 100, 0),
@@ -71,7 +71,7 @@ if (unsafeWorkRoot) {
 if (sandbox) {
   const problem = await sandboxProblem(startStepLauncher(stepLauncher, sandbox), config.workRoot);
   if (problem) {
-    log.error(`this host cannot sandbox steps: ${problem}. Run the agent as root on a host that allows PID and mount namespaces, or set OTTO_AGENT_SANDBOX=off to run steps unsandboxed (they can then read everything the agent can)`);
+    log.error(`this host cannot sandbox steps: ${problem}. Run the agent as root, or as a user on a host that allows unprivileged user namespaces (with PID and mount namespaces), or set OTTO_AGENT_SANDBOX=off to run steps unsandboxed (they can then read everything the agent can)`);
     process.exit(78);
   }
   if (sandbox.uid === 0) log.warn("steps run as root inside their sandbox (OTTO_AGENT_STEP_USER=root): a step can undo its confinement");

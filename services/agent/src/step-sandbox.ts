@@ -70,14 +70,15 @@ export interface JobDirectory {
 }
 
 // A fresh job directory: `workspace/`, `home/` and `tmp/`, owned by the
-// steps' user when sandboxed.
+// steps' user when sandboxed by root (without root, the steps' user is the
+// agent's own, seen from the step's user namespace).
 export async function makeJobDirectory(workRoot: string, sandbox: SandboxSettings | undefined): Promise<JobDirectory> {
   await mkdir(workRoot, { recursive: true, mode: 0o700 });
   const root = await mkdtemp(join(workRoot, "job-"));
   const places = { workspace: join(root, "workspace"), home: join(root, "home"), tmp: join(root, "tmp") };
   for (const [name, path] of Object.entries(places)) {
     await mkdir(path, { mode: name === "workspace" ? 0o755 : 0o700 });
-    if (sandbox) await chown(path, sandbox.uid, sandbox.gid);
+    if (sandbox && process.getuid?.() === 0) await chown(path, sandbox.uid, sandbox.gid);
   }
   if (!sandbox) {
     return { root, workspace: places.workspace, launchDirectory: places.workspace, env: { OTTO_WORKSPACE: places.workspace } };

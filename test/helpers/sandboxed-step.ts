@@ -1,0 +1,18 @@
+// Runs one sandboxed step through the native launcher and prints its outcome
+// and lines as JSON: for tests that run it as another (unprivileged) user.
+// Usage: node sandboxed-step.ts WORK_ROOT SCRIPT
+import { StepLauncher } from "../../services/agent/src/step-launcher.ts";
+import { runStepProcess } from "../../services/agent/src/step-process.ts";
+import { makeJobDirectory, sandboxPath, type SandboxSettings } from "../../services/agent/src/step-sandbox.ts";
+
+const [workRoot, script] = process.argv.slice(2);
+const settings: SandboxSettings = { uid: 65534, gid: 65534, expose: [], share: [] };
+const launcher = new StepLauncher("native", settings);
+const job = await makeJobDirectory(workRoot, settings);
+const lines: string[] = [];
+const outcome = await runStepProcess(
+  { script, cwd: job.launchDirectory, env: { PATH: sandboxPath, ...job.env }, timeoutMs: 30_000, cancel: new AbortController().signal, onLine: (line) => lines.push(line) },
+  launcher,
+);
+launcher.stop();
+console.log(JSON.stringify({ outcome, lines, workspace: job.workspace }));
