@@ -57,12 +57,13 @@ struct step {
 static struct step steps[MAX_STEPS];
 static int step_count;
 
-/* Signals a step's process group, and its first process itself: a
- * sandbox's init makes its group only once it runs, and SIGKILL to it takes
- * the whole sandbox down. */
+/* Signals a step: its process group, or a sandbox's init alone, which
+ * passes the signal on to every process of the step once (its group would
+ * give the shell a second copy), and with SIGKILL takes the whole sandbox
+ * down, even before it has made its group. */
 static void signal_step(const struct step *step, int signal_number) {
-  killpg(step->pid, signal_number);
   if (step->shell) kill(step->pid, signal_number);
+  else killpg(step->pid, signal_number);
 }
 static int child_pipe[2]; /* SIGCHLD wakes the poll loop through this */
 
