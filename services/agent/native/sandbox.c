@@ -305,11 +305,7 @@ static int step_init(void *p) {
   int null = open("/dev/null", O_RDONLY);
   if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(args->out, STDOUT_FILENO) < 0 || dup2(args->out, STDERR_FILENO) < 0) _exit(127);
   syscall(SYS_close_range, 3U, ~0U, 0U);
-  if (config.rootless && map_step_user() < 0) {
-    dprintf(STDERR_FILENO, "cannot sandbox the step: %s: %s\n", failure, strerror(errno));
-    _exit(127);
-  }
-  if (build_root(args->job_dir) < 0) {
+  if ((config.rootless && map_step_user() < 0) || build_root(args->job_dir) < 0) {
     dprintf(STDERR_FILENO, "cannot sandbox the step: %s: %s\n", failure, strerror(errno));
     _exit(127);
   }

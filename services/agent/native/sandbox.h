@@ -13,7 +13,9 @@
  *     every `--share FROM:TO` (an operator's choice) read-write; nothing
  *     else of the host's file system exists there;
  *   - as UID:GID with no supplementary groups and no_new_privs, so no
- *     set-user-id program gives it root back.
+ *     set-user-id program gives it root back. A launcher that is not root
+ *     also gives each step a user namespace, in which UID:GID stand for the
+ *     launcher's own user and group.
  * The network is the host's.
  */
 #ifndef STEP_SANDBOX_H

@@ -12,7 +12,7 @@ import { startStepLauncher } from "./step-process.ts";
 import { ottoCliExposure, parseShares, parseStepUser, type SandboxSettings } from "./step-sandbox.ts";
 import { sandboxProblem } from "./sandbox-probe.ts";
 import { workRootProblem } from "./work-root.ts";
-import { chooseLauncher, type LauncherKind } from "./step-launcher.ts";
+import { chooseLauncher, type StepLauncher } from "./step-launcher.ts";
 import { obtainAgentCredential } from "./agent-credential.ts";
 import { configureClients, useCredential } from "../../kit/src/clients.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -49,27 +49,26 @@ const config = loadConfig("agent", (env) => {
 const handBackMs = 15_000;
 const log = serviceLogger("agent").child({ agent_id: config.agentId });
 
-let stepLauncher: LauncherKind;
 const sandbox: SandboxSettings | undefined =
   config.sandbox === "on" ? { ...config.stepUser, expose: ottoCliExposure(), share: config.sandboxShare } : undefined;
-try {
-  // Only the native launcher sandboxes: `auto` insists on it then.
-  const chosen = chooseLauncher(sandbox && config.stepLauncher === "auto" ? "native" : config.stepLauncher);
-  if (sandbox && chosen.kind !== "native") throw new Error("the JavaScript step launcher cannot sandbox steps");
-  if (chosen.why) log.warn(`starting steps with the JavaScript launcher: ${chosen.why}`);
-  stepLauncher = chosen.kind;
-} catch (err) {
-  const why = (err as Error).message;
-  log.error(sandbox ? `cannot sandbox steps: ${why}; or set OTTO_AGENT_SANDBOX=off to run steps unsandboxed` : "cannot start steps", { err: why });
-  process.exit(78);
-}
 const unsafeWorkRoot = await workRootProblem(config.workRoot);
 if (unsafeWorkRoot) {
   log.error(`cannot work in OTTO_AGENT_WORK_DIR ${config.workRoot}: ${unsafeWorkRoot}`);
   process.exit(78);
 }
+let launcher: StepLauncher;
+try {
+  // Only the native launcher sandboxes: `auto` insists on it then.
+  const chosen = chooseLauncher(sandbox && config.stepLauncher === "auto" ? "native" : config.stepLauncher);
+  if (chosen.why) log.warn(`starting steps with the JavaScript launcher: ${chosen.why}`);
+  launcher = startStepLauncher(chosen.kind, sandbox);
+} catch (err) {
+  const why = (err as Error).message;
+  log.error(sandbox ? `cannot sandbox steps: ${why}; or set OTTO_AGENT_SANDBOX=off to run steps unsandboxed` : "cannot start steps", { err: why });
+  process.exit(78);
+}
 if (sandbox) {
-  const problem = await sandboxProblem(startStepLauncher(stepLauncher, sandbox), config.workRoot);
+  const problem = await sandboxProblem(launcher, config.workRoot);
   if (problem) {
     log.error(`this host cannot sandbox steps: ${problem}. Run the agent as root, or as a user on a host that allows unprivileged user namespaces (with PID and mount namespaces), or set OTTO_AGENT_SANDBOX=off to run steps unsandboxed (they can then read everything the agent can)`);
     process.exit(78);
@@ -77,7 +76,6 @@ if (sandbox) {
   if (sandbox.uid === 0) log.warn("steps run as root inside their sandbox (OTTO_AGENT_STEP_USER=root): a step can undo its confinement");
 } else {
   log.warn("steps are NOT sandboxed (OTTO_AGENT_SANDBOX=off): they run as the agent's user and can read everything it can");
-  startStepLauncher(stepLauncher);
 }
 
 if (!config.security.insecure) {
@@ -180,4 +178,4 @@ onShutdown("finish or hand back running tasks", async () => {
   await Promise.allSettled(loops);
   clearTimeout(timer);
 });
-log.info("agent ready", { labels: config.labels, slots: config.slots, step_launcher: stepLauncher, sandbox: config.sandbox });
+log.info("agent ready", { labels: config.labels, slots: config.slots, step_launcher: launcher.kind, sandbox: config.sandbox });

@@ -95,19 +95,12 @@ interface Masking {
 // rest of a stretch), and every needle in the text and in the text without
 // escape sequences.
 function masking(text: string, needles: string[], forced: number): Masking {
-  const printed: Range[] = [];
-  for (const needle of needles) {
-    for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + 1)) printed.push([at, at + needle.length]);
-  }
+  const printed = occurrences(text, needles);
   const escapes = escapeSequences(text);
   const shown: Range[] = forced > 0 ? [[0, forced]] : [];
   if (escapes.length === 0) return { stretches: merged([...printed, ...shown]), kept: [], escapes };
   const visible = visibleText(text, escapes);
-  for (const needle of needles) {
-    for (let at = visible.text.indexOf(needle); at !== -1; at = visible.text.indexOf(needle, at + 1)) {
-      shown.push([visible.original(at), visible.original(at + needle.length - 1) + 1]);
-    }
-  }
+  for (const [start, end] of occurrences(visible.text, needles)) shown.push([visible.original(start), visible.original(end - 1) + 1]);
   const stretches = merged([...printed, ...shown]);
   const matchedAsPrinted = merged(printed);
   const kept = escapes.filter(([start, end]) => {
@@ -148,6 +141,15 @@ function cutOf(text: string, longest: number, escapes: Range[]): number {
   cut = Math.max(cut, text.length - maxHeld, 0);
   const code = text.charCodeAt(cut - 1);
   return cut > 0 && code >= 0xd800 && code <= 0xdbff ? cut - 1 : cut;
+}
+
+/** Every occurrence of every needle in `text`, overlapping ones too. */
+function occurrences(text: string, needles: string[]): Range[] {
+  const found: Range[] = [];
+  for (const needle of needles) {
+    for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + 1)) found.push([at, at + needle.length]);
+  }
+  return found;
 }
 
 /** Sorted, overlapping ranges joined. */

@@ -67,7 +67,7 @@ export class StepLauncher {
   #pending = Buffer.alloc(0);
 
   constructor(kind: LauncherKind, sandbox?: SandboxSettings) {
-    if (sandbox && kind !== "native") throw new Error("only the native step launcher sandboxes steps");
+    if (sandbox && kind !== "native") throw new Error("the JavaScript step launcher cannot sandbox steps");
     this.kind = kind;
     this.sandbox = sandbox;
   }

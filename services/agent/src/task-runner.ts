@@ -123,6 +123,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       if (reporter.error) throw reporter.error;
       if (cancel.signal.aborted) break;
       const name = step.name;
+      const maskedName = mask(name);
       step.run.trim().split("\n").forEach((line, i) => logLine(name, `${i === 0 ? "$" : ">"} ${line}`));
       const startedAt = Date.now();
       const timeoutMs = step.timeout ? Number(step.timeout.seconds) * 1000 + Math.floor(step.timeout.nanos / 1e6) : 0;
@@ -135,7 +136,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
           timeoutMs,
           cancel: cancel.signal,
           // Masked with what the line splitter says continues (step-launcher.ts passes it on).
-          onLine: mask.lines((text) => sink.line(mask(name), text)),
+          onLine: mask.lines((text) => sink.line(maskedName, text)),
         });
         const stepState = stateOf(outcome);
         const summary = describe(outcome, timeoutMs);

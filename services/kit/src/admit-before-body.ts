@@ -40,9 +40,6 @@ export class BodyGate {
       });
       context.values.set(callerKey, caller);
       context.values.set(bodyPlaceKey, decoded);
-      // A call that ended while its caller was being checked gives its place back now.
-      if (context.signal.aborted) decoded();
-      else context.signal.addEventListener("abort", decoded, { once: true });
       context.values.get(inviteBodyKey)?.();
     } catch (err) {
       countRefusedCall(`${context.service.typeName}/${context.method.name}`, err);
@@ -52,7 +49,7 @@ export class BodyGate {
 
   // The same for a request whose body is read by hand (the plain-JSON stream
   // form): call `decoded` once it is. `invite` asks for a body held back
-  // (100 Continue).
+  // (100 Continue); `signal` ends with the request.
   async node(req: IncomingMessage, service: string, method: string, signal: AbortSignal, invite?: () => void): Promise<{ decoded: () => void }> {
     try {
       const admitted = await this.#enter({
@@ -72,9 +69,14 @@ export class BodyGate {
     }
   }
 
+  // Admits the caller and takes a place for its body, given back when the
+  // request ends if not before (at once if it ended while being admitted).
   async #enter(call: Parameters<Admission>[0] & { remoteAddress: string | undefined; hasBody: boolean; signal: AbortSignal }) {
     const caller = await this.#admit(call);
-    const decoded = call.hasBody ? await this.#bodies.take(caller, call.remoteAddress, call.signal) : () => {};
+    if (!call.hasBody) return { caller, decoded: () => {} };
+    const decoded = await this.#bodies.take(caller, call.remoteAddress, call.signal);
+    if (call.signal.aborted) decoded();
+    else call.signal.addEventListener("abort", decoded, { once: true });
     return { caller, decoded };
   }
 }

@@ -49,9 +49,6 @@ export function jsonStreamShim(routes: (router: ConnectRouter) => void, intercep
       let decoded = () => {};
       if (gate) {
         ({ decoded } = await gate.node(req, method.parent.typeName, method.name, aborted.signal, invite));
-        // A connection that closed while its caller was being checked gives its place back now.
-        if (aborted.signal.aborted) decoded();
-        else res.on("close", decoded);
       }
       const input = fromJson(method.input, await readJson(req));
       decoded();
