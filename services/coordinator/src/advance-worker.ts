@@ -5,8 +5,8 @@ import { contextFromTraceParent } from "../../kit/src/telemetry.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Logger } from "../../kit/src/log.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
-import { advanceRun } from "./advance-run.ts";
-import { advanceChannel, advanceQueue, asBossDb, type AdvancePayload } from "./run-queue.ts";
+import { advanceRun } from "./engine/advance-run.ts";
+import { advanceChannel, advanceQueue, asBossDb, type AdvancePayload } from "./engine/run-queue.ts";
 import { FencedError, fenceShard, type ShardManager } from "./shards.ts";
 
 const uuidPattern = /^[0-9a-f-]{36}$/i;

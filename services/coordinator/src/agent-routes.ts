@@ -9,17 +9,13 @@ import { PipelineJobSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import { ClaimWaiters } from "./claim-waiters.ts";
-import { appendJournal } from "./journal.ts";
-import {
-  applyStepChanges,
-  claimTask,
-  finishTask,
-  handBackTask,
-  lockCurrentAttempt,
-  refuseOthersTask,
-  type ClaimedTask,
-  type StepChange,
-} from "./task-lifecycle.ts";
+import { claimTask, type ClaimedTask } from "./engine/claim-task.ts";
+import { completeTask } from "./engine/complete-task.ts";
+import { handBackTask } from "./engine/hand-back-task.ts";
+import { heartbeatTask } from "./engine/heartbeat-task.ts";
+import { reportSteps } from "./engine/report-steps.ts";
+import type { StepReport as StepChange } from "./engine/step-changes.ts";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 import { draining } from "../../kit/src/shutdown.ts";
 import { stoppingError } from "./run-routes.ts";
@@ -108,54 +104,25 @@ export function agentServiceImpl(
     }),
     async heartbeatTask(req, ctx) {
       requireSelf(ctx, req.agentId);
-      const { rows } = await pool.query(
-        `WITH task AS (
-           UPDATE coordinator.tasks SET lease_expires_at = now() + make_interval(secs => $4::float / 1000)
-           WHERE id = $1 AND attempt = $2 AND agent_id = $3 AND status = 'assigned' RETURNING id, cancel_requested
-         ), held AS (
-           UPDATE coordinator.reservations r SET lease_expires_at = now() + make_interval(secs => $4::float / 1000)
-           FROM task WHERE r.task_id = task.id
-         )
-         SELECT cancel_requested FROM task`,
-        [req.taskId, req.attempt, req.agentId, taskLeaseMs],
-      );
-      if (rows.length === 0) {
-        const { rows: current } = await pool.query("SELECT attempt, agent_id FROM coordinator.tasks WHERE id = $1", [req.taskId]);
-        if (current.length === 0) throw new ConnectError(`task ${req.taskId} not found`, Code.NotFound);
-        refuseOthersTask(req.taskId, current[0], req.attempt, req.agentId);
-        throw new ConnectError(`attempt ${req.attempt} of task ${req.taskId} is not current for agent ${req.agentId}`, Code.FailedPrecondition);
-      }
-      return { cancel: rows[0].cancel_requested };
+      return heartbeatTask(pool, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId }, taskLeaseMs);
     },
     async reportSteps(req, ctx) {
-      const changes = stepChanges(req.steps);
-      const cancel = await inTransaction(pool, async (client) => {
-        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) });
-        await appendJournal(client, task.run_id, ...(await applyStepChanges(client, task, changes)));
-        return task.cancel_requested;
-      });
-      return { cancel };
+      const reports = stepChanges(req.steps);
+      return inTransaction(pool, (client) => reportSteps(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) }, reports));
     },
     async handBackTask(req, ctx) {
       requireSelf(ctx, req.agentId);
-      await inTransaction(pool, async (client) => {
-        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId, caller: req.agentId });
-        await handBackTask(client, task, req.agentId, boss);
-      });
+      await inTransaction(pool, (client) => handBackTask(client, boss, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId }));
       return {};
     },
     async completeTask(req, ctx) {
-      const changes = stepChanges(req.steps);
-      await inTransaction(pool, async (client) => {
-        const task = await lockCurrentAttempt(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) });
-        const stepEntries = await applyStepChanges(client, task, changes);
-        await finishTask(client, boss, task, req.state, req.message.slice(0, 1000), { earlier: stepEntries });
-      });
+      const reports = stepChanges(req.steps);
+      const outcome = { state: req.state, message: req.message, steps: reports };
+      await inTransaction(pool, (client) => completeTask(client, boss, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) }, outcome));
       return {};
     },
   };
 }
-
 // The task as the agent gets it. Its dispatch is a span of the run's trace
 // (from the claim on), and the agent's spans are children of that one.
 async function taskSpec(
@@ -208,7 +175,12 @@ async function taskSpec(
 
 // States and indexes are bounded by the requests' protovalidate rules.
 function stepChanges(reports: StepReport[]): StepChange[] {
-  return reports.map((report) => ({ stepIndex: report.stepIndex, state: report.state, exitCode: report.exitCode }));
+  return reports.map((report) => ({
+    stepIndex: report.stepIndex,
+    state: report.state,
+    exitCode: report.exitCode,
+    at: report.at ? timestampDate(report.at) : undefined,
+  }));
 }
 
 // The agent an agent credential stands for (undefined without TLS).

@@ -1,5 +1,5 @@
 import type { Notifier } from "../../kit/src/notifier.ts";
-import { tasksChannel } from "./advance-run.ts";
+import { tasksChannel } from "./engine/apply-changes.ts";
 
 interface Waiter {
   agentId: string;

@@ -3,7 +3,7 @@ import type { Pool } from "../../kit/src/db.ts";
 import { gaugeOnScrape } from "../../kit/src/metrics.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
 import { runStateName } from "../../kit/src/run-state.ts";
-import { advanceQueues } from "./run-queue.ts";
+import { advanceQueues } from "./engine/run-queue.ts";
 import type { ShardManager } from "./shards.ts";
 
 // The coordinator's gauges, read from Postgres, pg-boss and the registry when

@@ -4,11 +4,11 @@ import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import { draining } from "../../kit/src/shutdown.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
-import { cancelRun } from "./cancel-run.ts";
-import { journalChannel } from "./journal.ts";
+import { cancelRun } from "./engine/cancel-run.ts";
+import { journalChannel } from "./engine/apply-changes.ts";
 import { journalRowToEvent, loadRun, loadRuns, requireRunId } from "./run-store.ts";
-import { isFinal } from "./states.ts";
-import { submitRun } from "./submit-run.ts";
+import { isFinal } from "./engine/states.ts";
+import { submitRun } from "./engine/submit-run.ts";
 import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 import { assertValidPipeline } from "./validate-pipeline.ts";
 
@@ -55,7 +55,7 @@ export function runServiceImpl(
     },
     async cancelRun(req) {
       requireRunId(req.runId);
-      await inTransaction(pool, (client) => cancelRun(client, boss, req.runId));
+      await inTransaction(pool, (client) => cancelRun(client, req.runId));
       return { run: await loadRun(pool, req.runId) };
     },
     watchRun(req, ctx) {

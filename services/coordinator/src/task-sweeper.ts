@@ -1,9 +1,8 @@
 import type { PgBoss } from "pg-boss";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Logger } from "../../kit/src/log.ts";
-import { finishTask } from "./task-lifecycle.ts";
+import { expireLease } from "./engine/expire-lease.ts";
 import { fenceShard, FencedError, type ShardManager } from "./shards.ts";
-import { RunState } from "./states.ts";
 
 // Ends tasks whose agent stopped heartbeating, so no run stays RUNNING
 // forever. Each coordinator sweeps the runs of the shards it owns.
@@ -31,17 +30,8 @@ export function startTaskSweeper(options: {
       for (const expired of rows) {
         await inTransaction(pool, async (client) => {
           await fenceShard(client, expired.shard, owned.get(expired.shard)!, memberId);
-          await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [expired.run_id]);
-          const { rows: tasks } = await client.query(
-            "SELECT * FROM coordinator.tasks WHERE id = $1 AND status = 'assigned' AND lease_expires_at < now()",
-            [expired.id],
-          );
-          const task = tasks[0];
-          if (!task) return;
-          const state = task.cancel_requested ? RunState.CANCELED : RunState.FAILED;
-          const message = `agent ${task.agent_id} lost: no heartbeat for attempt ${task.attempt} within its lease`;
-          log.warn("task lease expired", { run_id: task.run_id, job: task.job, agent_id: task.agent_id });
-          await finishTask(client, boss, task, state, message, { cause: { agentLost: true }, advance: "queued" });
+          const ended = await expireLease(client, boss, expired.id, expired.run_id);
+          if (ended) log.warn("task lease expired", { run_id: ended.run_id, job: ended.job, agent_id: ended.agent_id, attempt: ended.attempt });
         });
       }
     } catch (err) {

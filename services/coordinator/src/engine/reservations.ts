@@ -1,5 +1,5 @@
-import type { PoolClient } from "../../kit/src/db.ts";
-import { tasksChannel } from "./advance-run.ts";
+import type { PoolClient } from "../../../kit/src/db.ts";
+import { tasksChannel } from "./apply-changes.ts";
 
 export interface AgentCapacity {
   id: string;

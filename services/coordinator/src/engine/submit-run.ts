@@ -1,14 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toJson } from "@bufbuild/protobuf";
-import { PipelineSchema, type Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
-import { deriveStepName } from "../../parser/src/parse-pipeline.ts";
-import { inTransaction, type Pool } from "../../kit/src/db.ts";
-import { traceParentOf } from "../../kit/src/telemetry.ts";
-import { appendJournal } from "./journal.ts";
+import { PipelineSchema, type Pipeline } from "../../../../gen/otto/v1/pipeline_pb.ts";
+import { deriveStepName } from "../../../parser/src/parse-pipeline.ts";
+import { inTransaction, type Pool } from "../../../kit/src/db.ts";
+import { traceParentOf } from "../../../kit/src/telemetry.ts";
+import { applyChanges } from "./apply-changes.ts";
 import { advanceRun } from "./advance-run.ts";
-import { shardOf } from "./shards.ts";
+import { shardOf } from "../shards.ts";
 import { RunState } from "./states.ts";
+import { transitions } from "./transitions.ts";
 
 export function stepName(name: string, run: string): string {
   return name.trim() !== "" ? name : deriveStepName(run);
@@ -39,7 +40,7 @@ export async function submitRun(
     const { rowCount } = await client.query(
       `INSERT INTO coordinator.runs (id, name, state, pipeline, shard, request_id, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (request_id) DO NOTHING`,
-      [runId, pipeline.name, RunState.QUEUED, toJson(PipelineSchema, pipeline), shardOf(runId), requestId || null, traceParentOf()],
+      [runId, pipeline.name, transitions.run.initial, toJson(PipelineSchema, pipeline), shardOf(runId), requestId || null, traceParentOf()],
     );
     if (!rowCount) {
       // The same request, retried while the first one was being stored.
@@ -56,7 +57,7 @@ export async function submitRun(
           runId,
           job.name,
           position,
-          RunState.QUEUED,
+          transitions.job.initial,
           job.needs,
           job.runsOn,
           job.locks,
@@ -70,13 +71,13 @@ export async function submitRun(
       await client.query(
         `INSERT INTO coordinator.steps (run_id, job, position, name, state)
          SELECT $1, $2, p - 1, n, $4 FROM unnest($3::text[]) WITH ORDINALITY AS s(n, p)`,
-        [runId, job.name, job.steps.map((s) => s.name), RunState.QUEUED],
+        [runId, job.name, job.steps.map((s) => s.name), transitions.step.initial],
       );
     }
-    await appendJournal(client, runId, { state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` });
+    await applyChanges(client, runId, [{ entity: "note", state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` }]);
     // The first advance happens right here, in the transaction that stores
     // the run: its first jobs are ready for agents the moment it commits.
-    await advanceRun(client, runId);
+    await advanceRun(client, runId, { runLocked: true });
   });
   return runId;
 }

@@ -1,7 +1,7 @@
 import type { PgBoss } from "pg-boss";
-import type { PoolClient } from "../../kit/src/db.ts";
-import { shardCount, shardOf } from "./shards.ts";
-import { traceParentOf } from "../../kit/src/telemetry.ts";
+import type { PoolClient } from "../../../kit/src/db.ts";
+import { shardCount, shardOf } from "../shards.ts";
+import { traceParentOf } from "../../../kit/src/telemetry.ts";
 
 // pg-boss queues of "advance run R" work, one per shard, so that only the
 // shard's owner does a run's work. Enqueued inside the transaction that made

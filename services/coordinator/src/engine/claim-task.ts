@@ -1,0 +1,142 @@
+import type { PoolClient } from "../../../kit/src/db.ts";
+import { applyChanges, type Change } from "./apply-changes.ts";
+import { describeReservations, hasFreeSlot, reserveAll, type AgentCapacity, type AgentUsage } from "./reservations.ts";
+import { RunState } from "./states.ts";
+
+export interface ClaimedTask {
+  id: string;
+  run_id: string;
+  job: string;
+  attempt: number;
+  // What was reserved for it, for the dispatch span: "slot on a1, lock prod".
+  reserved?: string;
+  // Seconds it waited, ready to run, until everything it needs was reserved.
+  waited?: number;
+}
+
+export interface Claimant extends AgentCapacity {
+  labels: string[];
+  runningTaskIds: string[];
+  slot: number;
+  incarnation: string;
+}
+
+export interface ClaimResult {
+  task?: ClaimedTask;
+  // A candidate was passed over because another transaction held its run:
+  // worth trying again soon rather than waiting for the next notification.
+  contended: boolean;
+}
+
+interface Candidate {
+  id: string;
+  run_id: string;
+  run_state: RunState;
+  job: string;
+  attempt: number;
+  locks: string[];
+  cpu: number;
+  memory_bytes: string;
+  waited: number;
+}
+
+// Hands an agent a task: first one already assigned to the asking process
+// and slot whose answer was lost (assigned, never started, not among the
+// tasks it says it runs or has finished), else the oldest pending task whose
+// labels it has and whose slot, resources and locks can all be reserved now.
+// Each candidate is found and locked (its run and task rows) by one
+// statement that skips runs other transactions hold, so a claim never waits
+// on a run; a candidate that does not fit gives back any lock reservation it
+// took at once.
+export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: number): Promise<ClaimResult> {
+  // One claim per agent at a time, so its slots are counted correctly.
+  await client.query("SELECT pg_advisory_xact_lock(hashtext('otto-agent:' || $1))", [agent.id]);
+  let contended = false;
+  const { rows: found } = await client.query(
+    `SELECT
+       (SELECT json_agg(lost) FROM (
+          SELECT id, run_id, job, attempt FROM coordinator.tasks
+          WHERE status = 'assigned' AND agent_id = $1 AND agent_slot = $3 AND agent_incarnation = $4 AND NOT started
+            AND NOT (id::text = ANY($2::text[])) LIMIT 1) lost) AS lost,
+       count(*)::int AS slots, coalesce(sum(cpu), 0)::float8 AS cpu, coalesce(sum(memory_bytes), 0)::bigint AS memory
+     FROM coordinator.reservations WHERE kind = 'slot' AND name = $1`,
+    [agent.id, agent.runningTaskIds, agent.slot, agent.incarnation],
+  );
+  for (const task of (found[0].lost ?? []) as ClaimedTask[]) {
+    const { rowCount } = await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE SKIP LOCKED", [task.run_id]);
+    if (!rowCount) {
+      contended = true;
+      continue;
+    }
+    // Given again, not a state change: the lease starts over.
+    const { rows } = await client.query<ClaimedTask>(
+      `UPDATE coordinator.tasks SET lease_expires_at = now() + make_interval(secs => $3::float / 1000)
+       WHERE id = $1 AND attempt = $2 AND status = 'assigned' AND NOT started RETURNING id, run_id, job, attempt`,
+      [task.id, task.attempt, leaseMs],
+    );
+    if (rows.length > 0) return { task: rows[0], contended };
+  }
+  // What the agent's slot reservations take up now.
+  const used: AgentUsage = { slots: found[0].slots, cpu: found[0].cpu, memory: BigInt(found[0].memory) };
+  if (!hasFreeSlot(agent, used)) return { contended };
+  const passedOver: string[] = [];
+  for (let tries = 0; tries < 20; tries++) {
+    const { rows } = await client.query<Candidate>(
+      `SELECT t.id, t.run_id, r.state AS run_state, t.job, t.attempt, j.locks, j.cpu, j.memory_bytes,
+         extract(epoch FROM now() - t.pending_since)::float8 AS waited
+       FROM coordinator.tasks t
+         JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
+         JOIN coordinator.runs r ON r.id = t.run_id
+       WHERE t.status = 'pending' AND t.labels <@ $1::text[] AND NOT (t.id = ANY($2::uuid[]))
+       ORDER BY t.created_at LIMIT 1
+       FOR UPDATE OF r, t SKIP LOCKED`,
+      [agent.labels, passedOver],
+    );
+    if (rows.length === 0) break;
+    const task = await claimCandidate(client, agent, used, rows[0], leaseMs);
+    if (task) return { task, contended };
+    passedOver.push(rows[0].id);
+  }
+  // Pending tasks left that this agent could take were skipped because their
+  // runs were busy: worth trying again soon.
+  const { rows } = await client.query(
+    `SELECT EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' AND labels <@ $1::text[] AND NOT (id = ANY($2::uuid[]))) AS waiting`,
+    [agent.labels, passedOver],
+  );
+  return { contended: contended || rows[0].waiting };
+}
+
+async function claimCandidate(
+  client: PoolClient,
+  agent: Claimant,
+  used: AgentUsage,
+  candidate: Candidate,
+  leaseMs: number,
+): Promise<ClaimedTask | undefined> {
+  const attempt = candidate.attempt + 1;
+  const needs = { locks: candidate.locks, cpu: candidate.cpu, memoryBytes: BigInt(candidate.memory_bytes) };
+  const target = { runId: candidate.run_id, job: candidate.job, taskId: candidate.id, attempt, leaseMs };
+  if (!(await reserveAll(client, agent, used, needs, target))) return undefined;
+  const holds = needs.locks.length > 0 ? `; holds ${needs.locks.map((l) => `lock ${l}`).join(", ")}` : "";
+  const changes: Change[] = [
+    ...(candidate.run_state === RunState.QUEUED ? [{ entity: "run", from: RunState.QUEUED, to: RunState.RUNNING } as const] : []),
+    {
+      entity: "task",
+      taskId: candidate.id,
+      job: candidate.job,
+      from: "pending",
+      to: "assigned",
+      assignment: { attempt, agentId: agent.id, slot: agent.slot, incarnation: agent.incarnation, leaseMs },
+    },
+    { entity: "job", job: candidate.job, from: RunState.QUEUED, to: RunState.RUNNING, agentId: agent.id, message: `attempt ${attempt} on agent ${agent.id}${holds}` },
+  ];
+  await applyChanges(client, candidate.run_id, changes);
+  return {
+    id: candidate.id,
+    run_id: candidate.run_id,
+    job: candidate.job,
+    attempt,
+    waited: candidate.waited,
+    reserved: describeReservations([{ kind: "slot", name: agent.id }, ...needs.locks.map((name) => ({ kind: "lock", name }))]),
+  };
+}

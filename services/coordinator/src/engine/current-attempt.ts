@@ -1,0 +1,49 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { PoolClient } from "../../../kit/src/db.ts";
+
+export interface TaskRef {
+  taskId: string;
+  attempt: number;
+  agentId?: string;
+  // The authenticated agent making the call: another agent's task is refused.
+  caller?: string;
+}
+
+export interface CurrentAttempt {
+  id: string;
+  run_id: string;
+  job: string;
+  attempt: number;
+  cancel_requested: boolean;
+  agent_id: string;
+}
+
+// Locks the task's run and checks that the caller holds the current attempt.
+export async function lockCurrentAttempt(client: PoolClient, ref: TaskRef): Promise<CurrentAttempt> {
+  const { rowCount } = await client.query(
+    "SELECT 1 FROM coordinator.runs WHERE id = (SELECT run_id FROM coordinator.tasks WHERE id = $1) FOR UPDATE",
+    [ref.taskId],
+  );
+  if (!rowCount) throw new ConnectError(`task ${ref.taskId} not found`, Code.NotFound);
+  const { rows: tasks } = await client.query(
+    "SELECT id, run_id, job, attempt, cancel_requested, agent_id, status FROM coordinator.tasks WHERE id = $1",
+    [ref.taskId],
+  );
+  const task = tasks[0];
+  refuseOthersTask(ref.taskId, task, ref.attempt, ref.caller);
+  if (task.status !== "assigned" || task.attempt !== ref.attempt || (ref.agentId && task.agent_id !== ref.agentId)) {
+    throw new ConnectError(
+      `attempt ${ref.attempt} of task ${ref.taskId} is no longer current (task is ${task.status}, attempt ${task.attempt})`,
+      Code.FailedPrecondition,
+    );
+  }
+  return task;
+}
+
+// The current attempt of a task belongs to its agent: another agent asking
+// about it is refused (a stale attempt is for the caller to sort out).
+export function refuseOthersTask(taskId: string, task: { attempt: number; agent_id: string }, attempt: number, caller: string | undefined): void {
+  if (caller !== undefined && task.attempt === attempt && task.agent_id !== caller) {
+    throw new ConnectError(`task ${taskId} is not assigned to agent ${caller}`, Code.PermissionDenied);
+  }
+}

@@ -1,0 +1,18 @@
+import type { PoolClient } from "../../../kit/src/db.ts";
+import type { RunState } from "./states.ts";
+
+export interface StepRow {
+  name: string;
+  position: number;
+  state: RunState;
+  exit_code: number | null;
+}
+
+// A job's steps as they are now, in order (read under the run's lock).
+export async function jobSteps(client: PoolClient, runId: string, job: string): Promise<StepRow[]> {
+  const { rows } = await client.query<StepRow>(
+    "SELECT name, position, state, exit_code FROM coordinator.steps WHERE run_id = $1 AND job = $2 ORDER BY position",
+    [runId, job],
+  );
+  return rows;
+}
