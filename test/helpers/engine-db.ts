@@ -106,7 +106,7 @@ export function pipelineOf(jobs: Record<string, JobSpec>, name = "engine-test"):
 }
 
 export function submit(db: EngineDb, jobs: Record<string, JobSpec>): Promise<string> {
-  return submitRun(db.pool, pipelineOf(jobs), 1_000, randomUUID());
+  return submitRun(db.pool, pipelineOf(jobs), 1_000, randomUUID()).then((submitted) => submitted.runId);
 }
 
 export function agent(id = "agent-1", overrides: Partial<Claimant> = {}): Claimant {

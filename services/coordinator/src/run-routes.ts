@@ -35,8 +35,8 @@ export function runServiceImpl(
       const pipeline = req.source.value;
       assertValidPipeline(pipeline);
       await secrets.requireExisting(pipeline.jobs.flatMap((job) => job.secrets));
-      const runId = await submitRun(pool, pipeline, limits.maxActiveRuns, req.requestId);
-      return { run: await loadRun(pool, runId) };
+      const { runId, created } = await submitRun(pool, pipeline, limits.maxActiveRuns, req.requestId);
+      return { run: created ?? (await loadRun(pool, runId)) };
     },
     async getRun(req) {
       return { run: await loadRun(pool, req.runId) };

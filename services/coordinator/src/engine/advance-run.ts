@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { PoolClient } from "../../../kit/src/db.ts";
 import { inSpan } from "../../../kit/src/telemetry.ts";
 import { applyChanges, tasksChannel, type Change } from "./apply-changes.ts";
@@ -19,12 +18,13 @@ interface JobRow {
 // jobs whose needs all succeeded, cancels jobs that can no longer run, and
 // finishes the run when every job is final. Idempotent; runs inside the
 // caller's transaction, locking the run row unless the caller says it holds
-// that lock already.
-export function advanceRun(client: PoolClient, runId: string, options: { runLocked?: boolean } = {}): Promise<void> {
-  return inSpan("advance run", { "otto.run_id": runId }, () => advance(client, runId, options.runLocked ?? false));
+// that lock already. `changes` that the caller has not applied yet are
+// applied with the advance's own, as if they had been before it.
+export function advanceRun(client: PoolClient, runId: string, options: { runLocked?: boolean; changes?: Change[] } = {}): Promise<void> {
+  return inSpan("advance run", { "otto.run_id": runId }, () => advance(client, runId, options.runLocked ?? false, options.changes ?? []));
 }
 
-async function advance(client: PoolClient, runId: string, runLocked: boolean): Promise<void> {
+async function advance(client: PoolClient, runId: string, runLocked: boolean, earlier: Change[]): Promise<void> {
   // Read after the lock is held, in a statement of its own: a statement that
   // waited for the lock would see the jobs as they were before the wait.
   if (!runLocked) await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [runId]);
@@ -37,10 +37,15 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean): P
     [runId],
   );
   const run = rows[0] && { state: rows[0].run_state, cancelRequested: rows[0].cancel_requested };
-  if (!run || isFinal(run.state)) return;
+  if (!run || isFinal(run.state)) return applyChanges(client, runId, earlier);
   const jobs: JobRow[] = rows;
   const byName = new Map(jobs.map((j) => [j.name, j]));
-  const changes: Change[] = [];
+  for (const change of earlier) {
+    const job = change.entity === "job" || change.entity === "task" ? byName.get(change.job) : undefined;
+    if (job && change.entity === "job") job.state = change.to;
+    if (job && change.entity === "task") job.has_task = change.to !== "done";
+  }
+  const changes: Change[] = [...earlier];
   const ready: JobRow[] = [];
   for (let changed = true; changed; ) {
     changed = false;
@@ -62,11 +67,13 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean): P
   }
   if (ready.length > 0) {
     await client.query(
-      `INSERT INTO coordinator.tasks (id, run_id, job, labels, status)
-       SELECT id, $2, job, ARRAY(SELECT jsonb_array_elements_text(labels)), $5 FROM unnest($1::uuid[], $3::text[], $4::jsonb[]) AS t(id, job, labels)`,
-      [ready.map(() => randomUUID()), runId, ready.map((j) => j.name), ready.map((j) => JSON.stringify(j.runs_on)), transitions.task.initial],
+      `WITH task AS (
+         INSERT INTO coordinator.tasks (id, run_id, job, labels, status)
+         SELECT gen_random_uuid(), $1, t.job, t.labels, $3 FROM jsonb_to_recordset($2) AS t(job text, labels text[])
+       )
+       SELECT pg_notify($4, '')`,
+      [runId, JSON.stringify(ready.map((j) => ({ job: j.name, labels: j.runs_on }))), transitions.task.initial, tasksChannel],
     );
-    await client.query("SELECT pg_notify($1, '')", [tasksChannel]);
   }
   if (jobs.every((j) => isFinal(j.state))) {
     const state = run.cancelRequested

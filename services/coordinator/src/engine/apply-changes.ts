@@ -46,8 +46,9 @@ const finals = finalStates.join(", ");
 // change is appended to the run's journal, in the order given. Several
 // changes of one entity chain (a step's RUNNING and SUCCEEDED in one
 // report). Task moves carry their side effects: an assigned attempt's task
-// token is live until the task leaves "assigned", and a task that becomes
-// pending wakes the agents waiting for work.
+// token is live, and what was reserved for it held, until the task leaves
+// "assigned"; a task that becomes pending, or reservations released while a
+// task waits, wake the agents waiting for work.
 export async function applyChanges(client: PoolClient, runId: string, changes: Change[]): Promise<void> {
   if (changes.length === 0) return;
   const latest = new Map<string, Change>();
@@ -247,7 +248,9 @@ WITH run AS (
     handbacks = t.handbacks + CASE WHEN c.handback THEN 1 ELSE 0 END
   FROM task_change c
   WHERE t.id = c.id AND t.run_id = $1 AND t.status = c.from_status
-  RETURNING t.run_id, t.job, t.attempt, t.agent_id, t.status
+  RETURNING t.id, t.run_id, t.job, t.attempt, t.agent_id, t.status
+), released AS (
+  DELETE FROM coordinator.reservations r USING task WHERE task.status <> 'assigned' AND r.task_id = task.id RETURNING 1
 ), task_started AS (
   UPDATE coordinator.tasks t SET started = true
   WHERE t.run_id = $1 AND t.job IN (SELECT job FROM step WHERE start) AND t.status = 'assigned' AND NOT t.started
@@ -277,4 +280,6 @@ WITH run AS (
 )
 SELECT (SELECT json_agg(m) FROM mismatches m) AS mismatches,
   CASE WHEN $2 > 0 THEN pg_notify($32, $1::text) END AS journal_notified,
-  CASE WHEN EXISTS (SELECT 1 FROM task WHERE status = 'pending') THEN pg_notify($33, '') END AS tasks_notified`;
+  CASE WHEN EXISTS (SELECT 1 FROM task WHERE status = 'pending')
+    OR (EXISTS (SELECT 1 FROM released) AND EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending'))
+    THEN pg_notify($33, '') END AS tasks_notified`;

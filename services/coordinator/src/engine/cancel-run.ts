@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PoolClient } from "../../../kit/src/db.ts";
 import { advanceRun } from "./advance-run.ts";
-import { applyChanges, type Change } from "./apply-changes.ts";
+import type { Change } from "./apply-changes.ts";
 import { isFinal } from "./states.ts";
 
 // Cancels a run: its jobs that have not started never will (their waiting
@@ -20,7 +20,6 @@ export async function cancelRun(client: PoolClient, runId: string): Promise<void
     [runId],
   );
   const withdrawn: Change[] = tasks.map((task) => ({ entity: "task", taskId: task.id, job: task.job, from: "pending", to: "done" }));
-  await applyChanges(client, runId, [{ entity: "note", state: run.state, message: "cancel requested" }, ...withdrawn]);
   // Jobs without a running task end now; so does the run if none is left.
-  await advanceRun(client, runId, { runLocked: true });
+  await advanceRun(client, runId, { runLocked: true, changes: [{ entity: "note", state: run.state, message: "cancel requested" }, ...withdrawn] });
 }

@@ -20,15 +20,14 @@ export interface CurrentAttempt {
 
 // Locks the task's run and checks that the caller holds the current attempt.
 export async function lockCurrentAttempt(client: PoolClient, ref: TaskRef): Promise<CurrentAttempt> {
-  const { rowCount } = await client.query(
-    "SELECT 1 FROM coordinator.runs WHERE id = (SELECT run_id FROM coordinator.tasks WHERE id = $1) FOR UPDATE",
-    [ref.taskId],
-  );
-  if (!rowCount) throw new ConnectError(`task ${ref.taskId} not found`, Code.NotFound);
+  // Both rows locked: a statement that waited for the run's lock reads
+  // them again as they are when it gets it.
   const { rows: tasks } = await client.query(
-    "SELECT id, run_id, job, attempt, cancel_requested, agent_id, status FROM coordinator.tasks WHERE id = $1",
+    `SELECT t.id, t.run_id, t.job, t.attempt, t.cancel_requested, t.agent_id, t.status
+     FROM coordinator.tasks t JOIN coordinator.runs r ON r.id = t.run_id WHERE t.id = $1 FOR UPDATE OF r, t`,
     [ref.taskId],
   );
+  if (tasks.length === 0) throw new ConnectError(`task ${ref.taskId} not found`, Code.NotFound);
   const task = tasks[0];
   refuseOthersTask(ref.taskId, task, ref.attempt, ref.caller);
   if (task.status !== "assigned" || task.attempt !== ref.attempt || (ref.agentId && task.agent_id !== ref.agentId)) {

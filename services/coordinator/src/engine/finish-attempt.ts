@@ -4,7 +4,7 @@ import type { PoolClient } from "../../../kit/src/db.ts";
 import { advanceRun } from "./advance-run.ts";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps, type StepRow } from "./job-steps.ts";
-import { describeReservations, releaseTaskReservations } from "./reservations.ts";
+import { describeReservations, heldBy } from "./reservations.ts";
 import type { FailureCause } from "./retry-policy.ts";
 import { requeueChanges, retryReason, type AttemptOf } from "./retry-task.ts";
 import { enqueueAdvance } from "./run-queue.ts";
@@ -25,7 +25,7 @@ export interface FinishOptions {
 }
 
 // Ends a task's current attempt and releases everything reserved for it
-// (its task token writes no more). A failure that the job's retry policy
+// (its task token writes no more, its reservations are released). A failure that the job's retry policy
 // covers puts the job back in the queue for a new attempt; otherwise the job
 // takes `state`, its unfinished steps are closed, and the run advances.
 export async function finishAttempt(
@@ -38,9 +38,9 @@ export async function finishAttempt(
 ): Promise<void> {
   if (!isFinal(state)) throw new ConnectError("a task can only complete in a final state", Code.InvalidArgument);
   steps ??= await jobSteps(client, task.run_id, task.job);
-  const released = await releaseTaskReservations(client, task.id);
+  const released = cause.agentLost ? await heldBy(client, task.id) : [];
   const changes = [...earlier];
-  if (cause.agentLost && released.length > 0) {
+  if (released.length > 0) {
     changes.push({
       entity: "note",
       job: task.job,
@@ -58,7 +58,10 @@ export async function finishAttempt(
     { entity: "job", job: task.job, from: RunState.RUNNING, to: state, message },
     ...closeUnfinishedSteps(task.job, steps, state),
   );
-  await applyChanges(client, task.run_id, changes);
-  if (advance === "inline") await advanceRun(client, task.run_id, { runLocked: true });
-  else await enqueueAdvance(boss, client, task.run_id);
+  if (advance === "inline") {
+    await advanceRun(client, task.run_id, { runLocked: true, changes });
+  } else {
+    await applyChanges(client, task.run_id, changes);
+    await enqueueAdvance(boss, client, task.run_id);
+  }
 }

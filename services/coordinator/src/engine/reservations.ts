@@ -1,5 +1,4 @@
 import type { PoolClient } from "../../../kit/src/db.ts";
-import { tasksChannel } from "./apply-changes.ts";
 
 export interface AgentCapacity {
   id: string;
@@ -67,18 +66,11 @@ export async function reserveAll(
   return true;
 }
 
-// Releases what was reserved for a task. What was released may let a waiting
-// task fit, so claimants are woken, but only if a task waits.
-export async function releaseTaskReservations(client: PoolClient, taskId: string): Promise<{ kind: string; name: string }[]> {
-  const { rows } = await client.query(
-    `WITH released AS (
-       DELETE FROM coordinator.reservations WHERE task_id = $1 RETURNING kind, name
-     )
-     SELECT coalesce((SELECT json_agg(json_build_object('kind', kind, 'name', name)) FROM released), '[]') AS released,
-       (SELECT count(pg_notify($2, '')) FROM (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' LIMIT 1) waiting) AS woken`,
-    [taskId, tasksChannel],
-  );
-  return rows[0].released;
+// What is reserved for a task now. Its reservations are released by the
+// write path when the task leaves "assigned" (apply-changes.ts).
+export async function heldBy(client: PoolClient, taskId: string): Promise<{ kind: string; name: string }[]> {
+  const { rows } = await client.query("SELECT kind, name FROM coordinator.reservations WHERE task_id = $1 ORDER BY id", [taskId]);
+  return rows;
 }
 
 export function describeReservations(released: { kind: string; name: string }[]): string {

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { toJson } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { RunSchema, type Run } from "../../../../gen/otto/v1/run_pb.ts";
 import { PipelineSchema, type Pipeline } from "../../../../gen/otto/v1/pipeline_pb.ts";
 import { deriveStepName } from "../../../parser/src/parse-pipeline.ts";
 import { inTransaction, type Pool } from "../../../kit/src/db.ts";
 import { traceParentOf } from "../../../kit/src/telemetry.ts";
-import { applyChanges } from "./apply-changes.ts";
 import { advanceRun } from "./advance-run.ts";
 import { shardOf } from "../shards.ts";
 import { RunState } from "./states.ts";
@@ -15,69 +16,93 @@ export function stepName(name: string, run: string): string {
   return name.trim() !== "" ? name : deriveStepName(run);
 }
 
-// Stores a validated pipeline as a new QUEUED run and makes its first jobs ready.
-export async function submitRun(
-  pool: Pool,
-  pipeline: Pipeline,
-  maxActiveRuns: number,
-  requestId: string,
-): Promise<string> {
+export interface Submitted {
+  runId: string;
+  // The run as stored, for a new run; a submit repeated with the same
+  // request id finds the run it made before and leaves this undefined.
+  created?: Run;
+}
+
+// Stores a validated pipeline as a new QUEUED run, its jobs and steps in one
+// statement, and makes its first jobs ready in the same transaction.
+export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: number, requestId: string): Promise<Submitted> {
   const { rows } = await pool.query(
     `SELECT (SELECT id FROM coordinator.runs WHERE request_id = $1) AS existing,
        (SELECT count(*)::int FROM coordinator.runs WHERE finished_at IS NULL) AS active`,
     [requestId || null],
   );
-  if (rows[0].existing) return rows[0].existing;
+  if (rows[0].existing) return { runId: rows[0].existing };
   if (rows[0].active >= maxActiveRuns) {
     throw new ConnectError(
       `${rows[0].active} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); submit again when some have finished`,
       Code.ResourceExhausted,
     );
   }
-  let runId = randomUUID();
+  const runId = randomUUID();
   for (const job of pipeline.jobs) for (const step of job.steps) step.name = stepName(step.name, step.run);
-  await inTransaction(pool, async (client) => {
-    const { rowCount } = await client.query(
-      `INSERT INTO coordinator.runs (id, name, state, pipeline, shard, request_id, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (request_id) DO NOTHING`,
-      [runId, pipeline.name, transitions.run.initial, toJson(PipelineSchema, pipeline), shardOf(runId), requestId || null, traceParentOf()],
+  const jobs = pipeline.jobs.map((job, position) => ({
+    name: job.name,
+    position,
+    needs: job.needs,
+    runs_on: job.runsOn,
+    locks: job.locks,
+    cpu: job.resources?.cpu ?? 0,
+    memory_bytes: String(job.resources?.memoryBytes ?? 0n),
+    retry_max: job.retry?.max ?? 0,
+    retry_exit_codes: job.retry?.exitCodes ?? [],
+    retry_agent_lost: job.retry?.agentLost ?? null,
+  }));
+  const steps = pipeline.jobs.flatMap((job) => job.steps.map((step, position) => ({ job: job.name, position, name: step.name })));
+  return inTransaction(pool, async (client) => {
+    const { rows: stored } = await client.query(
+      `WITH run AS (
+         INSERT INTO coordinator.runs (id, name, state, pipeline, shard, request_id, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (request_id) DO NOTHING RETURNING id, created_at
+       ), jobs AS (
+         INSERT INTO coordinator.jobs (run_id, name, position, state, needs, runs_on, locks, cpu, memory_bytes, retry_max, retry_exit_codes, retry_agent_lost)
+         SELECT run.id, j.name, j.position, $9, j.needs, j.runs_on, j.locks, j.cpu, j.memory_bytes, j.retry_max, j.retry_exit_codes, j.retry_agent_lost
+         FROM run, jsonb_to_recordset($8) AS j(name text, position int, needs text[], runs_on text[], locks text[], cpu float8,
+           memory_bytes bigint, retry_max int, retry_exit_codes int[], retry_agent_lost boolean)
+       ), steps AS (
+         INSERT INTO coordinator.steps (run_id, job, position, name, state)
+         SELECT run.id, s.job, s.position, s.name, $11 FROM run, jsonb_to_recordset($10) AS s(job text, position int, name text)
+       )
+       SELECT created_at FROM run`,
+      [
+        runId,
+        pipeline.name,
+        transitions.run.initial,
+        toJson(PipelineSchema, pipeline),
+        shardOf(runId),
+        requestId || null,
+        traceParentOf(),
+        JSON.stringify(jobs),
+        transitions.job.initial,
+        JSON.stringify(steps),
+        transitions.step.initial,
+      ],
     );
-    if (!rowCount) {
+    if (stored.length === 0) {
       // The same request, retried while the first one was being stored.
       const { rows } = await client.query("SELECT id FROM coordinator.runs WHERE request_id = $1", [requestId]);
-      runId = rows[0].id;
-      return;
+      return { runId: rows[0].id };
     }
-    for (const [position, job] of pipeline.jobs.entries()) {
-      await client.query(
-        `INSERT INTO coordinator.jobs (run_id, name, position, state, needs, runs_on, locks, cpu, memory_bytes,
-           retry_max, retry_exit_codes, retry_agent_lost)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-        [
-          runId,
-          job.name,
-          position,
-          transitions.job.initial,
-          job.needs,
-          job.runsOn,
-          job.locks,
-          job.resources?.cpu ?? 0,
-          String(job.resources?.memoryBytes ?? 0n),
-          job.retry?.max ?? 0,
-          job.retry?.exitCodes ?? [],
-          job.retry?.agentLost ?? null,
-        ],
-      );
-      await client.query(
-        `INSERT INTO coordinator.steps (run_id, job, position, name, state)
-         SELECT $1, $2, p - 1, n, $4 FROM unnest($3::text[]) WITH ORDINALITY AS s(n, p)`,
-        [runId, job.name, job.steps.map((s) => s.name), transitions.step.initial],
-      );
-    }
-    await applyChanges(client, runId, [{ entity: "note", state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` }]);
+    const submitted = { entity: "note", state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` } as const;
     // The first advance happens right here, in the transaction that stores
     // the run: its first jobs are ready for agents the moment it commits.
-    await advanceRun(client, runId, { runLocked: true });
+    await advanceRun(client, runId, { runLocked: true, changes: [submitted] });
+    const created = create(RunSchema, {
+      id: runId,
+      name: pipeline.name,
+      state: transitions.run.initial,
+      createdAt: timestampFromDate(stored[0].created_at),
+      jobs: pipeline.jobs.map((job) => ({
+        name: job.name,
+        state: transitions.job.initial,
+        needs: job.needs,
+        steps: job.steps.map((step) => ({ name: step.name, state: transitions.step.initial })),
+      })),
+    });
+    return { runId, created };
   });
-  return runId;
 }
