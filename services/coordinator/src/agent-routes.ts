@@ -1,5 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
-import { create, fromJson } from "@bufbuild/protobuf";
+import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
 import type { PgBoss } from "pg-boss";
@@ -89,7 +89,7 @@ export function agentServiceImpl(
         if (task) {
           claimWaiters.wakeOne();
           if (task.waited !== undefined) reservationWait.observe(task.waited);
-          return { task: await taskSpec(pool, task, taskLeaseMs, claimant.id, claimStart, signTaskToken, secrets) };
+          return { task: await taskSpec(task, taskLeaseMs, claimant.id, claimStart, signTaskToken, secrets) };
         }
         if (tried) claimWaiters.passOn(tried.add(claimant.id));
         if (draining.aborted) throw stoppingError();
@@ -126,7 +126,6 @@ export function agentServiceImpl(
 // The task as the agent gets it. Its dispatch is a span of the run's trace
 // (from the claim on), and the agent's spans are children of that one.
 async function taskSpec(
-  pool: Pool,
   claimed: ClaimedTask,
   leaseMs: number,
   agentId: string,
@@ -134,13 +133,7 @@ async function taskSpec(
   signTaskToken: TaskTokenSigner | undefined,
   secrets: SecretStore,
 ): Promise<Task> {
-  const { rows } = await pool.query(
-    `SELECT traceparent,
-       jsonb_path_query_first(pipeline, '$.jobs[*] ? (@.name == $name)', jsonb_build_object('name', $2::text)) AS job
-     FROM coordinator.runs WHERE id = $1`,
-    [claimed.run_id, claimed.job],
-  );
-  const runContext = contextFromTraceParent(rows[0].traceparent);
+  const runContext = contextFromTraceParent(claimed.traceparent);
   const span = tracer.startSpan(
     `dispatch ${claimed.job}`,
     {
@@ -150,7 +143,7 @@ async function taskSpec(
     runContext,
   );
   span.end();
-  const job = fromJson(PipelineJobSchema, rows[0].job);
+  const job = fromJson(PipelineJobSchema, claimed.spec as JsonValue);
   const revealed = await secrets.reveal(job.secrets);
   return create(TaskSchema, {
     taskId: claimed.id,

@@ -12,7 +12,14 @@ export interface ClaimedTask {
   reserved?: string;
   // Seconds it waited, ready to run, until everything it needs was reserved.
   waited?: number;
+  // The run's trace context and the job as the pipeline gives it (JSON).
+  traceparent: string;
+  spec: unknown;
 }
+
+// The claimed job's pipeline entry and its run's trace context, as columns.
+const specColumns = (run: string, job: string) =>
+  `${run}.traceparent, jsonb_path_query_first(${run}.pipeline, '$.jobs[*] ? (@.name == $name)', jsonb_build_object('name', ${job})) AS spec`;
 
 export interface Claimant extends AgentCapacity {
   labels: string[];
@@ -38,6 +45,8 @@ interface Candidate {
   cpu: number;
   memory_bytes: string;
   waited: number;
+  traceparent: string;
+  spec: unknown;
 }
 
 // Hands an agent a task: first one already assigned to the asking process
@@ -70,8 +79,10 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
     }
     // Given again, not a state change: the lease starts over.
     const { rows } = await client.query<ClaimedTask>(
-      `UPDATE coordinator.tasks SET lease_expires_at = now() + make_interval(secs => $3::float / 1000)
-       WHERE id = $1 AND attempt = $2 AND status = 'assigned' AND NOT started RETURNING id, run_id, job, attempt`,
+      `UPDATE coordinator.tasks t SET lease_expires_at = now() + make_interval(secs => $3::float / 1000)
+       FROM coordinator.runs r
+       WHERE t.id = $1 AND t.attempt = $2 AND t.status = 'assigned' AND NOT t.started AND r.id = t.run_id
+       RETURNING t.id, t.run_id, t.job, t.attempt, ${specColumns("r", "t.job")}`,
       [task.id, task.attempt, leaseMs],
     );
     if (rows.length > 0) return { task: rows[0], contended };
@@ -83,7 +94,7 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
   for (let tries = 0; tries < 20; tries++) {
     const { rows } = await client.query<Candidate>(
       `SELECT t.id, t.run_id, r.state AS run_state, t.job, t.attempt, j.locks, j.cpu, j.memory_bytes,
-         extract(epoch FROM now() - t.pending_since)::float8 AS waited
+         extract(epoch FROM now() - t.pending_since)::float8 AS waited, ${specColumns("r", "t.job")}
        FROM coordinator.tasks t
          JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
          JOIN coordinator.runs r ON r.id = t.run_id
@@ -137,6 +148,8 @@ async function claimCandidate(
     job: candidate.job,
     attempt,
     waited: candidate.waited,
+    traceparent: candidate.traceparent,
+    spec: candidate.spec,
     reserved: describeReservations([{ kind: "slot", name: agent.id }, ...needs.locks.map((name) => ({ kind: "lock", name }))]),
   };
 }
