@@ -208,7 +208,12 @@ async function taskSpec(
 
 // States and indexes are bounded by the requests' protovalidate rules.
 function stepChanges(reports: StepReport[]): StepChange[] {
-  return reports.map((report) => ({ stepIndex: report.stepIndex, state: report.state, exitCode: report.exitCode }));
+  return reports.map((report) => ({
+    stepIndex: report.stepIndex,
+    state: report.state,
+    exitCode: report.exitCode,
+    atMs: report.at ? Number(report.at.seconds) * 1000 + report.at.nanos / 1e6 : undefined,
+  }));
 }
 
 // The agent an agent credential stands for (undefined without TLS).

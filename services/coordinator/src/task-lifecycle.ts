@@ -177,6 +177,9 @@ export interface StepChange {
   stepIndex: number;
   state: RunState;
   exitCode?: number;
+  // When the step reached the state by the agent's clock, in ms since the
+  // epoch; absent: when the change is applied.
+  atMs?: number;
 }
 
 // Applies an attempt's step changes in order, under the run lock its caller
@@ -194,7 +197,9 @@ export async function applyStepChanges(
     "SELECT name, position, state FROM coordinator.steps WHERE run_id = $1 AND job = $2",
     [task.run_id, task.job],
   );
-  const steps = new Map(rows.map((row) => [row.position, { ...row, exitCode: null as number | null, started: false, touched: false }]));
+  const steps = new Map(
+    rows.map((row) => [row.position, { ...row, exitCode: null as number | null, started: false, touched: false, startedMs: null as number | null, finishedMs: null as number | null }]),
+  );
   const entries: JournalEntry[] = [];
   for (const change of changes) {
     const step = steps.get(change.stepIndex);
@@ -202,8 +207,13 @@ export async function applyStepChanges(
     if (change.state === RunState.RUNNING ? step.state !== RunState.QUEUED : isFinal(step.state)) continue;
     step.state = change.state;
     step.touched = true;
-    if (change.state === RunState.RUNNING) step.started = true;
-    else step.exitCode = change.exitCode ?? null;
+    if (change.state === RunState.RUNNING) {
+      step.started = true;
+      step.startedMs = change.atMs ?? null;
+    } else {
+      step.exitCode = change.exitCode ?? null;
+      step.finishedMs = change.atMs ?? null;
+    }
     entries.push({ job: task.job, step: step.name, state: change.state, exitCode: change.exitCode });
   }
   const touched = [...steps.values()].filter((step) => step.touched);
@@ -213,9 +223,18 @@ export async function applyStepChanges(
        UPDATE coordinator.tasks SET started = true WHERE id = $8 AND $9 AND NOT started
      )
      UPDATE coordinator.steps s SET state = c.state, exit_code = c.exit_code,
-       started_at = CASE WHEN c.started THEN now() ELSE coalesce(s.started_at, now()) END,
-       finished_at = CASE WHEN c.state = $7 THEN NULL ELSE now() END
-     FROM unnest($3::int[], $4::smallint[], $5::int[], $6::bool[]) AS c(position, state, exit_code, started)
+       started_at = CASE WHEN c.started THEN t.started_at ELSE coalesce(s.started_at, t.finished_at) END,
+       finished_at = CASE WHEN c.state = $7 THEN NULL ELSE t.finished_at END
+     FROM unnest($3::int[], $4::smallint[], $5::int[], $6::bool[], $10::float8[], $11::float8[])
+         AS c(position, state, exit_code, started, started_ms, finished_ms)
+       JOIN coordinator.jobs j ON j.run_id = $1 AND j.name = $2
+       -- The agent's clock, kept between the attempt's claim and now: a wrong
+       -- clock cannot put a step outside its job or in the future.
+       CROSS JOIN LATERAL (
+         SELECT to_timestamp(least(greatest(coalesce(c.started_ms, now_ms), claim_ms), now_ms) / 1000) AS started_at,
+                to_timestamp(least(greatest(coalesce(c.finished_ms, now_ms), claim_ms), now_ms) / 1000) AS finished_at
+         FROM (SELECT extract(epoch FROM now()) * 1000 AS now_ms, extract(epoch FROM j.started_at) * 1000 AS claim_ms) AS bounds
+       ) AS t
      WHERE s.run_id = $1 AND s.job = $2 AND s.position = c.position`,
     [
       task.run_id,
@@ -227,6 +246,8 @@ export async function applyStepChanges(
       RunState.RUNNING,
       task.id,
       touched.some((step) => step.started),
+      touched.map((step) => step.startedMs),
+      touched.map((step) => step.finishedMs),
     ],
   );
   return entries;
