@@ -1,4 +1,5 @@
 import { rm } from "node:fs/promises";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanStatusCode, type Span } from "@opentelemetry/api";
 import { contextFromTraceParent, inSpan } from "../../kit/src/telemetry.ts";
@@ -119,16 +120,17 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       if (cancel.signal.aborted) break;
       // Reported without waiting: a lost answer is handed out again only to
       // the same agent process and slot, which runs nothing else meanwhile.
-      reporter.report({ stepIndex: index, state: RunState.RUNNING });
+      // Times are the agent's: a report may arrive well after the change.
+      const startedAt = new Date();
+      reporter.report({ stepIndex: index, state: RunState.RUNNING, at: timestampFromDate(startedAt) });
       if (reporter.error) throw reporter.error;
       if (cancel.signal.aborted) break;
       const name = step.name;
       const maskedName = mask(name);
       step.run.trim().split("\n").forEach((line, i) => logLine(name, `${i === 0 ? "$" : ">"} ${line}`));
-      const startedAt = Date.now();
       const timeoutMs = step.timeout ? Number(step.timeout.seconds) * 1000 + Math.floor(step.timeout.nanos / 1e6) : 0;
       const stepAttributes = { "otto.step": name, "otto.step.index": index, "otto.attempt": task.attempt };
-      const { outcome, stepState, summary } = await inSpan(`step ${name}`, stepAttributes, async (span) => {
+      const { outcome, stepState, summary, finishedAt } = await inSpan(`step ${name}`, stepAttributes, async (span) => {
         const outcome = await runStepProcess({
           script: step.run,
           cwd: job.launchDirectory,
@@ -138,16 +140,17 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
           // Masked with what the line splitter says continues (step-launcher.ts passes it on).
           onLine: mask.lines((text) => sink.line(maskedName, text)),
         });
+        const finishedAt = new Date();
         const stepState = stateOf(outcome);
         const summary = describe(outcome, timeoutMs);
-        stepDuration.observe({ state: runStateName(stepState) }, (Date.now() - startedAt) / 1000);
+        stepDuration.observe({ state: runStateName(stepState) }, (finishedAt.getTime() - startedAt.getTime()) / 1000);
         if (outcome.exitCode !== undefined) span.setAttribute("otto.step.exit_code", outcome.exitCode);
         span.setAttribute("otto.step.state", runStateName(stepState));
         if (stepState !== RunState.SUCCEEDED) span.setStatus({ code: SpanStatusCode.ERROR, message: `step "${name}" ${summary}` });
-        return { outcome, stepState, summary };
+        return { outcome, stepState, summary, finishedAt };
       });
-      logLine(name, `${summary} (${Date.now() - startedAt} ms)`);
-      reporter.report({ stepIndex: index, state: stepState, exitCode: outcome.exitCode });
+      logLine(name, `${summary} (${finishedAt.getTime() - startedAt.getTime()} ms)`);
+      reporter.report({ stepIndex: index, state: stepState, exitCode: outcome.exitCode, at: timestampFromDate(finishedAt) });
       if (stepState !== RunState.SUCCEEDED) {
         state = stepState;
         message = `step "${name}" ${summary}`;
