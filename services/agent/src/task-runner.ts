@@ -72,18 +72,26 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   options.handBack?.addEventListener("abort", onHandBack, { once: true });
   if (options.handBack?.aborted) onHandBack();
 
+  // The task stays this agent's until the coordinator has its outcome: the
+  // heartbeat goes on through the log's close and until CompleteTask (or
+  // HandBackTask) is answered, however long those take.
+  let settled = false;
   const heartbeat = setInterval(async () => {
     try {
       const answer = await coordinator((c) => c.heartbeatTask({ ...ref, agentId }));
-      if (answer.cancel) cancel.abort();
+      if (answer.cancel && !settled) cancel.abort();
     } catch (err) {
-      if (err instanceof ConnectError && err.code === Code.FailedPrecondition) {
+      if (err instanceof ConnectError && err.code === Code.FailedPrecondition && !settled) {
         log.warn("task taken away by the coordinator; stopping it", { err });
         lost = true;
         cancel.abort();
       }
     }
   }, Math.max(200, Math.min(1_000, task.leaseMs / 4)));
+  const stopHeartbeat = () => {
+    settled = true;
+    clearInterval(heartbeat);
+  };
 
   // The objects service takes this attempt's log only with its task token.
   const asTask = task.taskToken ? { headers: { authorization: `Bearer ${task.taskToken}` } } : {};
@@ -181,27 +189,32 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       log.error("task failed inside the agent", { err });
     }
   } finally {
-    clearInterval(heartbeat);
     options.handBack?.removeEventListener("abort", onHandBack);
   }
   try {
-    const rest = await sink.takeRest();
-    const close = { runId: task.runId, job: task.job, attempt: task.attempt, finalSeq: BigInt(rest?.seq ?? 0), finalText: rest?.text ?? "" };
-    await registry.call("objects", LogStoreService, (c) => c.closeLog(close, asTask), { idempotent: true, retryForMs });
-  } catch (err) {
-    log.error("could not archive the log", { err });
-  }
-  if (handingBack && !lost) {
-    log.info("handing the task back: the agent is stopping");
-    await coordinator((c) => c.handBackTask({ ...ref, agentId })).catch((err) => {
-      if (!takenAway(err)) throw err;
-    });
-    state = RunState.QUEUED;
-    message = "handed back";
-  } else if (!lost) {
-    await coordinator((c) => c.completeTask({ ...ref, state, message, steps: unreported })).catch((err) => {
-      if (!takenAway(err)) throw err;
-    });
+    // Closing the log only seals it in Postgres: the objects service moves
+    // it to object storage later, so a stalled storage does not hold this up.
+    try {
+      const rest = await sink.takeRest();
+      const close = { runId: task.runId, job: task.job, attempt: task.attempt, finalSeq: BigInt(rest?.seq ?? 0), finalText: rest?.text ?? "" };
+      await registry.call("objects", LogStoreService, (c) => c.closeLog(close, asTask), { idempotent: true, retryForMs });
+    } catch (err) {
+      log.error("could not close the log", { err });
+    }
+    if (handingBack && !lost) {
+      log.info("handing the task back: the agent is stopping");
+      await coordinator((c) => c.handBackTask({ ...ref, agentId })).catch((err) => {
+        if (!takenAway(err)) throw err;
+      });
+      state = RunState.QUEUED;
+      message = "handed back";
+    } else if (!lost) {
+      await coordinator((c) => c.completeTask({ ...ref, state, message, steps: unreported })).catch((err) => {
+        if (!takenAway(err)) throw err;
+      });
+    }
+  } finally {
+    stopHeartbeat();
   }
   if (jobDirectory) await rm(jobDirectory.root, { recursive: true, force: true });
   jobSpan.setAttribute("otto.job.state", runStateName(state));
