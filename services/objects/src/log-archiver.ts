@@ -1,7 +1,8 @@
 import type { Pool } from "../../kit/src/db.ts";
 import type { Logger } from "../../kit/src/log.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
-import { inSpan } from "../../kit/src/telemetry.ts";
+import type { Span } from "@opentelemetry/api";
+import { contextFromTraceParent, inSpan } from "../../kit/src/telemetry.ts";
 import { archiveChannel, logChannel, logKey, notice, type LogRef } from "./log-store.ts";
 import type { ObjectStore } from "./object-store.ts";
 
@@ -83,13 +84,14 @@ export class LogArchiver {
        )
        UPDATE objects.logs l SET archive_due = now() + make_interval(secs => $1::float8 / 1000)
        FROM due WHERE l.run_id = due.run_id AND l.job = due.job AND l.attempt = due.attempt
-       RETURNING l.run_id, l.job, l.attempt`,
+       RETURNING l.run_id, l.job, l.attempt, l.archive_trace`,
       [this.#claimMs],
     );
     if (rows.length === 0) return this.#untilNextDue();
     const log: LogRef = { runId: rows[0].run_id, job: rows[0].job, attempt: rows[0].attempt };
     try {
-      await this.#archive(log);
+      // Part of the run's trace, as a child of the call that closed the log.
+      await inSpan("archive log", { "otto.object_key": logKey(log) }, (span) => this.#archive(log, span), contextFromTraceParent(rows[0].archive_trace));
       this.#failures = 0;
       return 0;
     } catch (err) {
@@ -123,7 +125,7 @@ export class LogArchiver {
   // Uploads the log's chunks as one object, then points the log at it and
   // drops the chunks in one statement. Done twice (a claim that lapsed), it
   // uploads the same bytes again and changes nothing more.
-  async #archive(log: LogRef): Promise<void> {
+  async #archive(log: LogRef, span: Span): Promise<void> {
     const { runId, job, attempt } = log;
     const { rows } = await this.#pool.query(
       `SELECT l.size, l.object_key, l.archive_due IS NOT NULL AS due,
@@ -148,9 +150,8 @@ export class LogArchiver {
       return;
     }
     const key = logKey(log);
-    await inSpan("archive log", { "otto.object_key": key, "otto.size": bytes.length }, () =>
-      this.#objects.put(key, bytes, "text/plain; charset=utf-8"),
-    );
+    span.setAttribute("otto.size", bytes.length);
+    await this.#objects.put(key, bytes, "text/plain; charset=utf-8");
     await this.#pool.query(
       `WITH archived AS (
          UPDATE objects.logs SET object_key = $4, archive_due = NULL

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { inTransaction, type Pool, type PoolClient } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
+import { traceParentOf } from "../../kit/src/telemetry.ts";
 import type { ObjectStore } from "./object-store.ts";
 import { attemptIsLive, requireLiveAttempt } from "../../kit/src/live-attempts.ts";
 
@@ -161,11 +162,11 @@ export class LogStore {
     const live = attemptIsLive("$1", "$2", "$3", "$10");
     const closing =
       seq === 1
-        ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size, closed_at, archive_due)
-           SELECT $1, $2, $3, 'closed', 1, $5::bigint, now(), CASE WHEN $5::bigint > $6::bigint THEN now() END WHERE ${live}
+        ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size, closed_at, archive_due, archive_trace)
+           SELECT $1, $2, $3, 'closed', 1, $5::bigint, now(), CASE WHEN $5::bigint > $6::bigint THEN now() END, $12 WHERE ${live}
            ON CONFLICT DO NOTHING RETURNING size, archive_due IS NOT NULL AS archive`
         : `UPDATE objects.logs SET state = 'closed', last_seq = greatest(last_seq, $4::bigint), size = size + $5::bigint, closed_at = now(),
-             archive_due = CASE WHEN size + $5::bigint > $6::bigint THEN now() END
+             archive_due = CASE WHEN size + $5::bigint > $6::bigint THEN now() END, archive_trace = $12
            WHERE run_id = $1 AND job = $2 AND attempt = $3 AND state = 'open'
              AND ($4::bigint = 0 OR last_seq = $4::bigint - 1) AND ${live}
            RETURNING size, archive_due IS NOT NULL AS archive`;
@@ -175,7 +176,7 @@ export class LogStore {
          SELECT $1, $2, $3, $4::bigint, size - $5::bigint, $7 FROM closed WHERE $4::bigint > 0
        )
        SELECT size, archive, pg_notify($8, $9), CASE WHEN archive THEN pg_notify($11, '') END FROM closed`,
-      [log.runId, log.job, log.attempt, seq, bytes, this.#inlineMaxBytes, final?.text ?? "", logChannel, notice(log), writer ?? null, archiveChannel],
+      [log.runId, log.job, log.attempt, seq, bytes, this.#inlineMaxBytes, final?.text ?? "", logChannel, notice(log), writer ?? null, archiveChannel, traceParentOf()],
     );
     if (rows.length !== 1) return undefined;
     return { key: rows[0].archive ? logKey(log) : "", size: Number(rows[0].size) };

@@ -45,7 +45,9 @@ export const migrations = [
    UPDATE artifacts SET object_key = 'artifacts/' || run_id || '/' || job || '/attempt-' || attempt || '/' || name;
    ALTER TABLE artifacts ALTER COLUMN object_key SET NOT NULL;`,
   // A closed log still to be moved to object storage, and from when on
-  // (log-archiver.ts): its chunks stay until it is.
+  // (log-archiver.ts): its chunks stay until it is. The trace of the close,
+  // which the archive joins.
   `ALTER TABLE logs ADD COLUMN archive_due timestamptz;
+   ALTER TABLE logs ADD COLUMN archive_trace text NOT NULL DEFAULT '';
    CREATE INDEX logs_archive_due ON logs (archive_due) WHERE archive_due IS NOT NULL;`,
 ];
