@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { followLogs, pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
-import { postJson, postJsonStream, startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { postJson, postJsonStream, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 describe("logs of retried jobs", () => {
   let otto: TestOtto;
@@ -71,7 +71,11 @@ describe("logs of retried jobs", () => {
     const db = new pg.Client({ connectionString: otto.databaseUrl });
     await db.connect();
     try {
-      const { rows } = await db.query("SELECT attempt, state, object_key FROM objects.logs WHERE run_id = $1 ORDER BY attempt", [runId]);
+      // Closed logs move to S3 in the objects service's background.
+      const rows = await waitFor("both attempts' logs archived", async () => {
+        const { rows } = await db.query("SELECT attempt, state, object_key FROM objects.logs WHERE run_id = $1 ORDER BY attempt", [runId]);
+        return rows.length === 2 && rows.every((row) => row.object_key !== "") && rows;
+      });
       assert.deepEqual(rows, [
         { attempt: 1, state: "closed", object_key: `logs/${runId}/flaky/attempt-1.log` },
         { attempt: 2, state: "closed", object_key: `logs/${runId}/flaky/attempt-2.log` },

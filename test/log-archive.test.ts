@@ -1,11 +1,12 @@
 // Where a finished job's log is kept: a small one stays in Postgres as the
-// chunks it was written in, a larger one becomes one object in S3; either
-// reads back the same, from any offset, and a follower of either ends.
+// chunks it was written in, a larger one becomes one object in S3 (moved
+// there after the log closed); either reads back the same, from any offset,
+// and a follower of either ends.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
 import { followLogs, pipeline, submitAndWait, RunState, type Run } from "../sdk/src/index.ts";
-import { postJsonStream, startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { postJsonStream, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { assertState } from "./helpers/run-assertions.ts";
 
 const inlineMaxBytes = 4096;
@@ -65,7 +66,11 @@ describe("log archive", () => {
   });
 
   it("moves a log larger than the limit to one S3 object and drops its chunks", async () => {
-    const large = await stored("large");
+    // In the objects service's background, once the log is closed.
+    const large = await waitFor("the large log archived", async () => {
+      const now = await stored("large");
+      return now.object_key !== "" && now;
+    });
     assert.deepEqual(
       { state: large.state, objectKey: large.object_key, chunks: large.chunks },
       { state: "closed", objectKey: `logs/${run.id}/large/attempt-1.log`, chunks: 0 },

@@ -2,10 +2,12 @@
 // the rest handed to CompleteTask.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { RunState } from "../gen/otto/v1/run_pb.ts";
 import { StepReporter, type StepChange } from "../services/agent/src/step-reporter.ts";
 
-const change = (stepIndex: number, state: RunState): StepChange => ({ stepIndex, state, exitCode: 0 });
+const at = timestampFromDate(new Date());
+const change = (stepIndex: number, state: RunState): StepChange => ({ stepIndex, state, exitCode: 0, at });
 const { RUNNING, SUCCEEDED } = RunState;
 
 describe("StepReporter", () => {

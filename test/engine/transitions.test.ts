@@ -141,15 +141,15 @@ test("a change of an entity that does not exist is refused", async () => {
 
 test("changes of one entity chain within a batch, and a broken chain is refused", async () => {
   const runId = await rowsIn("step", RunState.QUEUED);
-  const at = new Date(Date.now() - 5_000);
+  const atMs = Date.now() - 5_000;
   await db.tx((client) =>
     applyChanges(client, runId, [
-      { entity: "step", job: "build", position: 0, name: "make", from: RunState.QUEUED, to: RunState.RUNNING, at },
+      { entity: "step", job: "build", position: 0, name: "make", from: RunState.QUEUED, to: RunState.RUNNING, atMs },
       { entity: "step", job: "build", position: 0, name: "make", from: RunState.RUNNING, to: RunState.SUCCEEDED, exitCode: 0 },
     ]),
   );
   const { rows } = await db.pool.query("SELECT state, exit_code, started_at FROM coordinator.steps WHERE run_id = $1", [runId]);
-  assert.deepEqual([rows[0].state, rows[0].exit_code, rows[0].started_at.getTime()], [RunState.SUCCEEDED, 0, at.getTime()]);
+  assert.deepEqual([rows[0].state, rows[0].exit_code, rows[0].started_at.getTime()], [RunState.SUCCEEDED, 0, atMs]);
   assert.deepEqual((await journal(db, runId)).map((e) => e.state), [RunState.RUNNING, RunState.SUCCEEDED]);
 
   await assert.rejects(

@@ -1,6 +1,8 @@
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { StepReport } from "../../../gen/otto/v1/agent_service_pb.ts";
 
-export type StepChange = Pick<StepReport, "stepIndex" | "state" | "exitCode">;
+// `at`: when the step reached the state, by the agent's clock.
+export type StepChange = Pick<StepReport, "stepIndex" | "state" | "exitCode"> & { at: Timestamp };
 
 // Sends a task's step changes to the coordinator one call at a time, each
 // call after gathering changes for `gatherMs`. Changes made meanwhile, or

@@ -1,4 +1,5 @@
 import { rm } from "node:fs/promises";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanStatusCode, type Span } from "@opentelemetry/api";
 import { contextFromTraceParent, inSpan } from "../../kit/src/telemetry.ts";
@@ -71,18 +72,26 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   options.handBack?.addEventListener("abort", onHandBack, { once: true });
   if (options.handBack?.aborted) onHandBack();
 
+  // The task stays this agent's until the coordinator has its outcome: the
+  // heartbeat goes on through the log's close and until CompleteTask (or
+  // HandBackTask) is answered, however long those take.
+  let settled = false;
   const heartbeat = setInterval(async () => {
     try {
       const answer = await coordinator((c) => c.heartbeatTask({ ...ref, agentId }));
-      if (answer.cancel) cancel.abort();
+      if (answer.cancel && !settled) cancel.abort();
     } catch (err) {
-      if (err instanceof ConnectError && err.code === Code.FailedPrecondition) {
+      if (err instanceof ConnectError && err.code === Code.FailedPrecondition && !settled) {
         log.warn("task taken away by the coordinator; stopping it", { err });
         lost = true;
         cancel.abort();
       }
     }
   }, Math.max(200, Math.min(1_000, task.leaseMs / 4)));
+  const stopHeartbeat = () => {
+    settled = true;
+    clearInterval(heartbeat);
+  };
 
   // The objects service takes this attempt's log only with its task token.
   const asTask = task.taskToken ? { headers: { authorization: `Bearer ${task.taskToken}` } } : {};
@@ -119,16 +128,17 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       if (cancel.signal.aborted) break;
       // Reported without waiting: a lost answer is handed out again only to
       // the same agent process and slot, which runs nothing else meanwhile.
-      reporter.report({ stepIndex: index, state: RunState.RUNNING });
+      // Times are the agent's: a report may arrive well after the change.
+      const startedAt = new Date();
+      reporter.report({ stepIndex: index, state: RunState.RUNNING, at: timestampFromDate(startedAt) });
       if (reporter.error) throw reporter.error;
       if (cancel.signal.aborted) break;
       const name = step.name;
       const maskedName = mask(name);
       step.run.trim().split("\n").forEach((line, i) => logLine(name, `${i === 0 ? "$" : ">"} ${line}`));
-      const startedAt = Date.now();
       const timeoutMs = step.timeout ? Number(step.timeout.seconds) * 1000 + Math.floor(step.timeout.nanos / 1e6) : 0;
       const stepAttributes = { "otto.step": name, "otto.step.index": index, "otto.attempt": task.attempt };
-      const { outcome, stepState, summary } = await inSpan(`step ${name}`, stepAttributes, async (span) => {
+      const { outcome, stepState, summary, finishedAt } = await inSpan(`step ${name}`, stepAttributes, async (span) => {
         const outcome = await runStepProcess({
           script: step.run,
           cwd: job.launchDirectory,
@@ -138,16 +148,17 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
           // Masked with what the line splitter says continues (step-launcher.ts passes it on).
           onLine: mask.lines((text) => sink.line(maskedName, text)),
         });
+        const finishedAt = new Date();
         const stepState = stateOf(outcome);
         const summary = describe(outcome, timeoutMs);
-        stepDuration.observe({ state: runStateName(stepState) }, (Date.now() - startedAt) / 1000);
+        stepDuration.observe({ state: runStateName(stepState) }, (finishedAt.getTime() - startedAt.getTime()) / 1000);
         if (outcome.exitCode !== undefined) span.setAttribute("otto.step.exit_code", outcome.exitCode);
         span.setAttribute("otto.step.state", runStateName(stepState));
         if (stepState !== RunState.SUCCEEDED) span.setStatus({ code: SpanStatusCode.ERROR, message: `step "${name}" ${summary}` });
-        return { outcome, stepState, summary };
+        return { outcome, stepState, summary, finishedAt };
       });
-      logLine(name, `${summary} (${Date.now() - startedAt} ms)`);
-      reporter.report({ stepIndex: index, state: stepState, exitCode: outcome.exitCode });
+      logLine(name, `${summary} (${finishedAt.getTime() - startedAt.getTime()} ms)`);
+      reporter.report({ stepIndex: index, state: stepState, exitCode: outcome.exitCode, at: timestampFromDate(finishedAt) });
       if (stepState !== RunState.SUCCEEDED) {
         state = stepState;
         message = `step "${name}" ${summary}`;
@@ -178,27 +189,32 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       log.error("task failed inside the agent", { err });
     }
   } finally {
-    clearInterval(heartbeat);
     options.handBack?.removeEventListener("abort", onHandBack);
   }
   try {
-    const rest = await sink.takeRest();
-    const close = { runId: task.runId, job: task.job, attempt: task.attempt, finalSeq: BigInt(rest?.seq ?? 0), finalText: rest?.text ?? "" };
-    await registry.call("objects", LogStoreService, (c) => c.closeLog(close, asTask), { idempotent: true, retryForMs });
-  } catch (err) {
-    log.error("could not archive the log", { err });
-  }
-  if (handingBack && !lost) {
-    log.info("handing the task back: the agent is stopping");
-    await coordinator((c) => c.handBackTask({ ...ref, agentId })).catch((err) => {
-      if (!takenAway(err)) throw err;
-    });
-    state = RunState.QUEUED;
-    message = "handed back";
-  } else if (!lost) {
-    await coordinator((c) => c.completeTask({ ...ref, state, message, steps: unreported })).catch((err) => {
-      if (!takenAway(err)) throw err;
-    });
+    // Closing the log only seals it in Postgres: the objects service moves
+    // it to object storage later, so a stalled storage does not hold this up.
+    try {
+      const rest = await sink.takeRest();
+      const close = { runId: task.runId, job: task.job, attempt: task.attempt, finalSeq: BigInt(rest?.seq ?? 0), finalText: rest?.text ?? "" };
+      await registry.call("objects", LogStoreService, (c) => c.closeLog(close, asTask), { idempotent: true, retryForMs });
+    } catch (err) {
+      log.error("could not close the log", { err });
+    }
+    if (handingBack && !lost) {
+      log.info("handing the task back: the agent is stopping");
+      await coordinator((c) => c.handBackTask({ ...ref, agentId })).catch((err) => {
+        if (!takenAway(err)) throw err;
+      });
+      state = RunState.QUEUED;
+      message = "handed back";
+    } else if (!lost) {
+      await coordinator((c) => c.completeTask({ ...ref, state, message, steps: unreported })).catch((err) => {
+        if (!takenAway(err)) throw err;
+      });
+    }
+  } finally {
+    stopHeartbeat();
   }
   if (jobDirectory) await rm(jobDirectory.root, { recursive: true, force: true });
   jobSpan.setAttribute("otto.job.state", runStateName(state));

@@ -15,7 +15,6 @@ import { handBackTask } from "./engine/hand-back-task.ts";
 import { heartbeatTask } from "./engine/heartbeat-task.ts";
 import { reportSteps } from "./engine/report-steps.ts";
 import type { StepReport as StepChange } from "./engine/step-changes.ts";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 import { draining } from "../../kit/src/shutdown.ts";
 import { stoppingError } from "./run-routes.ts";
@@ -172,7 +171,7 @@ function stepChanges(reports: StepReport[]): StepChange[] {
     stepIndex: report.stepIndex,
     state: report.state,
     exitCode: report.exitCode,
-    at: report.at ? timestampDate(report.at) : undefined,
+    atMs: report.at ? Number(report.at.seconds) * 1000 + report.at.nanos / 1e6 : undefined,
   }));
 }
 

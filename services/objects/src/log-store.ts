@@ -1,11 +1,13 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { inTransaction, type Pool } from "../../kit/src/db.ts";
-import { inSpan } from "../../kit/src/telemetry.ts";
+import { inTransaction, type Pool, type PoolClient } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
+import { traceParentOf } from "../../kit/src/telemetry.ts";
 import type { ObjectStore } from "./object-store.ts";
 import { attemptIsLive, requireLiveAttempt } from "../../kit/src/live-attempts.ts";
 
 export const logChannel = "otto_log";
+// Wakes the archivers when a closed log is due to move to object storage.
+export const archiveChannel = "otto_log_archive";
 export const maxChunkBytes = 1024 * 1024;
 
 // One log per attempt of a job.
@@ -19,7 +21,7 @@ export function logKey({ runId, job, attempt }: LogRef): string {
   return `logs/${runId}/${job}/attempt-${attempt}.log`;
 }
 
-function notice({ runId, job, attempt }: LogRef): string {
+export function notice({ runId, job, attempt }: LogRef): string {
   return `${runId}/${job}/${attempt}`;
 }
 
@@ -33,7 +35,8 @@ function checkChunkSize(text: string) {
 // Job logs: chunks in Postgres while the attempt runs; after it, one object
 // in S3, or, for a log of at most `inlineMaxBytes`, the same chunks, kept
 // (an S3 request per small log costs more than the rows it would free).
-// A closed log's object key says which: empty means it stayed in Postgres.
+// A closed log's object key says which: empty means it is in Postgres, for
+// good or until the archiver has moved it (its archive_due is set).
 export class LogStore {
   readonly #pool: Pool;
   readonly #objects: ObjectStore;
@@ -107,79 +110,76 @@ export class LogStore {
     return rowCount === 1;
   }
 
-  // Closes the log with `final`, its last chunk, if it was not appended. A
-  // small log is closed where it is; a larger one is uploaded whole and only
-  // then marked closed, so a crash in between leaves it open and a repeated
-  // close uploads the same bytes again.
+  // Closes the log with `final`, its last chunk, if it was not appended: in
+  // Postgres alone, so that no call waits on object storage. A log larger
+  // than `inlineMaxBytes` is left for the archiver (log-archiver.ts), which
+  // moves it to one object once storage answers; it reads from its chunks
+  // until then. Returns the key it has or will have ("" if it stays here).
   async close(log: LogRef, final?: { seq: number; text: string }, writer?: string): Promise<{ key: string; size: number }> {
     if (final) checkChunkSize(final.text);
-    const inline = await this.#closeInPlace(log, final, writer);
-    if (inline) return inline;
-    await requireLiveAttempt(this.#pool, log, writer);
-    const { runId, job, attempt } = log;
-    const { rows } = await this.#pool.query(
-      `SELECT l.state, l.object_key, l.size, l.last_seq,
-         (SELECT string_agg(c.text, '' ORDER BY c.seq) FROM objects.log_chunks c
-          WHERE c.run_id = $1 AND c.job = $2 AND c.attempt = $3) AS body
-       FROM (SELECT 1) AS one LEFT JOIN objects.logs l ON l.run_id = $1 AND l.job = $2 AND l.attempt = $3`,
-      [runId, job, attempt],
-    );
-    const row = rows[0];
-    if (row.state === "closed") return { key: row.object_key, size: Number(row.size) };
-    const lastSeq = Number(row.last_seq ?? 0);
-    let body = row.body ?? "";
-    if (final) {
-      if (final.seq !== lastSeq + 1) {
+    const closed = await this.#closeInOneStatement(this.#pool, log, final, writer);
+    if (closed) return closed;
+    // Not the close of a live attempt's open log with its next chunk: find out why, in a transaction.
+    return inTransaction(this.#pool, async (client) => {
+      await requireLiveAttempt(client, log, writer);
+      const { runId, job, attempt } = log;
+      const { rows } = await client.query(
+        "SELECT state, object_key, archive_due, size, last_seq FROM objects.logs WHERE run_id = $1 AND job = $2 AND attempt = $3 FOR UPDATE",
+        [runId, job, attempt],
+      );
+      const row = rows[0];
+      if (row?.state === "closed") return { key: row.object_key || (row.archive_due ? logKey(log) : ""), size: Number(row.size) };
+      const lastSeq = Number(row?.last_seq ?? 0);
+      if (final && final.seq !== lastSeq + 1) {
         throw new ConnectError(`final log chunk ${final.seq} does not follow chunk ${lastSeq}`, Code.FailedPrecondition);
       }
-      body += final.text;
-    }
-    const bytes = Buffer.from(body);
-    const key = logKey(log);
-    await inSpan("archive log", { "otto.object_key": key, "otto.size": bytes.length }, () =>
-      this.#objects.put(key, bytes, "text/plain; charset=utf-8"),
-    );
-    await this.#pool.query(
-      `WITH closed AS (
-         INSERT INTO objects.logs AS l (run_id, job, attempt, state, object_key, size, last_seq, closed_at)
-         VALUES ($1, $2, $3, 'closed', $4, $5, $6, now())
-         ON CONFLICT (run_id, job, attempt) DO UPDATE SET state = 'closed', object_key = $4, size = $5, last_seq = $6, closed_at = now()
-           WHERE l.state = 'open'
-         RETURNING 1
-       ), chunks AS (
-         DELETE FROM objects.log_chunks WHERE run_id = $1 AND job = $2 AND attempt = $3
-       )
-       SELECT pg_notify($7, $8)`,
-      [runId, job, attempt, key, bytes.length, final ? final.seq : lastSeq, logChannel, notice(log)],
-    );
-    return { key, size: bytes.length };
+      if (!row) {
+        // Nothing was ever written: an empty log.
+        await client.query(
+          "INSERT INTO objects.logs (run_id, job, attempt, state, closed_at) VALUES ($1, $2, $3, 'closed', now())",
+          [runId, job, attempt],
+        );
+        return { key: "", size: 0 };
+      }
+      const again = await this.#closeInOneStatement(client, log, final, undefined);
+      if (!again) throw new Error(`log of ${runId}/${job} attempt ${attempt} could not be closed`);
+      return again;
+    });
   }
 
   // The common case in one statement: an open log (or, with its first chunk
-  // as `final`, a new one) that stays at most `inlineMaxBytes` with `final`
-  // after its last chunk. Undefined if it was not that.
-  async #closeInPlace(log: LogRef, final: { seq: number; text: string } | undefined, writer: string | undefined): Promise<{ key: string; size: number } | undefined> {
+  // as `final`, a new one) closed with `final` after its last chunk, and
+  // marked for the archiver if it outgrew `inlineMaxBytes`. Undefined if it
+  // was not that.
+  async #closeInOneStatement(
+    db: Pool | PoolClient,
+    log: LogRef,
+    final: { seq: number; text: string } | undefined,
+    writer: string | undefined,
+  ): Promise<{ key: string; size: number } | undefined> {
     const seq = final?.seq ?? 0;
     const bytes = final ? Buffer.byteLength(final.text) : 0;
     const live = attemptIsLive("$1", "$2", "$3", "$10");
     const closing =
       seq === 1
-        ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size, closed_at)
-           SELECT $1, $2, $3, 'closed', 1, $5::bigint, now() WHERE $5::bigint <= $6::bigint AND ${live}
-           ON CONFLICT DO NOTHING RETURNING size`
-        : `UPDATE objects.logs SET state = 'closed', last_seq = greatest(last_seq, $4::bigint), size = size + $5::bigint, closed_at = now()
+        ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size, closed_at, archive_due, archive_trace)
+           SELECT $1, $2, $3, 'closed', 1, $5::bigint, now(), CASE WHEN $5::bigint > $6::bigint THEN now() END, $12 WHERE ${live}
+           ON CONFLICT DO NOTHING RETURNING size, archive_due IS NOT NULL AS archive`
+        : `UPDATE objects.logs SET state = 'closed', last_seq = greatest(last_seq, $4::bigint), size = size + $5::bigint, closed_at = now(),
+             archive_due = CASE WHEN size + $5::bigint > $6::bigint THEN now() END, archive_trace = $12
            WHERE run_id = $1 AND job = $2 AND attempt = $3 AND state = 'open'
-             AND ($4::bigint = 0 OR last_seq = $4::bigint - 1) AND size + $5::bigint <= $6::bigint AND ${live}
-           RETURNING size`;
-    const { rows } = await this.#pool.query(
+             AND ($4::bigint = 0 OR last_seq = $4::bigint - 1) AND ${live}
+           RETURNING size, archive_due IS NOT NULL AS archive`;
+    const { rows } = await db.query(
       `WITH closed AS (${closing}), chunk AS (
          INSERT INTO objects.log_chunks (run_id, job, attempt, seq, start_offset, text)
          SELECT $1, $2, $3, $4::bigint, size - $5::bigint, $7 FROM closed WHERE $4::bigint > 0
        )
-       SELECT size, pg_notify($8, $9) FROM closed`,
-      [log.runId, log.job, log.attempt, seq, bytes, this.#inlineMaxBytes, final?.text ?? "", logChannel, notice(log), writer ?? null],
+       SELECT size, archive, pg_notify($8, $9), CASE WHEN archive THEN pg_notify($11, '') END FROM closed`,
+      [log.runId, log.job, log.attempt, seq, bytes, this.#inlineMaxBytes, final?.text ?? "", logChannel, notice(log), writer ?? null, archiveChannel, traceParentOf()],
     );
-    return rows.length === 1 ? { key: "", size: Number(rows[0].size) } : undefined;
+    if (rows.length !== 1) return undefined;
+    return { key: rows[0].archive ? logKey(log) : "", size: Number(rows[0].size) };
   }
 
   // The latest attempt of a job that has a log, or 1 if none has yet.
@@ -195,6 +195,7 @@ export class LogStore {
   // more until the log is closed.
   async *read(log: LogRef, offset: number, follow: boolean, signal: AbortSignal) {
     const { runId, job, attempt } = log;
+    let lookedAgain = false;
     while (!signal.aborted) {
       const woken = follow ? this.#notifier.wait(logChannel, (p) => p === notice(log), 5_000, signal) : undefined;
       const { rows } = await this.#pool.query(
@@ -222,6 +223,12 @@ export class LogStore {
           yield { text, offset: Math.max(offset, start) };
           offset = start + buffer.length;
         }
+      }
+      // A closed log read short had its chunks moved to object storage
+      // between the two queries: read the rest from there.
+      if (row?.state === "closed" && offset < Number(row.size) && !lookedAgain) {
+        lookedAgain = true;
+        continue;
       }
       if (!follow || row?.state === "closed") return;
       await woken;

@@ -4,7 +4,8 @@ import { createPool, migrate } from "../../kit/src/db.ts";
 import { Notifier } from "../../kit/src/notifier.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
-import { logChannel, LogStore } from "./log-store.ts";
+import { archiveChannel, logChannel, LogStore } from "./log-store.ts";
+import { LogArchiver } from "./log-archiver.ts";
 import { migrations } from "./migrations.ts";
 import { ObjectStore, readS3Config } from "./object-store.ts";
 import { objectsRoutes } from "./routes.ts";
@@ -35,9 +36,12 @@ await migrate(pool, "objects", migrations);
 await migrateAuth(pool);
 const objects = new ObjectStore(config.s3);
 await objects.ensureBucket();
-const notifier = new Notifier(config.databaseUrl, [logChannel], log);
+const notifier = new Notifier(config.databaseUrl, [logChannel, archiveChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
+const archiver = new LogArchiver(pool, objects, notifier, log);
+archiver.start();
+onShutdown("stop the log archiver", () => archiver.stop());
 
 await serveAndRegister({
   service: "objects",

@@ -44,4 +44,10 @@ export const migrations = [
   `ALTER TABLE artifacts ADD COLUMN object_key text;
    UPDATE artifacts SET object_key = 'artifacts/' || run_id || '/' || job || '/attempt-' || attempt || '/' || name;
    ALTER TABLE artifacts ALTER COLUMN object_key SET NOT NULL;`,
+  // A closed log still to be moved to object storage, and from when on
+  // (log-archiver.ts): its chunks stay until it is. The trace of the close,
+  // which the archive joins.
+  `ALTER TABLE logs ADD COLUMN archive_due timestamptz;
+   ALTER TABLE logs ADD COLUMN archive_trace text NOT NULL DEFAULT '';
+   CREATE INDEX logs_archive_due ON logs (archive_due) WHERE archive_due IS NOT NULL;`,
 ];

@@ -1,5 +1,7 @@
+import http from "node:http";
+import https from "node:https";
 import { Client } from "minio";
-import { readString } from "../../kit/src/config.ts";
+import { readInt, readString } from "../../kit/src/config.ts";
 
 export interface S3Config {
   endpoint: string;
@@ -7,6 +9,9 @@ export interface S3Config {
   secretKey: string;
   bucket: string;
   region: string;
+  // A request that gets no byte from storage for this long fails (and is
+  // retried by its caller) instead of waiting on a stalled endpoint forever.
+  idleTimeoutMs: number;
 }
 
 export function readS3Config(env: Record<string, string | undefined>): S3Config {
@@ -16,6 +21,7 @@ export function readS3Config(env: Record<string, string | undefined>): S3Config 
     secretKey: readString(env, "OTTO_S3_SECRET_KEY"),
     bucket: readString(env, "OTTO_S3_BUCKET", "otto"),
     region: readString(env, "OTTO_S3_REGION", "us-east-1"),
+    idleTimeoutMs: readInt(env, "OTTO_S3_IDLE_TIMEOUT_MS", 30_000, 100),
   };
 }
 
@@ -26,7 +32,15 @@ export class ObjectStore {
 
   constructor(config: S3Config) {
     const url = new URL(config.endpoint);
+    const protocol = url.protocol === "https:" ? https : http;
     this.#client = new Client({
+      transport: {
+        request(options: http.RequestOptions, onResponse: (res: http.IncomingMessage) => void) {
+          const req = protocol.request(options, onResponse);
+          req.setTimeout(config.idleTimeoutMs, () => req.destroy(new Error(`object storage sent nothing for ${config.idleTimeoutMs} ms`)));
+          return req;
+        },
+      } as typeof http,
       endPoint: url.hostname,
       port: Number(url.port || (url.protocol === "https:" ? 443 : 80)),
       useSSL: url.protocol === "https:",

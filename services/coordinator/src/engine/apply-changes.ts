@@ -18,8 +18,9 @@ export type Change =
   | { entity: "run"; from: RunState; to: RunState; message?: string }
   // `message` is also the job's message, shown with its state.
   | { entity: "job"; job: string; from: RunState; to: RunState; message?: string; agentId?: string }
-  // `at`: when it happened, by the agent's clock (else when it is written).
-  | { entity: "step"; job: string; position: number; name: string; from: RunState; to: RunState; exitCode?: number | null; at?: Date; message?: string }
+  // `atMs`: when it happened by the agent's clock, in milliseconds since the
+  // epoch (else when it is written).
+  | { entity: "step"; job: string; position: number; name: string; from: RunState; to: RunState; exitCode?: number | null; atMs?: number; message?: string }
   | { entity: "task"; taskId: string; job: string; from: TaskStatus; to: TaskStatus; assignment?: Assignment; handback?: boolean }
   // A journal entry that changes no state ("cancel requested", "lease expired").
   | { entity: "note"; job?: string; state: RunState; message: string };
@@ -31,8 +32,8 @@ interface StepRow {
   to: RunState;
   exitCode: number | null;
   start: boolean;
-  startedAt: Date | null;
-  finishedAt: Date | null;
+  startedAt: number | null;
+  finishedAt: number | null;
   change: Change & { entity: "step" };
 }
 
@@ -89,7 +90,7 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
       case "step": {
         const row = steps.get(key);
         const ran = change.to === RUNNING || (change.from === QUEUED && (change.to === SUCCEEDED || change.to === FAILED));
-        const at = change.at ?? null;
+        const at = change.atMs ?? null;
         steps.set(key, {
           job: change.job,
           position: change.position,
@@ -224,13 +225,22 @@ WITH run AS (
   FROM job_change c
   WHERE j.run_id = $1 AND j.name = c.name AND j.state = c.from_state
 ), step_change AS (
-  SELECT * FROM unnest($10::text[], $11::int[], $12::smallint[], $13::smallint[], $14::int[], $15::bool[], $16::timestamptz[], $17::timestamptz[])
-    WITH ORDINALITY AS c(job, position, from_state, to_state, exit_code, start, started_at, finished_at, n)
+  SELECT * FROM unnest($10::text[], $11::int[], $12::smallint[], $13::smallint[], $14::int[], $15::bool[], $16::float8[], $17::float8[])
+    WITH ORDINALITY AS c(job, position, from_state, to_state, exit_code, start, started_ms, finished_ms, n)
 ), step AS (
   UPDATE coordinator.steps s SET state = c.to_state, exit_code = c.exit_code,
-    started_at = CASE WHEN c.to_state = ${QUEUED} THEN NULL WHEN c.start THEN least(coalesce(c.started_at, now()), now()) ELSE s.started_at END,
-    finished_at = CASE WHEN c.to_state IN (${finals}) THEN least(coalesce(c.finished_at, now()), now()) ELSE NULL END
+    started_at = CASE WHEN c.to_state = ${QUEUED} THEN NULL WHEN c.start THEN t.started_at ELSE s.started_at END,
+    finished_at = CASE WHEN c.to_state IN (${finals}) THEN t.finished_at ELSE NULL END
   FROM step_change c
+    JOIN coordinator.jobs j ON j.run_id = $1 AND j.name = c.job
+    -- The agent's clock, kept between the attempt's claim and now (as
+    -- numbers, so no value an agent sends can fail the statement): a wrong
+    -- clock cannot put a step outside its job or in the future.
+    CROSS JOIN LATERAL (
+      SELECT to_timestamp(least(greatest(coalesce(c.started_ms, now_ms), claim_ms), now_ms) / 1000) AS started_at,
+        to_timestamp(least(greatest(coalesce(c.finished_ms, now_ms), claim_ms), now_ms) / 1000) AS finished_at
+      FROM (SELECT extract(epoch FROM now()) * 1000 AS now_ms, coalesce(extract(epoch FROM j.started_at) * 1000, 0) AS claim_ms) AS bounds
+    ) AS t
   WHERE s.run_id = $1 AND s.job = c.job AND s.position = c.position AND s.state = c.from_state
   RETURNING s.job, c.start
 ), task_change AS (

@@ -7,8 +7,9 @@ export interface StepReport {
   stepIndex: number;
   state: RunState;
   exitCode?: number;
-  // By the agent's clock.
-  at?: Date;
+  // When the step reached the state by the agent's clock, in milliseconds
+  // since the epoch (absent: when the change is written).
+  atMs?: number;
 }
 
 // The changes an attempt's step reports make, in order. Steps only move
@@ -30,7 +31,7 @@ export function stepChanges(job: string, steps: StepRow[], reports: StepReport[]
       from: step.state,
       to: report.state,
       exitCode: report.exitCode,
-      at: report.at,
+      atMs: report.atMs,
     });
     step.state = report.state;
     step.exit_code = report.state === RunState.RUNNING ? null : (report.exitCode ?? null);

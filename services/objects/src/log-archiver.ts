@@ -1,0 +1,167 @@
+import type { Pool } from "../../kit/src/db.ts";
+import type { Logger } from "../../kit/src/log.ts";
+import type { Notifier } from "../../kit/src/notifier.ts";
+import type { Span } from "@opentelemetry/api";
+import { contextFromTraceParent, inSpan } from "../../kit/src/telemetry.ts";
+import { archiveChannel, logChannel, logKey, notice, type LogRef } from "./log-store.ts";
+import type { ObjectStore } from "./object-store.ts";
+
+export interface LogArchiverOptions {
+  // How long a claimed log is this process's before another may take it
+  // (longer than an object store request may take).
+  claimMs?: number;
+  // The longest wait between two looks for due logs.
+  idleMs?: number;
+  // Waits after failed archives: doubling from the first to the last.
+  firstRetryMs?: number;
+  maxRetryMs?: number;
+}
+
+// Moves closed logs from their chunks in Postgres to one object each, one
+// log at a time, in the background of the objects service: no caller waits
+// on object storage, and a log storage did not take is tried again, later
+// and later, until it does. What is left to do is in objects.logs
+// (archive_due), so a restarted or another objects process picks it up. A
+// log is claimed by moving its due time past a lease: two processes do not
+// archive the same log at once, and one that died holding a log lets it go.
+export class LogArchiver {
+  readonly #pool: Pool;
+  readonly #objects: ObjectStore;
+  readonly #notifier: Notifier;
+  readonly #log: Logger;
+  readonly #claimMs: number;
+  readonly #idleMs: number;
+  readonly #firstRetryMs: number;
+  readonly #maxRetryMs: number;
+  readonly #stop = new AbortController();
+  #failures = 0;
+  #loop: Promise<void> | undefined;
+
+  constructor(pool: Pool, objects: ObjectStore, notifier: Notifier, log: Logger, options: LogArchiverOptions = {}) {
+    this.#pool = pool;
+    this.#objects = objects;
+    this.#notifier = notifier;
+    this.#log = log;
+    this.#claimMs = options.claimMs ?? 120_000;
+    this.#idleMs = options.idleMs ?? 10_000;
+    this.#firstRetryMs = options.firstRetryMs ?? 500;
+    this.#maxRetryMs = options.maxRetryMs ?? 30_000;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  // Stops looking for work; an archive in flight is abandoned to its claim's lease.
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await Promise.race([this.#loop, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      let waitMs: number;
+      try {
+        waitMs = await this.archiveNext();
+      } catch (err) {
+        // Postgres itself did not answer.
+        if (signal.aborted) return;
+        this.#log.warn("log archiver: could not look for due logs", { err });
+        waitMs = this.#idleMs;
+      }
+      if (waitMs > 0 && !signal.aborted) await this.#notifier.wait(archiveChannel, () => true, waitMs, signal);
+    }
+  }
+
+  // Archives the log that has been due longest, if any. Returns how long to
+  // wait before looking again: 0 when there may be more to do at once.
+  async archiveNext(): Promise<number> {
+    const { rows } = await this.#pool.query(
+      `WITH due AS (
+         SELECT run_id, job, attempt FROM objects.logs WHERE archive_due <= now()
+         ORDER BY archive_due LIMIT 1 FOR UPDATE SKIP LOCKED
+       )
+       UPDATE objects.logs l SET archive_due = now() + make_interval(secs => $1::float8 / 1000)
+       FROM due WHERE l.run_id = due.run_id AND l.job = due.job AND l.attempt = due.attempt
+       RETURNING l.run_id, l.job, l.attempt, l.archive_trace`,
+      [this.#claimMs],
+    );
+    if (rows.length === 0) return this.#untilNextDue();
+    const log: LogRef = { runId: rows[0].run_id, job: rows[0].job, attempt: rows[0].attempt };
+    try {
+      // Part of the run's trace, as a child of the call that closed the log.
+      await inSpan("archive log", { "otto.object_key": logKey(log) }, (span) => this.#archive(log, span), contextFromTraceParent(rows[0].archive_trace));
+      this.#failures = 0;
+      return 0;
+    } catch (err) {
+      const retryMs = Math.min(this.#maxRetryMs, this.#firstRetryMs * 2 ** Math.min(this.#failures, 20));
+      this.#failures++;
+      this.#log.warn("could not archive a log; it stays readable from Postgres and is tried again", {
+        run_id: log.runId,
+        job: log.job,
+        attempt: log.attempt,
+        retry_ms: retryMs,
+        err,
+      });
+      await this.#pool.query(
+        `UPDATE objects.logs SET archive_due = now() + make_interval(secs => $4::float8 / 1000)
+         WHERE run_id = $1 AND job = $2 AND attempt = $3 AND archive_due IS NOT NULL`,
+        [log.runId, log.job, log.attempt, retryMs],
+      );
+      // Storage is likely down: wait for it rather than try the next log.
+      return retryMs;
+    }
+  }
+
+  async #untilNextDue(): Promise<number> {
+    const { rows } = await this.#pool.query(
+      "SELECT extract(epoch FROM min(archive_due) - now()) * 1000 AS ms FROM objects.logs WHERE archive_due IS NOT NULL",
+    );
+    if (rows[0].ms === null) return this.#idleMs;
+    return Math.min(this.#idleMs, Math.max(10, Math.ceil(Number(rows[0].ms))));
+  }
+
+  // Uploads the log's chunks as one object, then points the log at it and
+  // drops the chunks in one statement. Done twice (a claim that lapsed), it
+  // uploads the same bytes again and changes nothing more.
+  async #archive(log: LogRef, span: Span): Promise<void> {
+    const { runId, job, attempt } = log;
+    const { rows } = await this.#pool.query(
+      `SELECT l.size, l.object_key, l.archive_due IS NOT NULL AS due,
+         (SELECT string_agg(c.text, '' ORDER BY c.seq) FROM objects.log_chunks c
+          WHERE c.run_id = l.run_id AND c.job = l.job AND c.attempt = l.attempt) AS body
+       FROM objects.logs l WHERE l.run_id = $1 AND l.job = $2 AND l.attempt = $3`,
+      [runId, job, attempt],
+    );
+    const row = rows[0];
+    if (!row || row.object_key !== "" || !row.due) return;
+    const bytes = Buffer.from(row.body ?? "");
+    if (bytes.length !== Number(row.size)) {
+      // Never expected: keep the chunks where they are and stop trying.
+      this.#log.error("a closed log's chunks do not add up to its size; leaving it in Postgres", {
+        run_id: runId,
+        job,
+        attempt,
+        size: Number(row.size),
+        chunks_bytes: bytes.length,
+      });
+      await this.#pool.query("UPDATE objects.logs SET archive_due = NULL WHERE run_id = $1 AND job = $2 AND attempt = $3", [runId, job, attempt]);
+      return;
+    }
+    const key = logKey(log);
+    span.setAttribute("otto.size", bytes.length);
+    await this.#objects.put(key, bytes, "text/plain; charset=utf-8");
+    await this.#pool.query(
+      `WITH archived AS (
+         UPDATE objects.logs SET object_key = $4, archive_due = NULL
+         WHERE run_id = $1 AND job = $2 AND attempt = $3 AND object_key = ''
+         RETURNING 1
+       ), chunks AS (
+         DELETE FROM objects.log_chunks WHERE run_id = $1 AND job = $2 AND attempt = $3 AND EXISTS (SELECT 1 FROM archived)
+       )
+       SELECT pg_notify($5, $6) FROM archived`,
+      [runId, job, attempt, key, logChannel, notice(log)],
+    );
+  }
+}
