@@ -19,8 +19,10 @@ export interface ShortJobFigures {
   commits_per_submit: number;
 }
 
-export interface ShortJobDetails {
+export interface ShortJobDetails<S extends Sample = Sample> {
   figures: ShortJobFigures;
+  // The samples taken before and after each phase.
+  samples: { runs: [S, S]; submits: [S, S] };
   cpuPerRun: Record<string, number>;
   cpuPerSubmit: Record<string, number>;
   rpcsPerRun: Array<[string, number]>;
@@ -51,13 +53,13 @@ jobs:
 //  - submits alone: as many submits of the same job for a label no agent
 //    has, so that no agent works meanwhile; from the first submit to the
 //    last answer. Those runs are then cancelled (not timed).
-export async function measureShortJobs(options: {
+export async function measureShortJobs<S extends Sample>(options: {
   api: JsonApi;
   runs: number;
   clients: number;
-  sample: () => Promise<Sample>;
+  sample: () => Promise<S>;
   progress: (text: string) => void;
-}): Promise<ShortJobDetails> {
+}): Promise<ShortJobDetails<S>> {
   const { api, runs, clients, sample, progress } = options;
 
   progress(`short jobs: ${runs} runs of one job of one step, ${clients} clients`);
@@ -100,6 +102,7 @@ export async function measureShortJobs(options: {
     cpuPerSubmit: cpuPer(beforeSubmits.cpu, afterSubmits.cpu, runs, true),
     rpcsPerRun: rpcsPer(before.rpcs, after.rpcs, runs),
     rpcsPerSubmit: rpcsPer(beforeSubmits.rpcs, afterSubmits.rpcs, runs),
+    samples: { runs: [before, after], submits: [beforeSubmits, afterSubmits] },
   };
 }
 
