@@ -47,7 +47,11 @@ let rssByProcess: Record<string, number> = {};
 const cpuPerStep: Record<string, number> = {};
 let short: ShortJobDetails | undefined;
 const spawnRates: number[] = [];
-const cpuSnapshot = () => cpuOfProcesses(system.supervisor.info());
+// This Otto's own Postgres server, when it runs one (its backends are its children).
+const postgresPid = (JSON.parse(await readFile(system.processesFile, "utf8")).processes as Array<{ name: string; pid?: number }>).find(
+  (p) => p.name === "postgres",
+)?.pid;
+const cpuSnapshot = () => cpuOfProcesses(system.supervisor.info(), postgresPid);
 const ca = system.caFile ? await readFile(system.caFile) : undefined;
 try {
   if (!onlyShort) await stepWorkloads();

@@ -14,7 +14,9 @@ export interface ShortJobFigures {
   runs_per_s: number;
   submit_per_s: number;
   cpu_ms_per_run: number;
+  otto_cpu_ms_per_run: number;
   cpu_ms_per_submit: number;
+  otto_cpu_ms_per_submit: number;
   commits_per_run: number;
   commits_per_submit: number;
 }
@@ -94,7 +96,9 @@ export async function measureShortJobs<S extends Sample>(options: {
       runs_per_s: round(runs / ((lastFinished - t0) / 1000)),
       submit_per_s: round(runs / submitSeconds),
       cpu_ms_per_run: round((after.cpu.machine - before.cpu.machine) / runs),
+      otto_cpu_ms_per_run: round((after.cpu.otto - before.cpu.otto) / runs),
       cpu_ms_per_submit: round((afterSubmits.cpu.machine - beforeSubmits.cpu.machine) / runs),
+      otto_cpu_ms_per_submit: round((afterSubmits.cpu.otto - beforeSubmits.cpu.otto) / runs),
       commits_per_run: round((after.commits - before.commits) / runs),
       commits_per_submit: round((afterSubmits.commits - beforeSubmits.commits) / runs),
     },
