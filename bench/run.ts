@@ -1,6 +1,6 @@
 // npm run bench [-- --json]: brings up a real Otto (all processes, real
 // Postgres) and prints throughput and latency figures.
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -9,11 +9,16 @@ import { startSystem } from "../services/launcher/src/system.ts";
 import { shardOf } from "../services/coordinator/src/shards.ts";
 import { chooseLauncher } from "../services/agent/src/step-launcher.ts";
 import { createOttoClient, isFinal, pipeline, submit, waitForRun, RunState, type Run } from "../sdk/src/index.ts";
-
-const ticksPerSecond = 100;
+import { cpuSnapshot as cpuOfProcesses } from "./cpu.ts";
+import { jsonApi } from "./json-api.ts";
+import { rpcCounts } from "./rpc-counts.ts";
+import { measureShortJobs, type ShortJobDetails } from "./short-jobs.ts";
+import { spawnPerSecond } from "./spawn-rate.ts";
 // What the agents will choose, as they do.
 const stepLauncher = chooseLauncher(process.env.OTTO_AGENT_STEP_LAUNCHER === "javascript" ? "javascript" : "auto").kind;
 const json = process.argv.includes("--json");
+// --short: only the short-job workload (and spawn_per_s), for quick iterations.
+const onlyShort = process.argv.includes("--short");
 const samples = Number(process.env.OTTO_BENCH_SAMPLES ?? 100);
 const dataDir = await mkdtemp(join(tmpdir(), "otto-bench-"));
 await chmod(dataDir, 0o755);
@@ -40,7 +45,79 @@ const results: Record<string, number | null> = {};
 const progress = (text: string) => process.stderr.write(`bench: ${text}\n`);
 let rssByProcess: Record<string, number> = {};
 const cpuPerStep: Record<string, number> = {};
+let short: ShortJobDetails | undefined;
+const spawnRates: number[] = [];
+// This Otto's own Postgres server, when it runs one (its backends are its children).
+const postgresPid = (JSON.parse(await readFile(system.processesFile, "utf8")).processes as Array<{ name: string; pid?: number }>).find(
+  (p) => p.name === "postgres",
+)?.pid;
+const cpuSnapshot = () => cpuOfProcesses(system.supervisor.info(), postgresPid);
+const ca = system.caFile ? await readFile(system.caFile) : undefined;
 try {
+  if (!onlyShort) await stepWorkloads();
+  // Short jobs, with the most a host could start in the same hour: the
+  // plain shell loop before and after them (on the idle system).
+  progress("spawn_per_s: /bin/sh -e -c true, 4 at a time");
+  spawnRates.push(await spawnPerSecond());
+  short = await shortJobs();
+  progress("spawn_per_s again");
+  spawnRates.push(await spawnPerSecond());
+  const spawn = round(spawnRates.reduce((a, b) => a + b, 0) / spawnRates.length);
+  Object.assign(results, short.figures, { spawn_per_s: spawn });
+  results.runs_per_spawn = Math.round((short.figures.runs_per_s / spawn) * 1000) / 1000;
+  results.submits_per_spawn = Math.round((short.figures.submit_per_s / spawn) * 1000) / 1000;
+  if (!onlyShort) await failoverAndMemory();
+} finally {
+  await system.stop();
+  if (!process.env.OTTO_BENCH_KEEP) await rm(dataDir, { recursive: true, force: true });
+  else progress(`kept ${dataDir}`);
+}
+
+for (const [key, value] of Object.entries(results)) console.log(`${key.padEnd(26)} ${value}`);
+if (!onlyShort) {
+  console.log(`rss by process (MB)        ${JSON.stringify(rssByProcess)}`);
+  console.log(`cpu ms per step            ${JSON.stringify(cpuPerStep)}`);
+}
+if (short) {
+  console.log(`spawn_per_s, each loop     ${spawnRates.map(round).join(", ")} (targets: runs_per_spawn >= 0.15, submits_per_spawn >= 0.4)`);
+  console.log(`cpu ms per short run       ${JSON.stringify(short.cpuPerRun)}`);
+  console.log(`cpu ms per submit alone    ${JSON.stringify(short.cpuPerSubmit)}`);
+  console.log(`rpcs per short run         ${JSON.stringify(Object.fromEntries(short.rpcsPerRun))}`);
+  console.log(`rpcs per submit alone      ${JSON.stringify(Object.fromEntries(short.rpcsPerSubmit))}`);
+}
+console.log(`agents' step launcher      ${stepLauncher}, steps ${sandboxed ? "sandboxed" : "NOT sandboxed (OTTO_AGENT_SANDBOX=off)"}; logs up to ${process.env.OTTO_LOG_INLINE_MAX_BYTES ?? 16384} bytes stay in Postgres`);
+if (json) console.log(JSON.stringify(results));
+
+async function shortJobs(): Promise<ShortJobDetails> {
+  const clients = Number(process.env.OTTO_BENCH_CLIENTS ?? 16);
+  const api = jsonApi({ baseUrl: system.gatewayUrl, token: system.adminToken, ca, clients });
+  const db = new pg.Client({ connectionString: system.databaseUrl });
+  await db.connect();
+  try {
+    return await measureShortJobs({
+      api,
+      runs: Number(process.env.OTTO_BENCH_SHORT_RUNS ?? 200),
+      clients,
+      progress,
+      sample: async () => ({
+        cpu: await cpuSnapshot(),
+        rpcs: await rpcCounts(system.supervisor.info(), ca),
+        commits: await commitsSoFar(db),
+      }),
+    });
+  } finally {
+    api.close();
+    await db.end();
+  }
+}
+
+async function commitsSoFar(db: pg.Client): Promise<number> {
+  // Statistics reach pg_stat_database with a delay; ask for a fresh snapshot.
+  await db.query("SELECT pg_stat_clear_snapshot()");
+  return Number((await db.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")).rows[0].xact_commit);
+}
+
+async function stepWorkloads() {
   progress(`latency, ${samples} samples`);
   // Latency on an idle system: SubmitRun to the step's process starting.
   const latencies: number[] = [];
@@ -70,11 +147,7 @@ try {
   const db = new pg.Client({ connectionString: system.databaseUrl });
   await db.connect();
   const journalRows = async () => Number((await db.query("SELECT count(*) FROM coordinator.journal")).rows[0].count);
-  const commits = async () => {
-    // Statistics reach pg_stat_database with a delay; ask for a fresh snapshot.
-    await db.query("SELECT pg_stat_clear_snapshot()");
-    return Number((await db.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")).rows[0].xact_commit);
-  };
+  const commits = () => commitsSoFar(db);
   const throughput = async (wait: (ids: string[]) => Promise<Run[]>) => {
     const t0 = Date.now();
     const submitted = await Promise.all(Array.from({ length: runs }, () => submit(client, throughputPipeline)));
@@ -117,6 +190,9 @@ try {
   const watchedSeconds = await throughput((ids) => Promise.all(ids.map((id) => waitForRun(client, id))));
   results.steps_per_s_watched = round(totalSteps / watchedSeconds);
   await db.end();
+}
+
+async function failoverAndMemory() {
   progress("failover");
   const { times: failovers, takeovers } = await measureFailovers(Number(process.env.OTTO_BENCH_FAILOVERS ?? 5));
   failovers.sort((a, b) => a - b);
@@ -128,17 +204,7 @@ try {
     await Promise.all(system.supervisor.info().map(async (p) => [p.name, p.pid ? round(await rssMb(p.pid)) : 0] as const)),
   );
   results.rss_mb_max = Math.max(...Object.values(rssByProcess));
-} finally {
-  await system.stop();
-  if (!process.env.OTTO_BENCH_KEEP) await rm(dataDir, { recursive: true, force: true });
-  else progress(`kept ${dataDir}`);
 }
-
-for (const [key, value] of Object.entries(results)) console.log(`${key.padEnd(26)} ${value}`);
-console.log(`rss by process (MB)        ${JSON.stringify(rssByProcess)}`);
-console.log(`cpu ms per step            ${JSON.stringify(cpuPerStep)}`);
-console.log(`agents' step launcher      ${stepLauncher}, steps ${sandboxed ? "sandboxed" : "NOT sandboxed (OTTO_AGENT_SANDBOX=off)"}; logs up to ${process.env.OTTO_LOG_INLINE_MAX_BYTES ?? 16384} bytes stay in Postgres`);
-if (json) console.log(JSON.stringify(results));
 
 // Kills the coordinator owning a run that waits on its first job, releases
 // the job, and times from the kill to the peer's dispatch of the next job.
@@ -205,40 +271,6 @@ async function rssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   return kb / 1024;
-}
-
-// CPU milliseconds used so far by each Otto process, and by the whole
-// machine ("machine", all cores, Postgres and the agents' shells included).
-async function cpuSnapshot(): Promise<Record<string, number>> {
-  const snapshot: Record<string, number> = {};
-  const cpuOf = async (pid: number | string) => {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = (i: number) => (Number(fields[i]) * 1000) / ticksPerSecond;
-    return { comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), ms: ticks(11) + ticks(12), childrenMs: ticks(13) + ticks(14) };
-  };
-  for (const p of system.supervisor.info()) if (p.pid) snapshot[p.name] = (await cpuOf(p.pid)).ms;
-  snapshot.bench = (await cpuOf(process.pid)).ms;
-  snapshot.postgres = 0;
-  // The agents' step launchers, and (as the CPU of their ended children) the steps' shells.
-  snapshot.launchers = 0;
-  snapshot.steps = 0;
-  for (const pid of (await readdir("/proc")).filter((name) => /^\d+$/.test(name))) {
-    const { comm, ms, childrenMs } = await cpuOf(pid);
-    if (comm === "postgres") {
-      snapshot.postgres += ms;
-      continue;
-    }
-    const command = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    if (/step-launcher(\.mjs)?\0/.test(command)) {
-      snapshot.launchers += ms;
-      snapshot.steps += childrenMs;
-    }
-  }
-  const cpu = (await readFile("/proc/stat", "utf8")).split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system_, , , irq, softirq, steal] = cpu;
-  snapshot.machine = ((user + nice + system_ + irq + softirq + steal) * 1000) / ticksPerSecond;
-  return snapshot;
 }
 
 function percentile(sorted: number[], p: number): number {

@@ -2,7 +2,7 @@ import { AdminService } from "../../../gen/otto/v1/admin_service_pb.ts";
 import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import { startTelemetry } from "../../kit/src/telemetry.ts";
-import { loadConfig, readString } from "../../kit/src/config.ts";
+import { loadConfig, readInt, readString } from "../../kit/src/config.ts";
 import { createPool } from "../../kit/src/db.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
@@ -13,6 +13,7 @@ import { artifactServiceImpl } from "./artifact-routes.ts";
 import { ArtifactService } from "../../../gen/otto/v1/artifact_service_pb.ts";
 import { logServiceImpl } from "./log-routes.ts";
 import { runServiceImpl } from "./run-routes.ts";
+import { ParseCache } from "./parse-cache.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("gateway");
@@ -22,6 +23,8 @@ const config = loadConfig("gateway", (env) => ({
   // Only for the tokens (auth schema): runs and logs are the coordinator's
   // and the objects service's.
   databaseUrl: readString(env, "DATABASE_URL"),
+  // Pipeline texts whose IR is kept (see parse-cache.ts); 0 parses every submit.
+  parseCacheEntries: readInt(env, "OTTO_GATEWAY_PARSE_CACHE_ENTRIES", 256),
 }));
 const log = serviceLogger("gateway");
 
@@ -51,7 +54,7 @@ await serveAndRegister({
   },
   credentials: tokens,
   routes: (router, registry) => {
-    router.service(RunService, runServiceImpl(registry));
+    router.service(RunService, runServiceImpl(registry, new ParseCache({ maxEntries: config.parseCacheEntries })));
     router.service(LogService, logServiceImpl(registry));
     router.service(AdminService, adminServiceImpl(tokens, registry));
     router.service(ArtifactService, artifactServiceImpl(registry));

@@ -4,21 +4,24 @@ import { ParserService } from "../../../gen/otto/v1/parser_service_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
 import { followJournal } from "./follow-journal.ts";
+import { ParseCache } from "./parse-cache.ts";
 
-
-// The public RunService: YAML goes through the parser, everything else to
-// any live coordinator (they share all state through Postgres).
-export function runServiceImpl(registry: RegistryClient): ServiceImpl<typeof RunService> {
+// The public RunService: YAML goes through the parser (unless its text was
+// parsed before: see parse-cache.ts), everything else to any live
+// coordinator (they share all state through Postgres).
+export function runServiceImpl(registry: RegistryClient, parses = new ParseCache({ maxEntries: 0 })): ServiceImpl<typeof RunService> {
   const idempotent = <T>(call: (c: import("@connectrpc/connect").Client<typeof RunService>) => Promise<T>) =>
     registry.call("coordinator", RunService, call, { idempotent: true, retryForMs: 5_000 });
   return {
     async submitRun(req, ctx) {
       let pipeline;
       if (req.source.case === "pipelineYaml") {
-        const yaml = req.source.value;
-        ({ pipeline } = await registry.call("parser", ParserService, (c) =>
-          c.parsePipeline({ yaml, fileName: req.fileName.slice(0, 200) || "pipeline.yml" }, { signal: ctx.signal }),
-        ));
+        const fileName = req.fileName.slice(0, 200) || "pipeline.yml";
+        pipeline = await parses.parse(req.source.value, async (yaml) => {
+          const parsed = await registry.call("parser", ParserService, (c) => c.parsePipeline({ yaml, fileName }, { signal: ctx.signal }));
+          if (!parsed.pipeline) throw new ConnectError("the parser answered without a pipeline", Code.Internal);
+          return parsed.pipeline;
+        });
       } else if (req.source.case === "pipeline") {
         pipeline = req.source.value;
       } else {

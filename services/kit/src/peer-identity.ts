@@ -13,13 +13,26 @@ export interface PeerIdentity {
   name: string;
 }
 
+// Read once per connection: a certificate does not change while its
+// connection lasts (servers refuse renegotiation: see server.ts), and
+// getPeerCertificate() builds a whole object from it on every call.
+const known = new WeakMap<TLSSocket, PeerIdentity | null>();
+
 export function peerIdentityOf(req: IncomingMessage): PeerIdentity | undefined {
   const socket = req.socket as TLSSocket;
   if (!socket.encrypted || !socket.authorized) return undefined;
-  const san = socket.getPeerCertificate()?.subjectaltname ?? "";
+  let identity = known.get(socket);
+  if (identity === undefined) {
+    identity = identityIn(socket.getPeerCertificate()?.subjectaltname ?? "");
+    known.set(socket, identity);
+  }
+  return identity ?? undefined;
+}
+
+function identityIn(san: string): PeerIdentity | null {
   for (const entry of san.split(", ")) {
     const match = /^URI:spiffe:\/\/otto\/([a-z-]+)\/([A-Za-z0-9._-]+)$/.exec(entry);
     if (match) return { kind: match[1], name: match[2] };
   }
-  return undefined;
+  return null;
 }

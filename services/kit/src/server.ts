@@ -1,6 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { metrics } from "./metrics.ts";
@@ -121,6 +122,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const server = security.insecure
     ? http.createServer(handle)
     : https.createServer({ ...security.tls, ...tlsServerOptions, requestCert: true, rejectUnauthorized: false }, handle);
+  // A connection keeps the certificate it began with (peer-identity.ts
+  // reads it once): TLS 1.2 renegotiation, which could change it, is refused.
+  server.on("secureConnection", (socket: TLSSocket) => socket.disableRenegotiation());
   server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) => {
     invitations.set(req, invitation(res));
     handle(req, res);

@@ -147,6 +147,9 @@ export class TokenStore {
       ["id" in where ? where.id : where.agent],
     );
     await this.#pool.query("SELECT pg_notify($1, '')", [authChannel]);
+    // Other processes forget when the notification reaches them; this one
+    // at once, so that the revoking call's answer is already true here.
+    this.#forget();
     return rows.map(infoOf);
   }
 
