@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
-import { startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { request, startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 
 describe("claim wake-ups", () => {
   let otto: TestOtto;
@@ -34,5 +34,23 @@ describe("claim wake-ups", () => {
       const waited = timestampDate(final.jobs[0].startedAt!).getTime() - submittedAt;
       assert.ok(waited < 5_000, `job ${i} started ${waited} ms after its submit, not when a poll ran out (20 s)`);
     }
+  });
+
+  it("wakes no agent for a task none of them has the labels for", async () => {
+    const emptyClaims = async () => {
+      const url = otto.supervisor.info().find((p) => p.name.startsWith("coordinator"))!.url!;
+      const text = (await request(`${url}/metrics`)).text;
+      return Number(/^otto_claims_total\{outcome="empty"\} (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    const before = await emptyClaims();
+    const unclaimable = [];
+    for (let i = 1; i <= 5; i++) unclaimable.push(await submit(otto.client, pipeline(`arm-${i}`).job("build", { runsOn: ["arm"], steps: ["true"] }).build()));
+    // A task an agent can take, after them: once it has run, every wake-up
+    // the earlier ones made has been handled.
+    const run = await submit(otto.client, pipeline("small").job("build", { runsOn: ["small"], steps: ["true"] }).build());
+    assert.equal((await waitForRun(otto.client, run.id)).state, RunState.SUCCEEDED);
+    const wasted = (await emptyClaims()) - before;
+    assert.ok(wasted < 5, `${wasted} claims found nothing: agents were woken for tasks they cannot take`);
+    for (const queued of unclaimable) await otto.client.runs.cancelRun({ runId: queued.id });
   });
 });

@@ -8,7 +8,7 @@ import { AgentService, TaskSchema, type StepReport, type Task } from "../../../g
 import { PipelineJobSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
-import { ClaimWaiters } from "./claim-waiters.ts";
+import { ClaimWaiters, type WakeUp } from "./claim-waiters.ts";
 import { claimTask, type ClaimedTask } from "./engine/claim-task.ts";
 import { completeTask } from "./engine/complete-task.ts";
 import { handBackTask } from "./engine/hand-back-task.ts";
@@ -18,7 +18,7 @@ import type { StepReport as StepChange } from "./engine/step-changes.ts";
 import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
 import { draining } from "../../kit/src/shutdown.ts";
 import { stoppingError } from "./run-routes.ts";
-import { Histogram, metrics } from "../../kit/src/metrics.ts";
+import { Counter, Histogram, metrics } from "../../kit/src/metrics.ts";
 import { callerOf } from "../../kit/src/caller.ts";
 import type { TaskClaims } from "../../kit/src/task-token.ts";
 import { taskTokenLifetimeSeconds } from "./task-token-lifetime.ts";
@@ -33,6 +33,13 @@ const reservationWait = new Histogram({
   name: "otto_reservation_wait_seconds",
   help: "Time a ready job waited until its agent slot, resources and locks were all reserved",
   buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+  registers: [metrics],
+});
+
+const claims = new Counter({
+  name: "otto_claims_total",
+  help: "Claim transactions for agents' AcquireTask calls, by whether they found a task",
+  labelNames: ["outcome"],
   registers: [metrics],
 });
 
@@ -73,31 +80,32 @@ export function agentServiceImpl(
       };
       // Each wake-up carries the agents that already looked for this news
       // and found nothing, so it goes on only to agents that might fit.
-      let tried: Set<string> | undefined;
+      let news: WakeUp | undefined;
       for (;;) {
         // A caller that has gone must not be given a task it cannot receive,
         // nor one whose credential was revoked while it waited.
         if (ctx.signal.aborted) return {};
         if (!(await stillTrusted(ctx))) {
           // A wake-up it was given goes on to another agent.
-          if (tried) claimWaiters.passOn(tried.add(claimant.id));
+          if (news) claimWaiters.passOn({ ...news, tried: news.tried.add(claimant.id) });
           throw new ConnectError("this agent's credential was revoked", Code.Unauthenticated);
         }
         const claimStart = Date.now();
         const { task, contended } = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
+        claims.inc({ outcome: task ? "claimed" : "empty" });
         if (task) {
           claimWaiters.wakeOne();
           if (task.waited !== undefined) reservationWait.observe(task.waited);
           return { task: await taskSpec(task, taskLeaseMs, claimant.id, claimStart, signTaskToken, secrets) };
         }
-        if (tried) claimWaiters.passOn(tried.add(claimant.id));
+        if (news) claimWaiters.passOn({ ...news, tried: news.tried.add(claimant.id) });
         if (draining.aborted) throw stoppingError();
         if (Date.now() >= deadline || ctx.signal.aborted) return {};
         if (contended) {
-          tried = undefined;
+          news = undefined;
           await delay(10 + Math.random() * 20);
         } else {
-          tried = await claimWaiters.wait(claimant.id, Math.max(0, deadline - Date.now()), AbortSignal.any([ctx.signal, draining]));
+          news = await claimWaiters.wait(claimant.id, claimant.labels, Math.max(0, deadline - Date.now()), AbortSignal.any([ctx.signal, draining]));
         }
       }
     }),

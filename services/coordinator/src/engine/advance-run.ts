@@ -71,7 +71,7 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
          INSERT INTO coordinator.tasks (id, run_id, job, labels, status)
          SELECT gen_random_uuid(), $1, t.job, t.labels, $3 FROM jsonb_to_recordset($2) AS t(job text, labels text[])
        )
-       SELECT pg_notify($4, '')`,
+       SELECT pg_notify($4, labels) FROM (SELECT DISTINCT to_json(t.labels)::text AS labels FROM jsonb_to_recordset($2) AS t(job text, labels text[])) ready`,
       [runId, JSON.stringify(ready.map((j) => ({ job: j.name, labels: j.runs_on }))), transitions.task.initial, tasksChannel],
     );
   }

@@ -258,7 +258,7 @@ WITH run AS (
     handbacks = t.handbacks + CASE WHEN c.handback THEN 1 ELSE 0 END
   FROM task_change c
   WHERE t.id = c.id AND t.run_id = $1 AND t.status = c.from_status
-  RETURNING t.id, t.run_id, t.job, t.attempt, t.agent_id, t.status
+  RETURNING t.id, t.run_id, t.job, t.attempt, t.agent_id, t.status, t.labels
 ), released AS (
   DELETE FROM coordinator.reservations r USING task WHERE task.status <> 'assigned' AND r.task_id = task.id RETURNING 1
 ), task_started AS (
@@ -290,6 +290,10 @@ WITH run AS (
 )
 SELECT (SELECT json_agg(m) FROM mismatches m) AS mismatches,
   CASE WHEN $2 > 0 THEN pg_notify($32, $1::text) END AS journal_notified,
-  CASE WHEN EXISTS (SELECT 1 FROM task WHERE status = 'pending')
-    OR (EXISTS (SELECT 1 FROM released) AND EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending'))
-    THEN pg_notify($33, '') END AS tasks_notified`;
+  -- Agents that could take a task now: those with its labels, or any for
+  -- room freed while tasks wait ("").
+  (SELECT count(pg_notify($33, wake.labels)) FROM (
+     SELECT DISTINCT to_json(labels)::text AS labels FROM task WHERE status = 'pending'
+     UNION
+     SELECT '' WHERE EXISTS (SELECT 1 FROM released) AND EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending')
+   ) wake) AS tasks_notified`;

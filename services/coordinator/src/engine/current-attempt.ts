@@ -42,7 +42,9 @@ export async function lockCurrentAttempt(client: PoolClient, ref: TaskRef): Prom
 // The current attempt of a task belongs to its agent: another agent asking
 // about it is refused (a stale attempt is for the caller to sort out).
 export function refuseOthersTask(taskId: string, task: { attempt: number; agent_id: string }, attempt: number, caller: string | undefined): void {
-  if (caller !== undefined && task.attempt === attempt && task.agent_id !== caller) {
+  // A task whose attempt went back to the queue has no agent: its last
+  // holder is told that its attempt ended, below, not that it is a stranger.
+  if (caller !== undefined && task.attempt === attempt && task.agent_id !== "" && task.agent_id !== caller) {
     throw new ConnectError(`task ${taskId} is not assigned to agent ${caller}`, Code.PermissionDenied);
   }
 }
