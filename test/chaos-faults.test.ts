@@ -16,13 +16,13 @@ import { join } from "node:path";
 import { setTimeout as pause } from "node:timers/promises";
 import { promisify } from "node:util";
 import pg from "pg";
-import { followLogs, pipeline, RunState, runStateName, submit, waitForRun, type Run } from "../sdk/src/index.ts";
+import { followLogs, pipeline, RunState, runStateName, submit, waitForRun } from "../sdk/src/index.ts";
 import { postgresOsUser } from "../services/launcher/src/postgres-cluster.ts";
 import { startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
-// Longer than a stalled coordinator may hold a row lock (its session is
-// ended after 5 s idle in a transaction), which delays the heartbeats of
-// the tasks whose rows it locked.
+// Longer than a stalled coordinator may hold a row lock (Postgres ends its
+// session after 5 s idle in a transaction), which holds up the heartbeats
+// of the tasks whose rows it locked, plus a heartbeat interval or two.
 const taskLeaseMs = 8_000;
 // How long a stalled process stays stopped: longer than the task lease and
 // than a coordinator's shard lease (1.5 s).
@@ -130,6 +130,7 @@ describe("chaos: faults other than kill -9 while runs are in flight", () => {
     const runIds = runs.map((r) => r.id);
     await waitFor("the fault's moment", async () => beginWhen(await markers()), 30_000);
     const atStart = { runs: await unfinished(runIds), steps: (await markers()).length };
+    assert.ok(atStart.runs > 0, "runs are in flight when the fault begins");
     // What the fault met: how many runs were unfinished and how many steps
     // had run when it began, and what had changed by a moment it chooses.
     const during = async () => {
@@ -137,7 +138,6 @@ describe("chaos: faults other than kill -9 while runs are in flight", () => {
       return `${atStart.runs} runs unfinished and ${atStart.steps} step lines when it began; ${now.runs} runs unfinished and ${now.steps} step lines then`;
     };
     await fault(during);
-    assert.ok(atStart.runs > 0, "runs were in flight when the fault began");
     await assertEarned(t, runIds, mark, logFrom);
   }
 
