@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { grants, type Caller, type Scope } from "./caller.ts";
 import type { PeerIdentity } from "./peer-identity.ts";
+import { isRetryable } from "./retryable.ts";
 
 // What a method lets in: Otto processes of the given kinds (by certificate),
 // API tokens holding a scope, agents, tasks, or anyone (the method checks
@@ -58,11 +59,22 @@ export function admission(rules: AccessRules, credentials: CredentialVerifier | 
     if (!match) throw new ConnectError('the Authorization header must be "Bearer <token>"', Code.Unauthenticated);
     const kind = tokenKindOf(match[1]);
     if (!access.anyone && kind && !accepts(access, kind)) throw new ConnectError(wrongKind(what, access, kind), Code.PermissionDenied);
-    const caller = credentials ? await credentials.verify(match[1]) : undefined;
+    const caller = credentials ? await verify(credentials, match[1]) : undefined;
     if (!caller) throw new ConnectError("the token is unknown, expired or revoked", Code.Unauthenticated);
     if (!allows(access, caller)) throw new ConnectError(refusal(what, access, caller), Code.PermissionDenied);
     return caller;
   };
+}
+
+// A token that cannot be looked up because the database cannot be reached
+// is neither good nor bad yet: the caller may try again.
+async function verify(credentials: CredentialVerifier, token: string): Promise<Caller | undefined> {
+  try {
+    return await credentials.verify(token);
+  } catch (err) {
+    if (isRetryable(err)) throw new ConnectError("temporarily unavailable: the token cannot be checked now; try again", Code.Unavailable);
+    throw err;
+  }
 }
 
 type BearerKind = "api" | "agent" | "task";

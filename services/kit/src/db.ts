@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { context, SpanKind, trace } from "@opentelemetry/api";
 import pg from "pg";
 import { markFailed, tracer } from "./telemetry.ts";
+import { markRetryable } from "./retryable.ts";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -72,13 +73,13 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
   // in that caller's async context; checking out here keeps the query in its
   // own (so its span has the right parent).
   const queryOnce = async (text: string, values?: unknown[]) => {
-    const client = await pool.connect();
+    const client = await connected(pool);
     let failure: unknown;
     try {
       return await client.query(text, values);
     } catch (err) {
       failure = err;
-      throw err;
+      throw neverSent(err) ? markRetryable(err) : err;
     } finally {
       // An error without an SQLSTATE is the connection's, and a stale
       // prepared statement belongs to the connection too: drop the client.
@@ -101,6 +102,19 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
   return pool;
 }
 
+// A connection from the pool; failing that, nothing was sent.
+function connected(pool: pg.Pool): Promise<pg.PoolClient> {
+  return pool.connect().catch((err: unknown) => {
+    throw markRetryable(err);
+  });
+}
+
+// The statement never reached Postgres: writing it failed, the peer having
+// closed the connection already.
+function neverSent(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === "EPIPE";
+}
+
 // Runs `work` in a transaction; one that Postgres aborted to break a
 // deadlock (or a serialization conflict) is run again from the start, so
 // `work` must do nothing but database work.
@@ -117,20 +131,25 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
 }
 
 async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const client = await connected(pool);
   let broken = false;
+  let committing = false;
   try {
     await client.query("BEGIN");
     const result = await work(client);
+    committing = true;
     await client.query("COMMIT");
     return result;
   } catch (err) {
     // A client that cannot even roll back has lost its connection, and one
     // whose prepared statements went stale no longer fits the schema: drop it.
-    broken = await client.query("ROLLBACK").then(
-      () => (err as { code?: string }).code === staleStatement,
+    const lost = await client.query("ROLLBACK").then(
+      () => false,
       () => true,
     );
+    broken = lost || (err as { code?: string }).code === staleStatement;
+    // Lost before its COMMIT was sent, the transaction did not take effect.
+    if ((lost && !committing) || neverSent(err)) markRetryable(err);
     throw err;
   } finally {
     client.release(broken || undefined);

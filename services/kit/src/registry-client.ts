@@ -24,7 +24,6 @@ export class RegistryClient {
   readonly #client: Client<typeof RegistryService>;
   readonly #log: Logger;
   readonly #cache = new Map<string, { at: number; instances: Instance[] }>();
-  #turn = 0;
 
   constructor(registryUrl: string, log: Logger) {
     this.#client = clientFor(RegistryService, registryUrl);
@@ -74,7 +73,8 @@ export class RegistryClient {
   // Calls one live instance of `service`, moving on to the next one when an
   // instance cannot be reached, and for up to `retryForMs` in all (peers
   // restart). Only `idempotent` calls are repeated after a connection broke
-  // mid-call, since the first try may have taken effect.
+  // mid-call or after the call's own deadline (its `timeoutMs`) passed,
+  // since the first try may have taken effect.
   async call<S extends DescService, T>(
     service: string,
     descriptor: S,
@@ -89,12 +89,17 @@ export class RegistryClient {
         lastError = err;
         return [] as Instance[];
       });
+      // Each instance once, from one at random: a counter shared by every
+      // call made a periodic caller (a task's heartbeat) land on the same
+      // instance each time, and a call's next try land on the one that had
+      // just failed it, however many instances were up.
+      const first = Math.floor(Math.random() * instances.length);
       for (let i = 0; i < instances.length; i++) {
-        const instance = instances[this.#turn++ % instances.length];
+        const instance = instances[(first + i) % instances.length];
         try {
           return await call(clientFor(descriptor, instance.url));
         } catch (err) {
-          if (!(isUnreachable(err) || (options.idempotent && isBrokenConnection(err)))) throw err;
+          if (!(isUnreachable(err) || (options.idempotent && (isBrokenConnection(err) || isTimedOut(err))))) throw err;
           lastError = err;
         }
       }
@@ -113,6 +118,12 @@ export function isBrokenConnection(err: unknown): boolean {
     (err.code === Code.Aborted || err.code === Code.Internal) &&
     /ECONNRESET|socket hang up|EPIPE|other side closed|premature close/i.test(err.rawMessage)
   );
+}
+
+// The instance did not answer within the call's deadline (a stopped
+// process takes calls and never answers them).
+export function isTimedOut(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.DeadlineExceeded;
 }
 
 export function isUnreachable(err: unknown): boolean {

@@ -18,6 +18,7 @@ import { BodyGate, bodyDecoded, remoteAddressKey } from "./admit-before-body.ts"
 import { BodiesInFlight } from "./bodies-in-flight.ts";
 import { endStreamsOnRevocation } from "./end-streams-on-revocation.ts";
 import { closeWhenAnsweredUnread, invitation, inviteBodyKey } from "./unread-bodies.ts";
+import { isRetryable } from "./retryable.ts";
 
 export interface ServerOptions {
   routes: (router: ConnectRouter) => void;
@@ -252,6 +253,10 @@ function hideUnexpectedErrors(log: Logger): Interceptor {
 export function publicError(err: unknown, method: string, log: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof Error && err.name === "AbortError") return new ConnectError("request aborted", Code.Canceled);
+  if (isRetryable(err)) {
+    log.warn("a dependency could not be reached; answered unavailable", { method, err });
+    return new ConnectError("temporarily unavailable: a service this one depends on could not be reached; try again", Code.Unavailable);
+  }
   log.error("unexpected error", { method, err, stack: err instanceof Error ? err.stack : undefined });
   return new ConnectError("internal error; see the server log", Code.Internal);
 }

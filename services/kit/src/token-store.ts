@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type pg from "pg";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { inTransaction, migrate } from "./db.ts";
+import { repeatable } from "./retryable.ts";
 import { agentIdProblem } from "./agent-id.ts";
 import { endAgentsAttempts } from "./live-attempts.ts";
 import type { Notifier } from "./notifier.ts";
@@ -105,9 +106,8 @@ export class TokenStore {
   // Whether the token with this id is still neither revoked nor expired.
   async isLiveId(id: string): Promise<boolean> {
     if (this.#cached(this.#liveIds.get(id), (until) => until) !== undefined) return true;
-    const { rows } = await this.#pool.query(
-      "SELECT expires_at FROM auth.tokens WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
-      [id],
+    const { rows } = await repeatable(() =>
+      this.#pool.query("SELECT expires_at FROM auth.tokens WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())", [id]),
     );
     if (rows.length === 0) return false;
     const until = this.#cacheUntil(rows[0].expires_at ?? undefined);
@@ -156,9 +156,8 @@ export class TokenStore {
   // The live token row for a token string, if any.
   async #lookup(token: string, hash = hashToken(token)): Promise<TokenInfo | undefined> {
     if (!tokenPattern.test(token)) return undefined;
-    const { rows } = await this.#pool.query(
-      "SELECT * FROM auth.tokens WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
-      [hash],
+    const { rows } = await repeatable(() =>
+      this.#pool.query("SELECT * FROM auth.tokens WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())", [hash]),
     );
     return rows[0] ? infoOf(rows[0]) : undefined;
   }

@@ -2,6 +2,7 @@ import http from "node:http";
 import https from "node:https";
 import { Client } from "minio";
 import { readInt, readString } from "../../kit/src/config.ts";
+import { isNetworkError, markRetryable } from "../../kit/src/retryable.ts";
 
 export interface S3Config {
   endpoint: string;
@@ -60,15 +61,18 @@ export class ObjectStore {
     }
   }
 
+  // The same bytes under the same key: done twice, it is done once.
   async put(key: string, body: Buffer, contentType: string): Promise<void> {
-    await this.#client.putObject(this.bucket, key, body, body.length, { "Content-Type": contentType });
+    await retryableOnNetworkError(() => this.#client.putObject(this.bucket, key, body, body.length, { "Content-Type": contentType }));
   }
 
-  async readFrom(key: string, offset: number): Promise<Buffer> {
-    const stream = await this.#client.getPartialObject(this.bucket, key, offset);
-    const parts: Buffer[] = [];
-    for await (const part of stream) parts.push(part as Buffer);
-    return Buffer.concat(parts);
+  readFrom(key: string, offset: number): Promise<Buffer> {
+    return retryableOnNetworkError(async () => {
+      const stream = await this.#client.getPartialObject(this.bucket, key, offset);
+      const parts: Buffer[] = [];
+      for await (const part of stream) parts.push(part as Buffer);
+      return Buffer.concat(parts);
+    });
   }
 
   presignedPut(key: string, expirySeconds: number): Promise<string> {
@@ -80,6 +84,16 @@ export class ObjectStore {
   }
 
   async size(key: string): Promise<number> {
-    return (await this.#client.statObject(this.bucket, key)).size;
+    return (await retryableOnNetworkError(() => this.#client.statObject(this.bucket, key))).size;
+  }
+}
+
+// Every operation here may be repeated without harm: one that S3 could not
+// be reached for (refused, reset, broken) is for the caller to try again.
+async function retryableOnNetworkError<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (err) {
+    throw isNetworkError(err) ? markRetryable(err) : err;
   }
 }

@@ -3,6 +3,7 @@ import { callerOf } from "../../kit/src/caller.ts";
 import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import type { LogStore } from "./log-store.ts";
+import { repeatable } from "../../kit/src/retryable.ts";
 
 // Ids and names are checked by the requests' protovalidate rules.
 
@@ -11,13 +12,15 @@ export function objectsRoutes(logs: LogStore) {
     router.service(LogStoreService, {
       async appendLog(req, ctx) {
         const writer = requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
-        await logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), req.text, writer);
+        // A chunk sent again is stored once, and a log closed again stays
+        // as it was: either may be retried after a lost connection.
+        await repeatable(() => logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), req.text, writer));
         return {};
       },
       async closeLog(req, ctx) {
         const writer = requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
         const final = req.finalSeq > 0n ? { seq: Number(req.finalSeq), text: req.finalText } : undefined;
-        const { key, size } = await logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final, writer);
+        const { key, size } = await repeatable(() => logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final, writer));
         return { objectKey: key, size: BigInt(size) };
       },
     });
