@@ -3,6 +3,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { traceClientCalls } from "./tracing-interceptors.ts";
 import type { TransportSecurity } from "./transport-security.ts";
+import { oneWriteAgent } from "./one-write-requests.ts";
 
 const transports = new Map<string, Transport>();
 let tlsOptions: { ca: Buffer; cert?: Buffer; key?: Buffer } | undefined;
@@ -40,7 +41,7 @@ export function transportFor(baseUrl: string, interceptors: Interceptor[] = []):
       acceptCompression: [],
       interceptors: [traceClientCalls, sendCredential, ...interceptors],
       defaultTimeoutMs: 30_000,
-      nodeOptions: baseUrl.startsWith("https:") ? tlsOptions : undefined,
+      nodeOptions: { agent: oneWriteAgent(baseUrl.startsWith("https:") ? (tlsOptions ?? {}) : undefined) },
     });
     transports.set(baseUrl, transport);
   }
