@@ -44,7 +44,7 @@ export async function uploadArtifacts(options: {
       idempotent: true,
       retryForMs: 10_000,
     });
-    await putFile(url, file, info.size);
+    await putFileRetrying(url, file, info.size);
     const { artifact } = await registry.call("objects", ArtifactStoreService, (c) => c.completeArtifactUpload(ref, asTask), {
       idempotent: true,
       retryForMs: 10_000,
@@ -54,6 +54,24 @@ export async function uploadArtifacts(options: {
   return problems;
 }
 
+// Storage that cannot be reached, or answers 5xx, delays an upload but does
+// not fail it: the PUT (of the same bytes to the same key) is tried again,
+// waiting longer each time, for as long as the presigned URL lasts (at
+// least 15 minutes).
+async function putFileRetrying(url: string, file: string, size: number): Promise<void> {
+  const giveUpAt = Date.now() + 10 * 60_000;
+  for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 10_000)) {
+    try {
+      return await putFile(url, file, size);
+    } catch (err) {
+      if (!(err instanceof StorageUnavailable) || Date.now() + waitMs > giveUpAt) throw err;
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}
+
+class StorageUnavailable extends Error {}
+
 // A PUT with a Content-Length, as S3 requires of presigned uploads.
 function putFile(url: string, file: string, size: number): Promise<void> {
   const target = new URL(url);
@@ -61,9 +79,14 @@ function putFile(url: string, file: string, size: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = transport.request(target, { method: "PUT", headers: { "content-length": String(size) } }, (res) => {
       res.resume();
-      res.on("end", () => (res.statusCode && res.statusCode < 300 ? resolve() : reject(new Error(`storage refused the upload: HTTP ${res.statusCode}`))));
+      res.on("end", () => {
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) resolve();
+        else if (status >= 500) reject(new StorageUnavailable(`storage could not take the upload: HTTP ${status}`));
+        else reject(new Error(`storage refused the upload: HTTP ${status}`));
+      });
     });
-    req.on("error", reject);
+    req.on("error", (err) => reject(new StorageUnavailable(`storage could not be reached: ${err.message}`)));
     createReadStream(file).on("error", reject).pipe(req);
   });
 }

@@ -76,9 +76,12 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   // heartbeat goes on through the log's close and until CompleteTask (or
   // HandBackTask) is answered, however long those take.
   let settled = false;
+  const beatMs = Math.max(200, Math.min(1_000, task.leaseMs / 4));
   const heartbeat = setInterval(async () => {
     try {
-      const answer = await coordinator((c) => c.heartbeatTask({ ...ref, agentId }));
+      // A beat that a stalled coordinator holds moves on to another one
+      // within the lease (beats go on meanwhile, each to any coordinator).
+      const answer = await coordinator((c) => c.heartbeatTask({ ...ref, agentId }, { timeoutMs: Math.max(1_000, task.leaseMs / 2) }));
       if (answer.cancel && !settled) cancel.abort();
     } catch (err) {
       if (err instanceof ConnectError && err.code === Code.FailedPrecondition && !settled) {
@@ -87,7 +90,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
         cancel.abort();
       }
     }
-  }, Math.max(200, Math.min(1_000, task.leaseMs / 4)));
+  }, beatMs);
   const stopHeartbeat = () => {
     settled = true;
     clearInterval(heartbeat);
