@@ -223,13 +223,18 @@ describe("chaos: faults other than kill -9 while runs are in flight", () => {
 
     // 5. Every job's log was archived and reads back to its end, with each
     // step's last line once; every artifact is listed.
-    const open = await query(
-      `SELECT t.run_id, t.job, t.attempt, l.state, l.object_key FROM coordinator.tasks t
-       LEFT JOIN objects.logs l ON l.run_id = t.run_id AND l.job = t.job AND l.attempt = t.attempt
-       WHERE t.run_id = ANY($1) AND (l.state IS DISTINCT FROM 'closed' OR l.object_key = '')`,
-      [runIds],
-    );
-    assert.deepEqual(open, [], "every final attempt's log is closed and stored as an S3 object");
+    const unarchived = () =>
+      query(
+        `SELECT t.run_id, t.job, t.attempt, l.state, l.object_key FROM coordinator.tasks t
+         LEFT JOIN objects.logs l ON l.run_id = t.run_id AND l.job = t.job AND l.attempt = t.attempt
+         WHERE t.run_id = ANY($1) AND (l.state IS DISTINCT FROM 'closed' OR l.object_key = '')`,
+        [runIds],
+      );
+    const open = (await unarchived()).filter((log) => log.state !== "closed");
+    assert.deepEqual(open, [], "every final attempt's log is closed when its run ends");
+    // Archiving happens after the close, retried until storage answers
+    // (its wait doubles up to 30 s while storage is away).
+    await waitFor("every final attempt's log stored as an S3 object", async () => (await unarchived()).length === 0, 90_000, 250);
     const unreadable: string[] = [];
     await Promise.all(
       finalRuns.flatMap((run) =>
