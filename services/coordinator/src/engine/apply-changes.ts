@@ -1,6 +1,6 @@
 import type { PoolClient } from "../../../kit/src/db.ts";
 import { finalStates, RunState } from "./states.ts";
-import { IllegalTransitionError, isLegal, type Entity, type TaskStatus } from "./transitions.ts";
+import { IllegalTransitionError, isLegal, stateName, type Entity, type TaskStatus } from "./transitions.ts";
 
 export const journalChannel = "otto_journal";
 export const tasksChannel = "otto_tasks";
@@ -66,7 +66,7 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
     const key = keyOf(change);
     const previous = latest.get(key) as typeof change | undefined;
     if (previous && previous.to !== change.from) {
-      throw new IllegalTransitionError(describe(change), change.from, change.to, `the change before it in the same batch left it ${String(previous.to)}`);
+      throw new IllegalTransitionError(describe(change), change.from, change.to, `the change before it in the same batch left it ${stateName(previous.to)}`);
     }
     if (!isLegal(change.entity, change.from, change.to)) throw new IllegalTransitionError(describe(change), change.from, change.to);
     latest.set(key, change);
@@ -169,7 +169,7 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
       mismatch.entity === "step" ? stepRows[index] :
       taskRows[index][1];
     const found = mismatch.found === null ? undefined : mismatch.entity === "task" ? (mismatch.found as TaskStatus) : (Number(mismatch.found) as RunState);
-    const why = found === undefined ? "it does not exist" : `its writer read it as ${String(planned.from)}, but it is not`;
+    const why = found === undefined ? "it does not exist" : `its writer read it as ${stateName(planned.from)}, but it is not`;
     throw new IllegalTransitionError(describe(planned.change), found, (planned.change as { to: RunState | TaskStatus }).to, why);
   }
 }
