@@ -44,13 +44,13 @@ describe("claim wake-ups", () => {
     };
     const before = await emptyClaims();
     const unclaimable = [];
-    for (let i = 1; i <= 5; i++) unclaimable.push(await submit(otto.client, pipeline(`arm-${i}`).job("build", { runsOn: ["arm"], steps: ["true"] }).build()));
+    for (let i = 1; i <= 10; i++) unclaimable.push(await submit(otto.client, pipeline(`arm-${i}`).job("build", { runsOn: ["arm"], steps: ["true"] }).build()));
     // A task an agent can take, after them: once it has run, every wake-up
     // the earlier ones made has been handled.
     const run = await submit(otto.client, pipeline("small").job("build", { runsOn: ["small"], steps: ["true"] }).build());
     assert.equal((await waitForRun(otto.client, run.id)).state, RunState.SUCCEEDED);
     const wasted = (await emptyClaims()) - before;
-    assert.ok(wasted < 5, `${wasted} claims found nothing: agents were woken for tasks they cannot take`);
+    assert.ok(wasted < 8, `${wasted} claims found nothing: agents were woken for tasks they cannot take`);
     for (const queued of unclaimable) await otto.client.runs.cancelRun({ runId: queued.id });
   });
 });
