@@ -114,8 +114,10 @@ export const CloseLogRequestSchema: GenMessage<CloseLogRequest> = /*@__PURE__*/
  */
 export type CloseLogResponse = Message<"otto.v1.CloseLogResponse"> & {
   /**
-   * Where the archived log lives in object storage; empty when the log was
-   * small enough to stay in Postgres.
+   * Where the archived log lives in object storage, or will once the
+   * objects service's archiver has moved it there (it stays readable from
+   * Postgres meanwhile); empty when the log is small enough to stay in
+   * Postgres.
    *
    * @generated from field: string object_key = 1;
    */
