@@ -115,6 +115,26 @@ export class LogStore {
   // than `inlineMaxBytes` is left for the archiver (log-archiver.ts), which
   // moves it to one object once storage answers; it reads from its chunks
   // until then. Returns the key it has or will have ("" if it stays here).
+  // Closes, as they are, logs whose attempt ended without closing them (its
+  // agent died, or could not reach this service before it completed the
+  // task): their followers end, and the archiver takes the big ones. No
+  // chunk can come for them any more: writes need a live attempt.
+  async closeAbandoned(): Promise<number> {
+    const { rows } = await this.#pool.query(
+      `WITH closed AS (
+         UPDATE objects.logs l SET state = 'closed', closed_at = now(), archive_due = CASE WHEN l.size > $1::bigint THEN now() END
+         WHERE l.state = 'open'
+           AND NOT EXISTS (SELECT 1 FROM auth.live_attempts a WHERE a.run_id = l.run_id AND a.job = l.job AND a.attempt = l.attempt)
+         RETURNING l.run_id, l.job, l.attempt, l.archive_due IS NOT NULL AS archive
+       )
+       SELECT count(pg_notify($2, run_id || '/' || job || '/' || attempt))::int AS closed,
+         count(CASE WHEN archive THEN pg_notify($3, '') END)::int AS due
+       FROM closed`,
+      [this.#inlineMaxBytes, logChannel, archiveChannel],
+    );
+    return rows[0].closed;
+  }
+
   async close(log: LogRef, final?: { seq: number; text: string }, writer?: string): Promise<{ key: string; size: number }> {
     if (final) checkChunkSize(final.text);
     const closed = await this.#closeInOneStatement(this.#pool, log, final, writer);

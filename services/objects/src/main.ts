@@ -42,6 +42,14 @@ onShutdown("close listener", () => notifier.close());
 const archiver = new LogArchiver(pool, objects, notifier, log);
 archiver.start();
 onShutdown("stop the log archiver", () => archiver.stop());
+const logs = new LogStore(pool, objects, notifier, config.logInlineMaxBytes);
+const closer = setInterval(() => {
+  logs.closeAbandoned().then(
+    (closed) => closed > 0 && log.info("closed logs whose attempt ended without closing them", { closed }),
+    (err) => log.warn("could not close abandoned logs", { err }),
+  );
+}, 10_000);
+onShutdown("stop closing abandoned logs", () => clearInterval(closer));
 
 await serveAndRegister({
   service: "objects",
@@ -56,7 +64,7 @@ await serveAndRegister({
   },
   credentials: config.security.insecure ? undefined : new TaskTokenVerifier(config.security.tls.ca),
   routes: (router) => {
-    objectsRoutes(new LogStore(pool, objects, notifier, config.logInlineMaxBytes))(router);
+    objectsRoutes(logs)(router);
     artifactRoutes(new ArtifactStore(pool, objects))(router);
   },
 });
