@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { RunEventSchema, RunJobSchema, RunSchema, RunStepSchema, type Run, type RunEvent } from "../../../gen/otto/v1/run_pb.ts";
+import { RunEventSchema, RunJobSchema, RunSchema, RunStepSchema, type Run, type RunEvent, type RunState } from "../../../gen/otto/v1/run_pb.ts";
 import type { Pool, PoolClient } from "../../kit/src/db.ts";
 
 type Queryable = Pool | PoolClient;
@@ -20,20 +20,28 @@ export async function loadRun(db: Queryable, runId: string): Promise<Run> {
   return runs[0];
 }
 
+// Runs with their jobs and steps, read in one statement (a consistent
+// snapshot, one round trip), in the order of `ids`.
 export async function loadRuns(db: Queryable, ids: string[]): Promise<Run[]> {
   if (ids.length === 0) return [];
-  const [runs, jobs, steps] = await Promise.all([
-    db.query("SELECT * FROM coordinator.runs WHERE id = ANY($1)", [ids]),
-    db.query(
-      `SELECT j.*, coalesce(t.attempt, 0) AS attempt FROM coordinator.jobs j
-       LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name
-       WHERE j.run_id = ANY($1) ORDER BY j.position`,
-      [ids],
-    ),
-    db.query("SELECT * FROM coordinator.steps WHERE run_id = ANY($1) ORDER BY position", [ids]),
-  ]);
+  const { rows } = await db.query(
+    `SELECT r.id, r.name, r.state, r.created_at, r.started_at, r.finished_at,
+       coalesce((
+         SELECT json_agg(json_build_object(
+           'name', j.name, 'state', j.state, 'needs', j.needs, 'message', j.message, 'agent_id', j.agent_id,
+           'attempt', coalesce(t.attempt, 0), 'started_at', j.started_at, 'finished_at', j.finished_at,
+           'steps', coalesce((
+             SELECT json_agg(json_build_object('name', s.name, 'state', s.state, 'exit_code', s.exit_code,
+               'started_at', s.started_at, 'finished_at', s.finished_at) ORDER BY s.position)
+             FROM coordinator.steps s WHERE s.run_id = j.run_id AND s.job = j.name), '[]'::json)
+         ) ORDER BY j.position)
+         FROM coordinator.jobs j LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name
+         WHERE j.run_id = r.id), '[]'::json) AS jobs
+     FROM coordinator.runs r WHERE r.id = ANY($1)`,
+    [ids],
+  );
   const byId = new Map<string, Run>();
-  for (const row of runs.rows) {
+  for (const row of rows) {
     byId.set(
       row.id,
       create(RunSchema, {
@@ -43,36 +51,43 @@ export async function loadRuns(db: Queryable, ids: string[]): Promise<Run[]> {
         createdAt: ts(row.created_at),
         startedAt: ts(row.started_at),
         finishedAt: ts(row.finished_at),
-      }),
-    );
-  }
-  for (const row of jobs.rows) {
-    byId.get(row.run_id)?.jobs.push(
-      create(RunJobSchema, {
-        name: row.name,
-        state: row.state,
-        needs: row.needs,
-        message: row.message,
-        agentId: row.agent_id,
-        attempt: row.attempt,
-        startedAt: ts(row.started_at),
-        finishedAt: ts(row.finished_at),
-      }),
-    );
-  }
-  for (const row of steps.rows) {
-    const job = byId.get(row.run_id)?.jobs.find((j) => j.name === row.job);
-    job?.steps.push(
-      create(RunStepSchema, {
-        name: row.name,
-        state: row.state,
-        exitCode: row.exit_code ?? undefined,
-        startedAt: ts(row.started_at),
-        finishedAt: ts(row.finished_at),
+        jobs: (row.jobs as JobJson[]).map((job) =>
+          create(RunJobSchema, {
+            name: job.name,
+            state: job.state,
+            needs: job.needs,
+            message: job.message,
+            agentId: job.agent_id,
+            attempt: job.attempt,
+            startedAt: ts(job.started_at),
+            finishedAt: ts(job.finished_at),
+            steps: job.steps.map((step) =>
+              create(RunStepSchema, {
+                name: step.name,
+                state: step.state,
+                exitCode: step.exit_code ?? undefined,
+                startedAt: ts(step.started_at),
+                finishedAt: ts(step.finished_at),
+              }),
+            ),
+          }),
+        ),
       }),
     );
   }
   return ids.map((id) => byId.get(id)).filter((r): r is Run => r !== undefined);
+}
+
+interface JobJson {
+  name: string;
+  state: RunState;
+  needs: string[];
+  message: string;
+  agent_id: string;
+  attempt: number;
+  started_at: string | null;
+  finished_at: string | null;
+  steps: { name: string; state: RunState; exit_code: number | null; started_at: string | null; finished_at: string | null }[];
 }
 
 export function journalRowToEvent(row: Record<string, any>): RunEvent {
@@ -88,6 +103,7 @@ export function journalRowToEvent(row: Record<string, any>): RunEvent {
   });
 }
 
-function ts(date: Date | null) {
-  return date ? timestampFromDate(date) : undefined;
+// Timestamps come as Dates from columns and as text from JSON.
+function ts(date: Date | string | null) {
+  return date ? timestampFromDate(typeof date === "string" ? new Date(date) : date) : undefined;
 }
