@@ -9,7 +9,7 @@ import { PipelineJobSchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import { ClaimWaiters, type WakeUp } from "./claim-waiters.ts";
-import { claimTask, type ClaimedTask } from "./engine/claim-task.ts";
+import { anythingToClaim, claimTask, type ClaimedTask } from "./engine/claim-task.ts";
 import { completeTask } from "./engine/complete-task.ts";
 import { handBackTask } from "./engine/hand-back-task.ts";
 import { heartbeatTask } from "./engine/heartbeat-task.ts";
@@ -91,10 +91,17 @@ export function agentServiceImpl(
           throw new ConnectError("this agent's credential was revoked", Code.Unauthenticated);
         }
         const claimStart = Date.now();
-        const { task, contended } = await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs));
-        claims.inc({ outcome: task ? "claimed" : "empty" });
+        // A poll that was not woken first looks whether a claim could find
+        // anything (a task made before it began waits for it, not news).
+        const worthClaiming = news !== undefined || (await anythingToClaim(pool, claimant));
+        const { task, contended } = worthClaiming
+          ? await inTransaction(pool, (client) => claimTask(client, claimant, taskLeaseMs))
+          : { task: undefined, contended: false };
+        if (worthClaiming) claims.inc({ outcome: task ? "claimed" : "empty" });
         if (task) {
-          claimWaiters.wakeOne();
+          // One wake-up may stand for several tasks: the next waiting poll
+          // looks for the rest, if there is any.
+          if (task.more !== false) claimWaiters.wakeOne();
           if (task.waited !== undefined) reservationWait.observe(task.waited);
           return { task: await taskSpec(task, taskLeaseMs, claimant.id, claimStart, signTaskToken, secrets) };
         }

@@ -1,4 +1,4 @@
-import type { PoolClient } from "../../../kit/src/db.ts";
+import type { Pool, PoolClient } from "../../../kit/src/db.ts";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { describeReservations, hasFreeSlot, reserveAll, type AgentCapacity, type AgentUsage } from "./reservations.ts";
 import { RunState } from "./states.ts";
@@ -15,6 +15,9 @@ export interface ClaimedTask {
   // The run's trace context and the job as the pipeline gives it (JSON).
   traceparent: string;
   spec: unknown;
+  // Whether other tasks this agent could take were pending at the claim:
+  // worth waking another waiting poll.
+  more?: boolean;
 }
 
 // The claimed job's pipeline entry and its run's trace context, as columns.
@@ -47,6 +50,21 @@ interface Candidate {
   waited: number;
   traceparent: string;
   spec: unknown;
+  more: boolean;
+}
+
+// Whether a claim could give the agent anything now: a pending task whose
+// labels it has, or one of its own whose answer was lost. One statement
+// outside any transaction, so a poll that finds nothing to do (an agent's
+// slot asking again after each job) costs no claim.
+export async function anythingToClaim(pool: Pool, agent: Claimant): Promise<boolean> {
+  const { rows } = await pool.query(
+    `SELECT EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' AND labels <@ $1::text[])
+       OR EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'assigned' AND agent_id = $2 AND agent_slot = $3
+                    AND agent_incarnation = $4 AND NOT started AND NOT (id::text = ANY($5::text[]))) AS any`,
+    [agent.labels, agent.id, agent.slot, agent.incarnation, agent.runningTaskIds],
+  );
+  return rows[0].any;
 }
 
 // Hands an agent a task: first one already assigned to the asking process
@@ -94,7 +112,8 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
   for (let tries = 0; tries < 20; tries++) {
     const { rows } = await client.query<Candidate>(
       `SELECT t.id, t.run_id, r.state AS run_state, t.job, t.attempt, j.locks, j.cpu, j.memory_bytes,
-         extract(epoch FROM now() - t.pending_since)::float8 AS waited, ${specColumns("r", "t.job")}
+         extract(epoch FROM now() - t.pending_since)::float8 AS waited, ${specColumns("r", "t.job")},
+         EXISTS (SELECT 1 FROM coordinator.tasks o WHERE o.status = 'pending' AND o.labels <@ $1::text[] AND o.id <> t.id) AS more
        FROM coordinator.tasks t
          JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
          JOIN coordinator.runs r ON r.id = t.run_id
@@ -150,6 +169,7 @@ async function claimCandidate(
     waited: candidate.waited,
     traceparent: candidate.traceparent,
     spec: candidate.spec,
+    more: candidate.more,
     reserved: describeReservations([{ kind: "slot", name: agent.id }, ...needs.locks.map((name) => ({ kind: "lock", name }))]),
   };
 }
