@@ -6,12 +6,21 @@ import { closeUnfinishedSteps } from "./step-changes.ts";
 import { isFinal, RunState } from "./states.ts";
 import { transitions } from "./transitions.ts";
 
-interface JobRow {
+export interface JobRow {
   name: string;
   state: RunState;
   needs: string[];
   runs_on: string[];
   has_task: boolean;
+}
+
+export interface AdvancePlan {
+  // Jobs that can no longer run, and why, in the order found.
+  canceled: { job: string; message: string }[];
+  // Jobs whose needs all succeeded: each gets a task now.
+  ready: JobRow[];
+  // The run's end, once every job is final.
+  finish?: { to: RunState; message: string };
 }
 
 // Moves a run forward as far as its current state allows: creates tasks for
@@ -45,8 +54,19 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
     if (job && change.entity === "job") job.state = change.to;
     if (job && change.entity === "task") job.has_task = change.to !== "done";
   }
+  const plan = planAdvance(run, jobs);
   const changes: Change[] = [...earlier];
-  const ready: JobRow[] = [];
+  for (const { job, message } of plan.canceled) changes.push(...(await cancelUnstartedJob(client, runId, job, message)));
+  await createTasks(client, runId, plan.ready);
+  if (plan.finish) changes.push({ entity: "run", from: run.state, to: plan.finish.to, message: plan.finish.message });
+  await applyChanges(client, runId, changes);
+}
+
+// What a run's jobs, as they are, make happen next (`jobs` is updated to
+// the states and tasks the plan leaves).
+export function planAdvance(run: { cancelRequested: boolean }, jobs: JobRow[]): AdvancePlan {
+  const byName = new Map(jobs.map((j) => [j.name, j]));
+  const plan: AdvancePlan = { canceled: [], ready: [] };
   for (let changed = true; changed; ) {
     changed = false;
     for (const job of jobs) {
@@ -56,37 +76,40 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
         const message = run.cancelRequested
           ? "run canceled before the job started"
           : `not run: needs "${blocker!.name}", which ${blocker!.state === RunState.FAILED ? "failed" : "was canceled"}`;
-        changes.push(...(await cancelUnstartedJob(client, runId, job.name, message)));
+        plan.canceled.push({ job: job.name, message });
         job.state = RunState.CANCELED;
         changed = true;
       } else if (job.needs.every((n) => byName.get(n)!.state === RunState.SUCCEEDED)) {
-        ready.push(job);
+        plan.ready.push(job);
         job.has_task = true;
       }
     }
   }
-  if (ready.length > 0) {
-    await client.query(
-      `WITH task AS (
-         INSERT INTO coordinator.tasks (id, run_id, job, labels, status)
-         SELECT gen_random_uuid(), $1, t.job, t.labels, $3 FROM jsonb_to_recordset($2) AS t(job text, labels text[])
-       )
-       SELECT pg_notify($4, labels) FROM (SELECT DISTINCT to_json(t.labels)::text AS labels FROM jsonb_to_recordset($2) AS t(job text, labels text[])) ready`,
-      [runId, JSON.stringify(ready.map((j) => ({ job: j.name, labels: j.runs_on }))), transitions.task.initial, tasksChannel],
-    );
-  }
   if (jobs.every((j) => isFinal(j.state))) {
-    const state = run.cancelRequested
+    const to = run.cancelRequested
       ? RunState.CANCELED
       : jobs.every((j) => j.state === RunState.SUCCEEDED)
         ? RunState.SUCCEEDED
         : RunState.FAILED;
     const failed = jobs.filter((j) => j.state === RunState.FAILED).map((j) => j.name);
-    const message =
-      state === RunState.SUCCEEDED ? "all jobs succeeded" : state === RunState.CANCELED ? "run canceled" : `failed jobs: ${failed.join(", ")}`;
-    changes.push({ entity: "run", from: run.state, to: state, message });
+    const message = to === RunState.SUCCEEDED ? "all jobs succeeded" : to === RunState.CANCELED ? "run canceled" : `failed jobs: ${failed.join(", ")}`;
+    plan.finish = { to, message };
   }
-  await applyChanges(client, runId, changes);
+  return plan;
+}
+
+// A task for each ready job, in the state tasks are created in; the agents
+// with their labels hear of them when the transaction commits.
+export async function createTasks(client: PoolClient, runId: string, ready: JobRow[]): Promise<void> {
+  if (ready.length === 0) return;
+  await client.query(
+    `WITH task AS (
+       INSERT INTO coordinator.tasks (id, run_id, job, labels, status)
+       SELECT gen_random_uuid(), $1, t.job, t.labels, $3 FROM jsonb_to_recordset($2) AS t(job text, labels text[])
+     )
+     SELECT pg_notify($4, labels) FROM (SELECT DISTINCT to_json(t.labels)::text AS labels FROM jsonb_to_recordset($2) AS t(job text, labels text[])) ready`,
+    [runId, JSON.stringify(ready.map((j) => ({ job: j.name, labels: j.runs_on }))), transitions.task.initial, tasksChannel],
+  );
 }
 
 // The changes that end a job that never started, and its steps.
