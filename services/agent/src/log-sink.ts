@@ -30,7 +30,12 @@ export class LogSink implements OutputPressure {
   readonly #chunkBytes: number;
   readonly #fullBytes: number;
   #pending: string[] = [];
+  #pendingSizes: number[] = [];
   #pendingBytes = 0;
+  // The prefix of lines of this millisecond and step.
+  #prefixAt = -1;
+  #prefixStep = "";
+  #prefix = "";
   #sendingBytes = 0;
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -62,15 +67,24 @@ export class LogSink implements OutputPressure {
   // no chunk outgrows what the objects service takes (1 MiB).
   line(step: string, text: string): void {
     if (this.#failure !== undefined) return;
-    const prefix = `${new Date().toISOString()} ${step} | `;
-    for (const piece of pieces(text, maxPieceLength)) {
-      const line = `${prefix}${piece}\n`;
-      this.#pending.push(line);
-      this.#pendingBytes += Buffer.byteLength(line);
+    const now = Date.now();
+    if (now !== this.#prefixAt || step !== this.#prefixStep) {
+      this.#prefix = `${new Date(now).toISOString()} ${step} | `;
+      this.#prefixAt = now;
+      this.#prefixStep = step;
     }
+    if (text.length <= maxPieceLength) this.#add(`${this.#prefix}${text}\n`);
+    else for (const piece of pieces(text, maxPieceLength)) this.#add(`${this.#prefix}${piece}\n`);
     this.#update();
     if (this.#pendingBytes >= this.#chunkBytes) this.#pump();
     else if (this.#pending.length > 0 && !this.#sending) this.#timer ??= setTimeout(() => this.#onTimer(), this.#flushMs);
+  }
+
+  #add(line: string) {
+    const size = Buffer.byteLength(line);
+    this.#pending.push(line);
+    this.#pendingSizes.push(size);
+    this.#pendingBytes += size;
   }
 
   // Sends everything pending; resolves once all of it is stored.
@@ -96,6 +110,7 @@ export class LogSink implements OutputPressure {
     if (this.#pending.length === 0) return undefined;
     const rest = { seq: ++this.#seq, text: this.#pending.join("") };
     this.#pending = [];
+    this.#pendingSizes = [];
     this.#pendingBytes = 0;
     this.#update();
     return rest;
@@ -117,14 +132,14 @@ export class LogSink implements OutputPressure {
   #startSending() {
     let count = 0;
     let bytes = 0;
-    for (const line of this.#pending) {
-      const size = Buffer.byteLength(line);
+    for (const size of this.#pendingSizes) {
       if (count > 0 && bytes + size > this.#chunkBytes) break;
       count++;
       bytes += size;
     }
     const text = this.#pending.slice(0, count).join("");
     this.#pending = this.#pending.slice(count);
+    this.#pendingSizes = this.#pendingSizes.slice(count);
     this.#pendingBytes -= bytes;
     this.#sendingBytes = bytes;
     const seq = ++this.#seq;
@@ -147,6 +162,7 @@ export class LogSink implements OutputPressure {
     this.#sending = undefined;
     this.#sendingBytes = 0;
     this.#pending = [];
+    this.#pendingSizes = [];
     this.#pendingBytes = 0;
     this.#update();
   }
