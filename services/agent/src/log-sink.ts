@@ -29,8 +29,12 @@ export class LogSink implements OutputPressure {
   readonly #flushMs: number;
   readonly #chunkBytes: number;
   readonly #fullBytes: number;
-  #pending: string[] = [];
-  #pendingSizes: number[] = [];
+  // Unsent lines, as UTF-8 in chunks of up to `chunkBytes`: the last one
+  // still filling (a line's own string dies young, which the garbage
+  // collector handles cheaply, instead of waiting here among millions).
+  #sealed: Buffer[] = [];
+  #filling: Buffer | undefined;
+  #filled = 0;
   #pendingBytes = 0;
   // The prefix of lines of this millisecond and step.
   #prefixAt = -1;
@@ -73,18 +77,28 @@ export class LogSink implements OutputPressure {
       this.#prefixAt = now;
       this.#prefixStep = step;
     }
-    if (text.length <= maxPieceLength) this.#add(`${this.#prefix}${text}\n`);
-    else for (const piece of pieces(text, maxPieceLength)) this.#add(`${this.#prefix}${piece}\n`);
+    if (text.length <= maxPieceLength) this.#add(text);
+    else for (const piece of pieces(text, maxPieceLength)) this.#add(piece);
     this.#update();
-    if (this.#pendingBytes >= this.#chunkBytes) this.#pump();
-    else if (this.#pending.length > 0 && !this.#sending) this.#timer ??= setTimeout(() => this.#onTimer(), this.#flushMs);
+    if (this.#sealed.length > 0) this.#pump();
+    else if (this.#pendingBytes > 0 && !this.#sending) this.#timer ??= setTimeout(() => this.#onTimer(), this.#flushMs);
   }
 
-  #add(line: string) {
-    const size = Buffer.byteLength(line);
-    this.#pending.push(line);
-    this.#pendingSizes.push(size);
+  #add(text: string) {
+    const size = Buffer.byteLength(this.#prefix) + Buffer.byteLength(text) + 1;
+    if (this.#filling && this.#filled + size > this.#chunkBytes) this.#seal();
+    this.#filling ??= Buffer.allocUnsafe(Math.max(this.#chunkBytes, size));
+    this.#filled += this.#filling.write(this.#prefix, this.#filled);
+    this.#filled += this.#filling.write(text, this.#filled);
+    this.#filling[this.#filled++] = 10;
     this.#pendingBytes += size;
+  }
+
+  #seal() {
+    if (!this.#filling || this.#filled === 0) return;
+    this.#sealed.push(this.#filling.subarray(0, this.#filled));
+    this.#filling = undefined;
+    this.#filled = 0;
   }
 
   // Sends everything pending; resolves once all of it is stored.
@@ -104,13 +118,13 @@ export class LogSink implements OutputPressure {
     for (;;) {
       while (this.#sending) await this.#sending;
       if (this.#failure !== undefined) throw this.#failure;
-      if (this.#pendingBytes <= this.#chunkBytes) break;
+      if (this.#sealed.length === 0) break;
       this.#startSending();
     }
-    if (this.#pending.length === 0) return undefined;
-    const rest = { seq: ++this.#seq, text: this.#pending.join("") };
-    this.#pending = [];
-    this.#pendingSizes = [];
+    if (this.#pendingBytes === 0) return undefined;
+    const rest = { seq: ++this.#seq, text: this.#filling!.toString("utf8", 0, this.#filled) };
+    this.#filling = undefined;
+    this.#filled = 0;
     this.#pendingBytes = 0;
     this.#update();
     return rest;
@@ -118,11 +132,11 @@ export class LogSink implements OutputPressure {
 
   #onTimer() {
     this.#timer = undefined;
-    if (!this.#sending && this.#pending.length > 0) this.#startSending();
+    if (!this.#sending && this.#pendingBytes > 0) this.#startSending();
   }
 
   #pump() {
-    if (this.#sending || this.#pending.length === 0) return;
+    if (this.#sending || this.#pendingBytes === 0) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#startSending();
@@ -130,18 +144,11 @@ export class LogSink implements OutputPressure {
 
   // Sends the next chunk: whole lines, up to `chunkBytes`.
   #startSending() {
-    let count = 0;
-    let bytes = 0;
-    for (const size of this.#pendingSizes) {
-      if (count > 0 && bytes + size > this.#chunkBytes) break;
-      count++;
-      bytes += size;
-    }
-    const text = this.#pending.slice(0, count).join("");
-    this.#pending = this.#pending.slice(count);
-    this.#pendingSizes = this.#pendingSizes.slice(count);
-    this.#pendingBytes -= bytes;
-    this.#sendingBytes = bytes;
+    if (this.#sealed.length === 0) this.#seal();
+    const chunk = this.#sealed.shift()!;
+    const text = chunk.toString("utf8");
+    this.#pendingBytes -= chunk.length;
+    this.#sendingBytes = chunk.length;
     const seq = ++this.#seq;
     this.#sending = sendWithRetry(() => this.#send(seq, text)).then(
       () => this.#sent(),
@@ -153,16 +160,17 @@ export class LogSink implements OutputPressure {
     this.#sending = undefined;
     this.#sendingBytes = 0;
     this.#update();
-    if (this.#pendingBytes >= this.#chunkBytes || (this.#draining && this.#pending.length > 0)) this.#startSending();
-    else if (this.#pending.length > 0) this.#timer ??= setTimeout(() => this.#onTimer(), this.#flushMs);
+    if (this.#sealed.length > 0 || (this.#draining && this.#pendingBytes > 0)) this.#startSending();
+    else if (this.#pendingBytes > 0) this.#timer ??= setTimeout(() => this.#onTimer(), this.#flushMs);
   }
 
   #fail(err: unknown) {
     this.#failure = err;
     this.#sending = undefined;
     this.#sendingBytes = 0;
-    this.#pending = [];
-    this.#pendingSizes = [];
+    this.#sealed = [];
+    this.#filling = undefined;
+    this.#filled = 0;
     this.#pendingBytes = 0;
     this.#update();
   }
