@@ -138,6 +138,27 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
       assert.ok(lines.every((line, i) => line === String(i + 1)), "every line arrived once, in order");
     });
 
+    it("ends a canceled step whose output stays unread, the pressure never easing", async () => {
+      const cancel = new AbortController();
+      const pidFile = join(dir, "stuck-seq-pid");
+      const step = runStepProcess(
+        {
+          script: `seq 1 200000 & echo $! > "${pidFile}"; wait $!`,
+          cwd: dir,
+          env,
+          timeoutMs: 0,
+          cancel: cancel.signal,
+          onLine: () => {},
+          pressure: new TogglePressure(true),
+        },
+        launcher,
+      );
+      const pid = await waitFor("seq to start", async () => Number(await readFile(pidFile, "utf8").catch(() => "")) || undefined);
+      await waitFor("seq to wait on its full pipe", async () => /pipe_write|sock_alloc_send/.test(await readFile(`/proc/${pid}/wchan`, "utf8")));
+      cancel.abort();
+      assert.equal((await step).kind, "canceled");
+    });
+
     it("passes on a megabyte of output, every line once and in order", async () => {
       const { outcome, lines } = await run("i=0; while [ $i -lt 20000 ]; do echo \"line $i of the output of this step, padded to about fifty bytes\"; i=$((i+1)); done");
       assert.equal(outcome.exitCode, 0);
