@@ -14,11 +14,14 @@ import { jsonApi } from "./json-api.ts";
 import { rpcCounts } from "./rpc-counts.ts";
 import { measureShortJobs, type ShortJobDetails } from "./short-jobs.ts";
 import { spawnPerSecond } from "./spawn-rate.ts";
+import { measureLogRate } from "./log-rate.ts";
 // What the agents will choose, as they do.
 const stepLauncher = chooseLauncher(process.env.OTTO_AGENT_STEP_LAUNCHER === "javascript" ? "javascript" : "auto").kind;
 const json = process.argv.includes("--json");
 // --short: only the short-job workload (and spawn_per_s), for quick iterations.
 const onlyShort = process.argv.includes("--short");
+// --logs: only the log workload (and spawn_per_s).
+const onlyLogs = process.argv.includes("--logs");
 const samples = Number(process.env.OTTO_BENCH_SAMPLES ?? 100);
 const dataDir = await mkdtemp(join(tmpdir(), "otto-bench-"));
 await chmod(dataDir, 0o755);
@@ -46,6 +49,7 @@ const progress = (text: string) => process.stderr.write(`bench: ${text}\n`);
 let rssByProcess: Record<string, number> = {};
 const cpuPerStep: Record<string, number> = {};
 let short: ShortJobDetails | undefined;
+let cpuOfLogs: Record<string, number> | undefined;
 const spawnRates: number[] = [];
 // This Otto's own Postgres server, when it runs one (its backends are its children).
 const postgresPid = (JSON.parse(await readFile(system.processesFile, "utf8")).processes as Array<{ name: string; pid?: number }>).find(
@@ -54,19 +58,32 @@ const postgresPid = (JSON.parse(await readFile(system.processesFile, "utf8")).pr
 const cpuSnapshot = () => cpuOfProcesses(system.supervisor.info(), postgresPid);
 const ca = system.caFile ? await readFile(system.caFile) : undefined;
 try {
-  if (!onlyShort) await stepWorkloads();
-  // Short jobs, with the most a host could start in the same hour: the
-  // plain shell loop before and after them (on the idle system).
-  progress("spawn_per_s: /bin/sh -e -c true, 4 at a time");
-  spawnRates.push(await spawnPerSecond());
-  short = await shortJobs();
-  progress("spawn_per_s again");
-  spawnRates.push(await spawnPerSecond());
-  const spawn = round(spawnRates.reduce((a, b) => a + b, 0) / spawnRates.length);
-  Object.assign(results, short.figures, { spawn_per_s: spawn });
-  results.runs_per_spawn = Math.round((short.figures.runs_per_s / spawn) * 1000) / 1000;
-  results.submits_per_spawn = Math.round((short.figures.submit_per_s / spawn) * 1000) / 1000;
-  if (!onlyShort) await failoverAndMemory();
+  if (onlyLogs) {
+    progress("spawn_per_s: /bin/sh -e -c true, 4 at a time");
+    spawnRates.push(await spawnPerSecond());
+    await logWorkload();
+    progress("spawn_per_s again");
+    spawnRates.push(await spawnPerSecond());
+    results.spawn_per_s = round(spawnRates.reduce((a, b) => a + b, 0) / spawnRates.length);
+  } else {
+    if (!onlyShort) await stepWorkloads();
+    // Short jobs, with the most a host could start in the same hour: the
+    // plain shell loop before and after them (on the idle system).
+    progress("spawn_per_s: /bin/sh -e -c true, 4 at a time");
+    spawnRates.push(await spawnPerSecond());
+    short = await shortJobs();
+    progress("spawn_per_s again");
+    spawnRates.push(await spawnPerSecond());
+    const spawn = round(spawnRates.reduce((a, b) => a + b, 0) / spawnRates.length);
+    Object.assign(results, short.figures, { spawn_per_s: spawn });
+    results.runs_per_spawn = Math.round((short.figures.runs_per_s / spawn) * 1000) / 1000;
+    results.submits_per_spawn = Math.round((short.figures.submit_per_s / spawn) * 1000) / 1000;
+    if (!onlyShort) {
+      await failoverAndMemory();
+      // Last, so that the memory figures above are not this workload's.
+      await logWorkload();
+    }
+  }
 } finally {
   await system.stop();
   if (!process.env.OTTO_BENCH_KEEP) await rm(dataDir, { recursive: true, force: true });
@@ -74,7 +91,7 @@ try {
 }
 
 for (const [key, value] of Object.entries(results)) console.log(`${key.padEnd(26)} ${value}`);
-if (!onlyShort) {
+if (!onlyShort && !onlyLogs) {
   console.log(`rss by process (MB)        ${JSON.stringify(rssByProcess)}`);
   console.log(`cpu ms per step            ${JSON.stringify(cpuPerStep)}`);
 }
@@ -85,8 +102,20 @@ if (short) {
   console.log(`rpcs per short run         ${JSON.stringify(Object.fromEntries(short.rpcsPerRun))}`);
   console.log(`rpcs per submit alone      ${JSON.stringify(Object.fromEntries(short.rpcsPerSubmit))}`);
 }
+if (cpuOfLogs) console.log(`cpu ms of the log workload  ${JSON.stringify(cpuOfLogs)}`);
 console.log(`agents' step launcher      ${stepLauncher}, steps ${sandboxed ? "sandboxed" : "NOT sandboxed (OTTO_AGENT_SANDBOX=off)"}; logs up to ${process.env.OTTO_LOG_INLINE_MAX_BYTES ?? 16384} bytes stay in Postgres`);
 if (json) console.log(JSON.stringify(results));
+
+// One step printing a lot: seq 1 15000000 is 109 MB (OTTO_BENCH_LOG_LINES).
+async function logWorkload() {
+  const lines = Number(process.env.OTTO_BENCH_LOG_LINES ?? 15_000_000);
+  progress(`log_mb_per_s: one step printing seq 1 ${lines}`);
+  const before = await cpuSnapshot();
+  const figures = await measureLogRate({ client, databaseUrl: system.databaseUrl, markers, processes: () => system.supervisor.info(), lines });
+  const after = await cpuSnapshot();
+  Object.assign(results, figures);
+  cpuOfLogs = Object.fromEntries(Object.entries(after).map(([name, ms]) => [name, Math.round(ms - (before[name] ?? 0))]).filter(([, ms]) => (ms as number) > 50));
+}
 
 async function shortJobs(): Promise<ShortJobDetails> {
   const clients = Number(process.env.OTTO_BENCH_CLIENTS ?? 16);

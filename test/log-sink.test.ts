@@ -1,7 +1,7 @@
 // The agent's log sink: lines into numbered chunks the objects service takes.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { LogSink, maxPieceLength } from "../services/agent/src/log-sink.ts";
+import { LogSink, maxPieceLength, type FinalChunk } from "../services/agent/src/log-sink.ts";
 import { maxChunkBytes } from "../services/objects/src/log-store.ts";
 
 describe("LogSink", () => {
@@ -30,5 +30,31 @@ describe("LogSink", () => {
     const lines = sent.join("").split("\n").filter(Boolean);
     assert.ok(lines.length >= 4, `${lines.length} lines`);
     assert.equal(lines.map((line) => line.slice(line.indexOf(" | ") + 3)).join(""), long, "nothing lost, no character cut in two");
+  });
+
+  it("is full while more than its bound waits unsent, until half of that is left, and sends what gathered meanwhile as one chunk", async () => {
+    const sent: string[] = [];
+    const releases: Array<() => void> = [];
+    const sink = new LogSink((_seq, text) => new Promise((resolve) => releases.push(() => resolve(void sent.push(text)))), {
+      flushMs: 10_000,
+      chunkBytes: 1000,
+      fullBytes: 4000,
+    });
+    const changes: boolean[] = [];
+    sink.watch((full) => changes.push(full));
+    const line = "x".repeat(60); // about 100 bytes with its time and step
+    for (let i = 0; i < 50; i++) sink.line("build", `${i} ${line}`);
+    assert.equal(sink.full, true);
+    assert.deepEqual(changes, [true]);
+    assert.equal(releases.length, 1, "one call at a time");
+    while (sink.full) releases.shift()!(), await new Promise((r) => setImmediate(r));
+    assert.deepEqual(changes, [true, false]);
+    let rest: FinalChunk | undefined | null = null;
+    const taking = sink.takeRest().then((r) => void (rest = r));
+    while (rest === null) releases.shift()?.(), await new Promise((r) => setImmediate(r));
+    await taking;
+    const text = sent.join("") + ((rest as FinalChunk | undefined)?.text ?? "");
+    assert.ok(sent.every((chunk) => Buffer.byteLength(chunk) <= 1000 && Buffer.byteLength(chunk) > 800), "chunks filled up to their bound");
+    assert.deepEqual(text.split("\n").filter(Boolean).map((l) => Number(l.split(" | ")[1].split(" ")[0])), Array.from({ length: 50 }, (_, i) => i));
   });
 });

@@ -32,7 +32,7 @@ describe("step launcher", () => {
       };
       passedOver(/the native step launcher is not built; `npm run build:launcher` builds it/);
       await writeFile(native.binary, "#!/bin/sh\necho 1\n", { mode: 0o755 });
-      passedOver(/does not speak protocol 2/);
+      passedOver(/does not speak protocol 3/);
       const past = new Date(Date.now() - 60_000);
       await utimes(native.binary, past, past);
       passedOver(/is older than its source/);
@@ -109,6 +109,54 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
     it("passes on a last line without a newline, CRLF lines, redrawn lines and multi-byte characters", async () => {
       const { lines } = await run(String.raw`printf 'crlf\r\nprogress 1\rprogress 2\n'; printf 'h\303\251llo w\303\266rld ✓\n'; printf 'no newline'`);
       assert.deepEqual(lines, ["crlf", "progress 1", "progress 2", "héllo wörld ✓", "no newline"]);
+    });
+
+    it("leaves a step's output unread while the pressure is full, so the step waits on its pipe, and then passes all of it on", async () => {
+      const pressure = new TogglePressure(true);
+      const pidFile = join(dir, "seq-pid");
+      const lines: string[] = [];
+      const step = runStepProcess(
+        {
+          script: `seq 1 200000 & echo $! > "${pidFile}"; wait $!`,
+          cwd: dir,
+          env,
+          timeoutMs: 0,
+          cancel: new AbortController().signal,
+          onLine: (line) => lines.push(line),
+          pressure,
+        },
+        launcher,
+      );
+      const pid = await waitFor("seq to start", async () => Number(await readFile(pidFile, "utf8").catch(() => "")) || undefined);
+      // A pipe natively; Node gives its children socket pairs.
+      await waitFor("seq to wait on its full pipe", async () => /pipe_write|sock_alloc_send/.test(await readFile(`/proc/${pid}/wchan`, "utf8")));
+      // What the pipes between the step and the agent hold, and no more (1.3 MB in all).
+      assert.ok(lines.length < 40_000, `${lines.length} lines arrived while paused`);
+      pressure.set(false);
+      assert.deepEqual(await step, { kind: "exited", exitCode: 0 });
+      assert.equal(lines.length, 200_000);
+      assert.ok(lines.every((line, i) => line === String(i + 1)), "every line arrived once, in order");
+    });
+
+    it("ends a canceled step whose output stays unread, the pressure never easing", async () => {
+      const cancel = new AbortController();
+      const pidFile = join(dir, "stuck-seq-pid");
+      const step = runStepProcess(
+        {
+          script: `seq 1 200000 & echo $! > "${pidFile}"; wait $!`,
+          cwd: dir,
+          env,
+          timeoutMs: 0,
+          cancel: cancel.signal,
+          onLine: () => {},
+          pressure: new TogglePressure(true),
+        },
+        launcher,
+      );
+      const pid = await waitFor("seq to start", async () => Number(await readFile(pidFile, "utf8").catch(() => "")) || undefined);
+      await waitFor("seq to wait on its full pipe", async () => /pipe_write|sock_alloc_send/.test(await readFile(`/proc/${pid}/wchan`, "utf8")));
+      cancel.abort();
+      assert.equal((await step).kind, "canceled");
     });
 
     it("passes on a megabyte of output, every line once and in order", async () => {
@@ -197,4 +245,21 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
       await waitFor("the orphaned step's sleep to die", () => !isAlive(pid), 5_000);
     });
   });
+}
+
+// An output pressure the test sets.
+class TogglePressure {
+  full: boolean;
+  #listeners = new Set<(full: boolean) => void>();
+  constructor(full: boolean) {
+    this.full = full;
+  }
+  watch(listener: (full: boolean) => void) {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+  set(full: boolean) {
+    this.full = full;
+    for (const listener of this.#listeners) listener(full);
+  }
 }

@@ -12,6 +12,8 @@
  * step id, and the count of the fields that follow:
  *   spawn <id> <n> <cwd> <script> [NAME=value ...]
  *   kill <id> 1 <signal number>
+ *   pause <id> 0       (stop reading the step's output: it waits on its pipe)
+ *   resume <id> 0
  * Events on stdout, each a line, an output line followed by its bytes:
  *   started <id> <pid>
  *   output <id> <byte count>\n<bytes>
@@ -41,7 +43,7 @@
 
 #include "sandbox.h"
 
-#define PROTOCOL "2"
+#define PROTOCOL "3"
 #define MAX_STEPS 1024
 #define MAX_FIELDS 65536
 
@@ -51,6 +53,7 @@ struct step {
   int out;       /* read end of its output pipe; -1 once drained */
   int status;    /* wait status, once reaped */
   int reaped;
+  int paused;    /* its output is left unread until resumed */
   int *shell;    /* sandboxed: the shell's wait status, set by the step's init */
 };
 
@@ -131,6 +134,7 @@ static void add_step(const char *id, pid_t pid, int out, int *shell) {
   step->pid = pid;
   step->out = out;
   step->reaped = 0;
+  step->paused = 0;
   step->shell = shell;
   event("started %s %d\n", step->id, (int)pid);
 }
@@ -196,6 +200,12 @@ static void kill_step(char **fields, int count) {
     if (strcmp(steps[i].id, fields[0]) == 0 && !steps[i].reaped) signal_step(&steps[i], atoi(fields[2]));
 }
 
+static void pause_step(char **fields, int count, int paused) {
+  if (count < 2) return;
+  for (int i = 0; i < step_count; i++)
+    if (strcmp(steps[i].id, fields[0]) == 0) steps[i].paused = paused;
+}
+
 /* Reports and forgets a step whose shell is reaped and whose output is drained. */
 static void finish_if_done(int index) {
   struct step *step = &steps[index];
@@ -257,6 +267,8 @@ static void handle_requests(void) {
     start = at;
     if (strcmp(fields[0], "spawn") == 0) spawn_step(fields + 1, count - 1);
     else if (strcmp(fields[0], "kill") == 0) kill_step(fields + 1, count - 1);
+    else if (strcmp(fields[0], "pause") == 0) pause_step(fields + 1, count - 1, 1);
+    else if (strcmp(fields[0], "resume") == 0) pause_step(fields + 1, count - 1, 0);
   }
   memmove(input, input + start, input_length - start);
   input_length -= start;
@@ -301,7 +313,8 @@ int main(int argc, char **argv) {
   for (;;) {
     polled[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
     polled[1] = (struct pollfd){.fd = child_pipe[0], .events = POLLIN};
-    for (int i = 0; i < step_count; i++) polled[i + 2] = (struct pollfd){.fd = steps[i].out, .events = POLLIN};
+    /* poll skips a negative fd: a paused or drained step's. */
+    for (int i = 0; i < step_count; i++) polled[i + 2] = (struct pollfd){.fd = steps[i].paused ? -1 : steps[i].out, .events = POLLIN};
     int polled_steps = step_count;
     if (poll(polled, (nfds_t)polled_steps + 2, -1) < 0) {
       if (errno == EINTR) continue;

@@ -7,8 +7,9 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
 
-const protocol = "2";
+const protocol = "3";
 const live = new Map(); // id -> pid (the step's process group)
+const outputs = new Map(); // id -> the step's stdout and stderr, until they close
 
 if (process.argv[2] === "--protocol") {
   console.log(protocol);
@@ -69,12 +70,14 @@ function startStep(id, [cwd, script, ...env]) {
   }
   live.set(id, pid);
   send(`started ${id} ${pid}\n`);
+  outputs.set(id, [child.stdout, child.stderr]);
   const streams = Promise.all([passLines(id, child.stdout), passLines(id, child.stderr)]);
   child.on("exit", async (code, signal) => {
     // What the step left behind in its group goes with it.
     killGroup(pid, "SIGKILL");
     live.delete(id);
     await streams;
+    outputs.delete(id);
     send(`exit ${id} ${code ?? -1} ${signal ? constants.signals[signal] : 0}\n`);
   });
 }
@@ -102,6 +105,8 @@ process.stdin.on("data", (chunk) => {
     const [op, id, , ...fields] = request;
     if (op === "spawn") startStep(id, fields);
     else if (op === "kill" && live.has(id)) killGroup(live.get(id), Number(fields[0]));
+    else if (op === "pause") for (const stream of outputs.get(id) ?? []) stream.pause();
+    else if (op === "resume") for (const stream of outputs.get(id) ?? []) stream.resume();
   }
   input = Buffer.from(input);
 });

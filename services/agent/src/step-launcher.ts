@@ -16,9 +16,13 @@ export interface LaunchedStep {
 
 export interface StepHandle {
   kill(signal: NodeJS.Signals): void;
+  // Stops and restarts reading the step's output (a step that fills its
+  // pipe meanwhile waits).
+  pause(): void;
+  resume(): void;
 }
 
-const protocol = "2";
+const protocol = "3";
 const nativeSources = ["step-launcher.c", "sandbox.c", "sandbox.h"].map((name) => fileURLToPath(new URL(`../native/${name}`, import.meta.url)));
 const nativeBinary = fileURLToPath(new URL("../native/build/step-launcher", import.meta.url));
 const javascriptEntry = fileURLToPath(new URL("./step-launcher.mjs", import.meta.url));
@@ -98,16 +102,24 @@ export class StepLauncher {
         step.onLine(`cannot start /bin/sh: ${what} contains a NUL character`, false);
         step.onExit(127, null);
       });
-      return { kill: () => {} };
+      return { kill: () => {}, pause: () => {}, resume: () => {} };
     }
     const launcher = this.#ensure();
     const id = String(this.#nextId++);
     this.#steps.set(id, { ...step, lines: new OutputLines() });
     launcher.stdin!.write(request("spawn", id, fields));
+    let paused = false;
+    const flow = (pause: boolean) => {
+      if (paused === pause || !this.#steps.has(id)) return;
+      paused = pause;
+      launcher.stdin!.write(request(pause ? "pause" : "resume", id, []));
+    };
     return {
       kill: (signal) => {
         if (this.#steps.has(id)) launcher.stdin!.write(request("kill", id, [String(constants.signals[signal])]));
       },
+      pause: () => flow(true),
+      resume: () => flow(false),
     };
   }
 

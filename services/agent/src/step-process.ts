@@ -1,6 +1,7 @@
 import { StepLauncher, chooseLauncher, type LauncherKind } from "./step-launcher.ts";
 import type { SandboxSettings } from "./step-sandbox.ts";
 import type { OnLine } from "./output-lines.ts";
+import type { OutputPressure } from "./log-sink.ts";
 
 export type StepOutcome =
   | { kind: "exited"; exitCode: number }
@@ -14,6 +15,9 @@ export interface StepProcessOptions {
   timeoutMs: number;
   cancel: AbortSignal;
   onLine: OnLine;
+  // While it is full, the step's output is left unread: the step waits on
+  // its pipe as it would on a slow terminal.
+  pressure?: OutputPressure;
 }
 
 const killGraceMs = 2_000;
@@ -40,6 +44,7 @@ export function runStepProcess(options: StepProcessOptions, through?: StepLaunch
       onLine: options.onLine,
       onExit: (code, signal) => {
         exited = true;
+        unwatch();
         clearTimeout(timer);
         options.cancel.removeEventListener("abort", onCancel);
         const exitCode = code ?? (signal ? -1 : 0);
@@ -50,8 +55,16 @@ export function runStepProcess(options: StepProcessOptions, through?: StepLaunch
       if (stoppedBy || exited) return;
       stoppedBy = why;
       step.kill("SIGTERM");
-      setTimeout(() => step.kill("SIGKILL"), killGraceMs).unref();
+      setTimeout(() => {
+        step.kill("SIGKILL");
+        // Killed, the step prints no more: what it left in its pipe is
+        // read whatever the pressure, so that its exit is seen.
+        unwatch();
+        step.resume();
+      }, killGraceMs).unref();
     };
+    const unwatch = options.pressure?.watch((full) => (full ? step.pause() : step.resume())) ?? (() => {});
+    if (options.pressure?.full) step.pause();
     const timer = options.timeoutMs > 0 ? setTimeout(() => stop("timed-out"), options.timeoutMs) : undefined;
     const onCancel = () => stop("canceled");
     options.cancel.addEventListener("abort", onCancel);

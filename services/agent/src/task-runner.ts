@@ -150,6 +150,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
           cancel: cancel.signal,
           // Masked with what the line splitter says continues (step-launcher.ts passes it on).
           onLine: mask.lines((text) => sink.line(maskedName, text)),
+          pressure: sink,
         });
         const finishedAt = new Date();
         const stepState = stateOf(outcome);
