@@ -33,6 +33,16 @@ export function advanceRun(client: PoolClient, runId: string, options: { runLock
   return inSpan("advance run", { "otto.run_id": runId }, () => advance(client, runId, options.runLocked ?? false, options.changes ?? []));
 }
 
+// The first advance of a run just stored, from its jobs as they were stored
+// (all queued, none with a task), without reading them back.
+export function advanceNewRun(client: PoolClient, runId: string, jobs: JobRow[], earlier: Change[]): Promise<void> {
+  return inSpan("advance run", { "otto.run_id": runId }, async () => {
+    const plan = planAdvance({ cancelRequested: false }, jobs);
+    await createTasks(client, runId, plan.ready);
+    await applyChanges(client, runId, earlier);
+  });
+}
+
 async function advance(client: PoolClient, runId: string, runLocked: boolean, earlier: Change[]): Promise<void> {
   // Read after the lock is held, in a statement of its own: a statement that
   // waited for the lock would see the jobs as they were before the wait.

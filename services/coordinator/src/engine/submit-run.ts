@@ -7,8 +7,7 @@ import { PipelineSchema, type Pipeline } from "../../../../gen/otto/v1/pipeline_
 import { deriveStepName } from "../../../parser/src/parse-pipeline.ts";
 import { inTransaction, type Pool } from "../../../kit/src/db.ts";
 import { traceParentOf } from "../../../kit/src/telemetry.ts";
-import { createTasks, planAdvance } from "./advance-run.ts";
-import { applyChanges } from "./apply-changes.ts";
+import { advanceNewRun } from "./advance-run.ts";
 import { shardOf } from "../shards.ts";
 import { RunState } from "./states.ts";
 import { transitions } from "./transitions.ts";
@@ -91,12 +90,12 @@ export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: n
     // The first advance happens right here, in the transaction that stores
     // the run, from the jobs as they were just stored: its first jobs are
     // ready for agents the moment it commits.
-    const plan = planAdvance(
-      { cancelRequested: false },
+    await advanceNewRun(
+      client,
+      runId,
       pipeline.jobs.map((job) => ({ name: job.name, state: transitions.job.initial, needs: job.needs, runs_on: job.runsOn, has_task: false })),
+      [{ entity: "note", state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` }],
     );
-    await createTasks(client, runId, plan.ready);
-    await applyChanges(client, runId, [{ entity: "note", state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` }]);
     const created = create(RunSchema, {
       id: runId,
       name: pipeline.name,
