@@ -25,6 +25,15 @@ export function notice({ runId, job, attempt }: LogRef): string {
   return `${runId}/${job}/${attempt}`;
 }
 
+// notice() in SQL, of a row's columns.
+const noticeOfRow = "run_id || '/' || job || '/' || attempt";
+
+// When a log closed at `size` bytes is due for the archiver (SQL): at once
+// if it outgrew `inlineMax`, never if it stays in Postgres.
+function archiveDue(size: string, inlineMax: string): string {
+  return `CASE WHEN ${size} > ${inlineMax} THEN now() END`;
+}
+
 function checkChunkSize(text: string) {
   const bytes = Buffer.byteLength(text);
   if (bytes > maxChunkBytes) {
@@ -115,26 +124,6 @@ export class LogStore {
   // than `inlineMaxBytes` is left for the archiver (log-archiver.ts), which
   // moves it to one object once storage answers; it reads from its chunks
   // until then. Returns the key it has or will have ("" if it stays here).
-  // Closes, as they are, logs whose attempt ended without closing them (its
-  // agent died, or could not reach this service before it completed the
-  // task): their followers end, and the archiver takes the big ones. No
-  // chunk can come for them any more: writes need a live attempt.
-  async closeAbandoned(): Promise<number> {
-    const { rows } = await this.#pool.query(
-      `WITH closed AS (
-         UPDATE objects.logs l SET state = 'closed', closed_at = now(), archive_due = CASE WHEN l.size > $1::bigint THEN now() END
-         WHERE l.state = 'open'
-           AND NOT EXISTS (SELECT 1 FROM auth.live_attempts a WHERE a.run_id = l.run_id AND a.job = l.job AND a.attempt = l.attempt)
-         RETURNING l.run_id, l.job, l.attempt, l.archive_due IS NOT NULL AS archive
-       )
-       SELECT count(pg_notify($2, run_id || '/' || job || '/' || attempt))::int AS closed,
-         count(CASE WHEN archive THEN pg_notify($3, '') END)::int AS due
-       FROM closed`,
-      [this.#inlineMaxBytes, logChannel, archiveChannel],
-    );
-    return rows[0].closed;
-  }
-
   async close(log: LogRef, final?: { seq: number; text: string }, writer?: string): Promise<{ key: string; size: number }> {
     if (final) checkChunkSize(final.text);
     const closed = await this.#closeInOneStatement(this.#pool, log, final, writer);
@@ -167,6 +156,26 @@ export class LogStore {
     });
   }
 
+  // Closes, as they are, logs whose attempt ended without closing them (its
+  // agent died, or could not reach this service before it completed the
+  // task): their followers end, and the archiver takes the big ones. No
+  // chunk can come for them any more: writes need a live attempt.
+  async closeAbandoned(): Promise<number> {
+    const { rows } = await this.#pool.query(
+      `WITH closed AS (
+         UPDATE objects.logs l SET state = 'closed', closed_at = now(), archive_due = ${archiveDue("l.size", "$1::bigint")}
+         WHERE l.state = 'open'
+           AND NOT EXISTS (SELECT 1 FROM auth.live_attempts a WHERE a.run_id = l.run_id AND a.job = l.job AND a.attempt = l.attempt)
+         RETURNING l.run_id, l.job, l.attempt, l.archive_due IS NOT NULL AS archive
+       )
+       SELECT count(pg_notify($2, ${noticeOfRow}))::int AS closed,
+         count(CASE WHEN archive THEN pg_notify($3, '') END)::int AS due
+       FROM closed`,
+      [this.#inlineMaxBytes, logChannel, archiveChannel],
+    );
+    return rows[0].closed;
+  }
+
   // The common case in one statement: an open log (or, with its first chunk
   // as `final`, a new one) closed with `final` after its last chunk, and
   // marked for the archiver if it outgrew `inlineMaxBytes`. Undefined if it
@@ -183,10 +192,10 @@ export class LogStore {
     const closing =
       seq === 1
         ? `INSERT INTO objects.logs (run_id, job, attempt, state, last_seq, size, closed_at, archive_due, archive_trace)
-           SELECT $1, $2, $3, 'closed', 1, $5::bigint, now(), CASE WHEN $5::bigint > $6::bigint THEN now() END, $12 WHERE ${live}
+           SELECT $1, $2, $3, 'closed', 1, $5::bigint, now(), ${archiveDue("$5::bigint", "$6::bigint")}, $12 WHERE ${live}
            ON CONFLICT DO NOTHING RETURNING size, archive_due IS NOT NULL AS archive`
         : `UPDATE objects.logs SET state = 'closed', last_seq = greatest(last_seq, $4::bigint), size = size + $5::bigint, closed_at = now(),
-             archive_due = CASE WHEN size + $5::bigint > $6::bigint THEN now() END, archive_trace = $12
+             archive_due = ${archiveDue("size + $5::bigint", "$6::bigint")}, archive_trace = $12
            WHERE run_id = $1 AND job = $2 AND attempt = $3 AND state = 'open'
              AND ($4::bigint = 0 OR last_seq = $4::bigint - 1) AND ${live}
            RETURNING size, archive_due IS NOT NULL AS archive`;
