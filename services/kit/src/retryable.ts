@@ -38,11 +38,12 @@ export function isConnectionLoss(err: unknown): boolean {
 }
 
 // Runs work that may be done again without harm (a read, or a write that
-// is idempotent): a lost connection makes its error retryable.
-export async function repeatable<T>(work: () => Promise<T>): Promise<T> {
+// is idempotent): a lost connection (by `lost`, the database's by default)
+// makes its error retryable.
+export async function repeatable<T>(work: () => Promise<T>, lost: (err: unknown) => boolean = isConnectionLoss): Promise<T> {
   try {
     return await work();
   } catch (err) {
-    throw isConnectionLoss(err) ? markRetryable(err) : err;
+    throw lost(err) ? markRetryable(err) : err;
   }
 }

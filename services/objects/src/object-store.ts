@@ -2,7 +2,7 @@ import http from "node:http";
 import https from "node:https";
 import { Client } from "minio";
 import { readInt, readString } from "../../kit/src/config.ts";
-import { isNetworkError, markRetryable } from "../../kit/src/retryable.ts";
+import { isNetworkError, repeatable } from "../../kit/src/retryable.ts";
 
 export interface S3Config {
   endpoint: string;
@@ -90,10 +90,6 @@ export class ObjectStore {
 
 // Every operation here may be repeated without harm: one that S3 could not
 // be reached for (refused, reset, broken) is for the caller to try again.
-async function retryableOnNetworkError<T>(operation: () => Promise<T>): Promise<T> {
-  try {
-    return await operation();
-  } catch (err) {
-    throw isNetworkError(err) ? markRetryable(err) : err;
-  }
+function retryableOnNetworkError<T>(operation: () => Promise<T>): Promise<T> {
+  return repeatable(operation, isNetworkError);
 }
