@@ -40,6 +40,7 @@ export class LogSink implements OutputPressure {
   #prefixAt = -1;
   #prefixStep = "";
   #prefix = "";
+  #prefixBytes = 0;
   #sendingBytes = 0;
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -74,6 +75,7 @@ export class LogSink implements OutputPressure {
     const now = Date.now();
     if (now !== this.#prefixAt || step !== this.#prefixStep) {
       this.#prefix = `${new Date(now).toISOString()} ${step} | `;
+      this.#prefixBytes = Buffer.byteLength(this.#prefix);
       this.#prefixAt = now;
       this.#prefixStep = step;
     }
@@ -85,7 +87,7 @@ export class LogSink implements OutputPressure {
   }
 
   #add(text: string) {
-    const size = Buffer.byteLength(this.#prefix) + Buffer.byteLength(text) + 1;
+    const size = this.#prefixBytes + Buffer.byteLength(text) + 1;
     if (this.#filling && this.#filled + size > this.#chunkBytes) this.#seal();
     this.#filling ??= Buffer.allocUnsafe(Math.max(this.#chunkBytes, size));
     this.#filled += this.#filling.write(this.#prefix, this.#filled);
