@@ -126,6 +126,7 @@ async function shortJobs(): Promise<ShortJobDetails> {
     return await measureShortJobs({
       api,
       runs: Number(process.env.OTTO_BENCH_SHORT_RUNS ?? 200),
+      warmup: Number(process.env.OTTO_BENCH_SHORT_WARMUP ?? 50),
       clients,
       progress,
       sample: async () => ({

@@ -63,6 +63,7 @@ async function profileShortJobs() {
     const details = await measureShortJobs({
       api,
       runs,
+      warmup: 50,
       clients,
       progress: (text) => process.stderr.write(`bench:sql: ${text}\n`),
       sample: async () => ({ cpu: await cpuSnapshot([]), rpcs: {}, commits: await commits(), statements: await statements() }),

@@ -57,4 +57,18 @@ describe("LogSink", () => {
     assert.ok(sent.every((chunk) => Buffer.byteLength(chunk) <= 1000 && Buffer.byteLength(chunk) > 800), "chunks filled up to their bound");
     assert.deepEqual(text.split("\n").filter(Boolean).map((l) => Number(l.split(" | ")[1].split(" ")[0])), Array.from({ length: 50 }, (_, i) => i));
   });
+
+  it("fills a chunk of the default size whole, lines of many sizes in order, the buffer growing under them", async () => {
+    const sent: string[] = [];
+    const sink = new LogSink(async (_seq, text) => void sent.push(text), 10_000);
+    // About 3 MB: each chunk starts small and grows (16 KiB, then doubling).
+    const lines = Array.from({ length: 3000 }, (_, i) => `${i} ${"é".repeat(i % 997)}`);
+    for (const line of lines) sink.line("build", line);
+    const rest = await sink.takeRest();
+    if (rest) sent.push(rest.text);
+    assert.ok(sent.length >= 3, `${sent.length} chunks`);
+    for (const chunk of sent.slice(0, -1)) assert.ok(Buffer.byteLength(chunk) > maxChunkBytes - 4 * 1024 - 2100, `a chunk of ${Buffer.byteLength(chunk)} bytes`);
+    for (const chunk of sent) assert.ok(Buffer.byteLength(chunk) <= maxChunkBytes, `a chunk of ${Buffer.byteLength(chunk)} bytes`);
+    assert.deepEqual(sent.join("").split("\n").filter(Boolean).map((l) => l.slice(l.indexOf(" | ") + 3)), lines);
+  });
 });

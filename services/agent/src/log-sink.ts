@@ -35,6 +35,7 @@ export class LogSink implements OutputPressure {
   #sealed: Buffer[] = [];
   #filling: Buffer | undefined;
   #filled = 0;
+  #fillingBytes = firstFillingBytes;
   #pendingBytes = 0;
   // The prefix of lines of this millisecond and step.
   #prefixAt = -1;
@@ -88,12 +89,26 @@ export class LogSink implements OutputPressure {
 
   #add(text: string) {
     const size = this.#prefixBytes + Buffer.byteLength(text) + 1;
-    if (this.#filling && this.#filled + size > this.#chunkBytes) this.#seal();
-    this.#filling ??= Buffer.allocUnsafe(Math.max(this.#chunkBytes, size));
+    if (this.#filling && this.#filled + size > this.#filling.length) {
+      if (this.#filled + size > this.#chunkBytes) this.#seal();
+      else this.#grow(this.#filled + size);
+    }
+    this.#filling ??= Buffer.allocUnsafe(Math.max(Math.min(this.#fillingBytes, this.#chunkBytes), size));
     this.#filled += this.#filling.write(this.#prefix, this.#filled);
     this.#filled += this.#filling.write(text, this.#filled);
     this.#filling[this.#filled++] = 10;
     this.#pendingBytes += size;
+  }
+
+  // A chunk's buffer starts small and doubles as lines arrive: most jobs
+  // print a few lines, and a buffer of a whole chunk for each of them would
+  // make the garbage collector run for memory they never use. A log that
+  // filled a big buffer starts its next chunk at that size.
+  #grow(needed: number) {
+    this.#fillingBytes = Math.min(this.#chunkBytes, Math.max(needed, 2 * this.#filling!.length));
+    const bigger = Buffer.allocUnsafe(this.#fillingBytes);
+    this.#filling!.copy(bigger, 0, 0, this.#filled);
+    this.#filling = bigger;
   }
 
   #seal() {
@@ -187,6 +202,7 @@ export class LogSink implements OutputPressure {
 }
 
 export const maxPieceLength = 128 * 1024;
+const firstFillingBytes = 16 * 1024;
 const defaultChunkBytes = 1024 * 1024 - 4 * 1024;
 
 export interface FinalChunk {
