@@ -51,9 +51,9 @@ async function profileShortJobs() {
   const api = jsonApi({ baseUrl: system.gatewayUrl, token: system.adminToken, ca, clients });
   const statements = async () => {
     const { rows } = await db.query(
-      `SELECT queryid::text AS id, calls::int AS calls, total_exec_time AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q FROM pg_stat_statements`,
+      `SELECT queryid::text AS id, calls::int AS calls, total_exec_time AS ms, total_plan_time AS plan, plans::int AS plans, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q FROM pg_stat_statements`,
     );
-    return new Map(rows.map((r) => [r.id, r as { calls: number; ms: number; q: string }]));
+    return new Map(rows.map((r) => [r.id, r as { calls: number; ms: number; plan: number; plans: number; q: string }]));
   };
   const commits = async () => {
     await db.query("SELECT pg_stat_clear_snapshot()");
@@ -70,14 +70,18 @@ async function profileShortJobs() {
     });
     for (const [phase, [before, after]] of Object.entries(details.samples)) {
       const per = [...after.statements]
-        .map(([id, s]) => ({ ...s, calls: (s.calls - (before.statements.get(id)?.calls ?? 0)) / runs, ms: (s.ms - (before.statements.get(id)?.ms ?? 0)) / runs }))
+        .map(([id, s]) => {
+          const was = before.statements.get(id);
+          return { ...s, calls: (s.calls - (was?.calls ?? 0)) / runs, ms: (s.ms - (was?.ms ?? 0)) / runs, plan: (s.plan - (was?.plan ?? 0)) / runs, plans: (s.plans - (was?.plans ?? 0)) / runs };
+        })
         .filter((s) => s.calls > 0)
         .sort((a, b) => b.calls - a.calls);
       const total = per.reduce((sum, s) => sum + s.calls, 0);
       const ms = per.reduce((sum, s) => sum + s.ms, 0);
-      console.log(`\n${phase === "runs" ? "per short run" : "per submit alone"}: ${total.toFixed(1)} statements, ${ms.toFixed(2)} ms executing, ${((after.commits - before.commits) / runs).toFixed(1)} commits (the profiling queries included)`);
-      console.log(" calls/unit  ms/unit  statement");
-      for (const s of per.slice(0, 60)) console.log(s.calls.toFixed(2).padStart(10), s.ms.toFixed(3).padStart(8), " ", s.q);
+      const plan = per.reduce((sum, s) => sum + s.plan, 0);
+      console.log(`\n${phase === "runs" ? "per short run" : "per submit alone"}: ${total.toFixed(1)} statements, ${ms.toFixed(2)} ms executing, ${plan.toFixed(2)} ms planning, ${((after.commits - before.commits) / runs).toFixed(1)} commits (the profiling queries included)`);
+      console.log(" calls/unit  ms/unit  plans/unit  plan ms/unit  statement");
+      for (const s of per.slice(0, 60)) console.log(s.calls.toFixed(2).padStart(10), s.ms.toFixed(3).padStart(8), s.plans.toFixed(2).padStart(11), s.plan.toFixed(3).padStart(13), " ", s.q);
     }
   } finally {
     api.close();

@@ -64,6 +64,11 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
     max: options.max ?? 10,
     application_name: options.application,
     statement_timeout: 30_000,
+    // Each prepared statement is planned once per connection: its plan
+    // depends on no parameter's value (Otto's statements look rows up by key,
+    // and their fixed states are literals, which partial indexes match).
+    // Otherwise Postgres plans most calls anew, which cost as much as running them.
+    options: "-c plan_cache_mode=force_generic_plan",
     // A paused process must not hold row locks for long: Postgres ends its
     // session, which rolls its transaction back and releases them.
     idle_in_transaction_session_timeout: 5_000,

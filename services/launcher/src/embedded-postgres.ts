@@ -40,6 +40,7 @@ export async function startEmbeddedPostgres(dir: string, port: number): Promise<
   const useSocket = `${dataDir}/.s.PGSQL.${port}`.length < 100;
   const flags = [
     ...(process.env.OTTO_PG_PRELOAD ? ["-c", `shared_preload_libraries=${process.env.OTTO_PG_PRELOAD}`] : []),
+    ...(process.env.OTTO_PG_PRELOAD?.includes("pg_stat_statements") ? ["-c", "pg_stat_statements.track_planning=on"] : []),
     ...["-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"],
     ...["-c", `unix_socket_directories=${useSocket ? dataDir : ""}`, "-c", "listen_addresses=localhost"],
   ];
