@@ -57,6 +57,30 @@ export function cpuPer(before: Record<string, number>, after: Record<string, num
   return per;
 }
 
+// How many times each of this Otto's processes (those cpuSnapshot counts,
+// its steps' shells aside) has gone to sleep waiting for something and been
+// woken up so far, and all of them ("otto"): on one host, about one per
+// message between two of them (a call, an answer, a Postgres statement, a
+// notification each listener hears).
+export async function wakeupsSnapshot(processes: Array<{ name: string; pid: number | undefined }>, postgresPid?: number): Promise<Record<string, number>> {
+  const names = new Map(processes.flatMap((p) => (p.pid ? [[p.pid, p.name] as const] : [])));
+  const agents = new Set(processes.flatMap((p) => (p.pid && /^agent-\d+$/.test(p.name) ? [p.pid] : [])));
+  const snapshot: Record<string, number> = { postgres: 0, launchers: 0, otto: 0 };
+  for (const pid of (await readdir("/proc")).filter((name) => /^\d+$/.test(name))) {
+    const { comm, ppid } = await cpuOf(pid);
+    const name =
+      names.get(Number(pid)) ??
+      (comm === "postgres" && (postgresPid === undefined || Number(pid) === postgresPid || ppid === postgresPid) ? "postgres" : undefined) ??
+      (agents.has(ppid) && /step-launcher/.test(await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")) ? "launchers" : undefined);
+    if (!name) continue;
+    const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+    const wakeups = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    snapshot[name] = (snapshot[name] ?? 0) + wakeups;
+    snapshot.otto += wakeups;
+  }
+  return snapshot;
+}
+
 async function cpuOf(pid: number | string) {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");

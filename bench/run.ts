@@ -9,7 +9,7 @@ import { startSystem } from "../services/launcher/src/system.ts";
 import { shardOf } from "../services/coordinator/src/shards.ts";
 import { chooseLauncher } from "../services/agent/src/step-launcher.ts";
 import { createOttoClient, isFinal, pipeline, submit, waitForRun, RunState, type Run } from "../sdk/src/index.ts";
-import { cpuSnapshot as cpuOfProcesses } from "./cpu.ts";
+import { cpuSnapshot as cpuOfProcesses, wakeupsSnapshot } from "./cpu.ts";
 import { jsonApi } from "./json-api.ts";
 import { rpcCounts } from "./rpc-counts.ts";
 import { measureShortJobs, type ShortJobDetails } from "./short-jobs.ts";
@@ -99,6 +99,7 @@ if (short) {
   console.log(`spawn_per_s, each loop     ${spawnRates.map(round).join(", ")} (targets: runs_per_spawn >= 0.15, submits_per_spawn >= 0.4)`);
   console.log(`cpu ms per short run       ${JSON.stringify(short.cpuPerRun)}`);
   console.log(`cpu ms per submit alone    ${JSON.stringify(short.cpuPerSubmit)}`);
+  console.log(`wakeups per short run      ${JSON.stringify(short.wakeupsPerRun)}`);
   console.log(`rpcs per short run         ${JSON.stringify(Object.fromEntries(short.rpcsPerRun))}`);
   console.log(`rpcs per submit alone      ${JSON.stringify(Object.fromEntries(short.rpcsPerSubmit))}`);
 }
@@ -133,6 +134,7 @@ async function shortJobs(): Promise<ShortJobDetails> {
         cpu: await cpuSnapshot(),
         rpcs: await rpcCounts(system.supervisor.info(), ca),
         commits: await commitsSoFar(db),
+        wakeups: await wakeupsSnapshot(system.supervisor.info(), postgresPid),
       }),
     });
   } finally {

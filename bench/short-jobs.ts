@@ -8,6 +8,7 @@ export interface Sample {
   cpu: Record<string, number>;
   rpcs: Record<string, number>;
   commits: number;
+  wakeups: Record<string, number>;
 }
 
 export interface ShortJobFigures {
@@ -19,6 +20,8 @@ export interface ShortJobFigures {
   otto_cpu_ms_per_submit: number;
   commits_per_run: number;
   commits_per_submit: number;
+  wakeups_per_run: number;
+  wakeups_per_submit: number;
 }
 
 export interface ShortJobDetails<S extends Sample = Sample> {
@@ -27,6 +30,7 @@ export interface ShortJobDetails<S extends Sample = Sample> {
   samples: { runs: [S, S]; submits: [S, S] };
   cpuPerRun: Record<string, number>;
   cpuPerSubmit: Record<string, number>;
+  wakeupsPerRun: Record<string, number>;
   rpcsPerRun: Array<[string, number]>;
   rpcsPerSubmit: Array<[string, number]>;
 }
@@ -97,9 +101,12 @@ export async function measureShortJobs<S extends Sample>(options: {
       otto_cpu_ms_per_submit: round((afterSubmits.cpu.otto - beforeSubmits.cpu.otto) / runs),
       commits_per_run: round((after.commits - before.commits) / runs),
       commits_per_submit: round((afterSubmits.commits - beforeSubmits.commits) / runs),
+      wakeups_per_run: round((after.wakeups.otto - before.wakeups.otto) / runs),
+      wakeups_per_submit: round((afterSubmits.wakeups.otto - beforeSubmits.wakeups.otto) / runs),
     },
     cpuPerRun: cpuPer(before.cpu, after.cpu, runs, true),
     cpuPerSubmit: cpuPer(beforeSubmits.cpu, afterSubmits.cpu, runs, true),
+    wakeupsPerRun: perRunByKind(before.wakeups, after.wakeups, runs),
     rpcsPerRun: rpcsPer(before.rpcs, after.rpcs, runs),
     rpcsPerSubmit: rpcsPer(beforeSubmits.rpcs, afterSubmits.rpcs, runs),
     samples: { runs: [before, after], submits: [beforeSubmits, afterSubmits] },
@@ -152,6 +159,19 @@ async function pollFinal(api: JsonApi, runId: string, intervalMs = 50, timeoutMs
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   throw new Error(`timed out waiting for run ${runId} to end`);
+}
+
+// Per unit between two samples, processes of one kind (coordinator-1, ...)
+// summed under the kind's name.
+function perRunByKind(before: Record<string, number>, after: Record<string, number>, units: number): Record<string, number> {
+  const per: Record<string, number> = {};
+  for (const [name, n] of Object.entries(after)) {
+    const kind = /^(coordinator|agent)-\d+$/.exec(name)?.[1];
+    const key = kind ? `${kind}s` : name;
+    per[key] = (per[key] ?? 0) + (n - (before[name] ?? 0)) / units;
+  }
+  for (const key of Object.keys(per)) per[key] = round(per[key]);
+  return per;
 }
 
 function round(n: number): number {

@@ -66,7 +66,7 @@ async function profileShortJobs() {
       warmup: 50,
       clients,
       progress: (text) => process.stderr.write(`bench:sql: ${text}\n`),
-      sample: async () => ({ cpu: await cpuSnapshot([]), rpcs: {}, commits: await commits(), statements: await statements() }),
+      sample: async () => ({ cpu: await cpuSnapshot([]), rpcs: {}, commits: await commits(), wakeups: {}, statements: await statements() }),
     });
     for (const [phase, [before, after]] of Object.entries(details.samples)) {
       const per = [...after.statements]

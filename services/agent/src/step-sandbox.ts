@@ -1,4 +1,5 @@
-import { chown, mkdir, mkdtemp } from "node:fs/promises";
+import { chownSync, mkdirSync, mkdtempSync, rmdirSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -71,14 +72,16 @@ export interface JobDirectory {
 
 // A fresh job directory: `workspace/`, `home/` and `tmp/`, owned by the
 // steps' user when sandboxed by root (without root, the steps' user is the
-// agent's own, seen from the step's user namespace).
+// agent's own, seen from the step's user namespace). Made with a few
+// blocking calls: each asynchronous one would cost a trip through libuv's
+// thread pool and a wake-up of the agent, a dozen per job.
 export async function makeJobDirectory(workRoot: string, sandbox: SandboxSettings | undefined): Promise<JobDirectory> {
-  await mkdir(workRoot, { recursive: true, mode: 0o700 });
-  const root = await mkdtemp(join(workRoot, "job-"));
+  mkdirSync(workRoot, { recursive: true, mode: 0o700 });
+  const root = mkdtempSync(join(workRoot, "job-"));
   const places = { workspace: join(root, "workspace"), home: join(root, "home"), tmp: join(root, "tmp") };
   for (const [name, path] of Object.entries(places)) {
-    await mkdir(path, { mode: name === "workspace" ? 0o755 : 0o700 });
-    if (sandbox && process.getuid?.() === 0) await chown(path, sandbox.uid, sandbox.gid);
+    mkdirSync(path, { mode: name === "workspace" ? 0o755 : 0o700 });
+    if (sandbox && process.getuid?.() === 0) chownSync(path, sandbox.uid, sandbox.gid);
   }
   if (!sandbox) {
     return { root, workspace: places.workspace, launchDirectory: places.workspace, env: { OTTO_WORKSPACE: places.workspace } };
@@ -94,4 +97,16 @@ export async function makeJobDirectory(workRoot: string, sandbox: SandboxSetting
       PATH: sandboxPath,
     },
   };
+}
+
+// Removes a job directory: at once when its steps left its places empty (as
+// most short jobs do), else walking it without blocking the agent, however
+// big the workspace.
+export async function removeJobDirectory(job: JobDirectory): Promise<void> {
+  try {
+    for (const place of ["workspace", "home", "tmp"]) rmdirSync(join(job.root, place));
+    rmdirSync(job.root);
+  } catch {
+    await rm(job.root, { recursive: true, force: true });
+  }
 }

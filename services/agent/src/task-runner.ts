@@ -1,4 +1,3 @@
-import { rm } from "node:fs/promises";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanStatusCode, type Span } from "@opentelemetry/api";
@@ -15,7 +14,7 @@ import { uploadArtifacts } from "./artifact-upload.ts";
 import { LogSink } from "./log-sink.ts";
 import { StepReporter, type StepChange } from "./step-reporter.ts";
 import { runStepProcess, type StepOutcome } from "./step-process.ts";
-import { makeJobDirectory, type JobDirectory, type SandboxSettings } from "./step-sandbox.ts";
+import { makeJobDirectory, removeJobDirectory, type JobDirectory, type SandboxSettings } from "./step-sandbox.ts";
 
 export interface TaskRunnerOptions {
   agentId: string;
@@ -220,7 +219,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   } finally {
     stopHeartbeat();
   }
-  if (jobDirectory) await rm(jobDirectory.root, { recursive: true, force: true });
+  if (jobDirectory) await removeJobDirectory(jobDirectory);
   jobSpan.setAttribute("otto.job.state", runStateName(state));
   if (state !== RunState.SUCCEEDED) jobSpan.setStatus({ code: SpanStatusCode.ERROR, message: message || runStateName(state) });
   log.info("task finished", { state: runStateName(state), message });

@@ -68,6 +68,20 @@ export function runServiceImpl(
 // The run's journal after `afterSeq`, live, until the event that makes the run final.
 async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, callerSignal: AbortSignal) {
   const signal = AbortSignal.any([callerSignal, draining]);
+  // Counted before the first read: a change committed after it is announced
+  // (apply-changes.ts), one committed before it is read. Under the run's row
+  // lock, so a change in progress commits first. A count left behind by a
+  // coordinator that died only costs that run's announcements.
+  await pool.query("UPDATE coordinator.runs SET watchers = watchers + 1 WHERE id = $1", [runId]);
+  try {
+    yield* followJournal(pool, notifier, runId, afterSeq, signal);
+  } finally {
+    await pool.query("UPDATE coordinator.runs SET watchers = greatest(watchers - 1, 0) WHERE id = $1", [runId]).catch(() => {});
+  }
+  if (draining.aborted && !callerSignal.aborted) throw stoppingError();
+}
+
+async function* followJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, signal: AbortSignal) {
   let after = afterSeq;
   let runExists = false;
   while (!signal.aborted) {
@@ -94,7 +108,6 @@ async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afte
     }
     await woken;
   }
-  if (draining.aborted && !callerSignal.aborted) throw stoppingError();
 }
 
 // What a stopping coordinator answers to waits it cuts short: callers that

@@ -1,9 +1,12 @@
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createTransport } from "@connectrpc/connect/protocol-connect";
+import http from "node:http";
+import https from "node:https";
 import type { DescService } from "@bufbuild/protobuf";
 import { traceClientCalls } from "./tracing-interceptors.ts";
 import type { TransportSecurity } from "./transport-security.ts";
 import { oneWriteAgent } from "./one-write-requests.ts";
+import { unaryHttpClient } from "./unary-http-client.ts";
 
 const transports = new Map<string, Transport>();
 let tlsOptions: { ca: Buffer; cert?: Buffer; key?: Buffer } | undefined;
@@ -34,14 +37,19 @@ const sendCredential: Interceptor = (next) => (req) => {
 export function transportFor(baseUrl: string, interceptors: Interceptor[] = []): Transport {
   let transport = transports.get(baseUrl);
   if (!transport) {
-    transport = createConnectTransport({
+    const tls = baseUrl.startsWith("https:") ? (tlsOptions ?? {}) : undefined;
+    const agent = tls ? new https.Agent({ keepAlive: true, ...tls }) : new http.Agent({ keepAlive: true });
+    transport = createTransport({
       baseUrl,
-      httpVersion: "1.1",
+      httpClient: unaryHttpClient(agent, oneWriteAgent(tls)),
       useBinaryFormat: true,
       acceptCompression: [],
+      sendCompression: null,
+      compressMinBytes: 1024,
+      readMaxBytes: 0xffffffff,
+      writeMaxBytes: 0xffffffff,
       interceptors: [traceClientCalls, sendCredential, ...interceptors],
       defaultTimeoutMs: 30_000,
-      nodeOptions: { agent: oneWriteAgent(baseUrl.startsWith("https:") ? (tlsOptions ?? {}) : undefined) },
     });
     transports.set(baseUrl, transport);
   }

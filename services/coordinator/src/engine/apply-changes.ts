@@ -48,8 +48,8 @@ const finals = finalStates.join(", ");
 // changes of one entity chain (a step's RUNNING and SUCCEEDED in one
 // report). Task moves carry their side effects: an assigned attempt's task
 // token is live, and what was reserved for it held, until the task leaves
-// "assigned"; a task that becomes pending, or reservations released while a
-// task waits, wake the agents waiting for work.
+// "assigned"; a task that becomes pending, or a lock, cpu or memory
+// released while a task waits, wake the agents waiting for work.
 export async function applyChanges(client: PoolClient, runId: string, changes: Change[]): Promise<void> {
   if (changes.length === 0) return;
   const latest = new Map<string, Change>();
@@ -214,7 +214,7 @@ WITH run AS (
     started_at = CASE WHEN $3::smallint = ${RUNNING} THEN now() ELSE r.started_at END,
     finished_at = CASE WHEN $3::smallint IN (${finals}) THEN now() ELSE r.finished_at END
   WHERE r.id = $1 AND ($3::smallint IS NULL OR r.state = $4::smallint) AND ($2 > 0 OR $3::smallint IS NOT NULL)
-  RETURNING r.last_seq - $2 AS first_seq
+  RETURNING r.last_seq - $2 AS first_seq, r.watchers
 ), job_change AS (
   SELECT * FROM unnest($5::text[], $6::smallint[], $7::smallint[], $8::text[], $9::text[]) WITH ORDINALITY
     AS c(name, from_state, to_state, message, agent_id, n)
@@ -260,7 +260,7 @@ WITH run AS (
   WHERE t.id = c.id AND t.run_id = $1 AND t.status = c.from_status
   RETURNING t.id, t.run_id, t.job, t.attempt, t.agent_id, t.status, t.labels
 ), released AS (
-  DELETE FROM coordinator.reservations r USING task WHERE task.status <> 'assigned' AND r.task_id = task.id RETURNING 1
+  DELETE FROM coordinator.reservations r USING task WHERE task.status <> 'assigned' AND r.task_id = task.id RETURNING r.kind, r.cpu, r.memory_bytes
 ), task_started AS (
   UPDATE coordinator.tasks t SET started = true
   WHERE t.run_id = $1 AND t.job IN (SELECT job FROM step WHERE start) AND t.status = 'assigned' AND NOT t.started
@@ -289,11 +289,15 @@ WITH run AS (
     WHERE t.status IS DISTINCT FROM c.from_status
 )
 SELECT (SELECT json_agg(m) FROM mismatches m) AS mismatches,
-  CASE WHEN $2 > 0 THEN pg_notify($32, $1::text) END AS journal_notified,
+  -- Only for runs someone watches: every NOTIFY wakes every listening
+  -- session, whatever its channels.
+  CASE WHEN $2 > 0 AND (SELECT watchers FROM run) > 0 THEN pg_notify($32, $1::text) END AS journal_notified,
   -- Agents that could take a task now: those with its labels, or any for
-  -- room freed while tasks wait ("").
+  -- a lock, cpu or memory freed while tasks wait (""). A freed slot wakes
+  -- nobody: the agent's slot asks for its next task as it reports the end.
   (SELECT count(pg_notify($33, wake.labels)) FROM (
      SELECT DISTINCT to_json(labels)::text AS labels FROM task WHERE status = 'pending'
      UNION
-     SELECT '' WHERE EXISTS (SELECT 1 FROM released) AND EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending')
+     SELECT '' WHERE EXISTS (SELECT 1 FROM released WHERE kind = 'lock' OR cpu > 0 OR memory_bytes > 0)
+       AND EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending')
    ) wake) AS tasks_notified`;

@@ -1,0 +1,21 @@
+import { mkdtemp, readFile, chmod } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startSystem } from "../services/launcher/src/system.ts";
+import { cpuSnapshot, cpuPer } from "./cpu.ts";
+import { jsonApi } from "./json-api.ts";
+const dataDir = await mkdtemp(join(tmpdir(), "otto-x-"));
+await chmod(dataDir, 0o755);
+const system = await startSystem({ dataDir, coordinators: 3, agents: 4, agentSlots: 4, gatewayPort: 0, logMode: "quiet", logFile: join(dataDir, "otto.log") });
+const postgresPid = (JSON.parse(await readFile(system.processesFile, "utf8")).processes as any[]).find((p) => p.name === "postgres")?.pid;
+const snap = () => cpuSnapshot(system.supervisor.info(), postgresPid);
+const ca = system.caFile ? await readFile(system.caFile) : undefined;
+const api = jsonApi({ baseUrl: system.gatewayUrl, token: system.adminToken, ca, clients: 16 });
+const { run } = await api.call("RunService/SubmitRun", { pipelineYaml: "name: x\njobs:\n  one:\n    steps:\n      - run: \"true\"\n", fileName: "x.otto.yml" });
+async function loop(n: number) { let i = 0; await Promise.all(Array.from({ length: 16 }, async () => { while (i++ < n) await api.call("RunService/GetRun", { runId: run.id }); })); }
+await loop(500);
+const b = await snap(); const t = performance.now(); process.stderr.write(`MARK ${process.hrtime.bigint()/1000n}\n`);
+await loop(3000);
+process.stderr.write(`MARK ${process.hrtime.bigint()/1000n}\n`); const s = (performance.now() - t) / 1000; const a = await snap();
+console.log("getrun/s", Math.round(3000 / s), JSON.stringify(cpuPer(b, a, 3000, true)));
+api.close(); await system.stop();

@@ -1,0 +1,22 @@
+import { mkdtemp, readFile, readdir, chmod } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { startSystem } from "../services/launcher/src/system.ts";
+import { jsonApi } from "./json-api.ts";
+import { measureShortJobs } from "./short-jobs.ts";
+const dataDir = await mkdtemp(join(tmpdir(), "otto-x-"));
+await chmod(dataDir, 0o755);
+const system = await startSystem({ dataDir, coordinators: 3, agents: 4, agentSlots: 4, gatewayPort: 0, logMode: "quiet", logFile: join(dataDir, "otto.log") });
+const ca = system.caFile ? await readFile(system.caFile) : undefined;
+const api = jsonApi({ baseUrl: system.gatewayUrl, token: system.adminToken, ca, clients: 16 });
+const db = new pg.Client({ connectionString: system.databaseUrl }); await db.connect();
+const switches = async () => { const m = new Map<string, number>(); for (const pid of (await readdir("/proc")).filter((n) => /^\d+$/.test(n))) { const s = await readFile(`/proc/${pid}/status`, "utf8").catch(() => ""); if (!/^Name:\s+postgres/m.test(s)) continue; m.set(pid, Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0)); } return m; };
+let a = new Map<string, number>(), b = new Map<string, number>();
+await measureShortJobs({ api, runs: 200, warmup: 50, clients: 16, progress: () => {}, sample: async () => { if (a.size === 0) a = await switches(); else if (b.size === 0) b = await switches(); return { cpu: { machine: 0, otto: 0 }, rpcs: {}, commits: 0, wakeups: {} }; } });
+const { rows } = await db.query("SELECT pid::text, backend_type, application_name FROM pg_stat_activity");
+const kind = new Map(rows.map((r) => [r.pid, `${r.backend_type}:${r.application_name}`]));
+const per = new Map<string, { n: number; procs: number }>();
+for (const [pid, n] of b) { const k = kind.get(pid) ?? "?"; const e = per.get(k) ?? { n: 0, procs: 0 }; e.n += n - (a.get(pid) ?? 0); e.procs++; per.set(k, e); }
+for (const [k, e] of [...per].sort((x, y) => y[1].n - x[1].n)) console.log((e.n / 200).toFixed(1).padStart(6), String(e.procs).padStart(3), k);
+await db.end(); api.close(); await system.stop();
