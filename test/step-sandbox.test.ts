@@ -171,7 +171,7 @@ describe("an agent told OTTO_AGENT_SANDBOX=off", () => {
     const run = await submitAndWait(otto.client, pipeline("bare").job("bare", { steps: [script] }).build());
     const log = await logOf(otto.client, run.id, "bare");
     assert.equal(run.state, RunState.SUCCEEDED, log);
-    assert.match(log, new RegExp(`\\| uid ${process.getuid?.()} in ${otto.dataDir}/agents/agent-1/job-\\w+/workspace$`, "m"));
+    assert.match(log, new RegExp(`\\| uid ${process.getuid?.()} in ${otto.dataDir}/agents/agent-1/slot-\\d+/workspace$`, "m"));
     assert.match(await tailOfLog(otto, 400), /steps are NOT sandboxed \(OTTO_AGENT_SANDBOX=off\)/);
   });
 });

@@ -11,7 +11,7 @@ import { onShutdown } from "../../kit/src/shutdown.ts";
 import { startStepLauncher } from "./step-process.ts";
 import { ottoCliExposure, parseShares, parseStepUser, type SandboxSettings } from "./step-sandbox.ts";
 import { sandboxProblem } from "./sandbox-probe.ts";
-import { workRootProblem } from "./work-root.ts";
+import { claimWorkRoot, workRootProblem } from "./work-root.ts";
 import { chooseLauncher, type StepLauncher } from "./step-launcher.ts";
 import { obtainAgentCredential } from "./agent-credential.ts";
 import { configureClients, useCredential } from "../../kit/src/clients.ts";
@@ -51,7 +51,7 @@ const log = serviceLogger("agent").child({ agent_id: config.agentId });
 
 const sandbox: SandboxSettings | undefined =
   config.sandbox === "on" ? { ...config.stepUser, expose: ottoCliExposure(), share: config.sandboxShare } : undefined;
-const unsafeWorkRoot = await workRootProblem(config.workRoot);
+const unsafeWorkRoot = (await workRootProblem(config.workRoot)) ?? (await claimWorkRoot(config.workRoot));
 if (unsafeWorkRoot) {
   log.error(`cannot work in OTTO_AGENT_WORK_DIR ${config.workRoot}: ${unsafeWorkRoot}`);
   process.exit(78);
@@ -142,6 +142,7 @@ async function slotLoop(slot: number) {
         handBack: handBack.signal,
         reportGatherMs: config.reportGatherMs,
         sandbox,
+        slot,
       });
       running.set(task.taskId, work);
       busySlots.set(running.size);

@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync, mkdtempSync, rmdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -70,25 +70,47 @@ export interface JobDirectory {
   env: Record<string, string>;
 }
 
+// The places of a job's directory, and their modes.
+const places = { workspace: 0o755, home: 0o700, tmp: 0o700 } as const;
+
+// Slot directories that the job before left empty, to be used again as they
+// are: making and deleting four directories per job costs the file system
+// more than the job (ext4 searches for a free inode past those deleted
+// lately), where a directory used again costs a few calls.
+const emptySlots = new Set<string>();
+
 // A fresh job directory: `workspace/`, `home/` and `tmp/`, owned by the
 // steps' user when sandboxed by root (without root, the steps' user is the
-// agent's own, seen from the step's user namespace). Made with a few
-// blocking calls: each asynchronous one would cost a trip through libuv's
-// thread pool and a wake-up of the agent, a dozen per job.
-export async function makeJobDirectory(workRoot: string, sandbox: SandboxSettings | undefined): Promise<JobDirectory> {
+// agent's own, seen from the step's user namespace). With a `slot`, the
+// slot's own directory, used again when the job before left it empty;
+// else a new one. Made with a few blocking calls: each asynchronous one
+// would cost a trip through libuv's thread pool and a wake-up of the agent.
+export async function makeJobDirectory(workRoot: string, sandbox: SandboxSettings | undefined, slot?: number): Promise<JobDirectory> {
   mkdirSync(workRoot, { recursive: true, mode: 0o700 });
-  const root = mkdtempSync(join(workRoot, "job-"));
-  const places = { workspace: join(root, "workspace"), home: join(root, "home"), tmp: join(root, "tmp") };
-  for (const [name, path] of Object.entries(places)) {
-    mkdirSync(path, { mode: name === "workspace" ? 0o755 : 0o700 });
+  let root: string;
+  if (slot === undefined) {
+    root = mkdtempSync(join(workRoot, "job-"));
+  } else {
+    root = join(workRoot, `slot-${slot}`);
+    // Left by an agent that stopped, or by a job that left something in it.
+    if (!emptySlots.has(root)) await rm(root, { recursive: true, force: true });
+    emptySlots.delete(root);
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+  }
+  for (const [name, mode] of Object.entries(places)) {
+    const path = join(root, name);
+    mkdirSync(path, { recursive: true, mode });
+    // As new, whatever the job before made of it.
+    chmodSync(path, mode);
     if (sandbox && process.getuid?.() === 0) chownSync(path, sandbox.uid, sandbox.gid);
   }
+  const workspace = join(root, "workspace");
   if (!sandbox) {
-    return { root, workspace: places.workspace, launchDirectory: places.workspace, env: { OTTO_WORKSPACE: places.workspace } };
+    return { root, workspace, launchDirectory: workspace, env: { OTTO_WORKSPACE: workspace } };
   }
   return {
     root,
-    workspace: places.workspace,
+    workspace,
     launchDirectory: root,
     env: {
       OTTO_WORKSPACE: sandboxPaths.workspace,
@@ -99,14 +121,30 @@ export async function makeJobDirectory(workRoot: string, sandbox: SandboxSetting
   };
 }
 
-// Removes a job directory: at once when its steps left its places empty (as
-// most short jobs do), else walking it without blocking the agent, however
-// big the workspace.
+// Done with a job directory. A slot's is kept for the slot's next job when
+// the job left its places empty (as most short jobs do); anything else is
+// removed, walking it without blocking the agent however big it is.
 export async function removeJobDirectory(job: JobDirectory): Promise<void> {
+  const slot = /\/slot-\d+$/.test(job.root);
   try {
-    for (const place of ["workspace", "home", "tmp"]) rmdirSync(join(job.root, place));
-    rmdirSync(job.root);
+    // `.root`: where the launcher built each step's root (empty out here).
+    const left = [...Object.keys(places), ".root"].flatMap((place) => entriesOf(join(job.root, place)));
+    if (slot && left.length === 0 && readdirSync(job.root).every((name) => name in places || name === ".root")) {
+      emptySlots.add(job.root);
+      return;
+    }
   } catch {
-    await rm(job.root, { recursive: true, force: true });
+    // Removed below.
+  }
+  emptySlots.delete(job.root);
+  await rm(job.root, { recursive: true, force: true });
+}
+
+function entriesOf(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
   }
 }

@@ -28,6 +28,8 @@ export interface TaskRunnerOptions {
   reportGatherMs?: number;
   // How steps are confined; absent when OTTO_AGENT_SANDBOX=off.
   sandbox?: SandboxSettings;
+  // The agent's slot running the task: its job directory is the slot's.
+  slot?: number;
 }
 
 const stepDuration = new Histogram({
@@ -118,7 +120,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   let message = "";
   let unreported: StepChange[] = [];
   try {
-    const job = await makeJobDirectory(options.workRoot, options.sandbox);
+    const job = await makeJobDirectory(options.workRoot, options.sandbox, options.slot);
     jobDirectory = job;
     if (task.missingSecrets.length > 0) {
       state = RunState.FAILED;

@@ -131,7 +131,6 @@ export const migrations = [
      sealed bytea NOT NULL,
      updated_at timestamptz NOT NULL DEFAULT now()
    );`,
-  // How many WatchRun streams follow the run now: its journal entries are
-  // announced (NOTIFY) only while some do. Changed under the run's row lock.
+  // How many WatchRun streams follow the run now (engine/run-watchers.ts).
   `ALTER TABLE runs ADD COLUMN watchers int NOT NULL DEFAULT 0;`,
 ];

@@ -6,6 +6,7 @@ import { inTransaction, type Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
 import { cancelRun } from "./engine/cancel-run.ts";
 import { journalChannel } from "./engine/apply-changes.ts";
+import { startWatching, stopWatching } from "./engine/run-watchers.ts";
 import { journalRowToEvent, loadRun, loadRuns, requireRunId } from "./run-store.ts";
 import { isFinal } from "./engine/states.ts";
 import { submitRun } from "./engine/submit-run.ts";
@@ -68,15 +69,11 @@ export function runServiceImpl(
 // The run's journal after `afterSeq`, live, until the event that makes the run final.
 async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, callerSignal: AbortSignal) {
   const signal = AbortSignal.any([callerSignal, draining]);
-  // Counted before the first read: a change committed after it is announced
-  // (apply-changes.ts), one committed before it is read. Under the run's row
-  // lock, so a change in progress commits first. A count left behind by a
-  // coordinator that died only costs that run's announcements.
-  await pool.query("UPDATE coordinator.runs SET watchers = watchers + 1 WHERE id = $1", [runId]);
+  await startWatching(pool, runId);
   try {
     yield* followJournal(pool, notifier, runId, afterSeq, signal);
   } finally {
-    await pool.query("UPDATE coordinator.runs SET watchers = greatest(watchers - 1, 0) WHERE id = $1", [runId]).catch(() => {});
+    await stopWatching(pool, runId).catch(() => {});
   }
   if (draining.aborted && !callerSignal.aborted) throw stoppingError();
 }

@@ -7,18 +7,54 @@ import { markRetryable } from "./retryable.ts";
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
+// A query that opens a transaction first: BEGIN goes in the same write as
+// the statement and is answered with it, saving a round trip (and a wake-up
+// of Postgres and of this process) per transaction. Only the statement's
+// result is kept.
+class BeginThenQuery extends (pg.Query as unknown as new (config: pg.QueryConfig, values: undefined, callback: (err: Error | null, result: pg.QueryResult) => void) => object) {
+  #begun = false;
+
+  prepare(connection: { parse(q: object): void; bind(c: object): void; execute(c: object): void }) {
+    connection.parse({ text: "BEGIN" });
+    connection.bind({});
+    connection.execute({});
+    (pg.Query.prototype as unknown as { prepare(c: unknown): void }).prepare.call(this, connection);
+  }
+
+  handleCommandComplete(msg: unknown, connection: unknown) {
+    if (!this.#begun) {
+      this.#begun = true;
+      return;
+    }
+    (pg.Query.prototype as unknown as { handleCommandComplete(m: unknown, c: unknown): void }).handleCommandComplete.call(this, msg, connection);
+  }
+}
+
 // A client that prepares every parameterised statement once per connection
 // (named by a hash of its text), so Postgres parses and analyses each of
 // Otto's statements once rather than on every call. Inside a traced
 // operation each query is a child span; outside one, none is made.
 class PreparingClient extends pg.Client {
+  // Set by inTransaction: the next query opens the transaction.
+  beginFirst = false;
+
   // @ts-expect-error one implementation for pg's overloads
   override query(text: unknown, values?: unknown, callback?: unknown) {
     const name = typeof text === "string" && Array.isArray(values) ? statementName(text) : undefined;
+    const begin = this.beginFirst;
+    this.beginFirst = false;
+    if (begin && !(name && typeof callback !== "function")) {
+      // Queued ahead of the query; a failure shows in the query's own.
+      (super.query("BEGIN") as Promise<unknown>).catch(() => {});
+    }
     const run = () =>
-      name
-        ? super.query({ name, text, values } as pg.QueryConfig, callback as any)
-        : (super.query as (...args: unknown[]) => unknown)(text, values, callback);
+      name && begin && typeof callback !== "function"
+        ? new Promise((resolve, reject) => {
+            super.query(new BeginThenQuery({ name, text, values } as pg.QueryConfig, undefined, (err, result) => (err ? reject(err) : resolve(result))) as never);
+          })
+        : name
+          ? super.query({ name, text, values } as pg.QueryConfig, callback as any)
+          : (super.query as (...args: unknown[]) => unknown)(text, values, callback);
     const sql = typeof text === "string" ? text : (text as { text?: string } | null)?.text;
     if (!sql || typeof callback === "function" || !trace.getSpan(context.active())) return run();
     const span = tracer.startSpan(`pg ${sql.trimStart().split(/\s/, 1)[0].toUpperCase()}`, {
@@ -139,24 +175,29 @@ async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) =
   const client = await connected(pool);
   let broken = false;
   let committing = false;
+  const preparing = client as unknown as PreparingClient;
   try {
-    await client.query("BEGIN");
+    preparing.beginFirst = true;
     const result = await work(client);
     committing = true;
-    await client.query("COMMIT");
+    // A transaction that sent nothing never began.
+    if (!preparing.beginFirst) await client.query("COMMIT");
     return result;
   } catch (err) {
     // A client that cannot even roll back has lost its connection, and one
     // whose prepared statements went stale no longer fits the schema: drop it.
-    const lost = await client.query("ROLLBACK").then(
-      () => false,
-      () => true,
-    );
+    const lost = preparing.beginFirst
+      ? false
+      : await client.query("ROLLBACK").then(
+          () => false,
+          () => true,
+        );
     broken = lost || (err as { code?: string }).code === staleStatement;
     // Lost before its COMMIT was sent, the transaction did not take effect.
     if ((lost && !committing) || neverSent(err)) markRetryable(err);
     throw err;
   } finally {
+    preparing.beginFirst = false;
     client.release(broken || undefined);
   }
 }

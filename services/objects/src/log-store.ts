@@ -28,6 +28,13 @@ export function notice({ runId, job, attempt }: LogRef): string {
 // notice() in SQL, of a row's columns.
 const noticeOfRow = "run_id || '/' || job || '/' || attempt";
 
+// Whether a ReadLog follows the log (SQL, of its run, job and attempt). A
+// write announces itself only then: every NOTIFY wakes every session that
+// listens, on any channel.
+function followed(runId: string, job: string, attempt: string): string {
+  return `EXISTS (SELECT 1 FROM objects.log_followers f WHERE f.run_id = ${runId} AND f.job = ${job} AND f.attempt = ${attempt} AND f.followers > 0)`;
+}
+
 // When a log closed at `size` bytes is due for the archiver (SQL): at once
 // if it outgrew `inlineMax`, never if it stays in Postgres.
 function archiveDue(size: string, inlineMax: string): string {
@@ -92,7 +99,7 @@ export class LogStore {
         "UPDATE objects.logs SET last_seq = $4, size = size + $5 WHERE run_id = $1 AND job = $2 AND attempt = $3",
         [runId, job, attempt, seq, Buffer.byteLength(text)],
       );
-      await client.query("SELECT pg_notify($1, $2)", [logChannel, notice(log)]);
+      await client.query(`SELECT pg_notify($1, $2) WHERE ${followed("$3", "$4", "$5")}`, [logChannel, notice(log), runId, job, attempt]);
     });
   }
 
@@ -113,7 +120,7 @@ export class LogStore {
          INSERT INTO objects.log_chunks (run_id, job, attempt, seq, start_offset, text)
          SELECT $1, $2, $7, $3, start_offset, $4 FROM log RETURNING seq
        )
-       SELECT pg_notify($6, $8) FROM chunk`,
+       SELECT CASE WHEN ${followed("$1", "$2", "$7")} THEN pg_notify($6, $8) END FROM chunk`,
       [log.runId, log.job, seq, text, Buffer.byteLength(text), logChannel, log.attempt, notice(log), writer ?? null],
     );
     return rowCount === 1;
@@ -168,7 +175,7 @@ export class LogStore {
            AND NOT EXISTS (SELECT 1 FROM auth.live_attempts a WHERE a.run_id = l.run_id AND a.job = l.job AND a.attempt = l.attempt)
          RETURNING l.run_id, l.job, l.attempt, l.archive_due IS NOT NULL AS archive
        )
-       SELECT count(pg_notify($2, ${noticeOfRow}))::int AS closed,
+       SELECT count(CASE WHEN ${followed("run_id", "job", "attempt")} THEN pg_notify($2, ${noticeOfRow}) END) AS announced, count(*)::int AS closed,
          count(CASE WHEN archive THEN pg_notify($3, '') END)::int AS due
        FROM closed`,
       [this.#inlineMaxBytes, logChannel, archiveChannel],
@@ -204,7 +211,9 @@ export class LogStore {
          INSERT INTO objects.log_chunks (run_id, job, attempt, seq, start_offset, text)
          SELECT $1, $2, $3, $4::bigint, size - $5::bigint, $7 FROM closed WHERE $4::bigint > 0
        )
-       SELECT size, archive, pg_notify($8, $9), CASE WHEN archive THEN pg_notify($11, '') END FROM closed`,
+       SELECT size, archive, CASE WHEN ${followed("$1", "$2", "$3")} THEN pg_notify($8, $9) END,
+         CASE WHEN archive THEN pg_notify($11, '') END
+       FROM closed`,
       [log.runId, log.job, log.attempt, seq, bytes, this.#inlineMaxBytes, final?.text ?? "", logChannel, notice(log), writer ?? null, archiveChannel, traceParentOf()],
     );
     if (rows.length !== 1) return undefined;
@@ -223,10 +232,38 @@ export class LogStore {
   // Yields the log's text from `offset` on; with `follow`, keeps waiting for
   // more until the log is closed.
   async *read(log: LogRef, offset: number, follow: boolean, signal: AbortSignal) {
+    if (!follow) return yield* this.#read(log, offset, false, signal);
+    // Counted before the first read, so the writes after it are announced.
+    // A write whose statement began just before the count may go
+    // unannounced yet unread: the first wait is short. A count left behind
+    // by a process that died only costs that log's announcements.
+    const { runId, job, attempt } = log;
+    await this.#pool.query(
+      `INSERT INTO objects.log_followers (run_id, job, attempt, followers) VALUES ($1, $2, $3, 1)
+       ON CONFLICT (run_id, job, attempt) DO UPDATE SET followers = log_followers.followers + 1`,
+      [runId, job, attempt],
+    );
+    try {
+      yield* this.#read(log, offset, true, signal);
+    } finally {
+      await this.#pool
+        .query(
+          `WITH last AS (
+             DELETE FROM objects.log_followers WHERE run_id = $1 AND job = $2 AND attempt = $3 AND followers <= 1 RETURNING 1
+           )
+           UPDATE objects.log_followers SET followers = followers - 1
+           WHERE run_id = $1 AND job = $2 AND attempt = $3 AND NOT EXISTS (SELECT 1 FROM last)`,
+          [runId, job, attempt],
+        )
+        .catch(() => {});
+    }
+  }
+
+  async *#read(log: LogRef, offset: number, follow: boolean, signal: AbortSignal) {
     const { runId, job, attempt } = log;
     let lookedAgain = false;
-    while (!signal.aborted) {
-      const woken = follow ? this.#notifier.wait(logChannel, (p) => p === notice(log), 5_000, signal) : undefined;
+    for (let waits = 0; !signal.aborted; waits++) {
+      const woken = follow ? this.#notifier.wait(logChannel, (p) => p === notice(log), waits === 0 ? 1_000 : 5_000, signal) : undefined;
       const { rows } = await this.#pool.query(
         "SELECT * FROM objects.logs WHERE run_id = $1 AND job = $2 AND attempt = $3",
         [runId, job, attempt],

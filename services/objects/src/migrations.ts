@@ -50,4 +50,13 @@ export const migrations = [
   `ALTER TABLE logs ADD COLUMN archive_due timestamptz;
    ALTER TABLE logs ADD COLUMN archive_trace text NOT NULL DEFAULT '';
    CREATE INDEX logs_archive_due ON logs (archive_due) WHERE archive_due IS NOT NULL;`,
+  // How many ReadLog calls follow an attempt's log now (the log may not
+  // exist yet): its writes are announced (NOTIFY) only while some do.
+  `CREATE TABLE log_followers (
+     run_id uuid NOT NULL,
+     job text NOT NULL,
+     attempt int NOT NULL,
+     followers int NOT NULL,
+     PRIMARY KEY (run_id, job, attempt)
+   );`,
 ];

@@ -1,0 +1,66 @@
+// inTransaction (kit/db.ts) opens its transaction with its first statement
+// (BEGIN in the same write): all of the work or none of it takes effect,
+// whatever that first statement is. In this process, against a real Postgres.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { inTransaction } from "../services/kit/src/db.ts";
+import { startEngineDb, type EngineDb } from "./helpers/engine-db.ts";
+
+let db: EngineDb;
+before(async () => {
+  db = await startEngineDb();
+  await db.pool.query("CREATE TABLE IF NOT EXISTS public.tx_probe (id text PRIMARY KEY, n int NOT NULL)");
+});
+after(() => db?.stop());
+
+async function exists(id: string): Promise<boolean> {
+  return (await db.pool.query("SELECT 1 FROM public.tx_probe WHERE id = $1", [id])).rowCount === 1;
+}
+
+test("work that fails after its first statement leaves nothing behind, whether that statement had parameters or not", async () => {
+  const prepared = randomUUID();
+  await assert.rejects(
+    inTransaction(db.pool, async (client) => {
+      await client.query("INSERT INTO public.tx_probe (id, n) VALUES ($1, 1)", [prepared]);
+      throw new Error("changed my mind");
+    }),
+    /changed my mind/,
+  );
+  assert.equal(await exists(prepared), false);
+
+  const plain = randomUUID();
+  await assert.rejects(
+    inTransaction(db.pool, async (client) => {
+      await client.query(`INSERT INTO public.tx_probe (id, n) VALUES ('${plain}', 1)`);
+      await client.query("SELECT 1/0");
+    }),
+    /division by zero/,
+  );
+  assert.equal(await exists(plain), false);
+});
+
+test("the first statement's own result is the answer, and the work commits as one", async () => {
+  const id = randomUUID();
+  const result = await inTransaction(db.pool, async (client) => {
+    const { rows } = await client.query("INSERT INTO public.tx_probe (id, n) VALUES ($1, 41) RETURNING n + 1 AS answer", [id]);
+    const { rows: inside } = await client.query("SELECT now() = statement_timestamp() AS fresh, xact_start = now() AS same FROM pg_stat_activity WHERE pid = pg_backend_pid()");
+    return { answer: rows[0].answer, inside: inside[0] };
+  });
+  assert.equal(result.answer, 42);
+  // now() is the transaction's start: a second statement in a transaction sees it, not its own.
+  assert.deepEqual(result.inside, { fresh: false, same: true });
+  assert.equal(await exists(id), true);
+});
+
+test("a failed first statement rolls back, and the connection serves the next transaction", async () => {
+  const id = randomUUID();
+  await db.pool.query("INSERT INTO public.tx_probe (id, n) VALUES ($1, 1)", [id]);
+  await assert.rejects(
+    inTransaction(db.pool, (client) => client.query("INSERT INTO public.tx_probe (id, n) VALUES ($1, 2)", [id])),
+    { code: "23505" },
+  );
+  const again = await inTransaction(db.pool, async (client) => (await client.query("SELECT n FROM public.tx_probe WHERE id = $1", [id])).rows[0].n);
+  assert.equal(again, 1);
+  assert.equal(await inTransaction(db.pool, async () => "nothing sent"), "nothing sent");
+});
