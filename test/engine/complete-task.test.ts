@@ -203,3 +203,22 @@ test("what a completion releases wakes the agents when a task waits for it", asy
   assert.equal((await runRow(db, holder)).state, SUCCEEDED);
   assert.equal((await claim(db, s.agent("b")))?.run_id, waiting);
 });
+
+test("a completion that frees only its slot wakes nobody: the agent's slot asks again itself", async () => {
+  const s = scope(db);
+  await s.submit({ build: {} });
+  const held = await claim(db, s.agent("a"));
+  // A task waits, for labels no agent has.
+  await s.submit({ elsewhere: { runsOn: [`${s.label}-nobody`] } });
+  const listener = await listen(db, tasksChannel);
+  try {
+    await complete(held!.id, 1, SUCCEEDED, "");
+    // Announced after the completion: had the completion woken agents, its
+    // notice ("") would come first.
+    await s.submit({ next: {} });
+    await listener.atLeast(1);
+    assert.deepEqual(JSON.parse(listener.received[0]), [s.label]);
+  } finally {
+    await listener.stop();
+  }
+});

@@ -1,43 +1,36 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import pg from "pg";
 import { journalChannel } from "../../services/coordinator/src/engine/apply-changes.ts";
 import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
 import { startWatching, stopWatching } from "../../services/coordinator/src/engine/run-watchers.ts";
 import { startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
-import { scope } from "./engine-rows.ts";
+import { listen, scope } from "./engine-rows.ts";
 
 // startWatching / stopWatching: a run's journal entries are announced on
 // the journal channel while a WatchRun follows it, and only then.
 
 let db: EngineDb;
-let listener: pg.Client;
-const heard: string[] = [];
-let onHeard: (() => void) | undefined;
 before(async () => {
   db = await startEngineDb();
-  listener = new pg.Client({ connectionString: db.url });
-  await listener.connect();
-  listener.on("notification", (n) => {
-    heard.push(n.payload ?? "");
-    onHeard?.();
-  });
-  await listener.query(`LISTEN ${journalChannel}`);
 });
-after(async () => {
-  await listener?.end();
-  await db?.stop();
-});
+after(() => db?.stop());
 
 async function watchersOf(runId: string): Promise<number> {
   const { rows } = await db.pool.query("SELECT watchers FROM coordinator.runs WHERE id = $1", [runId]);
   return rows[0].watchers;
 }
 
-// The next announcement: notifications reach the listener in commit order.
-async function nextHeard(): Promise<string> {
-  while (heard.length === 0) await new Promise<void>((resolve) => (onHeard = resolve));
-  return heard.shift()!;
+// Notifications reach a listener in commit order: the first one heard after
+// changes to an unwatched and then a watched run names the run announced.
+async function firstAnnounced(changes: () => Promise<void>): Promise<string[]> {
+  const listener = await listen(db, journalChannel);
+  try {
+    await changes();
+    await listener.atLeast(1);
+    return listener.received;
+  } finally {
+    await listener.stop();
+  }
 }
 
 test("a change to a run nobody watches is not announced; one to a watched run is", async () => {
@@ -47,12 +40,12 @@ test("a change to a run nobody watches is not announced; one to a watched run is
   await startWatching(db.pool, watched);
   assert.equal(await watchersOf(watched), 1);
 
-  await db.tx((client) => cancelRun(client, quiet));
-  await db.tx((client) => cancelRun(client, watched));
-
+  const heard = await firstAnnounced(async () => {
+    await db.tx((client) => cancelRun(client, quiet));
+    await db.tx((client) => cancelRun(client, watched));
+  });
   // Had the first run's cancel been announced, its notice would come first.
-  assert.equal(await nextHeard(), watched);
-  assert.deepEqual(heard, []);
+  assert.equal(heard[0], watched);
 });
 
 test("each watcher counts; the last one to stop ends the announcements, and stopping never goes below none", async () => {
@@ -68,8 +61,9 @@ test("each watcher counts; the last one to stop ends the announcements, and stop
   assert.equal(await watchersOf(runId), 0);
 
   await startWatching(db.pool, other);
-  await db.tx((client) => cancelRun(client, runId));
-  await db.tx((client) => cancelRun(client, other));
-  assert.equal(await nextHeard(), other);
-  assert.deepEqual(heard, []);
+  const heard = await firstAnnounced(async () => {
+    await db.tx((client) => cancelRun(client, runId));
+    await db.tx((client) => cancelRun(client, other));
+  });
+  assert.equal(heard[0], other);
 });

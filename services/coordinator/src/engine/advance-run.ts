@@ -1,10 +1,9 @@
 import type { PoolClient } from "../../../kit/src/db.ts";
 import { inSpan } from "../../../kit/src/telemetry.ts";
-import { applyChanges, tasksChannel, type Change } from "./apply-changes.ts";
+import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps } from "./job-steps.ts";
 import { closeUnfinishedSteps } from "./step-changes.ts";
 import { isFinal, RunState } from "./states.ts";
-import { transitions } from "./transitions.ts";
 
 export interface JobRow {
   name: string;
@@ -29,8 +28,30 @@ export interface AdvancePlan {
 // caller's transaction, locking the run row unless the caller says it holds
 // that lock already. `changes` that the caller has not applied yet are
 // applied with the advance's own, as if they had been before it.
-export function advanceRun(client: PoolClient, runId: string, options: { runLocked?: boolean; changes?: Change[] } = {}): Promise<void> {
-  return inSpan("advance run", { "otto.run_id": runId }, () => advance(client, runId, options.runLocked ?? false, options.changes ?? []));
+// `known`: the run and its jobs as the caller read them under the lock.
+export function advanceRun(
+  client: PoolClient,
+  runId: string,
+  options: { runLocked?: boolean; changes?: Change[]; known?: RunSnapshot } = {},
+): Promise<void> {
+  return inSpan("advance run", { "otto.run_id": runId }, () => advance(client, runId, options.runLocked ?? false, options.changes ?? [], options.known));
+}
+
+// A run's state and its jobs, read under the run's lock.
+export interface RunSnapshot {
+  run?: { state: RunState; cancelRequested: boolean };
+  jobs: JobRow[];
+}
+
+// Columns of a run's row `r` that make a RunSnapshot (runSnapshotOf): its
+// state, and its jobs in order with whether each has a task not done.
+export const runSnapshotColumns = `r.state AS run_state, r.cancel_requested,
+  (SELECT coalesce(json_agg(json_build_object('name', j.name, 'state', j.state, 'needs', j.needs, 'runs_on', j.runs_on,
+     'has_task', t.id IS NOT NULL AND t.status <> 'done') ORDER BY j.position), '[]')
+   FROM coordinator.jobs j LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name WHERE j.run_id = r.id) AS jobs`;
+
+export function runSnapshotOf(row: { run_state: RunState; cancel_requested: boolean; jobs: JobRow[] } | undefined): RunSnapshot {
+  return row ? { run: { state: row.run_state, cancelRequested: row.cancel_requested }, jobs: row.jobs } : { jobs: [] };
 }
 
 // The first advance of a run just stored, from its jobs as they were stored
@@ -38,26 +59,16 @@ export function advanceRun(client: PoolClient, runId: string, options: { runLock
 export function advanceNewRun(client: PoolClient, runId: string, jobs: JobRow[], earlier: Change[]): Promise<void> {
   return inSpan("advance run", { "otto.run_id": runId }, async () => {
     const plan = planAdvance({ cancelRequested: false }, jobs);
-    await createTasks(client, runId, plan.ready);
-    await applyChanges(client, runId, earlier);
+    await applyChanges(client, runId, [...earlier, ...newTasks(plan.ready)]);
   });
 }
 
-async function advance(client: PoolClient, runId: string, runLocked: boolean, earlier: Change[]): Promise<void> {
+async function advance(client: PoolClient, runId: string, runLocked: boolean, earlier: Change[], known?: RunSnapshot): Promise<void> {
   // Read after the lock is held, in a statement of its own: a statement that
   // waited for the lock would see the jobs as they were before the wait.
   if (!runLocked) await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [runId]);
-  const { rows } = await client.query<JobRow & { run_state: RunState; cancel_requested: boolean }>(
-    `SELECT r.state AS run_state, r.cancel_requested, j.name, j.state, j.needs, j.runs_on, t.id IS NOT NULL AND t.status <> 'done' AS has_task
-     FROM coordinator.runs r
-       JOIN coordinator.jobs j ON j.run_id = r.id
-       LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name
-     WHERE r.id = $1 ORDER BY j.position`,
-    [runId],
-  );
-  const run = rows[0] && { state: rows[0].run_state, cancelRequested: rows[0].cancel_requested };
+  const { run, jobs } = known ?? runSnapshotOf((await client.query(`SELECT ${runSnapshotColumns} FROM coordinator.runs r WHERE r.id = $1`, [runId])).rows[0]);
   if (!run || isFinal(run.state)) return applyChanges(client, runId, earlier);
-  const jobs: JobRow[] = rows;
   const byName = new Map(jobs.map((j) => [j.name, j]));
   for (const change of earlier) {
     const job = change.entity === "job" || change.entity === "task" ? byName.get(change.job) : undefined;
@@ -67,7 +78,7 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
   const plan = planAdvance(run, jobs);
   const changes: Change[] = [...earlier];
   for (const { job, message } of plan.canceled) changes.push(...(await cancelUnstartedJob(client, runId, job, message)));
-  await createTasks(client, runId, plan.ready);
+  changes.push(...newTasks(plan.ready));
   if (plan.finish) changes.push({ entity: "run", from: run.state, to: plan.finish.to, message: plan.finish.message });
   await applyChanges(client, runId, changes);
 }
@@ -108,18 +119,10 @@ export function planAdvance(run: { cancelRequested: boolean }, jobs: JobRow[]): 
   return plan;
 }
 
-// A task for each ready job, in the state tasks are created in; the agents
-// with their labels hear of them when the transaction commits.
-export async function createTasks(client: PoolClient, runId: string, ready: JobRow[]): Promise<void> {
-  if (ready.length === 0) return;
-  await client.query(
-    `WITH task AS (
-       INSERT INTO coordinator.tasks (id, run_id, job, labels, status)
-       SELECT gen_random_uuid(), $1, t.job, t.labels, $3 FROM jsonb_to_recordset($2) AS t(job text, labels text[])
-     )
-     SELECT pg_notify($4, labels) FROM (SELECT DISTINCT to_json(t.labels)::text AS labels FROM jsonb_to_recordset($2) AS t(job text, labels text[])) ready`,
-    [runId, JSON.stringify(ready.map((j) => ({ job: j.name, labels: j.runs_on }))), transitions.task.initial, tasksChannel],
-  );
+// A task for each ready job; the agents with its labels hear of it when the
+// transaction commits.
+function newTasks(ready: JobRow[]): Change[] {
+  return ready.map((job) => ({ entity: "new task", job: job.name, labels: job.runs_on }));
 }
 
 // The changes that end a job that never started, and its steps.

@@ -1,17 +1,21 @@
 import type { PoolClient } from "../../../kit/src/db.ts";
 import { finalStates, RunState } from "./states.ts";
-import { IllegalTransitionError, isLegal, stateName, type Entity, type TaskStatus } from "./transitions.ts";
+import { IllegalTransitionError, isLegal, stateName, transitions, type Entity, type TaskStatus } from "./transitions.ts";
 
 export const journalChannel = "otto_journal";
 export const tasksChannel = "otto_tasks";
 
-// An agent's hold on a task, given with the move to "assigned".
+// An agent's hold on a task, given with the move to "assigned": the
+// attempt's slot on the agent is reserved with it (with the job's cpu and
+// memory), and released when the task leaves "assigned".
 export interface Assignment {
   attempt: number;
   agentId: string;
   slot: number;
   incarnation: string;
   leaseMs: number;
+  cpu?: number;
+  memoryBytes?: bigint;
 }
 
 export type Change =
@@ -23,7 +27,9 @@ export type Change =
   | { entity: "step"; job: string; position: number; name: string; from: RunState; to: RunState; exitCode?: number | null; atMs?: number; message?: string }
   | { entity: "task"; taskId: string; job: string; from: TaskStatus; to: TaskStatus; assignment?: Assignment; handback?: boolean }
   // A journal entry that changes no state ("cancel requested", "lease expired").
-  | { entity: "note"; job?: string; state: RunState; message: string };
+  | { entity: "note"; job?: string; state: RunState; message: string }
+  // A job's task comes to be, in the state tasks begin in, for agents with `labels`.
+  | { entity: "new task"; job: string; labels: string[] };
 
 interface StepRow {
   job: string;
@@ -47,9 +53,10 @@ const finals = finalStates.join(", ");
 // change is appended to the run's journal, in the order given. Several
 // changes of one entity chain (a step's RUNNING and SUCCEEDED in one
 // report). Task moves carry their side effects: an assigned attempt's task
-// token is live, and what was reserved for it held, until the task leaves
-// "assigned"; a task that becomes pending, or a lock, cpu or memory
-// released while a task waits, wake the agents waiting for work.
+// token is live, and its slot on the agent reserved (the claim reserves the
+// job's locks), until the task leaves "assigned", when all it held is
+// released; a task that is made or becomes pending, or a lock, cpu or
+// memory released while a task waits, wake the agents waiting for work.
 export async function applyChanges(client: PoolClient, runId: string, changes: Change[]): Promise<void> {
   if (changes.length === 0) return;
   const latest = new Map<string, Change>();
@@ -58,9 +65,14 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
   const steps = new Map<string, StepRow>();
   const tasks = new Map<string, { from: TaskStatus; to: TaskStatus; assignment?: Assignment; handback: boolean; change: Change }>();
   const journal: { job: string; step: string; state: RunState; exitCode: number | null; message: string }[] = [];
+  const newTasks: { job: string; labels: string[] }[] = [];
   for (const change of changes) {
     if (change.entity === "note") {
       journal.push({ job: change.job ?? "", step: "", state: change.state, exitCode: null, message: change.message });
+      continue;
+    }
+    if (change.entity === "new task") {
+      newTasks.push({ job: change.job, labels: change.labels });
       continue;
     }
     const key = keyOf(change);
@@ -159,6 +171,9 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
     journal.map((e) => e.message),
     journalChannel,
     tasksChannel,
+    taskRows.map(([, t]) => t.assignment?.cpu ?? 0),
+    taskRows.map(([, t]) => String(t.assignment?.memoryBytes ?? 0n)),
+    JSON.stringify(newTasks),
   ]);
   const mismatch = (rows[0].mismatches as { entity: Entity; n: string; found: string | null }[] | null)?.[0];
   if (mismatch) {
@@ -174,7 +189,7 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
   }
 }
 
-function keyOf(change: Exclude<Change, { entity: "note" }>): string {
+function keyOf(change: Exclude<Change, { entity: "note" | "new task" }>): string {
   switch (change.entity) {
     case "run":
       return "run";
@@ -203,10 +218,11 @@ function describe(change: Change): string {
 }
 
 // Parameters: $1 run, $2 journal entries, $3/$4 the run's new/expected
-// state, $5-$9 jobs, $10-$17 steps, $18-$26 tasks, $27-$31 journal,
-// $32/$33 notification channels. The WITH's plain reads see the rows as they
-// were before the statement, so `mismatches` names every change whose row
-// was not in its expected state (and so was not written either).
+// state, $5-$9 jobs, $10-$17 steps, $18-$26 and $34/$35 tasks, $36 new
+// tasks, $27-$31 journal, $32/$33 notification channels. The WITH's plain reads see the
+// rows as they were before the statement, so `mismatches` names every
+// change whose row was not in its expected state (and so was not written
+// either).
 const applySql = `
 WITH run AS (
   UPDATE coordinator.runs r SET last_seq = r.last_seq + $2,
@@ -259,6 +275,15 @@ WITH run AS (
   FROM task_change c
   WHERE t.id = c.id AND t.run_id = $1 AND t.status = c.from_status
   RETURNING t.id, t.run_id, t.job, t.attempt, t.agent_id, t.status, t.labels
+), new_task AS (
+  INSERT INTO coordinator.tasks (id, run_id, job, labels, status)
+  SELECT gen_random_uuid(), $1, c.job, c.labels, '${transitions.task.initial}' FROM jsonb_to_recordset($36) AS c(job text, labels text[])
+  RETURNING labels
+), reserved AS (
+  INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, cpu, memory_bytes, lease_expires_at)
+  SELECT task.run_id, task.job, task.id, task.attempt, 'slot', task.agent_id, c.cpu, c.memory_bytes, now() + make_interval(secs => c.lease_ms / 1000)
+  FROM task JOIN (SELECT * FROM unnest($18::uuid[], $34::float8[], $35::bigint[], $25::float8[]) AS r(id, cpu, memory_bytes, lease_ms)) c ON c.id = task.id
+  WHERE task.status = 'assigned'
 ), released AS (
   DELETE FROM coordinator.reservations r USING task WHERE task.status <> 'assigned' AND r.task_id = task.id RETURNING r.kind, r.cpu, r.memory_bytes
 ), task_started AS (
@@ -297,6 +322,8 @@ SELECT (SELECT json_agg(m) FROM mismatches m) AS mismatches,
   -- nobody: the agent's slot asks for its next task as it reports the end.
   (SELECT count(pg_notify($33, wake.labels)) FROM (
      SELECT DISTINCT to_json(labels)::text AS labels FROM task WHERE status = 'pending'
+     UNION
+     SELECT DISTINCT to_json(labels)::text FROM new_task
      UNION
      SELECT '' WHERE EXISTS (SELECT 1 FROM released WHERE kind = 'lock' OR cpu > 0 OR memory_bytes > 0)
        AND EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending')

@@ -1,6 +1,6 @@
 import type { Pool, PoolClient } from "../../../kit/src/db.ts";
 import { applyChanges, type Change } from "./apply-changes.ts";
-import { describeReservations, hasFreeSlot, reserveAll, type AgentCapacity, type AgentUsage } from "./reservations.ts";
+import { describeReservations, hasFreeSlot, reserveLocks, type AgentCapacity, type AgentUsage } from "./reservations.ts";
 import { RunState } from "./states.ts";
 
 export interface ClaimedTask {
@@ -79,15 +79,21 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
   // One claim per agent at a time, so its slots are counted correctly.
   await client.query("SELECT pg_advisory_xact_lock(hashtext('otto-agent:' || $1))", [agent.id]);
   let contended = false;
+  // After the lock, in one statement: what the agent's slots take up, a task
+  // of its own whose answer was lost, and (when neither rules it out) the
+  // first candidate, locked.
   const { rows: found } = await client.query(
-    `SELECT
-       (SELECT json_agg(lost) FROM (
-          SELECT id, run_id, job, attempt FROM coordinator.tasks
-          WHERE status = 'assigned' AND agent_id = $1 AND agent_slot = $3 AND agent_incarnation = $4 AND NOT started
-            AND NOT (id::text = ANY($2::text[])) LIMIT 1) lost) AS lost,
-       count(*)::int AS slots, coalesce(sum(cpu), 0)::float8 AS cpu, coalesce(sum(memory_bytes), 0)::bigint AS memory
-     FROM coordinator.reservations WHERE kind = 'slot' AND name = $1`,
-    [agent.id, agent.runningTaskIds, agent.slot, agent.incarnation],
+    `WITH usage AS (
+       SELECT count(*)::int AS slots, coalesce(sum(cpu), 0)::float8 AS cpu, coalesce(sum(memory_bytes), 0)::bigint AS memory
+       FROM coordinator.reservations WHERE kind = 'slot' AND name = $1
+     ), lost AS (
+       SELECT json_agg(lost) AS lost FROM (
+         SELECT id, run_id, job, attempt FROM coordinator.tasks
+         WHERE status = 'assigned' AND agent_id = $1 AND agent_slot = $3 AND agent_incarnation = $4 AND NOT started
+           AND NOT (id::text = ANY($2::text[])) LIMIT 1) lost
+     ), candidate AS (${candidateSql("$5", "$6", "(SELECT lost FROM lost) IS NULL AND ($7::int <= 0 OR (SELECT slots FROM usage) < $7)")})
+     SELECT usage.*, lost.lost, (SELECT row_to_json(candidate) FROM candidate) AS candidate FROM usage, lost`,
+    [agent.id, agent.runningTaskIds, agent.slot, agent.incarnation, agent.labels, [], agent.slots],
   );
   for (const task of (found[0].lost ?? []) as ClaimedTask[]) {
     const { rowCount } = await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE SKIP LOCKED", [task.run_id]);
@@ -109,23 +115,13 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
   const used: AgentUsage = { slots: found[0].slots, cpu: found[0].cpu, memory: BigInt(found[0].memory) };
   if (!hasFreeSlot(agent, used)) return { contended };
   const passedOver: string[] = [];
-  for (let tries = 0; tries < 20; tries++) {
-    const { rows } = await client.query<Candidate>(
-      `SELECT t.id, t.run_id, r.state AS run_state, t.job, t.attempt, j.locks, j.cpu, j.memory_bytes,
-         extract(epoch FROM now() - t.pending_since)::float8 AS waited, ${specColumns("r", "t.job")},
-         EXISTS (SELECT 1 FROM coordinator.tasks o WHERE o.status = 'pending' AND o.labels <@ $1::text[] AND o.id <> t.id) AS more
-       FROM coordinator.tasks t
-         JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
-         JOIN coordinator.runs r ON r.id = t.run_id
-       WHERE t.status = 'pending' AND t.labels <@ $1::text[] AND NOT (t.id = ANY($2::uuid[]))
-       ORDER BY t.created_at LIMIT 1
-       FOR UPDATE OF r, t SKIP LOCKED`,
-      [agent.labels, passedOver],
-    );
-    if (rows.length === 0) break;
-    const task = await claimCandidate(client, agent, used, rows[0], leaseMs);
+  let candidate: Candidate | undefined = found[0].candidate ?? undefined;
+  for (let tries = 0; candidate && tries < 20; tries++) {
+    const task = await claimCandidate(client, agent, used, candidate, leaseMs);
     if (task) return { task, contended };
-    passedOver.push(rows[0].id);
+    passedOver.push(candidate.id);
+    const { rows } = await client.query<Candidate>(candidateSql("$1", "$2"), [agent.labels, passedOver]);
+    candidate = rows[0];
   }
   // Pending tasks left that this agent could take were skipped because their
   // runs were busy: worth trying again soon.
@@ -134,6 +130,21 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
     [agent.labels, passedOver],
   );
   return { contended: contended || rows[0].waiting };
+}
+
+// The oldest pending task with the agent's labels (parameter `labels`) that
+// is not among those passed over (`passedOver`) and whose run no other
+// transaction holds, locked with its run; `also` is a further condition.
+function candidateSql(labels: string, passedOver: string, also = "true"): string {
+  return `SELECT t.id, t.run_id, r.state AS run_state, t.job, t.attempt, j.locks, j.cpu, j.memory_bytes,
+      extract(epoch FROM now() - t.pending_since)::float8 AS waited, ${specColumns("r", "t.job")},
+      EXISTS (SELECT 1 FROM coordinator.tasks o WHERE o.status = 'pending' AND o.labels <@ ${labels}::text[] AND o.id <> t.id) AS more
+    FROM coordinator.tasks t
+      JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
+      JOIN coordinator.runs r ON r.id = t.run_id
+    WHERE t.status = 'pending' AND t.labels <@ ${labels}::text[] AND NOT (t.id = ANY(${passedOver}::uuid[])) AND ${also}
+    ORDER BY t.created_at LIMIT 1
+    FOR UPDATE OF r, t SKIP LOCKED`;
 }
 
 async function claimCandidate(
@@ -146,7 +157,7 @@ async function claimCandidate(
   const attempt = candidate.attempt + 1;
   const needs = { locks: candidate.locks, cpu: candidate.cpu, memoryBytes: BigInt(candidate.memory_bytes) };
   const target = { runId: candidate.run_id, job: candidate.job, taskId: candidate.id, attempt, leaseMs };
-  if (!(await reserveAll(client, agent, used, needs, target))) return undefined;
+  if (!(await reserveLocks(client, agent, used, needs, target))) return undefined;
   const holds = needs.locks.length > 0 ? `; holds ${needs.locks.map((l) => `lock ${l}`).join(", ")}` : "";
   const changes: Change[] = [
     ...(candidate.run_state === RunState.QUEUED ? [{ entity: "run", from: RunState.QUEUED, to: RunState.RUNNING } as const] : []),
@@ -156,7 +167,7 @@ async function claimCandidate(
       job: candidate.job,
       from: "pending",
       to: "assigned",
-      assignment: { attempt, agentId: agent.id, slot: agent.slot, incarnation: agent.incarnation, leaseMs },
+      assignment: { attempt, agentId: agent.id, slot: agent.slot, incarnation: agent.incarnation, leaseMs, cpu: needs.cpu, memoryBytes: needs.memoryBytes },
     },
     { entity: "job", job: candidate.job, from: RunState.QUEUED, to: RunState.RUNNING, agentId: agent.id, message: `attempt ${attempt} on agent ${agent.id}${holds}` },
   ];

@@ -2,7 +2,8 @@ import type { PgBoss } from "pg-boss";
 import type { PoolClient } from "../../../kit/src/db.ts";
 import { lockCurrentAttempt } from "./current-attempt.ts";
 import { finishAttempt } from "./finish-attempt.ts";
-import { jobSteps } from "./job-steps.ts";
+import { jobStepsColumn, type StepRow } from "./job-steps.ts";
+import { runSnapshotColumns, runSnapshotOf } from "./advance-run.ts";
 import type { RunState } from "./states.ts";
 import { stepChanges, type StepReport } from "./step-changes.ts";
 
@@ -15,7 +16,12 @@ export async function completeTask(
   outcome: { state: RunState; message: string; steps: StepReport[] },
 ): Promise<void> {
   const task = await lockCurrentAttempt(client, ref);
-  const steps = await jobSteps(client, task.run_id, task.job);
+  // The job's steps and the run's jobs, in one statement under the lock.
+  const { rows } = await client.query(
+    `SELECT ${jobStepsColumn("r.id", "$2")} AS steps, ${runSnapshotColumns} FROM coordinator.runs r WHERE r.id = $1`,
+    [task.run_id, task.job],
+  );
+  const steps: StepRow[] = rows[0].steps;
   const earlier = stepChanges(task.job, steps, outcome.steps);
-  await finishAttempt(client, boss, task, outcome.state, outcome.message.slice(0, 1000), { earlier, steps });
+  await finishAttempt(client, boss, task, outcome.state, outcome.message.slice(0, 1000), { earlier, steps, run: runSnapshotOf(rows[0]) });
 }

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
 import type { PoolClient } from "../../../kit/src/db.ts";
-import { advanceRun } from "./advance-run.ts";
+import { advanceRun, type RunSnapshot } from "./advance-run.ts";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps, type StepRow } from "./job-steps.ts";
 import { describeReservations, heldBy } from "./reservations.ts";
@@ -22,6 +22,8 @@ export interface FinishOptions {
   // leave them.
   earlier?: Change[];
   steps?: StepRow[];
+  // The run and its jobs as read under the lock (before `earlier`).
+  run?: RunSnapshot;
 }
 
 // Ends a task's current attempt and releases everything reserved for it
@@ -34,7 +36,7 @@ export async function finishAttempt(
   task: AttemptOf & { cancel_requested?: boolean },
   state: RunState,
   message: string,
-  { cause = { agentLost: false }, advance = "inline", earlier = [], steps }: FinishOptions = {},
+  { cause = { agentLost: false }, advance = "inline", earlier = [], steps, run }: FinishOptions = {},
 ): Promise<void> {
   if (!isFinal(state)) throw new ConnectError("a task can only complete in a final state", Code.InvalidArgument);
   steps ??= await jobSteps(client, task.run_id, task.job);
@@ -59,7 +61,7 @@ export async function finishAttempt(
     ...closeUnfinishedSteps(task.job, steps, state),
   );
   if (advance === "inline") {
-    await advanceRun(client, task.run_id, { runLocked: true, changes });
+    await advanceRun(client, task.run_id, { runLocked: true, changes, known: run });
   } else {
     await applyChanges(client, task.run_id, changes);
     await enqueueAdvance(boss, client, task.run_id);

@@ -16,3 +16,10 @@ export async function jobSteps(client: PoolClient, runId: string, job: string): 
   );
   return rows;
 }
+
+// The same as a column (JSON) of a statement that reads more, for the job
+// `job` of the run `run` (SQL expressions).
+export function jobStepsColumn(run: string, job: string): string {
+  return `(SELECT coalesce(json_agg(json_build_object('name', s.name, 'position', s.position, 'state', s.state, 'exit_code', s.exit_code)
+    ORDER BY s.position), '[]') FROM coordinator.steps s WHERE s.run_id = ${run} AND s.job = ${job})`;
+}

@@ -32,10 +32,12 @@ export function hasFreeSlot(agent: AgentCapacity, used: AgentUsage): boolean {
 }
 
 // Reserves, inside the caller's transaction (which holds the agent's claim
-// lock, so `used` is current), a slot on the agent with the job's cpu and
-// memory and every lock the job names: all of them, or none (locks taken
-// before one that was held are given back at once) and false.
-export async function reserveAll(
+// lock, so `used` is current), every lock the job names, once it is known
+// that the agent has a slot, cpu and memory for it (the slot itself is
+// reserved with the task's assignment, apply-changes.ts): all of them, or
+// none (locks taken before one that was held are given back at once) and
+// false.
+export async function reserveLocks(
   client: PoolClient,
   agent: AgentCapacity,
   used: AgentUsage,
@@ -45,25 +47,16 @@ export async function reserveAll(
   if (!hasFreeSlot(agent, used)) return false;
   if (needs.cpu > 0 && agent.cpu > 0 && used.cpu + needs.cpu > agent.cpu + 1e-9) return false;
   if (needs.memoryBytes > 0n && agent.memoryBytes > 0n && used.memory + needs.memoryBytes > agent.memoryBytes) return false;
-  const values = [target.runId, target.job, target.taskId, target.attempt, target.leaseMs];
-  if (needs.locks.length > 0) {
-    const { rowCount } = await client.query(
-      `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, lease_expires_at)
-       SELECT $1, $2, $3, $4, 'lock', lock, now() + make_interval(secs => $5::float / 1000) FROM unnest($6::text[]) AS lock
-       ON CONFLICT (name) WHERE kind = 'lock' DO NOTHING`,
-      [...values, needs.locks],
-    );
-    if (rowCount !== needs.locks.length) {
-      await client.query("DELETE FROM coordinator.reservations WHERE task_id = $1 AND attempt = $2 AND kind = 'lock'", [target.taskId, target.attempt]);
-      return false;
-    }
-  }
-  await client.query(
-    `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, cpu, memory_bytes, lease_expires_at)
-     VALUES ($1, $2, $3, $4, 'slot', $6, $7, $8, now() + make_interval(secs => $5::float / 1000))`,
-    [...values, agent.id, needs.cpu, String(needs.memoryBytes)],
+  if (needs.locks.length === 0) return true;
+  const { rowCount } = await client.query(
+    `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, lease_expires_at)
+     SELECT $1, $2, $3, $4, 'lock', lock, now() + make_interval(secs => $5::float / 1000) FROM unnest($6::text[]) AS lock
+     ON CONFLICT (name) WHERE kind = 'lock' DO NOTHING`,
+    [target.runId, target.job, target.taskId, target.attempt, target.leaseMs, needs.locks],
   );
-  return true;
+  if (rowCount === needs.locks.length) return true;
+  await client.query("DELETE FROM coordinator.reservations WHERE task_id = $1 AND attempt = $2 AND kind = 'lock'", [target.taskId, target.attempt]);
+  return false;
 }
 
 // What is reserved for a task now. Its reservations are released by the

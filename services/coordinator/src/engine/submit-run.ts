@@ -26,18 +26,6 @@ export interface Submitted {
 // Stores a validated pipeline as a new QUEUED run, its jobs and steps in one
 // statement, and makes its first jobs ready in the same transaction.
 export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: number, requestId: string): Promise<Submitted> {
-  const { rows } = await pool.query(
-    `SELECT (SELECT id FROM coordinator.runs WHERE request_id = $1) AS existing,
-       (SELECT count(*)::int FROM coordinator.runs WHERE finished_at IS NULL) AS active`,
-    [requestId || null],
-  );
-  if (rows[0].existing) return { runId: rows[0].existing };
-  if (rows[0].active >= maxActiveRuns) {
-    throw new ConnectError(
-      `${rows[0].active} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); submit again when some have finished`,
-      Code.ResourceExhausted,
-    );
-  }
   const runId = randomUUID();
   for (const job of pipeline.jobs) for (const step of job.steps) step.name = stepName(step.name, step.run);
   const jobs = pipeline.jobs.map((job, position) => ({
@@ -54,9 +42,16 @@ export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: n
   }));
   const steps = pipeline.jobs.flatMap((job) => job.steps.map((step, position) => ({ job: job.name, position, name: step.name })));
   return inTransaction(pool, async (client) => {
+    // Stored unless the request was made before, or too many runs are in
+    // progress; the statement says which.
     const { rows: stored } = await client.query(
-      `WITH run AS (
-         INSERT INTO coordinator.runs (id, name, state, pipeline, shard, request_id, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7)
+      `WITH existing AS (
+         SELECT id FROM coordinator.runs WHERE request_id = $6
+       ), active AS (
+         SELECT count(*)::int AS n FROM coordinator.runs WHERE finished_at IS NULL
+       ), run AS (
+         INSERT INTO coordinator.runs (id, name, state, pipeline, shard, request_id, traceparent)
+         SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM active) < $12
          ON CONFLICT (request_id) DO NOTHING RETURNING id, created_at
        ), jobs AS (
          INSERT INTO coordinator.jobs (run_id, name, position, state, needs, runs_on, locks, cpu, memory_bytes, retry_max, retry_exit_codes, retry_agent_lost)
@@ -67,7 +62,7 @@ export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: n
          INSERT INTO coordinator.steps (run_id, job, position, name, state)
          SELECT run.id, s.job, s.position, s.name, $11 FROM run, jsonb_to_recordset($10) AS s(job text, position int, name text)
        )
-       SELECT created_at FROM run`,
+       SELECT (SELECT id FROM existing) AS existing, (SELECT n FROM active) AS active, (SELECT created_at FROM run) AS created_at`,
       [
         runId,
         pipeline.name,
@@ -80,9 +75,18 @@ export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: n
         transitions.job.initial,
         JSON.stringify(steps),
         transitions.step.initial,
+        maxActiveRuns,
       ],
     );
-    if (stored.length === 0) {
+    const { existing, active, created_at: createdAt } = stored[0];
+    if (existing) return { runId: existing };
+    if (!createdAt && active >= maxActiveRuns) {
+      throw new ConnectError(
+        `${active} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); submit again when some have finished`,
+        Code.ResourceExhausted,
+      );
+    }
+    if (!createdAt) {
       // The same request, retried while the first one was being stored.
       const { rows } = await client.query("SELECT id FROM coordinator.runs WHERE request_id = $1", [requestId]);
       return { runId: rows[0].id };
@@ -100,7 +104,7 @@ export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: n
       id: runId,
       name: pipeline.name,
       state: transitions.run.initial,
-      createdAt: timestampFromDate(stored[0].created_at),
+      createdAt: timestampFromDate(createdAt),
       jobs: pipeline.jobs.map((job) => ({
         name: job.name,
         state: transitions.job.initial,
