@@ -92,7 +92,9 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
          WHERE status = 'assigned' AND agent_id = $1 AND agent_slot = $3 AND agent_incarnation = $4 AND NOT started
            AND NOT (id::text = ANY($2::text[])) LIMIT 1) lost
      ), candidate AS (${candidateSql("$5", "$6", "(SELECT lost FROM lost) IS NULL AND ($7::int <= 0 OR (SELECT slots FROM usage) < $7)")})
-     SELECT usage.*, lost.lost, (SELECT row_to_json(candidate) FROM candidate) AS candidate FROM usage, lost`,
+     SELECT usage.*, lost.lost, (SELECT row_to_json(candidate) FROM candidate) AS candidate,
+       EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' AND labels <@ $5::text[]) AS waiting
+     FROM usage, lost`,
     [agent.id, agent.runningTaskIds, agent.slot, agent.incarnation, agent.labels, [], agent.slots],
   );
   for (const task of (found[0].lost ?? []) as ClaimedTask[]) {
@@ -116,6 +118,8 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
   if (!hasFreeSlot(agent, used)) return { contended };
   const passedOver: string[] = [];
   let candidate: Candidate | undefined = found[0].candidate ?? undefined;
+  // Tasks it could take wait, but their runs are held by other transactions.
+  if (!candidate) return { contended: contended || found[0].waiting };
   for (let tries = 0; candidate && tries < 20; tries++) {
     const task = await claimCandidate(client, agent, used, candidate, leaseMs);
     if (task) return { task, contended };
