@@ -1,10 +1,11 @@
 // inTransaction (kit/db.ts) opens its transaction with its first statement
-// (BEGIN in the same write): all of the work or none of it takes effect,
-// whatever that first statement is. In this process, against a real Postgres.
+// (BEGIN in the same write), and commitWith ends it with its last (COMMIT in
+// the same write): all of the work or none of it takes effect, whatever those
+// statements are. In this process, against a real Postgres.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { inTransaction } from "../services/kit/src/db.ts";
+import { commitWith, inTransaction } from "../services/kit/src/db.ts";
 import { startEngineDb, type EngineDb } from "./helpers/engine-db.ts";
 
 let db: EngineDb;
@@ -63,4 +64,38 @@ test("a failed first statement rolls back, and the connection serves the next tr
   const again = await inTransaction(db.pool, async (client) => (await client.query("SELECT n FROM public.tx_probe WHERE id = $1", [id])).rows[0].n);
   assert.equal(again, 1);
   assert.equal(await inTransaction(db.pool, async () => "nothing sent"), "nothing sent");
+});
+
+test("work ended by commitWith is committed with its last statement, or not at all when that statement fails", async () => {
+  const kept = randomUUID();
+  const answer = await inTransaction(db.pool, async (client) => {
+    await client.query("INSERT INTO public.tx_probe (id, n) VALUES ($1, 1)", [kept]);
+    const { rows } = await commitWith(client, "UPDATE public.tx_probe SET n = n + 1 WHERE id = $1 RETURNING n", [kept]);
+    return rows[0].n;
+  });
+  assert.equal(answer, 2);
+  assert.equal((await db.pool.query("SELECT n FROM public.tx_probe WHERE id = $1", [kept])).rows[0].n, 2);
+
+  const dropped = randomUUID();
+  await assert.rejects(
+    inTransaction(db.pool, async (client) => {
+      await client.query("INSERT INTO public.tx_probe (id, n) VALUES ($1, 1)", [dropped]);
+      await commitWith(client, "INSERT INTO public.tx_probe (id, n) VALUES ($1, 1)", [kept]);
+    }),
+    { code: "23505" },
+  );
+  assert.equal(await exists(dropped), false, "the statements before the failed one were rolled back");
+});
+
+test("a statement after the one that committed is refused, the committed work stays", async () => {
+  const id = randomUUID();
+  await assert.rejects(
+    inTransaction(db.pool, async (client) => {
+      await commitWith(client, "INSERT INTO public.tx_probe (id, n) VALUES ($1, 1)", [id]);
+      await client.query("SELECT 1");
+    }),
+    /after the one that committed its transaction/,
+  );
+  assert.equal(await exists(id), true);
+  assert.equal(await inTransaction(db.pool, async (client) => (await client.query("SELECT count(*)::int AS n FROM public.tx_probe WHERE id = $1", [id])).rows[0].n), 1);
 });

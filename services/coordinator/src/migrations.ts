@@ -133,4 +133,10 @@ export const migrations = [
    );`,
   // How many WatchRun streams follow the run now (engine/run-watchers.ts).
   `ALTER TABLE runs ADD COLUMN watchers int NOT NULL DEFAULT 0;`,
+  // Fails the write path's statement when a change's row was not in the
+  // state its writer read (engine/apply-changes.ts), naming them as JSON.
+  `CREATE FUNCTION refuse_changes(mismatches json) RETURNS boolean LANGUAGE plpgsql AS $$
+   BEGIN
+     RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'otto: illegal state change', DETAIL = mismatches::text;
+   END $$;`,
 ];

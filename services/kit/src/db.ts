@@ -7,27 +7,53 @@ import { markRetryable } from "./retryable.ts";
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
-// A query that opens a transaction first: BEGIN goes in the same write as
-// the statement and is answered with it, saving a round trip (and a wake-up
-// of Postgres and of this process) per transaction. Only the statement's
-// result is kept.
-class BeginThenQuery extends (pg.Query as unknown as new (config: pg.QueryConfig, values: undefined, callback: (err: Error | null, result: pg.QueryResult) => void) => object) {
-  #begun = false;
+// A statement sent with the start or the end of its transaction: BEGIN
+// before it, COMMIT after it, in the same write and answered with it, each
+// saving a round trip (and a wake-up of Postgres and of this process). Only
+// the statement's result is kept. Should the statement fail, Postgres skips
+// the COMMIT (it ignores the rest of the write), and the transaction is
+// rolled back as usual.
+class FramedQuery extends (pg.Query as unknown as new (config: pg.QueryConfig, values: undefined, callback: (err: Error | null, result: pg.QueryResult) => void) => object) {
+  readonly #begin: boolean;
+  readonly #commit: boolean;
+  #completes = 0;
 
-  prepare(connection: { parse(q: object): void; bind(c: object): void; execute(c: object): void }) {
-    connection.parse({ text: "BEGIN" });
-    connection.bind({});
-    connection.execute({});
-    (pg.Query.prototype as unknown as { prepare(c: unknown): void }).prepare.call(this, connection);
+  constructor(config: pg.QueryConfig, frame: { begin: boolean; commit: boolean }, callback: (err: Error | null, result: pg.QueryResult) => void) {
+    super(config, undefined, callback);
+    this.#begin = frame.begin;
+    this.#commit = frame.commit;
+  }
+
+  prepare(connection: Connection) {
+    if (this.#begin) sendStatement(connection, "BEGIN");
+    (pg.Query.prototype as unknown as { prepare(c: Connection): void }).prepare.call(this, connection);
+  }
+
+  // pg's last step of prepare(): execute, then sync; the COMMIT goes between.
+  _getRows(connection: Connection, rows: number | undefined) {
+    connection.execute({ portal: (this as unknown as { portal: string }).portal, rows });
+    if (this.#commit) sendStatement(connection, "COMMIT");
+    connection.sync();
   }
 
   handleCommandComplete(msg: unknown, connection: unknown) {
-    if (!this.#begun) {
-      this.#begun = true;
-      return;
-    }
+    const which = this.#completes++;
+    if (which !== (this.#begin ? 1 : 0)) return;
     (pg.Query.prototype as unknown as { handleCommandComplete(m: unknown, c: unknown): void }).handleCommandComplete.call(this, msg, connection);
   }
+}
+
+interface Connection {
+  parse(q: object): void;
+  bind(c: object): void;
+  execute(c: object): void;
+  sync(): void;
+}
+
+function sendStatement(connection: Connection, text: string) {
+  connection.parse({ text });
+  connection.bind({});
+  connection.execute({});
 }
 
 // A client that prepares every parameterised statement once per connection
@@ -37,20 +63,34 @@ class BeginThenQuery extends (pg.Query as unknown as new (config: pg.QueryConfig
 class PreparingClient extends pg.Client {
   // Set by inTransaction: the next query opens the transaction.
   beginFirst = false;
+  // Set by commitWith: the next query ends the transaction; then whether a
+  // COMMIT went with a statement, and whether it was answered.
+  commitNext = false;
+  commitSent = false;
+  committed = false;
 
   // @ts-expect-error one implementation for pg's overloads
   override query(text: unknown, values?: unknown, callback?: unknown) {
+    if (this.committed) throw new Error("a statement after the one that committed its transaction (commitWith)");
     const name = typeof text === "string" && Array.isArray(values) ? statementName(text) : undefined;
-    const begin = this.beginFirst;
+    const framable = name !== undefined && typeof callback !== "function";
+    const frame = { begin: this.beginFirst, commit: this.commitNext && framable };
     this.beginFirst = false;
-    if (begin && !(name && typeof callback !== "function")) {
+    this.commitNext = false;
+    if (frame.commit) this.commitSent = true;
+    if (frame.begin && !framable) {
       // Queued ahead of the query; a failure shows in the query's own.
       (super.query("BEGIN") as Promise<unknown>).catch(() => {});
     }
     const run = () =>
-      name && begin && typeof callback !== "function"
+      framable && (frame.begin || frame.commit)
         ? new Promise((resolve, reject) => {
-            super.query(new BeginThenQuery({ name, text, values } as pg.QueryConfig, undefined, (err, result) => (err ? reject(err) : resolve(result))) as never);
+            const query = new FramedQuery({ name, text, values } as pg.QueryConfig, frame, (err, result) => {
+              if (err) return reject(err);
+              if (frame.commit) this.committed = true;
+              resolve(result);
+            });
+            super.query(query as never);
           })
         : name
           ? super.query({ name, text, values } as pg.QueryConfig, callback as any)
@@ -180,13 +220,17 @@ async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) =
     preparing.beginFirst = true;
     const result = await work(client);
     committing = true;
-    // A transaction that sent nothing never began.
-    if (!preparing.beginFirst) await client.query("COMMIT");
+    // A transaction that sent nothing never began; one may have ended with
+    // its last statement (commitWith).
+    if (!preparing.beginFirst && !preparing.committed) await client.query("COMMIT");
     return result;
   } catch (err) {
+    // A statement sent with the COMMIT may have taken effect.
+    if (preparing.commitSent) committing = true;
     // A client that cannot even roll back has lost its connection, and one
     // whose prepared statements went stale no longer fits the schema: drop it.
-    const lost = preparing.beginFirst
+    const lost =
+      preparing.beginFirst || preparing.committed
       ? false
       : await client.query("ROLLBACK").then(
           () => false,
@@ -198,8 +242,18 @@ async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) =
     throw err;
   } finally {
     preparing.beginFirst = false;
+    preparing.commitNext = false;
+    preparing.commitSent = false;
+    preparing.committed = false;
     client.release(broken || undefined);
   }
+}
+
+// Runs the last statement of an inTransaction's work and commits the
+// transaction with it (in the same round trip): nothing may follow it.
+export function commitWith<R extends pg.QueryResultRow = pg.QueryResultRow>(client: pg.PoolClient, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+  (client as unknown as PreparingClient).commitNext = true;
+  return client.query<R>(text, values);
 }
 
 // Applies numbered migrations to a schema once each, in order, under an

@@ -29,12 +29,16 @@ export interface AdvancePlan {
 // that lock already. `changes` that the caller has not applied yet are
 // applied with the advance's own, as if they had been before it.
 // `known`: the run and its jobs as the caller read them under the lock.
+// `last`: nothing follows in the transaction, which commits with the
+// advance's statement.
 export function advanceRun(
   client: PoolClient,
   runId: string,
-  options: { runLocked?: boolean; changes?: Change[]; known?: RunSnapshot } = {},
+  options: { runLocked?: boolean; changes?: Change[]; known?: RunSnapshot; last?: boolean } = {},
 ): Promise<void> {
-  return inSpan("advance run", { "otto.run_id": runId }, () => advance(client, runId, options.runLocked ?? false, options.changes ?? [], options.known));
+  return inSpan("advance run", { "otto.run_id": runId }, () =>
+    advance(client, runId, options.runLocked ?? false, options.changes ?? [], options.known, options.last ?? false),
+  );
 }
 
 // A run's state and its jobs, read under the run's lock.
@@ -59,16 +63,17 @@ export function runSnapshotOf(row: { run_state: RunState; cancel_requested: bool
 export function advanceNewRun(client: PoolClient, runId: string, jobs: JobRow[], earlier: Change[]): Promise<void> {
   return inSpan("advance run", { "otto.run_id": runId }, async () => {
     const plan = planAdvance({ cancelRequested: false }, jobs);
-    await applyChanges(client, runId, [...earlier, ...newTasks(plan.ready)]);
+    // The submit's last statement: its transaction commits with it.
+    await applyChanges(client, runId, [...earlier, ...newTasks(plan.ready)], { last: true });
   });
 }
 
-async function advance(client: PoolClient, runId: string, runLocked: boolean, earlier: Change[], known?: RunSnapshot): Promise<void> {
+async function advance(client: PoolClient, runId: string, runLocked: boolean, earlier: Change[], known: RunSnapshot | undefined, last: boolean): Promise<void> {
   // Read after the lock is held, in a statement of its own: a statement that
   // waited for the lock would see the jobs as they were before the wait.
   if (!runLocked) await client.query("SELECT 1 FROM coordinator.runs WHERE id = $1 FOR UPDATE", [runId]);
   const { run, jobs } = known ?? runSnapshotOf((await client.query(`SELECT ${runSnapshotColumns} FROM coordinator.runs r WHERE r.id = $1`, [runId])).rows[0]);
-  if (!run || isFinal(run.state)) return applyChanges(client, runId, earlier);
+  if (!run || isFinal(run.state)) return applyChanges(client, runId, earlier, { last });
   const byName = new Map(jobs.map((j) => [j.name, j]));
   for (const change of earlier) {
     const job = change.entity === "job" || change.entity === "task" ? byName.get(change.job) : undefined;
@@ -80,7 +85,7 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
   for (const { job, message } of plan.canceled) changes.push(...(await cancelUnstartedJob(client, runId, job, message)));
   changes.push(...newTasks(plan.ready));
   if (plan.finish) changes.push({ entity: "run", from: run.state, to: plan.finish.to, message: plan.finish.message });
-  await applyChanges(client, runId, changes);
+  await applyChanges(client, runId, changes, { last });
 }
 
 // What a run's jobs, as they are, make happen next (`jobs` is updated to

@@ -1,4 +1,4 @@
-import type { PoolClient } from "../../../kit/src/db.ts";
+import { commitWith, type PoolClient } from "../../../kit/src/db.ts";
 import { finalStates, RunState } from "./states.ts";
 import { IllegalTransitionError, isLegal, stateName, transitions, type Entity, type TaskStatus } from "./transitions.ts";
 
@@ -57,7 +57,9 @@ const finals = finalStates.join(", ");
 // job's locks), until the task leaves "assigned", when all it held is
 // released; a task that is made or becomes pending, or a lock, cpu or
 // memory released while a task waits, wake the agents waiting for work.
-export async function applyChanges(client: PoolClient, runId: string, changes: Change[]): Promise<void> {
+// `last`: nothing follows in the transaction, which commits with this
+// statement (in the same round trip).
+export async function applyChanges(client: PoolClient, runId: string, changes: Change[], options: { last?: boolean } = {}): Promise<void> {
   if (changes.length === 0) return;
   const latest = new Map<string, Change>();
   const runMoves: (Change & { entity: "run" })[] = [];
@@ -137,7 +139,8 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
   const jobRows = [...jobs.entries()];
   const stepRows = [...steps.values()];
   const taskRows = [...tasks.entries()];
-  const { rows } = await client.query(applySql, [
+  const send = options.last ? commitWith : (c: PoolClient, text: string, values: unknown[]) => c.query(text, values);
+  const mismatches = await send(client, applySql, [
     runId,
     journal.length,
     run?.to ?? null,
@@ -174,8 +177,14 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
     taskRows.map(([, t]) => t.assignment?.cpu ?? 0),
     taskRows.map(([, t]) => String(t.assignment?.memoryBytes ?? 0n)),
     JSON.stringify(newTasks),
-  ]);
-  const mismatch = (rows[0].mismatches as { entity: Entity; n: string; found: string | null }[] | null)?.[0];
+  ]).then(
+    () => undefined,
+    (err) => {
+      if ((err as { code?: string }).code !== "P0001" || (err as Error).message !== refusal) throw err;
+      return JSON.parse((err as { detail: string }).detail) as { entity: Entity; n: string; found: string | null }[];
+    },
+  );
+  const mismatch = mismatches?.[0];
   if (mismatch) {
     const index = Number(mismatch.n) - 1;
     const planned =
@@ -216,6 +225,9 @@ function describe(change: Change): string {
       return "the journal";
   }
 }
+
+// What coordinator.refuse_changes raises (migrations.ts), the mismatches as its detail.
+const refusal = "otto: illegal state change";
 
 // Parameters: $1 run, $2 journal entries, $3/$4 the run's new/expected
 // state, $5-$9 jobs, $10-$17 steps, $18-$26 and $34/$35 tasks, $36 new
@@ -313,7 +325,9 @@ WITH run AS (
   SELECT 'task', c.n, t.status FROM task_change c LEFT JOIN coordinator.tasks t ON t.id = c.id AND t.run_id = $1
     WHERE t.status IS DISTINCT FROM c.from_status
 )
-SELECT (SELECT json_agg(m) FROM mismatches m) AS mismatches,
+-- A change whose row was not as its writer read it fails the whole
+-- statement (and the transaction, and a COMMIT sent with it).
+SELECT CASE WHEN EXISTS (SELECT 1 FROM mismatches) THEN coordinator.refuse_changes((SELECT json_agg(m) FROM mismatches m)) END AS refused,
   -- Only for runs someone watches: every NOTIFY wakes every listening
   -- session, whatever its channels.
   CASE WHEN $2 > 0 AND (SELECT watchers FROM run) > 0 THEN pg_notify($32, $1::text) END AS journal_notified,

@@ -175,7 +175,8 @@ async function claimCandidate(
     },
     { entity: "job", job: candidate.job, from: RunState.QUEUED, to: RunState.RUNNING, agentId: agent.id, message: `attempt ${attempt} on agent ${agent.id}${holds}` },
   ];
-  await applyChanges(client, candidate.run_id, changes);
+  // The claim's last statement: its transaction commits with it.
+  await applyChanges(client, candidate.run_id, changes, { last: true });
   return {
     id: candidate.id,
     run_id: candidate.run_id,

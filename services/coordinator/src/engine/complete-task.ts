@@ -23,5 +23,5 @@ export async function completeTask(
   );
   const steps: StepRow[] = rows[0].steps;
   const earlier = stepChanges(task.job, steps, outcome.steps);
-  await finishAttempt(client, boss, task, outcome.state, outcome.message.slice(0, 1000), { earlier, steps, run: runSnapshotOf(rows[0]) });
+  await finishAttempt(client, boss, task, outcome.state, outcome.message.slice(0, 1000), { earlier, steps, run: runSnapshotOf(rows[0]), last: true });
 }

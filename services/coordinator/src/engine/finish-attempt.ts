@@ -24,6 +24,8 @@ export interface FinishOptions {
   steps?: StepRow[];
   // The run and its jobs as read under the lock (before `earlier`).
   run?: RunSnapshot;
+  // Nothing follows in the transaction: it commits with the last statement.
+  last?: boolean;
 }
 
 // Ends a task's current attempt and releases everything reserved for it
@@ -36,7 +38,7 @@ export async function finishAttempt(
   task: AttemptOf & { cancel_requested?: boolean },
   state: RunState,
   message: string,
-  { cause = { agentLost: false }, advance = "inline", earlier = [], steps, run }: FinishOptions = {},
+  { cause = { agentLost: false }, advance = "inline", earlier = [], steps, run, last = false }: FinishOptions = {},
 ): Promise<void> {
   if (!isFinal(state)) throw new ConnectError("a task can only complete in a final state", Code.InvalidArgument);
   steps ??= await jobSteps(client, task.run_id, task.job);
@@ -52,7 +54,7 @@ export async function finishAttempt(
   }
   const retry = state === RunState.FAILED && !task.cancel_requested ? await retryReason(client, task, steps, message, cause) : undefined;
   if (retry) {
-    await applyChanges(client, task.run_id, [...changes, ...requeueChanges(task, steps, retry)]);
+    await applyChanges(client, task.run_id, [...changes, ...requeueChanges(task, steps, retry)], { last });
     return;
   }
   changes.push(
@@ -61,7 +63,7 @@ export async function finishAttempt(
     ...closeUnfinishedSteps(task.job, steps, state),
   );
   if (advance === "inline") {
-    await advanceRun(client, task.run_id, { runLocked: true, changes, known: run });
+    await advanceRun(client, task.run_id, { runLocked: true, changes, known: run, last });
   } else {
     await applyChanges(client, task.run_id, changes);
     await enqueueAdvance(boss, client, task.run_id);
