@@ -5,7 +5,6 @@ import https from "node:https";
 import type { DescService } from "@bufbuild/protobuf";
 import { traceClientCalls } from "./tracing-interceptors.ts";
 import type { TransportSecurity } from "./transport-security.ts";
-import { oneWriteAgent } from "./one-write-requests.ts";
 import { unaryHttpClient } from "./unary-http-client.ts";
 
 const transports = new Map<string, Transport>();
@@ -41,7 +40,7 @@ export function transportFor(baseUrl: string, interceptors: Interceptor[] = []):
     const agent = tls ? new https.Agent({ keepAlive: true, ...tls }) : new http.Agent({ keepAlive: true });
     transport = createTransport({
       baseUrl,
-      httpClient: unaryHttpClient(agent, oneWriteAgent(tls)),
+      httpClient: unaryHttpClient(agent),
       useBinaryFormat: true,
       acceptCompression: [],
       sendCompression: null,

@@ -10,9 +10,9 @@ import { getAbortSignalReason, type UniversalClientFn, type UniversalClientReque
 // chunked body and its end separately (two TLS records, two system calls, and
 // the server woken twice). The answer is read whole, without the per-call
 // abort controllers and errors Connect's client makes. Streaming calls go
-// through Connect's client over `streamingAgent`.
-export function unaryHttpClient(agent: http.Agent, streamingAgent: http.Agent): UniversalClientFn {
-  const streaming = createNodeHttpClient({ httpVersion: "1.1", nodeOptions: { agent: streamingAgent } });
+// through Connect's client, over the same connections.
+export function unaryHttpClient(agent: http.Agent): UniversalClientFn {
+  const streaming = createNodeHttpClient({ httpVersion: "1.1", nodeOptions: { agent } });
   return async (req) => {
     if (isStreaming(req)) return streaming(req);
     const body = await wholeBody(req);
