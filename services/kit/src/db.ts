@@ -12,7 +12,8 @@ export type PoolClient = pg.PoolClient;
 // saving a round trip (and a wake-up of Postgres and of this process). Only
 // the statement's result is kept. Should the statement fail, Postgres skips
 // the COMMIT (it ignores the rest of the write), and the transaction is
-// rolled back as usual.
+// rolled back as usual. It overrides three of pg's Query internals (the pg
+// version is pinned; test/db-transactions.test.ts checks the behaviour).
 class FramedQuery extends (pg.Query as unknown as new (config: pg.QueryConfig, values: undefined, callback: (err: Error | null, result: pg.QueryResult) => void) => object) {
   readonly #begin: boolean;
   readonly #commit: boolean;
@@ -229,13 +230,13 @@ async function transactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) =
     if (preparing.commitSent) committing = true;
     // A client that cannot even roll back has lost its connection, and one
     // whose prepared statements went stale no longer fits the schema: drop it.
-    const lost =
-      preparing.beginFirst || preparing.committed
-      ? false
-      : await client.query("ROLLBACK").then(
+    const begun = !preparing.beginFirst && !preparing.committed;
+    const lost = begun
+      ? await client.query("ROLLBACK").then(
           () => false,
           () => true,
-        );
+        )
+      : false;
     broken = lost || (err as { code?: string }).code === staleStatement;
     // Lost before its COMMIT was sent, the transaction did not take effect.
     if ((lost && !committing) || neverSent(err)) markRetryable(err);
