@@ -1,9 +1,10 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { chmod, mkdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import pg from "pg";
 import { clusterExists, initCluster, postgresBinaries, postgresOsUser, requirePasswords } from "./postgres-cluster.ts";
+import { postgresReach } from "./postgres-reach.ts";
 import { passwordFile, passwordForNewCluster, readPassword, replaceLegacyPassword } from "./postgres-password.ts";
 import { isAlive } from "../../kit/src/shutdown.ts";
 
@@ -24,15 +25,15 @@ export async function startEmbeddedPostgres(dir: string, port: number): Promise<
   // As root, Postgres runs as the "postgres" user, which must reach the directory.
   await chmod(dir, 0o755).catch(() => {});
   const dataDir = resolve(dir, "data");
-  const bin = await postgresBinaries();
   const user = await postgresOsUser();
+  const reach = await postgresReach(await postgresBinaries(), dir, user);
   let password = await readPassword(passwordFile(dir));
   if (!(await clusterExists(dataDir))) {
     password = await passwordForNewCluster(dir);
-    await initCluster(bin, dataDir, password, user);
+    await initCluster(reach, dataDir, password, user);
   }
   await requirePasswords(dataDir);
-  await stopLeftover(dataDir);
+  await stopLeftover(dataDir, reach.path(dataDir));
   // Otto's processes reach it through a Unix socket in its data directory
   // when the path is short enough for one: a query then costs the kernel far
   // less than over loopback TCP (most of the coordinators' CPU was in
@@ -42,10 +43,9 @@ export async function startEmbeddedPostgres(dir: string, port: number): Promise<
     ...(process.env.OTTO_PG_PRELOAD ? ["-c", `shared_preload_libraries=${process.env.OTTO_PG_PRELOAD}`] : []),
     ...(process.env.OTTO_PG_PRELOAD?.includes("pg_stat_statements") ? ["-c", "pg_stat_statements.track_planning=on"] : []),
     ...["-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"],
-    ...["-c", `unix_socket_directories=${useSocket ? dataDir : ""}`, "-c", "listen_addresses=localhost"],
+    ...["-c", `unix_socket_directories=${useSocket ? reach.path(dataDir) : ""}`, "-c", "listen_addresses=localhost"],
   ];
-  const server = spawn(bin.postgres, ["-D", dataDir, "-p", String(port), ...flags], {
-    ...user,
+  const server = reach.spawn(reach.bin.postgres, ["-D", reach.path(dataDir), "-p", String(port), ...flags], {
     env: { ...process.env, LC_MESSAGES: "C" },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
@@ -108,10 +108,10 @@ function watch(server: ChildProcess) {
 
 // A Postgres that outlived a launcher killed with -9 still holds the data
 // directory: stop it. A postmaster.pid naming no such server is removed.
-async function stopLeftover(dataDir: string): Promise<void> {
+async function stopLeftover(dataDir: string, seenAs: string): Promise<void> {
   const pidFile = join(dataDir, "postmaster.pid");
   const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).split("\n")[0]);
-  if (pid > 0 && (await isPostgresOf(pid, dataDir))) {
+  if (pid > 0 && (await isPostgresOf(pid, seenAs))) {
     process.kill(pid, "SIGINT");
     for (let i = 0; i < 300 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
     if (isAlive(pid)) throw new Error(`a PostgreSQL left running on ${dataDir} (pid ${pid}) did not stop`);

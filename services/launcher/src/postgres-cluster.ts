@@ -1,8 +1,9 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { chown, mkdir, rm, stat, writeFile, readFile } from "node:fs/promises";
 import { arch, platform } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { PostgresReach } from "./postgres-reach.ts";
 
 const run = promisify(execFile);
 
@@ -56,7 +57,7 @@ export async function clusterExists(dataDir: string): Promise<boolean> {
 
 // initdb with the superuser password read from a file that only the user
 // running initdb can read, next to the data directory, removed afterwards.
-export async function initCluster(bin: PostgresBinaries, dataDir: string, password: string, user: OsUser | undefined): Promise<void> {
+export async function initCluster(reach: PostgresReach, dataDir: string, password: string, user: OsUser | undefined): Promise<void> {
   await mkdir(dataDir, { recursive: true });
   const pwfile = `${dataDir}.initdb-password`;
   await writeFile(pwfile, password + "\n", { mode: 0o600 });
@@ -65,11 +66,11 @@ export async function initCluster(bin: PostgresBinaries, dataDir: string, passwo
       await chown(dataDir, user.uid, user.gid);
       await chown(pwfile, user.uid, user.gid);
     }
-    const args = [`--pgdata=${dataDir}`, "--auth=scram-sha-256", "--username=postgres", `--pwfile=${pwfile}`, "--lc-messages=C"];
-    const initdb = spawn(bin.initdb, args, { ...user, env: { ...process.env, LC_MESSAGES: "C" }, stdio: ["ignore", "pipe", "pipe"] });
+    const args = [`--pgdata=${reach.path(dataDir)}`, "--auth=scram-sha-256", "--username=postgres", `--pwfile=${reach.path(pwfile)}`, "--lc-messages=C"];
+    const initdb = reach.spawn(reach.bin.initdb, args, { env: { ...process.env, LC_MESSAGES: "C" }, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
-    initdb.stdout.on("data", (chunk) => (output += chunk));
-    initdb.stderr.on("data", (chunk) => (output += chunk));
+    initdb.stdout!.on("data", (chunk) => (output += chunk));
+    initdb.stderr!.on("data", (chunk) => (output += chunk));
     const code = await new Promise<number | null>((resolve, reject) => {
       initdb.on("error", reject);
       initdb.on("close", resolve);
