@@ -54,7 +54,7 @@ export async function postgresReach(bin: PostgresBinaries, dir: string, user: Os
 }
 
 // Whether `user` may enter every directory on the way to `path`, and `path`.
-async function reachable(path: string, user: OsUser): Promise<boolean> {
+export async function reachable(path: string, user: OsUser): Promise<boolean> {
   for (let at = resolve(path); ; at = dirname(at)) {
     const info = await lstat(at).catch(() => undefined);
     if (info?.isDirectory()) {
