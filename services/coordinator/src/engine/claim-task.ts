@@ -175,8 +175,12 @@ async function claimCandidate(
     },
     { entity: "job", job: candidate.job, from: RunState.QUEUED, to: RunState.RUNNING, agentId: agent.id, message: `attempt ${attempt} on agent ${agent.id}${holds}` },
   ];
-  // The claim's last statement: its transaction commits with it.
-  await applyChanges(client, candidate.run_id, changes, { last: true });
+  // Not committed with this statement (commitWith): a coordinator that
+  // stalls after a claim committed holds the agent's answer while the
+  // attempt's lease runs out, and the job fails though nothing of it ran.
+  // Stalled before its COMMIT, the claim is rolled back instead (Postgres
+  // ends a session idle in a transaction after 5 s).
+  await applyChanges(client, candidate.run_id, changes);
   return {
     id: candidate.id,
     run_id: candidate.run_id,
