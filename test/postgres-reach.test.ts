@@ -26,7 +26,7 @@ describe("the embedded Postgres under a directory only root may enter", { skip: 
   };
   const mirrorOf = (dir: string) => join("/tmp", `otto-postgres-${createHash("sha256").update(resolve(dir)).digest("hex").slice(0, 16)}`);
 
-  it("starts, keeps its data where it was asked to, and serves the launcher", async () => {
+  it("starts, keeps its data where it was asked to, serves the launcher, and leaves no trace in /tmp", async () => {
     const dir = join(await privateDir(), "postgres");
     dirs.push(mirrorOf(dir));
     const db = await startEmbeddedPostgres(dir, await freePort());
@@ -41,6 +41,7 @@ describe("the embedded Postgres under a directory only root may enter", { skip: 
     } finally {
       await db.stop();
     }
+    await assert.rejects(stat(mirrorOf(dir)), { code: "ENOENT" }, "the place it was bound at is gone once it stopped");
   });
 
   it("is started as before where the postgres user can reach everything", async (t) => {

@@ -67,7 +67,14 @@ export async function startEmbeddedPostgres(dir: string, port: number): Promise<
     await running.stop();
     throw err;
   }
-  return { url: urlWith(password), pid: server.pid!, stop: running.stop };
+  return {
+    url: urlWith(password),
+    pid: server.pid!,
+    async stop() {
+      await running.stop();
+      await reach.release();
+    },
+  };
 }
 
 // The server's output (its last lines, for errors), when it is ready, and

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmod, lstat, mkdir } from "node:fs/promises";
+import { chmod, lstat, mkdir, rmdir } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import type { OsUser, PostgresBinaries } from "./postgres-cluster.ts";
 
@@ -16,12 +16,14 @@ export interface PostgresReach {
   // A path under the Postgres directory as Postgres sees it.
   path(hostPath: string): string;
   spawn(program: string, args: string[], options: SpawnOptions): ChildProcess;
+  // Once Postgres has stopped: removes the place it was bound at, if any.
+  release(): Promise<void>;
 }
 
 export async function postgresReach(bin: PostgresBinaries, dir: string, user: OsUser | undefined): Promise<PostgresReach> {
   const native = dirname(dirname(bin.postgres));
   if (!user || ((await reachable(native, user)) && (await reachable(dir, user)))) {
-    return { bin, path: (hostPath) => hostPath, spawn: (program, args, options) => spawn(program, args, { ...options, ...user }) };
+    return { bin, path: (hostPath) => hostPath, spawn: (program, args, options) => spawn(program, args, { ...options, ...user }), release: async () => {} };
   }
   const mirror = join("/tmp", `otto-postgres-${createHash("sha256").update(resolve(dir)).digest("hex").slice(0, 16)}`);
   await ownDirectory(mirror);
@@ -30,6 +32,11 @@ export async function postgresReach(bin: PostgresBinaries, dir: string, user: Os
   return {
     bin: { initdb: under(native, join(mirror, "native"), bin.initdb), postgres: under(native, join(mirror, "native"), bin.postgres) },
     path: (hostPath) => under(dir, join(mirror, "cluster"), hostPath),
+    // Empty mount points out here; one still in use (a Postgres started
+    // by hand) is left.
+    async release() {
+      for (const place of [join(mirror, "native"), join(mirror, "cluster"), mirror]) await rmdir(place).catch(() => {});
+    },
     spawn: (program, args, options) =>
       spawn(
         "unshare",
