@@ -1,5 +1,5 @@
 import type { JsonApi } from "./json-api.ts";
-import { cpuPer } from "./cpu.ts";
+import { cpuPer, perUnit } from "./cpu.ts";
 import { rpcsPer } from "./rpc-counts.ts";
 
 // What the machine has done so far: CPU by process, RPCs by process and
@@ -106,7 +106,7 @@ export async function measureShortJobs<S extends Sample>(options: {
     },
     cpuPerRun: cpuPer(before.cpu, after.cpu, runs, true),
     cpuPerSubmit: cpuPer(beforeSubmits.cpu, afterSubmits.cpu, runs, true),
-    wakeupsPerRun: perRunByKind(before.wakeups, after.wakeups, runs),
+    wakeupsPerRun: Object.fromEntries(Object.entries(perUnit(before.wakeups, after.wakeups, runs, true)).map(([name, n]) => [name, round(n)])),
     rpcsPerRun: rpcsPer(before.rpcs, after.rpcs, runs),
     rpcsPerSubmit: rpcsPer(beforeSubmits.rpcs, afterSubmits.rpcs, runs),
     samples: { runs: [before, after], submits: [beforeSubmits, afterSubmits] },
@@ -159,19 +159,6 @@ async function pollFinal(api: JsonApi, runId: string, intervalMs = 50, timeoutMs
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   throw new Error(`timed out waiting for run ${runId} to end`);
-}
-
-// Per unit between two samples, processes of one kind (coordinator-1, ...)
-// summed under the kind's name.
-function perRunByKind(before: Record<string, number>, after: Record<string, number>, units: number): Record<string, number> {
-  const per: Record<string, number> = {};
-  for (const [name, n] of Object.entries(after)) {
-    const kind = /^(coordinator|agent)-\d+$/.exec(name)?.[1];
-    const key = kind ? `${kind}s` : name;
-    per[key] = (per[key] ?? 0) + (n - (before[name] ?? 0)) / units;
-  }
-  for (const key of Object.keys(per)) per[key] = round(per[key]);
-  return per;
 }
 
 function round(n: number): number {
