@@ -53,15 +53,28 @@ interface Candidate {
   more: boolean;
 }
 
+// Whether a task waits that an agent with the labels `labels` could take
+// (SQL, of parameter expressions), other than those `besides` names.
+function pendingFor(labels: string, besides = "true"): string {
+  return `EXISTS (SELECT 1 FROM coordinator.tasks o WHERE o.status = 'pending' AND o.labels <@ ${labels}::text[] AND ${besides})`;
+}
+
+// The tasks given to an agent process's slot whose answer was lost:
+// assigned, never started, not among those it says it runs or has finished
+// (SQL conditions, of parameter expressions).
+function lostAnswers(p: { agent: string; running: string; slot: string; incarnation: string }): string {
+  return `status = 'assigned' AND agent_id = ${p.agent} AND agent_slot = ${p.slot} AND agent_incarnation = ${p.incarnation} AND NOT started
+    AND NOT (id::text = ANY(${p.running}::text[]))`;
+}
+
 // Whether a claim could give the agent anything now: a pending task whose
 // labels it has, or one of its own whose answer was lost. One statement
 // outside any transaction, so a poll that finds nothing to do (an agent's
 // slot asking again after each job) costs no claim.
 export async function anythingToClaim(pool: Pool, agent: Claimant): Promise<boolean> {
   const { rows } = await pool.query(
-    `SELECT EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' AND labels <@ $1::text[])
-       OR EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'assigned' AND agent_id = $2 AND agent_slot = $3
-                    AND agent_incarnation = $4 AND NOT started AND NOT (id::text = ANY($5::text[]))) AS any`,
+    `SELECT ${pendingFor("$1")}
+       OR EXISTS (SELECT 1 FROM coordinator.tasks WHERE ${lostAnswers({ agent: "$2", slot: "$3", incarnation: "$4", running: "$5" })}) AS any`,
     [agent.labels, agent.id, agent.slot, agent.incarnation, agent.runningTaskIds],
   );
   return rows[0].any;
@@ -89,11 +102,10 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
      ), lost AS (
        SELECT json_agg(lost) AS lost FROM (
          SELECT id, run_id, job, attempt FROM coordinator.tasks
-         WHERE status = 'assigned' AND agent_id = $1 AND agent_slot = $3 AND agent_incarnation = $4 AND NOT started
-           AND NOT (id::text = ANY($2::text[])) LIMIT 1) lost
+         WHERE ${lostAnswers({ agent: "$1", running: "$2", slot: "$3", incarnation: "$4" })} LIMIT 1) lost
      ), candidate AS (${candidateSql("$5", "$6", "(SELECT lost FROM lost) IS NULL AND ($7::int <= 0 OR (SELECT slots FROM usage) < $7)")})
      SELECT usage.*, lost.lost, (SELECT row_to_json(candidate) FROM candidate) AS candidate,
-       EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' AND labels <@ $5::text[]) AS waiting
+       ${pendingFor("$5")} AS waiting
      FROM usage, lost`,
     [agent.id, agent.runningTaskIds, agent.slot, agent.incarnation, agent.labels, [], agent.slots],
   );
@@ -130,7 +142,7 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
   // Pending tasks left that this agent could take were skipped because their
   // runs were busy: worth trying again soon.
   const { rows } = await client.query(
-    `SELECT EXISTS (SELECT 1 FROM coordinator.tasks WHERE status = 'pending' AND labels <@ $1::text[] AND NOT (id = ANY($2::uuid[]))) AS waiting`,
+    `SELECT ${pendingFor("$1", "NOT (o.id = ANY($2::uuid[]))")} AS waiting`,
     [agent.labels, passedOver],
   );
   return { contended: contended || rows[0].waiting };
@@ -142,7 +154,7 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
 function candidateSql(labels: string, passedOver: string, also = "true"): string {
   return `SELECT t.id, t.run_id, r.state AS run_state, t.job, t.attempt, j.locks, j.cpu, j.memory_bytes,
       extract(epoch FROM now() - t.pending_since)::float8 AS waited, ${specColumns("r", "t.job")},
-      EXISTS (SELECT 1 FROM coordinator.tasks o WHERE o.status = 'pending' AND o.labels <@ ${labels}::text[] AND o.id <> t.id) AS more
+      ${pendingFor(labels, "o.id <> t.id")} AS more
     FROM coordinator.tasks t
       JOIN coordinator.jobs j ON j.run_id = t.run_id AND j.name = t.job
       JOIN coordinator.runs r ON r.id = t.run_id
