@@ -68,6 +68,8 @@ export interface JobDirectory {
   launchDirectory: string;
   // The variables that say where the step's places are, as the step sees them.
   env: Record<string, string>;
+  // The agent slot whose directory it is, kept for the slot's next job.
+  slot?: number;
 }
 
 // The places of a job's directory, and their modes.
@@ -106,11 +108,12 @@ export async function makeJobDirectory(workRoot: string, sandbox: SandboxSetting
   }
   const workspace = join(root, "workspace");
   if (!sandbox) {
-    return { root, workspace, launchDirectory: workspace, env: { OTTO_WORKSPACE: workspace } };
+    return { root, workspace, launchDirectory: workspace, env: { OTTO_WORKSPACE: workspace }, slot };
   }
   return {
     root,
     workspace,
+    slot,
     launchDirectory: root,
     env: {
       OTTO_WORKSPACE: sandboxPaths.workspace,
@@ -125,19 +128,23 @@ export async function makeJobDirectory(workRoot: string, sandbox: SandboxSetting
 // the job left its places empty (as most short jobs do); anything else is
 // removed, walking it without blocking the agent however big it is.
 export async function removeJobDirectory(job: JobDirectory): Promise<void> {
-  const slot = /\/slot-\d+$/.test(job.root);
-  try {
-    // `.root`: where the launcher built each step's root (empty out here).
-    const left = [...Object.keys(places), ".root"].flatMap((place) => entriesOf(join(job.root, place)));
-    if (slot && left.length === 0 && readdirSync(job.root).every((name) => name in places || name === ".root")) {
-      emptySlots.add(job.root);
-      return;
-    }
-  } catch {
-    // Removed below.
+  if (job.slot !== undefined && leftEmpty(job.root)) {
+    emptySlots.add(job.root);
+    return;
   }
   emptySlots.delete(job.root);
   await rm(job.root, { recursive: true, force: true });
+}
+
+// Whether a job directory holds its places, empty, and nothing else
+// (`.root`: where the launcher built each step's root, empty out here).
+function leftEmpty(root: string): boolean {
+  try {
+    const left = [...Object.keys(places), ".root"].flatMap((place) => entriesOf(join(root, place)));
+    return left.length === 0 && readdirSync(root).every((name) => name in places || name === ".root");
+  } catch {
+    return false;
+  }
 }
 
 function entriesOf(path: string): string[] {
