@@ -415,19 +415,9 @@ async function pgCtl(otto: TestOtto, args: string[]): Promise<string> {
   const reach = await postgresReach(await postgresBinaries(), join(otto.dataDir, "postgres"), await postgresOsUser());
   const pgCtlPath = join(dirname(reach.bin.postgres), "pg_ctl");
   const seen = (arg: string) => (arg.startsWith(otto.dataDir) ? reach.path(arg) : arg);
-  const child = reach.spawn(pgCtlPath, [...args.map(seen), "-D", reach.path(dataDirOf(otto))], {
+  return reach.run(pgCtlPath, [...args.map(seen), "-D", reach.path(dataDirOf(otto))], {
     cwd: dataDirOf(otto),
     env: { ...process.env, LC_MESSAGES: "C" },
-    stdio: ["ignore", "pipe", "pipe"],
+    timeoutMs: 60_000,
   });
-  let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  const timer = setTimeout(() => child.kill(), 60_000);
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", resolve);
-  }).finally(() => clearTimeout(timer));
-  if (code !== 0) throw new Error(`pg_ctl ${args[0]} exited ${code}: ${output.trim()}`);
-  return output.trim();
 }

@@ -67,15 +67,7 @@ export async function initCluster(reach: PostgresReach, dataDir: string, passwor
       await chown(pwfile, user.uid, user.gid);
     }
     const args = [`--pgdata=${reach.path(dataDir)}`, "--auth=scram-sha-256", "--username=postgres", `--pwfile=${reach.path(pwfile)}`, "--lc-messages=C"];
-    const initdb = reach.spawn(reach.bin.initdb, args, { env: { ...process.env, LC_MESSAGES: "C" }, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    initdb.stdout!.on("data", (chunk) => (output += chunk));
-    initdb.stderr!.on("data", (chunk) => (output += chunk));
-    const code = await new Promise<number | null>((resolve, reject) => {
-      initdb.on("error", reject);
-      initdb.on("close", resolve);
-    });
-    if (code !== 0) throw new Error(`initdb failed (exit ${code}):\n${output}`);
+    await reach.run(reach.bin.initdb, args, { env: { ...process.env, LC_MESSAGES: "C" } });
   } finally {
     await rm(pwfile, { force: true });
   }

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmod, lstat, mkdir, rmdir } from "node:fs/promises";
-import { dirname, join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import type { OsUser, PostgresBinaries } from "./postgres-cluster.ts";
 
 // Where the embedded Postgres's programs and files are as it sees them, and
@@ -16,11 +16,21 @@ export interface PostgresReach {
   // A path under the Postgres directory as Postgres sees it.
   path(hostPath: string): string;
   spawn(program: string, args: string[], options: SpawnOptions): ChildProcess;
+  // Runs a program to its end: its output, or an error with it and the exit code.
+  run(program: string, args: string[], options: SpawnOptions & { timeoutMs?: number }): Promise<string>;
   // Once Postgres has stopped: removes the place it was bound at, if any.
   release(): Promise<void>;
 }
 
 export async function postgresReach(bin: PostgresBinaries, dir: string, user: OsUser | undefined): Promise<PostgresReach> {
+  const reach = await reachFor(bin, dir, user);
+  return {
+    ...reach,
+    run: (program, args, { timeoutMs, ...options }) => toEnd(reach.spawn(program, args, { ...options, stdio: ["ignore", "pipe", "pipe"] }), program, timeoutMs),
+  };
+}
+
+async function reachFor(bin: PostgresBinaries, dir: string, user: OsUser | undefined): Promise<Omit<PostgresReach, "run">> {
   const native = dirname(dirname(bin.postgres));
   if (!user || ((await reachable(native, user)) && (await reachable(dir, user)))) {
     return { bin, path: (hostPath) => hostPath, spawn: (program, args, options) => spawn(program, args, { ...options, ...user }), release: async () => {} };
@@ -58,6 +68,19 @@ export async function postgresReach(bin: PostgresBinaries, dir: string, user: Os
         { ...options, env: { ...options.env, OTTO_PG_UID: String(user.uid), OTTO_PG_GID: String(user.gid) } },
       ),
   };
+}
+
+async function toEnd(child: ChildProcess, program: string, timeoutMs: number | undefined): Promise<string> {
+  let output = "";
+  child.stdout!.on("data", (chunk) => (output += chunk));
+  child.stderr!.on("data", (chunk) => (output += chunk));
+  const timer = timeoutMs === undefined ? undefined : setTimeout(() => child.kill(), timeoutMs);
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", resolve);
+  }).finally(() => clearTimeout(timer));
+  if (code !== 0) throw new Error(`${basename(program)} failed (exit ${code}):\n${output}`);
+  return output.trim();
 }
 
 // Whether `user` may enter every directory on the way to `path`, and `path`.
