@@ -1,7 +1,7 @@
 // Where a finished job's log is kept: a small one stays in Postgres as the
 // chunks it was written in, a larger one becomes one object in S3 (moved
-// there after the log closed); either reads back the same, from any offset,
-// and a follower of either ends.
+// there after the log closed; the chunks' rows stay as its index); either
+// reads back the same, from any offset, and a follower of either ends.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
@@ -41,19 +41,23 @@ describe("log archive", () => {
 
   async function stored(job: string) {
     const { rows } = await db.query("SELECT state, object_key, size::int FROM objects.logs WHERE run_id = $1 AND job = $2", [run.id, job]);
-    const { rows: chunks } = await db.query("SELECT count(*)::int AS n FROM objects.log_chunks WHERE run_id = $1 AND job = $2", [run.id, job]);
-    return { ...rows[0], chunks: chunks[0].n };
+    const { rows: chunks } = await db.query(
+      `SELECT count(*)::int AS n, count(*) FILTER (WHERE zstd IS NOT NULL OR text IS NOT NULL)::int AS texts
+       FROM objects.log_chunks WHERE run_id = $1 AND job = $2`,
+      [run.id, job],
+    );
+    return { ...rows[0], chunks: chunks[0].n, texts: chunks[0].texts };
   }
 
-  async function read(job: string, offset = 0): Promise<string> {
-    const { status, messages } = await postJsonStream(otto.gatewayUrl, "/otto.v1.LogService/ReadLog", { runId: run.id, job, offset });
+  async function read(job: string, offset = 0, raw = true): Promise<string> {
+    const { status, messages } = await postJsonStream(otto.gatewayUrl, "/otto.v1.LogService/ReadLog", { runId: run.id, job, offset, raw });
     assert.equal(status, 200);
     return messages.map((m) => m.text ?? "").join("");
   }
 
   it("keeps a small log in Postgres, in the chunks it was written in", async () => {
     const small = await stored("small");
-    assert.deepEqual({ state: small.state, objectKey: small.object_key, chunks: small.chunks }, { state: "closed", objectKey: "", chunks: 1 });
+    assert.deepEqual({ state: small.state, objectKey: small.object_key, chunks: small.chunks, texts: small.texts }, { state: "closed", objectKey: "", chunks: 1, texts: 1 });
     assert.ok(small.size > 0 && small.size <= inlineMaxBytes);
     const text = await read("small");
     assert.equal(Buffer.byteLength(text), small.size);
@@ -65,16 +69,17 @@ describe("log archive", () => {
     assert.match(await read("appended"), /before the pause\n[^]*after the pause\n/);
   });
 
-  it("moves a log larger than the limit to one S3 object and drops its chunks", async () => {
+  it("moves a log larger than the limit to one S3 object and drops its chunks' texts from Postgres", async () => {
     // In the objects service's background, once the log is closed.
     const large = await waitFor("the large log archived", async () => {
       const now = await stored("large");
       return now.object_key !== "" && now;
     });
     assert.deepEqual(
-      { state: large.state, objectKey: large.object_key, chunks: large.chunks },
-      { state: "closed", objectKey: `logs/${run.id}/large/attempt-1.log`, chunks: 0 },
+      { state: large.state, objectKey: large.object_key, texts: large.texts },
+      { state: "closed", objectKey: `logs/${run.id}/large/attempt-1.log.zst`, texts: 0 },
     );
+    assert.ok(large.chunks >= 2, `${large.chunks} chunks`);
     assert.ok(large.size > inlineMaxBytes);
     const text = await read("large");
     assert.equal(Buffer.byteLength(text), large.size);
@@ -96,7 +101,8 @@ describe("log archive", () => {
     for (const job of ["small", "large"]) {
       const lines: string[] = [];
       for await (const line of followLogs(otto.client, run.id, job, { follow: true, signal: AbortSignal.timeout(20_000) })) lines.push(line);
-      assert.equal(lines.join("\n") + "\n", await read(job), job);
+      assert.equal(lines.join("\n") + "\n", await read(job, 0, false), job);
+      assert.match(lines.at(-1)!, /^\d{4}-\d\d-\d\dT[\d:.]+Z .+ \| /, "each line with its time and step");
     }
   });
 });

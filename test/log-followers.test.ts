@@ -9,12 +9,15 @@ import { createLogger } from "../services/kit/src/log.ts";
 import { Notifier } from "../services/kit/src/notifier.ts";
 import { migrations } from "../services/objects/src/migrations.ts";
 import { LogStore, logChannel, notice, type LogRef } from "../services/objects/src/log-store.ts";
+import { LogReader } from "../services/objects/src/log-reader.ts";
+import { storedChunk, type StoredChunk } from "../services/objects/src/log-chunk.ts";
 import { ObjectStore } from "../services/objects/src/object-store.ts";
 import { startEngineDb, type EngineDb } from "./helpers/engine-db.ts";
 
 let db: EngineDb;
 let notifier: Notifier;
 let store: LogStore;
+let reader: LogReader;
 let listener: pg.Client;
 const heard: string[] = [];
 let onHeard: (() => void) | undefined;
@@ -26,7 +29,8 @@ before(async () => {
   await notifier.start();
   // Logs this small stay in Postgres: object storage is never asked.
   const objects = new ObjectStore({ endpoint: "http://127.0.0.1:9", accessKey: "-", secretKey: "-", bucket: "otto", region: "us-east-1", idleTimeoutMs: 100 });
-  store = new LogStore(db.pool, objects, notifier, 16 * 1024);
+  store = new LogStore(db.pool, 16 * 1024);
+  reader = new LogReader(db.pool, objects, notifier);
   listener = new pg.Client({ connectionString: db.url });
   await listener.connect();
   listener.on("notification", (n) => {
@@ -42,6 +46,7 @@ after(async () => {
 });
 
 const aLog = (): LogRef => ({ runId: randomUUID(), job: "build", attempt: 1 });
+const chunk = (text: string): Promise<StoredChunk> => storedChunk({ text, zstd: new Uint8Array(), segments: [] });
 
 // Notifications reach the listener in commit order.
 async function nextHeard(): Promise<string> {
@@ -61,10 +66,10 @@ async function followers(log: LogRef): Promise<number | undefined> {
 // A ReadLog that follows `log`, once it is counted.
 async function follow(log: LogRef) {
   const stop = new AbortController();
-  const reader = store.read(log, 0, true, stop.signal);
+  const events = reader.chunks(log, { offset: 0 }, true, stop.signal);
   const texts: string[] = [];
   const reading = (async () => {
-    for await (const chunk of reader) texts.push(chunk.text);
+    for await (const event of events) if (event.kind === "chunk") texts.push(event.chunk.text.toString("utf8", event.from));
   })();
   while ((await followers(log)) === undefined) await new Promise((resolve) => setImmediate(resolve));
   return { texts, reading, stop };
@@ -73,17 +78,17 @@ async function follow(log: LogRef) {
 test("appending to and closing a log nobody follows announces nothing; a followed log's writes are announced", async () => {
   const quiet = aLog();
   const followed = aLog();
-  const reader = await follow(followed);
+  const following = await follow(followed);
 
-  await store.append(quiet, 1, "one\n");
-  await store.append(followed, 1, "one\n");
+  await store.append(quiet, 1, await chunk("one\n"));
+  await store.append(followed, 1, await chunk("one\n"));
   assert.equal(await nextHeard(), notice(followed), "the unfollowed log's chunk was announced first");
 
-  await store.close(quiet, { seq: 2, text: "two\n" });
-  await store.close(followed, { seq: 2, text: "two\n" });
+  await store.close(quiet, { seq: 2, chunk: await chunk("two\n") });
+  await store.close(followed, { seq: 2, chunk: await chunk("two\n") });
   assert.equal(await nextHeard(), notice(followed), "the unfollowed log's close was announced first");
-  await reader.reading;
-  assert.equal(reader.texts.join(""), "one\ntwo\n");
+  await following.reading;
+  assert.equal(following.texts.join(""), "one\ntwo\n");
   assert.deepEqual(heard, []);
 });
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createSecretMasker } from "../services/agent/src/secret-masker.ts";
-import { OutputLines, maxLineLength } from "../services/agent/src/output-lines.ts";
+import { OutputText, maxLineLength } from "../services/agent/src/output-text.ts";
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 
@@ -111,10 +111,11 @@ describe("createSecretMasker", () => {
       assert.ok(cut.some((c) => c > at && c < at + secret.length), "a chunk boundary falls inside the secret");
       assert.ok(!chunks[0].includes(secret));
       const masked: string[] = [];
-      const lines = new OutputLines();
-      for (const chunk of chunks) lines.push(chunk, (line) => masked.push(mask(line)));
-      lines.end((line) => masked.push(mask(line)));
-      assert.deepEqual(masked, ["start", "token=*** ok", "***", "printing: ***", "***", "end"]);
+      const lines = new OutputText();
+      const onText = (text: Buffer) => masked.push(...mask(text.toString("utf8")).split("\n").slice(0, -1));
+      for (const chunk of chunks) lines.push(chunk, onText);
+      lines.end(onText);
+      assert.deepEqual(masked, ["start", "token=*** ok\r", "***", "printing: ***", "***", "end"]);
     }
   });
 
@@ -180,13 +181,13 @@ describe("createSecretMasker", () => {
         // the split falls `offset` characters into what is printed
         const line = before.repeat(Math.floor((maxLineLength - offset) / before.length)).padEnd(maxLineLength - offset, "x") + printed + after.repeat(1000);
         const got: string[] = [];
-        const lines = new OutputLines();
-        const onLine = mask.lines((text) => got.push(text));
-        lines.push(Buffer.from(line + "\n"), onLine);
+        const lines = new OutputText();
+        const onText = mask.lines((text) => got.push(text));
+        lines.push(Buffer.from(line + "\n"), (text, continues) => onText(text.toString("utf8"), continues));
         const joined = got.join("");
         assert.ok(got.length >= 2, "the line came in pieces");
         assert.ok(!joined.includes("S3cr3t") && !joined.includes("V@lue"), `no half of the secret left, split at ${offset}`);
-        assert.equal(joined, mask(line), `split at ${offset}`);
+        assert.equal(joined, mask(line) + "\n", `split at ${offset}`);
         assert.match(joined, /\*\*\*/);
       }
     }

@@ -8,8 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chooseLauncher, StepLauncher, type LauncherKind } from "../services/agent/src/step-launcher.ts";
 import { runStepProcess, type StepOutcome } from "../services/agent/src/step-process.ts";
-import { maxLineLength } from "../services/agent/src/output-lines.ts";
+import { maxLineLength } from "../services/agent/src/output-text.ts";
 import { isAlive, waitFor } from "./helpers/otto.ts";
+import { collectLines } from "./helpers/output-lines.ts";
 
 const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
 
@@ -75,7 +76,7 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
           env: { ...env, ...options.env },
           timeoutMs: options.timeoutMs ?? 0,
           cancel: options.cancel ?? new AbortController().signal,
-          onLine: (line) => lines.push(line),
+          onOutput: collectLines(lines),
         },
         options.through ?? launcher,
       );
@@ -106,9 +107,10 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
       assert.deepEqual((await run("exit 42")).outcome, { kind: "exited", exitCode: 42 });
     });
 
-    it("passes on a last line without a newline, CRLF lines, redrawn lines and multi-byte characters", async () => {
+    it("passes on a last line without a newline (ending it), CRLF lines, redrawn lines and multi-byte characters", async () => {
       const { lines } = await run(String.raw`printf 'crlf\r\nprogress 1\rprogress 2\n'; printf 'h\303\251llo w\303\266rld ✓\n'; printf 'no newline'`);
-      assert.deepEqual(lines, ["crlf", "progress 1", "progress 2", "héllo wörld ✓", "no newline"]);
+      // Stored as printed: "\r" stays inside its line.
+      assert.deepEqual(lines, ["crlf\r", "progress 1\rprogress 2", "héllo wörld ✓", "no newline"]);
     });
 
     it("leaves a step's output unread while the pressure is full, so the step waits on its pipe, and then passes all of it on", async () => {
@@ -122,7 +124,7 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
           env,
           timeoutMs: 0,
           cancel: new AbortController().signal,
-          onLine: (line) => lines.push(line),
+          onOutput: collectLines(lines),
           pressure,
         },
         launcher,
@@ -148,7 +150,7 @@ for (const kind of ["native", "javascript"] as LauncherKind[]) {
           env,
           timeoutMs: 0,
           cancel: cancel.signal,
-          onLine: () => {},
+          onOutput: () => {},
           pressure: new TogglePressure(true),
         },
         launcher,

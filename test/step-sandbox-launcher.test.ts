@@ -13,6 +13,7 @@ import { makeJobDirectory, sandboxPath, type JobDirectory, type SandboxSettings 
 import { reachable } from "../services/launcher/src/postgres-reach.ts";
 import { hostPidsRunning } from "./helpers/host-processes.ts";
 import { isAlive, waitFor } from "./helpers/otto.ts";
+import { collectLines } from "./helpers/output-lines.ts";
 
 const cannot =
   process.getuid?.() !== 0 ? "sandboxing needs root" : chooseLauncher("auto").kind !== "native" ? "the native launcher is not built" : false;
@@ -50,7 +51,7 @@ describe("sandboxed native step launcher", { skip: cannot }, () => {
         env: { PATH: sandboxPath, ...job.env },
         timeoutMs: 0,
         cancel: options.cancel ?? new AbortController().signal,
-        onLine: (line) => lines.push(line),
+        onOutput: collectLines(lines),
       },
       options.through ?? launcher,
     );

@@ -9,7 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { RunState } from "../../gen/otto/v1/run_pb.ts";
 import { createOttoClient, defaultGatewayUrl } from "./client.ts";
 import { describeRun, followRun } from "./follow-run.ts";
-import { followLogs } from "./logs.ts";
+import { followLogs, readLogLines } from "./logs.ts";
 import { isFinal, submit } from "./runs.ts";
 import { runStateName } from "../../services/kit/src/run-state.ts";
 
@@ -17,7 +17,11 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   run FILE [--follow]     submit a pipeline file; --follow prints its logs live and waits
   runs                    list recent runs
   get RUN                 show a run, its jobs and steps
-  logs RUN JOB [--follow] print a job's log
+  logs RUN JOB [--follow] [--tail N | --line N] [--limit N] [--attempt N] [--raw]
+               [--grep PATTERN [--regex] [--ignore-case] [--context N]]
+                          print a job's log: from the end, a line, at most N
+                          lines; only lines matching PATTERN (searched by the
+                          server), each as NUMBER: (and context lines as NUMBER-)
   cancel RUN              cancel a run
   artifacts RUN           list a run's artifacts
   artifact RUN JOB NAME   write an artifact's bytes to stdout
@@ -50,9 +54,25 @@ export async function main(argv: string[]): Promise<number> {
   const scopes: string[] = [];
   for (let scope = option("--scope"); scope !== undefined; scope = option("--scope")) scopes.push(scope);
   const ttl = option("--ttl");
-  const join = args.includes("--join");
-  const follow = args.includes("--follow") || args.includes("-f");
-  const [command, ...rest] = args.filter((a) => a !== "--follow" && a !== "-f" && a !== "--join");
+  const number = (name: string) => {
+    const value = option(name);
+    if (value === undefined) return undefined;
+    if (!/^\d+$/.test(value)) throw new UsageError(`${name} takes a number, not "${value}"`);
+    return Number(value);
+  };
+  const logOptions = {
+    tail: number("--tail"),
+    line: number("--line"),
+    limit: number("--limit"),
+    attempt: number("--attempt"),
+    context: number("--context"),
+    grep: option("--grep"),
+  };
+  const flags = new Set(["--follow", "-f", "--join", "--raw", "--regex", "--ignore-case", "-i"]);
+  const flag = (...names: string[]) => names.some((name) => args.includes(name));
+  const join = flag("--join");
+  const follow = flag("--follow", "-f");
+  const [command, ...rest] = args.filter((a) => !flags.has(a));
   const client = createOttoClient({ baseUrl: url, token, caFile });
   const need = (n: number) => {
     if (rest.length < n) throw new UsageError();
@@ -86,7 +106,17 @@ export async function main(argv: string[]): Promise<number> {
     }
     case "logs": {
       need(2);
-      for await (const line of followLogs(client, rest[0], rest[1], { follow })) console.log(line);
+      const options = { ...logOptions, follow, raw: flag("--raw"), regex: flag("--regex"), ignoreCase: flag("--ignore-case", "-i") };
+      if (options.grep === undefined) {
+        for await (const line of followLogs(client, rest[0], rest[1], options)) console.log(line);
+        return 0;
+      }
+      let first = true;
+      for await (const line of readLogLines(client, rest[0], rest[1], options)) {
+        if (!line.follows && !first) console.log("--");
+        first = false;
+        console.log(`${line.number}${line.match ? ":" : "-"}${line.text}`);
+      }
       return 0;
     }
     case "cancel": {
@@ -200,7 +230,7 @@ if (import.meta.main) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err) => {
-      if (err instanceof UsageError) console.error(usage);
+      if (err instanceof UsageError) console.error(err.message ? `otto: ${err.message}\n${usage}` : usage);
       else if (err instanceof ConnectError) console.error(`otto: ${err.rawMessage} [${Code[err.code]}]`);
       else console.error(`otto: ${(err as Error).message}`);
       process.exit(2);

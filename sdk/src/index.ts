@@ -1,6 +1,6 @@
 export { createOttoClient, defaultGatewayUrl, type OttoClient, type OttoClientOptions } from "./client.ts";
 export { submit, submitAndWait, waitForRun, watchRun, isFinal, finalStates } from "./runs.ts";
-export { followLogs, type FollowLogsOptions } from "./logs.ts";
+export { followLogs, readLogLines, type FollowLogsOptions, type LogLine, type ReadLogOptions } from "./logs.ts";
 export { followRun, describeRun } from "./follow-run.ts";
 export { pipeline, PipelineBuilder, type JobSpec, type StepSpec } from "./pipeline-builder.ts";
 export { RunState, type Run, type RunJob, type RunStep, type RunEvent } from "../../gen/otto/v1/run_pb.ts";

@@ -9,10 +9,18 @@ const [workRoot, script] = process.argv.slice(2);
 const settings: SandboxSettings = { uid: 65534, gid: 65534, expose: [], share: [] };
 const launcher = new StepLauncher("native", settings);
 const job = await makeJobDirectory(workRoot, settings);
-const lines: string[] = [];
+let output = "";
 const outcome = await runStepProcess(
-  { script, cwd: job.launchDirectory, env: { PATH: sandboxPath, ...job.env }, timeoutMs: 30_000, cancel: new AbortController().signal, onLine: (line) => lines.push(line) },
+  {
+    script,
+    cwd: job.launchDirectory,
+    env: { PATH: sandboxPath, ...job.env },
+    timeoutMs: 30_000,
+    cancel: new AbortController().signal,
+    onOutput: (text) => void (output += text.toString("utf8")),
+  },
   launcher,
 );
 launcher.stop();
+const lines = output.split("\n").slice(0, -1);
 console.log(JSON.stringify({ outcome, lines, workspace: job.workspace }));

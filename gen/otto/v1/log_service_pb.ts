@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/log_service.proto.
  */
 export const file_otto_v1_log_service: GenFile = /*@__PURE__*/
-  fileDesc("ChlvdHRvL3YxL2xvZ19zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqEBCg5SZWFkTG9nUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEjIKA2pvYhgCIAEoCUIlukgiciAyHl5bQS1aYS16X11bQS1aYS16MC05Xy1dezAsNjN9JBIOCgZmb2xsb3cYAyABKAgSFwoGb2Zmc2V0GAQgASgDQge6SAQiAigAEhgKB2F0dGVtcHQYBSABKAVCB7pIBBoCKAAiQAoPUmVhZExvZ1Jlc3BvbnNlEgwKBHRleHQYASABKAkSDgoGb2Zmc2V0GAIgASgDEg8KB2F0dGVtcHQYAyABKAUyUQoKTG9nU2VydmljZRJDCgdSZWFkTG9nEhcub3R0by52MS5SZWFkTG9nUmVxdWVzdBoYLm90dG8udjEuUmVhZExvZ1Jlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate]);
+  fileDesc("ChlvdHRvL3YxL2xvZ19zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIokFCg5SZWFkTG9nUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEjIKA2pvYhgCIAEoCUIlukgiciAyHl5bQS1aYS16X11bQS1aYS16MC05Xy1dezAsNjN9JBIOCgZmb2xsb3cYAyABKAgSFwoGb2Zmc2V0GAQgASgDQge6SAQiAigAEhgKB2F0dGVtcHQYBSABKAVCB7pIBBoCKAASCwoDcmF3GAYgASgIEhoKBHRhaWwYByABKAVCDLpICRoHGICt4gQoABIVCgRsaW5lGAggASgDQge6SAQiAigAEhYKBWxpbWl0GAkgASgDQge6SAQiAigAEhYKBGdyZXAYCiABKAlCCLpIBXIDGOgHEg0KBXJlZ2V4GAsgASgIEhMKC2lnbm9yZV9jYXNlGAwgASgIEhoKB2NvbnRleHQYDSABKAVCCbpIBhoEGGQoADq1ArpIsQIakwEKEnJlYWRfbG9nLm9uZV9zdGFydBIpZ2l2ZSBhdCBtb3N0IG9uZSBvZiBvZmZzZXQsIHRhaWwgYW5kIGxpbmUaUih0aGlzLm9mZnNldCA+IDAgPyAxIDogMCkgKyAodGhpcy50YWlsID4gMCA/IDEgOiAwKSArICh0aGlzLmxpbmUgPiAwID8gMSA6IDApIDw9IDEamAEKFXJlYWRfbG9nLmdyZXBfb3B0aW9ucxIzcmVnZXgsIGlnbm9yZV9jYXNlIGFuZCBjb250ZXh0IGFwcGx5IG9ubHkgd2l0aCBncmVwGkp0aGlzLmdyZXAgIT0gJycgfHwgKCF0aGlzLnJlZ2V4ICYmICF0aGlzLmlnbm9yZV9jYXNlICYmIHRoaXMuY29udGV4dCA9PSAwKSKIAQoPUmVhZExvZ1Jlc3BvbnNlEgwKBHRleHQYASABKAkSDgoGb2Zmc2V0GAIgASgDEg8KB2F0dGVtcHQYAyABKAUSDAoEbGluZRgEIAEoAxISCgplbmRfb2Zmc2V0GAUgASgDEhMKC21hdGNoX2xpbmVzGAYgAygDEg8KB2RlbGV0ZWQYByABKAkyUQoKTG9nU2VydmljZRJDCgdSZWFkTG9nEhcub3R0by52MS5SZWFkTG9nUmVxdWVzdBoYLm90dG8udjEuUmVhZExvZ1Jlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate]);
 
 /**
  * @generated from message otto.v1.ReadLogRequest
@@ -36,7 +36,8 @@ export type ReadLogRequest = Message<"otto.v1.ReadLogRequest"> & {
   follow: boolean;
 
   /**
-   * Byte offset to start from (to resume a read), within `attempt`'s log.
+   * Byte offset into the log's text as printed (see `raw`) to start from,
+   * to resume a read: a response's `end_offset`.
    *
    * @generated from field: int64 offset = 4;
    */
@@ -49,6 +50,58 @@ export type ReadLogRequest = Message<"otto.v1.ReadLogRequest"> & {
    * @generated from field: int32 attempt = 5;
    */
   attempt: number;
+
+  /**
+   * The text as the steps printed it, without the time and step of each line.
+   *
+   * @generated from field: bool raw = 6;
+   */
+  raw: boolean;
+
+  /**
+   * Start this many lines before the end (of the log so far, when following).
+   *
+   * @generated from field: int32 tail = 7;
+   */
+  tail: number;
+
+  /**
+   * Start at this line (the first is 1).
+   *
+   * @generated from field: int64 line = 8;
+   */
+  line: bigint;
+
+  /**
+   * Send at most this many lines (0: no limit); with `grep`, this many matches.
+   *
+   * @generated from field: int64 limit = 9;
+   */
+  limit: bigint;
+
+  /**
+   * Send only the lines that contain this text (or, with `regex`, match this
+   * JavaScript regular expression), each with `context` lines around it.
+   * The search runs on the server, over the text as printed.
+   *
+   * @generated from field: string grep = 10;
+   */
+  grep: string;
+
+  /**
+   * @generated from field: bool regex = 11;
+   */
+  regex: boolean;
+
+  /**
+   * @generated from field: bool ignore_case = 12;
+   */
+  ignoreCase: boolean;
+
+  /**
+   * @generated from field: int32 context = 13;
+   */
+  context: number;
 };
 
 /**
@@ -63,14 +116,15 @@ export const ReadLogRequestSchema: GenMessage<ReadLogRequest> = /*@__PURE__*/
  */
 export type ReadLogResponse = Message<"otto.v1.ReadLogResponse"> & {
   /**
-   * Whole lines, each "<RFC 3339 time> <step> | <text>".
+   * Whole lines (a line longer than 1 MiB may come in pieces), each
+   * "<RFC 3339 time> <step> | <text>", or, with `raw`, as printed.
    *
    * @generated from field: string text = 1;
    */
   text: string;
 
   /**
-   * Byte offset of this text within the attempt's log.
+   * Byte offset of this text's first line within the attempt's log as printed.
    *
    * @generated from field: int64 offset = 2;
    */
@@ -82,6 +136,37 @@ export type ReadLogResponse = Message<"otto.v1.ReadLogResponse"> & {
    * @generated from field: int32 attempt = 3;
    */
   attempt: number;
+
+  /**
+   * The number of this text's first line in the attempt's log (from 1).
+   *
+   * @generated from field: int64 line = 4;
+   */
+  line: bigint;
+
+  /**
+   * Byte offset, in the log as printed, just past this text: where to
+   * resume reading (`offset`) after it.
+   *
+   * @generated from field: int64 end_offset = 5;
+   */
+  endOffset: bigint;
+
+  /**
+   * With `grep`: the numbers of the lines in this text that match (the
+   * others are context). Texts that do not follow on from each other are
+   * separate groups of lines.
+   *
+   * @generated from field: repeated int64 match_lines = 6;
+   */
+  matchLines: bigint[];
+
+  /**
+   * Set when the log is no longer kept (retention): why, and when it went.
+   *
+   * @generated from field: string deleted = 7;
+   */
+  deleted: string;
 };
 
 /**

@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/log_store_service.proto.
  */
 export const file_otto_v1_log_store_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9vdHRvL3YxL2xvZ19zdG9yZV9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBBcHBlbmRMb2dSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESMgoDam9iGAIgASgJQiW6SCJyIDIeXltBLVphLXpfXVtBLVphLXowLTlfLV17MCw2M30kEhQKA3NlcRgDIAEoA0IHukgEIgIoARIXCgR0ZXh0GAQgASgJQgm6SAZyBCiAgEASGAoHYXR0ZW1wdBgFIAEoBUIHukgEGgIoACITChFBcHBlbmRMb2dSZXNwb25zZSK0AQoPQ2xvc2VMb2dSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESMgoDam9iGAIgASgJQiW6SCJyIDIeXltBLVphLXpfXVtBLVphLXowLTlfLV17MCw2M30kEhoKCWZpbmFsX3NlcRgDIAEoA0IHukgEIgIoABIdCgpmaW5hbF90ZXh0GAQgASgJQgm6SAZyBCiAgEASGAoHYXR0ZW1wdBgFIAEoBUIHukgEGgIoACI0ChBDbG9zZUxvZ1Jlc3BvbnNlEhIKCm9iamVjdF9rZXkYASABKAkSDAoEc2l6ZRgCIAEoAzKWAQoPTG9nU3RvcmVTZXJ2aWNlEkIKCUFwcGVuZExvZxIZLm90dG8udjEuQXBwZW5kTG9nUmVxdWVzdBoaLm90dG8udjEuQXBwZW5kTG9nUmVzcG9uc2USPwoIQ2xvc2VMb2cSGC5vdHRvLnYxLkNsb3NlTG9nUmVxdWVzdBoZLm90dG8udjEuQ2xvc2VMb2dSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate]);
+  fileDesc("Ch9vdHRvL3YxL2xvZ19zdG9yZV9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIvUBChBBcHBlbmRMb2dSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESMgoDam9iGAIgASgJQiW6SCJyIDIeXltBLVphLXpfXVtBLVphLXowLTlfLV17MCw2M30kEhQKA3NlcRgDIAEoA0IHukgEIgIoARIXCgR0ZXh0GAQgASgJQgm6SAZyBCiAgEASGAoHYXR0ZW1wdBgFIAEoBUIHukgEGgIoABIXCgR6c3RkGAYgASgMQgm6SAZ6BBiAgEASMQoIc2VnbWVudHMYByADKAsyEy5vdHRvLnYxLkxvZ1NlZ21lbnRCCrpIB5IBBBCgjQYibgoKTG9nU2VnbWVudBIWCgRzdGVwGAEgASgJQgi6SAVyAxjoBxIYCgd0aW1lX21zGAIgASgDQge6SAQiAigAEhYKBWJ5dGVzGAMgASgDQge6SAQiAigAEhYKBWxpbmVzGAQgASgDQge6SAQiAigAIhMKEUFwcGVuZExvZ1Jlc3BvbnNlIowCCg9DbG9zZUxvZ1JlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIyCgNqb2IYAiABKAlCJbpIInIgMh5eW0EtWmEtel9dW0EtWmEtejAtOV8tXXswLDYzfSQSGgoJZmluYWxfc2VxGAMgASgDQge6SAQiAigAEh0KCmZpbmFsX3RleHQYBCABKAlCCbpIBnIEKICAQBIYCgdhdHRlbXB0GAUgASgFQge6SAQaAigAEh0KCmZpbmFsX3pzdGQYBiABKAxCCbpIBnoEGICAQBI3Cg5maW5hbF9zZWdtZW50cxgHIAMoCzITLm90dG8udjEuTG9nU2VnbWVudEIKukgHkgEEEKCNBiI0ChBDbG9zZUxvZ1Jlc3BvbnNlEhIKCm9iamVjdF9rZXkYASABKAkSDAoEc2l6ZRgCIAEoAzKWAQoPTG9nU3RvcmVTZXJ2aWNlEkIKCUFwcGVuZExvZxIZLm90dG8udjEuQXBwZW5kTG9nUmVxdWVzdBoaLm90dG8udjEuQXBwZW5kTG9nUmVzcG9uc2USPwoIQ2xvc2VMb2cSGC5vdHRvLnYxLkNsb3NlTG9nUmVxdWVzdBoZLm90dG8udjEuQ2xvc2VMb2dSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate]);
 
 /**
  * @generated from message otto.v1.AppendLogRequest
@@ -45,6 +45,22 @@ export type AppendLogRequest = Message<"otto.v1.AppendLogRequest"> & {
    * @generated from field: int32 attempt = 5;
    */
   attempt: number;
+
+  /**
+   * The chunk's text compressed with zstd (one frame that states its
+   * size, at most 1 MiB), instead of `text`.
+   *
+   * @generated from field: bytes zstd = 6;
+   */
+  zstd: Uint8Array;
+
+  /**
+   * Who printed the chunk's text and when, in order; their `bytes` add up
+   * to the text's size. None: one segment, printed now by nobody in particular.
+   *
+   * @generated from field: repeated otto.v1.LogSegment segments = 7;
+   */
+  segments: LogSegment[];
 };
 
 /**
@@ -53,6 +69,46 @@ export type AppendLogRequest = Message<"otto.v1.AppendLogRequest"> & {
  */
 export const AppendLogRequestSchema: GenMessage<AppendLogRequest> = /*@__PURE__*/
   messageDesc(file_otto_v1_log_store_service, 0);
+
+/**
+ * A stretch of a log chunk's text printed by one step from one moment on.
+ *
+ * @generated from message otto.v1.LogSegment
+ */
+export type LogSegment = Message<"otto.v1.LogSegment"> & {
+  /**
+   * @generated from field: string step = 1;
+   */
+  step: string;
+
+  /**
+   * When its first line was printed, in milliseconds since 1970 (UTC).
+   *
+   * @generated from field: int64 time_ms = 2;
+   */
+  timeMs: bigint;
+
+  /**
+   * Its size in bytes of the text as printed.
+   *
+   * @generated from field: int64 bytes = 3;
+   */
+  bytes: bigint;
+
+  /**
+   * How many line ends ("\n") it holds.
+   *
+   * @generated from field: int64 lines = 4;
+   */
+  lines: bigint;
+};
+
+/**
+ * Describes the message otto.v1.LogSegment.
+ * Use `create(LogSegmentSchema)` to create a new message.
+ */
+export const LogSegmentSchema: GenMessage<LogSegment> = /*@__PURE__*/
+  messageDesc(file_otto_v1_log_store_service, 1);
 
 /**
  * @generated from message otto.v1.AppendLogResponse
@@ -65,7 +121,7 @@ export type AppendLogResponse = Message<"otto.v1.AppendLogResponse"> & {
  * Use `create(AppendLogResponseSchema)` to create a new message.
  */
 export const AppendLogResponseSchema: GenMessage<AppendLogResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_log_store_service, 1);
+  messageDesc(file_otto_v1_log_store_service, 2);
 
 /**
  * @generated from message otto.v1.CloseLogRequest
@@ -100,6 +156,18 @@ export type CloseLogRequest = Message<"otto.v1.CloseLogRequest"> & {
    * @generated from field: int32 attempt = 5;
    */
   attempt: number;
+
+  /**
+   * The last chunk compressed (as AppendLogRequest.zstd), and its segments.
+   *
+   * @generated from field: bytes final_zstd = 6;
+   */
+  finalZstd: Uint8Array;
+
+  /**
+   * @generated from field: repeated otto.v1.LogSegment final_segments = 7;
+   */
+  finalSegments: LogSegment[];
 };
 
 /**
@@ -107,7 +175,7 @@ export type CloseLogRequest = Message<"otto.v1.CloseLogRequest"> & {
  * Use `create(CloseLogRequestSchema)` to create a new message.
  */
 export const CloseLogRequestSchema: GenMessage<CloseLogRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_log_store_service, 2);
+  messageDesc(file_otto_v1_log_store_service, 3);
 
 /**
  * @generated from message otto.v1.CloseLogResponse
@@ -134,7 +202,7 @@ export type CloseLogResponse = Message<"otto.v1.CloseLogResponse"> & {
  * Use `create(CloseLogResponseSchema)` to create a new message.
  */
 export const CloseLogResponseSchema: GenMessage<CloseLogResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_log_store_service, 3);
+  messageDesc(file_otto_v1_log_store_service, 4);
 
 /**
  * Served by the objects service: agents append log text while a job runs and

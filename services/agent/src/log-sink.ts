@@ -1,4 +1,5 @@
-import { pieces } from "./text-pieces.ts";
+import { compressLogText, maxLogChunkBytes } from "../../kit/src/log-compression.ts";
+import { characterStart } from "./output-text.ts";
 
 // Whether a log sink holds as much unsent output as it may: a step's output is
 // paused while it does (step-process.ts), so that memory stays bounded however
@@ -9,39 +10,59 @@ export interface OutputPressure {
   watch(listener: (full: boolean) => void): () => void;
 }
 
+// Who printed a stretch of a chunk's text, and when (by the agent's clock,
+// to the millisecond it read it).
+export interface ChunkSegment {
+  step: string;
+  timeMs: bigint;
+  bytes: bigint;
+  lines: bigint;
+}
+
+// A numbered chunk of a job's log: its text as printed, compressed
+// (log-compression.ts), and who printed which part of it when.
+export interface LogChunk {
+  seq: number;
+  zstd: Buffer;
+  segments: ChunkSegment[];
+}
+
 export interface LogSinkOptions {
-  // How long a line may wait for others to share its chunk.
+  // How long text may wait for more to share its chunk.
   flushMs?: number;
-  // The most text per AppendLog (the objects service takes up to 1 MiB).
+  // The most text per chunk (the objects service takes up to 1 MiB).
   chunkBytes?: number;
   // Unsent bytes at which the sink is full; it is no longer full at half that.
   fullBytes?: number;
 }
 
-// Collects a job's log lines and ships them to the objects service in
-// numbered chunks, one call at a time, each carrying what gathered while the
-// last was sent (up to `chunkBytes`), a lone line after `flushMs`; a chunk
-// that fails to send is sent again with the same number, which the objects
-// service stores once. A chunk that cannot be sent at all ends the shipping:
-// later lines are dropped and `takeRest` says why.
+interface Sealed {
+  text: Buffer;
+  segments: ChunkSegment[];
+}
+
+// Collects a job's log, the text as printed, and ships it to the objects
+// service in numbered chunks, one call at a time, each carrying what gathered
+// while the last was sent (up to `chunkBytes`, ending at a line end unless a
+// line is longer than that), text on its own after `flushMs`. The time and
+// step of each line are not written into the text: each chunk says which
+// step printed which stretch of it from which millisecond on (a segment).
+// A chunk that fails to send is sent again with the same number, which the
+// objects service stores once. A chunk that cannot be sent at all ends the
+// shipping: later text is dropped and `takeRest` says why.
 export class LogSink implements OutputPressure {
-  readonly #send: (seq: number, text: string) => Promise<void>;
+  readonly #send: (chunk: LogChunk) => Promise<void>;
   readonly #flushMs: number;
   readonly #chunkBytes: number;
   readonly #fullBytes: number;
-  // Unsent lines, as UTF-8 in chunks of up to `chunkBytes`: the last one
-  // still filling (a line's own string dies young, which the garbage
-  // collector handles cheaply, instead of waiting here among millions).
-  #sealed: Buffer[] = [];
+  #sealed: Sealed[] = [];
+  // The chunk still filling: its buffer starts small and doubles as text
+  // arrives (most jobs print little), up to a chunk's size.
   #filling: Buffer | undefined;
   #filled = 0;
+  #segments: ChunkSegment[] = [];
   #fillingBytes = firstFillingBytes;
   #pendingBytes = 0;
-  // The prefix of lines of this millisecond and step.
-  #prefixAt = -1;
-  #prefixStep = "";
-  #prefix = "";
-  #prefixBytes = 0;
   #sendingBytes = 0;
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -52,8 +73,8 @@ export class LogSink implements OutputPressure {
   // Set by flush(): send everything pending without waiting for the timer.
   #draining = false;
 
-  constructor(send: (seq: number, text: string) => Promise<void>, options: LogSinkOptions | number = {}) {
-    const { flushMs = 100, chunkBytes = defaultChunkBytes, fullBytes = 4 * 1024 * 1024 } = typeof options === "number" ? { flushMs: options } : options;
+  constructor(send: (chunk: LogChunk) => Promise<void>, options: LogSinkOptions | number = {}) {
+    const { flushMs = 100, chunkBytes = maxLogChunkBytes, fullBytes = 4 * 1024 * 1024 } = typeof options === "number" ? { flushMs: options } : options;
     this.#send = send;
     this.#flushMs = flushMs;
     this.#chunkBytes = chunkBytes;
@@ -69,53 +90,67 @@ export class LogSink implements OutputPressure {
     return () => this.#listeners.delete(listener);
   }
 
-  // A line longer than `maxPieceLength` becomes several log lines, so that
-  // no chunk outgrows what the objects service takes (1 MiB).
+  // One line of the agent's own (a step's command, how it ended).
   line(step: string, text: string): void {
+    this.text(step, `${text}\n`);
+  }
+
+  // Output of `step`, as printed: whole lines, unless a line goes on in the
+  // next call.
+  text(step: string, text: string | Buffer): void {
     if (this.#failure !== undefined) return;
-    const now = Date.now();
-    if (now !== this.#prefixAt || step !== this.#prefixStep) {
-      this.#prefix = `${new Date(now).toISOString()} ${step} | `;
-      this.#prefixBytes = Buffer.byteLength(this.#prefix);
-      this.#prefixAt = now;
-      this.#prefixStep = step;
+    let data = typeof text === "string" ? Buffer.from(text) : text;
+    while (data.length > 0) {
+      const room = this.#chunkBytes - this.#filled;
+      if (data.length <= room) {
+        this.#put(step, data);
+        break;
+      }
+      let cut = room > 0 ? data.lastIndexOf(10, room - 1) + 1 : 0;
+      if (cut === 0) {
+        if (this.#filled > 0) {
+          this.#seal();
+          continue;
+        }
+        // A line longer than a chunk: cut between two characters.
+        cut = characterStart(data, room);
+      }
+      this.#put(step, data.subarray(0, cut));
+      this.#seal();
+      data = data.subarray(cut);
     }
-    if (text.length <= maxPieceLength) this.#add(text);
-    else for (const piece of pieces(text, maxPieceLength)) this.#add(piece);
     this.#update();
     if (this.#sealed.length > 0) this.#pump();
     else if (this.#pendingBytes > 0 && !this.#sending) this.#timer ??= setTimeout(() => this.#onTimer(), this.#flushMs);
   }
 
-  #add(text: string) {
-    const size = this.#prefixBytes + Buffer.byteLength(text) + 1;
-    if (this.#filling && this.#filled + size > this.#filling.length) {
-      if (this.#filled + size > this.#chunkBytes) this.#seal();
-      else this.#grow(this.#filled + size);
+  #put(step: string, data: Buffer) {
+    const needed = this.#filled + data.length;
+    if (!this.#filling || needed > this.#filling.length) {
+      this.#fillingBytes = Math.min(this.#chunkBytes, Math.max(needed, this.#fillingBytes, 2 * (this.#filling?.length ?? 0)));
+      const bigger = Buffer.allocUnsafe(this.#fillingBytes);
+      this.#filling?.copy(bigger, 0, 0, this.#filled);
+      this.#filling = bigger;
     }
-    this.#filling ??= Buffer.allocUnsafe(Math.max(Math.min(this.#fillingBytes, this.#chunkBytes), size));
-    this.#filled += this.#filling.write(this.#prefix, this.#filled);
-    this.#filled += this.#filling.write(text, this.#filled);
-    this.#filling[this.#filled++] = 10;
-    this.#pendingBytes += size;
-  }
-
-  // A chunk's buffer starts small and doubles as lines arrive: most jobs
-  // print a few lines, and a buffer of a whole chunk for each of them would
-  // make the garbage collector run for memory they never use. A log that
-  // filled a big buffer starts its next chunk at that size.
-  #grow(needed: number) {
-    this.#fillingBytes = Math.min(this.#chunkBytes, Math.max(needed, 2 * this.#filling!.length));
-    const bigger = Buffer.allocUnsafe(this.#fillingBytes);
-    this.#filling!.copy(bigger, 0, 0, this.#filled);
-    this.#filling = bigger;
+    data.copy(this.#filling, this.#filled);
+    this.#filled += data.length;
+    this.#pendingBytes += data.length;
+    let lines = 0;
+    for (let i = 0; i < data.length; i++) if (data[i] === 10) lines++;
+    const now = BigInt(Date.now());
+    const last = this.#segments[this.#segments.length - 1];
+    if (last && last.step === step && last.timeMs === now) {
+      last.bytes += BigInt(data.length);
+      last.lines += BigInt(lines);
+    } else this.#segments.push({ step, timeMs: now, bytes: BigInt(data.length), lines: BigInt(lines) });
   }
 
   #seal() {
     if (!this.#filling || this.#filled === 0) return;
-    this.#sealed.push(this.#filling.subarray(0, this.#filled));
+    this.#sealed.push({ text: this.#filling.subarray(0, this.#filled), segments: this.#segments });
     this.#filling = undefined;
     this.#filled = 0;
+    this.#segments = [];
   }
 
   // Sends everything pending; resolves once all of it is stored.
@@ -129,7 +164,7 @@ export class LogSink implements OutputPressure {
 
   // Sends all but the last chunk's worth of what is pending and returns that
   // (numbered as the next chunk), for the call that closes the log.
-  async takeRest(): Promise<FinalChunk | undefined> {
+  async takeRest(): Promise<LogChunk | undefined> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     for (;;) {
@@ -138,13 +173,14 @@ export class LogSink implements OutputPressure {
       if (this.#sealed.length === 0) break;
       this.#startSending();
     }
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     if (this.#pendingBytes === 0) return undefined;
-    const rest = { seq: ++this.#seq, text: this.#filling!.toString("utf8", 0, this.#filled) };
-    this.#filling = undefined;
-    this.#filled = 0;
+    this.#seal();
+    const rest = this.#sealed.pop()!;
     this.#pendingBytes = 0;
     this.#update();
-    return rest;
+    return { seq: ++this.#seq, zstd: await compressLogText(rest.text), segments: rest.segments };
   }
 
   #onTimer() {
@@ -159,18 +195,19 @@ export class LogSink implements OutputPressure {
     this.#startSending();
   }
 
-  // Sends the next chunk: whole lines, up to `chunkBytes`.
+  // Sends the next chunk.
   #startSending() {
     if (this.#sealed.length === 0) this.#seal();
-    const chunk = this.#sealed.shift()!;
-    const text = chunk.toString("utf8");
-    this.#pendingBytes -= chunk.length;
-    this.#sendingBytes = chunk.length;
+    const { text, segments } = this.#sealed.shift()!;
+    this.#pendingBytes -= text.length;
+    this.#sendingBytes = text.length;
     const seq = ++this.#seq;
-    this.#sending = sendWithRetry(() => this.#send(seq, text)).then(
-      () => this.#sent(),
-      (err) => this.#fail(err),
-    );
+    this.#sending = compressLogText(text)
+      .then((zstd) => sendWithRetry(() => this.#send({ seq, zstd, segments })))
+      .then(
+        () => this.#sent(),
+        (err) => this.#fail(err),
+      );
   }
 
   #sent() {
@@ -188,6 +225,7 @@ export class LogSink implements OutputPressure {
     this.#sealed = [];
     this.#filling = undefined;
     this.#filled = 0;
+    this.#segments = [];
     this.#pendingBytes = 0;
     this.#update();
   }
@@ -201,14 +239,7 @@ export class LogSink implements OutputPressure {
   }
 }
 
-export const maxPieceLength = 128 * 1024;
 const firstFillingBytes = 16 * 1024;
-const defaultChunkBytes = 1024 * 1024 - 4 * 1024;
-
-export interface FinalChunk {
-  seq: number;
-  text: string;
-}
 
 async function sendWithRetry(send: () => Promise<void>, tries = 10): Promise<void> {
   for (let i = 1; ; i++) {

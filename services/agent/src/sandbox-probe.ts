@@ -11,7 +11,7 @@ export async function sandboxProblem(launcher: StepLauncher, workRoot: string): 
   if (!sandbox) return undefined;
   const job = await makeJobDirectory(workRoot, sandbox);
   try {
-    const lines: string[] = [];
+    let output = "";
     const outcome = await runStepProcess(
       {
         script: `test "$(id -u):$(id -g)" = "${sandbox.uid}:${sandbox.gid}" || { echo "runs as $(id -u):$(id -g)"; exit 1; }; touch "$OTTO_WORKSPACE/probe"`,
@@ -19,12 +19,12 @@ export async function sandboxProblem(launcher: StepLauncher, workRoot: string): 
         env: { PATH: sandboxPath, ...job.env },
         timeoutMs: 30_000,
         cancel: new AbortController().signal,
-        onLine: (line) => lines.push(line),
+        onOutput: (text) => void (output += text.toString("utf8")),
       },
       launcher,
     );
     if (outcome.kind === "exited" && outcome.exitCode === 0) return undefined;
-    return `a sandboxed probe step failed (${outcome.kind}, exit code ${outcome.exitCode}): ${lines.join(" / ") || "no output"}`;
+    return `a sandboxed probe step failed (${outcome.kind}, exit code ${outcome.exitCode}): ${output.trim().split("\n").join(" / ") || "no output"}`;
   } finally {
     await rm(job.root, { recursive: true, force: true });
   }

@@ -1,6 +1,6 @@
 // Masks a job's secret values in the lines of its log, before they reach the
-// log sink. Lines arrive whole (output-lines.ts splits a step's output at
-// line ends), so a secret that the output delivered in pieces, across pipe
+// log sink. Lines arrive whole (output-text.ts passes a step's output on in
+// whole lines), so a secret that the output delivered in pieces, across pipe
 // reads or the sink's chunks, is whole again here. Only a line of over 4 MiB
 // comes in pieces: the masker then holds back the end of each piece, as much
 // as a secret could start in, and masks it with the next piece, so a secret
@@ -37,6 +37,8 @@ export interface SecretMasker {
    * their masked text (a line's pieces may be cut elsewhere than they came).
    */
   lines(onText: (text: string) => void): (text: string, continues?: boolean) => void;
+  /** Whether there is anything to mask (without, text may pass as it is). */
+  readonly needed: boolean;
 }
 
 // What is held back of a line in pieces is at most this (it holds the
@@ -82,7 +84,7 @@ export function createSecretMasker(values: string[]): SecretMasker {
       if (out !== "" || !continues) onText(out);
     };
   };
-  return Object.assign(mask, { lines });
+  return Object.assign(mask, { lines, needed: ordered.length > 0 });
 }
 
 interface Masking {

@@ -2,15 +2,15 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
-import { OutputLines, type OnLine } from "./output-lines.ts";
+import { OutputText, type OnText } from "./output-text.ts";
 import { launcherArguments, type SandboxSettings } from "./step-sandbox.ts";
 
 export type LauncherKind = "native" | "javascript";
 export type LauncherChoice = LauncherKind | "auto";
 
 export interface LaunchedStep {
-  // `continues`: the line goes on in the next call (a line cut at 4 MiB).
-  onLine: OnLine;
+  // Whole lines of output; `continues`: the last goes on in the next call (a line cut at 4 MiB).
+  onOutput: OnText;
   onExit: (code: number | null, signal: NodeJS.Signals | null) => void;
 }
 
@@ -53,7 +53,7 @@ function nativeProblem(binary: string, sources: string[]): string | undefined {
 }
 
 interface RunningStep extends LaunchedStep {
-  lines: OutputLines;
+  text: OutputText;
   // The step's process group, once the launcher says it started.
   pid?: number;
 }
@@ -99,14 +99,14 @@ export class StepLauncher {
     if (withNul !== undefined) {
       const what = withNul === script ? "its script" : withNul === cwd ? "its directory" : `variable ${withNul.slice(0, withNul.indexOf("="))}`;
       queueMicrotask(() => {
-        step.onLine(`cannot start /bin/sh: ${what} contains a NUL character`, false);
+        step.onOutput(Buffer.from(`cannot start /bin/sh: ${what} contains a NUL character\n`), false);
         step.onExit(127, null);
       });
       return { kill: () => {}, pause: () => {}, resume: () => {} };
     }
     const launcher = this.#ensure();
     const id = String(this.#nextId++);
-    this.#steps.set(id, { ...step, lines: new OutputLines() });
+    this.#steps.set(id, { ...step, text: new OutputText() });
     launcher.stdin!.write(request("spawn", id, fields));
     let paused = false;
     const flow = (pause: boolean) => {
@@ -136,7 +136,7 @@ export class StepLauncher {
       for (const [id, step] of this.#steps) {
         this.#steps.delete(id);
         if (step.pid !== undefined) killGroup(step.pid);
-        step.onLine("the agent's step launcher stopped; the step was killed", false);
+        step.onOutput(Buffer.from("the agent's step launcher stopped; the step was killed\n"), false);
         step.onExit(null, "SIGKILL");
       }
     });
@@ -155,7 +155,7 @@ export class StepLauncher {
       if (event === "output") {
         const end = newline + 1 + Number(first);
         if (data.length < end) break;
-        step?.lines.push(data.subarray(newline + 1, end), step.onLine);
+        step?.text.push(data.subarray(newline + 1, end), step.onOutput);
         data = data.subarray(end);
         continue;
       }
@@ -164,7 +164,7 @@ export class StepLauncher {
       if (event === "started") step.pid = Number(first);
       else if (event === "exit") {
         this.#steps.delete(id);
-        step.lines.end(step.onLine);
+        step.text.end(step.onOutput);
         const code = Number(first);
         step.onExit(code < 0 ? null : code, signalNames.get(Number(second)) ?? null);
       }

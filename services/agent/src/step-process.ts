@@ -1,6 +1,6 @@
 import { StepLauncher, chooseLauncher, type LauncherKind } from "./step-launcher.ts";
 import type { SandboxSettings } from "./step-sandbox.ts";
-import type { OnLine } from "./output-lines.ts";
+import type { OnText } from "./output-text.ts";
 import type { OutputPressure } from "./log-sink.ts";
 
 export type StepOutcome =
@@ -14,7 +14,7 @@ export interface StepProcessOptions {
   env: Record<string, string>;
   timeoutMs: number;
   cancel: AbortSignal;
-  onLine: OnLine;
+  onOutput: OnText;
   // While it is full, the step's output is left unread: the step waits on
   // its pipe as it would on a slow terminal.
   pressure?: OutputPressure;
@@ -41,7 +41,7 @@ export function runStepProcess(options: StepProcessOptions, through?: StepLaunch
     let stoppedBy: "timed-out" | "canceled" | undefined;
     let exited = false;
     const step = stepLauncher.run(options.script, options.cwd, options.env, {
-      onLine: options.onLine,
+      onOutput: options.onOutput,
       onExit: (code, signal) => {
         exited = true;
         unwatch();

@@ -9,7 +9,8 @@ import { RunState } from "../../../gen/otto/v1/run_pb.ts";
 import type { Logger } from "../../kit/src/log.ts";
 import { runStateName } from "../../kit/src/run-state.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
-import { createSecretMasker } from "./secret-masker.ts";
+import { createSecretMasker, type SecretMasker } from "./secret-masker.ts";
+import type { OnText } from "./output-text.ts";
 import { uploadArtifacts } from "./artifact-upload.ts";
 import { LogSink } from "./log-sink.ts";
 import { StepReporter, type StepChange } from "./step-reporter.ts";
@@ -99,12 +100,14 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
 
   // The objects service takes this attempt's log only with its task token.
   const asTask = task.taskToken ? { headers: { authorization: `Bearer ${task.taskToken}` } } : {};
-  const sink = new LogSink((seq, text) =>
+  const sink = new LogSink(({ seq, zstd, segments }) =>
     registry
-      .call("objects", LogStoreService, (c) => c.appendLog({ runId: task.runId, job: task.job, attempt: task.attempt, seq: BigInt(seq), text }, asTask), {
-        idempotent: true,
-        retryForMs,
-      })
+      .call(
+        "objects",
+        LogStoreService,
+        (c) => c.appendLog({ runId: task.runId, job: task.job, attempt: task.attempt, seq: BigInt(seq), zstd, segments }, asTask),
+        { idempotent: true, retryForMs },
+      )
       .then(() => {}),
   );
   const reporter = new StepReporter(async (steps) => {
@@ -149,8 +152,8 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
           env: stepEnv(task, step.env, job, options),
           timeoutMs,
           cancel: cancel.signal,
-          // Masked with what the line splitter says continues (step-launcher.ts passes it on).
-          onLine: mask.lines((text) => sink.line(maskedName, text)),
+          // Masked with what the output splitter says continues (step-launcher.ts passes it on).
+          onOutput: maskedOutput(mask, (text) => sink.text(maskedName, text)),
           pressure: sink,
         });
         const finishedAt = new Date();
@@ -201,7 +204,14 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     // it to object storage later, so a stalled storage does not hold this up.
     try {
       const rest = await sink.takeRest();
-      const close = { runId: task.runId, job: task.job, attempt: task.attempt, finalSeq: BigInt(rest?.seq ?? 0), finalText: rest?.text ?? "" };
+      const close = {
+        runId: task.runId,
+        job: task.job,
+        attempt: task.attempt,
+        finalSeq: BigInt(rest?.seq ?? 0),
+        finalZstd: rest?.zstd,
+        finalSegments: rest?.segments,
+      };
       await registry.call("objects", LogStoreService, (c) => c.closeLog(close, asTask), { idempotent: true, retryForMs });
     } catch (err) {
       log.error("could not close the log", { err });
@@ -225,6 +235,14 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   jobSpan.setAttribute("otto.job.state", runStateName(state));
   if (state !== RunState.SUCCEEDED) jobSpan.setStatus({ code: SpanStatusCode.ERROR, message: message || runStateName(state) });
   log.info("task finished", { state: runStateName(state), message });
+}
+
+// A step's output on its way to the log: as it is, or, when the job has
+// secrets, as text with them masked.
+function maskedOutput(mask: SecretMasker, onText: (text: string | Buffer) => void): OnText {
+  if (!mask.needed) return (bytes) => onText(bytes);
+  const masked = mask.lines(onText);
+  return (bytes, continues) => masked(bytes.toString("utf8"), continues);
 }
 
 function stateOf(outcome: StepOutcome): RunState {

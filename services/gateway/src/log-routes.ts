@@ -1,5 +1,5 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
+import { LogService, type ReadLogRequest, type ReadLogResponse } from "../../../gen/otto/v1/log_service_pb.ts";
 import { RunState, type RunJob } from "../../../gen/otto/v1/run_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
@@ -13,8 +13,8 @@ const jobIsFinal = (job: RunJob) => isFinal(job.state);
 // attempts a retry starts, until the job is final. A followed attempt is
 // streamed live from the objects service until it is over, then read to the end.
 export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof LogService> {
-  const readFromObjects = (runId: string, job: string, attempt: number, offset: bigint, follow: boolean, signal: AbortSignal) =>
-    registry.call("objects", LogService, async (c) => c.readLog({ runId, job, attempt, offset, follow }, { signal, timeoutMs: 0 }));
+  const readFromObjects = (req: Omit<ReadLogRequest, "$typeName" | "$unknown">, signal: AbortSignal) =>
+    registry.call("objects", LogService, async (c) => c.readLog(req, { signal, timeoutMs: 0 }));
   const jobOf = async (runId: string, name: string): Promise<RunJob> => {
     const { run } = await registry.call("coordinator", RunService, (c) => c.getRun({ runId }));
     const job = run!.jobs.find((j) => j.name === name);
@@ -38,7 +38,17 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
         throw new ConnectError(`job "${req.job}" has had ${job.attempt} attempt(s), not ${req.attempt}`, Code.NotFound);
       }
       let attempt = req.attempt || Math.max(job.attempt, 1);
-      let offset = req.offset;
+      // Where the next read starts and how much more it may send: a read
+      // that goes on (from live to final, or to the next attempt) resumes
+      // where the last one stopped.
+      let start = { offset: req.offset, tail: req.tail, line: req.line };
+      let left = req.limit > 0n ? req.limit : -1n;
+      const read = (follow: boolean, signal: AbortSignal) => readFromObjects({ ...req, ...start, attempt, follow, limit: left > 0n ? left : 0n }, signal);
+      const sent = (answer: ReadLogResponse) => {
+        start = { offset: answer.endOffset, tail: 0, line: 0n };
+        if (left > 0n) left -= req.grep !== "" ? BigInt(answer.matchLines.length) : BigInt(lineEnds(answer.text));
+        return { ...answer, attempt };
+      };
       for (;;) {
         const live = (j: RunJob) => !jobIsFinal(j) && j.state !== RunState.QUEUED && j.attempt === attempt;
         if (req.follow && (live(job) || (job.attempt === 0 && !jobIsFinal(job)))) {
@@ -50,9 +60,9 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
             () => over.abort(),
           );
           try {
-            for await (const chunk of await readFromObjects(req.runId, req.job, attempt, offset, true, signal)) {
-              offset = chunk.offset + BigInt(Buffer.byteLength(chunk.text));
-              yield { ...chunk, attempt };
+            for await (const answer of await read(true, signal)) {
+              yield sent(answer);
+              if (answer.deleted !== "" || left === 0n) return;
             }
           } catch (err) {
             if (!over.signal.aborted || ctx.signal.aborted) throw err;
@@ -61,8 +71,9 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
             await watching;
           }
         }
-        for await (const chunk of await readFromObjects(req.runId, req.job, attempt, offset, false, ctx.signal)) {
-          yield { ...chunk, attempt };
+        for await (const answer of await read(false, ctx.signal)) {
+          yield sent(answer);
+          if (answer.deleted !== "" || left === 0n) return;
         }
         if (req.attempt > 0 || !req.follow) return;
         // Following every attempt: go on with the next one, if the job gets one.
@@ -70,8 +81,14 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
         job = await jobOf(req.runId, req.job);
         if (job.attempt <= attempt) return;
         attempt += 1;
-        offset = 0n;
+        start = { offset: 0n, tail: 0, line: 0n };
       }
     },
   };
+}
+
+function lineEnds(text: string): number {
+  let n = 0;
+  for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) n++;
+  return n;
 }

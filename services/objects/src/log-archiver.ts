@@ -5,6 +5,12 @@ import type { Span } from "@opentelemetry/api";
 import { contextFromTraceParent, inSpan } from "../../kit/src/telemetry.ts";
 import { archiveChannel, logChannel, logKey, notice, type LogRef } from "./log-store.ts";
 import type { ObjectStore } from "./object-store.ts";
+import { compressLogText } from "../../kit/src/log-compression.ts";
+import { SpooledBody } from "./spooled-body.ts";
+
+// An archive up to this size is put from memory; a larger one is spooled
+// to a temporary file and uploaded in parts.
+const spoolBytes = 8 * 1024 * 1024;
 
 export interface LogArchiverOptions {
   // How long a claimed log is this process's before another may take it
@@ -122,46 +128,70 @@ export class LogArchiver {
     return Math.min(this.#idleMs, Math.max(10, Math.ceil(Number(rows[0].ms))));
   }
 
-  // Uploads the log's chunks as one object, then points the log at it and
-  // drops the chunks in one statement. Done twice (a claim that lapsed), it
-  // uploads the same bytes again and changes nothing more.
+  // Uploads the log's chunks as one object (their compressed texts one
+  // after another: a zstd stream of the whole log), then points the log at
+  // it and drops the texts from their rows, which keep where each chunk's
+  // bytes are in the object, in one statement. Done twice (a claim that
+  // lapsed), it uploads the same bytes again and changes nothing more.
   async #archive(log: LogRef, span: Span): Promise<void> {
     const { runId, job, attempt } = log;
     const { rows } = await this.#pool.query(
-      `SELECT l.size, l.object_key, l.archive_due IS NOT NULL AS due,
-         (SELECT string_agg(c.text, '' ORDER BY c.seq) FROM objects.log_chunks c
-          WHERE c.run_id = l.run_id AND c.job = l.job AND c.attempt = l.attempt) AS body
-       FROM objects.logs l WHERE l.run_id = $1 AND l.job = $2 AND l.attempt = $3`,
+      `SELECT l.size, l.object_key, l.archive_due IS NOT NULL AS due, coalesce(sum(c.bytes), 0) AS chunk_bytes
+       FROM objects.logs l LEFT JOIN objects.log_chunks c USING (run_id, job, attempt)
+       WHERE l.run_id = $1 AND l.job = $2 AND l.attempt = $3 GROUP BY l.run_id, l.job, l.attempt`,
       [runId, job, attempt],
     );
     const row = rows[0];
     if (!row || row.object_key !== "" || !row.due) return;
-    const bytes = Buffer.from(row.body ?? "");
-    if (bytes.length !== Number(row.size)) {
+    if (Number(row.chunk_bytes) !== Number(row.size)) {
       // Never expected: keep the chunks where they are and stop trying.
       this.#log.error("a closed log's chunks do not add up to its size; leaving it in Postgres", {
         run_id: runId,
         job,
         attempt,
         size: Number(row.size),
-        chunks_bytes: bytes.length,
+        chunks_bytes: Number(row.chunk_bytes),
       });
       await this.#pool.query("UPDATE objects.logs SET archive_due = NULL WHERE run_id = $1 AND job = $2 AND attempt = $3", [runId, job, attempt]);
       return;
     }
     const key = logKey(log);
-    span.setAttribute("otto.size", bytes.length);
-    await this.#objects.put(key, bytes, "text/plain; charset=utf-8");
+    const body = new SpooledBody(spoolBytes);
+    const placement: { seq: number; offset: number; bytes: number }[] = [];
+    try {
+      for (let after = 0; ; ) {
+        const { rows: chunks } = await this.#pool.query(
+          `SELECT seq, zstd, text FROM objects.log_chunks WHERE run_id = $1 AND job = $2 AND attempt = $3 AND seq > $4
+           ORDER BY seq LIMIT 8`,
+          [runId, job, attempt, after],
+        );
+        for (const chunk of chunks) {
+          // Chunks written before logs were compressed are compressed now.
+          const bytes: Buffer = chunk.zstd ?? (await compressLogText(Buffer.from(chunk.text ?? "")));
+          placement.push({ seq: Number(chunk.seq), offset: body.size, bytes: bytes.length });
+          await body.write(bytes);
+          after = Number(chunk.seq);
+        }
+        if (chunks.length < 8) break;
+      }
+      span.setAttribute("otto.size", Number(row.size));
+      span.setAttribute("otto.stored_size", body.size);
+      await body.upload((content, size) => this.#objects.put(key, content, "application/zstd", size));
+    } finally {
+      await body.discard();
+    }
     await this.#pool.query(
       `WITH archived AS (
          UPDATE objects.logs SET object_key = $4, archive_due = NULL
          WHERE run_id = $1 AND job = $2 AND attempt = $3 AND object_key = ''
          RETURNING 1
        ), chunks AS (
-         DELETE FROM objects.log_chunks WHERE run_id = $1 AND job = $2 AND attempt = $3 AND EXISTS (SELECT 1 FROM archived)
+         UPDATE objects.log_chunks c SET zstd = NULL, text = NULL, stored_offset = p.stored_offset, zstd_bytes = p.zstd_bytes
+         FROM unnest($7::bigint[], $8::bigint[], $9::bigint[]) AS p (seq, stored_offset, zstd_bytes)
+         WHERE c.run_id = $1 AND c.job = $2 AND c.attempt = $3 AND c.seq = p.seq AND EXISTS (SELECT 1 FROM archived)
        )
        SELECT pg_notify($5, $6) FROM archived`,
-      [runId, job, attempt, key, logChannel, notice(log)],
+      [runId, job, attempt, key, logChannel, notice(log), placement.map((p) => p.seq), placement.map((p) => p.offset), placement.map((p) => p.bytes)],
     );
   }
 }

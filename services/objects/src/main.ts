@@ -5,6 +5,7 @@ import { Notifier } from "../../kit/src/notifier.ts";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
 import { onShutdown } from "../../kit/src/shutdown.ts";
 import { archiveChannel, logChannel, LogStore } from "./log-store.ts";
+import { LogReader } from "./log-reader.ts";
 import { LogArchiver } from "./log-archiver.ts";
 import { migrations } from "./migrations.ts";
 import { ObjectStore, readS3Config } from "./object-store.ts";
@@ -42,7 +43,7 @@ onShutdown("close listener", () => notifier.close());
 const archiver = new LogArchiver(pool, objects, notifier, log);
 archiver.start();
 onShutdown("stop the log archiver", () => archiver.stop());
-const logs = new LogStore(pool, objects, notifier, config.logInlineMaxBytes);
+const logs = new LogStore(pool, config.logInlineMaxBytes);
 const closer = setInterval(() => {
   logs.closeAbandoned().then(
     (closed) => closed > 0 && log.info("closed logs whose attempt ended without closing them", { closed }),
@@ -64,7 +65,7 @@ await serveAndRegister({
   },
   credentials: config.security.insecure ? undefined : new TaskTokenVerifier(config.security.tls.ca),
   routes: (router) => {
-    objectsRoutes(logs)(router);
+    objectsRoutes(logs, new LogReader(pool, objects, notifier))(router);
     artifactRoutes(new ArtifactStore(pool, objects))(router);
   },
 });

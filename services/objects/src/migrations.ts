@@ -59,4 +59,32 @@ export const migrations = [
      followers int NOT NULL,
      PRIMARY KEY (run_id, job, attempt)
    );`,
+  // Logs as printed (issue 14): each chunk's text compressed with zstd, its
+  // size, line ends and segments (who printed what when, log-segments.ts)
+  // beside it instead of a time and step on every line. An archived chunk
+  // keeps its row without its text: its bytes are at stored_offset in the
+  // log's object. ends_line: whether a chunk's text ends at a line's end
+  // (only a line longer than a chunk goes on in the next). Older chunks keep their text (already with a prefix on
+  // each line) and have no segments.
+  `ALTER TABLE log_chunks ALTER COLUMN text DROP NOT NULL;
+   ALTER TABLE log_chunks
+     ADD COLUMN zstd bytea,
+     ADD COLUMN zstd_bytes bigint NOT NULL DEFAULT 0,
+     ADD COLUMN bytes bigint,
+     ADD COLUMN start_line bigint NOT NULL DEFAULT 0,
+     ADD COLUMN lines bigint NOT NULL DEFAULT 0,
+     ADD COLUMN steps text[] NOT NULL DEFAULT '{}',
+     ADD COLUMN first_ms bigint NOT NULL DEFAULT 0,
+     ADD COLUMN segments bytea NOT NULL DEFAULT '',
+     ADD COLUMN stored_offset bigint,
+     ADD COLUMN ends_line boolean NOT NULL DEFAULT true;
+   ALTER TABLE log_chunks ALTER COLUMN zstd SET STORAGE EXTERNAL;
+   UPDATE log_chunks SET bytes = octet_length(text), lines = length(text) - length(replace(text, E'\\n', ''));
+   UPDATE log_chunks c SET start_line = b.before
+     FROM (SELECT run_id, job, attempt, seq, sum(lines) OVER (PARTITION BY run_id, job, attempt ORDER BY seq) - lines AS before FROM log_chunks) b
+     WHERE c.run_id = b.run_id AND c.job = b.job AND c.attempt = b.attempt AND c.seq = b.seq;
+   ALTER TABLE log_chunks ALTER COLUMN bytes SET NOT NULL;
+   ALTER TABLE logs ADD COLUMN lines bigint NOT NULL DEFAULT 0;
+   UPDATE logs l SET lines = c.lines FROM (SELECT run_id, job, attempt, sum(lines) AS lines FROM log_chunks GROUP BY 1, 2, 3) c
+     WHERE l.run_id = c.run_id AND l.job = c.job AND l.attempt = c.attempt;`,
 ];

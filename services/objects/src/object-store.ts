@@ -1,5 +1,6 @@
 import http from "node:http";
 import https from "node:https";
+import type { Readable } from "node:stream";
 import { Client } from "minio";
 import { readInt, readString } from "../../kit/src/config.ts";
 import { isNetworkError, repeatable } from "../../kit/src/retryable.ts";
@@ -26,6 +27,8 @@ export function readS3Config(env: Record<string, string | undefined>): S3Config 
   };
 }
 
+const partBytes = 8 * 1024 * 1024;
+
 // The few object operations Otto needs, over the S3 protocol.
 export class ObjectStore {
   readonly #client: Client;
@@ -49,6 +52,8 @@ export class ObjectStore {
       secretKey: config.secretKey,
       region: config.region,
       pathStyle: true,
+      // What a streamed upload holds in memory at once.
+      partSize: partBytes,
     });
     this.bucket = config.bucket;
   }
@@ -61,9 +66,11 @@ export class ObjectStore {
     }
   }
 
-  // The same bytes under the same key: done twice, it is done once.
-  async put(key: string, body: Buffer, contentType: string): Promise<void> {
-    await retryableOnNetworkError(() => this.#client.putObject(this.bucket, key, body, body.length, { "Content-Type": contentType }));
+  // The same bytes under the same key: done twice, it is done once. A
+  // stream is sent once (not retried here) in parts of `partBytes`.
+  async put(key: string, body: Buffer | Readable, contentType: string, size = Buffer.isBuffer(body) ? body.length : undefined): Promise<void> {
+    const put = () => this.#client.putObject(this.bucket, key, body, size, { "Content-Type": contentType });
+    await (Buffer.isBuffer(body) ? retryableOnNetworkError(put) : put());
   }
 
   readFrom(key: string, offset: number): Promise<Buffer> {
@@ -72,6 +79,18 @@ export class ObjectStore {
       const parts: Buffer[] = [];
       for await (const part of stream) parts.push(part as Buffer);
       return Buffer.concat(parts);
+    });
+  }
+
+  // `length` bytes from `offset` on.
+  readRange(key: string, offset: number, length: number): Promise<Buffer> {
+    return retryableOnNetworkError(async () => {
+      const stream = await this.#client.getPartialObject(this.bucket, key, offset, length);
+      const parts: Buffer[] = [];
+      for await (const part of stream) parts.push(part as Buffer);
+      const bytes = Buffer.concat(parts);
+      if (bytes.length !== length) throw new Error(`object ${key} gave ${bytes.length} bytes from ${offset}, not ${length}`);
+      return bytes;
     });
   }
 

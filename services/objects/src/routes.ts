@@ -3,32 +3,55 @@ import { callerOf } from "../../kit/src/caller.ts";
 import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
 import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import type { LogStore } from "./log-store.ts";
+import type { LogReader, ReadStart } from "./log-reader.ts";
+import { storedChunk } from "./log-chunk.ts";
+import { searchLog, searchPattern } from "./log-search.ts";
+import { logLines } from "./log-view.ts";
 import { repeatable } from "../../kit/src/retryable.ts";
 
 // Ids and names are checked by the requests' protovalidate rules.
 
-export function objectsRoutes(logs: LogStore) {
+export function objectsRoutes(logs: LogStore, reader: LogReader) {
   return (router: ConnectRouter) => {
     router.service(LogStoreService, {
       async appendLog(req, ctx) {
         const writer = requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
         // A chunk sent again is stored once, and a log closed again stays
         // as it was: either may be retried after a lost connection.
-        await repeatable(() => logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), req.text, writer));
+        const chunk = await storedChunk(req);
+        await repeatable(() => logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), chunk, writer));
         return {};
       },
       async closeLog(req, ctx) {
         const writer = requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
-        const final = req.finalSeq > 0n ? { seq: Number(req.finalSeq), text: req.finalText } : undefined;
+        const final =
+          req.finalSeq > 0n
+            ? { seq: Number(req.finalSeq), chunk: await storedChunk({ text: req.finalText, zstd: req.finalZstd, segments: req.finalSegments }) }
+            : undefined;
         const { key, size } = await repeatable(() => logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final, writer));
         return { objectKey: key, size: BigInt(size) };
       },
     });
     router.service(LogService, {
       async *readLog(req, ctx) {
-        const attempt = req.attempt === 0 ? await logs.latestAttempt(req.runId, req.job) : attemptOf(req.attempt);
-        for await (const chunk of logs.read({ runId: req.runId, job: req.job, attempt }, Number(req.offset), req.follow, ctx.signal)) {
-          yield { text: chunk.text, offset: BigInt(chunk.offset), attempt };
+        const pattern = req.grep !== "" ? searchPattern(req.grep, req.regex, req.ignoreCase) : undefined;
+        const attempt = req.attempt === 0 ? await reader.latestAttempt(req.runId, req.job) : attemptOf(req.attempt);
+        const start: ReadStart = req.tail > 0 ? { tail: req.tail } : req.line > 0n ? { line: Number(req.line) - 1 } : { offset: Number(req.offset) };
+        const events = reader.chunks({ runId: req.runId, job: req.job, attempt }, start, req.follow, ctx.signal);
+        const limit = Number(req.limit);
+        const texts = pattern
+          ? searchLog(events, { pattern, context: req.context, limit, raw: req.raw })
+          : logLines(events, { limit, raw: req.raw });
+        for await (const text of texts) {
+          yield {
+            text: text.text,
+            offset: BigInt(text.offset),
+            endOffset: BigInt(text.endOffset),
+            line: BigInt(text.line),
+            matchLines: text.matchLines.map(BigInt),
+            deleted: text.deleted,
+            attempt,
+          };
         }
       },
     });
