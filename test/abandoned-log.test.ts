@@ -24,13 +24,11 @@ describe("a log its agent never closed", () => {
     const run = await submit(otto.client, pipeline("abandoned").job("build", { steps: ["printf 'made %s\\n' output; sleep 600"] }).build());
     const logState = async () =>
       (await db.query("SELECT state FROM objects.logs WHERE run_id = $1 AND job = 'build' AND attempt = 1", [run.id])).rows[0]?.state;
-    const logText = async () =>
-      (
-        await db.query(
-          "SELECT string_agg(text, '' ORDER BY seq) AS text FROM objects.log_chunks WHERE run_id = $1 AND job = 'build' AND attempt = 1",
-          [run.id],
-        )
-      ).rows[0]?.text ?? "";
+    const logText = async () => {
+      let text = "";
+      for await (const chunk of otto.client.logs.readLog({ runId: run.id, job: "build", attempt: 1 })) text += chunk.text;
+      return text;
+    };
     await waitFor("the step's output in its log", async () => /\| made output\n/.test(await logText()));
     process.kill(otto.supervisor.pid("agent-1")!, "SIGKILL");
     // The lease lapses (no retry policy: the job fails as "agent lost").

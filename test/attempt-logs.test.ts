@@ -77,8 +77,8 @@ describe("logs of retried jobs", () => {
         return rows.length === 2 && rows.every((row) => row.object_key !== "") && rows;
       });
       assert.deepEqual(rows, [
-        { attempt: 1, state: "closed", object_key: `logs/${runId}/flaky/attempt-1.log` },
-        { attempt: 2, state: "closed", object_key: `logs/${runId}/flaky/attempt-2.log` },
+        { attempt: 1, state: "closed", object_key: `logs/${runId}/flaky/attempt-1.log.zst` },
+        { attempt: 2, state: "closed", object_key: `logs/${runId}/flaky/attempt-2.log.zst` },
       ]);
     } finally {
       await db.end();

@@ -85,8 +85,8 @@ describe("createSecretMasker", () => {
     const lines = value.split(/\r?\n/);
     assert.deepEqual(lines.map(mask), ["***", "***", "***", "}", "***"]);
     assert.equal(mask(`key: ${lines[1]}`), "key: ***");
-    // a whole multi-line string given to the masker at once
-    assert.equal(mask(`before ${value} after`), "before *** after");
+    // several lines given to the masker at once: each line masked, the line ends kept
+    assert.equal(mask(`before ${value} after`), "before ***\n***\r\n***\n}\n*** after");
     // its base64 fits on one line
     assert.equal(mask(b64(value)), "***");
     // lines shorter than 4 characters are not needles of their own

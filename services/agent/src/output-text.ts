@@ -13,19 +13,27 @@ export class OutputText {
   #partial: Buffer | undefined;
 
   push(bytes: Buffer, onText: OnText): void {
-    const lastEnd = bytes.lastIndexOf(10);
-    if (lastEnd === -1) {
-      this.#partial = this.#partial ? Buffer.concat([this.#partial, bytes]) : Buffer.from(bytes);
-      while (this.#partial.length > maxLineLength) {
-        const cut = characterStart(this.#partial, maxLineLength);
-        onText(this.#partial.subarray(0, cut), true);
-        this.#partial = Buffer.from(this.#partial.subarray(cut));
-      }
-      return;
+    const firstEnd = bytes.indexOf(10);
+    if (firstEnd === -1) return this.#hold(bytes, onText);
+    if ((this.#partial?.length ?? 0) + firstEnd > maxLineLength) {
+      this.#hold(bytes.subarray(0, firstEnd), onText);
+      bytes = bytes.subarray(firstEnd);
     }
+    const lastEnd = bytes.lastIndexOf(10);
     const whole = bytes.subarray(0, lastEnd + 1);
     onText(this.#partial ? Buffer.concat([this.#partial, whole]) : whole, false);
     this.#partial = lastEnd + 1 < bytes.length ? Buffer.from(bytes.subarray(lastEnd + 1)) : undefined;
+  }
+
+  // Keeps the start of a line, passing on pieces of it once it is too long.
+  #hold(bytes: Buffer, onText: OnText) {
+    let partial = this.#partial ? Buffer.concat([this.#partial, bytes]) : Buffer.from(bytes);
+    while (partial.length > maxLineLength) {
+      const cut = characterStart(partial, maxLineLength);
+      onText(partial.subarray(0, cut), true);
+      partial = Buffer.from(partial.subarray(cut));
+    }
+    this.#partial = partial;
   }
 
   // What is left after the last newline, as a line of its own.

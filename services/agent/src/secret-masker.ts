@@ -4,10 +4,10 @@
 // reads or the sink's chunks, is whole again here. Only a line of over 4 MiB
 // comes in pieces: the masker then holds back the end of each piece, as much
 // as a secret could start in, and masks it with the next piece, so a secret
-// cut by that split is masked too. Because output
-// arrives one line at a time, a multi-line secret is masked line by line too:
-// each of its lines of at least 4 characters is a needle of its own (shorter
-// lines such as "}" would mask far too much). The common encodings a step
+// cut by that split is masked too. A multi-line secret is masked line by
+// line, so that the log keeps its lines: each of its lines of at least 4
+// characters is a needle of its own (shorter lines such as "}" would mask
+// far too much). The common encodings a step
 // might print by accident, standard base64 of the UTF-8 bytes and
 // encodeURIComponent, are masked as well.
 //
@@ -50,12 +50,14 @@ export function createSecretMasker(values: string[]): SecretMasker {
   const needles = new Set<string>();
   for (const value of values) {
     if (value === "") continue;
-    needles.add(value);
+    // Its lines, however a step ends them: \r\n, \n or \r.
+    const lines = value.split(/\r\n|\n|\r/);
+    // A value of several lines is masked line by line (below): masked
+    // whole, it would take the line ends inside it along.
+    if (lines.length === 1) needles.add(value);
     needles.add(Buffer.from(value, "utf8").toString("base64"));
     const url = urlEncoded(value);
     if (url !== undefined) needles.add(url);
-    // The line ends output-lines.ts splits at: \r\n, \n and \r.
-    const lines = value.split(/\r\n|\n|\r/);
     if (lines.length > 1) for (const part of lines) if (part.length >= 4) needles.add(part);
   }
   // Longest first: not needed for correctness (ranges are merged), but the
