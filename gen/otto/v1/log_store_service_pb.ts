@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/log_store_service.proto.
  */
 export const file_otto_v1_log_store_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9vdHRvL3YxL2xvZ19zdG9yZV9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIvUBChBBcHBlbmRMb2dSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESMgoDam9iGAIgASgJQiW6SCJyIDIeXltBLVphLXpfXVtBLVphLXowLTlfLV17MCw2M30kEhQKA3NlcRgDIAEoA0IHukgEIgIoARIXCgR0ZXh0GAQgASgJQgm6SAZyBCiAgEASGAoHYXR0ZW1wdBgFIAEoBUIHukgEGgIoABIXCgR6c3RkGAYgASgMQgm6SAZ6BBiAgEASMQoIc2VnbWVudHMYByADKAsyEy5vdHRvLnYxLkxvZ1NlZ21lbnRCCrpIB5IBBBCgjQYibgoKTG9nU2VnbWVudBIWCgRzdGVwGAEgASgJQgi6SAVyAxjoBxIYCgd0aW1lX21zGAIgASgDQge6SAQiAigAEhYKBWJ5dGVzGAMgASgDQge6SAQiAigAEhYKBWxpbmVzGAQgASgDQge6SAQiAigAIhMKEUFwcGVuZExvZ1Jlc3BvbnNlIowCCg9DbG9zZUxvZ1JlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIyCgNqb2IYAiABKAlCJbpIInIgMh5eW0EtWmEtel9dW0EtWmEtejAtOV8tXXswLDYzfSQSGgoJZmluYWxfc2VxGAMgASgDQge6SAQiAigAEh0KCmZpbmFsX3RleHQYBCABKAlCCbpIBnIEKICAQBIYCgdhdHRlbXB0GAUgASgFQge6SAQaAigAEh0KCmZpbmFsX3pzdGQYBiABKAxCCbpIBnoEGICAQBI3Cg5maW5hbF9zZWdtZW50cxgHIAMoCzITLm90dG8udjEuTG9nU2VnbWVudEIKukgHkgEEEKCNBiI0ChBDbG9zZUxvZ1Jlc3BvbnNlEhIKCm9iamVjdF9rZXkYASABKAkSDAoEc2l6ZRgCIAEoAzKWAQoPTG9nU3RvcmVTZXJ2aWNlEkIKCUFwcGVuZExvZxIZLm90dG8udjEuQXBwZW5kTG9nUmVxdWVzdBoaLm90dG8udjEuQXBwZW5kTG9nUmVzcG9uc2USPwoIQ2xvc2VMb2cSGC5vdHRvLnYxLkNsb3NlTG9nUmVxdWVzdBoZLm90dG8udjEuQ2xvc2VMb2dSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate]);
+  fileDesc("Ch9vdHRvL3YxL2xvZ19zdG9yZV9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIo0CChBBcHBlbmRMb2dSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESMgoDam9iGAIgASgJQiW6SCJyIDIeXltBLVphLXpfXVtBLVphLXowLTlfLV17MCw2M30kEhQKA3NlcRgDIAEoA0IHukgEIgIoARIXCgR0ZXh0GAQgASgJQgm6SAZyBCiAgEASGAoHYXR0ZW1wdBgFIAEoBUIHukgEGgIoABIXCgR6c3RkGAYgASgMQgm6SAZ6BBiAgEASMQoIc2VnbWVudHMYByADKAsyEy5vdHRvLnYxLkxvZ1NlZ21lbnRCCrpIB5IBBBCgjQYSFgoOY29udGludWVzX2xpbmUYCCABKAgibgoKTG9nU2VnbWVudBIWCgRzdGVwGAEgASgJQgi6SAVyAxjoBxIYCgd0aW1lX21zGAIgASgDQge6SAQiAigAEhYKBWJ5dGVzGAMgASgDQge6SAQiAigAEhYKBWxpbmVzGAQgASgDQge6SAQiAigAIhMKEUFwcGVuZExvZ1Jlc3BvbnNlIowCCg9DbG9zZUxvZ1JlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIyCgNqb2IYAiABKAlCJbpIInIgMh5eW0EtWmEtel9dW0EtWmEtejAtOV8tXXswLDYzfSQSGgoJZmluYWxfc2VxGAMgASgDQge6SAQiAigAEh0KCmZpbmFsX3RleHQYBCABKAlCCbpIBnIEKICAQBIYCgdhdHRlbXB0GAUgASgFQge6SAQaAigAEh0KCmZpbmFsX3pzdGQYBiABKAxCCbpIBnoEGICAQBI3Cg5maW5hbF9zZWdtZW50cxgHIAMoCzITLm90dG8udjEuTG9nU2VnbWVudEIKukgHkgEEEKCNBiI0ChBDbG9zZUxvZ1Jlc3BvbnNlEhIKCm9iamVjdF9rZXkYASABKAkSDAoEc2l6ZRgCIAEoAzKWAQoPTG9nU3RvcmVTZXJ2aWNlEkIKCUFwcGVuZExvZxIZLm90dG8udjEuQXBwZW5kTG9nUmVxdWVzdBoaLm90dG8udjEuQXBwZW5kTG9nUmVzcG9uc2USPwoIQ2xvc2VMb2cSGC5vdHRvLnYxLkNsb3NlTG9nUmVxdWVzdBoZLm90dG8udjEuQ2xvc2VMb2dSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate]);
 
 /**
  * @generated from message otto.v1.AppendLogRequest
@@ -56,11 +56,22 @@ export type AppendLogRequest = Message<"otto.v1.AppendLogRequest"> & {
 
   /**
    * Who printed the chunk's text and when, in order; their `bytes` add up
-   * to the text's size. None: one segment, printed now by nobody in particular.
+   * to the text's size and their `lines` to its line ends, which the
+   * objects service takes as said for a compressed chunk (an agent can
+   * only mislead reads of its own log). None: one segment, printed now by
+   * nobody in particular.
    *
    * @generated from field: repeated otto.v1.LogSegment segments = 7;
    */
   segments: LogSegment[];
+
+  /**
+   * The text ends inside a line that goes on in the next chunk (a line
+   * longer than a chunk), not at a line's end.
+   *
+   * @generated from field: bool continues_line = 8;
+   */
+  continuesLine: boolean;
 };
 
 /**

@@ -25,6 +25,8 @@ export interface LogChunk {
   seq: number;
   zstd: Buffer;
   segments: ChunkSegment[];
+  // Its text ends inside a line (one longer than a chunk).
+  continuesLine: boolean;
 }
 
 export interface LogSinkOptions {
@@ -180,7 +182,7 @@ export class LogSink implements OutputPressure {
     const rest = this.#sealed.pop()!;
     this.#pendingBytes = 0;
     this.#update();
-    return { seq: ++this.#seq, zstd: await compressLogText(rest.text), segments: rest.segments };
+    return { seq: ++this.#seq, zstd: await compressLogText(rest.text), segments: rest.segments, continuesLine: continuesLine(rest.text) };
   }
 
   #onTimer() {
@@ -203,7 +205,7 @@ export class LogSink implements OutputPressure {
     this.#sendingBytes = text.length;
     const seq = ++this.#seq;
     this.#sending = compressLogText(text)
-      .then((zstd) => sendWithRetry(() => this.#send({ seq, zstd, segments })))
+      .then((zstd) => sendWithRetry(() => this.#send({ seq, zstd, segments, continuesLine: continuesLine(text) })))
       .then(
         () => this.#sent(),
         (err) => this.#fail(err),
@@ -240,6 +242,10 @@ export class LogSink implements OutputPressure {
 }
 
 const firstFillingBytes = 16 * 1024;
+
+function continuesLine(text: Buffer): boolean {
+  return text.length > 0 && text[text.length - 1] !== 10;
+}
 
 async function sendWithRetry(send: () => Promise<void>, tries = 10): Promise<void> {
   for (let i = 1; ; i++) {

@@ -10,37 +10,52 @@ export const maxLineLength = 4 * 1024 * 1024;
 export type OnText = (text: Buffer, continues: boolean) => void;
 
 export class OutputText {
-  #partial: Buffer | undefined;
+  // The line still arriving, in the pieces it came in.
+  #partial: Buffer[] = [];
+  #partialBytes = 0;
 
   push(bytes: Buffer, onText: OnText): void {
     const firstEnd = bytes.indexOf(10);
     if (firstEnd === -1) return this.#hold(bytes, onText);
-    if ((this.#partial?.length ?? 0) + firstEnd > maxLineLength) {
+    if (this.#partialBytes + firstEnd > maxLineLength) {
       this.#hold(bytes.subarray(0, firstEnd), onText);
       bytes = bytes.subarray(firstEnd);
+      return this.push(bytes, onText);
+    }
+    // The line that was arriving, then the whole lines after it as they came.
+    let from = 0;
+    if (this.#partialBytes > 0) {
+      onText(Buffer.concat([...this.#partial, bytes.subarray(0, firstEnd + 1)]), false);
+      this.#partial = [];
+      this.#partialBytes = 0;
+      from = firstEnd + 1;
     }
     const lastEnd = bytes.lastIndexOf(10);
-    const whole = bytes.subarray(0, lastEnd + 1);
-    onText(this.#partial ? Buffer.concat([this.#partial, whole]) : whole, false);
-    this.#partial = lastEnd + 1 < bytes.length ? Buffer.from(bytes.subarray(lastEnd + 1)) : undefined;
+    if (lastEnd >= from) onText(bytes.subarray(from, lastEnd + 1), false);
+    if (lastEnd + 1 < bytes.length) this.#hold(bytes.subarray(lastEnd + 1), onText);
   }
 
   // Keeps the start of a line, passing on pieces of it once it is too long.
   #hold(bytes: Buffer, onText: OnText) {
-    let partial = this.#partial ? Buffer.concat([this.#partial, bytes]) : Buffer.from(bytes);
+    this.#partial.push(bytes);
+    this.#partialBytes += bytes.length;
+    if (this.#partialBytes <= maxLineLength) return;
+    let partial = Buffer.concat(this.#partial);
     while (partial.length > maxLineLength) {
       const cut = characterStart(partial, maxLineLength);
       onText(partial.subarray(0, cut), true);
-      partial = Buffer.from(partial.subarray(cut));
+      partial = partial.subarray(cut);
     }
-    this.#partial = partial;
+    this.#partial = [partial];
+    this.#partialBytes = partial.length;
   }
 
   // What is left after the last newline, as a line of its own.
   end(onText: OnText): void {
-    const rest = this.#partial;
-    this.#partial = undefined;
-    if (rest && rest.length > 0) onText(Buffer.concat([rest, newline]), false);
+    const [rest, bytes] = [this.#partial, this.#partialBytes];
+    this.#partial = [];
+    this.#partialBytes = 0;
+    if (bytes > 0) onText(Buffer.concat([...rest, newline]), false);
   }
 }
 

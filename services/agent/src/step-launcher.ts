@@ -68,7 +68,9 @@ export class StepLauncher {
   #process: ChildProcess | undefined;
   #steps = new Map<string, RunningStep>();
   #nextId = 1;
+  // The start of an event line, and the output bytes still to come of the last `output` event.
   #pending = Buffer.alloc(0);
+  #body: { step: RunningStep | undefined; left: number } | undefined;
 
   constructor(kind: LauncherKind, sandbox?: SandboxSettings) {
     if (sandbox && kind !== "native") throw new Error("the JavaScript step launcher cannot sandbox steps");
@@ -129,6 +131,7 @@ export class StepLauncher {
       this.kind === "native" ? [nativeBinary, launcherArguments(this.sandbox)] : [process.execPath, ["--max-semi-space-size=1", javascriptEntry]];
     const launcher = spawn(command, args, { stdio: ["pipe", "pipe", "inherit"] });
     this.#pending = Buffer.alloc(0);
+    this.#body = undefined;
     launcher.stdout!.on("data", (chunk: Buffer) => this.#onData(chunk));
     launcher.stdin!.on("error", () => {});
     launcher.on("exit", () => {
@@ -145,31 +148,43 @@ export class StepLauncher {
   }
 
   // Events: `started <id> <pid>`, `output <id> <n>` and n bytes, `exit <id> <code> <signal>`.
+  // An output's bytes are passed on as they arrive, without being copied.
   #onData(chunk: Buffer) {
-    let data = this.#pending.length > 0 ? Buffer.concat([this.#pending, chunk]) : chunk;
-    for (;;) {
-      const newline = data.indexOf(10);
-      if (newline < 0) break;
-      const [event, id, first, second] = data.toString("latin1", 0, newline).split(" ");
-      const step = this.#steps.get(id);
-      if (event === "output") {
-        const end = newline + 1 + Number(first);
-        if (data.length < end) break;
-        step?.text.push(data.subarray(newline + 1, end), step.onOutput);
-        data = data.subarray(end);
+    let data = chunk;
+    while (data.length > 0) {
+      if (this.#body) {
+        const take = Math.min(this.#body.left, data.length);
+        const { step } = this.#body;
+        if (step) step.text.push(data.subarray(0, take), step.onOutput);
+        this.#body.left -= take;
+        if (this.#body.left === 0) this.#body = undefined;
+        data = data.subarray(take);
         continue;
       }
+      const newline = data.indexOf(10);
+      if (newline < 0) {
+        this.#pending = Buffer.concat([this.#pending, data]);
+        return;
+      }
+      const header = this.#pending.toString("latin1") + data.toString("latin1", 0, newline);
+      this.#pending = Buffer.alloc(0);
       data = data.subarray(newline + 1);
+      const [event, id, first, second] = header.split(" ");
+      const step = this.#steps.get(id!);
+      if (event === "output") {
+        const left = Number(first);
+        if (left > 0) this.#body = { step, left };
+        continue;
+      }
       if (!step) continue;
       if (event === "started") step.pid = Number(first);
       else if (event === "exit") {
-        this.#steps.delete(id);
+        this.#steps.delete(id!);
         step.text.end(step.onOutput);
         const code = Number(first);
         step.onExit(code < 0 ? null : code, signalNames.get(Number(second)) ?? null);
       }
     }
-    this.#pending = Buffer.from(data);
   }
 }
 

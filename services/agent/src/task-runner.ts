@@ -100,12 +100,12 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
 
   // The objects service takes this attempt's log only with its task token.
   const asTask = task.taskToken ? { headers: { authorization: `Bearer ${task.taskToken}` } } : {};
-  const sink = new LogSink(({ seq, zstd, segments }) =>
+  const sink = new LogSink(({ seq, zstd, segments, continuesLine }) =>
     registry
       .call(
         "objects",
         LogStoreService,
-        (c) => c.appendLog({ runId: task.runId, job: task.job, attempt: task.attempt, seq: BigInt(seq), zstd, segments }, asTask),
+        (c) => c.appendLog({ runId: task.runId, job: task.job, attempt: task.attempt, seq: BigInt(seq), zstd, segments, continuesLine }, asTask),
         { idempotent: true, retryForMs },
       )
       .then(() => {}),

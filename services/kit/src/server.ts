@@ -2,13 +2,14 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import type { DescMessage } from "@bufbuild/protobuf";
+import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { metrics } from "./metrics.ts";
 import { measureServerCalls } from "./rpc-metrics.ts";
 import { traceServerCalls } from "./tracing-interceptors.ts";
 import { jsonStreamShim } from "./json-stream-shim.ts";
-import { undecodable, validateRequests } from "./validate-requests.ts";
+import { prepareValidation, undecodable, validateRequests } from "./validate-requests.ts";
 import type { Logger } from "./log.ts";
 import { admission, type AccessRules, type CredentialVerifier } from "./authorize.ts";
 import { peerKey } from "./caller.ts";
@@ -138,6 +139,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     server.listen(options.port, host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  // The first call of each method would otherwise compile its validation rules.
+  prepareValidation(methodInputs(options.routes));
   return {
     url: `${security.insecure ? "http" : "https"}://${host}:${port}`,
     port,
@@ -153,6 +156,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
     },
   };
+}
+
+// The request types of the methods `routes` serves.
+function methodInputs(routes: (router: ConnectRouter) => void): DescMessage[] {
+  const router = createConnectRouter();
+  routes(router);
+  return router.handlers.map((handler) => handler.method.input);
 }
 
 const connectContentType = /^application\/(json|proto|connect\+(json|proto)|grpc(-web)?(\+(json|proto))?)(;|$)/;

@@ -1,4 +1,4 @@
-import type { DescMessage, Message } from "@bufbuild/protobuf";
+import { create, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator, violationsToProto, type Violation } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
@@ -45,6 +45,17 @@ export function undecodable(message: string): string | undefined {
   const prefix = "parse binary: ";
   if (!message.startsWith(prefix)) return undefined;
   return `the request body is not a valid protobuf message for this method: ${message.slice(prefix.length)}`;
+}
+
+// Compiles the rules of these request types in the background, a type at a
+// time, so that no caller's first request waits for it.
+export function prepareValidation(schemas: DescMessage[]): void {
+  const [next, ...rest] = schemas;
+  if (!next) return;
+  setImmediate(() => {
+    validator.validate(next, create(next));
+    prepareValidation(rest);
+  }).unref();
 }
 
 function check(schema: DescMessage, message: Message): void {

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { LogSegment } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import { encodeSegments, type EncodedSegments } from "./log-segments.ts";
-import { compressLogText, decompressLogText, maxLogChunkBytes as maxChunkBytes } from "../../kit/src/log-compression.ts";
+import { compressLogText, maxLogChunkBytes as maxChunkBytes } from "../../kit/src/log-compression.ts";
 
 // A log chunk as the objects service keeps it: its text compressed with
 // zstd, its size and line ends, and its segments.
@@ -14,44 +14,50 @@ export interface StoredChunk extends EncodedSegments {
 }
 
 // What an agent sends (text as it is, or already compressed, with the
-// segments it printed) made into a chunk to store, or refused with why.
-export async function storedChunk(chunk: { text: string; zstd: Uint8Array; segments: LogSegment[] }): Promise<StoredChunk> {
+// segments it printed) made into a chunk to store, or refused with why. A
+// compressed chunk is not decompressed here: its frame says its size, and
+// its segments its line ends.
+export async function storedChunk(chunk: {
+  text: string;
+  zstd: Uint8Array;
+  segments: LogSegment[];
+  continuesLine?: boolean;
+}): Promise<StoredChunk> {
   if (chunk.zstd.length > 0 && chunk.text !== "") throw new ConnectError("a log chunk is either text or zstd, not both", Code.InvalidArgument);
   let zstd: Buffer;
-  let text: Buffer;
+  let bytes: number;
+  let endsLine: boolean;
+  let text: Buffer | undefined;
   if (chunk.zstd.length > 0) {
     zstd = Buffer.from(chunk.zstd.buffer, chunk.zstd.byteOffset, chunk.zstd.length);
-    const size = zstdContentSize(zstd);
-    if (size > maxChunkBytes) throw tooLarge(size);
-    text = await decompressLogText(zstd).catch((err) => {
-      throw new ConnectError(`log chunk is not valid zstd: ${(err as Error).message}`, Code.InvalidArgument);
-    });
-    if (text.length !== size) throw new ConnectError(`log chunk's zstd frame says ${size} bytes but holds ${text.length}`, Code.InvalidArgument);
+    bytes = zstdContentSize(zstd);
+    endsLine = !chunk.continuesLine;
   } else {
     text = Buffer.from(chunk.text);
-    if (text.length > maxChunkBytes) throw tooLarge(text.length);
-    zstd = await compressLogText(text);
+    bytes = text.length;
+    endsLine = bytes === 0 || text[bytes - 1] === 10;
+    zstd = bytes <= maxChunkBytes ? await compressLogText(text) : Buffer.alloc(0);
   }
-  // The index must say what the text holds: every read relies on it.
+  if (bytes > maxChunkBytes) throw new ConnectError(`log chunk is ${bytes} bytes; at most ${maxChunkBytes} allowed`, Code.ResourceExhausted);
   const segments =
     chunk.segments.length > 0
       ? chunk.segments.map((s) => ({ step: s.step, timeMs: Number(s.timeMs), bytes: Number(s.bytes), lines: Number(s.lines) }))
-      : [{ step: "", timeMs: Date.now(), bytes: text.length, lines: lineEnds(text, 0, text.length) }];
-  let at = 0;
-  for (const [i, segment] of segments.entries()) {
-    const found = at + segment.bytes <= text.length ? lineEnds(text, at, at + segment.bytes) : -1;
-    if (found !== segment.lines) {
-      throw new ConnectError(`the log chunk's segment ${i + 1} says ${segment.bytes} bytes and ${segment.lines} line ends, which its text does not hold`, Code.InvalidArgument);
-    }
-    at += segment.bytes;
+      : [{ step: "", timeMs: Date.now(), bytes, lines: text ? lineEnds(text, 0, text.length) : 0 }];
+  const segmentBytes = segments.reduce((sum, s) => sum + s.bytes, 0);
+  if (segmentBytes !== bytes) {
+    throw new ConnectError(`the log chunk's segments add up to ${segmentBytes} bytes, its text has ${bytes}`, Code.InvalidArgument);
   }
-  if (at !== text.length) throw new ConnectError(`the log chunk's segments add up to ${at} bytes, its text has ${text.length}`, Code.InvalidArgument);
+  if (text) {
+    let at = 0;
+    for (const [i, segment] of segments.entries()) {
+      if (lineEnds(text, at, at + segment.bytes) !== segment.lines) {
+        throw new ConnectError(`the log chunk's segment ${i + 1} does not hold the ${segment.lines} line ends it says`, Code.InvalidArgument);
+      }
+      at += segment.bytes;
+    }
+  }
   const lines = segments.reduce((sum, s) => sum + s.lines, 0);
-  return { zstd, bytes: text.length, lines, endsLine: text.length === 0 || text[text.length - 1] === 10, ...encodeSegments(segments) };
-}
-
-function tooLarge(bytes: number): ConnectError {
-  return new ConnectError(`log chunk is ${bytes} bytes; at most ${maxChunkBytes} allowed`, Code.ResourceExhausted);
+  return { zstd, bytes, lines, endsLine, ...encodeSegments(segments) };
 }
 
 // How many "\n" text[from, to) holds (a plain loop beats indexOf for short lines).
