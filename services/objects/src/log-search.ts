@@ -52,8 +52,8 @@ export async function* searchLog(events: AsyncIterable<ChunkEvent>, options: Sea
   let matchesLeft = options.limit > 0 ? options.limit : Infinity;
   let group: Group | undefined;
   let previous: LoadedChunk | undefined;
-  // Lines before this one were sent in a group already.
-  let shownUpTo = 0;
+  // Lines before this one were sent in a group already, or are before the read's start.
+  let shownUpTo: number | undefined;
   const flush = function* (): Generator<LogText> {
     if (!group) return;
     const first = group.pieces[0]!;
@@ -75,6 +75,7 @@ export async function* searchLog(events: AsyncIterable<ChunkEvent>, options: Sea
     }
     const { chunk, from } = event;
     const { text } = chunk;
+    shownUpTo ??= event.fromLine;
     if (group && group.endLine <= group.wanted) extend(group, group.wanted, chunk, from);
     if (matchesLeft === 0) {
       if (!group || group.endLine > group.wanted) return yield* flush();
@@ -102,7 +103,7 @@ export async function* searchLog(events: AsyncIterable<ChunkEvent>, options: Sea
         extend(group, line + context, chunk, from);
       } else {
         yield* flush();
-        const first = Math.max(line - context, shownUpTo, event.fromLine);
+        const first = Math.max(line - context, shownUpTo);
         group = { firstLine: first, endLine: line, wanted: line + context, pieces: before(chunk, from, lineStart, line - first, previous), matches: [] };
         group.firstLine = group.endLine - linesIn(group.pieces);
         extend(group, line + context, chunk, from);
