@@ -1,7 +1,6 @@
 // The SDK and the `otto` CLI against a whole Otto of real processes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -14,6 +13,7 @@ import { RunSchema } from "../gen/otto/v1/run_pb.ts";
 import { parsePipeline, formatProblems } from "../services/parser/src/parse-pipeline.ts";
 import { followLogs, pipeline, RunState, submit, submitAndWait, waitForRun, type Run } from "../sdk/src/index.ts";
 import { startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { runCli, type CliResult } from "./helpers/cli.ts";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const helloYaml = await readFile(join(repoRoot, "examples/hello.otto.yml"), "utf8");
@@ -46,34 +46,6 @@ async function readWholeLog(otto: TestOtto, runId: string, job: string): Promise
   const lines: string[] = [];
   for await (const line of followLogs(otto.client, runId, job, { follow: false })) lines.push(line);
   return lines;
-}
-
-interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-// Runs the `otto` CLI as a user would, from the repository root.
-function runCli(args: string[], env: Record<string, string>, input?: string): Promise<CliResult> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-  delete childEnv.NODE_TEST_CONTEXT;
-  return new Promise((resolveResult, reject) => {
-    const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "sdk/src/cli.ts", ...args], {
-      cwd: repoRoot,
-      env: childEnv,
-      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      timeout: 90_000,
-    });
-    if (input !== undefined) child.stdin!.end(input);
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.setEncoding("utf8").on("data", (text: string) => (stdout += text));
-    child.stderr!.setEncoding("utf8").on("data", (text: string) => (stderr += text));
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolveResult({ code, signal, stdout, stderr }));
-  });
 }
 
 const show = (r: CliResult) => `exit ${r.code ?? r.signal}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;

@@ -6,9 +6,11 @@ export interface ReadLogOptions {
   // Which attempt's log (from 1); by default the latest, and when following,
   // the attempts a retry adds.
   attempt?: number;
-  // Start this many lines before the end, or at this line (from 1).
+  // Start this many lines before the end, at this line (from 1), or at this
+  // byte offset of the text as printed (a message's endOffset, to resume).
   tail?: number;
   line?: number;
+  offset?: number;
   // At most this many lines (with `grep`, matches).
   limit?: number;
   // Only lines containing this text (or matching it, with `regex`), each
@@ -45,6 +47,7 @@ export async function* readLogLines(client: OttoClient, runId: string, job: stri
       attempt: options.attempt ?? 0,
       tail: options.tail ?? 0,
       line: BigInt(options.line ?? 0),
+      offset: BigInt(options.offset ?? 0),
       limit: BigInt(options.limit ?? 0),
       grep: options.grep ?? "",
       regex: options.regex ?? false,
