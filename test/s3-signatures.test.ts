@@ -108,6 +108,23 @@ describe("development S3 endpoint: AWS Signature V4", () => {
     assert.equal((await s3.statObject(bucket, "round/multipart.bin")).size, big.length);
   });
 
+  it("deletes many objects of the same directories in one request, and the run directories they emptied", async () => {
+    const keys: string[] = [];
+    for (let run = 1; run <= 3; run++) for (let n = 1; n <= 8; n++) keys.push(`artifacts/run-${run}/build/attempt-1/object-${n}`, `logs/run-${run}/job-${n}/attempt-1.log`);
+    await Promise.all(keys.map((key) => s3.putObject(bucket, key, Buffer.from(key))));
+    // Each request deletes sixteen objects of one run at once, and the three runs at once too.
+    const results = await Promise.all([1, 2, 3].map((run) => s3.removeObjects(bucket, keys.filter((key) => key.includes(`/run-${run}/`)))));
+    assert.deepEqual(results.flat(), []);
+    for (const prefix of ["artifacts/", "logs/"]) {
+      const listed: string[] = [];
+      for await (const item of s3.listObjectsV2(bucket, prefix, true)) listed.push((item as { name: string }).name);
+      assert.deepEqual(listed, []);
+    }
+    for (const top of ["artifacts", "logs"]) assert.deepEqual(await readdir(join(dataDir, "s3", bucket, top)), [], `no run directory left under ${top}/`);
+    // Deleting them again is no error.
+    assert.deepEqual(await s3.removeObjects(bucket, keys.slice(0, 3)), []);
+  });
+
   it("answers presigned PUT and GET URLs", async () => {
     const body = `presigned ${randomBytes(8).toString("hex")}`;
     const put = await s3.presignedPutObject(bucket, "presigned/a b+c.txt", 60);

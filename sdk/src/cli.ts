@@ -34,6 +34,8 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   secret set NAME         store a secret, its value read from stdin
   secret list             list secret names
   secret delete NAME      delete a secret
+  retention sweep         delete now what retention expired (finished runs, logs,
+                          artifacts), as the daily sweep does
 The gateway is --url, else OTTO_URL, else ${defaultGatewayUrl}.
 The token is --token, else OTTO_TOKEN, else the file OTTO_TOKEN_FILE, else
 .otto/admin.token when there is one (as \`npm start\` makes it).
@@ -192,6 +194,19 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError();
+    }
+    case "retention": {
+      need(1);
+      if (rest[0] !== "sweep") throw new UsageError();
+      const swept = await client.admin.sweepRetention({});
+      const days = (d = 0) => (d === 0 ? "forever" : d >= 1 ? `${d} days` : `${+(d * 86_400).toPrecision(6)} seconds`);
+      const p = swept.policy;
+      console.log(`retention: runs ${days(p?.runDays)}, logs ${days(p?.logDays)}, artifacts ${days(p?.artifactDays)}`);
+      console.log(
+        `deleted ${swept.runsDeleted} runs, ${swept.logsDeleted} logs, ${swept.artifactsDeleted} artifacts (${swept.objectsDeleted} stored objects)` +
+          (swept.runsDeferred > 0n ? `; ${swept.runsDeferred} runs left for the next sweep (a log still open or not yet archived)` : ""),
+      );
+      return 0;
     }
     default:
       throw new UsageError();

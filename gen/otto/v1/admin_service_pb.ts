@@ -13,7 +13,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file otto/v1/admin_service.proto.
  */
 export const file_otto_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtvdHRvL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SB290dG8udjEi5wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIgCgRraW5kGAIgASgOMhIub3R0by52MS5Ub2tlbktpbmQSDAoEbmFtZRgDIAEoCRIOCgZzY29wZXMYBCADKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuwEKEkNyZWF0ZVRva2VuUmVxdWVzdBIsCgRraW5kGAEgASgOMhIub3R0by52MS5Ub2tlbktpbmRCCrpIB4IBBBABIAMSFwoEbmFtZRgCIAEoCUIJukgGcgQQARhkEjoKBnNjb3BlcxgDIAMoCUIqukgnkgEkEAMiIHIeUglydW5zOnJlYWRSCnJ1bnM6d3JpdGVSBWFkbWluEiIKC3R0bF9zZWNvbmRzGAQgASgFQg26SAoaCBiAhrCWASgAIkYKE0NyZWF0ZVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSIAoEaW5mbxgCIAEoCzISLm90dG8udjEuVG9rZW5JbmZvIj8KEUxpc3RUb2tlbnNSZXF1ZXN0EioKBGtpbmQYASABKA4yEi5vdHRvLnYxLlRva2VuS2luZEIIukgFggECEAEiOAoSTGlzdFRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLm90dG8udjEuVG9rZW5JbmZvIioKElJldm9rZVRva2VuUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiNwoTUmV2b2tlVG9rZW5SZXNwb25zZRIgCgRpbmZvGAEgASgLMhIub3R0by52MS5Ub2tlbkluZm8iRgoSUmV2b2tlQWdlbnRSZXF1ZXN0EjAKCGFnZW50X2lkGAEgASgJQh66SBtyGTIXXltBLVphLXowLTkuXy1dezEsMTAwfSQiPgoTUmV2b2tlQWdlbnRSZXNwb25zZRInCgtjcmVkZW50aWFscxgBIAMoCzISLm90dG8udjEuVG9rZW5JbmZvIvEBChBTZXRTZWNyZXRSZXF1ZXN0EsABCgRuYW1lGAEgASgJQrEBukitAboBqQEKC3NlY3JldF9uYW1lEnBtdXN0IGJlIGFuIGVudmlyb25tZW50IHZhcmlhYmxlIG5hbWU6IHVwcGVyLWNhc2UgbGV0dGVycywgZGlnaXRzIGFuZCAnXycsIG5vdCBzdGFydGluZyB3aXRoIGEgZGlnaXQsIGF0IG1vc3QgMTI4Gih0aGlzLm1hdGNoZXMoJ15bQS1aX11bQS1aMC05X117MCwxMjd9JCcpEhoKBXZhbHVlGAIgASgJQgu6SAhyBhABKICABCITChFTZXRTZWNyZXRSZXNwb25zZSIUChJMaXN0U2VjcmV0c1JlcXVlc3QiOwoTTGlzdFNlY3JldHNSZXNwb25zZRIkCgdzZWNyZXRzGAEgAygLMhMub3R0by52MS5TZWNyZXRJbmZvIkoKClNlY3JldEluZm8SDAoEbmFtZRgBIAEoCRIuCgp1cGRhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLYAQoTRGVsZXRlU2VjcmV0UmVxdWVzdBLAAQoEbmFtZRgBIAEoCUKxAbpIrQG6AakBCgtzZWNyZXRfbmFtZRJwbXVzdCBiZSBhbiBlbnZpcm9ubWVudCB2YXJpYWJsZSBuYW1lOiB1cHBlci1jYXNlIGxldHRlcnMsIGRpZ2l0cyBhbmQgJ18nLCBub3Qgc3RhcnRpbmcgd2l0aCBhIGRpZ2l0LCBhdCBtb3N0IDEyOBoodGhpcy5tYXRjaGVzKCdeW0EtWl9dW0EtWjAtOV9dezAsMTI3fSQnKSIWChREZWxldGVTZWNyZXRSZXNwb25zZSpmCglUb2tlbktpbmQSGgoWVE9LRU5fS0lORF9VTlNQRUNJRklFRBAAEhIKDlRPS0VOX0tJTkRfQVBJEAESEwoPVE9LRU5fS0lORF9KT0lOEAISFAoQVE9LRU5fS0lORF9BR0VOVBADMpgECgxBZG1pblNlcnZpY2USSAoLQ3JlYXRlVG9rZW4SGy5vdHRvLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBocLm90dG8udjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJKCgpMaXN0VG9rZW5zEhoub3R0by52MS5MaXN0VG9rZW5zUmVxdWVzdBobLm90dG8udjEuTGlzdFRva2Vuc1Jlc3BvbnNlIgOQAgESSAoLUmV2b2tlVG9rZW4SGy5vdHRvLnYxLlJldm9rZVRva2VuUmVxdWVzdBocLm90dG8udjEuUmV2b2tlVG9rZW5SZXNwb25zZRJICgtSZXZva2VBZ2VudBIbLm90dG8udjEuUmV2b2tlQWdlbnRSZXF1ZXN0Ghwub3R0by52MS5SZXZva2VBZ2VudFJlc3BvbnNlEkIKCVNldFNlY3JldBIZLm90dG8udjEuU2V0U2VjcmV0UmVxdWVzdBoaLm90dG8udjEuU2V0U2VjcmV0UmVzcG9uc2USTQoLTGlzdFNlY3JldHMSGy5vdHRvLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBocLm90dG8udjEuTGlzdFNlY3JldHNSZXNwb25zZSIDkAIBEksKDERlbGV0ZVNlY3JldBIcLm90dG8udjEuRGVsZXRlU2VjcmV0UmVxdWVzdBodLm90dG8udjEuRGVsZXRlU2VjcmV0UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("ChtvdHRvL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SB290dG8udjEi5wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIgCgRraW5kGAIgASgOMhIub3R0by52MS5Ub2tlbktpbmQSDAoEbmFtZRgDIAEoCRIOCgZzY29wZXMYBCADKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuwEKEkNyZWF0ZVRva2VuUmVxdWVzdBIsCgRraW5kGAEgASgOMhIub3R0by52MS5Ub2tlbktpbmRCCrpIB4IBBBABIAMSFwoEbmFtZRgCIAEoCUIJukgGcgQQARhkEjoKBnNjb3BlcxgDIAMoCUIqukgnkgEkEAMiIHIeUglydW5zOnJlYWRSCnJ1bnM6d3JpdGVSBWFkbWluEiIKC3R0bF9zZWNvbmRzGAQgASgFQg26SAoaCBiAhrCWASgAIkYKE0NyZWF0ZVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSIAoEaW5mbxgCIAEoCzISLm90dG8udjEuVG9rZW5JbmZvIj8KEUxpc3RUb2tlbnNSZXF1ZXN0EioKBGtpbmQYASABKA4yEi5vdHRvLnYxLlRva2VuS2luZEIIukgFggECEAEiOAoSTGlzdFRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLm90dG8udjEuVG9rZW5JbmZvIioKElJldm9rZVRva2VuUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiNwoTUmV2b2tlVG9rZW5SZXNwb25zZRIgCgRpbmZvGAEgASgLMhIub3R0by52MS5Ub2tlbkluZm8iRgoSUmV2b2tlQWdlbnRSZXF1ZXN0EjAKCGFnZW50X2lkGAEgASgJQh66SBtyGTIXXltBLVphLXowLTkuXy1dezEsMTAwfSQiPgoTUmV2b2tlQWdlbnRSZXNwb25zZRInCgtjcmVkZW50aWFscxgBIAMoCzISLm90dG8udjEuVG9rZW5JbmZvIvEBChBTZXRTZWNyZXRSZXF1ZXN0EsABCgRuYW1lGAEgASgJQrEBukitAboBqQEKC3NlY3JldF9uYW1lEnBtdXN0IGJlIGFuIGVudmlyb25tZW50IHZhcmlhYmxlIG5hbWU6IHVwcGVyLWNhc2UgbGV0dGVycywgZGlnaXRzIGFuZCAnXycsIG5vdCBzdGFydGluZyB3aXRoIGEgZGlnaXQsIGF0IG1vc3QgMTI4Gih0aGlzLm1hdGNoZXMoJ15bQS1aX11bQS1aMC05X117MCwxMjd9JCcpEhoKBXZhbHVlGAIgASgJQgu6SAhyBhABKICABCITChFTZXRTZWNyZXRSZXNwb25zZSIUChJMaXN0U2VjcmV0c1JlcXVlc3QiOwoTTGlzdFNlY3JldHNSZXNwb25zZRIkCgdzZWNyZXRzGAEgAygLMhMub3R0by52MS5TZWNyZXRJbmZvIkoKClNlY3JldEluZm8SDAoEbmFtZRgBIAEoCRIuCgp1cGRhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLYAQoTRGVsZXRlU2VjcmV0UmVxdWVzdBLAAQoEbmFtZRgBIAEoCUKxAbpIrQG6AakBCgtzZWNyZXRfbmFtZRJwbXVzdCBiZSBhbiBlbnZpcm9ubWVudCB2YXJpYWJsZSBuYW1lOiB1cHBlci1jYXNlIGxldHRlcnMsIGRpZ2l0cyBhbmQgJ18nLCBub3Qgc3RhcnRpbmcgd2l0aCBhIGRpZ2l0LCBhdCBtb3N0IDEyOBoodGhpcy5tYXRjaGVzKCdeW0EtWl9dW0EtWjAtOV9dezAsMTI3fSQnKSIWChREZWxldGVTZWNyZXRSZXNwb25zZSIXChVTd2VlcFJldGVudGlvblJlcXVlc3QiuQEKFlN3ZWVwUmV0ZW50aW9uUmVzcG9uc2USFAoMcnVuc19kZWxldGVkGAEgASgDEhQKDGxvZ3NfZGVsZXRlZBgCIAEoAxIZChFhcnRpZmFjdHNfZGVsZXRlZBgDIAEoAxIXCg9vYmplY3RzX2RlbGV0ZWQYBCABKAMSFQoNcnVuc19kZWZlcnJlZBgFIAEoAxIoCgZwb2xpY3kYBiABKAsyGC5vdHRvLnYxLlJldGVudGlvblBvbGljeSJMCg9SZXRlbnRpb25Qb2xpY3kSEAoIcnVuX2RheXMYASABKAESEAoIbG9nX2RheXMYAiABKAESFQoNYXJ0aWZhY3RfZGF5cxgDIAEoASpmCglUb2tlbktpbmQSGgoWVE9LRU5fS0lORF9VTlNQRUNJRklFRBAAEhIKDlRPS0VOX0tJTkRfQVBJEAESEwoPVE9LRU5fS0lORF9KT0lOEAISFAoQVE9LRU5fS0lORF9BR0VOVBADMusECgxBZG1pblNlcnZpY2USSAoLQ3JlYXRlVG9rZW4SGy5vdHRvLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBocLm90dG8udjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJKCgpMaXN0VG9rZW5zEhoub3R0by52MS5MaXN0VG9rZW5zUmVxdWVzdBobLm90dG8udjEuTGlzdFRva2Vuc1Jlc3BvbnNlIgOQAgESSAoLUmV2b2tlVG9rZW4SGy5vdHRvLnYxLlJldm9rZVRva2VuUmVxdWVzdBocLm90dG8udjEuUmV2b2tlVG9rZW5SZXNwb25zZRJICgtSZXZva2VBZ2VudBIbLm90dG8udjEuUmV2b2tlQWdlbnRSZXF1ZXN0Ghwub3R0by52MS5SZXZva2VBZ2VudFJlc3BvbnNlEkIKCVNldFNlY3JldBIZLm90dG8udjEuU2V0U2VjcmV0UmVxdWVzdBoaLm90dG8udjEuU2V0U2VjcmV0UmVzcG9uc2USTQoLTGlzdFNlY3JldHMSGy5vdHRvLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBocLm90dG8udjEuTGlzdFNlY3JldHNSZXNwb25zZSIDkAIBEksKDERlbGV0ZVNlY3JldBIcLm90dG8udjEuRGVsZXRlU2VjcmV0UmVxdWVzdBodLm90dG8udjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USUQoOU3dlZXBSZXRlbnRpb24SHi5vdHRvLnYxLlN3ZWVwUmV0ZW50aW9uUmVxdWVzdBofLm90dG8udjEuU3dlZXBSZXRlbnRpb25SZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message otto.v1.TokenInfo
@@ -348,6 +348,102 @@ export const DeleteSecretResponseSchema: GenMessage<DeleteSecretResponse> = /*@_
   messageDesc(file_otto_v1_admin_service, 15);
 
 /**
+ * @generated from message otto.v1.SweepRetentionRequest
+ */
+export type SweepRetentionRequest = Message<"otto.v1.SweepRetentionRequest"> & {
+};
+
+/**
+ * Describes the message otto.v1.SweepRetentionRequest.
+ * Use `create(SweepRetentionRequestSchema)` to create a new message.
+ */
+export const SweepRetentionRequestSchema: GenMessage<SweepRetentionRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_admin_service, 16);
+
+/**
+ * @generated from message otto.v1.SweepRetentionResponse
+ */
+export type SweepRetentionResponse = Message<"otto.v1.SweepRetentionResponse"> & {
+  /**
+   * Finished runs deleted, with their jobs, steps, tasks and journal.
+   *
+   * @generated from field: int64 runs_deleted = 1;
+   */
+  runsDeleted: bigint;
+
+  /**
+   * Logs deleted with their runs, or expired alone (kept as a row that says
+   * when retention deleted the log).
+   *
+   * @generated from field: int64 logs_deleted = 2;
+   */
+  logsDeleted: bigint;
+
+  /**
+   * Artifacts deleted with their runs, or expired alone.
+   *
+   * @generated from field: int64 artifacts_deleted = 3;
+   */
+  artifactsDeleted: bigint;
+
+  /**
+   * Objects deleted from object storage (log archives and artifacts).
+   *
+   * @generated from field: int64 objects_deleted = 4;
+   */
+  objectsDeleted: bigint;
+
+  /**
+   * Expired runs left for the next sweep: a log of theirs was still open or
+   * not yet archived.
+   *
+   * @generated from field: int64 runs_deferred = 5;
+   */
+  runsDeferred: bigint;
+
+  /**
+   * The retention in force, in days after a run finished (0: kept forever).
+   *
+   * @generated from field: otto.v1.RetentionPolicy policy = 6;
+   */
+  policy?: RetentionPolicy | undefined;
+};
+
+/**
+ * Describes the message otto.v1.SweepRetentionResponse.
+ * Use `create(SweepRetentionResponseSchema)` to create a new message.
+ */
+export const SweepRetentionResponseSchema: GenMessage<SweepRetentionResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_admin_service, 17);
+
+/**
+ * @generated from message otto.v1.RetentionPolicy
+ */
+export type RetentionPolicy = Message<"otto.v1.RetentionPolicy"> & {
+  /**
+   * @generated from field: double run_days = 1;
+   */
+  runDays: number;
+
+  /**
+   * @generated from field: double log_days = 2;
+   */
+  logDays: number;
+
+  /**
+   * @generated from field: double artifact_days = 3;
+   */
+  artifactDays: number;
+};
+
+/**
+ * Describes the message otto.v1.RetentionPolicy.
+ * Use `create(RetentionPolicySchema)` to create a new message.
+ */
+export const RetentionPolicySchema: GenMessage<RetentionPolicy> = /*@__PURE__*/
+  messageDesc(file_otto_v1_admin_service, 18);
+
+/**
  * @generated from enum otto.v1.TokenKind
  */
 export const TokenKind = {
@@ -391,8 +487,8 @@ export const TokenKindSchema: GenEnum<TokenKind> = /*@__PURE__*/
 
 /**
  * Administration on the gateway, for tokens with the `admin` scope: API
- * tokens for people and tools, join tokens for agents, agent revocation and
- * secrets.
+ * tokens for people and tools, join tokens for agents, agent revocation,
+ * secrets and retention.
  *
  * @generated from service otto.v1.AdminService
  */
@@ -461,6 +557,20 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof DeleteSecretRequestSchema;
     output: typeof DeleteSecretResponseSchema;
+  },
+  /**
+   * Deletes now what the daily retention sweep would delete: finished runs
+   * older than OTTO_RETENTION_DAYS with their logs and artifacts, and the
+   * logs and artifacts of kept runs older than their own retention. Waits
+   * for a sweep already under way to end first; answers with what this one
+   * deleted.
+   *
+   * @generated from rpc otto.v1.AdminService.SweepRetention
+   */
+  sweepRetention: {
+    methodKind: "unary";
+    input: typeof SweepRetentionRequestSchema;
+    output: typeof SweepRetentionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_otto_v1_admin_service, 0);

@@ -24,6 +24,11 @@ import { loadSecretKey } from "../../kit/src/secret-box.ts";
 import { AdminService } from "../../../gen/otto/v1/admin_service_pb.ts";
 import { SecretStore } from "./secret-store.ts";
 import { secretRoutes } from "./secret-routes.ts";
+import { readRetention, retentionIsOff } from "../../kit/src/retention-config.ts";
+import { sweepRetention, type SweepCounts } from "./engine/sweep-retention.ts";
+import { objectExpiryOver } from "./retention-objects.ts";
+import { retentionRoutes } from "./retention-routes.ts";
+import { startRetentionSchedule } from "./retention-schedule.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("coordinator");
@@ -41,8 +46,11 @@ const config = loadConfig("coordinator", (env) => ({
     env.OTTO_SECRETS_KEY_FILE || env.OTTO_SECRETS_KEY
       ? loadSecretKey({ keyFile: env.OTTO_SECRETS_KEY_FILE || undefined, keyBase64: env.OTTO_SECRETS_KEY || undefined })
       : undefined,
+  retention: readRetention(env),
 }));
 const log = serviceLogger("coordinator");
+for (const note of config.retention.notes) log.warn(note);
+const retention = config.retention.policy;
 
 const pool = createPool(config.databaseUrl, { application: "otto-coordinator", max: 12 });
 onShutdown("close pool", () => pool.end());
@@ -72,6 +80,9 @@ await tokens.start();
 const signTaskToken = config.security.insecure ? undefined : createTaskTokenSigner(config.security.tls);
 const secrets = new SecretStore(pool, config.secretsKey);
 const gatewayOnly = { services: ["gateway"] };
+// A sweep under way when the process stops ends after its current batch.
+const stopSweeps = new AbortController();
+let sweep!: () => Promise<SweepCounts>;
 
 const { registry } = await serveAndRegister({
   service: "coordinator",
@@ -80,23 +91,32 @@ const { registry } = await serveAndRegister({
   access: {
     [RunService.typeName]: { "*": gatewayOnly },
     [AgentService.typeName]: { "*": { agents: true } },
-    [AdminService.typeName]: { SetSecret: gatewayOnly, ListSecrets: gatewayOnly, DeleteSecret: gatewayOnly },
+    [AdminService.typeName]: { SetSecret: gatewayOnly, ListSecrets: gatewayOnly, DeleteSecret: gatewayOnly, SweepRetention: gatewayOnly },
   },
   credentials: tokens,
-  routes: (router) => {
+  routes: (router, registry) => {
     router.service(RunService, runServiceImpl(pool, boss, notifier, config, secrets));
     router.service(
       AgentService,
       agentServiceImpl(pool, boss, notifier, { taskLeaseMs: config.taskLeaseMs, maxWaiters: config.maxAgentWaiters, signTaskToken, secrets, tokens }),
     );
-    router.service(AdminService, secretRoutes(secrets));
+    const objects = objectExpiryOver(registry);
+    sweep = async () => {
+      const counts = await sweepRetention(pool, objects, retention, { signal: stopSweeps.signal });
+      log.info("retention sweep done", { ...counts });
+      return counts;
+    };
+    router.service(AdminService, { ...secretRoutes(secrets), ...retentionRoutes(retention, () => sweep()) });
   },
 });
 registerCoordinatorMetrics({ pool, boss, shards, registry });
+const retentionSchedule = await startRetentionSchedule({ boss, enabled: !retentionIsOff(retention), sweep });
 // Registered last, so run first when stopping: peers take the shards over
 // while this process drains its calls.
 onShutdown("stop workers and release shards", async () => {
   sweeper.stop();
+  stopSweeps.abort();
+  await retentionSchedule.stop();
   await workers.stop();
   await shards.stop();
 });

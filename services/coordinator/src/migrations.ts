@@ -139,4 +139,10 @@ export const migrations = [
    BEGIN
      RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'otto: illegal state change', DETAIL = mismatches::text;
    END $$;`,
+  // Retention (engine/sweep-retention.ts): finished runs in the order they
+  // finished, and those whose logs or artifacts are still kept.
+  `ALTER TABLE runs ADD COLUMN logs_expired_at timestamptz, ADD COLUMN artifacts_expired_at timestamptz;
+   CREATE INDEX runs_finished ON runs (finished_at, id) WHERE finished_at IS NOT NULL;
+   CREATE INDEX runs_logs_kept ON runs (finished_at, id) WHERE finished_at IS NOT NULL AND logs_expired_at IS NULL;
+   CREATE INDEX runs_artifacts_kept ON runs (finished_at, id) WHERE finished_at IS NOT NULL AND artifacts_expired_at IS NULL;`,
 ];

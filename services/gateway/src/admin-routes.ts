@@ -16,8 +16,11 @@ const kindToStore: Record<TokenKind, StoredKind | undefined> = {
 };
 const kindFromStore: Record<StoredKind, TokenKind> = { api: TokenKind.API, join: TokenKind.JOIN, agent: TokenKind.AGENT };
 
-// The public AdminService: tokens here, secrets at the coordinator, which
-// alone holds the key that encrypts them.
+const sweepTimeoutMs = 30 * 60_000;
+
+// The public AdminService: tokens here; secrets at the coordinator, which
+// alone holds the key that encrypts them, and retention sweeps, which the
+// coordinator runs.
 export function adminServiceImpl(tokens: TokenStore, registry: RegistryClient): ServiceImpl<typeof AdminService> {
   const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof AdminService>) => Promise<T>) =>
     registry.call("coordinator", AdminService, call, { idempotent: true, retryForMs: 5_000 });
@@ -51,6 +54,9 @@ export function adminServiceImpl(tokens: TokenStore, registry: RegistryClient): 
     setSecret: (req, ctx) => coordinator((c) => c.setSecret(req, { signal: ctx.signal })),
     listSecrets: (req, ctx) => coordinator((c) => c.listSecrets(req, { signal: ctx.signal })),
     deleteSecret: (req, ctx) => coordinator((c) => c.deleteSecret(req, { signal: ctx.signal })),
+    // A sweep may take a while (it waits for one under way, too); asked
+    // again after a lost answer, it finds only what is left.
+    sweepRetention: (req, ctx) => coordinator((c) => c.sweepRetention(req, { signal: ctx.signal, timeoutMs: sweepTimeoutMs })),
   };
 }
 

@@ -1,11 +1,12 @@
 // `npm start`: Otto on this machine until Ctrl-C.
 import { parseArgs } from "./args.ts";
 import { storageFromEnv } from "./storage-env.ts";
-import { startSystem, stopOnSignals } from "./system.ts";
+import { retentionEnv, startSystem, stopOnSignals } from "./system.ts";
 
 let args;
 try {
   args = parseArgs(process.argv.slice(2), process.env);
+  retentionEnv(process.env);
 } catch (err) {
   process.stderr.write(`otto launcher: ${(err as Error).message}\n`);
   process.exit(2);

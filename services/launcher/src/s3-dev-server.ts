@@ -15,6 +15,7 @@ import { sendS3Error, type S3Error } from "./s3-error.ts";
 import { targetOf, unstorable } from "./s3-storable-key.ts";
 import { readSignedBody, replayRequest } from "./signed-body.ts";
 import { verifySignature, type VerifierOptions } from "./sigv4.ts";
+import { tolerateConcurrentDeletes } from "./s3rver-deletes.ts";
 
 const config = loadConfig("s3", (env) => ({
   host: readString(env, "OTTO_HOST", "127.0.0.1"),
@@ -38,6 +39,7 @@ const verifier: VerifierOptions = {
 // checks no V4 signature): this install's key replaces its built-in one.
 s3rverAccount.DUMMY_ACCOUNT.revokeAccessKey("S3RVER");
 s3rverAccount.DUMMY_ACCOUNT.createKeyPair(config.accessKey, config.secretKey);
+tolerateConcurrentDeletes();
 // Path-style requests only: no Host header makes s3rver read the bucket from
 // the host name, except names under the reserved ".invalid" domain.
 const s3rver = new S3rver({ directory: config.directory, silent: true, vhostBuckets: false, serviceEndpoint: "s3.invalid" });

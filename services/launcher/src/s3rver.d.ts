@@ -14,3 +14,11 @@ declare module "s3rver/lib/models/account.js" {
   const account: { DUMMY_ACCOUNT: Account };
   export default account;
 }
+
+declare module "s3rver/lib/stores/filesystem.js" {
+  export default class FilesystemStore {
+    getBucketPath(bucket: string): string;
+    getResourcePath(bucket: string, key: string | undefined, resource: string): string;
+    deleteObject(bucket: string, key: string): Promise<void>;
+  }
+}

@@ -9,6 +9,7 @@ import { ensureLocalTokens, prepareLocalSecurity } from "./local-security.ts";
 import { ensureS3Credentials } from "./s3-credentials.ts";
 import { createSecretKeyFile } from "../../kit/src/secret-box.ts";
 import { writeFileAtomically } from "../../kit/src/atomic-file.ts";
+import { readRetention, retentionVariables } from "../../kit/src/retention-config.ts";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const entry = (service: string) => join(repoRoot, "services", service, "src", "main.ts");
@@ -123,6 +124,9 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       env: { ...common, ...(await certificates("registry", "registry")), DATABASE_URL: databaseUrl },
     });
     const withRegistry = { ...common, OTTO_REGISTRY_URL: registryUrl };
+    // Coordinators sweep what retention expired (and have the objects
+    // service delete it from storage).
+    const retention = retentionEnv({ ...process.env, ...options.env });
     const starts: Promise<string>[] = [
       supervisor.start({ name: "parser", entry: entry("parser"), env: { ...withRegistry, ...(await certificates("parser", "parser")) } }),
       supervisor.start({
@@ -140,7 +144,12 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       }),
     ];
     for (let i = 1; i <= (options.coordinators ?? 1); i++) {
-      const env: Record<string, string> = { ...withRegistry, ...(await certificates(`coordinator-${i}`, "coordinator")), DATABASE_URL: databaseUrl };
+      const env: Record<string, string> = {
+        ...withRegistry,
+        ...retention,
+        ...(await certificates(`coordinator-${i}`, "coordinator")),
+        DATABASE_URL: databaseUrl,
+      };
       if (secretsKeyFile) env.OTTO_SECRETS_KEY_FILE = secretsKeyFile;
       starts.push(supervisor.start({ name: `coordinator-${i}`, entry: entry("coordinator"), env }));
     }
@@ -196,6 +205,13 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     await stop();
     throw err;
   }
+}
+
+// The retention settings that are set, once checked (a wrong one stops
+// the launcher before any process starts).
+export function retentionEnv(env: Record<string, string | undefined>): Record<string, string> {
+  readRetention(env);
+  return Object.fromEntries(retentionVariables.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
 }
 
 // Agents run other people's code: nothing that opens the database, the

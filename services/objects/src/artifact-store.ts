@@ -91,7 +91,7 @@ export class ArtifactStore {
 
   async list(runId: string, job: string): Promise<StoredArtifact[]> {
     const { rows } = await this.#pool.query(
-      "SELECT * FROM objects.artifacts WHERE run_id = $1 AND ($2 = '' OR job = $2) ORDER BY job, attempt, name",
+      "SELECT * FROM objects.artifacts WHERE run_id = $1 AND ($2 = '' OR job = $2) AND expired_at IS NULL ORDER BY job, attempt, name",
       [runId, job],
     );
     return rows.map(toArtifact);
@@ -108,6 +108,12 @@ export class ArtifactStore {
       throw new ConnectError(`run ${ref.runId} has no artifact ${ref.name} of job ${ref.job}${ref.attempt ? ` in attempt ${ref.attempt}` : ""}`, Code.NotFound);
     }
     const artifact = toArtifact(rows[0]);
+    if (rows[0].expired_at) {
+      throw new ConnectError(
+        `artifact ${ref.name} of job ${ref.job} (attempt ${artifact.attempt}) of run ${ref.runId} was deleted by retention on ${rows[0].expired_at.toISOString()}`,
+        Code.NotFound,
+      );
+    }
     return { ...(await this.#presigned("get", artifact, rows[0].object_key)), artifact };
   }
 }

@@ -17,6 +17,8 @@ import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import { ArtifactService, ArtifactStoreService } from "../../../gen/otto/v1/artifact_service_pb.ts";
 import { ArtifactStore } from "./artifact-store.ts";
 import { artifactRoutes } from "./artifact-routes.ts";
+import { RetentionStoreService } from "../../../gen/otto/v1/retention_service_pb.ts";
+import { retentionRoutes } from "./retention-routes.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("objects");
@@ -62,10 +64,13 @@ await serveAndRegister({
     [LogService.typeName]: { "*": { services: ["gateway"] } },
     [ArtifactStoreService.typeName]: { "*": { tasks: true } },
     [ArtifactService.typeName]: { "*": { services: ["gateway"] } },
+    // The retention sweep runs on coordinators.
+    [RetentionStoreService.typeName]: { "*": { services: ["coordinator"] } },
   },
   credentials: config.security.insecure ? undefined : new TaskTokenVerifier(config.security.tls.ca),
   routes: (router) => {
     objectsRoutes(logs, new LogReader(pool, objects, notifier))(router);
     artifactRoutes(new ArtifactStore(pool, objects))(router);
+    retentionRoutes(pool, objects)(router);
   },
 });

@@ -87,4 +87,11 @@ export const migrations = [
    ALTER TABLE logs ADD COLUMN lines bigint NOT NULL DEFAULT 0;
    UPDATE logs l SET lines = c.lines FROM (SELECT run_id, job, attempt, sum(lines) AS lines FROM log_chunks GROUP BY 1, 2, 3) c
      WHERE l.run_id = c.run_id AND l.job = c.job AND l.attempt = c.attempt;`,
+  // Retention (object-expiry.ts): a log whose text retention deleted keeps
+  // its row, marked expired and since when, so that a read can say so
+  // rather than fail; an artifact likewise.
+  `ALTER TABLE logs DROP CONSTRAINT logs_state_check;
+   ALTER TABLE logs ADD CONSTRAINT logs_state_check CHECK (state IN ('open', 'closed', 'expired'));
+   ALTER TABLE logs ADD COLUMN expired_at timestamptz;
+   ALTER TABLE artifacts ADD COLUMN expired_at timestamptz;`,
 ];

@@ -102,9 +102,33 @@ export class ObjectStore {
     return this.#client.presignedGetObject(this.bucket, key, expirySeconds);
   }
 
+  // Deletes the objects under `keys`, a thousand per request; a key with no
+  // object is no error.
+  async removeMany(keys: string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += 1000) {
+      const part = keys.slice(i, i + 1000);
+      const results = await retryableOnNetworkError(() => this.#client.removeObjects(this.bucket, part));
+      // minio-js answers with the response's <Error> elements themselves
+      // (its type says they are wrapped in { Error }).
+      const failed = results
+        .map((result) => ((result as { Error?: DeleteError } | null)?.Error ?? result) as DeleteError | null | undefined)
+        .filter((error): error is DeleteError => !!error?.Code && error.Code !== "NoSuchKey");
+      if (failed.length > 0) {
+        const first = failed[0]!;
+        throw new Error(`object storage did not delete ${failed.length} of ${part.length} objects, e.g. ${first.Key}: ${first.Code} ${first.Message ?? ""}`.trim());
+      }
+    }
+  }
+
   async size(key: string): Promise<number> {
     return (await retryableOnNetworkError(() => this.#client.statObject(this.bucket, key))).size;
   }
+}
+
+interface DeleteError {
+  Code?: string;
+  Message?: string;
+  Key?: string;
 }
 
 // Every operation here may be repeated without harm: one that S3 could not

@@ -1,0 +1,29 @@
+import { ExpiryScope, RetentionStoreService } from "../../../gen/otto/v1/retention_service_pb.ts";
+import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import type { ObjectExpiry, ExpiryScope as Scope } from "./engine/sweep-retention.ts";
+
+const scopes: Record<Scope, ExpiryScope> = { run: ExpiryScope.RUN, logs: ExpiryScope.LOGS, artifacts: ExpiryScope.ARTIFACTS };
+
+// A batch of a sweep deletes at most a few thousand objects.
+const batchTimeoutMs = 5 * 60_000;
+
+// The sweep's object half, done by any objects service instance: only it
+// talks to object storage. Asking again after a lost answer is harmless.
+export function objectExpiryOver(registry: RegistryClient): ObjectExpiry {
+  return {
+    async expire(runIds, scope) {
+      const expired = await registry.call(
+        "objects",
+        RetentionStoreService,
+        (client) => client.expireObjects({ runIds, scope: scopes[scope] }, { timeoutMs: batchTimeoutMs }),
+        { idempotent: true, retryForMs: 30_000 },
+      );
+      return {
+        deferredRunIds: expired.deferredRunIds,
+        logs: Number(expired.logs),
+        artifacts: Number(expired.artifacts),
+        objects: Number(expired.objects),
+      };
+    },
+  };
+}

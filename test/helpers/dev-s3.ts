@@ -1,0 +1,55 @@
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client } from "minio";
+import { Supervisor } from "../../services/launcher/src/supervisor.ts";
+import { repoRoot } from "../../services/launcher/src/system.ts";
+import { ensureS3Credentials } from "../../services/launcher/src/s3-credentials.ts";
+import { ObjectStore } from "../../services/objects/src/object-store.ts";
+
+export interface DevS3 {
+  store: ObjectStore;
+  // Every key in the bucket under `prefix`, sorted.
+  keys(prefix?: string): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+// The development S3 endpoint `npm start` runs (s3rver behind the Signature
+// V4 check), as a process of its own in a fresh directory, with the objects
+// service's client for its bucket.
+export async function startDevS3(): Promise<DevS3> {
+  const dataDir = await mkdtemp(join(tmpdir(), "otto-s3-"));
+  await mkdir(join(dataDir, "s3"));
+  const credentials = await ensureS3Credentials(dataDir);
+  const supervisor = new Supervisor({ mode: "quiet", logFile: join(dataDir, "s3.log") });
+  const endpoint = await supervisor.start({
+    name: "s3",
+    entry: join(repoRoot, "services/launcher/src/s3-dev-server.ts"),
+    env: { OTTO_S3_DIR: join(dataDir, "s3"), OTTO_S3_ACCESS_KEY: credentials.accessKey, OTTO_S3_SECRET_KEY: credentials.secretKey },
+  });
+  const config = { endpoint, ...credentials, bucket: "otto", region: "us-east-1", idleTimeoutMs: 10_000 };
+  const store = new ObjectStore(config);
+  await store.ensureBucket();
+  const url = new URL(endpoint);
+  const client = new Client({
+    endPoint: url.hostname,
+    port: Number(url.port),
+    useSSL: false,
+    accessKey: credentials.accessKey,
+    secretKey: credentials.secretKey,
+    region: config.region,
+    pathStyle: true,
+  });
+  return {
+    store,
+    async keys(prefix = "") {
+      const found: string[] = [];
+      for await (const item of client.listObjectsV2(config.bucket, prefix, true)) found.push((item as { name: string }).name);
+      return found.sort();
+    },
+    async stop() {
+      await supervisor.stopAll();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
