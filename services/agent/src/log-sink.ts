@@ -76,7 +76,7 @@ export class LogSink implements OutputPressure {
   #draining = false;
 
   constructor(send: (chunk: LogChunk) => Promise<void>, options: LogSinkOptions | number = {}) {
-    const { flushMs = 100, chunkBytes = maxLogChunkBytes, fullBytes = 4 * 1024 * 1024 } = typeof options === "number" ? { flushMs: options } : options;
+    const { flushMs = 100, chunkBytes = defaultChunkBytes, fullBytes = 4 * 1024 * 1024 } = typeof options === "number" ? { flushMs: options } : options;
     this.#send = send;
     this.#flushMs = flushMs;
     this.#chunkBytes = chunkBytes;
@@ -242,6 +242,10 @@ export class LogSink implements OutputPressure {
 }
 
 const firstFillingBytes = 16 * 1024;
+// A chunk a quarter of what the objects service takes (maxLogChunkBytes):
+// a follower sees output sooner, and every buffer a chunk passes through,
+// here and in the objects service, is smaller.
+const defaultChunkBytes = maxLogChunkBytes / 4;
 
 function continuesLine(text: Buffer): boolean {
   return text.length > 0 && text[text.length - 1] !== 10;

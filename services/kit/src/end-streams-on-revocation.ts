@@ -53,15 +53,9 @@ export function endStreamsOnRevocation(tokens: LiveTokenIds, everyMs = 250): Int
 
 async function* untilAborted<T>(messages: AsyncIterable<T>, signal: AbortSignal, done: () => void): AsyncGenerator<T> {
   const iterator = messages[Symbol.asyncIterator]();
-  const aborted = new Promise<never>((_, reject) =>
-    signal.addEventListener("abort", () => reject(new ConnectError("the token was revoked or has expired", Code.Unauthenticated)), {
-      once: true,
-    }),
-  );
-  aborted.catch(() => {});
   try {
     for (;;) {
-      const next = await Promise.race([iterator.next(), aborted]);
+      const next = await nextUnlessAborted(iterator, signal);
       if (next.done) return;
       yield next.value;
     }
@@ -71,4 +65,26 @@ async function* untilAborted<T>(messages: AsyncIterable<T>, signal: AbortSignal,
     // it does as this stream fails; the inner stream closes after it.
     void iterator.return?.()?.catch(() => {});
   }
+}
+
+// The iterator's next message, or the revocation's error if `signal` aborts
+// first. Not a race with one promise that stays pending for the whole
+// stream: each race would leave a reaction on it, holding that message,
+// until the stream ends.
+function nextUnlessAborted<T>(iterator: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new ConnectError("the token was revoked or has expired", Code.Unauthenticated));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    iterator.next().then(
+      (next) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(next);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
 }

@@ -86,7 +86,7 @@ export class LogReader {
     for (let waits = 0; !signal.aborted; waits++) {
       const woken = follow ? this.#notifier.wait(logChannel, (p) => p === notice(log), waits === 0 ? 1_000 : 5_000, signal) : undefined;
       const { rows } = await this.#pool.query(
-        "SELECT state, size, lines, last_seq, object_key, to_jsonb(l) ->> 'expired_at' AS expired_at FROM objects.logs l WHERE run_id = $1 AND job = $2 AND attempt = $3",
+        "SELECT state, size, lines, last_seq, object_key, expired_at FROM objects.logs WHERE run_id = $1 AND job = $2 AND attempt = $3",
         [runId, job, attempt],
       );
       const row = rows[0];
@@ -141,13 +141,11 @@ export class LogReader {
       [log.runId, log.job, log.attempt, afterSeq, offset, line],
     );
     const archived = await this.#fetchArchived(rows.filter((r) => r.zstd === null && r.text === null));
-    return Promise.all(
-      rows.map(async (r): Promise<LoadedChunk> => {
-        const text = r.text !== null ? Buffer.from(r.text) : await decompressLogText(r.zstd ?? archived.get(Number(r.seq))!);
-        const segments = r.text !== null ? [] : placed(decodeSegments({ steps: r.steps, firstMs: Number(r.first_ms), index: r.segments }));
-        return { seq: Number(r.seq), startOffset: Number(r.start_offset), startLine: Number(r.start_line), startsLine: r.starts_line, text, segments };
-      }),
-    );
+    return rows.map((r): LoadedChunk => {
+      const text = r.text !== null ? Buffer.from(r.text) : decompressLogText(r.zstd ?? archived.get(Number(r.seq))!);
+      const segments = r.text !== null ? [] : placed(decodeSegments({ steps: r.steps, firstMs: Number(r.first_ms), index: r.segments }));
+      return { seq: Number(r.seq), startOffset: Number(r.start_offset), startLine: Number(r.start_line), startsLine: r.starts_line, text, segments };
+    });
   }
 
   // The compressed texts of archived chunks, by seq, read from the log's

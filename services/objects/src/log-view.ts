@@ -15,7 +15,7 @@ export interface LogText {
 
 // Raw text per message at most (rendered, a line of a few bytes grows by
 // its time and step).
-const sliceBytes = 256 * 1024;
+const sliceBytes = 64 * 1024;
 
 // The lines a read meets, at most `limit` of them (0: all), in messages of
 // whole lines.
