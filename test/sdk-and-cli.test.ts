@@ -193,7 +193,7 @@ describe("the SDK and the otto CLI", { timeout: 300_000 }, () => {
       ["line 1", "line 2", "line 3", "line 4", "line 5"],
       received.map((r) => r.line).join("\n"),
     );
-    assert.match(received.at(-1)!.line, / count \| exited with code 0 \(\d+ ms\)$/, "the log runs to the step's end");
+    assert.match(received.at(-1)!.line, / count \| exited with code 0 \(\d+ ms\)$/, `the log runs to the step's end:\n${received.map((r) => r.line).join("\n")}`);
 
     const run = await waitForRun(otto.client, submitted.id);
     assertAllSucceeded(run);

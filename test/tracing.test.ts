@@ -132,7 +132,7 @@ describe("tracing over OTLP http/json", () => {
     assert.equal(step.parentSpanId, job.spanId);
     assert.equal(step.attributes["otto.step.exit_code"], 0);
     assert.equal(step.attributes["otto.attempt"], 1);
-    const archive = trace.find((s) => s.service === "otto-objects" && s.name === "archive log" && String(s.attributes["otto.object_key"]).endsWith("/build/attempt-1.log"));
+    const archive = trace.find((s) => s.service === "otto-objects" && s.name === "archive log" && String(s.attributes["otto.object_key"]).endsWith("/build/attempt-1.log.zst"));
     assert.ok(archive, "log archival of build");
     const closeLog = parentOf(archive)!;
     assert.equal(closeLog.name, "otto.v1.LogStoreService/CloseLog");

@@ -245,7 +245,7 @@ const firstFillingBytes = 16 * 1024;
 // A chunk a quarter of what the objects service takes (maxLogChunkBytes):
 // a follower sees output sooner, and every buffer a chunk passes through,
 // here and in the objects service, is smaller.
-const defaultChunkBytes = maxLogChunkBytes / 4;
+export const defaultChunkBytes = maxLogChunkBytes / 4;
 
 function continuesLine(text: Buffer): boolean {
   return text.length > 0 && text[text.length - 1] !== 10;
