@@ -19,6 +19,7 @@ import { storedChunk } from "../services/objects/src/log-chunk.ts";
 import { ObjectStore } from "../services/objects/src/object-store.ts";
 import { logLines, type LogText } from "../services/objects/src/log-view.ts";
 import { searchLog, searchPattern } from "../services/objects/src/log-search.ts";
+import { lineMatcher } from "../services/objects/src/regex-search.ts";
 import { startEngineDb, type EngineDb } from "./helpers/engine-db.ts";
 
 let db: EngineDb;
@@ -75,7 +76,7 @@ async function read(log: LogRef, start: ReadStart = { offset: 0 }, options: Opti
   const events = reader.chunks(log, start, options.follow ?? false, options.signal ?? new AbortController().signal);
   const { raw = false, limit = 0 } = options;
   const texts = options.grep
-    ? searchLog(events, { pattern: searchPattern(options.grep, options.regex ?? false, options.ignoreCase ?? false), context: options.context ?? 0, limit, raw })
+    ? searchLog(events, { matcher: lineMatcher(searchPattern(options.grep, options.regex ?? false, options.ignoreCase ?? false), !options.regex), context: options.context ?? 0, limit, raw })
     : logLines(events, { limit, raw });
   const out: LogText[] = [];
   for await (const text of texts) out.push(text);
@@ -178,6 +179,21 @@ describe("reading a log back", () => {
     const [first] = numbered(await read(log, { offset: 0 }, { grep: "line 186" }));
     assert.match(first![1], / test \| line 186 ERROR here$/);
     assert.throws(() => searchPattern("(", true, false), /grep is not a valid regular expression/);
+  });
+
+  it("stops a regular expression that backtracks for ever, refusing the search, and searches again after", async () => {
+    const log = await writeLog([["s", `ok\n${"a".repeat(40)}!\nok\n`]]);
+    const matcher = lineMatcher(searchPattern("(a+)+$", true, false), false, 300);
+    const search = async () => {
+      const out: LogText[] = [];
+      for await (const text of searchLog(reader.chunks(log, { offset: 0 }, false, new AbortController().signal), { matcher, context: 0, limit: 0, raw: true })) out.push(text);
+      return out;
+    };
+    await assert.rejects(search(), /grep's regular expression took more than 0\.3 s .*; make it simpler/);
+    const fine = lineMatcher(searchPattern("^ok$", true, false), false, 300);
+    assert.deepEqual(await fine("ok\nno\nok\n"), [0, 6]);
+    fine.close();
+    matcher.close();
   });
 });
 

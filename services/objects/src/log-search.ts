@@ -2,10 +2,12 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { lineEnds } from "./log-chunk.ts";
 import type { ChunkEvent } from "./log-reader.ts";
 import type { LoadedChunk } from "./log-render.ts";
+import type { LineMatcher } from "./regex-search.ts";
 import { afterLineEnds, deletedText, textOf, type LogText } from "./log-view.ts";
 
 export interface SearchOptions {
-  pattern: RegExp;
+  // Where the search's pattern first matches on each line of a text.
+  matcher: LineMatcher;
   // Lines shown before and after each matching line.
   context: number;
   // Matching lines at most (0: all).
@@ -48,7 +50,7 @@ interface Group {
 // Searched a chunk at a time, on the server; a group waiting for the lines
 // after it is sent when the read has caught up with a live log.
 export async function* searchLog(events: AsyncIterable<ChunkEvent>, options: SearchOptions): AsyncGenerator<LogText> {
-  const { pattern, context, raw } = options;
+  const { matcher, context, raw } = options;
   let matchesLeft = options.limit > 0 ? options.limit : Infinity;
   let group: Group | undefined;
   let previous: LoadedChunk | undefined;
@@ -92,9 +94,9 @@ export async function* searchLog(events: AsyncIterable<ChunkEvent>, options: Sea
     };
     let line = event.fromLine;
     let linePos = from;
-    pattern.lastIndex = 0;
-    for (let found = pattern.exec(str); found && matchesLeft > 0; found = pattern.exec(str)) {
-      const at = byteAt(found.index);
+    for (const index of await matcher(str)) {
+      if (matchesLeft === 0) break;
+      const at = byteAt(index);
       const lineStart = Math.max(from, at === 0 ? 0 : text.lastIndexOf(10, at - 1) + 1);
       line += lineEnds(text, linePos, lineStart);
       linePos = lineStart;
@@ -110,9 +112,6 @@ export async function* searchLog(events: AsyncIterable<ChunkEvent>, options: Sea
       }
       group.matches.push(line + 1);
       matchesLeft--;
-      const lineEnd = str.indexOf("\n", found.index);
-      if (lineEnd === -1) break;
-      pattern.lastIndex = lineEnd + 1;
     }
     previous = chunk;
     if (matchesLeft === 0 && group && group.endLine > group.wanted) return yield* flush();

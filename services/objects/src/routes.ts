@@ -6,7 +6,8 @@ import type { LogStore } from "./log-store.ts";
 import type { LogReader, ReadStart } from "./log-reader.ts";
 import { storedChunk } from "./log-chunk.ts";
 import { searchLog, searchPattern } from "./log-search.ts";
-import { logLines } from "./log-view.ts";
+import { lineMatcher } from "./regex-search.ts";
+import { logLines, type LogText } from "./log-view.ts";
 import { repeatable } from "../../kit/src/retryable.ts";
 
 // Ids and names are checked by the requests' protovalidate rules.
@@ -34,24 +35,18 @@ export function objectsRoutes(logs: LogStore, reader: LogReader) {
     });
     router.service(LogService, {
       async *readLog(req, ctx) {
-        const pattern = req.grep !== "" ? searchPattern(req.grep, req.regex, req.ignoreCase) : undefined;
+        const matcher = req.grep !== "" ? lineMatcher(searchPattern(req.grep, req.regex, req.ignoreCase), !req.regex) : undefined;
         const attempt = req.attempt === 0 ? await reader.latestAttempt(req.runId, req.job) : attemptOf(req.attempt);
         const start: ReadStart = req.tail > 0 ? { tail: req.tail } : req.line > 0n ? { line: Number(req.line) - 1 } : { offset: Number(req.offset) };
         const events = reader.chunks({ runId: req.runId, job: req.job, attempt }, start, req.follow, ctx.signal);
         const limit = Number(req.limit);
-        const texts = pattern
-          ? searchLog(events, { pattern, context: req.context, limit, raw: req.raw })
+        const texts = matcher
+          ? searchLog(events, { matcher, context: req.context, limit, raw: req.raw })
           : logLines(events, { limit, raw: req.raw });
-        for await (const text of texts) {
-          yield {
-            text: text.text,
-            offset: BigInt(text.offset),
-            endOffset: BigInt(text.endOffset),
-            line: BigInt(text.line),
-            matchLines: text.matchLines.map(BigInt),
-            deleted: text.deleted,
-            attempt,
-          };
+        try {
+          for await (const text of texts) yield answerOf(text, attempt);
+        } finally {
+          matcher?.close();
         }
       },
     });
@@ -71,6 +66,18 @@ export function requireOwnTask(ctx: HandlerContext, runId: string, job: string, 
     );
   }
   return caller.agentId;
+}
+
+function answerOf(text: LogText, attempt: number) {
+  return {
+    text: text.text,
+    offset: BigInt(text.offset),
+    endOffset: BigInt(text.endOffset),
+    line: BigInt(text.line),
+    matchLines: text.matchLines.map(BigInt),
+    deleted: text.deleted,
+    attempt,
+  };
 }
 
 function attemptOf(attempt: number): number {
