@@ -76,7 +76,7 @@ export class LogSink implements OutputPressure {
   #draining = false;
 
   constructor(send: (chunk: LogChunk) => Promise<void>, options: LogSinkOptions | number = {}) {
-    const { flushMs = 100, chunkBytes = defaultChunkBytes, fullBytes = 4 * 1024 * 1024 } = typeof options === "number" ? { flushMs: options } : options;
+    const { flushMs = 100, chunkBytes = defaultChunkBytes, fullBytes = 1024 * 1024 } = typeof options === "number" ? { flushMs: options } : options;
     this.#send = send;
     this.#flushMs = flushMs;
     this.#chunkBytes = chunkBytes;
