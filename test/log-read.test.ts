@@ -223,6 +223,19 @@ describe("reading odd logs", () => {
   });
 });
 
+describe("reading an archived log", () => {
+  it("from its end gets nothing, and asks storage for nothing", async () => {
+    const log = await writeLog([["s", "one\ntwo\n"]]);
+    // As the archiver leaves it: the texts in an object (which this test's
+    // storage cannot serve), the rows as the index.
+    await db.pool.query("UPDATE objects.logs SET object_key = 'logs/gone.log.zst' WHERE run_id = $1", [log.runId]);
+    await db.pool.query("UPDATE objects.log_chunks SET stored_offset = 0, zstd = NULL WHERE run_id = $1", [log.runId]);
+    const { rows } = await db.pool.query("SELECT size FROM objects.logs WHERE run_id = $1", [log.runId]);
+    assert.deepEqual(await read(log, { offset: Number(rows[0].size) }), []);
+    assert.deepEqual(await read(log, { line: 100 }), []);
+  });
+});
+
 describe("following a log", () => {
   it("gets every line once, in order, as chunks arrive, and ends when the log closes; a tail starts from the end so far", async () => {
     const log: LogRef = { runId: randomUUID(), job: "build", attempt: 1 };

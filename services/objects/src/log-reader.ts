@@ -99,7 +99,7 @@ export class LogReader {
         if (pending && "tail" in pending) pending = { line: Math.max(0, Number(row.lines) - pending.tail) };
         for (;;) {
           const batch = await this.#load(log, lastSeq, pending);
-          if (batch.length === 0 && !sawChunks && lastSeq === 0 && row.state === "closed" && row.object_key !== "" && Number(row.size) > 0) {
+          if (batch.length === 0 && !sawChunks && row.state === "closed" && row.object_key !== "" && (await this.#hasNoChunks(log))) {
             // Archived before logs had an index: one object, read whole.
             const text = await this.#objects.readFrom(row.object_key, 0);
             const chunk: LoadedChunk = { seq: 1, startOffset: 0, startLine: 0, startsLine: true, text, segments: [] };
@@ -123,6 +123,16 @@ export class LogReader {
       yield { kind: "caught-up" };
       await woken;
     }
+  }
+
+  // Whether the log has no chunk rows at all: archived before logs had an
+  // index (a read that starts past the end of a log finds none either).
+  async #hasNoChunks(log: LogRef): Promise<boolean> {
+    const { rows } = await this.#pool.query(
+      "SELECT NOT EXISTS (SELECT 1 FROM objects.log_chunks WHERE run_id = $1 AND job = $2 AND attempt = $3) AS none",
+      [log.runId, log.job, log.attempt],
+    );
+    return rows[0].none;
   }
 
   // Up to a batch of the log's chunks after `afterSeq`, from the one where
