@@ -26,7 +26,8 @@ describe("logs of retried jobs", () => {
     followed = [(await lines.next()).value as string];
     await writeFile(join(gate, "open"), "");
     for await (const line of lines) followed.push(line);
-    assert.equal((await waitForRun(otto.client, runId)).state, RunState.SUCCEEDED);
+    const final = await waitForRun(otto.client, runId);
+    assert.equal(final.state, RunState.SUCCEEDED, `${final.jobs[0]?.message}; followed:\n${followed.join("\n")}`);
   });
   after(async () => {
     if (process.exitCode) console.log(await tailOfLog(otto));
