@@ -85,15 +85,9 @@ test("the daily sweep is a pg-boss schedule, made once however many coordinators
 
 test("two coordinators' workers given sweep jobs at once sweep one at a time and delete each thing once", async () => {
   const runs = await Promise.all(Array.from({ length: 5 }, () => expiredRunWithObjects()));
-  const removed: string[] = [];
+  const { store, removed } = s3.recordingRemovals();
   let inFlight = 0;
   let mostInFlight = 0;
-  const store = {
-    removeMany: async (keys: string[]) => {
-      removed.push(...keys);
-      await s3.store.removeMany(keys);
-    },
-  };
   const side: ObjectExpiry = { expire: (runIds, scope) => expireObjects(db.pool, store, runIds, scope) };
   let sweeps = 0;
   let letFirstGo!: () => void;

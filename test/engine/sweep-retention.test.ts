@@ -40,15 +40,9 @@ const { SUCCEEDED, CANCELED } = RunState;
 // record of each call and of every key it had storage delete.
 function objectsSide() {
   const calls: { runIds: string[]; scope: ExpiryScope }[] = [];
-  const removed: string[] = [];
+  const { store, removed } = s3.recordingRemovals();
   let inFlight = 0;
   let mostInFlight = 0;
-  const store = {
-    removeMany: async (keys: string[]) => {
-      removed.push(...keys);
-      await s3.store.removeMany(keys);
-    },
-  };
   const side: ObjectExpiry = {
     async expire(runIds, scope) {
       calls.push({ runIds, scope });

@@ -9,6 +9,8 @@ import { ObjectStore } from "../../services/objects/src/object-store.ts";
 
 export interface DevS3 {
   store: ObjectStore;
+  // A store that deletes through this one and records every key it deleted.
+  recordingRemovals(): { store: Pick<ObjectStore, "removeMany">; removed: string[] };
   // Every key in the bucket under `prefix`, sorted.
   keys(prefix?: string): Promise<string[]>;
   stop(): Promise<void>;
@@ -42,6 +44,14 @@ export async function startDevS3(): Promise<DevS3> {
   });
   return {
     store,
+    recordingRemovals() {
+      const removed: string[] = [];
+      const removeMany = async (keys: string[]) => {
+        removed.push(...keys);
+        await store.removeMany(keys);
+      };
+      return { store: { removeMany }, removed };
+    },
     async keys(prefix = "") {
       const found: string[] = [];
       for await (const item of client.listObjectsV2(config.bucket, prefix, true)) found.push((item as { name: string }).name);
