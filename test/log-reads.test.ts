@@ -88,6 +88,8 @@ describe("reading a job's log from anywhere, live and archived", () => {
     const tail = await runCli(["logs", runId, "print", "--tail", "2", "--raw"], env);
     assert.equal(tail.code, 0, tail.stderr);
     assert.equal(tail.stdout, `${all.slice(-2).join("\n")}\n`);
+    const resumed = await runCli(["logs", runId, "print", "--offset", String(offset), "--limit", "1", "--raw"], env);
+    assert.equal(resumed.stdout, `${all[5000]}\n`, resumed.stderr);
     const grep = await runCli(["logs", runId, "print", "--grep", "line 1234", "--raw"], env);
     assert.equal(grep.code, 0, grep.stderr);
     const numbers = [1234, ...Array.from({ length: 10 }, (_, i) => 12340 + i)];

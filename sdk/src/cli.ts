@@ -17,7 +17,7 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   run FILE [--follow]     submit a pipeline file; --follow prints its logs live and waits
   runs                    list recent runs
   get RUN                 show a run, its jobs and steps
-  logs RUN JOB [--follow] [--tail N | --line N] [--limit N] [--attempt N] [--raw]
+  logs RUN JOB [--follow] [--tail N | --line N | --offset BYTES] [--limit N] [--attempt N] [--raw]
                [--grep PATTERN [--regex] [--ignore-case] [--context N]]
                           print a job's log: from the end, a line, at most N
                           lines; only lines matching PATTERN (searched by the
@@ -65,6 +65,7 @@ export async function main(argv: string[]): Promise<number> {
   const logOptions = {
     tail: number("--tail"),
     line: number("--line"),
+    offset: number("--offset"),
     limit: number("--limit"),
     attempt: number("--attempt"),
     context: number("--context"),
