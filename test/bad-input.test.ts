@@ -628,12 +628,12 @@ describe("bad input", () => {
     {
       name: "a job named a/b in the IR",
       send: () => gateway("/otto.v1.RunService/SubmitRun", { pipeline: { name: "x", jobs: [{ name: "a/b", steps: [{ run: "true" }] }] } }),
-      expect: { code: "invalid_argument", message: /job "a\/b": job names must match/ },
+      expect: { code: "invalid_argument", message: /^invalid pipeline:\ninvalid job name 'a\/b': use letters, digits, '_' and '-'/ },
     },
     {
       name: "a job named .. in the IR",
       send: () => gateway("/otto.v1.RunService/SubmitRun", { pipeline: { name: "x", jobs: [{ name: "..", steps: [{ run: "true" }] }] } }),
-      expect: { code: "invalid_argument", message: /job "\.\.": job names must match/ },
+      expect: { code: "invalid_argument", message: /^invalid pipeline:\ninvalid job name '\.\.': use letters, digits, '_' and '-'/ },
     },
     {
       name: "an artifact path that climbs out",

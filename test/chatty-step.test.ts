@@ -4,7 +4,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { followLogs, pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
-import { runStateName } from "../services/kit/src/run-state.ts";
+import { runStateName } from "@otto/contracts/run-state";
 import { startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 import { peakRssMb } from "./helpers/process-memory.ts";
 

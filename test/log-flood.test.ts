@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { pipeline, readLogLines, RunState, submit, waitForRun } from "../sdk/src/index.ts";
-import { runStateName } from "../services/kit/src/run-state.ts";
+import { runStateName } from "@otto/contracts/run-state";
 import { startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { peakRssMb } from "./helpers/process-memory.ts";
 

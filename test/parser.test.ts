@@ -3,10 +3,10 @@ import { describe, test } from "node:test";
 import { toJson } from "@bufbuild/protobuf";
 import { PipelineJobSchema, PipelineSchema } from "../gen/otto/v1/pipeline_pb.ts";
 import type { Pipeline } from "../gen/otto/v1/pipeline_pb.ts";
-import { parseDuration } from "../services/parser/src/duration.ts";
+import { parseDuration } from "@otto/contracts/duration";
 import { formatProblems, parsePipeline } from "../services/parser/src/parse-pipeline.ts";
 import type { PipelineProblemInfo } from "../services/parser/src/parse-pipeline.ts";
-import { parseQuantity } from "../services/parser/src/quantity.ts";
+import { parseQuantity } from "@otto/contracts/quantity";
 
 /** One YAML line per argument, so that line N of the file is argument N. */
 const yaml = (...lines: string[]): string => lines.join("\n") + "\n";
@@ -504,8 +504,8 @@ describe("parsePipeline: secrets and hostile YAML", () => {
   });
 
   test("an IR past 1 MiB is refused as too large, even when the text is within its limit", () => {
-    // "é" is one character of text but two bytes of the IR
-    const text = yaml("name: x", "jobs:", "  a:", "    steps:", `      - run: &r ${"é".repeat(60_000)}`, ...Array(9).fill("      - run: *r"));
+    // "é" is one character of text but two bytes of the IR; each run is within its 64 KiB
+    const text = yaml("name: x", "jobs:", "  a:", "    steps:", `      - run: &r ${"é".repeat(30_000)}`, ...Array(19).fill("      - run: *r"));
     const result = parsePipeline(text);
     assert.ok(!result.ok && result.tooLarge, "refused for its size");
     assert.deepEqual(result.problems.map((p) => [p.line, p.column]), [[0, 0]]);
@@ -729,7 +729,7 @@ describe("parsePipeline: problems, each at its line and column", () => {
       ),
       [
         [4, 25, "duplicate key 'run'; it is already defined at line 4, column 14"],
-        [5, 3, "duplicate key 'build'; it is already defined at line 3, column 3"],
+        [5, 3, "job 'build' is defined twice"], // a pipeline rule, worded as the SDK's builder says it
         [7, 1, "duplicate key 'name'; it is already defined at line 1, column 1"],
       ],
     );

@@ -11,7 +11,7 @@ import { createOttoClient, defaultGatewayUrl } from "./client.ts";
 import { describeRun, followRun } from "./follow-run.ts";
 import { followLogs, readLogLines } from "./logs.ts";
 import { isFinal, submit } from "./runs.ts";
-import { runStateName } from "../../services/kit/src/run-state.ts";
+import { runStateName } from "@otto/contracts/run-state";
 
 const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   run FILE [--follow]     submit a pipeline file; --follow prints its logs live and waits

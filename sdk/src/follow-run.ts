@@ -1,5 +1,5 @@
 import { RunState, type Run } from "../../gen/otto/v1/run_pb.ts";
-import { runStateName } from "../../services/kit/src/run-state.ts";
+import { runStateName } from "@otto/contracts/run-state";
 import type { OttoClient } from "./client.ts";
 import { followLogs } from "./logs.ts";
 import { waitForRun, watchRun } from "./runs.ts";

@@ -2,7 +2,8 @@ export { createOttoClient, defaultGatewayUrl, type OttoClient, type OttoClientOp
 export { submit, submitAndWait, waitForRun, watchRun, isFinal, finalStates } from "./runs.ts";
 export { followLogs, readLogLines, type FollowLogsOptions, type LogLine, type ReadLogOptions } from "./logs.ts";
 export { followRun, describeRun } from "./follow-run.ts";
-export { pipeline, PipelineBuilder, type JobSpec, type StepSpec } from "./pipeline-builder.ts";
+export { pipeline, PipelineBuilder, InvalidPipelineError, type JobSpec, type StepSpec } from "./pipeline-builder.ts";
+export type { PipelineProblem } from "@otto/contracts/pipeline-rules";
 export { RunState, type Run, type RunJob, type RunStep, type RunEvent } from "../../gen/otto/v1/run_pb.ts";
 export type { Pipeline } from "../../gen/otto/v1/pipeline_pb.ts";
-export { runStateName } from "../../services/kit/src/run-state.ts";
+export { runStateName } from "@otto/contracts/run-state";

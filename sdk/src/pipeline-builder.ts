@@ -7,9 +7,10 @@ import {
   type Pipeline,
   type PipelineJob,
 } from "../../gen/otto/v1/pipeline_pb.ts";
-import { parseDuration } from "../../services/parser/src/duration.ts";
-import { deriveStepName } from "../../services/parser/src/parse-pipeline.ts";
-import { parseQuantity } from "../../services/parser/src/quantity.ts";
+import { parseDuration } from "@otto/contracts/duration";
+import { formatPipelineProblems, pipelineProblems, type PipelineProblem } from "@otto/contracts/pipeline-rules";
+import { parseQuantity } from "@otto/contracts/quantity";
+import { deriveStepName } from "@otto/contracts/step-name";
 
 export interface StepSpec {
   name?: string;
@@ -35,36 +36,58 @@ export interface JobSpec {
   resources?: { cpu?: number; memory?: number | bigint | string };
 }
 
-// Builds the same pipeline IR as the YAML parser does:
+// A pipeline that breaks the pipeline rules: `problems` has each message, as
+// the YAML parser words it, with the path of the field it is about.
+export class InvalidPipelineError extends Error {
+  readonly problems: readonly PipelineProblem[];
+
+  constructor(problems: readonly PipelineProblem[]) {
+    super(`invalid pipeline:\n${formatPipelineProblems(problems)}`);
+    this.name = "InvalidPipelineError";
+    this.problems = problems;
+  }
+}
+
+// Builds the same pipeline IR as the YAML parser does, and refuses (with an
+// InvalidPipelineError from build()) what the parser would refuse:
 //   pipeline("hello").job("build", { runsOn: ["linux"], steps: ["make"] }).build()
 export class PipelineBuilder {
   readonly #name: string;
   readonly #jobs: PipelineJob[] = [];
+  // Durations and quantities that do not parse, reported by build() with the rest.
+  readonly #problems: PipelineProblem[] = [];
 
   constructor(name: string) {
     this.#name = name;
   }
 
   job(name: string, spec: JobSpec): this {
+    const at = ["jobs", this.#jobs.length];
+    const report = (path: (string | number)[], message: string) => this.#problems.push({ path: [...at, ...path], message });
     this.#jobs.push(
       create(PipelineJobSchema, {
         name,
         runsOn: spec.runsOn ?? [],
         env: spec.env ?? {},
         needs: spec.needs ?? [],
-        steps: spec.steps.map((step) => buildStep(typeof step === "string" ? { run: step } : step)),
+        steps: spec.steps.map((step, i) =>
+          buildStep(typeof step === "string" ? { run: step } : step, (message) => report(["steps", i, "timeout"], message)),
+        ),
         retry: spec.retry === undefined ? undefined : typeof spec.retry === "number" ? { max: spec.retry } : spec.retry,
         locks: spec.locks ?? [],
         secrets: spec.secrets ?? [],
         artifacts: spec.artifacts ?? [],
-        resources: spec.resources && { cpu: spec.resources.cpu ?? 0, memoryBytes: memoryBytes(spec.resources.memory) },
+        resources: spec.resources && { cpu: spec.resources.cpu ?? 0, memoryBytes: memoryBytes(spec.resources.memory, (message) => report(["resources", "memory"], message)) },
       }),
     );
     return this;
   }
 
   build(): Pipeline {
-    return create(PipelineSchema, { name: this.#name, jobs: [...this.#jobs] });
+    const built = create(PipelineSchema, { name: this.#name, jobs: [...this.#jobs] });
+    const problems = [...this.#problems, ...pipelineProblems(built)];
+    if (problems.length > 0) throw new InvalidPipelineError(problems);
+    return built;
   }
 }
 
@@ -72,12 +95,12 @@ export function pipeline(name: string): PipelineBuilder {
   return new PipelineBuilder(name);
 }
 
-function buildStep(spec: StepSpec) {
+function buildStep(spec: StepSpec, report: (message: string) => void) {
   let timeout;
   if (spec.timeout !== undefined) {
     const parsed = parseDuration(spec.timeout);
-    if (!parsed.ok) throw new Error(parsed.message);
-    timeout = create(DurationSchema, { seconds: BigInt(parsed.seconds), nanos: parsed.nanos });
+    if (parsed.ok) timeout = create(DurationSchema, { seconds: BigInt(parsed.seconds), nanos: parsed.nanos });
+    else report(parsed.message);
   }
   return create(PipelineStepSchema, {
     name: spec.name ?? deriveStepName(spec.run),
@@ -87,10 +110,11 @@ function buildStep(spec: StepSpec) {
   });
 }
 
-function memoryBytes(memory: number | bigint | string | undefined): bigint {
+function memoryBytes(memory: number | bigint | string | undefined, report: (message: string) => void): bigint {
   if (memory === undefined) return 0n;
   if (typeof memory !== "string") return BigInt(memory);
   const parsed = parseQuantity(memory);
-  if (!parsed.ok) throw new Error(parsed.message);
-  return parsed.bytes;
+  if (parsed.ok) return parsed.bytes;
+  report(parsed.message);
+  return 0n;
 }

@@ -2,7 +2,7 @@ import type { Pipeline } from "../../gen/otto/v1/pipeline_pb.ts";
 import type { Run, RunEvent } from "../../gen/otto/v1/run_pb.ts";
 import type { OttoClient } from "./client.ts";
 
-export { finalStates, isFinal } from "../../services/kit/src/run-state.ts";
+export { finalStates, isFinal } from "@otto/contracts/run-state";
 
 // Submits a pipeline given as file text or as IR (from the builder).
 export async function submit(client: OttoClient, pipeline: string | Pipeline, fileName = ""): Promise<Run> {

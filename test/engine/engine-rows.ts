@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import pg from "pg";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { requireLiveAttempt } from "../../services/kit/src/live-attempts.ts";
-import { runStateName } from "../../services/kit/src/run-state.ts";
+import { runStateName } from "@otto/contracts/run-state";
 import { advanceQueue } from "../../services/coordinator/src/engine/run-queue.ts";
 import { RunState } from "../../services/coordinator/src/engine/states.ts";
 import { shardOf } from "../../services/coordinator/src/shards.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Run, RunEvent, RunJob, RunState } from "../../gen/otto/v1/run_pb.ts";
-import { runStateName } from "../../services/kit/src/run-state.ts";
+import { runStateName } from "@otto/contracts/run-state";
 import { watchRun, type OttoClient } from "../../sdk/src/index.ts";
 
 export function jobOf(run: Run, name: string): RunJob {

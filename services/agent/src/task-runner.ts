@@ -7,7 +7,7 @@ import { AgentService, type Task } from "../../../gen/otto/v1/agent_service_pb.t
 import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import { RunState } from "../../../gen/otto/v1/run_pb.ts";
 import type { Logger } from "../../kit/src/log.ts";
-import { runStateName } from "../../kit/src/run-state.ts";
+import { runStateName } from "@otto/contracts/run-state";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
 import { createSecretMasker, type SecretMasker } from "./secret-masker.ts";
 import type { OnText } from "./output-text.ts";

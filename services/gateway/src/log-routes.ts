@@ -3,7 +3,7 @@ import { LogService, type ReadLogRequest, type ReadLogResponse } from "../../../
 import { RunState, type RunJob } from "../../../gen/otto/v1/run_pb.ts";
 import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
-import { isFinal } from "../../kit/src/run-state.ts";
+import { isFinal } from "@otto/contracts/run-state";
 import { followJournal } from "./follow-journal.ts";
 
 const jobIsFinal = (job: RunJob) => isFinal(job.state);

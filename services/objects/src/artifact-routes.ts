@@ -2,7 +2,7 @@ import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ArtifactSchema, ArtifactService, ArtifactStoreService, type Artifact } from "../../../gen/otto/v1/artifact_service_pb.ts";
-import { artifactNameProblem } from "../../kit/src/artifact-name.ts";
+import { artifactNameProblem } from "@otto/contracts/artifact-name";
 import type { ArtifactStore, StoredArtifact } from "./artifact-store.ts";
 import { requireOwnTask } from "./routes.ts";
 

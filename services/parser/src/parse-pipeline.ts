@@ -8,10 +8,28 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } fr
 import type { Document, ParsedNode, Scalar, YAMLError, YAMLMap } from "yaml";
 import { PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "../../../gen/otto/v1/pipeline_pb.ts";
 import type { Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "../../../gen/otto/v1/pipeline_pb.ts";
-import { parseDuration } from "./duration.ts";
-import { parseQuantity } from "./quantity.ts";
+import { parseDuration } from "@otto/contracts/duration";
+import {
+  envNameProblem,
+  jobCountProblem,
+  jobNameProblem,
+  jobNameProblems,
+  jobWhere,
+  nameListProblems,
+  nameLists,
+  needsProblems,
+  pipelineLimits as limits,
+  pipelineNameProblem,
+  runProblem,
+  stepCountProblem,
+  stepNameProblem,
+  stepWhere,
+  textProblem,
+} from "@otto/contracts/pipeline-rules";
+import { parseQuantity } from "@otto/contracts/quantity";
+import { deriveStepName } from "@otto/contracts/step-name";
+import { suggestion } from "@otto/contracts/suggestion";
 import { measureExpansion } from "./expanded-size.ts";
-import { artifactNameProblem } from "../../kit/src/artifact-name.ts";
 
 export interface PipelineProblemInfo {
   line: number; // 1-based; 0 (with column 0) when the problem has no single place
@@ -108,10 +126,6 @@ function sortProblems(problems: PipelineProblemInfo[]): PipelineProblemInfo[] {
   return problems.toSorted((a, b) => a.line - b.line || a.column - b.column);
 }
 
-const JOB_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
-const JOB_NAME_MAX = 64;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const DERIVED_STEP_NAME_MAX = 40;
 const TOP_KEYS = ["name", "jobs"];
 const MAX_ALIASES = 100;
 const MAX_FLOW_DEPTH = 32;
@@ -120,16 +134,6 @@ const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "sec
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
 const RESOURCE_KEYS = ["cpu", "memory"];
-const RETRY_MAX = 10;
-const EXIT_CODE_MAX = 255;
-// Together these make /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,99}$/, checked in two steps for clearer messages.
-const LOCK_NAME = /^[A-Za-z0-9][A-Za-z0-9._\/-]*$/;
-const LOCK_NAME_MAX = 100;
-const LOCKS_MAX = 10;
-const SECRET_NAME = /^[A-Z_][A-Z0-9_]{0,127}$/;
-const SECRETS_MAX = 50;
-const ARTIFACTS_MAX = 100;
-const CPU_MAX = 1024;
 
 type Doc = Document.Parsed;
 interface Entry {
@@ -142,7 +146,7 @@ interface Located {
   node: ParsedNode;
 }
 interface JobInfo {
-  name: string;
+  key: ParsedNode;
   needs: Located[];
   job: PipelineJob;
 }
@@ -170,7 +174,9 @@ class Checker {
       return pipeline;
     }
     const top = this.#entries(root, TOP_KEYS, "at the top level");
-    pipeline.name = this.#string(this.#required(top, "name", root, "the pipeline"), "for 'name'");
+    const name = this.#required(top, "name", root, "the pipeline");
+    pipeline.name = this.#string(name, "for 'name'");
+    if (name) this.#report(name.value, pipelineNameProblem(pipeline.name));
 
     const jobs = this.#required(top, "jobs", root, "the pipeline");
     if (jobs === undefined) return pipeline;
@@ -178,22 +184,22 @@ class Checker {
       this.#wrongType(jobs, "a mapping of job names to jobs", "for 'jobs'");
       return pipeline;
     }
-    if (jobs.value.items.length === 0) this.#report(jobs.value, "'jobs' is empty; define at least one job");
-    const infos = [...this.#entries(jobs.value, null, "in 'jobs'")].map(([name, entry]) => this.#job(name, entry));
-    this.#checkNeeds(infos);
+    // Every job, a job defined twice too: the rules report that, at the second.
+    const infos = this.#entries(jobs.value, null, "in 'jobs'", true).map(([name, entry]) => this.#job(name, entry));
+    this.#report(jobs.value, jobCountProblem(infos.length));
+    for (const problem of jobNameProblems(infos.map((info) => info.job))) this.#report(infos[problem.path[1] as number].key, problem.message);
+    for (const problem of needsProblems(infos.map((info) => info.job))) {
+      this.#report(infos[problem.path[1] as number].needs[problem.path[3] as number].node, problem.message);
+    }
     pipeline.jobs = infos.map((info) => info.job);
     return pipeline;
   }
 
   #job(name: string, entry: Entry): JobInfo {
     const job = create(PipelineJobSchema, { name });
-    const info: JobInfo = { name, needs: [], job };
-    if (!JOB_NAME.test(name)) {
-      this.#report(entry.key, `invalid job name '${name}': use letters, digits, '_' and '-', starting with a letter or '_'`);
-    } else if (name.length > JOB_NAME_MAX) {
-      this.#report(entry.key, `job name '${name}' is too long: ${name.length} characters, at most ${JOB_NAME_MAX} allowed`);
-    }
-    const where = `job '${name}'`;
+    const info: JobInfo = { key: entry.key, needs: [], job };
+    this.#report(entry.key, jobNameProblem(name));
+    const where = jobWhere(name);
     if (!isMap(entry.value)) {
       this.#wrongType(entry, "a mapping with 'steps'", `for ${where}`);
       return info;
@@ -204,18 +210,16 @@ class Checker {
     info.needs = this.#strings(fields.get("needs"), "'needs'");
     job.needs = info.needs.map((need) => need.text);
     job.retry = this.#retry(fields.get("retry"), where);
-    job.locks = this.#locks(fields.get("locks"), where);
     job.resources = this.#resources(fields.get("resources"), where);
-    job.secrets = this.#secrets(fields.get("secrets"), where);
-    job.artifacts = this.#artifacts(fields.get("artifacts"), where);
+    this.#nameLists(fields, job, where);
     const steps = this.#required(fields, "steps", entry.value, where);
     if (steps === undefined) return info;
     if (!isSeq(steps.value)) {
       this.#wrongType(steps, "a list of steps", `for 'steps' in ${where}`);
       return info;
     }
-    if (steps.value.items.length === 0) this.#report(steps.value, `${where} has no steps; 'steps' needs at least one`);
-    job.steps = steps.value.items.map((item, i) => this.#step({ key: item, value: this.#resolve(item) }, `step ${i + 1} of ${where}`));
+    this.#report(steps.value, stepCountProblem(steps.value.items.length, where));
+    job.steps = steps.value.items.map((item, i) => this.#step({ key: item, value: this.#resolve(item) }, stepWhere(i, where)));
     return info;
   }
 
@@ -227,9 +231,12 @@ class Checker {
       return step;
     }
     const fields = this.#entries(entry.value, STEP_KEYS, `in ${where}`);
-    step.run = this.#string(this.#required(fields, "run", entry.value, where), "for 'run'");
+    const run = this.#required(fields, "run", entry.value, where);
+    step.run = this.#string(run, "for 'run'");
+    if (run) this.#report(run.value, runProblem(step.run, where));
     const name = fields.get("name");
     step.name = name ? this.#string(name, "for 'name'") : deriveStepName(step.run);
+    if (name) this.#report(name.value, stepNameProblem(step.name, where));
     step.timeout = this.#duration(fields.get("timeout"));
     step.env = this.#env(fields.get("env"));
     return step;
@@ -240,7 +247,7 @@ class Checker {
     if (entry === undefined) return "";
     const value = entry.value;
     if (isScalar(value) && typeof value.value === "string") {
-      if (value.value.trim() === "") this.#report(value, `expected a non-empty string ${where}, got an empty string`);
+      this.#report(value, textProblem(value.value, where));
       return value.value;
     }
     const quoted = isScalar(value) && value.value !== null ? `; quote it if you mean the text: "${value.source}"` : "";
@@ -269,9 +276,7 @@ class Checker {
     }
     const env: [string, string][] = [];
     for (const [name, variable] of this.#entries(entry.value, null, "in 'env'")) {
-      if (!ENV_NAME.test(name)) {
-        this.#report(variable.key, `invalid environment variable name '${name}': use letters, digits and '_', not starting with a digit`);
-      }
+      this.#report(variable.key, envNameProblem(name));
       const text = scalarText(variable.value);
       if (text !== undefined) env.push([name, text]);
       else this.#wrongType(variable, "a string", `for environment variable '${name}'`, isEmpty(variable.value) ? `; write ${name}: "" for an empty value` : "");
@@ -299,19 +304,19 @@ class Checker {
     if (entry === undefined) return undefined;
     const retry = create(RetryPolicySchema);
     if (!isMap(entry.value)) {
-      retry.max = this.#integer(entry, 0, RETRY_MAX, "for 'retry'", " or a mapping with 'max'") ?? 0;
+      retry.max = this.#integer(entry, limits.retries.min, limits.retries.max, "for 'retry'", " or a mapping with 'max'") ?? 0;
       return retry;
     }
     const owner = `'retry' of ${where}`;
     const fields = this.#entries(entry.value, RETRY_KEYS, `in ${owner}`);
-    retry.max = this.#integer(this.#required(fields, "max", entry.value, owner), 0, RETRY_MAX, "for 'max' in 'retry'") ?? 0;
+    retry.max = this.#integer(this.#required(fields, "max", entry.value, owner), limits.retries.min, limits.retries.max, "for 'max' in 'retry'") ?? 0;
     const codes = fields.get("exit-codes");
     if (codes !== undefined && isSeq(codes.value)) {
       retry.exitCodes = codes.value.items.flatMap(
-        (item) => this.#integer({ key: item, value: this.#resolve(item) }, 0, EXIT_CODE_MAX, "in 'exit-codes'") ?? [],
+        (item) => this.#integer({ key: item, value: this.#resolve(item) }, limits.exitCodes.min, limits.exitCodes.max, "in 'exit-codes'") ?? [],
       );
     } else if (codes !== undefined) {
-      retry.exitCodes = [this.#integer(codes, 0, EXIT_CODE_MAX, "for 'exit-codes'", " or a list of them")].filter((code) => code !== undefined);
+      retry.exitCodes = [this.#integer(codes, limits.exitCodes.min, limits.exitCodes.max, "for 'exit-codes'", " or a list of them")].filter((code) => code !== undefined);
     }
     const agentLost = fields.get("agent-lost");
     if (agentLost !== undefined) {
@@ -321,40 +326,14 @@ class Checker {
     return retry;
   }
 
-  /** Lock names: a string or a list of strings, valid, unique and not too many. */
-  #locks(entry: Entry | undefined, where: string): string[] {
-    return this.#nameList(entry, where, "lock", LOCKS_MAX, (name) => {
-      if (!LOCK_NAME.test(name)) return `invalid lock name '${name}': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit`;
-      if (name.length > LOCK_NAME_MAX) return `lock name '${name}' is too long: ${name.length} characters, at most ${LOCK_NAME_MAX} allowed`;
-      return undefined;
-    });
-  }
-
-  /** Artifact paths: relative to the workspace, never climbing out of it. */
-  #artifacts(entry: Entry | undefined, where: string): string[] {
-    return this.#nameList(entry, where, "artifact", ARTIFACTS_MAX, artifactNameProblem);
-  }
-
-  /** Secret names: each an environment variable name. */
-  #secrets(entry: Entry | undefined, where: string): string[] {
-    return this.#nameList(entry, where, "secret", SECRETS_MAX, (name) =>
-      SECRET_NAME.test(name) ? undefined : `invalid secret name '${name}': use upper-case letters, digits and '_', not starting with a digit (at most 128)`,
-    );
-  }
-
-  /** A string or a list of strings, each valid (`problemOf`), listed once, at most `max` of them. */
-  #nameList(entry: Entry | undefined, where: string, what: string, max: number, problemOf: (name: string) => string | undefined): string[] {
-    const names: Located[] = [];
-    for (const item of this.#strings(entry, `'${what}s'`)) {
-      const name = item.text;
-      if (name.trim() === "") continue; // reported as an empty string already
-      const problem = problemOf(name);
-      if (problem) this.#report(item.node, problem);
-      else if (names.some((other) => other.text === name)) this.#report(item.node, `${what} '${name}' is listed twice in the ${what}s of ${where}`);
-      else names.push(item);
+  /** Locks, secrets and artifacts: each a string or a list of strings. */
+  #nameLists(fields: Map<string, Entry>, job: PipelineJob, where: string): void {
+    for (const [field, what, max, problemOf] of nameLists) {
+      // Blank names are reported as empty strings already.
+      const names = this.#strings(fields.get(field), `'${field}'`).filter((name) => name.text.trim() !== "");
+      for (const problem of nameListProblems(names.map((name) => name.text), what, where, max, problemOf)) this.#report(names[problem.index].node, problem.message);
+      job[field] = names.map((name) => name.text);
     }
-    if (names.length > max) this.#report(names[max].node, `${where} has ${names.length} ${what}s, at most ${max} allowed`);
-    return names.map((name) => name.text);
   }
 
   /** A mapping with 'cpu' and 'memory'; either one left out is 0, no requirement. */
@@ -369,11 +348,11 @@ class Checker {
     const cpu = fields.get("cpu");
     if (cpu !== undefined) {
       const value = isScalar(cpu.value) ? cpu.value.value : undefined;
-      if (typeof value === "number" && value > 0 && value <= CPU_MAX) resources.cpu = value;
+      if (typeof value === "number" && value > 0 && value <= limits.cpu) resources.cpu = value;
       else {
         const millicores = typeof value === "string" ? /^(\d+)m$/.exec(value) : null;
         const hint = millicores ? `; write ${Number(millicores[1]) / 1000} for "${value}"` : unquoteHint(cpu.value);
-        this.#wrongType(cpu, `a number of cores above 0 and at most ${CPU_MAX}`, "for 'cpu'", hint);
+        this.#wrongType(cpu, `a number of cores above 0 and at most ${limits.cpu}`, "for 'cpu'", hint);
       }
     }
     const memory = fields.get("memory");
@@ -401,42 +380,12 @@ class Checker {
     return undefined;
   }
 
-  /** Unknown, self, duplicate and cyclic needs. */
-  #checkNeeds(jobs: JobInfo[]): void {
-    const names = new Set(jobs.map((job) => job.name));
-    const edges = new Map<string, Located[]>();
-    for (const job of jobs) {
-      const seen = new Set<string>();
-      const valid: Located[] = [];
-      for (const need of job.needs) {
-        if (need.text === job.name) this.#report(need.node, `job '${job.name}' needs itself; remove '${need.text}' from its needs`);
-        else if (!names.has(need.text)) this.#report(need.node, `unknown job '${need.text}' in needs${suggestion(need.text, names)}`);
-        else if (seen.has(need.text)) this.#report(need.node, `job '${need.text}' is listed twice in the needs of '${job.name}'`);
-        else valid.push(need);
-        seen.add(need.text);
-      }
-      edges.set(job.name, valid);
-    }
-    // Depth-first search in file order: a need that points back at a job on
-    // the current path closes a cycle. Removing all such needs breaks every cycle.
-    const done = new Set<string>();
-    const path: string[] = [];
-    const walk = (name: string): void => {
-      path.push(name);
-      for (const need of edges.get(name) ?? []) {
-        const start = path.indexOf(need.text);
-        if (start >= 0) this.#report(need.node, `cycle in needs: ${[...path.slice(start), need.text].join(" -> ")}`);
-        else if (!done.has(need.text)) walk(need.text);
-      }
-      path.pop();
-      done.add(name);
-    };
-    for (const job of jobs) if (!done.has(job.name)) walk(job.name);
-  }
-
   /** The pairs of a mapping by key, reporting keys that are not in `known` (null: any key goes). */
-  #entries(map: YAMLMap.Parsed, known: string[] | null, where: string): Map<string, Entry> {
+  #entries(map: YAMLMap.Parsed, known: string[] | null, where: string): Map<string, Entry>;
+  #entries(map: YAMLMap.Parsed, known: null, where: string, repeats: true): [string, Entry][];
+  #entries(map: YAMLMap.Parsed, known: string[] | null, where: string, repeats = false): Map<string, Entry> | [string, Entry][] {
     const entries = new Map<string, Entry>();
+    const all: [string, Entry][] = [];
     for (const pair of map.items) {
       const key = this.#resolve(pair.key) ?? pair.key;
       const name = scalarText(key);
@@ -445,12 +394,13 @@ class Checker {
       } else if (known !== null && !known.includes(name)) {
         const hint = suggestion(name, known) || `; expected one of ${known.map((k) => `'${k}'`).join(", ")}`;
         this.#report(key, `unknown key '${name}' ${where}${hint}`);
-      } else if (!entries.has(name)) {
+      } else {
+        all.push([name, { key, value: this.#resolve(pair.value) }]);
         // Later duplicates are dropped; duplicateKeys reports them.
-        entries.set(name, { key, value: this.#resolve(pair.value) });
+        if (!entries.has(name)) entries.set(name, all.at(-1)![1]);
       }
     }
-    return entries;
+    return repeats ? all : entries;
   }
 
   #required(entries: Map<string, Entry>, key: string, map: YAMLMap.Parsed, owner: string): Entry | undefined {
@@ -469,8 +419,8 @@ class Checker {
     return isAlias(node) ? ((node.resolve(this.#doc) as ParsedNode | undefined) ?? node) : node;
   }
 
-  #report(node: ParsedNode | null, message: string): void {
-    this.problems.push({ ...position(node, this.#lines), message });
+  #report(node: ParsedNode | null, message: string | undefined): void {
+    if (message !== undefined) this.problems.push({ ...position(node, this.#lines), message });
   }
 }
 
@@ -487,11 +437,15 @@ function yamlProblem(error: YAMLError, lines: LineCounter): PipelineProblemInfo 
   return { line, column: col, message };
 }
 
-/** Every repeated scalar key in every mapping of the document, at the repeat. */
+/** Every repeated scalar key in every mapping of the document but 'jobs', at the repeat (a job defined twice is a rule's). */
 function duplicateKeys(doc: Doc, lines: LineCounter): PipelineProblemInfo[] {
   const problems: PipelineProblemInfo[] = [];
+  const root = doc.contents;
+  const jobs = isMap(root) ? root.items.find((pair) => isScalar(pair.key) && pair.key.value === "jobs")?.value : undefined;
+  const jobsMap = isAlias(jobs) ? jobs.resolve(doc) : jobs;
   visit(doc, {
     Map(_, map) {
+      if (map === jobsMap) return;
       const firsts = new Map<unknown, Scalar>();
       for (const key of map.items.map((pair) => pair.key).filter(isScalar)) {
         const first = firsts.get(key.value);
@@ -539,33 +493,4 @@ function describe(node: ParsedNode | null): string {
   if (value === null) return node?.source ? "null" : "nothing";
   if (typeof value === "string") return value === "" ? "an empty string" : `a string (${JSON.stringify(value)})`;
   return `a ${typeof value} (${node?.source ?? String(value)})`;
-}
-
-/** The first line of `run`, shortened: the name of a step that has none. */
-export function deriveStepName(run: string): string {
-  const firstLine = run.trim().split("\n")[0].trim();
-  return Array.from(firstLine).slice(0, DERIVED_STEP_NAME_MAX).join("").trimEnd();
-}
-
-/** "; did you mean 'x'?" for the closest candidate within a few edits, else "". */
-function suggestion(word: string, candidates: Iterable<string>): string {
-  let best = "";
-  let bestDistance = Math.max(1, Math.floor(word.length / 3)) + 1;
-  for (const candidate of candidates) {
-    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
-    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
-  }
-  return best ? `; did you mean '${best}'?` : "";
-}
-
-/** Levenshtein distance where swapping two adjacent characters also counts as one edit. */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  }
-  return d[a.length][b.length];
 }

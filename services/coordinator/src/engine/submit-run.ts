@@ -4,7 +4,7 @@ import { create, toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { RunSchema, type Run } from "../../../../gen/otto/v1/run_pb.ts";
 import { PipelineSchema, type Pipeline } from "../../../../gen/otto/v1/pipeline_pb.ts";
-import { deriveStepName } from "../../../parser/src/parse-pipeline.ts";
+import { deriveStepName } from "@otto/contracts/step-name";
 import { inTransaction, type Pool } from "../../../kit/src/db.ts";
 import { traceParentOf } from "../../../kit/src/telemetry.ts";
 import { advanceNewRun } from "./advance-run.ts";

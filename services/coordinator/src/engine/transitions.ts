@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { runStateName } from "../../../kit/src/run-state.ts";
+import { runStateName } from "@otto/contracts/run-state";
 import { RunState } from "./states.ts";
 
 // The states a task (a job's claim ticket for agents) moves through.

@@ -2,7 +2,9 @@
 // made of plain segments (letters, digits, '.', '_', '-', not starting with a
 // '.'), so it can neither climb out of the workspace nor out of the job's
 // prefix in object storage.
-export const artifactNameMax = 255;
+import { pipelineLimits } from "./pipeline-limits.ts";
+
+export const artifactNameMax = pipelineLimits.artifactNameChars;
 const segment = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 
 export function artifactNameProblem(name: string): string | undefined {

@@ -1,0 +1,72 @@
+// The limits and name patterns of a pipeline, read from the protovalidate
+// rules on proto/otto/v1/pipeline.proto, so that they are written once.
+import { getOption, type DescField } from "@bufbuild/protobuf";
+import { field as validateField, type FieldRules, type StringRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "../../gen/otto/v1/pipeline_pb.ts";
+
+function rules(field: DescField): FieldRules["type"] {
+  return getOption(field, validateField).type;
+}
+
+function stringRules(type: FieldRules["type"] | undefined, where: string): StringRules {
+  if (type?.case !== "string") throw new Error(`pipeline.proto: ${where} has no string rules`);
+  return type.value;
+}
+
+function repeatedRules(field: DescField) {
+  const type = rules(field);
+  if (type.case !== "repeated") throw new Error(`pipeline.proto: ${field.name} has no repeated rules`);
+  return type.value;
+}
+
+function stringOf(field: DescField): StringRules {
+  return stringRules(rules(field), field.name);
+}
+
+function itemsOf(field: DescField): StringRules {
+  return stringRules(repeatedRules(field).items?.type, `${field.name}'s items`);
+}
+
+function keysOf(field: DescField): StringRules {
+  const type = rules(field);
+  if (type.case !== "map") throw new Error(`pipeline.proto: ${field.name} has no map rules`);
+  return stringRules(type.value.keys?.type, `${field.name}'s keys`);
+}
+
+function int32Range(type: FieldRules["type"] | undefined, where: string): { min: number; max: number } {
+  if (type?.case !== "int32" || type.value.greaterThan.case !== "gte" || type.value.lessThan.case !== "lte") {
+    throw new Error(`pipeline.proto: ${where} has no int32 gte/lte rules`);
+  }
+  return { min: type.value.greaterThan.value, max: type.value.lessThan.value };
+}
+
+function cpuMax(): number {
+  const type = rules(ResourcesSchema.field.cpu);
+  if (type.case !== "double" || type.value.lessThan.case !== "lte") throw new Error("pipeline.proto: cpu has no lte rule");
+  return type.value.lessThan.value;
+}
+
+const job = PipelineJobSchema.field;
+const pattern = (rules: StringRules) => new RegExp(rules.pattern);
+
+export const pipelineLimits = {
+  pipelineNameChars: Number(stringOf(PipelineSchema.field.name).maxLen),
+  jobs: Number(repeatedRules(PipelineSchema.field.jobs).maxItems),
+  jobName: pattern(stringOf(job.name)),
+  jobNameChars: Number(stringOf(job.name).maxLen),
+  envName: pattern(keysOf(job.env)),
+  steps: Number(repeatedRules(job.steps).maxItems),
+  stepNameChars: Number(stringOf(PipelineStepSchema.field.name).maxLen),
+  runBytes: Number(stringOf(PipelineStepSchema.field.run).maxBytes),
+  locks: Number(repeatedRules(job.locks).maxItems),
+  lockName: pattern(itemsOf(job.locks)),
+  lockNameChars: Number(itemsOf(job.locks).maxLen),
+  secrets: Number(repeatedRules(job.secrets).maxItems),
+  secretName: pattern(itemsOf(job.secrets)),
+  secretNameChars: Number(itemsOf(job.secrets).maxLen),
+  artifacts: Number(repeatedRules(job.artifacts).maxItems),
+  artifactNameChars: Number(itemsOf(job.artifacts).maxLen),
+  retries: int32Range(rules(RetryPolicySchema.field.max), "retry max"),
+  exitCodes: int32Range(repeatedRules(RetryPolicySchema.field.exitCodes).items?.type, "exit codes"),
+  cpu: cpuMax(),
+};
