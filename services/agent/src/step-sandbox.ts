@@ -23,7 +23,7 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 export function ottoCliExposure(nodeBinary = process.execPath): SandboxSettings["expose"] {
   const inside = (path: string) => join(sandboxPaths.otto, path);
   return [
-    ...["package.json", "gen", "sdk", "services", "node_modules"].map((path) => ({ from: join(repoRoot, path), to: inside(path) })),
+    ...["package.json", "gen", "contracts", "sdk", "services", "node_modules"].map((path) => ({ from: join(repoRoot, path), to: inside(path) })),
     { from: nodeBinary, to: inside("bin/node") },
     { from: join(repoRoot, "services/agent/sandbox/otto"), to: inside("bin/otto") },
   ];
