@@ -1,0 +1,13 @@
+// The SDK in a browser: the same as index.ts but for the transport (fetch,
+// through @connectrpc/connect-web) and the CLI. Picked by the "browser"
+// export condition.
+export { createOttoClient, type BrowserClientOptions, type OttoClient } from "./client-browser.ts";
+export { defaultGatewayUrl } from "./clients.ts";
+export { submit, submitAndWait, waitForRun, watchRun, isFinal, finalStates } from "./runs.ts";
+export { followLogs, readLogLines, type FollowLogsOptions, type LogLine, type ReadLogOptions } from "./logs.ts";
+export { followRun, describeRun } from "./follow-run.ts";
+export { pipeline, PipelineBuilder, InvalidPipelineError, type JobSpec, type StepSpec } from "./pipeline-builder.ts";
+export type { PipelineProblem } from "@otto/contracts/pipeline-rules";
+export { RunState, type Run, type RunJob, type RunStep, type RunEvent } from "../../gen/otto/v1/run_pb.ts";
+export type { Pipeline } from "../../gen/otto/v1/pipeline_pb.ts";
+export { runStateName } from "@otto/contracts/run-state";
