@@ -12,6 +12,7 @@ import { pipeline, readLogLines, RunState, submit, waitForRun } from "../sdk/src
 import { runStateName } from "@otto/contracts/run-state";
 import { startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { peakRssMb } from "./helpers/process-memory.ts";
+import { lineEnds } from "../services/kit/src/line-ends.ts";
 
 const count = 12_500_000; // seq prints 101 MB
 const command = `seq 1 ${count}`;
@@ -104,8 +105,3 @@ describe("a step printing 100 MB", () => {
   });
 });
 
-function lineEnds(text: Buffer): number {
-  let n = 0;
-  for (let at = text.indexOf(10); at !== -1; at = text.indexOf(10, at + 1)) n++;
-  return n;
-}

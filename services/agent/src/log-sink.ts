@@ -1,4 +1,5 @@
 import { compressLogText, maxLogChunkBytes } from "../../kit/src/log-compression.ts";
+import { lineEnds } from "../../kit/src/line-ends.ts";
 import { characterStart } from "./output-text.ts";
 
 // Whether a log sink holds as much unsent output as it may: a step's output is
@@ -137,8 +138,7 @@ export class LogSink implements OutputPressure {
     data.copy(this.#filling, this.#filled);
     this.#filled += data.length;
     this.#pendingBytes += data.length;
-    let lines = 0;
-    for (let i = 0; i < data.length; i++) if (data[i] === 10) lines++;
+    const lines = lineEnds(data);
     const now = BigInt(Date.now());
     const last = this.#segments[this.#segments.length - 1];
     if (last && last.step === step && last.timeMs === now) {

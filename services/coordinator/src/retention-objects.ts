@@ -1,8 +1,7 @@
-import { ExpiryScope, RetentionStoreService } from "../../../gen/otto/v1/retention_service_pb.ts";
+import { RetentionStoreService } from "../../../gen/otto/v1/retention_service_pb.ts";
+import { expiryScopeToProto } from "../../kit/src/expiry-scope.ts";
 import type { RegistryClient } from "../../kit/src/registry-client.ts";
-import type { ObjectExpiry, ExpiryScope as Scope } from "./engine/sweep-retention.ts";
-
-const scopes: Record<Scope, ExpiryScope> = { run: ExpiryScope.RUN, logs: ExpiryScope.LOGS, artifacts: ExpiryScope.ARTIFACTS };
+import type { ObjectExpiry } from "./engine/sweep-retention.ts";
 
 // A batch of a sweep deletes at most a few thousand objects.
 const batchTimeoutMs = 5 * 60_000;
@@ -15,7 +14,7 @@ export function objectExpiryOver(registry: RegistryClient): ObjectExpiry {
       const expired = await registry.call(
         "objects",
         RetentionStoreService,
-        (client) => client.expireObjects({ runIds, scope: scopes[scope] }, { timeoutMs: batchTimeoutMs }),
+        (client) => client.expireObjects({ runIds, scope: expiryScopeToProto(scope) }, { timeoutMs: batchTimeoutMs }),
         { idempotent: true, retryForMs: 30_000 },
       );
       return {

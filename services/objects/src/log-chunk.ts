@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { LogSegment } from "../../../gen/otto/v1/log_store_service_pb.ts";
 import { encodeSegments, type EncodedSegments } from "./log-segments.ts";
 import { compressLogText, maxLogChunkBytes as maxChunkBytes } from "../../kit/src/log-compression.ts";
+import { lineEnds } from "../../kit/src/line-ends.ts";
 
 // A log chunk as the objects service keeps it: its text compressed with
 // zstd, its size and line ends, and its segments.
@@ -42,12 +43,13 @@ export async function storedChunk(chunk: {
   const segments =
     chunk.segments.length > 0
       ? chunk.segments.map((s) => ({ step: s.step, timeMs: Number(s.timeMs), bytes: Number(s.bytes), lines: Number(s.lines) }))
-      : [{ step: "", timeMs: Date.now(), bytes, lines: text ? lineEnds(text, 0, text.length) : 0 }];
+      : [{ step: "", timeMs: Date.now(), bytes, lines: text ? lineEnds(text) : 0 }];
   const segmentBytes = segments.reduce((sum, s) => sum + s.bytes, 0);
   if (segmentBytes !== bytes) {
     throw new ConnectError(`the log chunk's segments add up to ${segmentBytes} bytes, its text has ${bytes}`, Code.InvalidArgument);
   }
-  if (text) {
+  // Segments made here hold what they say; given ones with text are checked.
+  if (text && chunk.segments.length > 0) {
     let at = 0;
     for (const [i, segment] of segments.entries()) {
       if (lineEnds(text, at, at + segment.bytes) !== segment.lines) {
@@ -58,13 +60,6 @@ export async function storedChunk(chunk: {
   }
   const lines = segments.reduce((sum, s) => sum + s.lines, 0);
   return { zstd, bytes, lines, endsLine, ...encodeSegments(segments) };
-}
-
-// How many "\n" text[from, to) holds (a plain loop beats indexOf for short lines).
-export function lineEnds(text: Buffer, from: number, to: number): number {
-  let n = 0;
-  for (let i = from; i < to; i++) if (text[i] === 10) n++;
-  return n;
 }
 
 // The size a zstd frame says its content has (its frame header must say).

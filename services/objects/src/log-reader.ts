@@ -1,6 +1,6 @@
 import type { Pool } from "../../kit/src/db.ts";
 import type { Notifier } from "../../kit/src/notifier.ts";
-import { lineEnds } from "./log-chunk.ts";
+import { afterLineEnds, lineEnds } from "../../kit/src/line-ends.ts";
 import { decompressLogText } from "../../kit/src/log-compression.ts";
 import { placed, type LoadedChunk } from "./log-render.ts";
 import { decodeSegments } from "./log-segments.ts";
@@ -189,10 +189,6 @@ function* startIn(chunk: LoadedChunk, start: ReadStart): Generator<ChunkEvent> {
   }
   // "tail" was made a line when the log's size was known.
   const line = "line" in start ? start.line : 0;
-  let from = 0;
-  for (let skip = line - chunk.startLine; skip > 0 && from < text.length; skip--) {
-    const end = text.indexOf(10, from);
-    from = end === -1 ? text.length : end + 1;
-  }
+  const from = afterLineEnds(text, 0, line - chunk.startLine);
   yield { kind: "chunk", chunk, from, fromLine: Math.max(line, chunk.startLine) };
 }

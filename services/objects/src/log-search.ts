@@ -1,9 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { lineEnds } from "./log-chunk.ts";
+import { afterLineEnds, lineEnds } from "../../kit/src/line-ends.ts";
 import type { ChunkEvent } from "./log-reader.ts";
 import type { LoadedChunk } from "./log-render.ts";
 import type { LineMatcher } from "./regex-search.ts";
-import { afterLineEnds, deletedText, textOf, type LogText } from "./log-view.ts";
+import { deletedText, textOf, type LogText } from "./log-view.ts";
 
 export interface SearchOptions {
   // Where the search's pattern first matches on each line of a text.
@@ -60,11 +60,13 @@ export async function* searchLog(events: AsyncIterable<ChunkEvent>, options: Sea
     if (!group) return;
     const first = group.pieces[0]!;
     const last = group.pieces[group.pieces.length - 1]!;
-    const text = group.pieces.map((p) => textOf(p.chunk, p.from, p.to, 0, [], raw).text).join("");
     yield {
-      ...textOf(first.chunk, first.from, first.from, group.firstLine, group.matches, raw),
-      text,
+      text: group.pieces.map((p) => textOf(p.chunk, p.from, p.to, 0, [], raw).text).join(""),
+      offset: first.chunk.startOffset + first.from,
       endOffset: last.chunk.startOffset + last.to,
+      line: group.firstLine + 1,
+      matchLines: group.matches,
+      deleted: "",
     };
     shownUpTo = group.endLine;
     group = undefined;

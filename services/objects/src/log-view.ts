@@ -1,4 +1,4 @@
-import { lineEnds } from "./log-chunk.ts";
+import { afterLineEnds, lineEnds } from "../../kit/src/line-ends.ts";
 import type { ChunkEvent } from "./log-reader.ts";
 import { renderText, type LoadedChunk } from "./log-render.ts";
 
@@ -45,16 +45,6 @@ export async function* logLines(events: AsyncIterable<ChunkEvent>, options: { li
       if (remaining === 0) return;
     }
   }
-}
-
-// Where the `n`th line end after `from` is passed (or the text's end).
-export function afterLineEnds(text: Buffer, from: number, n: number): number {
-  let pos = from;
-  for (; n > 0 && pos < text.length; n--) {
-    const end = text.indexOf(10, pos);
-    pos = end === -1 ? text.length : end + 1;
-  }
-  return pos;
 }
 
 export function textOf(chunk: LoadedChunk, from: number, to: number, line: number, matchLines: number[], raw: boolean): LogText {

@@ -1,20 +1,6 @@
 import type { Pool } from "../../kit/src/db.ts";
+import type { ExpiryScope, Expired } from "../../kit/src/expiry-scope.ts";
 import type { ObjectStore } from "./object-store.ts";
-
-// What of a run retention deletes: everything it stored, or only its logs'
-// text or its artifacts' bytes (their rows stay, marked expired, so that
-// reads can say what became of them).
-export type ExpiryScope = "run" | "logs" | "artifacts";
-
-export interface Expired {
-  // Runs left as they were: a log of theirs is still open or not yet
-  // archived, so the next sweep deals with them.
-  deferredRunIds: string[];
-  logs: number;
-  artifacts: number;
-  // Object storage keys deleted.
-  objects: number;
-}
 
 // Deletes what retention expired of finished runs (the coordinator decides
 // which): first the objects in storage, then the rows, so that a crash in

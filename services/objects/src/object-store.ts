@@ -74,21 +74,13 @@ export class ObjectStore {
   }
 
   readFrom(key: string, offset: number): Promise<Buffer> {
-    return retryableOnNetworkError(async () => {
-      const stream = await this.#client.getPartialObject(this.bucket, key, offset);
-      const parts: Buffer[] = [];
-      for await (const part of stream) parts.push(part as Buffer);
-      return Buffer.concat(parts);
-    });
+    return retryableOnNetworkError(async () => bytesOf(await this.#client.getPartialObject(this.bucket, key, offset)));
   }
 
   // `length` bytes from `offset` on.
   readRange(key: string, offset: number, length: number): Promise<Buffer> {
     return retryableOnNetworkError(async () => {
-      const stream = await this.#client.getPartialObject(this.bucket, key, offset, length);
-      const parts: Buffer[] = [];
-      for await (const part of stream) parts.push(part as Buffer);
-      const bytes = Buffer.concat(parts);
+      const bytes = await bytesOf(await this.#client.getPartialObject(this.bucket, key, offset, length));
       if (bytes.length !== length) throw new Error(`object ${key} gave ${bytes.length} bytes from ${offset}, not ${length}`);
       return bytes;
     });
@@ -129,6 +121,12 @@ interface DeleteError {
   Code?: string;
   Message?: string;
   Key?: string;
+}
+
+async function bytesOf(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  return Buffer.concat(parts);
 }
 
 // Every operation here may be repeated without harm: one that S3 could not

@@ -1,16 +1,13 @@
 import type { Pool } from "../../../kit/src/db.ts";
 import type { RetentionPolicy } from "../../../kit/src/retention-config.ts";
+import type { ExpiryScope, Expired } from "../../../kit/src/expiry-scope.ts";
 import { finalStates } from "./states.ts";
-
-// What of an expired run goes: everything (its rows here, its logs and
-// artifacts), or only its logs' text or its artifacts' bytes.
-export type ExpiryScope = "run" | "logs" | "artifacts";
 
 // The objects service's half: it deletes what the runs stored, objects
 // first, then rows, and says which runs it had to leave for later (a log
 // still open or not yet archived).
 export interface ObjectExpiry {
-  expire(runIds: string[], scope: ExpiryScope): Promise<{ deferredRunIds: string[]; logs: number; artifacts: number; objects: number }>;
+  expire(runIds: string[], scope: ExpiryScope): Promise<Expired>;
 }
 
 export interface SweepCounts {
