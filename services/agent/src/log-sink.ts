@@ -167,22 +167,25 @@ export class LogSink implements OutputPressure {
   // Sends all but the last chunk's worth of what is pending and returns that
   // (numbered as the next chunk), for the call that closes the log.
   async takeRest(): Promise<LogChunk | undefined> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#stopTimer();
     for (;;) {
       while (this.#sending) await this.#sending;
       if (this.#failure !== undefined) throw this.#failure;
       if (this.#sealed.length === 0) break;
       this.#startSending();
     }
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#stopTimer();
     if (this.#pendingBytes === 0) return undefined;
     this.#seal();
     const rest = this.#sealed.pop()!;
     this.#pendingBytes = 0;
     this.#update();
     return { seq: ++this.#seq, zstd: await compressLogText(rest.text), segments: rest.segments, continuesLine: continuesLine(rest.text) };
+  }
+
+  #stopTimer() {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   #onTimer() {
@@ -192,8 +195,7 @@ export class LogSink implements OutputPressure {
 
   #pump() {
     if (this.#sending || this.#pendingBytes === 0) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#stopTimer();
     this.#startSending();
   }
 

@@ -82,11 +82,10 @@ export class LogReader {
     const { runId, job, attempt } = log;
     let lastSeq = 0;
     let pending: ReadStart | undefined = start;
-    let sawChunks = false;
     for (let waits = 0; !signal.aborted; waits++) {
       const woken = follow ? this.#notifier.wait(logChannel, (p) => p === notice(log), waits === 0 ? 1_000 : 5_000, signal) : undefined;
       const { rows } = await this.#pool.query(
-        "SELECT state, size, lines, last_seq, object_key, expired_at FROM objects.logs WHERE run_id = $1 AND job = $2 AND attempt = $3",
+        "SELECT state, lines, object_key, expired_at FROM objects.logs WHERE run_id = $1 AND job = $2 AND attempt = $3",
         [runId, job, attempt],
       );
       const row = rows[0];
@@ -99,7 +98,7 @@ export class LogReader {
         if (pending && "tail" in pending) pending = { line: Math.max(0, Number(row.lines) - pending.tail) };
         for (;;) {
           const batch = await this.#load(log, lastSeq, pending);
-          if (batch.length === 0 && !sawChunks && row.state === "closed" && row.object_key !== "" && (await this.#hasNoChunks(log))) {
+          if (batch.length === 0 && lastSeq === 0 && row.state === "closed" && row.object_key !== "" && (await this.#hasNoChunks(log))) {
             // Archived before logs had an index: one object, read whole.
             const text = await this.#objects.readFrom(row.object_key, 0);
             const chunk: LoadedChunk = { seq: 1, startOffset: 0, startLine: 0, startsLine: true, text, segments: [] };
@@ -107,7 +106,6 @@ export class LogReader {
             return;
           }
           for (const chunk of batch) {
-            sawChunks = true;
             lastSeq = chunk.seq;
             if (pending) {
               yield* startIn(chunk, pending);
