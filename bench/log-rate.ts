@@ -1,8 +1,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
-import { pipeline, readLogLines, submit, waitForRun, RunState, type OttoClient } from "../sdk/src/index.ts";
-import type { ChildInfo } from "../services/launcher/src/supervisor.ts";
+import { pipeline, readLogLines, submit, waitForRun, RunState, type OttoClient } from "@otto/sdk";
+import type { ChildInfo } from "@otto/launcher/supervisor";
 
 export interface LogRateOptions {
   client: OttoClient;

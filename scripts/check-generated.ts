@@ -1,4 +1,4 @@
-// Fails when gen/ differs from what `buf generate` makes of proto/ now.
+// Fails when gen/src/ differs from what `buf generate` makes of proto/ now.
 import { execFileSync } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,14 +9,14 @@ const root = join(import.meta.dirname, "..");
 const scratch = await mkdtemp(join(tmpdir(), "otto-gen-"));
 try {
   execFileSync(bufPath(), ["generate", "--output", scratch], { cwd: root, stdio: "inherit" });
-  const fresh = await files(join(scratch, "gen"));
-  const checkedIn = await files(join(root, "gen"));
+  const fresh = await files(join(scratch, "gen", "src"));
+  const checkedIn = await files(join(root, "gen", "src"));
   const problems: string[] = [];
   for (const [path, text] of fresh) {
     if (!checkedIn.has(path)) problems.push(`missing from gen/: ${path}`);
-    else if (checkedIn.get(path) !== text) problems.push(`out of date: gen/${path}`);
+    else if (checkedIn.get(path) !== text) problems.push(`out of date: gen/src/${path}`);
   }
-  for (const path of checkedIn.keys()) if (!fresh.has(path)) problems.push(`not generated from proto/: gen/${path}`);
+  for (const path of checkedIn.keys()) if (!fresh.has(path)) problems.push(`not generated from proto/: gen/src/${path}`);
   if (problems.length > 0) {
     console.error(`gen/ does not match proto/; run \`npm run generate\` and commit:\n  ${problems.join("\n  ")}`);
     process.exit(1);

@@ -4,7 +4,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import { pipeline, RunState, submit, waitForRun } from "../sdk/src/index.ts";
+import { pipeline, RunState, submit, waitForRun } from "@otto/sdk";
 import { startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 describe("a log its agent never closed", () => {

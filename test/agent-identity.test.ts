@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
-import { RunState, pipeline, submitAndWait } from "../sdk/src/index.ts";
-import { agentIdFromHost, agentIdProblem } from "../services/kit/src/agent-id.ts";
+import { RunState, pipeline, submitAndWait } from "@otto/sdk";
+import { agentIdFromHost, agentIdProblem } from "@otto/kit/agent-id";
 import { postJson, startTestOtto, type TestOtto } from "./helpers/otto.ts";
 
 describe("agent identity", () => {

@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as Minio from "minio";
 import pg from "pg";
-import { RunState, submitAndWait } from "../sdk/src/index.ts";
+import { RunState, submitAndWait } from "@otto/sdk";
 import { isAlive, request, startTestOtto, type TestOtto } from "./helpers/otto.ts";
 
 describe("artifacts with the longest names", () => {

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import { RunState, pipeline, submitAndWait } from "../sdk/src/index.ts";
-import { createTaskTokenSigner } from "../services/kit/src/task-token.ts";
+import { RunState, pipeline, submitAndWait } from "@otto/sdk";
+import { createTaskTokenSigner } from "@otto/kit/task-token";
 import { postJson, request, startTestOtto, type TestOtto } from "./helpers/otto.ts";
 
 const sha256 = (name: string) => createHash("sha256").update(name).digest("hex");

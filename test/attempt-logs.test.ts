@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { followLogs, pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
+import { followLogs, pipeline, submit, waitForRun, RunState } from "@otto/sdk";
 import { postJson, postJsonStream, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 describe("logs of retried jobs", () => {

@@ -2,7 +2,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { postJson, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
-import { waitForRun, RunState } from "../sdk/src/index.ts";
+import { waitForRun, RunState } from "@otto/sdk";
 
 describe("backpressure", () => {
   let otto: TestOtto;

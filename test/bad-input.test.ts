@@ -12,8 +12,8 @@ import { readFileSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
-import { RunState, pipeline, waitForRun } from "../sdk/src/index.ts";
-import { createTaskTokenSigner } from "../services/kit/src/task-token.ts";
+import { RunState, pipeline, waitForRun } from "@otto/sdk";
+import { createTaskTokenSigner } from "@otto/kit/task-token";
 import { isAlive, postJson, request, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 type ConnectCode =

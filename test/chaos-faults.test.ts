@@ -14,9 +14,9 @@ import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as pause } from "node:timers/promises";
 import pg from "pg";
-import { followLogs, pipeline, RunState, runStateName, submit, waitForRun } from "../sdk/src/index.ts";
-import { postgresBinaries, postgresOsUser } from "../services/launcher/src/postgres-cluster.ts";
-import { postgresReach } from "../services/launcher/src/postgres-reach.ts";
+import { followLogs, pipeline, RunState, runStateName, submit, waitForRun } from "@otto/sdk";
+import { postgresBinaries, postgresOsUser } from "@otto/launcher/postgres-cluster";
+import { postgresReach } from "@otto/launcher/postgres-reach";
 import { startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 // Longer than a stalled coordinator may hold a row lock (Postgres ends its

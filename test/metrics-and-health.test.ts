@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pipeline, submit, submitAndWait, waitForRun, RunState } from "../sdk/src/index.ts";
+import { pipeline, submit, submitAndWait, waitForRun, RunState } from "@otto/sdk";
 import { postJson, request, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 const slots = 3;

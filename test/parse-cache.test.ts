@@ -2,8 +2,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import { PipelineSchema, type Pipeline } from "../gen/otto/v1/pipeline_pb.ts";
-import { ParseCache } from "../services/gateway/src/parse-cache.ts";
+import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
+import { ParseCache } from "@otto/gateway/parse-cache";
 
 // A stand-in parser that counts its calls and names the pipeline after the text.
 function countingParser() {

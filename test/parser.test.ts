@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { toJson } from "@bufbuild/protobuf";
-import { PipelineJobSchema, PipelineSchema } from "../gen/otto/v1/pipeline_pb.ts";
-import type { Pipeline } from "../gen/otto/v1/pipeline_pb.ts";
+import { PipelineJobSchema, PipelineSchema } from "@otto/gen/v1/pipeline_pb";
+import type { Pipeline } from "@otto/gen/v1/pipeline_pb";
 import { parseDuration } from "@otto/contracts/duration";
-import { formatProblems, parsePipeline } from "../services/parser/src/parse-pipeline.ts";
-import type { PipelineProblemInfo } from "../services/parser/src/parse-pipeline.ts";
+import { formatProblems, parsePipeline } from "@otto/parser/parse-pipeline";
+import type { PipelineProblemInfo } from "@otto/parser/parse-pipeline";
 import { parseQuantity } from "@otto/contracts/quantity";
 
 /** One YAML line per argument, so that line N of the file is argument N. */

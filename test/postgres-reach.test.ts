@@ -8,10 +8,10 @@ import { chmod, chown, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import pg from "pg";
-import { startEmbeddedPostgres } from "../services/launcher/src/embedded-postgres.ts";
-import { postgresBinaries, postgresOsUser } from "../services/launcher/src/postgres-cluster.ts";
-import { postgresReach, reachable } from "../services/launcher/src/postgres-reach.ts";
-import { freePort } from "../services/launcher/src/system.ts";
+import { startEmbeddedPostgres } from "@otto/launcher/embedded-postgres";
+import { postgresBinaries, postgresOsUser } from "@otto/launcher/postgres-cluster";
+import { postgresReach, reachable } from "@otto/launcher/postgres-reach";
+import { freePort } from "@otto/launcher/system";
 
 describe("the embedded Postgres under a directory only root may enter", { skip: process.getuid?.() !== 0 && "needs root" }, () => {
   const dirs: string[] = [];

@@ -6,7 +6,7 @@ import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { pipeline, submitAndWait, RunState } from "../sdk/src/index.ts";
+import { pipeline, submitAndWait, RunState } from "@otto/sdk";
 import { startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 
 describe("resource reservations", () => {

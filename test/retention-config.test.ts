@@ -2,9 +2,9 @@
 // at start: their defaults, decimals, and what is cut to the runs' own.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError } from "../services/kit/src/config.ts";
-import { readRetention } from "../services/kit/src/retention-config.ts";
-import { retentionEnv } from "../services/launcher/src/system.ts";
+import { ConfigError } from "@otto/kit/config";
+import { readRetention } from "@otto/kit/retention-config";
+import { retentionEnv } from "@otto/launcher/system";
 
 test("runs, logs and artifacts are kept 90 days by default; logs and artifacts follow OTTO_RETENTION_DAYS", () => {
   assert.deepEqual(readRetention({}), { policy: { runDays: 90, logDays: 90, artifactDays: 90 }, notes: [] });

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
-import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
+import { pipeline, submit, waitForRun, RunState } from "@otto/sdk";
 import { postJson, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 const rounds = 5;

@@ -10,8 +10,8 @@ import { existsSync } from "node:fs";
 import { readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
-import { pipeline, submit, submitAndWait, waitForRun, RunState } from "../sdk/src/index.ts";
-import { repoRoot } from "../services/launcher/src/system.ts";
+import { pipeline, submit, submitAndWait, waitForRun, RunState } from "@otto/sdk";
+import { repoRoot } from "@otto/launcher/system";
 import { postJson, postJsonStream, request, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 const oneSecond = String(1 / 86_400);

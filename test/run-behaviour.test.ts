@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { pipeline, RunState, runStateName, submit, submitAndWait, waitForRun, type Run, type RunJob } from "../sdk/src/index.ts";
+import { pipeline, RunState, runStateName, submit, submitAndWait, waitForRun, type Run, type RunJob } from "@otto/sdk";
 import { isAlive, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { hostPidsRunning, uniqueSleep } from "./helpers/host-processes.ts";
 import { assertState, jobOf } from "./helpers/run-assertions.ts";

@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { Client } from "minio";
 import { signV4 } from "minio/dist/esm/signing.mjs";
-import { Supervisor } from "../services/launcher/src/supervisor.ts";
-import { repoRoot } from "../services/launcher/src/system.ts";
-import { ensureS3Credentials, s3CredentialsFile, type S3Credentials } from "../services/launcher/src/s3-credentials.ts";
+import { Supervisor } from "@otto/launcher/supervisor";
+import { repoRoot } from "@otto/launcher/system";
+import { ensureS3Credentials, s3CredentialsFile, type S3Credentials } from "@otto/launcher/s3-credentials";
 
 const bucket = "otto";
 const region = "us-east-1";

@@ -8,10 +8,10 @@ import { fileURLToPath } from "node:url";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
-import { PipelineSchema } from "../gen/otto/v1/pipeline_pb.ts";
-import { RunSchema } from "../gen/otto/v1/run_pb.ts";
-import { parsePipeline, formatProblems } from "../services/parser/src/parse-pipeline.ts";
-import { followLogs, pipeline, RunState, submit, submitAndWait, waitForRun, type Run } from "../sdk/src/index.ts";
+import { PipelineSchema } from "@otto/gen/v1/pipeline_pb";
+import { RunSchema } from "@otto/gen/v1/run_pb";
+import { parsePipeline, formatProblems } from "@otto/parser/parse-pipeline";
+import { followLogs, pipeline, RunState, submit, submitAndWait, waitForRun, type Run } from "@otto/sdk";
 import { startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { runCli, type CliResult } from "./helpers/cli.ts";
 

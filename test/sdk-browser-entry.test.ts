@@ -15,6 +15,7 @@ function bundleForBrowser(contents: string) {
     write: false,
     format: "esm",
     platform: "browser",
+    conditions: ["otto-source"],
     logLevel: "silent",
   });
 }

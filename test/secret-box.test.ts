@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { createSecretKeyFile, loadSecretKey, openSecret, sealSecret } from "../services/kit/src/secret-box.ts";
+import { createSecretKeyFile, loadSecretKey, openSecret, sealSecret } from "@otto/kit/secret-box";
 
 const dir = mkdtempSync(join(tmpdir(), "otto-secret-box-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

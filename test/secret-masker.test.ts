@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { createSecretMasker } from "../services/agent/src/secret-masker.ts";
-import { OutputText, maxLineLength } from "../services/agent/src/output-text.ts";
+import { createSecretMasker } from "@otto/agent/secret-masker";
+import { OutputText, maxLineLength } from "@otto/agent/output-text";
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 

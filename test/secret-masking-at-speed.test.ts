@@ -4,7 +4,7 @@
 // pieces), keeps no trace of it; every place it was printed says "***".
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { RunState, submitAndWait } from "../sdk/src/index.ts";
+import { RunState, submitAndWait } from "@otto/sdk";
 import { startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 
 const secret = "fast-S3cret-value-0123456789";

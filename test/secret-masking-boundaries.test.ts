@@ -4,8 +4,8 @@
 // log; the mask and the colours around it do.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { RunState, submitAndWait } from "../sdk/src/index.ts";
-import { maxLineLength } from "../services/agent/src/output-text.ts";
+import { RunState, submitAndWait } from "@otto/sdk";
+import { maxLineLength } from "@otto/agent/output-text";
 import { startTestOtto, type TestOtto } from "./helpers/otto.ts";
 
 const secret = "S3cr3t-V@lue";

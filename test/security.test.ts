@@ -5,15 +5,15 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { X509Certificate } from "node:crypto";
-import { ensureLocalCa } from "../services/kit/src/local-ca.ts";
+import { ensureLocalCa } from "@otto/kit/local-ca";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { toJsonString } from "@bufbuild/protobuf";
-import { SecretInfoSchema, TokenInfoSchema } from "../gen/otto/v1/admin_service_pb.ts";
-import { RunState, pipeline, submitAndWait, waitForRun } from "../sdk/src/index.ts";
-import { createOttoClient } from "../sdk/src/client.ts";
-import { createTaskTokenSigner } from "../services/kit/src/task-token.ts";
+import { SecretInfoSchema, TokenInfoSchema } from "@otto/gen/v1/admin_service_pb";
+import { RunState, pipeline, submitAndWait, waitForRun } from "@otto/sdk";
+import { createOttoClient } from "@otto/sdk";
+import { createTaskTokenSigner } from "@otto/kit/task-token";
 import { postJson, request, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 describe("security", () => {

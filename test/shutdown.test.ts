@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
+import { pipeline, submit, waitForRun, RunState } from "@otto/sdk";
 import { isAlive, request, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { hostPidOfStep } from "./helpers/host-processes.ts";
 import { journalOf } from "./helpers/run-assertions.ts";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
-import { pipeline, submit, waitForRun, RunState } from "../sdk/src/index.ts";
+import { pipeline, submit, waitForRun, RunState } from "@otto/sdk";
 import { postJsonStream, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { assertState } from "./helpers/run-assertions.ts";
 

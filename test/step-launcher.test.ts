@@ -6,9 +6,9 @@ import { spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chooseLauncher, StepLauncher, type LauncherKind } from "../services/agent/src/step-launcher.ts";
-import { runStepProcess, type StepOutcome } from "../services/agent/src/step-process.ts";
-import { maxLineLength } from "../services/agent/src/output-text.ts";
+import { chooseLauncher, StepLauncher, type LauncherKind } from "@otto/agent/step-launcher";
+import { runStepProcess, type StepOutcome } from "@otto/agent/step-process";
+import { maxLineLength } from "@otto/agent/output-text";
 import { isAlive, waitFor } from "./helpers/otto.ts";
 import { collectLines } from "./helpers/output-lines.ts";
 

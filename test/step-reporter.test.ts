@@ -3,8 +3,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { RunState } from "../gen/otto/v1/run_pb.ts";
-import { StepReporter, type StepChange } from "../services/agent/src/step-reporter.ts";
+import { RunState } from "@otto/gen/v1/run_pb";
+import { StepReporter, type StepChange } from "@otto/agent/step-reporter";
 
 const at = timestampFromDate(new Date());
 const change = (stepIndex: number, state: RunState): StepChange => ({ stepIndex, state, exitCode: 0, at });

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { chmod, copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pipeline, submitAndWait, RunState, type OttoClient } from "../sdk/src/index.ts";
+import { pipeline, submitAndWait, RunState, type OttoClient } from "@otto/sdk";
 import { startTestOtto, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 
 async function logOf(client: OttoClient, runId: string, job: string): Promise<string> {
@@ -127,7 +127,7 @@ describe("an agent that cannot sandbox its steps", () => {
   const refusal = async (env: Record<string, string>) => {
     const work = await mkdtemp(join(tmpdir(), "otto-no-sandbox-"));
     try {
-      const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "services/agent/src/main.ts"], {
+      const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "--conditions=otto-source", "services/agent/src/main.ts"], {
         env: { PATH: process.env.PATH, OTTO_INSECURE: "1", OTTO_REGISTRY_URL: "http://127.0.0.1:9", OTTO_AGENT_ID: "unsandboxable", OTTO_AGENT_WORK_DIR: join(work, "w"), ...env },
         stdio: ["ignore", "pipe", "pipe"],
       });

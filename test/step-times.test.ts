@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { followLogs, pipeline, submit, waitForRun, RunState, type Run } from "../sdk/src/index.ts";
+import { followLogs, pipeline, submit, waitForRun, RunState, type Run } from "@otto/sdk";
 import { startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
 import { assertState, jobOf } from "./helpers/run-assertions.ts";
 

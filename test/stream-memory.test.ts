@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { createContextValues, type StreamResponse, type UnaryRequest } from "@connectrpc/connect";
-import { callerKey } from "../services/kit/src/caller.ts";
-import { endStreamsOnRevocation } from "../services/kit/src/end-streams-on-revocation.ts";
+import { callerKey } from "@otto/kit/caller";
+import { endStreamsOnRevocation } from "@otto/kit/end-streams-on-revocation";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;

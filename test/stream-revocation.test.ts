@@ -7,8 +7,8 @@ import { writeFile } from "node:fs/promises";
 import https from "node:https";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { RunState, pipeline } from "../sdk/src/index.ts";
-import { createOttoClient, type OttoClient } from "../sdk/src/client.ts";
+import { RunState, pipeline } from "@otto/sdk";
+import { createOttoClient, type OttoClient } from "@otto/sdk";
 import { startTestOtto, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 interface Followed {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { RunState, waitForRun } from "../sdk/src/index.ts";
+import { RunState, waitForRun } from "@otto/sdk";
 import { postJson, request, startTestOtto, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 describe("task token lifetime", () => {

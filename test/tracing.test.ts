@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { context, propagation, ROOT_CONTEXT, trace as otelTrace, type Context, type ContextManager } from "@opentelemetry/api";
-import { submit } from "../sdk/src/index.ts";
+import { submit } from "@otto/sdk";
 import { postJson, startTestOtto, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { renderTrace, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./helpers/otlp-receiver.ts";
 

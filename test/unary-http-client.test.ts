@@ -10,9 +10,9 @@ import type { AddressInfo } from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createTransport } from "@connectrpc/connect/protocol-connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { RunService } from "../gen/otto/v1/run_service_pb.ts";
-import { RunState } from "../gen/otto/v1/run_pb.ts";
-import { unaryHttpClient } from "../services/kit/src/unary-http-client.ts";
+import { RunService } from "@otto/gen/v1/run_service_pb";
+import { RunState } from "@otto/gen/v1/run_pb";
+import { unaryHttpClient } from "@otto/kit/unary-http-client";
 
 const runId = "8e0f3e9b-8c1a-4a5e-9b1a-1c2d3e4f5a6b";
 const seen: Array<{ path: string; length?: string; chunked: boolean }> = [];

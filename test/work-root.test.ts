@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { chmod, chown, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { workRootProblem } from "../services/agent/src/work-root.ts";
+import { workRootProblem } from "@otto/agent/work-root";
 
 describe("the agent's work directory", { skip: process.getuid?.() !== 0 && "needs root to make another user's directory" }, () => {
   const dirs: string[] = [];

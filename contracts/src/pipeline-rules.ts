@@ -2,7 +2,7 @@
 // people read: the YAML parser, the coordinator and the SDK's builder all
 // check these. Each problem has a path into the IR (field names and indexes,
 // e.g. ["jobs", 2, "needs", 0]); the parser turns it into file:line:col.
-import type { Pipeline, PipelineJob, PipelineStep } from "../../gen/otto/v1/pipeline_pb.ts";
+import type { Pipeline, PipelineJob, PipelineStep } from "@otto/gen/v1/pipeline_pb";
 import { artifactNameProblem } from "./artifact-name.ts";
 import { pipelineLimits as limits } from "./pipeline-limits.ts";
 import { suggestion } from "./suggestion.ts";

@@ -1,4 +1,4 @@
-import { RunState, RunStateSchema } from "../../gen/otto/v1/run_pb.ts";
+import { RunState, RunStateSchema } from "@otto/gen/v1/run_pb";
 
 export const finalStates: readonly RunState[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
 

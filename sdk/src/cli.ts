@@ -4,9 +4,9 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { TokenKind } from "../../gen/otto/v1/admin_service_pb.ts";
+import { TokenKind } from "@otto/gen/v1/admin_service_pb";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { RunState } from "../../gen/otto/v1/run_pb.ts";
+import { RunState } from "@otto/gen/v1/run_pb";
 import { createOttoClient, defaultGatewayUrl } from "./client.ts";
 import { describeRun, followRun } from "./follow-run.ts";
 import { followLogs, readLogLines } from "./logs.ts";
@@ -242,8 +242,10 @@ async function readStdin(): Promise<string> {
 
 class UsageError extends Error {}
 
-if (import.meta.main) {
-  main(process.argv.slice(2)).then(
+// Runs the CLI as the `otto` command: prints what went wrong and exits with
+// the command's code.
+export function runOttoCommand(argv: string[]): void {
+  main(argv).then(
     (code) => process.exit(code),
     (err) => {
       if (err instanceof UsageError) console.error(err.message ? `otto: ${err.message}\n${usage}` : usage);
@@ -253,3 +255,5 @@ if (import.meta.main) {
     },
   );
 }
+
+if (import.meta.main) runOttoCommand(process.argv.slice(2));

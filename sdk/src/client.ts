@@ -12,7 +12,7 @@ export interface OttoClientOptions {
   token?: string;
   // The CA that signed the gateway's certificate, when it is not one the
   // system trusts: PEM text or a file name (else the file OTTO_CA_FILE).
-  ca?: string | Buffer;
+  ca?: string | Uint8Array;
   caFile?: string;
   // Default deadline of unary calls; streams have none.
   timeoutMs?: number;
@@ -35,7 +35,7 @@ function createOttoTransport(options: OttoClientOptions): Transport {
     httpVersion: "1.1",
     defaultTimeoutMs: options.timeoutMs ?? 30_000,
     interceptors: [withToken(token), withTraceContext],
-    nodeOptions: ca && baseUrl.startsWith("https:") ? { ca } : undefined,
+    nodeOptions: ca && baseUrl.startsWith("https:") ? { ca: typeof ca === "string" ? ca : Buffer.from(ca) } : undefined,
   });
 }
 

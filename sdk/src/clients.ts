@@ -1,9 +1,9 @@
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { context, propagation } from "@opentelemetry/api";
-import { AdminService } from "../../gen/otto/v1/admin_service_pb.ts";
-import { ArtifactService } from "../../gen/otto/v1/artifact_service_pb.ts";
-import { LogService } from "../../gen/otto/v1/log_service_pb.ts";
-import { RunService } from "../../gen/otto/v1/run_service_pb.ts";
+import { AdminService } from "@otto/gen/v1/admin_service_pb";
+import { ArtifactService } from "@otto/gen/v1/artifact_service_pb";
+import { LogService } from "@otto/gen/v1/log_service_pb";
+import { RunService } from "@otto/gen/v1/run_service_pb";
 
 export const defaultGatewayUrl = "https://127.0.0.1:7670";
 

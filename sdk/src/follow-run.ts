@@ -1,4 +1,4 @@
-import { RunState, type Run } from "../../gen/otto/v1/run_pb.ts";
+import { RunState, type Run } from "@otto/gen/v1/run_pb";
 import { runStateName } from "@otto/contracts/run-state";
 import type { OttoClient } from "./client.ts";
 import { followLogs } from "./logs.ts";

@@ -4,6 +4,6 @@ export { followLogs, readLogLines, type FollowLogsOptions, type LogLine, type Re
 export { followRun, describeRun } from "./follow-run.ts";
 export { pipeline, PipelineBuilder, InvalidPipelineError, type JobSpec, type StepSpec } from "./pipeline-builder.ts";
 export type { PipelineProblem } from "@otto/contracts/pipeline-rules";
-export { RunState, type Run, type RunJob, type RunStep, type RunEvent } from "../../gen/otto/v1/run_pb.ts";
-export type { Pipeline } from "../../gen/otto/v1/pipeline_pb.ts";
+export { RunState, type Run, type RunJob, type RunStep, type RunEvent } from "@otto/gen/v1/run_pb";
+export type { Pipeline } from "@otto/gen/v1/pipeline_pb";
 export { runStateName } from "@otto/contracts/run-state";

@@ -6,7 +6,7 @@ import {
   PipelineStepSchema,
   type Pipeline,
   type PipelineJob,
-} from "../../gen/otto/v1/pipeline_pb.ts";
+} from "@otto/gen/v1/pipeline_pb";
 import { parseDuration } from "@otto/contracts/duration";
 import { formatPipelineProblems, pipelineProblems, type PipelineProblem } from "@otto/contracts/pipeline-rules";
 import { parseQuantity } from "@otto/contracts/quantity";

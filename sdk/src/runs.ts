@@ -1,5 +1,5 @@
-import type { Pipeline } from "../../gen/otto/v1/pipeline_pb.ts";
-import type { Run, RunEvent } from "../../gen/otto/v1/run_pb.ts";
+import type { Pipeline } from "@otto/gen/v1/pipeline_pb";
+import type { Run, RunEvent } from "@otto/gen/v1/run_pb";
 import type { OttoClient } from "./client.ts";
 
 export { finalStates, isFinal } from "@otto/contracts/run-state";

@@ -1,7 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { advanceRun } from "../../services/coordinator/src/engine/advance-run.ts";
-import { tasksChannel } from "../../services/coordinator/src/engine/apply-changes.ts";
+import { advanceRun } from "@otto/coordinator/engine/advance-run";
+import { tasksChannel } from "@otto/coordinator/engine/apply-changes";
 import { startEngineDb, submit, type EngineDb } from "../helpers/engine-db.ts";
 import { jobRow, jobStates, journalLines, journalSince, listen, RunState, runRow, stepStates, tasksOf } from "./engine-rows.ts";
 

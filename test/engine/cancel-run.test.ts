@@ -1,10 +1,10 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
-import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
-import { completeTask } from "../../services/coordinator/src/engine/complete-task.ts";
-import { heartbeatTask } from "../../services/coordinator/src/engine/heartbeat-task.ts";
-import { reportSteps } from "../../services/coordinator/src/engine/report-steps.ts";
+import { cancelRun } from "@otto/coordinator/engine/cancel-run";
+import { completeTask } from "@otto/coordinator/engine/complete-task";
+import { heartbeatTask } from "@otto/coordinator/engine/heartbeat-task";
+import { reportSteps } from "@otto/coordinator/engine/report-steps";
 import { claim, liveAttemptsOf, startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
 import {
   jobRow,

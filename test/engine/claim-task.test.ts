@@ -2,11 +2,11 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { ResourcesSchema } from "../../gen/otto/v1/pipeline_pb.ts";
-import { claimTask } from "../../services/coordinator/src/engine/claim-task.ts";
-import { completeTask } from "../../services/coordinator/src/engine/complete-task.ts";
-import { reportSteps } from "../../services/coordinator/src/engine/report-steps.ts";
-import { submitRun } from "../../services/coordinator/src/engine/submit-run.ts";
+import { ResourcesSchema } from "@otto/gen/v1/pipeline_pb";
+import { claimTask } from "@otto/coordinator/engine/claim-task";
+import { completeTask } from "@otto/coordinator/engine/complete-task";
+import { reportSteps } from "@otto/coordinator/engine/report-steps";
+import { submitRun } from "@otto/coordinator/engine/submit-run";
 import { claim, liveAttemptsOf, pipelineOf, startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
 import { jobRow, journalLines, journalSince, reservationRows, RunState, runRow, scope, taskOf, tasksOf, tokenIsLive } from "./engine-rows.ts";
 

@@ -1,11 +1,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
-import { tasksChannel } from "../../services/coordinator/src/engine/apply-changes.ts";
-import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
-import { completeTask } from "../../services/coordinator/src/engine/complete-task.ts";
-import { reportSteps } from "../../services/coordinator/src/engine/report-steps.ts";
-import type { StepReport } from "../../services/coordinator/src/engine/step-changes.ts";
+import { tasksChannel } from "@otto/coordinator/engine/apply-changes";
+import { cancelRun } from "@otto/coordinator/engine/cancel-run";
+import { completeTask } from "@otto/coordinator/engine/complete-task";
+import { reportSteps } from "@otto/coordinator/engine/report-steps";
+import type { StepReport } from "@otto/coordinator/engine/step-changes";
 import { claim, liveAttemptsOf, startEngineDb, type EngineDb, type JobSpec } from "../helpers/engine-db.ts";
 import {
   jobRow,

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import pg from "pg";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { requireLiveAttempt } from "../../services/kit/src/live-attempts.ts";
+import { requireLiveAttempt } from "@otto/kit/live-attempts";
 import { runStateName } from "@otto/contracts/run-state";
-import { advanceQueue } from "../../services/coordinator/src/engine/run-queue.ts";
-import { RunState } from "../../services/coordinator/src/engine/states.ts";
-import { shardOf } from "../../services/coordinator/src/shards.ts";
+import { advanceQueue } from "@otto/coordinator/engine/run-queue";
+import { RunState } from "@otto/coordinator/engine/states";
+import { shardOf } from "@otto/coordinator/shards";
 import { randomUUID } from "node:crypto";
-import type { Claimant } from "../../services/coordinator/src/engine/claim-task.ts";
+import type { Claimant } from "@otto/coordinator/engine/claim-task";
 import { agent, journal, submit, type EngineDb, type JobSpec } from "../helpers/engine-db.ts";
 
 // Readers of the engine's rows for the operation tests, and the shapes

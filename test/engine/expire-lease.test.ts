@@ -1,11 +1,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { advanceRun } from "../../services/coordinator/src/engine/advance-run.ts";
-import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
-import { completeTask } from "../../services/coordinator/src/engine/complete-task.ts";
-import { expireLease } from "../../services/coordinator/src/engine/expire-lease.ts";
-import { heartbeatTask } from "../../services/coordinator/src/engine/heartbeat-task.ts";
-import { reportSteps } from "../../services/coordinator/src/engine/report-steps.ts";
+import { advanceRun } from "@otto/coordinator/engine/advance-run";
+import { cancelRun } from "@otto/coordinator/engine/cancel-run";
+import { completeTask } from "@otto/coordinator/engine/complete-task";
+import { expireLease } from "@otto/coordinator/engine/expire-lease";
+import { heartbeatTask } from "@otto/coordinator/engine/heartbeat-task";
+import { reportSteps } from "@otto/coordinator/engine/report-steps";
 import { claim, liveAttemptsOf, startEngineDb, type EngineDb, type JobSpec } from "../helpers/engine-db.ts";
 import {
   jobRow,

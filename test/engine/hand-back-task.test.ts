@@ -1,10 +1,10 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
-import { tasksChannel } from "../../services/coordinator/src/engine/apply-changes.ts";
-import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
-import { handBackTask } from "../../services/coordinator/src/engine/hand-back-task.ts";
-import { reportSteps } from "../../services/coordinator/src/engine/report-steps.ts";
+import { tasksChannel } from "@otto/coordinator/engine/apply-changes";
+import { cancelRun } from "@otto/coordinator/engine/cancel-run";
+import { handBackTask } from "@otto/coordinator/engine/hand-back-task";
+import { reportSteps } from "@otto/coordinator/engine/report-steps";
 import { claim, liveAttemptsOf, startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
 import {
   jobRow,

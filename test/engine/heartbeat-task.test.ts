@@ -2,10 +2,10 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as delay } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
-import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
-import { completeTask } from "../../services/coordinator/src/engine/complete-task.ts";
-import { expireLease } from "../../services/coordinator/src/engine/expire-lease.ts";
-import { heartbeatTask } from "../../services/coordinator/src/engine/heartbeat-task.ts";
+import { cancelRun } from "@otto/coordinator/engine/cancel-run";
+import { completeTask } from "@otto/coordinator/engine/complete-task";
+import { expireLease } from "@otto/coordinator/engine/expire-lease";
+import { heartbeatTask } from "@otto/coordinator/engine/heartbeat-task";
 import { claim, startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
 import { lapseLease, refused, reservationRows, RunState, scope, snapshot, taskOf } from "./engine-rows.ts";
 

@@ -1,10 +1,10 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
-import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
-import { handBackTask } from "../../services/coordinator/src/engine/hand-back-task.ts";
-import { reportSteps } from "../../services/coordinator/src/engine/report-steps.ts";
-import type { StepReport } from "../../services/coordinator/src/engine/step-changes.ts";
+import { cancelRun } from "@otto/coordinator/engine/cancel-run";
+import { handBackTask } from "@otto/coordinator/engine/hand-back-task";
+import { reportSteps } from "@otto/coordinator/engine/report-steps";
+import type { StepReport } from "@otto/coordinator/engine/step-changes";
 import { claim, startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
 import { jobRow, journalLines, journalSince, refused, RunState, scope, snapshot, stepsOf, stepStates, taskOf } from "./engine-rows.ts";
 

@@ -1,12 +1,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
-import type { ClaimedTask, Claimant } from "../../services/coordinator/src/engine/claim-task.ts";
-import { completeTask } from "../../services/coordinator/src/engine/complete-task.ts";
-import { expireLease } from "../../services/coordinator/src/engine/expire-lease.ts";
-import { handBackTask } from "../../services/coordinator/src/engine/hand-back-task.ts";
-import { reportSteps } from "../../services/coordinator/src/engine/report-steps.ts";
-import { shouldRetry } from "../../services/coordinator/src/engine/retry-policy.ts";
+import { cancelRun } from "@otto/coordinator/engine/cancel-run";
+import type { ClaimedTask, Claimant } from "@otto/coordinator/engine/claim-task";
+import { completeTask } from "@otto/coordinator/engine/complete-task";
+import { expireLease } from "@otto/coordinator/engine/expire-lease";
+import { handBackTask } from "@otto/coordinator/engine/hand-back-task";
+import { reportSteps } from "@otto/coordinator/engine/report-steps";
+import { shouldRetry } from "@otto/coordinator/engine/retry-policy";
 import { claim, liveAttemptsOf, startEngineDb, type EngineDb, type JobSpec } from "../helpers/engine-db.ts";
 import {
   jobRow,

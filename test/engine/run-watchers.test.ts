@@ -1,8 +1,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { journalChannel } from "../../services/coordinator/src/engine/apply-changes.ts";
-import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
-import { startWatching, stopWatching } from "../../services/coordinator/src/engine/run-watchers.ts";
+import { journalChannel } from "@otto/coordinator/engine/apply-changes";
+import { cancelRun } from "@otto/coordinator/engine/cancel-run";
+import { startWatching, stopWatching } from "@otto/coordinator/engine/run-watchers";
 import { startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
 import { listen, scope } from "./engine-rows.ts";
 

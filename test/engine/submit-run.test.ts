@@ -2,9 +2,9 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { submitRun } from "../../services/coordinator/src/engine/submit-run.ts";
-import { cancelRun } from "../../services/coordinator/src/engine/cancel-run.ts";
-import { shardOf } from "../../services/coordinator/src/shards.ts";
+import { submitRun } from "@otto/coordinator/engine/submit-run";
+import { cancelRun } from "@otto/coordinator/engine/cancel-run";
+import { shardOf } from "@otto/coordinator/shards";
 import { pipelineOf, startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
 import { jobStates, journalLines, refused, RunState, runRow, stepsOf, tasksOf } from "./engine-rows.ts";
 

@@ -1,9 +1,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { applyChanges, type Change } from "../../services/coordinator/src/engine/apply-changes.ts";
-import { RunState } from "../../services/coordinator/src/engine/states.ts";
-import { IllegalTransitionError, isLegal, transitions, type Entity, type TaskStatus } from "../../services/coordinator/src/engine/transitions.ts";
+import { applyChanges, type Change } from "@otto/coordinator/engine/apply-changes";
+import { RunState } from "@otto/coordinator/engine/states";
+import { IllegalTransitionError, isLegal, transitions, type Entity, type TaskStatus } from "@otto/coordinator/engine/transitions";
 import { journal, startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
 
 // Every move of the table, legal and illegal, through the one write path,

@@ -2,10 +2,10 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "minio";
-import { Supervisor } from "../../services/launcher/src/supervisor.ts";
-import { repoRoot } from "../../services/launcher/src/system.ts";
-import { ensureS3Credentials } from "../../services/launcher/src/s3-credentials.ts";
-import { ObjectStore } from "../../services/objects/src/object-store.ts";
+import { Supervisor } from "@otto/launcher/supervisor";
+import { repoRoot } from "@otto/launcher/system";
+import { ensureS3Credentials } from "@otto/launcher/s3-credentials";
+import { ObjectStore } from "@otto/objects/object-store";
 
 export interface DevS3 {
   store: ObjectStore;

@@ -5,16 +5,16 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import pg from "pg";
 import { PgBoss } from "pg-boss";
-import { PipelineSchema, type Pipeline } from "../../gen/otto/v1/pipeline_pb.ts";
-import { createPool, inTransaction, migrate, type Pool, type PoolClient } from "../../services/kit/src/db.ts";
-import { migrateAuth } from "../../services/kit/src/token-store.ts";
-import { migrations } from "../../services/coordinator/src/migrations.ts";
-import { advanceQueues } from "../../services/coordinator/src/engine/run-queue.ts";
-import { submitRun } from "../../services/coordinator/src/engine/submit-run.ts";
-import { claimTask, type ClaimedTask, type Claimant } from "../../services/coordinator/src/engine/claim-task.ts";
-import { loadRun } from "../../services/coordinator/src/run-store.ts";
-import { freePort } from "../../services/launcher/src/system.ts";
-import { startEmbeddedPostgres } from "../../services/launcher/src/embedded-postgres.ts";
+import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
+import { createPool, inTransaction, migrate, type Pool, type PoolClient } from "@otto/kit/db";
+import { migrateAuth } from "@otto/kit/token-store";
+import { migrations } from "@otto/coordinator/migrations";
+import { advanceQueues } from "@otto/coordinator/engine/run-queue";
+import { submitRun } from "@otto/coordinator/engine/submit-run";
+import { claimTask, type ClaimedTask, type Claimant } from "@otto/coordinator/engine/claim-task";
+import { loadRun } from "@otto/coordinator/run-store";
+import { freePort } from "@otto/launcher/system";
+import { startEmbeddedPostgres } from "@otto/launcher/embedded-postgres";
 
 // The engine's operations in this process against a real Postgres, with no
 // Otto process started: a fresh database on OTTO_TEST_DATABASE_URL's server,

@@ -6,8 +6,8 @@ import { randomBytes } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import pg from "pg";
-import { startSystem, type OttoSystem, type SystemOptions } from "../../services/launcher/src/system.ts";
-import { createOttoClient, type OttoClient } from "../../sdk/src/index.ts";
+import { startSystem, type OttoSystem, type SystemOptions } from "@otto/launcher/system";
+import { createOttoClient, type OttoClient } from "@otto/sdk";
 
 export interface TestOtto extends OttoSystem {
   client: OttoClient;

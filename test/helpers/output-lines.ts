@@ -1,4 +1,4 @@
-import type { OnText } from "../../services/agent/src/output-text.ts";
+import type { OnText } from "@otto/agent/output-text";
 
 // A step's output as the lines it printed: each piece of a line too long to
 // come whole (passed on with `continues`) is an entry of its own.

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import type { Run, RunEvent, RunJob, RunState } from "../../gen/otto/v1/run_pb.ts";
+import type { Run, RunEvent, RunJob, RunState } from "@otto/gen/v1/run_pb";
 import { runStateName } from "@otto/contracts/run-state";
-import { watchRun, type OttoClient } from "../../sdk/src/index.ts";
+import { watchRun, type OttoClient } from "@otto/sdk";
 
 export function jobOf(run: Run, name: string): RunJob {
   const job = run.jobs.find((j) => j.name === name);

@@ -1,9 +1,9 @@
 // Runs one sandboxed step through the native launcher and prints its outcome
 // and lines as JSON: for tests that run it as another (unprivileged) user.
 // Usage: node sandboxed-step.ts WORK_ROOT SCRIPT
-import { StepLauncher } from "../../services/agent/src/step-launcher.ts";
-import { runStepProcess } from "../../services/agent/src/step-process.ts";
-import { makeJobDirectory, sandboxPath, type SandboxSettings } from "../../services/agent/src/step-sandbox.ts";
+import { StepLauncher } from "@otto/agent/step-launcher";
+import { runStepProcess } from "@otto/agent/step-process";
+import { makeJobDirectory, sandboxPath, type SandboxSettings } from "@otto/agent/step-sandbox";
 
 const [workRoot, script] = process.argv.slice(2);
 const settings: SandboxSettings = { uid: 65534, gid: 65534, expose: [], share: [] };

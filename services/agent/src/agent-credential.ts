@@ -1,10 +1,10 @@
 import { readFile } from "node:fs/promises";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { RegistryService } from "../../../gen/otto/v1/registry_service_pb.ts";
-import { clientFor } from "../../kit/src/clients.ts";
-import { retry } from "../../kit/src/service.ts";
-import { writeFileAtomically } from "../../kit/src/atomic-file.ts";
-import type { Logger } from "../../kit/src/log.ts";
+import { RegistryService } from "@otto/gen/v1/registry_service_pb";
+import { clientFor } from "@otto/kit/clients";
+import { retry } from "@otto/kit/service";
+import { writeFileAtomically } from "@otto/kit/atomic-file";
+import type { Logger } from "@otto/kit/log";
 
 // An agent's own credential: the one kept in `credentialFile` from an
 // earlier start while Otto still knows it, or a new one traded for the join

@@ -4,9 +4,9 @@ import http from "node:http";
 import https from "node:https";
 import { join, sep } from "node:path";
 import type { CallOptions } from "@connectrpc/connect";
-import { ArtifactStoreService } from "../../../gen/otto/v1/artifact_service_pb.ts";
-import type { Task } from "../../../gen/otto/v1/agent_service_pb.ts";
-import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { ArtifactStoreService } from "@otto/gen/v1/artifact_service_pb";
+import type { Task } from "@otto/gen/v1/agent_service_pb";
+import type { RegistryClient } from "@otto/kit/registry-client";
 
 // Uploads the job's artifacts from its workspace, each straight to object
 // storage through a presigned URL for that one object. Returns what could

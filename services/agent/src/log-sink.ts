@@ -1,5 +1,5 @@
-import { compressLogText, maxLogChunkBytes } from "../../kit/src/log-compression.ts";
-import { lineEnds } from "../../kit/src/line-ends.ts";
+import { compressLogText, maxLogChunkBytes } from "@otto/kit/log-compression";
+import { lineEnds } from "@otto/kit/line-ends";
 import { characterStart } from "./output-text.ts";
 
 // Whether a log sink holds as much unsent output as it may: a step's output is

@@ -1,20 +1,20 @@
 import { availableParallelism, hostname, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
-import { AgentService } from "../../../gen/otto/v1/agent_service_pb.ts";
-import { startTelemetry } from "../../kit/src/telemetry.ts";
-import { ConfigError, loadConfig, readChoice, readInt, readList, readString } from "../../kit/src/config.ts";
-import { agentIdFromHost, agentIdProblem } from "../../kit/src/agent-id.ts";
-import { Gauge, metrics } from "../../kit/src/metrics.ts";
-import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
-import { onShutdown } from "../../kit/src/shutdown.ts";
+import { AgentService } from "@otto/gen/v1/agent_service_pb";
+import { startTelemetry } from "@otto/kit/telemetry";
+import { ConfigError, loadConfig, readChoice, readInt, readList, readString } from "@otto/kit/config";
+import { agentIdFromHost, agentIdProblem } from "@otto/kit/agent-id";
+import { Gauge, metrics } from "@otto/kit/metrics";
+import { readCommonConfig, serveAndRegister, serviceLogger } from "@otto/kit/service";
+import { onShutdown } from "@otto/kit/shutdown";
 import { startStepLauncher } from "./step-process.ts";
 import { ottoCliExposure, parseShares, parseStepUser, type SandboxSettings } from "./step-sandbox.ts";
 import { sandboxProblem } from "./sandbox-probe.ts";
 import { claimWorkRoot, workRootProblem } from "./work-root.ts";
 import { chooseLauncher, type StepLauncher } from "./step-launcher.ts";
 import { obtainAgentCredential } from "./agent-credential.ts";
-import { configureClients, useCredential } from "../../kit/src/clients.ts";
+import { configureClients, useCredential } from "@otto/kit/clients";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { runTask } from "./task-runner.ts";
 

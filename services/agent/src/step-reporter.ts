@@ -1,5 +1,5 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import type { StepReport } from "../../../gen/otto/v1/agent_service_pb.ts";
+import type { StepReport } from "@otto/gen/v1/agent_service_pb";
 
 // `at`: when the step reached the state, by the agent's clock.
 export type StepChange = Pick<StepReport, "stepIndex" | "state" | "exitCode"> & { at: Timestamp };

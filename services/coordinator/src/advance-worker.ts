@@ -1,10 +1,10 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { context } from "@opentelemetry/api";
 import type { PgBoss } from "pg-boss";
-import { contextFromTraceParent } from "../../kit/src/telemetry.ts";
-import { inTransaction, type Pool } from "../../kit/src/db.ts";
-import type { Logger } from "../../kit/src/log.ts";
-import type { Notifier } from "../../kit/src/notifier.ts";
+import { contextFromTraceParent } from "@otto/kit/telemetry";
+import { inTransaction, type Pool } from "@otto/kit/db";
+import type { Logger } from "@otto/kit/log";
+import type { Notifier } from "@otto/kit/notifier";
 import { advanceRun } from "./engine/advance-run.ts";
 import { advanceChannel, advanceQueue, asBossDb, type AdvancePayload } from "./engine/run-queue.ts";
 import { FencedError, fenceShard, type ShardManager } from "./shards.ts";

@@ -1,4 +1,4 @@
-import type { Notifier } from "../../kit/src/notifier.ts";
+import type { Notifier } from "@otto/kit/notifier";
 import { tasksChannel } from "./engine/apply-changes.ts";
 
 // What a wake-up is about: the labels of the task that became claimable

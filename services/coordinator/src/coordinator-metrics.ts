@@ -1,7 +1,7 @@
 import type { PgBoss } from "pg-boss";
-import type { Pool } from "../../kit/src/db.ts";
-import { gaugeOnScrape } from "../../kit/src/metrics.ts";
-import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import type { Pool } from "@otto/kit/db";
+import { gaugeOnScrape } from "@otto/kit/metrics";
+import type { RegistryClient } from "@otto/kit/registry-client";
 import { runStateName } from "@otto/contracts/run-state";
 import { advanceQueues } from "./engine/run-queue.ts";
 import type { ShardManager } from "./shards.ts";

@@ -1,6 +1,6 @@
-import { RetentionStoreService } from "../../../gen/otto/v1/retention_service_pb.ts";
-import { expiryScopeToProto } from "../../kit/src/expiry-scope.ts";
-import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { RetentionStoreService } from "@otto/gen/v1/retention_service_pb";
+import { expiryScopeToProto } from "@otto/kit/expiry-scope";
+import type { RegistryClient } from "@otto/kit/registry-client";
 import type { ObjectExpiry } from "./engine/sweep-retention.ts";
 
 // A batch of a sweep deletes at most a few thousand objects.

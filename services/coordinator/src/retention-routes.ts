@@ -1,6 +1,6 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { AdminService } from "../../../gen/otto/v1/admin_service_pb.ts";
-import type { RetentionPolicy } from "../../kit/src/retention-config.ts";
+import type { AdminService } from "@otto/gen/v1/admin_service_pb";
+import type { RetentionPolicy } from "@otto/kit/retention-config";
 import type { SweepCounts } from "./engine/sweep-retention.ts";
 
 // AdminService.SweepRetention, which the gateway passes on to a coordinator:

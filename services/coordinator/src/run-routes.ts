@@ -1,16 +1,16 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
-import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
-import { draining } from "../../kit/src/shutdown.ts";
-import { inTransaction, type Pool } from "../../kit/src/db.ts";
-import type { Notifier } from "../../kit/src/notifier.ts";
+import { RunService } from "@otto/gen/v1/run_service_pb";
+import { draining } from "@otto/kit/shutdown";
+import { inTransaction, type Pool } from "@otto/kit/db";
+import type { Notifier } from "@otto/kit/notifier";
 import { cancelRun } from "./engine/cancel-run.ts";
 import { journalChannel } from "./engine/apply-changes.ts";
 import { startWatching, stopWatching } from "./engine/run-watchers.ts";
 import { journalRowToEvent, loadRun, loadRuns, requireRunId } from "./run-store.ts";
 import { isFinal } from "./engine/states.ts";
 import { submitRun } from "./engine/submit-run.ts";
-import { ConcurrencyLimit } from "../../kit/src/limiter.ts";
+import { ConcurrencyLimit } from "@otto/kit/limiter";
 import { assertValidPipeline } from "./validate-pipeline.ts";
 
 import type { SecretStore } from "./secret-store.ts";

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { RunEventSchema, RunJobSchema, RunSchema, RunStepSchema, type Run, type RunEvent, type RunState } from "../../../gen/otto/v1/run_pb.ts";
-import type { Pool, PoolClient } from "../../kit/src/db.ts";
+import { RunEventSchema, RunJobSchema, RunSchema, RunStepSchema, type Run, type RunEvent, type RunState } from "@otto/gen/v1/run_pb";
+import type { Pool, PoolClient } from "@otto/kit/db";
 
 type Queryable = Pool | PoolClient;
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -1,6 +1,6 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { AdminService } from "../../../gen/otto/v1/admin_service_pb.ts";
+import type { AdminService } from "@otto/gen/v1/admin_service_pb";
 import type { SecretStore } from "./secret-store.ts";
 
 // The secret half of AdminService, which the gateway passes on to a

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Pool } from "../../kit/src/db.ts";
-import { openSecret, sealSecret } from "../../kit/src/secret-box.ts";
+import type { Pool } from "@otto/kit/db";
+import { openSecret, sealSecret } from "@otto/kit/secret-box";
 
 // Secrets at rest: sealed under the coordinator's key (OTTO_SECRETS_KEY_FILE
 // or OTTO_SECRETS_KEY), which never reaches the database. Values leave only

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
-import { inTransaction, type Pool, type PoolClient } from "../../kit/src/db.ts";
-import type { Logger } from "../../kit/src/log.ts";
+import { inTransaction, type Pool, type PoolClient } from "@otto/kit/db";
+import type { Logger } from "@otto/kit/log";
 import { Code, ConnectError } from "@connectrpc/connect";
 
 export const shardCount = 16;

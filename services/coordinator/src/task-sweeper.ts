@@ -1,6 +1,6 @@
 import type { PgBoss } from "pg-boss";
-import { inTransaction, type Pool } from "../../kit/src/db.ts";
-import type { Logger } from "../../kit/src/log.ts";
+import { inTransaction, type Pool } from "@otto/kit/db";
+import type { Logger } from "@otto/kit/log";
 import { expireLease } from "./engine/expire-lease.ts";
 import { fenceShard, FencedError, type ShardManager } from "./shards.ts";
 

@@ -1,4 +1,4 @@
-import type { PipelineStep } from "../../../gen/otto/v1/pipeline_pb.ts";
+import type { PipelineStep } from "@otto/gen/v1/pipeline_pb";
 
 // How long a task token is valid: as long as its job may run, which is the
 // sum of its steps' timeouts when every step has one, else the default

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
+import type { Pipeline } from "@otto/gen/v1/pipeline_pb";
 import { formatPipelineProblems, pipelineProblems } from "@otto/contracts/pipeline-rules";
 
 // A pipeline IR, whichever way it was made (the YAML parser, the SDK's

@@ -1,9 +1,9 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AdminService, TokenInfoSchema, TokenKind, type TokenInfo } from "../../../gen/otto/v1/admin_service_pb.ts";
-import type { RegistryClient } from "../../kit/src/registry-client.ts";
-import { parseScopes, type TokenKind as StoredKind, type TokenInfo as StoredToken, type TokenStore } from "../../kit/src/token-store.ts";
+import { AdminService, TokenInfoSchema, TokenKind, type TokenInfo } from "@otto/gen/v1/admin_service_pb";
+import type { RegistryClient } from "@otto/kit/registry-client";
+import { parseScopes, type TokenKind as StoredKind, type TokenInfo as StoredToken, type TokenStore } from "@otto/kit/token-store";
 
 const namePattern = /^[\p{L}\p{N} ._@:/-]{1,100}$/u;
 

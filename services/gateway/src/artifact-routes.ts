@@ -1,6 +1,6 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { ArtifactService } from "../../../gen/otto/v1/artifact_service_pb.ts";
-import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { ArtifactService } from "@otto/gen/v1/artifact_service_pb";
+import type { RegistryClient } from "@otto/kit/registry-client";
 
 // The public ArtifactService: the objects service answers, with presigned
 // URLs that carry the bytes straight from storage to the caller.

@@ -1,6 +1,6 @@
-import type { RunEvent } from "../../../gen/otto/v1/run_pb.ts";
-import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
-import { isBrokenConnection, isUnreachable, type RegistryClient } from "../../kit/src/registry-client.ts";
+import type { RunEvent } from "@otto/gen/v1/run_pb";
+import { RunService } from "@otto/gen/v1/run_service_pb";
+import { isBrokenConnection, isUnreachable, type RegistryClient } from "@otto/kit/registry-client";
 
 // A run's journal after `afterSeq` from any coordinator, until the run is
 // final. If the coordinator goes away mid-stream, the stream resumes on a

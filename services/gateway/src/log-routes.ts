@@ -1,8 +1,8 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { LogService, type ReadLogRequest, type ReadLogResponse } from "../../../gen/otto/v1/log_service_pb.ts";
-import { RunState, type RunJob } from "../../../gen/otto/v1/run_pb.ts";
-import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
-import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { LogService, type ReadLogRequest, type ReadLogResponse } from "@otto/gen/v1/log_service_pb";
+import { RunState, type RunJob } from "@otto/gen/v1/run_pb";
+import { RunService } from "@otto/gen/v1/run_service_pb";
+import type { RegistryClient } from "@otto/kit/registry-client";
 import { isFinal } from "@otto/contracts/run-state";
 import { followJournal } from "./follow-journal.ts";
 

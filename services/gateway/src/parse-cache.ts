@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Pipeline } from "../../../gen/otto/v1/pipeline_pb.ts";
+import type { Pipeline } from "@otto/gen/v1/pipeline_pb";
 
 // Pipelines repeat (the same file on every push), and parsing depends on the
 // text alone: the IR of a text the parser accepted is kept, by the text's

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { ParserService } from "../../../gen/otto/v1/parser_service_pb.ts";
-import { RunService } from "../../../gen/otto/v1/run_service_pb.ts";
-import type { RegistryClient } from "../../kit/src/registry-client.ts";
+import { ParserService } from "@otto/gen/v1/parser_service_pb";
+import { RunService } from "@otto/gen/v1/run_service_pb";
+import type { RegistryClient } from "@otto/kit/registry-client";
 import { followJournal } from "./follow-journal.ts";
 import { ParseCache } from "./parse-cache.ts";
 

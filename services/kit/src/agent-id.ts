@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator } from "@bufbuild/protovalidate";
-import { JoinAgentRequestSchema } from "../../../gen/otto/v1/registry_service_pb.ts";
+import { JoinAgentRequestSchema } from "@otto/gen/v1/registry_service_pb";
 
 // An agent's id has one spelling: lowercase letters and digits in runs
 // joined by single hyphens, at most 63 characters. The rule itself is the

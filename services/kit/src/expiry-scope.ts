@@ -1,4 +1,4 @@
-import { ExpiryScope as ProtoExpiryScope } from "../../../gen/otto/v1/retention_service_pb.ts";
+import { ExpiryScope as ProtoExpiryScope } from "@otto/gen/v1/retention_service_pb";
 
 // What of a run retention deletes: everything it stored (its rows in the
 // coordinator too), or only its logs' text or its artifacts' bytes (their

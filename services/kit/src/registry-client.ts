@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
-import { RegistryService, type Instance } from "../../../gen/otto/v1/registry_service_pb.ts";
+import { RegistryService, type Instance } from "@otto/gen/v1/registry_service_pb";
 import { clientFor } from "./clients.ts";
 import type { Logger } from "./log.ts";
 

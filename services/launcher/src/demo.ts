@@ -2,7 +2,7 @@
 // API with its logs printed live, stop everything, exit 0 if it succeeded.
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { createOttoClient, describeRun, followRun, RunState, submit } from "../../../sdk/src/index.ts";
+import { createOttoClient, describeRun, followRun, RunState, submit } from "@otto/sdk";
 import { parseArgs } from "./args.ts";
 import { storageFromEnv } from "./storage-env.ts";
 import { repoRoot, startSystem, stopOnSignals } from "./system.ts";

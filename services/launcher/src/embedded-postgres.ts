@@ -6,7 +6,7 @@ import pg from "pg";
 import { clusterExists, initCluster, postgresBinaries, postgresOsUser, requirePasswords } from "./postgres-cluster.ts";
 import { postgresReach } from "./postgres-reach.ts";
 import { passwordFile, passwordForNewCluster, readPassword, replaceLegacyPassword } from "./postgres-password.ts";
-import { isAlive } from "../../kit/src/shutdown.ts";
+import { isAlive } from "@otto/kit/shutdown";
 
 export interface EmbeddedDatabase {
   url: string;

@@ -1,10 +1,10 @@
 import { chmod, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createPool } from "../../kit/src/db.ts";
-import { ensureLocalCa, type LocalCa } from "../../kit/src/local-ca.ts";
-import { writeFileAtomically } from "../../kit/src/atomic-file.ts";
-import { TokenStore, type TokenKind } from "../../kit/src/token-store.ts";
-import type { Scope } from "../../kit/src/caller.ts";
+import { createPool } from "@otto/kit/db";
+import { ensureLocalCa, type LocalCa } from "@otto/kit/local-ca";
+import { writeFileAtomically } from "@otto/kit/atomic-file";
+import { TokenStore, type TokenKind } from "@otto/kit/token-store";
+import type { Scope } from "@otto/kit/caller";
 
 // What `npm start` sets up so that Otto is secure on one machine: a local CA
 // and a certificate per process under <dataDir>/tls, a first admin token in

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
-import { writeFileAtomically } from "../../kit/src/atomic-file.ts";
+import { writeFileAtomically } from "@otto/kit/atomic-file";
 
 // The embedded Postgres's superuser password: random for each data
 // directory and kept only in `<dir>/password` (0600). Directories made

@@ -33,11 +33,14 @@ interface Child {
 
 const maxBackoffMs = 5_000;
 
-// V8 sizes its heap by the limit it is given: with these (a small young
+// Each process runs from its TypeScript sources (the workspace packages'
+// "otto-source" export condition; their tarballs ship compiled dist/). V8
+// sizes its heap by the limit it is given: with these (a small young
 // generation, a 256 MB old one) each process stays around 100-150 MB resident
 // under load rather than growing towards 200. OTTO_NODE_FLAGS replaces them.
 const nodeFlags = [
   "--disable-warning=ExperimentalWarning",
+  "--conditions=otto-source",
   ...(process.env.OTTO_NODE_FLAGS ?? "--max-semi-space-size=4 --max-old-space-size=256").split(/\s+/).filter(Boolean),
 ];
 

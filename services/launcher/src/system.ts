@@ -2,14 +2,14 @@ import { chmod, mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { retry } from "../../kit/src/service.ts";
+import { retry } from "@otto/kit/service";
 import { startEmbeddedPostgres } from "./embedded-postgres.ts";
 import { Supervisor, type LogMode } from "./supervisor.ts";
 import { ensureLocalTokens, prepareLocalSecurity } from "./local-security.ts";
 import { ensureS3Credentials } from "./s3-credentials.ts";
-import { createSecretKeyFile } from "../../kit/src/secret-box.ts";
-import { writeFileAtomically } from "../../kit/src/atomic-file.ts";
-import { readRetention, retentionVariables } from "../../kit/src/retention-config.ts";
+import { createSecretKeyFile } from "@otto/kit/secret-box";
+import { writeFileAtomically } from "@otto/kit/atomic-file";
+import { readRetention, retentionVariables } from "@otto/kit/retention-config";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const entry = (service: string) => join(repoRoot, "services", service, "src", "main.ts");

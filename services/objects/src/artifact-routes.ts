@@ -1,7 +1,7 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ArtifactSchema, ArtifactService, ArtifactStoreService, type Artifact } from "../../../gen/otto/v1/artifact_service_pb.ts";
+import { ArtifactSchema, ArtifactService, ArtifactStoreService, type Artifact } from "@otto/gen/v1/artifact_service_pb";
 import { artifactNameProblem } from "@otto/contracts/artifact-name";
 import type { ArtifactStore, StoredArtifact } from "./artifact-store.ts";
 import { requireOwnTask } from "./routes.ts";

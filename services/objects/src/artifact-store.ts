@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Pool } from "../../kit/src/db.ts";
+import type { Pool } from "@otto/kit/db";
 import type { ObjectStore } from "./object-store.ts";
-import { attemptEnded, attemptIsLive, requireLiveAttempt } from "../../kit/src/live-attempts.ts";
+import { attemptEnded, attemptIsLive, requireLiveAttempt } from "@otto/kit/live-attempts";
 
 export interface ArtifactRef {
   runId: string;

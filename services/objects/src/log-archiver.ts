@@ -1,11 +1,11 @@
-import type { Pool } from "../../kit/src/db.ts";
-import type { Logger } from "../../kit/src/log.ts";
-import type { Notifier } from "../../kit/src/notifier.ts";
+import type { Pool } from "@otto/kit/db";
+import type { Logger } from "@otto/kit/log";
+import type { Notifier } from "@otto/kit/notifier";
 import type { Span } from "@opentelemetry/api";
-import { contextFromTraceParent, inSpan } from "../../kit/src/telemetry.ts";
+import { contextFromTraceParent, inSpan } from "@otto/kit/telemetry";
 import { archiveChannel, logChannel, logKey, notice, type LogRef } from "./log-store.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { compressLogText } from "../../kit/src/log-compression.ts";
+import { compressLogText } from "@otto/kit/log-compression";
 import { SpooledBody } from "./spooled-body.ts";
 
 // An archive up to this size is put from memory; a larger one is spooled

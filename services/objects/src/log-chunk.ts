@@ -1,8 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { LogSegment } from "../../../gen/otto/v1/log_store_service_pb.ts";
+import type { LogSegment } from "@otto/gen/v1/log_store_service_pb";
 import { encodeSegments, type EncodedSegments } from "./log-segments.ts";
-import { compressLogText, maxLogChunkBytes as maxChunkBytes } from "../../kit/src/log-compression.ts";
-import { lineEnds } from "../../kit/src/line-ends.ts";
+import { compressLogText, maxLogChunkBytes as maxChunkBytes } from "@otto/kit/log-compression";
+import { lineEnds } from "@otto/kit/line-ends";
 
 // A log chunk as the objects service keeps it: its text compressed with
 // zstd, its size and line ends, and its segments.

@@ -1,7 +1,7 @@
-import type { Pool } from "../../kit/src/db.ts";
-import type { Notifier } from "../../kit/src/notifier.ts";
-import { afterLineEnds, lineEnds } from "../../kit/src/line-ends.ts";
-import { decompressLogText } from "../../kit/src/log-compression.ts";
+import type { Pool } from "@otto/kit/db";
+import type { Notifier } from "@otto/kit/notifier";
+import { afterLineEnds, lineEnds } from "@otto/kit/line-ends";
+import { decompressLogText } from "@otto/kit/log-compression";
 import { placed, type LoadedChunk } from "./log-render.ts";
 import { decodeSegments } from "./log-segments.ts";
 import { logChannel, notice, type LogRef } from "./log-store.ts";

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterLineEnds, lineEnds } from "../../kit/src/line-ends.ts";
+import { afterLineEnds, lineEnds } from "@otto/kit/line-ends";
 import type { ChunkEvent } from "./log-reader.ts";
 import type { LoadedChunk } from "./log-render.ts";
 import type { LineMatcher } from "./regex-search.ts";

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { inTransaction, type Pool, type PoolClient } from "../../kit/src/db.ts";
-import { traceParentOf } from "../../kit/src/telemetry.ts";
-import { attemptIsLive, requireLiveAttempt } from "../../kit/src/live-attempts.ts";
+import { inTransaction, type Pool, type PoolClient } from "@otto/kit/db";
+import { traceParentOf } from "@otto/kit/telemetry";
+import { attemptIsLive, requireLiveAttempt } from "@otto/kit/live-attempts";
 import type { StoredChunk } from "./log-chunk.ts";
 
 export const logChannel = "otto_log";

@@ -1,4 +1,4 @@
-import { afterLineEnds, lineEnds } from "../../kit/src/line-ends.ts";
+import { afterLineEnds, lineEnds } from "@otto/kit/line-ends";
 import type { ChunkEvent } from "./log-reader.ts";
 import { renderText, type LoadedChunk } from "./log-render.ts";
 

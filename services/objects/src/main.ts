@@ -1,23 +1,23 @@
-import { startTelemetry } from "../../kit/src/telemetry.ts";
-import { loadConfig, readInt, readString } from "../../kit/src/config.ts";
-import { createPool, migrate } from "../../kit/src/db.ts";
-import { Notifier } from "../../kit/src/notifier.ts";
-import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
-import { onShutdown } from "../../kit/src/shutdown.ts";
+import { startTelemetry } from "@otto/kit/telemetry";
+import { loadConfig, readInt, readString } from "@otto/kit/config";
+import { createPool, migrate } from "@otto/kit/db";
+import { Notifier } from "@otto/kit/notifier";
+import { readCommonConfig, serveAndRegister, serviceLogger } from "@otto/kit/service";
+import { onShutdown } from "@otto/kit/shutdown";
 import { archiveChannel, logChannel, LogStore } from "./log-store.ts";
 import { LogReader } from "./log-reader.ts";
 import { LogArchiver } from "./log-archiver.ts";
 import { migrations } from "./migrations.ts";
 import { ObjectStore, readS3Config } from "./object-store.ts";
 import { objectsRoutes } from "./routes.ts";
-import { TaskTokenVerifier } from "../../kit/src/task-token.ts";
-import { migrateAuth } from "../../kit/src/token-store.ts";
-import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
-import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
-import { ArtifactService, ArtifactStoreService } from "../../../gen/otto/v1/artifact_service_pb.ts";
+import { TaskTokenVerifier } from "@otto/kit/task-token";
+import { migrateAuth } from "@otto/kit/token-store";
+import { LogService } from "@otto/gen/v1/log_service_pb";
+import { LogStoreService } from "@otto/gen/v1/log_store_service_pb";
+import { ArtifactService, ArtifactStoreService } from "@otto/gen/v1/artifact_service_pb";
 import { ArtifactStore } from "./artifact-store.ts";
 import { artifactRoutes } from "./artifact-routes.ts";
-import { RetentionStoreService } from "../../../gen/otto/v1/retention_service_pb.ts";
+import { RetentionStoreService } from "@otto/gen/v1/retention_service_pb";
 import { retentionRoutes } from "./retention-routes.ts";
 
 // First, so that everything after it is traced.

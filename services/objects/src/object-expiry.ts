@@ -1,5 +1,5 @@
-import type { Pool } from "../../kit/src/db.ts";
-import type { ExpiryScope, Expired } from "../../kit/src/expiry-scope.ts";
+import type { Pool } from "@otto/kit/db";
+import type { ExpiryScope, Expired } from "@otto/kit/expiry-scope";
 import type { ObjectStore } from "./object-store.ts";
 
 // Deletes what retention expired of finished runs (the coordinator decides

@@ -2,8 +2,8 @@ import http from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
 import { Client } from "minio";
-import { readInt, readString } from "../../kit/src/config.ts";
-import { isNetworkError, repeatable } from "../../kit/src/retryable.ts";
+import { readInt, readString } from "@otto/kit/config";
+import { isNetworkError, repeatable } from "@otto/kit/retryable";
 
 export interface S3Config {
   endpoint: string;

@@ -1,7 +1,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
-import { RetentionStoreService } from "../../../gen/otto/v1/retention_service_pb.ts";
-import type { Pool } from "../../kit/src/db.ts";
-import { expiryScopeFromProto } from "../../kit/src/expiry-scope.ts";
+import { RetentionStoreService } from "@otto/gen/v1/retention_service_pb";
+import type { Pool } from "@otto/kit/db";
+import { expiryScopeFromProto } from "@otto/kit/expiry-scope";
 import { expireObjects } from "./object-expiry.ts";
 import type { ObjectStore } from "./object-store.ts";
 

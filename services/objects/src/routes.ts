@@ -1,14 +1,14 @@
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { callerOf } from "../../kit/src/caller.ts";
-import { LogService } from "../../../gen/otto/v1/log_service_pb.ts";
-import { LogStoreService } from "../../../gen/otto/v1/log_store_service_pb.ts";
+import { callerOf } from "@otto/kit/caller";
+import { LogService } from "@otto/gen/v1/log_service_pb";
+import { LogStoreService } from "@otto/gen/v1/log_store_service_pb";
 import type { LogStore } from "./log-store.ts";
 import type { LogReader, ReadStart } from "./log-reader.ts";
 import { storedChunk } from "./log-chunk.ts";
 import { searchLog, searchPattern } from "./log-search.ts";
 import { lineMatcher } from "./regex-search.ts";
 import { logLines, type LogText } from "./log-view.ts";
-import { repeatable } from "../../kit/src/retryable.ts";
+import { repeatable } from "@otto/kit/retryable";
 
 // Ids and names are checked by the requests' protovalidate rules.
 

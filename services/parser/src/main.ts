@@ -1,7 +1,7 @@
-import { ParserService } from "../../../gen/otto/v1/parser_service_pb.ts";
-import { startTelemetry } from "../../kit/src/telemetry.ts";
-import { loadConfig } from "../../kit/src/config.ts";
-import { readCommonConfig, serveAndRegister, serviceLogger } from "../../kit/src/service.ts";
+import { ParserService } from "@otto/gen/v1/parser_service_pb";
+import { startTelemetry } from "@otto/kit/telemetry";
+import { loadConfig } from "@otto/kit/config";
+import { readCommonConfig, serveAndRegister, serviceLogger } from "@otto/kit/service";
 import { parserRoutes } from "./routes.ts";
 
 // First, so that everything after it is traced.

@@ -6,8 +6,8 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
 import type { Document, ParsedNode, Scalar, YAMLError, YAMLMap } from "yaml";
-import { PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "../../../gen/otto/v1/pipeline_pb.ts";
-import type { Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "../../../gen/otto/v1/pipeline_pb.ts";
+import { PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "@otto/gen/v1/pipeline_pb";
+import type { Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "@otto/gen/v1/pipeline_pb";
 import { parseDuration } from "@otto/contracts/duration";
 import {
   envNameProblem,

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { ParserService, PipelineProblemSchema } from "../../../gen/otto/v1/parser_service_pb.ts";
+import { ParserService, PipelineProblemSchema } from "@otto/gen/v1/parser_service_pb";
 import { formatProblems, parsePipeline } from "./parse-pipeline.ts";
 
 // The text is bounded by the request's protovalidate rules (256 KiB), what it

@@ -1,14 +1,14 @@
-import { startTelemetry } from "../../kit/src/telemetry.ts";
-import { loadConfig, readInt, readString } from "../../kit/src/config.ts";
-import { createPool, migrate } from "../../kit/src/db.ts";
-import { startServer } from "../../kit/src/server.ts";
-import { installSignalHandlers, onShutdown } from "../../kit/src/shutdown.ts";
-import { readBodyLimits, serviceLogger } from "../../kit/src/service.ts";
-import { readTransportSecurity } from "../../kit/src/transport-security.ts";
-import { authChannel, TokenStore } from "../../kit/src/token-store.ts";
-import { Notifier } from "../../kit/src/notifier.ts";
-import { RegistryService } from "../../../gen/otto/v1/registry_service_pb.ts";
-import { ottoServices } from "../../kit/src/caller.ts";
+import { startTelemetry } from "@otto/kit/telemetry";
+import { loadConfig, readInt, readString } from "@otto/kit/config";
+import { createPool, migrate } from "@otto/kit/db";
+import { startServer } from "@otto/kit/server";
+import { installSignalHandlers, onShutdown } from "@otto/kit/shutdown";
+import { readBodyLimits, serviceLogger } from "@otto/kit/service";
+import { readTransportSecurity } from "@otto/kit/transport-security";
+import { authChannel, TokenStore } from "@otto/kit/token-store";
+import { Notifier } from "@otto/kit/notifier";
+import { RegistryService } from "@otto/gen/v1/registry_service_pb";
+import { ottoServices } from "@otto/kit/caller";
 import { migrations } from "./migrations.ts";
 import { registryRoutes } from "./routes.ts";
 

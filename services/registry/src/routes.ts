@@ -2,10 +2,10 @@ import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { InstanceSchema, RegistryService, type Instance } from "../../../gen/otto/v1/registry_service_pb.ts";
-import type { Pool } from "../../kit/src/db.ts";
-import { callerOf } from "../../kit/src/caller.ts";
-import type { TokenStore } from "../../kit/src/token-store.ts";
+import { InstanceSchema, RegistryService, type Instance } from "@otto/gen/v1/registry_service_pb";
+import type { Pool } from "@otto/kit/db";
+import { callerOf } from "@otto/kit/caller";
+import type { TokenStore } from "@otto/kit/token-store";
 
 // Names, urls and lease lengths are bounded by the requests' protovalidate rules.
 const defaultLeaseSeconds = 10;

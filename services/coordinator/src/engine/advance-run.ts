@@ -1,5 +1,5 @@
-import type { PoolClient } from "../../../kit/src/db.ts";
-import { inSpan } from "../../../kit/src/telemetry.ts";
+import type { PoolClient } from "@otto/kit/db";
+import { inSpan } from "@otto/kit/telemetry";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps } from "./job-steps.ts";
 import { closeUnfinishedSteps } from "./step-changes.ts";

@@ -1,4 +1,4 @@
-import { commitWith, type PoolClient } from "../../../kit/src/db.ts";
+import { commitWith, type PoolClient } from "@otto/kit/db";
 import { finalStates, RunState } from "./states.ts";
 import { IllegalTransitionError, isLegal, stateName, transitions, type Entity, type TaskStatus } from "./transitions.ts";
 

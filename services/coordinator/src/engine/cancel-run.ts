@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { PoolClient } from "../../../kit/src/db.ts";
+import type { PoolClient } from "@otto/kit/db";
 import { advanceRun } from "./advance-run.ts";
 import type { Change } from "./apply-changes.ts";
 import { isFinal } from "./states.ts";

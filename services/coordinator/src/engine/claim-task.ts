@@ -1,4 +1,4 @@
-import type { Pool, PoolClient } from "../../../kit/src/db.ts";
+import type { Pool, PoolClient } from "@otto/kit/db";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { describeReservations, hasFreeSlot, reserveLocks, type AgentCapacity, type AgentUsage } from "./reservations.ts";
 import { RunState } from "./states.ts";

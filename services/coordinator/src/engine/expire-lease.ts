@@ -1,5 +1,5 @@
 import type { PgBoss } from "pg-boss";
-import type { PoolClient } from "../../../kit/src/db.ts";
+import type { PoolClient } from "@otto/kit/db";
 import { finishAttempt } from "./finish-attempt.ts";
 import { RunState } from "./states.ts";
 

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
-import type { PoolClient } from "../../../kit/src/db.ts";
+import type { PoolClient } from "@otto/kit/db";
 import { advanceRun, type RunSnapshot } from "./advance-run.ts";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps, type StepRow } from "./job-steps.ts";

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Pool } from "../../../kit/src/db.ts";
+import type { Pool } from "@otto/kit/db";
 import { refuseOthersTask } from "./current-attempt.ts";
 
 // An agent keeps its attempt's lease, and everything reserved for it,

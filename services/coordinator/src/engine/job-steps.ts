@@ -1,4 +1,4 @@
-import type { PoolClient } from "../../../kit/src/db.ts";
+import type { PoolClient } from "@otto/kit/db";
 import type { RunState } from "./states.ts";
 
 export interface StepRow {

@@ -1,4 +1,4 @@
-import type { PoolClient } from "../../../kit/src/db.ts";
+import type { PoolClient } from "@otto/kit/db";
 import { applyChanges } from "./apply-changes.ts";
 import { lockCurrentAttempt } from "./current-attempt.ts";
 import { jobSteps } from "./job-steps.ts";

@@ -1,4 +1,4 @@
-import type { PoolClient } from "../../../kit/src/db.ts";
+import type { PoolClient } from "@otto/kit/db";
 import type { Change } from "./apply-changes.ts";
 import type { StepRow } from "./job-steps.ts";
 import { shouldRetry, type FailureCause } from "./retry-policy.ts";

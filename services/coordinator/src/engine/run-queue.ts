@@ -1,7 +1,7 @@
 import type { PgBoss } from "pg-boss";
-import type { PoolClient } from "../../../kit/src/db.ts";
+import type { PoolClient } from "@otto/kit/db";
 import { shardCount, shardOf } from "../shards.ts";
-import { traceParentOf } from "../../../kit/src/telemetry.ts";
+import { traceParentOf } from "@otto/kit/telemetry";
 
 // pg-boss queues of "advance run R" work, one per shard, so that only the
 // shard's owner does a run's work. Enqueued inside the transaction that made

@@ -1,4 +1,4 @@
-import type { Pool } from "../../../kit/src/db.ts";
+import type { Pool } from "@otto/kit/db";
 
 // A WatchRun stream starts and stops following a run. Its journal entries
 // are announced (NOTIFY, apply-changes.ts) only while the run has watchers:

@@ -1,4 +1,4 @@
-import { RunState } from "../../../../gen/otto/v1/run_pb.ts";
+import { RunState } from "@otto/gen/v1/run_pb";
 
 export { finalStates, isFinal } from "@otto/contracts/run-state";
 export { RunState };

@@ -1,6 +1,6 @@
-import type { Pool } from "../../../kit/src/db.ts";
-import type { RetentionPolicy } from "../../../kit/src/retention-config.ts";
-import type { ExpiryScope, Expired } from "../../../kit/src/expiry-scope.ts";
+import type { Pool } from "@otto/kit/db";
+import type { RetentionPolicy } from "@otto/kit/retention-config";
+import type { ExpiryScope, Expired } from "@otto/kit/expiry-scope";
 import { finalStates } from "./states.ts";
 
 // The objects service's half: it deletes what the runs stored, objects

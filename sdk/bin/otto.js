@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+import { runOttoCommand } from "@otto/sdk/cli";
+
+runOttoCommand(process.argv.slice(2));
