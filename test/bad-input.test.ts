@@ -587,7 +587,7 @@ describe("bad input", () => {
     },
     {
       name: "a method of another process's service at the gateway",
-      send: () => gateway("/otto.v1.AgentService/AcquireTask", { agentId: "agent-1" }),
+      send: () => gateway("/otto.v1.ParserService/ParsePipeline", { yaml: "name: x" }),
       expect: { code: "unimplemented", message: /no such method/ },
     },
 

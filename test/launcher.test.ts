@@ -289,6 +289,12 @@ describe("the launcher", () => {
       { args: ["--agents", "x"], message: /--agents must be an integer >= 1, got "x"/ },
       { args: ["--agents"], message: /--agents needs a value/ },
       { args: [], env: { OTTO_AGENTS: "x" }, message: /OTTO_AGENTS must be an integer >= 1, got "x"/ },
+      { args: ["--bogus-flag"], message: /unknown flag --bogus-flag\nusage: npm start -- \[FLAGS\]\n[^]*--public-url URL/ },
+      { args: ["--coordinator", "3"], message: /unknown flag --coordinator\n/ },
+      { args: ["stray"], message: /unexpected argument "stray"/ },
+      { args: ["--public-url", "http://ci.example.com:7670"], message: /--public-url "http:\/\/ci.example.com:7670" must start with https:\/\/ \(Otto serves TLS\)/ },
+      { args: ["--public-url", "https://ci.example.com:7670/otto"], message: /must be a scheme, a host and a port, with no path/ },
+      { args: ["--public-url", "https://ci.example.com:7670", "--port", "7000"], message: /--port 7000 and --public-url https:\/\/ci.example.com:7670 name different ports/ },
     ];
     for (const { args, env, message } of cases) {
       const label = [...Object.entries(env ?? {}).map(([k, v]) => `${k}=${v}`), ...args].join(" ");
@@ -305,6 +311,16 @@ describe("the launcher", () => {
         assert.deepEqual(await groupMembers(launcher.pid), [], "no process was left behind");
       });
     }
+  });
+
+  it("--help prints every flag and starts nothing", { timeout: 60_000 }, async () => {
+    const dir = await tempDir();
+    const dataDir = join(dir, "data");
+    const launcher = launch(mainScript, ["--data-dir", dataDir, "--help"], dataDir);
+    const exit = await within("the launcher to exit", 30_000, launcher.exited);
+    assert.deepEqual(exit, { code: 0, signal: null }, launcher.tail());
+    for (const flag of ["--coordinators N", "--agents N", "--port N", "--public-url URL", "--listen ADDR", "--data-dir DIR", "--insecure"]) assert.ok(launcher.stdout.includes(flag), flag);
+    assert.equal(existsSync(dataDir), false);
   });
 
   it("npm run demo: runs hello.otto.yml with live logs, then stops everything and exits 0", { timeout: 240_000 }, async () => {

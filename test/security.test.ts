@@ -46,7 +46,13 @@ describe("security", () => {
 
   it("serves only TLS, with certificates from its own CA", async () => {
     assert.match(otto.gatewayUrl, /^https:\/\//);
-    for (const p of otto.supervisor.info().filter((p) => p.url && p.name !== "s3")) assert.match(p.url!, /^https:/, p.name);
+    for (const p of otto.supervisor.info().filter((p) => p.url && p.name !== "s3" && !p.name.startsWith("agent-"))) assert.match(p.url!, /^https:/, p.name);
+    // Agents serve no API: only their probes and metrics, on loopback.
+    for (const p of otto.supervisor.info().filter((p) => p.name.startsWith("agent-"))) {
+      assert.match(p.url!, /^http:\/\/127\.0\.0\.1:\d+$/, p.name);
+      assert.equal((await request(`${p.url}/healthz`)).status, 200);
+      assert.equal((await request(`${p.url}/otto.v1.AgentService/AcquireTask`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).status, 404);
+    }
     const plain = await request(otto.gatewayUrl.replace("https:", "http:") + "/healthz").then(
       (r) => `answered ${r.status}`,
       (err: Error) => err.message,
@@ -119,10 +125,13 @@ describe("security", () => {
     for (const agent of otto.supervisor.info().filter((p) => p.name.startsWith("agent-"))) {
       const environ = await readFile(`/proc/${agent.pid}/environ`, "utf8");
       const names = environ.split("\0").map((entry) => entry.split("=")[0]);
-      for (const secret of ["DATABASE_URL", "OTTO_S3_SECRET_KEY", "OTTO_S3_ACCESS_KEY", "OTTO_SECRETS_KEY_FILE", "OTTO_TLS_CA"]) {
-        if (secret === "OTTO_TLS_CA") assert.ok(names.includes(secret), "agents do get the CA to check servers with");
-        else assert.ok(!names.includes(secret), `${agent.name} has no ${secret}`);
+      for (const secret of ["DATABASE_URL", "OTTO_S3_SECRET_KEY", "OTTO_S3_ACCESS_KEY", "OTTO_SECRETS_KEY_FILE", "OTTO_TLS_KEY", "OTTO_REGISTRY_URL"]) {
+        assert.ok(!names.includes(secret), `${agent.name} has no ${secret}`);
       }
+      // Only the public URL, and the CA to check the gateway with.
+      const env = Object.fromEntries(environ.split("\0").map((entry) => [entry.slice(0, entry.indexOf("=")), entry.slice(entry.indexOf("=") + 1)]));
+      assert.equal(env.OTTO_URL, otto.gatewayUrl);
+      assert.equal(env.OTTO_CA_FILE, otto.caFile);
       assert.ok(!environ.includes(otto.databaseUrl), `${agent.name} does not know the database URL`);
       assert.ok(!environ.includes("launcher-only"), `${agent.name} did not inherit the launcher's storage key`);
     }
@@ -147,6 +156,53 @@ describe("security", () => {
     assert.match(posing.json.message, /agent agent-1 may not register as coordinator/);
     const asOther = await call(urlOf("coordinator-1"), "AgentService/AcquireTask", { agentId: "agent-2", waitMs: 0 }, agent1);
     assert.equal(asOther.json.code, "permission_denied");
+  });
+
+  it("at the public endpoint, passes agents' calls on under their own identity and serves no internal method", async () => {
+    const gateway = otto.gatewayUrl;
+    const admin = otto.adminToken!;
+    const agent1 = await credentialOf("agent-1");
+    const internal: Array<[string, unknown, string]> = [
+      ["RegistryService/Resolve", { service: "coordinator" }, agent1],
+      ["RegistryService/Resolve", { service: "coordinator" }, admin],
+      ["ParserService/ParsePipeline", { yaml: "name: x" }, admin],
+      ["RetentionStoreService/ExpireObjects", { runIds: [crypto.randomUUID()], scope: "EXPIRY_SCOPE_RUN" }, admin],
+      ["LogService/ReadLog", { runId: crypto.randomUUID(), job: "x" }, agent1],
+    ];
+    for (const [method, body, token] of internal) {
+      const answer = await call(gateway, method, body, token);
+      assert.ok(["permission_denied", "unimplemented"].includes(answer.json?.code), `${method} is not served outside: ${answer.status} ${answer.text}`);
+    }
+    const withApiToken = await call(gateway, "AgentService/AcquireTask", { agentId: "agent-1", waitMs: 0 }, admin);
+    assert.equal(withApiToken.json.code, "permission_denied");
+    assert.match(withApiToken.json.message, /takes an agent credential, not an API token/);
+    assert.equal((await call(gateway, "AgentService/AcquireTask", { agentId: "agent-1", waitMs: 0 }, null)).json.code, "unauthenticated");
+    const appendAsAgent = await call(gateway, "LogStoreService/AppendLog", { runId: crypto.randomUUID(), job: "x", seq: 1, text: "x" }, agent1);
+    assert.equal(appendAsAgent.json.code, "permission_denied", "logs take a task token");
+    // The gateway's own certificate lends the agent nothing: the registry
+    // and the coordinator see agent-1.
+    const posing = await call(gateway, "RegistryService/Register", { service: "coordinator", instanceId: "x", url: "https://127.0.0.1:1" }, agent1);
+    assert.equal(posing.json.code, "permission_denied");
+    assert.match(posing.json.message, /agent agent-1 may not register as coordinator/);
+    const asOther = await call(gateway, "AgentService/AcquireTask", { agentId: "agent-2", waitMs: 0 }, agent1);
+    assert.equal(asOther.json.code, "permission_denied");
+    const own = await call(gateway, "AgentService/AcquireTask", { agentId: "agent-1", waitMs: 0 }, agent1);
+    assert.equal(own.status, 200, own.text);
+    const badJoin = await call(gateway, "RegistryService/JoinAgent", { joinToken: "otto_join_x", agentId: "agent-9" }, null);
+    assert.equal(badJoin.json.code, "unauthenticated");
+    const tlsOf = async (name: string) => ({
+      cert: await readFile(join(otto.dataDir, "tls", `${name}.pem`)),
+      key: await readFile(join(otto.dataDir, "tls", `${name}-key.pem`)),
+      ca: await readFile(join(otto.dataDir, "tls", "ca.pem")),
+    });
+    const runId = crypto.randomUUID();
+    const forged = createTaskTokenSigner(await tlsOf("gateway"))({ agentId: "agent-1", runId, job: "held", attempt: 1 }, 60);
+    const forgedAppend = await call(gateway, "LogStoreService/AppendLog", { runId, job: "held", attempt: 1, seq: 1, text: "forged\n" }, forged);
+    assert.equal(forgedAppend.json.code, "unauthenticated", "a task token signed by anything but a coordinator is refused at the gateway");
+    const otherJob = createTaskTokenSigner(await tlsOf("coordinator-1"))({ agentId: "agent-1", runId, job: "other", attempt: 1 }, 60);
+    const wrongTask = await call(gateway, "LogStoreService/AppendLog", { runId, job: "held", attempt: 1, seq: 1, text: "x\n" }, otherJob);
+    assert.equal(wrongTask.json.code, "permission_denied");
+    assert.match(wrongTask.json.message, /task token is for attempt 1 of job other/);
   });
 
   it("lets an agent act only on its own task, and a task token open only its own log", async () => {

@@ -128,7 +128,7 @@ describe("an agent that cannot sandbox its steps", () => {
     const work = await mkdtemp(join(tmpdir(), "otto-no-sandbox-"));
     try {
       const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "--conditions=otto-source", "services/agent/src/main.ts"], {
-        env: { PATH: process.env.PATH, OTTO_INSECURE: "1", OTTO_REGISTRY_URL: "http://127.0.0.1:9", OTTO_AGENT_ID: "unsandboxable", OTTO_AGENT_WORK_DIR: join(work, "w"), ...env },
+        env: { PATH: process.env.PATH, OTTO_INSECURE: "1", OTTO_URL: "http://127.0.0.1:9", OTTO_AGENT_ID: "unsandboxable", OTTO_AGENT_WORK_DIR: join(work, "w"), ...env },
         stdio: ["ignore", "pipe", "pipe"],
       });
       let output = "";

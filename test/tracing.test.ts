@@ -71,7 +71,7 @@ describe("tracing over OTLP http/json", () => {
         spans.some((s) => s.name === "job test") &&
         spans.filter((s) => s.name === "otto.v1.AgentService/CompleteTask" && s.kind === 3).length >= 2 &&
         spans.filter((s) => s.name === "otto.v1.LogStoreService/CloseLog" && s.kind === 3).length >= 2 &&
-        spans.filter((s) => s.name === "otto.v1.AgentService/CompleteTask" && s.kind === 2).length === 2;
+        spans.filter((s) => s.name === "otto.v1.AgentService/CompleteTask" && s.kind === 2 && s.service === "otto-coordinator").length === 2;
       return complete && spans;
     });
   });
@@ -136,7 +136,16 @@ describe("tracing over OTLP http/json", () => {
     assert.ok(archive, "log archival of build");
     const closeLog = parentOf(archive)!;
     assert.equal(closeLog.name, "otto.v1.LogStoreService/CloseLog");
-    assert.equal(parentOf(parentOf(closeLog)!)?.spanId, job.spanId, "the agent's CloseLog call is within its job span");
+    // The agent's call came through the gateway, which passed it on.
+    const hops: string[] = [];
+    let call = parentOf(closeLog);
+    while (call && call.service !== "otto-agent") {
+      hops.push(`${call.service} ${call.kind === 2 ? "server" : "client"}`);
+      call = parentOf(call);
+    }
+    assert.deepEqual(hops, ["otto-gateway client", "otto-gateway server"], "the gateway passed the agent's call on");
+    assert.equal(call?.name, "otto.v1.LogStoreService/CloseLog");
+    assert.equal(parentOf(call!)?.spanId, job.spanId, "the agent's CloseLog call is within its job span");
   });
 
   it("records Postgres queries as child spans, never as root spans", () => {

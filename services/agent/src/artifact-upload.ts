@@ -6,7 +6,7 @@ import { join, sep } from "node:path";
 import type { CallOptions } from "@connectrpc/connect";
 import { ArtifactStoreService } from "@otto/gen/v1/artifact_service_pb";
 import type { Task } from "@otto/gen/v1/agent_service_pb";
-import type { RegistryClient } from "@otto/kit/registry-client";
+import type { ServiceCaller } from "@otto/kit/service-caller";
 
 // Uploads the job's artifacts from its workspace, each straight to object
 // storage through a presigned URL for that one object. Returns what could
@@ -15,11 +15,11 @@ import type { RegistryClient } from "@otto/kit/registry-client";
 export async function uploadArtifacts(options: {
   task: Task;
   workspace: string;
-  registry: RegistryClient;
+  peers: ServiceCaller;
   asTask: CallOptions;
   log: (text: string) => void;
 }): Promise<string[]> {
-  const { task, registry, asTask } = options;
+  const { task, peers, asTask } = options;
   const root = await realpath(options.workspace);
   const problems: string[] = [];
   for (const name of task.artifacts) {
@@ -40,12 +40,12 @@ export async function uploadArtifacts(options: {
       continue;
     }
     const ref = { runId: task.runId, job: task.job, attempt: task.attempt, name };
-    const { url } = await registry.call("objects", ArtifactStoreService, (c) => c.createArtifactUpload({ ...ref, size: BigInt(info.size) }, asTask), {
+    const { url } = await peers.call("objects", ArtifactStoreService, (c) => c.createArtifactUpload({ ...ref, size: BigInt(info.size) }, asTask), {
       idempotent: true,
       retryForMs: 10_000,
     });
     await putFileRetrying(url, file, info.size);
-    const { artifact } = await registry.call("objects", ArtifactStoreService, (c) => c.completeArtifactUpload(ref, asTask), {
+    const { artifact } = await peers.call("objects", ArtifactStoreService, (c) => c.completeArtifactUpload(ref, asTask), {
       idempotent: true,
       retryForMs: 10_000,
     });

@@ -6,8 +6,14 @@ import { startTelemetry } from "@otto/kit/telemetry";
 import { ConfigError, loadConfig, readChoice, readInt, readList, readString } from "@otto/kit/config";
 import { agentIdFromHost, agentIdProblem } from "@otto/kit/agent-id";
 import { Gauge, metrics } from "@otto/kit/metrics";
-import { readCommonConfig, serveAndRegister, serviceLogger } from "@otto/kit/service";
-import { onShutdown } from "@otto/kit/shutdown";
+import { retry, serviceLogger } from "@otto/kit/service";
+import { draining, installSignalHandlers, onShutdown, shutdownDeadlineMs } from "@otto/kit/shutdown";
+import { startProbeServer } from "@otto/kit/probes";
+import { RegistryClient } from "@otto/kit/registry-client";
+import { insecureWarning } from "@otto/kit/transport-security";
+import { readPublicEndpoint } from "./public-endpoint.ts";
+import { GatewayCaller } from "./gateway-caller.ts";
+import { AgentUsageError, agentArgsAsEnv, agentUsage } from "./agent-args.ts";
 import { startStepLauncher } from "./step-process.ts";
 import { ottoCliExposure, parseShares, parseStepUser, type SandboxSettings } from "./step-sandbox.ts";
 import { sandboxProblem } from "./sandbox-probe.ts";
@@ -18,6 +24,17 @@ import { configureClients, useCredential } from "@otto/kit/clients";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { runTask } from "./task-runner.ts";
 
+if (process.argv.includes("--help")) {
+  process.stdout.write(agentUsage);
+  process.exit(0);
+}
+try {
+  Object.assign(process.env, agentArgsAsEnv(process.argv.slice(2)));
+} catch (err) {
+  process.stderr.write(`agent: ${(err as Error).message}\n${err instanceof AgentUsageError ? agentUsage : ""}`);
+  process.exit(2);
+}
+
 // First, so that everything after it is traced.
 await startTelemetry("agent");
 
@@ -25,15 +42,19 @@ const config = loadConfig("agent", (env) => {
   const agentId = readString(env, "OTTO_AGENT_ID", agentIdFromHost(hostname(), randomBytes(3).toString("hex")));
   const badId = agentIdProblem(agentId);
   if (badId) throw new ConfigError(`OTTO_AGENT_ID: ${badId}`);
+  // Root's agents keep their jobs out of the shared /tmp.
+  const workRoot = readString(env, "OTTO_AGENT_WORK_DIR", join(process.getuid?.() === 0 ? "/var/lib/otto-agent" : join(tmpdir(), `otto-agent-${process.getuid?.()}`), agentId));
   return {
-    ...readCommonConfig(env),
+    ...readPublicEndpoint(env),
+    // Where the agent answers /healthz, /readyz and /metrics (plain HTTP).
+    host: readString(env, "OTTO_HOST", "127.0.0.1"),
+    port: readInt(env, "OTTO_PORT", 0),
     agentId,
     labels: readList(env, "OTTO_AGENT_LABELS", [process.platform, hostname()]),
     slots: readInt(env, "OTTO_AGENT_SLOTS", 2, 1),
     cpu: readInt(env, "OTTO_AGENT_CPU", availableParallelism(), 1),
     memoryMb: readInt(env, "OTTO_AGENT_MEMORY_MB", Math.floor(totalmem() / 1024 / 1024), 1),
-    // Root's agents keep their jobs out of the shared /tmp.
-    workRoot: readString(env, "OTTO_AGENT_WORK_DIR", join(process.getuid?.() === 0 ? "/var/lib/otto-agent" : join(tmpdir(), `otto-agent-${process.getuid?.()}`), agentId)),
+    workRoot,
     onStop: readChoice(env, "OTTO_AGENT_ON_STOP", ["finish", "hand-back"], "finish"),
     finishTimeoutMs: readInt(env, "OTTO_AGENT_FINISH_TIMEOUT_MS", 60_000, 0),
     reportGatherMs: readInt(env, "OTTO_AGENT_REPORT_GATHER_MS", 100, 0),
@@ -42,11 +63,15 @@ const config = loadConfig("agent", (env) => {
     stepUser: parseStepUser(readString(env, "OTTO_AGENT_STEP_USER", "65534:65534")),
     sandboxShare: parseShares(readString(env, "OTTO_AGENT_SANDBOX_SHARE", "")),
     joinToken: env.OTTO_AGENT_JOIN_TOKEN || undefined,
-    credentialFile: env.OTTO_AGENT_CREDENTIAL_FILE || undefined,
+    // Kept for the next start, beside the jobs.
+    credentialFile: readString(env, "OTTO_AGENT_CREDENTIAL_FILE", join(workRoot, "credential")),
   };
 });
-// What a stopping agent allows for handing its tasks back.
+// What a stopping agent allows for handing its tasks back, and in all:
+// room to finish running tasks, then to hand back what is left (stopping
+// steps, closing their logs, telling the coordinator).
 const handBackMs = 15_000;
+const stopAllowanceMs = (config.onStop === "finish" ? config.finishTimeoutMs : 0) + handBackMs;
 const log = serviceLogger("agent").child({ agent_id: config.agentId });
 
 const sandbox: SandboxSettings | undefined =
@@ -78,29 +103,30 @@ if (sandbox) {
   log.warn("steps are NOT sandboxed (OTTO_AGENT_SANDBOX=off): they run as the agent's user and can read everything it can");
 }
 
-if (!config.security.insecure) {
-  configureClients(config.security, { presentCertificate: false });
+installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>), shutdownDeadlineMs(stopAllowanceMs));
+if (!config.insecure) {
+  configureClients({ ca: config.ca });
   try {
     useCredential(await obtainAgentCredential({ ...config, log }));
   } catch (err) {
-    log.error("cannot join Otto", { err: (err as Error).message });
+    log.error(`cannot join Otto at ${config.url}`, { err: (err as Error).message });
     process.exit(78);
   }
+} else {
+  log.warn(insecureWarning);
 }
-
-const { registry } = await serveAndRegister({
-  service: "agent",
-  log,
-  config,
-  routes: () => {},
-  access: {},
-  instanceId: config.agentId,
-  labels: config.labels,
-  slots: config.slots,
-  // Room to finish running tasks, then to hand back what is left (stopping
-  // steps, closing their logs, telling the coordinator).
-  extraShutdownMs: (config.onStop === "finish" ? config.finishTimeoutMs : 0) + handBackMs,
-});
+const probes = await startProbeServer({ host: config.host, port: config.port, log });
+onShutdown("close probes", () => probes.close());
+const peers = new GatewayCaller(config.url);
+// Otto counts agents and their slots from their entries in the registry,
+// which an agent keeps through the gateway like every other call.
+const registration = await retry(() =>
+  new RegistryClient(config.url, log).register({ service: "agent", url: probes.url, instanceId: config.agentId, labels: config.labels, slots: config.slots }),
+);
+onShutdown("deregister", () => registration.stop());
+draining.addEventListener("abort", () => probes.setReady(false));
+probes.setReady(true);
+log.info("listening", { url: probes.url, instance_id: config.agentId });
 
 const stopping = new AbortController();
 // This run of the agent process: a task answer lost on its way is handed out
@@ -129,7 +155,7 @@ async function slotLoop(slot: number) {
         slot,
         incarnation,
       };
-      const { task } = await registry.call("coordinator", AgentService, (c) =>
+      const { task } = await peers.call("coordinator", AgentService, (c) =>
         c.acquireTask(request, { signal: stopping.signal, timeoutMs: 35_000 }),
       );
       if (!task || running.has(task.taskId)) continue;
@@ -137,7 +163,7 @@ async function slotLoop(slot: number) {
       const work = runTask(task, {
         agentId: config.agentId,
         workRoot: config.workRoot,
-        registry,
+        peers,
         log,
         handBack: handBack.signal,
         reportGatherMs: config.reportGatherMs,
@@ -179,4 +205,4 @@ onShutdown("finish or hand back running tasks", async () => {
   await Promise.allSettled(loops);
   clearTimeout(timer);
 });
-log.info("agent ready", { labels: config.labels, slots: config.slots, step_launcher: launcher.kind, sandbox: config.sandbox });
+log.info("agent ready", { url: config.url, labels: config.labels, slots: config.slots, step_launcher: launcher.kind, sandbox: config.sandbox, probes: probes.url });

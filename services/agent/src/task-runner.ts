@@ -8,7 +8,7 @@ import { LogStoreService } from "@otto/gen/v1/log_store_service_pb";
 import { RunState } from "@otto/gen/v1/run_pb";
 import type { Logger } from "@otto/kit/log";
 import { runStateName } from "@otto/contracts/run-state";
-import type { RegistryClient } from "@otto/kit/registry-client";
+import type { ServiceCaller } from "@otto/kit/service-caller";
 import { createSecretMasker, type SecretMasker } from "./secret-masker.ts";
 import type { OnText } from "./output-text.ts";
 import { uploadArtifacts } from "./artifact-upload.ts";
@@ -20,7 +20,7 @@ import { makeJobDirectory, removeJobDirectory, type JobDirectory, type SandboxSe
 export interface TaskRunnerOptions {
   agentId: string;
   workRoot: string;
-  registry: RegistryClient;
+  peers: ServiceCaller;
   log: Logger;
   // Aborted when the agent stops without finishing: the running step is
   // stopped and the task handed back for a new attempt elsewhere.
@@ -54,7 +54,7 @@ export function runTask(task: Task, options: TaskRunnerOptions): Promise<void> {
 }
 
 async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Span): Promise<void> {
-  const { registry, agentId } = options;
+  const { peers, agentId } = options;
   const log = options.log.child({ run_id: task.runId, job: task.job, attempt: task.attempt });
   // Every call the agent makes about its task may be repeated safely (steps
   // only move forward, completion is fenced by attempt), so it keeps trying
@@ -62,7 +62,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   // coordinator has either answered or taken the task away (and says so).
   const retryForMs = Math.max(10_000, task.leaseMs * 2);
   const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof AgentService>) => Promise<T>) =>
-    registry.call("coordinator", AgentService, call, { idempotent: true, retryForMs });
+    peers.call("coordinator", AgentService, call, { idempotent: true, retryForMs });
   const ref = { taskId: task.taskId, attempt: task.attempt };
   const cancel = new AbortController();
   let lost = false;
@@ -101,7 +101,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   // The objects service takes this attempt's log only with its task token.
   const asTask = task.taskToken ? { headers: { authorization: `Bearer ${task.taskToken}` } } : {};
   const sink = new LogSink(({ seq, zstd, segments, continuesLine }) =>
-    registry
+    peers
       .call(
         "objects",
         LogStoreService,
@@ -178,7 +178,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       message = "canceled";
     }
     if (task.artifacts.length > 0 && !cancel.signal.aborted) {
-      const problems = await uploadArtifacts({ task, workspace: job.workspace, registry, asTask, log: (text) => logLine("otto", text) });
+      const problems = await uploadArtifacts({ task, workspace: job.workspace, peers, asTask, log: (text) => logLine("otto", text) });
       for (const problem of problems) logLine("otto", problem);
       if (problems.length > 0 && state === RunState.SUCCEEDED) {
         state = RunState.FAILED;
@@ -212,7 +212,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
         finalZstd: rest?.zstd,
         finalSegments: rest?.segments,
       };
-      await registry.call("objects", LogStoreService, (c) => c.closeLog(close, asTask), { idempotent: true, retryForMs });
+      await peers.call("objects", LogStoreService, (c) => c.closeLog(close, asTask), { idempotent: true, retryForMs });
     } catch (err) {
       log.error("could not close the log", { err });
     }

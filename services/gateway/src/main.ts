@@ -14,6 +14,9 @@ import { ArtifactService } from "@otto/gen/v1/artifact_service_pb";
 import { logServiceImpl } from "./log-routes.ts";
 import { runServiceImpl } from "./run-routes.ts";
 import { ParseCache } from "./parse-cache.ts";
+import { agentAccess, agentPassThrough } from "./agent-pass-through.ts";
+import { TaskTokenVerifier } from "@otto/kit/task-token";
+import { everyCredential } from "@otto/kit/every-credential";
 
 // First, so that everything after it is traced.
 await startTelemetry("gateway");
@@ -51,12 +54,14 @@ await serveAndRegister({
     [LogService.typeName]: { ReadLog: { scope: "runs:read" } },
     [ArtifactService.typeName]: { "*": { scope: "runs:read" } },
     [AdminService.typeName]: { "*": { scope: "admin" } },
+    ...agentAccess,
   },
-  credentials: tokens,
+  credentials: config.security.insecure ? tokens : everyCredential(tokens, new TaskTokenVerifier(config.security.tls.ca)),
   routes: (router, registry) => {
     router.service(RunService, runServiceImpl(registry, new ParseCache({ maxEntries: config.parseCacheEntries })));
     router.service(LogService, logServiceImpl(registry));
     router.service(AdminService, adminServiceImpl(tokens, registry));
     router.service(ArtifactService, artifactServiceImpl(registry));
+    agentPassThrough(registry)(router);
   },
 });

@@ -47,7 +47,10 @@ export function admission(rules: AccessRules, credentials: CredentialVerifier | 
     const access = methods?.[method] ?? methods?.["*"];
     const what = `${service.replace(/^otto\.v1\./, "")}.${method}`;
     if (!access) throw new ConnectError(`${what} cannot be called from outside Otto`, Code.PermissionDenied);
-    if (peer && access.services?.includes(peer.kind)) return { kind: "service", service: peer.kind, name: peer.name };
+    // A call that carries a token is its holder's, even when an Otto process
+    // passes it on (the gateway forwards agents' calls): the certificate
+    // speaks only for the process's own calls.
+    if (!authorization && peer && access.services?.includes(peer.kind)) return { kind: "service", service: peer.kind, name: peer.name };
     if (!authorization) {
       if (access.anyone) return { kind: "anyone" };
       throw new ConnectError(

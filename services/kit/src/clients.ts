@@ -4,20 +4,18 @@ import http from "node:http";
 import https from "node:https";
 import type { DescService } from "@bufbuild/protobuf";
 import { traceClientCalls } from "./tracing-interceptors.ts";
-import type { TransportSecurity } from "./transport-security.ts";
 import { unaryHttpClient } from "./unary-http-client.ts";
 
 const transports = new Map<string, Transport>();
-let tlsOptions: { ca: Buffer; cert?: Buffer; key?: Buffer } | undefined;
+let tlsOptions: { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined;
 let credential: string | undefined;
 
 // Set once at start, before the first call: the CA that servers' certificates
-// must chain to, and whether to present this process's certificate (Otto
-// services do; agents, which run other people's code, do not).
-export function configureClients(security: TransportSecurity, options: { presentCertificate: boolean }): void {
-  if (security.insecure) return;
-  const { ca, cert, key } = security.tls;
-  tlsOptions = options.presentCertificate ? { ca, cert, key } : { ca };
+// must chain to (none: the system's), and the certificate to present (Otto's
+// processes present theirs; agents, which run other people's code, have
+// none and use tokens).
+export function configureClients(tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }): void {
+  tlsOptions = tls;
 }
 
 // The bearer token sent on every call that does not carry its own.

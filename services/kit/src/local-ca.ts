@@ -2,6 +2,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { X509Certificate, randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile } from "node:fs/promises";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { identityUri } from "./peer-identity.ts";
 import { writeFileAtomically } from "./atomic-file.ts";
@@ -25,7 +26,9 @@ export interface CertificateFiles {
 export interface LocalCa {
   dir: string;
   caFile: string;
-  issue(name: string, kind: string): Promise<CertificateFiles>;
+  // `hosts`: names or addresses it must also be valid for, besides this
+  // machine's loopback (a public URL's host).
+  issue(name: string, kind: string, hosts?: string[]): Promise<CertificateFiles>;
 }
 
 export async function ensureLocalCa(dir: string): Promise<LocalCa> {
@@ -59,13 +62,14 @@ export async function ensureLocalCa(dir: string): Promise<LocalCa> {
   return {
     dir,
     caFile,
-    async issue(name, kind) {
+    async issue(name, kind, hosts = []) {
       const certFile = join(dir, `${name}.pem`);
       const keyFile = join(dir, `${name}-key.pem`);
       const existing = await readReusable(certFile, keyFile);
       if (existing) {
         const current = new X509Certificate(existing.certPem);
-        const sameIdentity = current.subjectAltName?.split(", ").includes(`URI:${identityUri(kind, name)}`);
+        const names = current.subjectAltName?.split(", ") ?? [];
+        const sameIdentity = names.includes(`URI:${identityUri(kind, name)}`) && hosts.every((host) => names.includes(sanText(host)));
         if (current.checkIssued(caCert) && current.verify(caCert.publicKey) && sameIdentity) return { cert: certFile, key: keyFile, ca: caFile };
       }
       const keys = await crypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
@@ -86,6 +90,7 @@ export async function ensureLocalCa(dir: string): Promise<LocalCa> {
             { type: "dns", value: "localhost" },
             { type: "ip", value: "127.0.0.1" },
             { type: "ip", value: "::1" },
+            ...hosts.map((host) => ({ type: isIP(host) ? ("ip" as const) : ("dns" as const), value: host })),
             { type: "url", value: identityUri(kind, name) },
           ]),
         ],
@@ -95,6 +100,11 @@ export async function ensureLocalCa(dir: string): Promise<LocalCa> {
       return { cert: certFile, key: keyFile, ca: caFile };
     },
   };
+}
+
+// How Node writes a host in a certificate's subjectAltName.
+function sanText(host: string): string {
+  return isIP(host) ? `IP Address:${host}` : `DNS:${host}`;
 }
 
 async function readReusable(certFile: string, keyFile: string): Promise<{ certPem: string; keyPem: string } | undefined> {

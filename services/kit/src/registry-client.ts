@@ -4,6 +4,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { RegistryService, type Instance } from "@otto/gen/v1/registry_service_pb";
 import { clientFor } from "./clients.ts";
 import type { Logger } from "./log.ts";
+import type { CallOptions, ServiceCaller } from "./service-caller.ts";
 
 export interface Registration {
   instanceId: string;
@@ -20,12 +21,14 @@ export interface RegisterOptions {
 }
 
 // Talks to the registry: keeps this process's lease alive and finds peers.
-export class RegistryClient {
+export class RegistryClient implements ServiceCaller {
   readonly #client: Client<typeof RegistryService>;
   readonly #log: Logger;
   readonly #cache = new Map<string, { at: number; instances: Instance[] }>();
+  readonly #url: string;
 
   constructor(registryUrl: string, log: Logger) {
+    this.#url = registryUrl;
     this.#client = clientFor(RegistryService, registryUrl);
     this.#log = log;
   }
@@ -79,8 +82,10 @@ export class RegistryClient {
     service: string,
     descriptor: S,
     call: (client: Client<S>) => Promise<T>,
-    options: { idempotent?: boolean; retryForMs?: number } = {},
+    options: CallOptions = {},
   ): Promise<T> {
+    // The registry itself is where this client was pointed.
+    if (service === "registry") return call(clientFor(descriptor, this.#url));
     const deadline = Date.now() + (options.retryForMs ?? 0);
     let lastError: unknown;
     for (let round = 0; round < 2 || Date.now() < deadline; round++) {

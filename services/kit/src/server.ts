@@ -5,7 +5,7 @@ import type { TLSSocket } from "node:tls";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { metrics } from "./metrics.ts";
+import { answerProbe } from "./probes.ts";
 import { measureServerCalls } from "./rpc-metrics.ts";
 import { traceServerCalls } from "./tracing-interceptors.ts";
 import { jsonStreamShim } from "./json-stream-shim.ts";
@@ -95,21 +95,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   });
   const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (req.url === "/healthz") return plain(res, 200, "ok\n");
-    if (req.url === "/readyz") return ready ? plain(res, 200, "ready\n") : plain(res, 503, "not ready\n");
-    if (req.url === "/metrics") {
-      metrics.metrics().then(
-        (text) => {
-          res.writeHead(200, { "content-type": metrics.contentType });
-          res.end(text);
-        },
-        (err) => {
-          options.log.warn("could not collect metrics", { err });
-          plain(res, 500, "could not collect metrics\n");
-        },
-      );
-      return;
-    }
+    if (answerProbe(req, res, ready, options.log)) return;
     closeWhenAnsweredUnread(req, res);
     // Without a gate nobody is asked who they are: the body is welcome at once.
     if (!gate) invitations.get(req)?.();
@@ -241,11 +227,6 @@ function binaryParseErrorsAreInvalidArgument(res: http.ServerResponse): void {
     },
   };
   Object.assign(res, patched);
-}
-
-function plain(res: http.ServerResponse, status: number, text: string) {
-  res.writeHead(status, { "content-type": "text/plain" });
-  res.end(text);
 }
 
 // Connect errors pass through; anything else becomes `internal` without the

@@ -62,7 +62,7 @@ export async function serveAndRegister(options: {
 }): Promise<Booted> {
   const { log, config } = options;
   installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>), shutdownDeadlineMs(options.extraShutdownMs));
-  configureClients(config.security, { presentCertificate: options.service !== "agent" });
+  if (!config.security.insecure) configureClients(config.security.tls);
   const registry = new RegistryClient(config.registryUrl, log);
   const routes = (router: ConnectRouter) => options.routes(router, registry);
   const server = await startServer({

@@ -3,11 +3,11 @@
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { createOttoClient, describeRun, followRun, RunState, submit } from "@otto/sdk";
-import { parseArgs } from "./args.ts";
+import { argsOrExit } from "./args.ts";
 import { storageFromEnv } from "./storage-env.ts";
 import { repoRoot, startSystem, stopOnSignals } from "./system.ts";
 
-const args = parseArgs(process.argv.slice(2), { ...process.env, OTTO_GATEWAY_PORT: process.env.OTTO_GATEWAY_PORT ?? "0" });
+const args = argsOrExit("npm run demo -- [FLAGS] [PIPELINE_FILE]", process.argv.slice(2), { ...process.env, OTTO_GATEWAY_PORT: process.env.OTTO_GATEWAY_PORT ?? "0" }, { positional: 1 });
 const file = args.rest[0] ?? join(repoRoot, "examples", "hello.otto.yml");
 const say = (text: string) => process.stdout.write(text + "\n");
 
@@ -17,6 +17,8 @@ const system = await startSystem({
   coordinators: args.coordinators,
   agents: args.agents,
   gatewayPort: args.port,
+  publicUrl: args.publicUrl,
+  gatewayListen: args.listen,
   logMode: "quiet",
   logFile: join(args.dataDir, "demo.log"),
   insecure: args.insecure,

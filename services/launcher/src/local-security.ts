@@ -13,8 +13,9 @@ import type { Scope } from "@otto/kit/caller";
 export interface LocalCertificates {
   ca: LocalCa;
   secretsKeyFile: string;
-  // Environment for a process of this name and kind: its certificate and the CA.
-  envFor(name: string, kind: string): Promise<Record<string, string>>;
+  // Environment for a process of this name and kind: its certificate (valid
+  // for `hosts` too) and the CA.
+  envFor(name: string, kind: string, hosts?: string[]): Promise<Record<string, string>>;
 }
 
 export async function prepareLocalSecurity(dataDir: string): Promise<LocalCertificates> {
@@ -22,8 +23,8 @@ export async function prepareLocalSecurity(dataDir: string): Promise<LocalCertif
   return {
     ca,
     secretsKeyFile: join(dataDir, "secrets.key"),
-    async envFor(name, kind) {
-      const files = await ca.issue(name, kind);
+    async envFor(name, kind, hosts) {
+      const files = await ca.issue(name, kind, hosts);
       return { OTTO_TLS_CERT: files.cert, OTTO_TLS_KEY: files.key, OTTO_TLS_CA: files.ca };
     },
   };

@@ -1,11 +1,10 @@
 // `npm start`: Otto on this machine until Ctrl-C.
-import { parseArgs } from "./args.ts";
+import { argsOrExit } from "./args.ts";
 import { storageFromEnv } from "./storage-env.ts";
 import { retentionEnv, startSystem, stopOnSignals } from "./system.ts";
 
-let args;
+const args = argsOrExit("npm start -- [FLAGS]", process.argv.slice(2), process.env);
 try {
-  args = parseArgs(process.argv.slice(2), process.env);
   retentionEnv(process.env);
 } catch (err) {
   process.stderr.write(`otto launcher: ${(err as Error).message}\n`);
@@ -16,6 +15,8 @@ const system = await startSystem({
   coordinators: args.coordinators,
   agents: args.agents,
   gatewayPort: args.port,
+  publicUrl: args.publicUrl,
+  gatewayListen: args.listen,
   logMode: args.logMode,
   insecure: args.insecure,
   ...storageFromEnv(process.env),

@@ -9,6 +9,7 @@ export function storageFromEnv(env: Record<string, string | undefined>): Pick<Sy
         accessKey: env.OTTO_S3_ACCESS_KEY ?? "",
         secretKey: env.OTTO_S3_SECRET_KEY ?? "",
         bucket: env.OTTO_S3_BUCKET ?? "otto",
+        publicEndpoint: env.OTTO_S3_PUBLIC_ENDPOINT || undefined,
       }
     : undefined;
   return { databaseUrl: env.DATABASE_URL || undefined, s3 };

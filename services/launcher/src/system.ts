@@ -16,6 +16,8 @@ const entry = (service: string) => join(repoRoot, "services", service, "src", "m
 
 export interface S3Settings {
   endpoint: string;
+  // Where agents on other machines reach it (presigned URLs), if not `endpoint`.
+  publicEndpoint?: string;
   accessKey: string;
   secretKey: string;
   bucket: string;
@@ -29,6 +31,11 @@ export interface SystemOptions {
   // The agents' labels: the same for all, or per agent (from 1).
   agentLabels?: string[] | ((agent: number) => string[]);
   gatewayPort?: number;
+  // The gateway's URL as others reach it (its host goes into the gateway's
+  // certificate, and the gateway binds it unless `gatewayListen` says
+  // otherwise); without it, https://127.0.0.1:PORT.
+  publicUrl?: string;
+  gatewayListen?: string;
   logMode?: LogMode;
   logFile?: string;
   // Existing services; without them an embedded Postgres and s3rver start.
@@ -65,6 +72,12 @@ export interface OttoSystem {
   stop(): Promise<void>;
 }
 
+// A URL of a server on this machine as this machine reaches it: one bound to
+// every address (0.0.0.0, ::) is reached on loopback.
+function fromThisMachine(url: string): string {
+  return url.replace(/\/\/(0\.0\.0\.0|\[::\]|::)(?=:)/, "//127.0.0.1");
+}
+
 // Brings up a whole Otto: storage if none is given, then the registry, then
 // every other process, each registered with the registry under its address.
 export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
@@ -87,8 +100,12 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       storage.push({ name: "postgres", pid: db.pid, url: db.url.replace(/:[^:@/]*@/, "@") });
     }
     let s3 = options.s3;
+    // With a public URL, the gateway (and the development S3, whose presigned
+    // URLs agents on other machines use) binds its host or --listen's.
+    const publicHost = options.publicUrl ? new URL(options.publicUrl).hostname.replace(/^\[(.*)\]$/, "$1") : undefined;
+    const bindHost = options.gatewayListen ?? publicHost;
     const common: Record<string, string> = { OTTO_LOG_LEVEL: process.env.OTTO_LOG_LEVEL ?? "info", ...options.env };
-    let certificates = async (_name: string, _kind: string): Promise<Record<string, string>> => ({});
+    let certificates = async (_name: string, _kind: string, _hosts?: string[]): Promise<Record<string, string>> => ({});
     let tokens: { adminToken: string; adminTokenFile: string; joinToken: string } | undefined;
     let caFile: string | undefined;
     let secretsKeyFile: string | undefined;
@@ -111,12 +128,14 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       await mkdir(directory, { recursive: true, mode: 0o700 });
       await chmod(directory, 0o700);
       const keys = await ensureS3Credentials(dataDir);
-      const endpoint = await supervisor.start({
+      const bound = await supervisor.start({
         name: "s3",
         entry: join(repoRoot, "services/launcher/src/s3-dev-server.ts"),
-        env: { ...common, OTTO_S3_DIR: directory, OTTO_S3_ACCESS_KEY: keys.accessKey, OTTO_S3_SECRET_KEY: keys.secretKey },
+        env: { ...common, OTTO_S3_DIR: directory, OTTO_S3_ACCESS_KEY: keys.accessKey, OTTO_S3_SECRET_KEY: keys.secretKey, ...(bindHost ? { OTTO_HOST: bindHost } : {}) },
       });
-      s3 = { endpoint, ...keys, bucket: "otto" };
+      const endpoint = fromThisMachine(bound);
+      const publicEndpoint = publicHost ? `http://${publicHost.includes(":") ? `[${publicHost}]` : publicHost}:${new URL(bound).port}` : undefined;
+      s3 = { endpoint, publicEndpoint, ...keys, bucket: "otto" };
     }
     const registryUrl = await supervisor.start({
       name: "registry",
@@ -137,6 +156,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
           ...(await certificates("objects", "objects")),
           DATABASE_URL: databaseUrl,
           OTTO_S3_ENDPOINT: s3.endpoint,
+          ...(s3.publicEndpoint ? { OTTO_S3_PUBLIC_ENDPOINT: s3.publicEndpoint } : {}),
           OTTO_S3_ACCESS_KEY: s3.accessKey,
           OTTO_S3_SECRET_KEY: s3.secretKey,
           OTTO_S3_BUCKET: s3.bucket,
@@ -153,30 +173,37 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       if (secretsKeyFile) env.OTTO_SECRETS_KEY_FILE = secretsKeyFile;
       starts.push(supervisor.start({ name: `coordinator-${i}`, entry: entry("coordinator"), env }));
     }
+    await Promise.all(starts);
+    const gatewayEnv: Record<string, string> = { ...withRegistry, ...(await certificates("gateway", "gateway", publicHost ? [publicHost] : [])), DATABASE_URL: databaseUrl };
+    if (bindHost) gatewayEnv.OTTO_HOST = bindHost;
+    const publicPort = options.publicUrl ? new URL(options.publicUrl).port : "";
+    const gatewayPort = publicPort ? Number(publicPort) : options.publicUrl ? (options.insecure ? 80 : 443) : (options.gatewayPort ?? 7670);
+    const boundUrl = await supervisor.start({ name: "gateway", entry: entry("gateway"), env: gatewayEnv }, gatewayPort);
+    const gatewayUrl = options.publicUrl ? new URL(options.publicUrl).origin : boundUrl;
+    // Agents reach Otto as agents on other machines do: through the
+    // gateway's URL alone.
+    const agentStarts: Promise<string>[] = [];
     for (let i = 1; i <= (options.agents ?? 1); i++) {
       const env: Record<string, string> = {
         // When the whole system stops, agents hand their tasks back at once,
         // and those run again when it starts next.
         OTTO_AGENT_ON_STOP: process.env.OTTO_AGENT_ON_STOP || "hand-back",
-        ...withRegistry,
+        ...common,
+        OTTO_URL: fromThisMachine(boundUrl),
         OTTO_AGENT_ID: `agent-${i}`,
         OTTO_AGENT_SLOTS: String(options.agentSlots ?? 2),
         OTTO_AGENT_WORK_DIR: join(dataDir, "agents", `agent-${i}`),
-        ...(await certificates(`agent-${i}`, "agent")),
       };
+      if (caFile) env.OTTO_CA_FILE = caFile;
       if (tokens) {
         env.OTTO_AGENT_JOIN_TOKEN = tokens.joinToken;
         env.OTTO_AGENT_CREDENTIAL_FILE = join(dataDir, "agents", `agent-${i}.credential`);
       }
       const labels = typeof options.agentLabels === "function" ? options.agentLabels(i) : options.agentLabels;
       if (labels) env.OTTO_AGENT_LABELS = labels.join(",");
-      starts.push(supervisor.start({ name: `agent-${i}`, entry: entry("agent"), env, withhold: storageCredential }));
+      agentStarts.push(supervisor.start({ name: `agent-${i}`, entry: entry("agent"), env, withhold: storageCredential }));
     }
-    await Promise.all(starts);
-    const gatewayUrl = await supervisor.start(
-      { name: "gateway", entry: entry("gateway"), env: { ...withRegistry, ...(await certificates("gateway", "gateway")), DATABASE_URL: databaseUrl } },
-      options.gatewayPort ?? 7670,
-    );
+    await Promise.all(agentStarts);
     const processesFile = join(dataDir, "processes.json");
     // One write at a time, each to a temporary file renamed into place, so
     // readers never see a half-written file.

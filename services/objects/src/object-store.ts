@@ -7,6 +7,9 @@ import { isNetworkError, repeatable } from "@otto/kit/retryable";
 
 export interface S3Config {
   endpoint: string;
+  // Where agents reach the same storage, for the presigned URLs they are
+  // given, when that is not `endpoint` (agents on other machines).
+  publicEndpoint?: string;
   accessKey: string;
   secretKey: string;
   bucket: string;
@@ -19,6 +22,7 @@ export interface S3Config {
 export function readS3Config(env: Record<string, string | undefined>): S3Config {
   return {
     endpoint: readString(env, "OTTO_S3_ENDPOINT"),
+    publicEndpoint: readString(env, "OTTO_S3_PUBLIC_ENDPOINT", readString(env, "OTTO_S3_ENDPOINT")),
     accessKey: readString(env, "OTTO_S3_ACCESS_KEY"),
     secretKey: readString(env, "OTTO_S3_SECRET_KEY"),
     bucket: readString(env, "OTTO_S3_BUCKET", "otto"),
@@ -29,32 +33,40 @@ export function readS3Config(env: Record<string, string | undefined>): S3Config 
 
 const partBytes = 8 * 1024 * 1024;
 
+function s3Client(endpoint: string, config: S3Config): Client {
+  const url = new URL(endpoint);
+  const protocol = url.protocol === "https:" ? https : http;
+  return new Client({
+    transport: {
+      request(options: http.RequestOptions, onResponse: (res: http.IncomingMessage) => void) {
+        const req = protocol.request(options, onResponse);
+        req.setTimeout(config.idleTimeoutMs, () => req.destroy(new Error(`object storage sent nothing for ${config.idleTimeoutMs} ms`)));
+        return req;
+      },
+    } as typeof http,
+    endPoint: url.hostname,
+    port: Number(url.port || (url.protocol === "https:" ? 443 : 80)),
+    useSSL: url.protocol === "https:",
+    accessKey: config.accessKey,
+    secretKey: config.secretKey,
+    region: config.region,
+    pathStyle: true,
+    // What a streamed upload holds in memory at once.
+    partSize: partBytes,
+  });
+}
+
 // The few object operations Otto needs, over the S3 protocol.
 export class ObjectStore {
   readonly #client: Client;
+  // Signs URLs for the public endpoint (signing needs no request).
+  readonly #presigner: Client;
   readonly bucket: string;
 
   constructor(config: S3Config) {
-    const url = new URL(config.endpoint);
-    const protocol = url.protocol === "https:" ? https : http;
-    this.#client = new Client({
-      transport: {
-        request(options: http.RequestOptions, onResponse: (res: http.IncomingMessage) => void) {
-          const req = protocol.request(options, onResponse);
-          req.setTimeout(config.idleTimeoutMs, () => req.destroy(new Error(`object storage sent nothing for ${config.idleTimeoutMs} ms`)));
-          return req;
-        },
-      } as typeof http,
-      endPoint: url.hostname,
-      port: Number(url.port || (url.protocol === "https:" ? 443 : 80)),
-      useSSL: url.protocol === "https:",
-      accessKey: config.accessKey,
-      secretKey: config.secretKey,
-      region: config.region,
-      pathStyle: true,
-      // What a streamed upload holds in memory at once.
-      partSize: partBytes,
-    });
+    this.#client = s3Client(config.endpoint, config);
+    const publicEndpoint = config.publicEndpoint ?? config.endpoint;
+    this.#presigner = publicEndpoint === config.endpoint ? this.#client : s3Client(publicEndpoint, config);
     this.bucket = config.bucket;
   }
 
@@ -87,11 +99,11 @@ export class ObjectStore {
   }
 
   presignedPut(key: string, expirySeconds: number): Promise<string> {
-    return this.#client.presignedPutObject(this.bucket, key, expirySeconds);
+    return this.#presigner.presignedPutObject(this.bucket, key, expirySeconds);
   }
 
   presignedGet(key: string, expirySeconds: number): Promise<string> {
-    return this.#client.presignedGetObject(this.bucket, key, expirySeconds);
+    return this.#presigner.presignedGetObject(this.bucket, key, expirySeconds);
   }
 
   // Deletes the objects under `keys`, a thousand per request; a key with no
