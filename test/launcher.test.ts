@@ -283,6 +283,54 @@ describe("the launcher", () => {
     assert.deepEqual(await groupMembers(launcher.pid), [], "nothing is left in the launcher's process group");
   });
 
+  it("Ctrl-C at any moment of start-up stops everything started so far, the embedded Postgres too, and the next start comes up", { timeout: 300_000 }, async () => {
+    const dir = await tempDir();
+    const dataDir = join(dir, "data");
+    const postgresOf = async () => {
+      const found: string[] = [];
+      for (const entry of await readdir("/proc")) {
+        if (!/^\d+$/.test(entry)) continue;
+        const cmdline = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0").join(" ");
+        if (cmdline.includes(join(dataDir, "postgres")) && /postgres/.test(cmdline)) found.push(`${entry} ${cmdline}`);
+      }
+      return found;
+    };
+    for (const moment of [/starting embedded PostgreSQL/, /registry.*listening/, /coordinator-1.*listening/]) {
+      const launcher = launch(mainScript, ["--port", "0", "--data-dir", dataDir], dataDir);
+      await launcher.waitForOutput(moment);
+      launcher.proc.kill("SIGINT");
+      const exit = await within(`the launcher to exit after SIGINT at ${moment}`, 60_000, launcher.exited);
+      assert.deepEqual(exit, { code: 130, signal: null }, launcher.tail());
+      assert.match(launcher.stderr, /SIGINT during start-up: everything started so far is stopped/);
+      assert.deepEqual(await groupMembers(launcher.pid), [], `nothing is left in the launcher's process group after SIGINT at ${moment}`);
+      assert.deepEqual(await postgresOf(), [], `no Postgres is left after SIGINT at ${moment}`);
+    }
+    const again = launch(mainScript, ["--port", "0", "--data-dir", dataDir], dataDir);
+    await again.waitForOutput(/Otto gateway: https:/);
+    again.proc.kill("SIGINT");
+    assert.deepEqual(await within("the launcher to stop", 60_000, again.exited), { code: 0, signal: null }, again.tail());
+    assert.deepEqual(await postgresOf(), []);
+  });
+
+  it("a Postgres left running by a launcher killed with -9 is stopped by the next start, which comes up", { timeout: 300_000 }, async () => {
+    const dir = await tempDir();
+    const dataDir = join(dir, "data");
+    const first = launch(mainScript, ["--port", "0", "--data-dir", dataDir], dataDir);
+    await first.waitForOutput(/Otto gateway: https:/);
+    const postgres = find(await first.processes(), "postgres");
+    assert.ok(postgres?.pid && isAlive(postgres.pid), "the embedded Postgres runs");
+    process.kill(-first.pid, "SIGKILL");
+    await within("the killed launcher to be reaped", 30_000, first.exited);
+    assert.ok(isAlive(postgres.pid), "its Postgres, in a process group of its own, outlived it");
+    const second = launch(mainScript, ["--port", "0", "--data-dir", dataDir], dataDir);
+    await second.waitForOutput(/Otto gateway: https:/);
+    assert.equal(isAlive(postgres.pid), false, "the leftover Postgres was stopped");
+    const now = find(await second.processes(), "postgres");
+    assert.ok(now?.pid && now.pid !== postgres.pid && isAlive(now.pid), "a new one runs");
+    second.proc.kill("SIGINT");
+    assert.deepEqual(await within("the launcher to stop", 60_000, second.exited), { code: 0, signal: null }, second.tail());
+  });
+
   describe("rejects bad flags before starting anything", () => {
     const cases: Array<{ args: string[]; env?: Record<string, string>; message: RegExp }> = [
       { args: ["--agents", "0"], message: /--agents must be an integer >= 1, got "0"/ },

@@ -7,52 +7,16 @@
 // entry bundles from node_modules without Node built-ins.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join } from "node:path";
+import { basename, join } from "node:path";
 import { build } from "esbuild";
 import { RunState } from "@otto/sdk";
 import { startTestOtto, type TestOtto } from "./helpers/otto.ts";
+import { installedProject, pack, run, succeeded, userEnv } from "./helpers/outside-project.ts";
 
 const repoRoot = join(import.meta.dirname, "..");
 const packages = ["@otto/gen", "@otto/contracts", "@otto/sdk"];
-
-interface Outcome {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"], timeout: 180_000 });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function succeeded(what: string, outcome: Outcome): Outcome {
-  assert.equal(outcome.code, 0, `${what} failed:\n${outcome.stdout}\n${outcome.stderr}`);
-  return outcome;
-}
-
-// What a user's shell has: no NODE_OPTIONS or npm settings of this
-// repository's scripts (its source condition would point at files the
-// tarballs do not ship).
-function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (name === "NODE_OPTIONS" || /^npm_/i.test(name) || name.startsWith("OTTO_")) continue;
-    env[name] = value;
-  }
-  env.PATH = [dirname(process.execPath), "/usr/local/bin", "/usr/bin", "/bin"].join(delimiter);
-  return { ...env, ...extra };
-}
 
 const consumerMjs = `
 import { createOttoClient, followLogs, pipeline, runStateName, submitAndWait } from "@otto/sdk";
@@ -86,8 +50,6 @@ describe("the packed SDK in a project outside the repository", () => {
   let env: NodeJS.ProcessEnv;
 
   before(async () => {
-    packs = await mkdtemp(join(tmpdir(), "otto-packs-"));
-    project = await mkdtemp(join(tmpdir(), "otto-consumer-"));
     node22 = await mkdtemp(join(tmpdir(), "otto-node22-"));
     otto = await startTestOtto();
     assert.ok(otto.adminToken && otto.caFile, "the test Otto has an admin token and a CA");
@@ -100,20 +62,15 @@ describe("the packed SDK in a project outside the repository", () => {
   });
 
   it("packs, installs with a plain npm install, and runs with no build step", async () => {
-    succeeded("npm pack", await run("npm", ["pack", ...packages.flatMap((name) => ["-w", name]), "--pack-destination", packs], { cwd: repoRoot, env: userEnv() }));
-    const tarballs = (await readdir(packs)).filter((name) => name.endsWith(".tgz")).sort();
-    assert.deepEqual(tarballs, ["otto-contracts-0.1.0.tgz", "otto-gen-0.1.0.tgz", "otto-sdk-0.1.0.tgz"]);
-    for (const tarball of tarballs) {
-      const listing = succeeded(`tar ${tarball}`, await run("tar", ["tzf", join(packs, tarball)], { cwd: packs, env: userEnv() })).stdout.trim().split("\n");
+    const made = await pack(packages);
+    packs = made.dir;
+    assert.deepEqual(made.tarballs.map((t) => basename(t)), ["otto-contracts-0.1.0.tgz", "otto-gen-0.1.0.tgz", "otto-sdk-0.1.0.tgz"]);
+    for (const tarball of made.tarballs) {
+      const listing = succeeded(`tar ${tarball}`, await run("tar", ["tzf", tarball], { cwd: packs, env: userEnv() })).stdout.trim().split("\n");
       const strays = listing.filter((path) => !/^package\/(package\.json|(dist|bin)\/.+\.(js|d\.ts))$/.test(path) && !/^package\/README/.test(path));
-      assert.deepEqual(strays, [], `${tarball} ships compiled modules and declarations only`);
+      assert.deepEqual(strays, [], `${basename(tarball)} ships compiled modules and declarations only`);
     }
-
-    await writeFile(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
-    succeeded(
-      "npm install",
-      await run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", ...tarballs.map((tarball) => join(packs, tarball))], { cwd: project, env }),
-    );
+    project = await installedProject(made.tarballs, env);
     await writeFile(join(project, "consumer.mjs"), consumerMjs);
 
     const on24 = succeeded("the consumer on Node 24", await run(process.execPath, ["consumer.mjs"], { cwd: project, env }));

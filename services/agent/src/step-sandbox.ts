@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,8 +19,10 @@ export const sandboxPath = `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
 // The otto CLI and the Node that runs it, for steps to call Otto with: the
-// code only (never the data directory, which may sit in the checkout).
+// code only (never the data directory, which may sit in the checkout). An
+// agent installed from its package (no checkout around it) offers none.
 export function ottoCliExposure(nodeBinary = process.execPath): SandboxSettings["expose"] {
+  if (!existsSync(join(repoRoot, "sdk/src/cli.ts"))) return [];
   const inside = (path: string) => join(sandboxPaths.otto, path);
   return [
     ...["package.json", "gen", "contracts", "sdk", "services", "node_modules"].map((path) => ({ from: join(repoRoot, path), to: inside(path) })),

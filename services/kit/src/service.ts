@@ -1,5 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { readInt, readString } from "./config.ts";
+import { readListenAddress, type ListenAddress } from "./listen-address.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RegistryClient, type Registration } from "./registry-client.ts";
 import { startServer, type RunningServer } from "./server.ts";
@@ -8,9 +9,7 @@ import type { AccessRules, CredentialVerifier } from "./authorize.ts";
 import { readTransportSecurity, type TransportSecurity } from "./transport-security.ts";
 import { draining, installSignalHandlers, onShutdown, shutdownDeadlineMs } from "./shutdown.ts";
 
-export interface CommonConfig {
-  host: string;
-  port: number;
+export interface CommonConfig extends ListenAddress {
   registryUrl: string;
   security: TransportSecurity;
   maxBodiesPerCaller: number;
@@ -19,8 +18,7 @@ export interface CommonConfig {
 
 export function readCommonConfig(env: Record<string, string | undefined>, defaultPort = 0): CommonConfig {
   return {
-    host: readString(env, "OTTO_HOST", "127.0.0.1"),
-    port: readInt(env, "OTTO_PORT", defaultPort),
+    ...readListenAddress(env, defaultPort),
     registryUrl: readString(env, "OTTO_REGISTRY_URL"),
     security: readTransportSecurity(env),
     ...readBodyLimits(env),
@@ -80,7 +78,7 @@ export async function serveAndRegister(options: {
   const registration = await retry(() =>
     registry.register({
       service: options.service,
-      url: server.url,
+      url: config.advertiseUrl ?? server.url,
       labels: options.labels,
       slots: options.slots,
       instanceId: options.instanceId,
@@ -90,7 +88,7 @@ export async function serveAndRegister(options: {
   // The moment shutdown begins, /readyz answers 503 while the process drains.
   draining.addEventListener("abort", () => server.setReady(false));
   server.setReady(true);
-  log.info("listening", { url: server.url, instance_id: registration.instanceId });
+  log.info("listening", { url: server.url, advertised: config.advertiseUrl, instance_id: registration.instanceId });
   return { log, server, registry, registration };
 }
 

@@ -185,6 +185,12 @@ export class Supervisor extends EventEmitter {
     return this.#children.get(name)?.process?.pid;
   }
 
+  // Stops one child for good: it is not started again.
+  stop(name: string, deadlineMs = 10_000): Promise<void> {
+    const child = this.#children.get(name);
+    return child ? this.#stopChild(child, deadlineMs) : Promise.resolve();
+  }
+
   // Stops children in the reverse order of their start, one kind at a time
   // (all agents together, then all coordinators, ...), so that those still
   // running can take what the stopping ones hand over: SIGTERM, then SIGKILL

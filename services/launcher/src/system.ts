@@ -44,19 +44,8 @@ export interface SystemOptions {
   env?: Record<string, string>;
   // Plain HTTP and no authentication (OTTO_INSECURE=1 / --insecure).
   insecure?: boolean;
-}
-
-// Ctrl-C or SIGTERM stops every process in order; a second signal exits at once.
-export function stopOnSignals(system: { stop(): Promise<void>; supervisor: Supervisor }, exitCode = 0): void {
-  let stopping = false;
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.on(signal, () => {
-      if (stopping) process.exit(130);
-      stopping = true;
-      system.supervisor.log(`${signal}: stopping every process`);
-      void system.stop().then(() => process.exit(exitCode));
-    });
-  }
+  // Once aborted, the start ends after its current step and undoes the rest.
+  signal?: AbortSignal;
 }
 
 export interface OttoSystem {
@@ -89,7 +78,10 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     await supervisor.stopAll();
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   };
+  // Between the steps of the start: a stop asked for meanwhile ends it here.
+  const checkpoint = () => options.signal?.throwIfAborted();
   try {
+    checkpoint();
     let databaseUrl = options.databaseUrl;
     const storage: Array<{ name: string; pid: number | undefined; url: string }> = [];
     if (!databaseUrl) {
@@ -97,6 +89,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       const db = await retry(async () => startEmbeddedPostgres(join(dataDir, "postgres"), await freePort()), 3, 0);
       cleanups.push(() => db.stop());
       databaseUrl = db.url;
+      checkpoint();
       storage.push({ name: "postgres", pid: db.pid, url: db.url.replace(/:[^:@/]*@/, "@") });
     }
     let s3 = options.s3;
@@ -121,6 +114,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       secretsKeyFile = security.secretsKeyFile;
       await createSecretKeyFile(secretsKeyFile);
       tokens = await ensureLocalTokens(dataDir, databaseUrl);
+      checkpoint();
     }
     if (!s3) {
       // The stored artifacts and logs themselves: for the s3 process's eyes only.
@@ -136,12 +130,14 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       const endpoint = fromThisMachine(bound);
       const publicEndpoint = publicHost ? `http://${publicHost.includes(":") ? `[${publicHost}]` : publicHost}:${new URL(bound).port}` : undefined;
       s3 = { endpoint, publicEndpoint, ...keys, bucket: "otto" };
+      checkpoint();
     }
     const registryUrl = await supervisor.start({
       name: "registry",
       entry: entry("registry"),
       env: { ...common, ...(await certificates("registry", "registry")), DATABASE_URL: databaseUrl },
     });
+    checkpoint();
     const withRegistry = { ...common, OTTO_REGISTRY_URL: registryUrl };
     // Coordinators sweep what retention expired (and have the objects
     // service delete it from storage).
@@ -174,12 +170,18 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       starts.push(supervisor.start({ name: `coordinator-${i}`, entry: entry("coordinator"), env }));
     }
     await Promise.all(starts);
+    checkpoint();
     const gatewayEnv: Record<string, string> = { ...withRegistry, ...(await certificates("gateway", "gateway", publicHost ? [publicHost] : [])), DATABASE_URL: databaseUrl };
     if (bindHost) gatewayEnv.OTTO_HOST = bindHost;
     const publicPort = options.publicUrl ? new URL(options.publicUrl).port : "";
     const gatewayPort = publicPort ? Number(publicPort) : options.publicUrl ? (options.insecure ? 80 : 443) : (options.gatewayPort ?? 7670);
+    if (bindHost === "0.0.0.0" || bindHost === "::") {
+      if (gatewayPort === 0) throw new Error(`the gateway binds every address (${bindHost}) on a port yet to be chosen: give --port or a --public-url with a port`);
+      gatewayEnv.OTTO_ADVERTISE_URL = `${options.insecure ? "http" : "https"}://127.0.0.1:${gatewayPort}`;
+    }
     const boundUrl = await supervisor.start({ name: "gateway", entry: entry("gateway"), env: gatewayEnv }, gatewayPort);
     const gatewayUrl = options.publicUrl ? new URL(options.publicUrl).origin : boundUrl;
+    checkpoint();
     // Agents reach Otto as agents on other machines do: through the
     // gateway's URL alone.
     const agentStarts: Promise<string>[] = [];
@@ -204,6 +206,7 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
       agentStarts.push(supervisor.start({ name: `agent-${i}`, entry: entry("agent"), env, withhold: storageCredential }));
     }
     await Promise.all(agentStarts);
+    checkpoint();
     const processesFile = join(dataDir, "processes.json");
     // One write at a time, each to a temporary file renamed into place, so
     // readers never see a half-written file.

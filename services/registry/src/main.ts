@@ -1,5 +1,6 @@
 import { startTelemetry } from "@otto/kit/telemetry";
-import { loadConfig, readInt, readString } from "@otto/kit/config";
+import { loadConfig, readString } from "@otto/kit/config";
+import { readListenAddress } from "@otto/kit/listen-address";
 import { createPool, migrate } from "@otto/kit/db";
 import { startServer } from "@otto/kit/server";
 import { installSignalHandlers, onShutdown } from "@otto/kit/shutdown";
@@ -16,8 +17,7 @@ import { registryRoutes } from "./routes.ts";
 await startTelemetry("registry");
 
 const config = loadConfig("registry", (env) => ({
-  host: readString(env, "OTTO_HOST", "127.0.0.1"),
-  port: readInt(env, "OTTO_PORT", 7671),
+  ...readListenAddress(env, 7671),
   databaseUrl: readString(env, "DATABASE_URL"),
   security: readTransportSecurity(env),
   ...readBodyLimits(env),
