@@ -4,9 +4,9 @@ import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { createOttoClient, describeRun, followRun, RunState, submit } from "@otto/sdk";
 import { argsOrExit } from "./args.ts";
-import { storageFromEnv } from "./storage-env.ts";
-import { repoRoot, startSystem, type OttoSystem } from "./system.ts";
-import { StopSignals, exitAfterFailedStart } from "./stop-signals.ts";
+import { repoRoot } from "./system.ts";
+import { StopSignals } from "./stop-signals.ts";
+import { startFromArgs } from "./start-from-args.ts";
 
 const args = argsOrExit("npm run demo -- [FLAGS] [PIPELINE_FILE]", process.argv.slice(2), { ...process.env, OTTO_GATEWAY_PORT: process.env.OTTO_GATEWAY_PORT ?? "0" }, { positional: 1 });
 const file = args.rest[0] ?? join(repoRoot, "examples", "hello.otto.yml");
@@ -14,25 +14,7 @@ const say = (text: string) => process.stdout.write(text + "\n");
 
 say("starting Otto (embedded Postgres and S3 unless DATABASE_URL / OTTO_S3_ENDPOINT are set)...");
 const signals = new StopSignals(say, 130);
-let system: OttoSystem;
-try {
-  system = await startSystem({
-    dataDir: args.dataDir,
-    coordinators: args.coordinators,
-    agents: args.agents,
-    gatewayPort: args.port,
-    publicUrl: args.publicUrl,
-    gatewayListen: args.listen,
-    logMode: "quiet",
-    logFile: join(args.dataDir, "demo.log"),
-    insecure: args.insecure,
-    ...storageFromEnv(process.env),
-    signal: signals.signal,
-  });
-} catch (err) {
-  exitAfterFailedStart(err);
-}
-signals.up(system);
+const system = await startFromArgs(args, signals, { logMode: "quiet", logFile: join(args.dataDir, "demo.log") });
 let exitCode = 1;
 try {
   say(`Otto is up: gateway ${system.gatewayUrl}`);

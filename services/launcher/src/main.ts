@@ -1,8 +1,8 @@
 // `npm start`: Otto on this machine until Ctrl-C.
 import { argsOrExit } from "./args.ts";
-import { storageFromEnv } from "./storage-env.ts";
-import { retentionEnv, startSystem, type OttoSystem } from "./system.ts";
-import { StopSignals, exitAfterFailedStart } from "./stop-signals.ts";
+import { retentionEnv } from "./system.ts";
+import { StopSignals } from "./stop-signals.ts";
+import { startFromArgs } from "./start-from-args.ts";
 
 const args = argsOrExit("npm start -- [FLAGS]", process.argv.slice(2), process.env);
 try {
@@ -12,24 +12,7 @@ try {
   process.exit(2);
 }
 const signals = new StopSignals((text) => process.stdout.write(`launcher: ${text}\n`));
-let system: OttoSystem;
-try {
-  system = await startSystem({
-    dataDir: args.dataDir,
-    coordinators: args.coordinators,
-    agents: args.agents,
-    gatewayPort: args.port,
-    publicUrl: args.publicUrl,
-    gatewayListen: args.listen,
-    logMode: args.logMode,
-    insecure: args.insecure,
-    ...storageFromEnv(process.env),
-    signal: signals.signal,
-  });
-} catch (err) {
-  exitAfterFailedStart(err);
-}
-signals.up(system);
+const system = await startFromArgs(args, signals, { logMode: args.logMode });
 system.supervisor.log(`Otto is up: gateway ${system.gatewayUrl} (processes in ${system.processesFile}); Ctrl-C stops it`);
 process.stdout.write(`\nOtto gateway: ${system.gatewayUrl}\n`);
 if (system.adminTokenFile && system.caFile) {

@@ -33,14 +33,3 @@ export class Interrupted extends Error {
     super(`${signal} during start-up: everything started so far is stopped`);
   }
 }
-
-// Ends the process after a start that did not finish: interrupted (130), or
-// failed (1), saying why in a line rather than with a stack.
-export function exitAfterFailedStart(err: unknown): never {
-  if (err instanceof Interrupted) {
-    process.stderr.write(`otto launcher: ${err.message}\n`);
-    process.exit(130);
-  }
-  process.stderr.write(`otto launcher: Otto could not start: ${(err as Error).message ?? String(err)}\n`);
-  process.exit(1);
-}
