@@ -6,6 +6,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { commitWith, inTransaction } from "@otto/kit/db";
+import { isRetryable } from "@otto/kit/retryable";
 import { startEngineDb, type EngineDb } from "./helpers/engine-db.ts";
 
 let db: EngineDb;
@@ -98,4 +99,22 @@ test("a statement after the one that committed is refused, the committed work st
   );
   assert.equal(await exists(id), true);
   assert.equal(await inTransaction(db.pool, async (client) => (await client.query("SELECT count(*)::int AS n FROM public.tx_probe WHERE id = $1", [id])).rows[0].n), 1);
+});
+
+test("a transaction whose session Postgres ended before its COMMIT took no effect, and says it may be tried again", async () => {
+  const id = randomUUID();
+  let caught: unknown;
+  await inTransaction(db.pool, async (client) => {
+    await client.query("INSERT INTO public.tx_probe (id, n) VALUES ($1, 1)", [id]);
+    const { rows } = await client.query("SELECT pg_backend_pid() AS pid");
+    // As when this process was stopped for longer than Postgres keeps a
+    // session idle in a transaction: the session ends under it.
+    const ended = new Promise((resolve) => client.once("end", resolve));
+    client.on("error", () => {});
+    await db.pool.query("SELECT pg_terminate_backend($1)", [rows[0].pid]);
+    await ended;
+  }).catch((err) => (caught = err));
+  assert.match(String((caught as Error)?.message), /not queryable/, "the COMMIT was never sent");
+  assert.equal(isRetryable(caught), true);
+  assert.equal(await exists(id), false);
 });

@@ -192,9 +192,12 @@ function connected(pool: pg.Pool): Promise<pg.PoolClient> {
 }
 
 // The statement never reached Postgres: writing it failed, the peer having
-// closed the connection already.
+// closed the connection already, or the client refused to send it, knowing
+// its connection broken or closed (a session Postgres ended while this
+// process was stopped, say).
 function neverSent(err: unknown): boolean {
-  return (err as { code?: unknown } | null)?.code === "EPIPE";
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  return code === "EPIPE" || (typeof message === "string" && / and is not queryable$/.test(message));
 }
 
 // Runs `work` in a transaction; one that Postgres aborted to break a
