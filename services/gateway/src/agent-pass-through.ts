@@ -25,6 +25,24 @@ const passedOn: Array<{ descriptor: DescService; to: string; access: Record<stri
   },
 ];
 
+// Calls that may be made twice without harm (fenced by attempt or by
+// sequence number): one that an instance does not answer in time goes on to
+// another within the caller's deadline, as if the agent had called the
+// instances itself. The rest (AcquireTask, JoinAgent) are passed on once.
+const repeatable = new Set([
+  "otto.v1.AgentService.HeartbeatTask",
+  "otto.v1.AgentService.ReportSteps",
+  "otto.v1.AgentService.CompleteTask",
+  "otto.v1.AgentService.HandBackTask",
+  "otto.v1.LogStoreService.AppendLog",
+  "otto.v1.LogStoreService.CloseLog",
+  "otto.v1.ArtifactStoreService.CreateArtifactUpload",
+  "otto.v1.ArtifactStoreService.CompleteArtifactUpload",
+  "otto.v1.RegistryService.Register",
+  "otto.v1.RegistryService.Renew",
+  "otto.v1.RegistryService.Deregister",
+]);
+
 export const agentAccess: AccessRules = Object.fromEntries(passedOn.map(({ descriptor, access }) => [descriptor.typeName, access]));
 
 type Forward = (request: unknown, options: object) => Promise<unknown>;
@@ -35,15 +53,29 @@ export function agentPassThrough(peers: ServiceCaller): (router: ConnectRouter) 
       const methods: Record<string, (request: unknown, context: HandlerContext) => Promise<unknown>> = {};
       for (const method of descriptor.methods) {
         if (!("*" in access) && !(method.name in access)) continue;
-        methods[method.localName] = (request, context) =>
-          peers.call(to, descriptor, (client) => (client as unknown as Record<string, Forward>)[method.localName](request, asItCame(context)));
+        const idempotent = repeatable.has(`${descriptor.typeName}.${method.name}`);
+        methods[method.localName] = (request, context) => {
+          const deadline = Date.now() + (context.timeoutMs() ?? defaultTimeoutMs);
+          return peers.call(
+            to,
+            descriptor,
+            (client) => (client as unknown as Record<string, Forward>)[method.localName](request, asItCame(context, deadline, idempotent)),
+            { idempotent },
+          );
+        };
       }
       router.service(descriptor, methods as never);
     }
   };
 }
 
-function asItCame(context: HandlerContext) {
+const defaultTimeoutMs = 30_000;
+
+// The call's options upstream: the agent's token, and its deadline; a
+// repeatable call gives each try half of what is left, so that another
+// instance still has time after one that does not answer.
+function asItCame(context: HandlerContext, deadline: number, idempotent: boolean) {
   const authorization = context.requestHeader.get("authorization");
-  return { headers: authorization ? { authorization } : {}, signal: context.signal, timeoutMs: context.timeoutMs() };
+  const left = Math.max(1, deadline - Date.now());
+  return { headers: authorization ? { authorization } : {}, signal: context.signal, timeoutMs: idempotent ? Math.max(250, Math.floor(left / 2)) : left };
 }
