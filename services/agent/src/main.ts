@@ -23,6 +23,7 @@ import { obtainAgentCredential } from "./agent-credential.ts";
 import { configureClients, useCredential } from "@otto/kit/clients";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { runTask } from "./task-runner.ts";
+import { RunningTasks } from "./running-tasks.ts";
 
 if (process.argv.includes("--help")) {
   process.stdout.write(agentUsage);
@@ -132,11 +133,8 @@ const stopping = new AbortController();
 // This run of the agent process: a task answer lost on its way is handed out
 // again only to the same process (and slot).
 const incarnation = randomUUID();
-// Tasks this process ran whose completion the coordinator never confirmed:
-// listed as running, so they are never handed to it again.
-const unconfirmed = new Set<string>();
 const handBack = new AbortController();
-const running = new Map<string, Promise<void>>();
+const running = new RunningTasks();
 const busySlots = new Gauge({ name: "otto_agent_busy_slots", help: "Slots running a task now", registers: [metrics] });
 new Gauge({ name: "otto_agent_slots", help: "Task slots this agent offers", registers: [metrics] }).set(config.slots);
 
@@ -151,14 +149,14 @@ async function slotLoop(slot: number) {
         slots: config.slots,
         cpu: config.cpu,
         memoryBytes: BigInt(config.memoryMb) * 1024n * 1024n,
-        runningTaskIds: [...running.keys(), ...unconfirmed],
+        runningTaskIds: running.taskIds(),
         slot,
         incarnation,
       };
       const { task } = await peers.call("coordinator", AgentService, (c) =>
         c.acquireTask(request, { signal: stopping.signal, timeoutMs: 35_000 }),
       );
-      if (!task || running.has(task.taskId)) continue;
+      if (!task || running.has(task)) continue;
       log.info("task acquired", { run_id: task.runId, job: task.job, attempt: task.attempt });
       const work = runTask(task, {
         agentId: config.agentId,
@@ -170,16 +168,13 @@ async function slotLoop(slot: number) {
         sandbox,
         slot,
       });
-      running.set(task.taskId, work);
+      running.start(task);
       busySlots.set(running.size);
+      let confirmed = false;
       await work
-        .catch((err) => {
-          unconfirmed.add(task.taskId);
-          if (unconfirmed.size > 1_000) unconfirmed.delete(unconfirmed.values().next().value!);
-          throw err;
-        })
+        .then(() => (confirmed = true))
         .finally(() => {
-          running.delete(task.taskId);
+          running.finish(task, confirmed);
           busySlots.set(running.size);
         });
     } catch (err) {
