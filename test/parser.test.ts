@@ -434,7 +434,18 @@ describe("parsePipeline: retry, locks and resources", () => {
     assertProblems(yaml("name: x", "jobs:", "  a:", "    lock: db", "    resource: {cpu: 1}", "    timeout: 5m", "    steps: [{run: a}]"), [
       [4, 5, "unknown key 'lock' in job 'a'; did you mean 'locks'?"],
       [5, 5, "unknown key 'resource' in job 'a'; did you mean 'resources'?"],
-      [6, 5, "unknown key 'timeout' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'retry', 'locks', 'resources', 'secrets', 'artifacts', 'steps'"],
+      [6, 5, "unknown key 'timeout' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'retry', 'locks', 'resources', 'secrets', 'artifacts', 'checkout', 'steps'"],
+    ]);
+  });
+});
+
+describe("parsePipeline: checkout", () => {
+  test("checkout: false keeps a project's job from checking out its commit; unset, it does; anything else is refused", () => {
+    const p = parsed(yaml("name: x", "jobs:", "  a:", "    checkout: false", "    steps: [{run: a}]", "  b:", "    steps: [{run: b}]"));
+    assert.equal(p.jobs[0].checkout, false);
+    assert.equal(p.jobs[1].checkout, undefined);
+    assertProblems(yaml("name: x", "jobs:", "  a:", "    checkout: no-thanks", "    steps: [{run: a}]"), [
+      [4, 15, `expected true or false for 'checkout', got a string ("no-thanks")`],
     ]);
   });
 });

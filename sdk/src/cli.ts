@@ -8,6 +8,8 @@ import { TokenKind } from "@otto/gen/v1/admin_service_pb";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RunState } from "@otto/gen/v1/run_pb";
 import { createOttoClient, defaultGatewayUrl } from "./client.ts";
+import type { OttoClient } from "./clients.ts";
+import type { Project } from "@otto/gen/v1/project_service_pb";
 import { describeRun, followRun } from "./follow-run.ts";
 import { followLogs, readLogLines } from "./logs.ts";
 import { isFinal, submit } from "./runs.ts";
@@ -36,6 +38,17 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   secret delete NAME      delete a secret
   retention sweep         delete now what retention expired (finished runs, logs,
                           artifacts), as the daily sweep does
+  project create NAME --repo URL [--pipeline PATH] [--branch B] [--branches GLOBS]
+               [--tags GLOBS] [--forge github|gitlab|gitea --forge-api URL
+               --forge-token-secret NAME [--forge-repo OWNER/REPO]]
+                          make a project; prints its webhook URL and secret (once)
+  project list            list projects
+  project get NAME        show a project
+  project delete NAME     delete a project (its runs stay)
+  project rotate-secret NAME
+                          a new webhook secret, printed once
+  project run NAME [--branch B] [--sha SHA]
+                          run a branch's tip (or a commit) of the project
 The gateway is --url, else OTTO_URL, else ${defaultGatewayUrl}.
 The token is --token, else OTTO_TOKEN, else the file OTTO_TOKEN_FILE, else
 .otto/admin.token when there is one (as \`npm start\` makes it).
@@ -56,6 +69,18 @@ export async function main(argv: string[]): Promise<number> {
   const scopes: string[] = [];
   for (let scope = option("--scope"); scope !== undefined; scope = option("--scope")) scopes.push(scope);
   const ttl = option("--ttl");
+  const projectOptions = {
+    repo: option("--repo"),
+    pipeline: option("--pipeline"),
+    branch: option("--branch"),
+    branches: option("--branches"),
+    tags: option("--tags"),
+    forge: option("--forge"),
+    forgeApi: option("--forge-api"),
+    forgeTokenSecret: option("--forge-token-secret"),
+    forgeRepo: option("--forge-repo"),
+    sha: option("--sha"),
+  };
   const number = (name: string) => {
     const value = option(name);
     if (value === undefined) return undefined;
@@ -209,9 +234,74 @@ export async function main(argv: string[]): Promise<number> {
       );
       return 0;
     }
+    case "project":
+      return projectCommand(client, url, rest, projectOptions);
     default:
       throw new UsageError();
   }
+}
+
+async function projectCommand(client: OttoClient, url: string, rest: string[], o: Record<string, string | undefined>): Promise<number> {
+  const [verb, name] = rest;
+  if (verb === "list") {
+    const { projects } = await client.projects.listProjects({});
+    for (const p of projects) console.log(`${p.name}  ${p.repoUrl}  ${p.forge?.kind ?? "-"}  runs: ${p.lastRunNumber}`);
+    return 0;
+  }
+  if (!name) throw new UsageError();
+  const globs = (text: string | undefined) => (text ? text.split(",").map((g) => g.trim()).filter(Boolean) : []);
+  switch (verb) {
+    case "create": {
+      if (!o.repo) throw new UsageError("project create needs --repo URL");
+      const forge = o.forge ? { kind: o.forge, apiUrl: o.forgeApi ?? "", tokenSecret: o.forgeTokenSecret ?? "", repository: o.forgeRepo ?? "" } : undefined;
+      const { project, webhookSecret } = await client.projects.createProject({
+        name,
+        repoUrl: o.repo,
+        pipelinePath: o.pipeline ?? "",
+        defaultBranch: o.branch ?? "",
+        branches: globs(o.branches),
+        tags: globs(o.tags),
+        forge,
+      });
+      console.log(describeProject(project!, url));
+      console.log(`webhook secret: ${webhookSecret}   (shown only now; give it to the forge with the webhook URL)`);
+      return 0;
+    }
+    case "get": {
+      const { project } = await client.projects.getProject({ name });
+      console.log(describeProject(project!, url));
+      return 0;
+    }
+    case "delete":
+      await client.projects.deleteProject({ name });
+      console.log(`project ${name} deleted`);
+      return 0;
+    case "rotate-secret": {
+      const { webhookSecret } = await client.projects.rotateWebhookSecret({ name });
+      console.log(`webhook secret: ${webhookSecret}   (shown only now; the old one no longer works)`);
+      return 0;
+    }
+    case "run": {
+      const { run } = await client.projects.runProject({ name, branch: o.branch ?? "", sha: o.sha ?? "" });
+      console.log(`run ${run!.id} (#${run!.source?.number}) of project ${name} at ${run!.source?.sha.slice(0, 12)} queued`);
+      return 0;
+    }
+    default:
+      throw new UsageError();
+  }
+}
+
+function describeProject(p: Project, url: string): string {
+  const lines = [
+    `project ${p.name}`,
+    `  repository:  ${p.repoUrl}`,
+    `  pipeline:    ${p.pipelinePath} (default branch ${p.defaultBranch})`,
+    `  branches:    ${p.branches.length ? p.branches.join(", ") : "all"}; tags: ${p.tags.length ? p.tags.join(", ") : "none"}`,
+    `  forge:       ${p.forge ? `${p.forge.kind} ${p.forge.apiUrl} (${p.forge.repository}), token from secret ${p.forge.tokenSecret || "(none: no statuses)"}` : "none"}`,
+    `  webhook URL: ${url.replace(/\/+$/, "")}${p.webhookPath}`,
+    `  runs:        ${p.lastRunNumber}`,
+  ];
+  return lines.join("\n");
 }
 
 const kindNames: Record<number, string> = { [TokenKind.API]: "api", [TokenKind.JOIN]: "join", [TokenKind.AGENT]: "agent" };

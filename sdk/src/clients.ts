@@ -3,6 +3,7 @@ import { context, propagation } from "@opentelemetry/api";
 import { AdminService } from "@otto/gen/v1/admin_service_pb";
 import { ArtifactService } from "@otto/gen/v1/artifact_service_pb";
 import { LogService } from "@otto/gen/v1/log_service_pb";
+import { ProjectService } from "@otto/gen/v1/project_service_pb";
 import { RunService } from "@otto/gen/v1/run_service_pb";
 
 export const defaultGatewayUrl = "https://127.0.0.1:7670";
@@ -12,6 +13,7 @@ export interface OttoClient {
   logs: Client<typeof LogService>;
   admin: Client<typeof AdminService>;
   artifacts: Client<typeof ArtifactService>;
+  projects: Client<typeof ProjectService>;
   transport: Transport;
 }
 
@@ -23,6 +25,7 @@ export function ottoClientsOver(transport: Transport): OttoClient {
     logs: createClient(LogService, transport),
     admin: createClient(AdminService, transport),
     artifacts: createClient(ArtifactService, transport),
+    projects: createClient(ProjectService, transport),
     transport,
   };
 }

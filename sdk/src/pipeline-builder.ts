@@ -34,6 +34,8 @@ export interface JobSpec {
   artifacts?: string[];
   // memory: bytes, or a quantity such as "512Mi" or "2G"
   resources?: { cpu?: number; memory?: number | bigint | string };
+  // In a project's runs: false leaves the workspace empty (no checkout of the commit).
+  checkout?: boolean;
 }
 
 // A pipeline that breaks the pipeline rules: `problems` has each message, as
@@ -77,6 +79,7 @@ export class PipelineBuilder {
         locks: spec.locks ?? [],
         secrets: spec.secrets ?? [],
         artifacts: spec.artifacts ?? [],
+        checkout: spec.checkout,
         resources: spec.resources && { cpu: spec.resources.cpu ?? 0, memoryBytes: memoryBytes(spec.resources.memory, (message) => report(["resources", "memory"], message)) },
       }),
     );

@@ -10,6 +10,7 @@ import { createPool, inTransaction, migrate, type Pool, type PoolClient } from "
 import { migrateAuth } from "@otto/kit/token-store";
 import { migrations } from "@otto/coordinator/migrations";
 import { advanceQueues } from "@otto/coordinator/engine/run-queue";
+import { prepareQueue, prepareQueueOptions } from "@otto/coordinator/engine/project-run-queue";
 import { submitRun } from "@otto/coordinator/engine/submit-run";
 import { claimTask, type ClaimedTask, type Claimant } from "@otto/coordinator/engine/claim-task";
 import { loadRun } from "@otto/coordinator/run-store";
@@ -38,6 +39,7 @@ export async function startEngineDb(): Promise<EngineDb> {
   boss.on("error", () => {});
   await boss.start();
   for (const queue of advanceQueues) await boss.createQueue(queue);
+  await boss.createQueue(prepareQueue, prepareQueueOptions);
   return {
     pool,
     boss,
@@ -107,6 +109,16 @@ export function pipelineOf(jobs: Record<string, JobSpec>, name = "engine-test"):
 
 export function submit(db: EngineDb, jobs: Record<string, JobSpec>): Promise<string> {
   return submitRun(db.pool, pipelineOf(jobs), 1_000, randomUUID()).then((submitted) => submitted.runId);
+}
+
+// A project row, as ProjectStore.create stores it (the webhook secret is
+// not sealed here: the engine never opens it).
+export async function project(db: EngineDb, name = `p-${randomUUID().slice(0, 8)}`, repoUrl = "file:///nowhere/acme/app.git"): Promise<string> {
+  await db.pool.query(
+    "INSERT INTO coordinator.projects (name, repo_url, pipeline_path, default_branch, webhook_secret) VALUES ($1, $2, '.otto.yml', 'main', '\\x00')",
+    [name, repoUrl],
+  );
+  return name;
 }
 
 export function agent(id = "agent-1", overrides: Partial<Claimant> = {}): Claimant {

@@ -29,6 +29,17 @@ import { sweepRetention, type SweepCounts } from "./engine/sweep-retention.ts";
 import { objectExpiryOver } from "./retention-objects.ts";
 import { retentionRoutes } from "./retention-routes.ts";
 import { startRetentionSchedule } from "./retention-schedule.ts";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ProjectService } from "@otto/gen/v1/project_service_pb";
+import { ForgeHookService } from "@otto/gen/v1/forge_hook_service_pb";
+import { ProjectStore } from "./projects/project-store.ts";
+import { projectRoutes } from "./projects/project-routes.ts";
+import { forgeHookRoutes } from "./projects/hook-routes.ts";
+import { startPrepareWorker } from "./projects/prepare-runs.ts";
+import { prepareChannel, prepareQueue, prepareQueueOptions } from "./engine/project-run-queue.ts";
+import { ensureQueue } from "./queue-worker.ts";
+import { branchTip } from "./git/branch-tip.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("coordinator");
@@ -47,6 +58,8 @@ const config = loadConfig("coordinator", (env) => ({
       ? loadSecretKey({ keyFile: env.OTTO_SECRETS_KEY_FILE || undefined, keyBase64: env.OTTO_SECRETS_KEY || undefined })
       : undefined,
   retention: readRetention(env),
+  // Bare repositories kept to read pipeline files at commits (projects' runs).
+  gitCacheDir: readString(env, "OTTO_GIT_CACHE_DIR", join(tmpdir(), `otto-git-cache-${process.getuid?.() ?? "user"}`)),
 }));
 const log = serviceLogger("coordinator");
 for (const note of config.retention.notes) log.warn(note);
@@ -63,8 +76,9 @@ onShutdown("stop pg-boss", () => boss.stop({ graceful: false }));
 for (const queue of advanceQueues) {
   if (!(await boss.getQueue(queue))) await boss.createQueue(queue).catch(() => {});
 }
+await ensureQueue(boss, prepareQueue, prepareQueueOptions);
 
-const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel], log);
+const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel, prepareChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
 
@@ -79,6 +93,7 @@ const tokens = new TokenStore(pool, notifier);
 await tokens.start();
 const signTaskToken = config.security.insecure ? undefined : createTaskTokenSigner(config.security.tls);
 const secrets = new SecretStore(pool, config.secretsKey);
+const projects = new ProjectStore(pool, secrets);
 const gatewayOnly = { services: ["gateway"] };
 // A sweep under way when the process stops ends after its current batch.
 const stopSweeps = new AbortController();
@@ -92,7 +107,11 @@ const { registry } = await serveAndRegister({
     [RunService.typeName]: { "*": gatewayOnly },
     [AgentService.typeName]: { "*": { agents: true } },
     [AdminService.typeName]: { SetSecret: gatewayOnly, ListSecrets: gatewayOnly, DeleteSecret: gatewayOnly, SweepRetention: gatewayOnly },
+    [ProjectService.typeName]: { "*": gatewayOnly },
+    [ForgeHookService.typeName]: { "*": gatewayOnly },
   },
+  // A forge's webhook body comes whole from the gateway (forges send up to 25 MiB).
+  maxBodyBytes: 26 * 1024 * 1024,
   credentials: tokens,
   routes: (router, registry) => {
     router.service(RunService, runServiceImpl(pool, boss, notifier, config, secrets));
@@ -107,9 +126,15 @@ const { registry } = await serveAndRegister({
       return counts;
     };
     router.service(AdminService, { ...secretRoutes(secrets), ...retentionRoutes(retention, () => sweep()) });
+    router.service(
+      ProjectService,
+      projectRoutes(pool, boss, projects, { maxActiveRuns: config.maxActiveRuns, branchTip: (repoUrl, branch) => branchTip({ repoUrl, branch, cacheDir: config.gitCacheDir }) }),
+    );
+    router.service(ForgeHookService, forgeHookRoutes(pool, boss, projects, { maxActiveRuns: config.maxActiveRuns }));
   },
 });
 registerCoordinatorMetrics({ pool, boss, shards, registry });
+const preparing = startPrepareWorker({ pool, boss, notifier, log, peers: registry, secrets, gitCacheDir: config.gitCacheDir });
 const retentionSchedule = await startRetentionSchedule({ boss, enabled: !retentionIsOff(retention), sweep });
 // Registered last, so run first when stopping: peers take the shards over
 // while this process drains its calls.
@@ -117,6 +142,7 @@ onShutdown("stop workers and release shards", async () => {
   sweeper.stop();
   stopSweeps.abort();
   await retentionSchedule.stop();
+  await preparing.stop();
   await workers.stop();
   await shards.stop();
 });

@@ -145,4 +145,27 @@ export const migrations = [
    CREATE INDEX runs_finished ON runs (finished_at, id) WHERE finished_at IS NOT NULL;
    CREATE INDEX runs_logs_kept ON runs (finished_at, id) WHERE finished_at IS NOT NULL AND logs_expired_at IS NULL;
    CREATE INDEX runs_artifacts_kept ON runs (finished_at, id) WHERE finished_at IS NOT NULL AND artifacts_expired_at IS NULL;`,
+  // Projects (repositories whose forges send webhooks), and the runs they
+  // start: a run's latest run-level message, and where it came from.
+  `CREATE TABLE projects (
+     name text PRIMARY KEY,
+     repo_url text NOT NULL,
+     pipeline_path text NOT NULL,
+     default_branch text NOT NULL,
+     forge_kind text NOT NULL DEFAULT '',
+     forge_api_url text NOT NULL DEFAULT '',
+     forge_token_secret text NOT NULL DEFAULT '',
+     forge_repository text NOT NULL DEFAULT '',
+     branches text[] NOT NULL DEFAULT '{}',
+     tags text[] NOT NULL DEFAULT '{}',
+     webhook_secret bytea NOT NULL,
+     last_run_number bigint NOT NULL DEFAULT 0,
+     created_at timestamptz NOT NULL DEFAULT now()
+   );
+   ALTER TABLE runs ADD COLUMN message text NOT NULL DEFAULT '', ADD COLUMN project text, ADD COLUMN source jsonb,
+     ADD COLUMN project_request text;
+   CREATE INDEX runs_of_project ON runs (project, created_at DESC, id DESC) WHERE project IS NOT NULL;
+   -- What made a project's run (a forge's delivery, a schedule's tick), so
+   -- that the same again makes no second run; apart from SubmitRun's ids.
+   CREATE UNIQUE INDEX runs_project_request ON runs (project, project_request);`,
 ];

@@ -47,9 +47,10 @@ export function runServiceImpl(
       if (req.pageToken !== "") requireRunId(req.pageToken);
       const { rows } = await pool.query(
         `SELECT id FROM coordinator.runs
-         WHERE $1::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM coordinator.runs WHERE id = $1::uuid)
+         WHERE ($1::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM coordinator.runs WHERE id = $1::uuid))
+           AND ($3::text IS NULL OR project = $3)
          ORDER BY created_at DESC, id DESC LIMIT $2`,
-        [req.pageToken || null, size + 1],
+        [req.pageToken || null, size + 1, req.project || null],
       );
       const page = rows.slice(0, size).map((r) => r.id as string);
       return { runs: await loadRuns(pool, page), nextPageToken: rows.length > size ? page[page.length - 1] : "" };

@@ -1,7 +1,7 @@
-import { create } from "@bufbuild/protobuf";
+import { create, fromJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { RunEventSchema, RunJobSchema, RunSchema, RunStepSchema, type Run, type RunEvent, type RunState } from "@otto/gen/v1/run_pb";
+import { RunEventSchema, RunJobSchema, RunSchema, RunSourceSchema, RunStepSchema, type Run, type RunEvent, type RunState } from "@otto/gen/v1/run_pb";
 import type { Pool, PoolClient } from "@otto/kit/db";
 
 type Queryable = Pool | PoolClient;
@@ -25,7 +25,7 @@ export async function loadRun(db: Queryable, runId: string): Promise<Run> {
 export async function loadRuns(db: Queryable, ids: string[]): Promise<Run[]> {
   if (ids.length === 0) return [];
   const { rows } = await db.query(
-    `SELECT r.id, r.name, r.state, r.created_at, r.started_at, r.finished_at,
+    `SELECT r.id, r.name, r.state, r.created_at, r.started_at, r.finished_at, r.message, r.source,
        coalesce((
          SELECT json_agg(json_build_object(
            'name', j.name, 'state', j.state, 'needs', j.needs, 'message', j.message, 'agent_id', j.agent_id,
@@ -51,6 +51,8 @@ export async function loadRuns(db: Queryable, ids: string[]): Promise<Run[]> {
         createdAt: ts(row.created_at),
         startedAt: ts(row.started_at),
         finishedAt: ts(row.finished_at),
+        message: row.message,
+        source: row.source ? fromJson(RunSourceSchema, row.source) : undefined,
         jobs: (row.jobs as JobJson[]).map((job) =>
           create(RunJobSchema, {
             name: job.name,

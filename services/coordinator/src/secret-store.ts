@@ -43,6 +43,16 @@ export class SecretStore {
     if (!rowCount) throw new ConnectError(`no secret is named ${name}`, Code.NotFound);
   }
 
+  // Other values kept sealed under the same key (a project's webhook
+  // secret), each bound to a label of its own that no secret's name can be.
+  seal(label: string, value: string): Buffer {
+    return sealSecret(this.#requireKey(), label, value);
+  }
+
+  open(label: string, sealed: Buffer): string {
+    return openSecret(this.#requireKey(), label, sealed);
+  }
+
   // A run may name only secrets that exist (and that this Otto can open).
   async requireExisting(names: string[]): Promise<void> {
     if (names.length === 0) return;

@@ -17,6 +17,9 @@ import { ParseCache } from "./parse-cache.ts";
 import { agentAccess, agentPassThrough } from "./agent-pass-through.ts";
 import { TaskTokenVerifier } from "@otto/kit/task-token";
 import { everyCredential } from "@otto/kit/every-credential";
+import { ProjectService } from "@otto/gen/v1/project_service_pb";
+import { projectServiceImpl } from "./project-routes.ts";
+import { forgeHooks } from "./forge-hooks.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("gateway");
@@ -54,6 +57,12 @@ await serveAndRegister({
     [LogService.typeName]: { ReadLog: { scope: "runs:read" } },
     [ArtifactService.typeName]: { "*": { scope: "runs:read" } },
     [AdminService.typeName]: { "*": { scope: "admin" } },
+    [ProjectService.typeName]: {
+      "*": { scope: "admin" },
+      GetProject: { scope: "runs:read" },
+      ListProjects: { scope: "runs:read" },
+      RunProject: { scope: "runs:write" },
+    },
     ...agentAccess,
   },
   credentials: config.security.insecure ? tokens : everyCredential(tokens, new TaskTokenVerifier(config.security.tls.ca)),
@@ -62,6 +71,8 @@ await serveAndRegister({
     router.service(LogService, logServiceImpl(registry));
     router.service(AdminService, adminServiceImpl(tokens, registry));
     router.service(ArtifactService, artifactServiceImpl(registry));
+    router.service(ProjectService, projectServiceImpl(registry));
     agentPassThrough(registry)(router);
   },
+  httpRoutes: (registry) => forgeHooks(registry, log),
 });

@@ -35,10 +35,16 @@ export interface ServerOptions {
   // place (see bodies-in-flight.ts).
   maxBodiesPerCaller?: number;
   maxBodiesWaitingPerCaller?: number;
+  // The largest request body taken (default 4 MiB).
+  maxBodyBytes?: number;
+  // Plain HTTP endpoints beside the Connect API (forges' webhooks), asked
+  // first: true when one answers the request. They check their callers
+  // themselves; `invite` lets a body sent with Expect: 100-continue come.
+  httpRoutes?: (req: http.IncomingMessage, res: http.ServerResponse, invite?: () => void) => boolean;
 }
 
-// The largest request body a server takes.
-const maxBodyBytes = 4 * 1024 * 1024;
+// The largest request body a server takes unless told otherwise.
+const defaultMaxBodyBytes = 4 * 1024 * 1024;
 
 export interface RunningServer {
   url: string;
@@ -74,7 +80,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routes: options.routes,
     interceptors,
     requestGate: gate?.connect,
-    readMaxBytes: maxBodyBytes,
+    readMaxBytes: options.maxBodyBytes ?? defaultMaxBodyBytes,
     // Only large answers (long lists, logs) are worth compressing for
     // clients that accept it; small ones would cost CPU for nothing.
     compressMinBytes: 64 * 1024,
@@ -97,6 +103,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (answerProbe(req, res, ready, options.log)) return;
     closeWhenAnsweredUnread(req, res);
+    if (options.httpRoutes?.(req, res, invitations.get(req))) return;
     // Without a gate nobody is asked who they are: the body is welcome at once.
     if (!gate) invitations.get(req)?.();
     if (shim(req, res, invitations.get(req))) return;

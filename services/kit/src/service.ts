@@ -3,7 +3,7 @@ import { readInt, readString } from "./config.ts";
 import { readListenAddress, type ListenAddress } from "./listen-address.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RegistryClient, type Registration } from "./registry-client.ts";
-import { startServer, type RunningServer } from "./server.ts";
+import { startServer, type RunningServer, type ServerOptions } from "./server.ts";
 import { configureClients } from "./clients.ts";
 import type { AccessRules, CredentialVerifier } from "./authorize.ts";
 import { readTransportSecurity, type TransportSecurity } from "./transport-security.ts";
@@ -57,6 +57,8 @@ export async function serveAndRegister(options: {
   instanceId?: string;
   // Added to OTTO_SHUTDOWN_TIMEOUT_MS for processes that drain longer work.
   extraShutdownMs?: number;
+  maxBodyBytes?: number;
+  httpRoutes?: (registry: RegistryClient) => ServerOptions["httpRoutes"];
 }): Promise<Booted> {
   const { log, config } = options;
   installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>), shutdownDeadlineMs(options.extraShutdownMs));
@@ -73,6 +75,8 @@ export async function serveAndRegister(options: {
     credentials: options.credentials,
     maxBodiesPerCaller: config.maxBodiesPerCaller,
     maxBodiesWaitingPerCaller: config.maxBodiesWaitingPerCaller,
+    maxBodyBytes: options.maxBodyBytes,
+    httpRoutes: options.httpRoutes?.(registry),
   });
   onShutdown("close server", () => server.close());
   const registration = await retry(() =>

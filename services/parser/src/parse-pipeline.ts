@@ -130,7 +130,7 @@ const TOP_KEYS = ["name", "jobs"];
 const MAX_ALIASES = 100;
 const MAX_FLOW_DEPTH = 32;
 const MAX_INDENT = 160;
-const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "artifacts", "steps"];
+const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "artifacts", "checkout", "steps"];
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
 const RESOURCE_KEYS = ["cpu", "memory"];
@@ -212,6 +212,11 @@ class Checker {
     job.retry = this.#retry(fields.get("retry"), where);
     job.resources = this.#resources(fields.get("resources"), where);
     this.#nameLists(fields, job, where);
+    const checkout = fields.get("checkout");
+    if (checkout !== undefined) {
+      if (isScalar(checkout.value) && typeof checkout.value.value === "boolean") job.checkout = checkout.value.value;
+      else this.#wrongType(checkout, "true or false", "for 'checkout'");
+    }
     const steps = this.#required(fields, "steps", entry.value, where);
     if (steps === undefined) return info;
     if (!isSeq(steps.value)) {

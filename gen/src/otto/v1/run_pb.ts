@@ -12,7 +12,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file otto/v1/run.proto.
  */
 export const file_otto_v1_run: GenFile = /*@__PURE__*/
-  fileDesc("ChFvdHRvL3YxL3J1bi5wcm90bxIHb3R0by52MSLxAQoDUnVuEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSIAoFc3RhdGUYAyABKA4yES5vdHRvLnYxLlJ1blN0YXRlEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgRqb2JzGAcgAygLMg8ub3R0by52MS5SdW5Kb2Ii/QEKBlJ1bkpvYhIMCgRuYW1lGAEgASgJEiAKBXN0YXRlGAIgASgOMhEub3R0by52MS5SdW5TdGF0ZRINCgVuZWVkcxgDIAMoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWVzc2FnZRgGIAEoCRIQCghhZ2VudF9pZBgHIAEoCRIfCgVzdGVwcxgIIAMoCzIQLm90dG8udjEuUnVuU3RlcBIPCgdhdHRlbXB0GAkgASgFIsABCgdSdW5TdGVwEgwKBG5hbWUYASABKAkSIAoFc3RhdGUYAiABKA4yES5vdHRvLnYxLlJ1blN0YXRlEhYKCWV4aXRfY29kZRgDIAEoBUgAiAEBEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIMCgpfZXhpdF9jb2RlIsUBCghSdW5FdmVudBIOCgZydW5faWQYASABKAkSCwoDc2VxGAIgASgDEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2pvYhgEIAEoCRIMCgRzdGVwGAUgASgJEiAKBXN0YXRlGAYgASgOMhEub3R0by52MS5SdW5TdGF0ZRIWCglleGl0X2NvZGUYByABKAVIAIgBARIPCgdtZXNzYWdlGAggASgJQgwKCl9leGl0X2NvZGUqmQEKCFJ1blN0YXRlEhkKFVJVTl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEFJVTl9TVEFURV9RVUVVRUQQARIVChFSVU5fU1RBVEVfUlVOTklORxACEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAxIUChBSVU5fU1RBVEVfRkFJTEVEEAQSFgoSUlVOX1NUQVRFX0NBTkNFTEVEEAViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChFvdHRvL3YxL3J1bi5wcm90bxIHb3R0by52MSKmAgoDUnVuEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSIAoFc3RhdGUYAyABKA4yES5vdHRvLnYxLlJ1blN0YXRlEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgRqb2JzGAcgAygLMg8ub3R0by52MS5SdW5Kb2ISDwoHbWVzc2FnZRgIIAEoCRIiCgZzb3VyY2UYCSABKAsyEi5vdHRvLnYxLlJ1blNvdXJjZSLKAQoJUnVuU291cmNlEg8KB3Byb2plY3QYASABKAkSDgoGbnVtYmVyGAIgASgDEg0KBWV2ZW50GAMgASgJEgsKA3JlZhgEIAEoCRIOCgZicmFuY2gYBSABKAkSCwoDdGFnGAYgASgJEgsKA3NoYRgHIAEoCRIqCgxwdWxsX3JlcXVlc3QYCCABKAsyFC5vdHRvLnYxLlB1bGxSZXF1ZXN0EhgKEHNlY3JldHNfd2l0aGhlbGQYCSABKAkSEAoIcmVwb191cmwYCiABKAkicwoLUHVsbFJlcXVlc3QSDgoGbnVtYmVyGAEgASgDEhAKCGhlYWRfcmVmGAIgASgJEhAKCGJhc2VfcmVmGAMgASgJEhcKD2hlYWRfcmVwb3NpdG9yeRgEIAEoCRIXCg9iYXNlX3JlcG9zaXRvcnkYBSABKAki/QEKBlJ1bkpvYhIMCgRuYW1lGAEgASgJEiAKBXN0YXRlGAIgASgOMhEub3R0by52MS5SdW5TdGF0ZRINCgVuZWVkcxgDIAMoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWVzc2FnZRgGIAEoCRIQCghhZ2VudF9pZBgHIAEoCRIfCgVzdGVwcxgIIAMoCzIQLm90dG8udjEuUnVuU3RlcBIPCgdhdHRlbXB0GAkgASgFIsABCgdSdW5TdGVwEgwKBG5hbWUYASABKAkSIAoFc3RhdGUYAiABKA4yES5vdHRvLnYxLlJ1blN0YXRlEhYKCWV4aXRfY29kZRgDIAEoBUgAiAEBEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIMCgpfZXhpdF9jb2RlIsUBCghSdW5FdmVudBIOCgZydW5faWQYASABKAkSCwoDc2VxGAIgASgDEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2pvYhgEIAEoCRIMCgRzdGVwGAUgASgJEiAKBXN0YXRlGAYgASgOMhEub3R0by52MS5SdW5TdGF0ZRIWCglleGl0X2NvZGUYByABKAVIAIgBARIPCgdtZXNzYWdlGAggASgJQgwKCl9leGl0X2NvZGUqmQEKCFJ1blN0YXRlEhkKFVJVTl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEFJVTl9TVEFURV9RVUVVRUQQARIVChFSVU5fU1RBVEVfUlVOTklORxACEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAxIUChBSVU5fU1RBVEVfRkFJTEVEEAQSFgoSUlVOX1NUQVRFX0NBTkNFTEVEEAViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message otto.v1.Run
@@ -52,6 +52,21 @@ export type Run = Message<"otto.v1.Run"> & {
    * @generated from field: repeated otto.v1.RunJob jobs = 7;
    */
   jobs: RunJob[];
+
+  /**
+   * Why the run ended as it did when no job says it (e.g. a pipeline file
+   * that could not be read or parsed at the commit).
+   *
+   * @generated from field: string message = 8;
+   */
+  message: string;
+
+  /**
+   * Where the run came from, for a project's runs; empty otherwise.
+   *
+   * @generated from field: otto.v1.RunSource source = 9;
+   */
+  source?: RunSource | undefined;
 };
 
 /**
@@ -60,6 +75,119 @@ export type Run = Message<"otto.v1.Run"> & {
  */
 export const RunSchema: GenMessage<Run> = /*@__PURE__*/
   messageDesc(file_otto_v1_run, 0);
+
+/**
+ * What started a project's run, and the commit it builds.
+ *
+ * @generated from message otto.v1.RunSource
+ */
+export type RunSource = Message<"otto.v1.RunSource"> & {
+  /**
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The project's runs are numbered 1, 2, 3, ...
+   *
+   * @generated from field: int64 number = 2;
+   */
+  number: bigint;
+
+  /**
+   * push, tag, pull_request, schedule or manual.
+   *
+   * @generated from field: string event = 3;
+   */
+  event: string;
+
+  /**
+   * e.g. refs/heads/main, refs/tags/v1.0, refs/pull/7/head.
+   *
+   * @generated from field: string ref = 4;
+   */
+  ref: string;
+
+  /**
+   * @generated from field: string branch = 5;
+   */
+  branch: string;
+
+  /**
+   * @generated from field: string tag = 6;
+   */
+  tag: string;
+
+  /**
+   * @generated from field: string sha = 7;
+   */
+  sha: string;
+
+  /**
+   * @generated from field: otto.v1.PullRequest pull_request = 8;
+   */
+  pullRequest?: PullRequest | undefined;
+
+  /**
+   * Set when the run's jobs get no secrets (a pull request from a fork),
+   * saying why.
+   *
+   * @generated from field: string secrets_withheld = 9;
+   */
+  secretsWithheld: string;
+
+  /**
+   * The repository the pipeline file and checkouts come from (the
+   * project's repo_url when the run was made).
+   *
+   * @generated from field: string repo_url = 10;
+   */
+  repoUrl: string;
+};
+
+/**
+ * Describes the message otto.v1.RunSource.
+ * Use `create(RunSourceSchema)` to create a new message.
+ */
+export const RunSourceSchema: GenMessage<RunSource> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run, 1);
+
+/**
+ * @generated from message otto.v1.PullRequest
+ */
+export type PullRequest = Message<"otto.v1.PullRequest"> & {
+  /**
+   * @generated from field: int64 number = 1;
+   */
+  number: bigint;
+
+  /**
+   * @generated from field: string head_ref = 2;
+   */
+  headRef: string;
+
+  /**
+   * @generated from field: string base_ref = 3;
+   */
+  baseRef: string;
+
+  /**
+   * @generated from field: string head_repository = 4;
+   */
+  headRepository: string;
+
+  /**
+   * @generated from field: string base_repository = 5;
+   */
+  baseRepository: string;
+};
+
+/**
+ * Describes the message otto.v1.PullRequest.
+ * Use `create(PullRequestSchema)` to create a new message.
+ */
+export const PullRequestSchema: GenMessage<PullRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run, 2);
 
 /**
  * @generated from message otto.v1.RunJob
@@ -122,7 +250,7 @@ export type RunJob = Message<"otto.v1.RunJob"> & {
  * Use `create(RunJobSchema)` to create a new message.
  */
 export const RunJobSchema: GenMessage<RunJob> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run, 1);
+  messageDesc(file_otto_v1_run, 3);
 
 /**
  * @generated from message otto.v1.RunStep
@@ -161,7 +289,7 @@ export type RunStep = Message<"otto.v1.RunStep"> & {
  * Use `create(RunStepSchema)` to create a new message.
  */
 export const RunStepSchema: GenMessage<RunStep> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run, 2);
+  messageDesc(file_otto_v1_run, 4);
 
 /**
  * One entry of a run's journal: every state change of the run, a job or a step.
@@ -221,7 +349,7 @@ export type RunEvent = Message<"otto.v1.RunEvent"> & {
  * Use `create(RunEventSchema)` to create a new message.
  */
 export const RunEventSchema: GenMessage<RunEvent> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run, 3);
+  messageDesc(file_otto_v1_run, 5);
 
 /**
  * One state machine for runs, jobs and steps alike.

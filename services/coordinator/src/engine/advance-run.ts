@@ -60,11 +60,12 @@ export function runSnapshotOf(row: { run_state: RunState; cancel_requested: bool
 
 // The first advance of a run just stored, from its jobs as they were stored
 // (all queued, none with a task), without reading them back.
-export function advanceNewRun(client: PoolClient, runId: string, jobs: JobRow[], earlier: Change[]): Promise<void> {
+// `last` (the default): nothing follows in the transaction, which commits
+// with the advance's statement.
+export function advanceNewRun(client: PoolClient, runId: string, jobs: JobRow[], earlier: Change[], last = true): Promise<void> {
   return inSpan("advance run", { "otto.run_id": runId }, async () => {
     const plan = planAdvance({ cancelRequested: false }, jobs);
-    // The submit's last statement: its transaction commits with it.
-    await applyChanges(client, runId, [...earlier, ...newTasks(plan.ready)], { last: true });
+    await applyChanges(client, runId, [...earlier, ...newTasks(plan.ready)], { last });
   });
 }
 
@@ -111,7 +112,9 @@ export function planAdvance(run: { cancelRequested: boolean }, jobs: JobRow[]): 
       }
     }
   }
-  if (jobs.every((j) => isFinal(j.state))) {
+  // A run without jobs yet (its pipeline is still being read from its
+  // commit) waits for them, unless it is canceled.
+  if (jobs.every((j) => isFinal(j.state)) && (jobs.length > 0 || run.cancelRequested)) {
     const to = run.cancelRequested
       ? RunState.CANCELED
       : jobs.every((j) => j.state === RunState.SUCCEEDED)

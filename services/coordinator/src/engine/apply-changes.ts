@@ -135,7 +135,8 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
       }
     }
   }
-  const run = runMoves.length > 0 ? { from: runMoves[0].from, to: runMoves[runMoves.length - 1].to } : undefined;
+  const lastMove = runMoves.at(-1);
+  const run = lastMove ? { from: runMoves[0].from, to: lastMove.to, message: lastMove.message } : undefined;
   const jobRows = [...jobs.entries()];
   const stepRows = [...steps.values()];
   const taskRows = [...tasks.entries()];
@@ -177,6 +178,7 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
     taskRows.map(([, t]) => t.assignment?.cpu ?? 0),
     taskRows.map(([, t]) => String(t.assignment?.memoryBytes ?? 0n)),
     JSON.stringify(newTasks),
+    run?.message ?? null,
   ]).then(
     () => undefined,
     (err) => {
@@ -231,13 +233,14 @@ const refusal = "otto: illegal state change";
 
 // Parameters: $1 run, $2 journal entries, $3/$4 the run's new/expected
 // state, $5-$9 jobs, $10-$17 steps, $18-$26 and $34/$35 tasks, $36 new
-// tasks, $27-$31 journal, $32/$33 notification channels. The WITH's plain
+// tasks, $27-$31 journal, $32/$33 notification channels, $37 the run's message. The WITH's plain
 // reads see the rows as they were before the statement, so `mismatches`
 // names every change whose row was not in its expected state.
 const applySql = `
 WITH run AS (
   UPDATE coordinator.runs r SET last_seq = r.last_seq + $2,
     state = coalesce($3::smallint, r.state),
+    message = CASE WHEN $3::smallint IS NOT NULL THEN coalesce($37::text, r.message) ELSE r.message END,
     started_at = CASE WHEN $3::smallint = ${RUNNING} THEN now() ELSE r.started_at END,
     finished_at = CASE WHEN $3::smallint IN (${finals}) THEN now() ELSE r.finished_at END
   WHERE r.id = $1 AND ($3::smallint IS NULL OR r.state = $4::smallint) AND ($2 > 0 OR $3::smallint IS NOT NULL)

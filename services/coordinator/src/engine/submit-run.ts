@@ -4,17 +4,13 @@ import { create, toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { RunSchema, type Run } from "@otto/gen/v1/run_pb";
 import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
-import { deriveStepName } from "@otto/contracts/step-name";
 import { inTransaction, type Pool } from "@otto/kit/db";
 import { traceParentOf } from "@otto/kit/telemetry";
 import { advanceNewRun } from "./advance-run.ts";
+import { pipelineRows } from "./pipeline-rows.ts";
 import { shardOf } from "../shards.ts";
 import { RunState } from "./states.ts";
 import { transitions } from "./transitions.ts";
-
-export function stepName(name: string, run: string): string {
-  return name.trim() !== "" ? name : deriveStepName(run);
-}
 
 export interface Submitted {
   runId: string;
@@ -27,20 +23,7 @@ export interface Submitted {
 // statement, and makes its first jobs ready in the same transaction.
 export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: number, requestId: string): Promise<Submitted> {
   const runId = randomUUID();
-  for (const job of pipeline.jobs) for (const step of job.steps) step.name = stepName(step.name, step.run);
-  const jobs = pipeline.jobs.map((job, position) => ({
-    name: job.name,
-    position,
-    needs: job.needs,
-    runs_on: job.runsOn,
-    locks: job.locks,
-    cpu: job.resources?.cpu ?? 0,
-    memory_bytes: String(job.resources?.memoryBytes ?? 0n),
-    retry_max: job.retry?.max ?? 0,
-    retry_exit_codes: job.retry?.exitCodes ?? [],
-    retry_agent_lost: job.retry?.agentLost ?? null,
-  }));
-  const steps = pipeline.jobs.flatMap((job) => job.steps.map((step, position) => ({ job: job.name, position, name: step.name })));
+  const { jobs, steps } = pipelineRows(pipeline);
   return inTransaction(pool, async (client) => {
     // Stored unless the request was made before, or too many runs are in
     // progress; the statement says which.

@@ -18,7 +18,8 @@ const { QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED } = RunState;
 
 // Every state change of the engine, and nothing else. A run starts with its
 // first claimed job and ends when its last job does (canceled before any
-// started: straight from QUEUED). A job runs when an agent claims it, goes
+// started, or failed before it had jobs because its pipeline file could not
+// be read or parsed at its commit: straight from QUEUED). A job runs when an agent claims it, goes
 // back to QUEUED for a retry or a hand-back, and is CANCELED unstarted when
 // a job it needs failed or its run was canceled. A step may be reported
 // final without a RUNNING report (a batch holds both), and is CANCELED
@@ -27,7 +28,7 @@ export const transitions: { run: Machine<RunState>; job: Machine<RunState>; step
   run: {
     initial: QUEUED,
     moves: new Map([
-      [QUEUED, [RUNNING, CANCELED]],
+      [QUEUED, [RUNNING, FAILED, CANCELED]],
       [RUNNING, [SUCCEEDED, FAILED, CANCELED]],
     ]),
   },

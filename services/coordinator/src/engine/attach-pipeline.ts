@@ -1,0 +1,33 @@
+import { toJson } from "@bufbuild/protobuf";
+import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
+import type { PoolClient } from "@otto/kit/db";
+import { advanceNewRun } from "./advance-run.ts";
+import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
+import { RunState } from "./states.ts";
+import { transitions } from "./transitions.ts";
+
+// Gives a project's run, made without jobs (start-project-run.ts), the
+// pipeline read from its commit: its jobs and steps are stored and its first
+// jobs made ready, in the caller's transaction. A run that is no longer waiting for its pipeline (canceled,
+// failed, or given it by an earlier try of the same work) is left as it is;
+// the answer says which happened.
+export async function attachPipeline(client: PoolClient, runId: string, pipeline: Pipeline, note: string): Promise<"attached" | "not waiting"> {
+  const { rows } = await client.query(
+    `SELECT r.state, r.cancel_requested, EXISTS (SELECT 1 FROM coordinator.jobs j WHERE j.run_id = r.id) AS has_jobs
+     FROM coordinator.runs r WHERE r.id = $1 FOR UPDATE`,
+    [runId],
+  );
+  const run = rows[0];
+  if (!run || run.state !== RunState.QUEUED || run.cancel_requested || run.has_jobs) return "not waiting";
+  const { jobs, steps } = pipelineRows(pipeline);
+  await client.query("UPDATE coordinator.runs SET name = $2, pipeline = $3 WHERE id = $1", [runId, pipeline.name, toJson(PipelineSchema, pipeline)]);
+  await client.query(insertJobsAndStepsSql, [runId, JSON.stringify(jobs), transitions.job.initial, JSON.stringify(steps), transitions.step.initial]);
+  await advanceNewRun(
+    client,
+    runId,
+    pipeline.jobs.map((job) => ({ name: job.name, state: transitions.job.initial, needs: job.needs, runs_on: job.runsOn, has_task: false })),
+    [{ entity: "note", state: RunState.QUEUED, message: note }],
+    false,
+  );
+  return "attached";
+}

@@ -1,0 +1,37 @@
+import type { Pipeline } from "@otto/gen/v1/pipeline_pb";
+import { deriveStepName } from "@otto/contracts/step-name";
+
+function stepName(name: string, run: string): string {
+  return name.trim() !== "" ? name : deriveStepName(run);
+}
+
+// A pipeline's jobs and steps as rows of coordinator.jobs and
+// coordinator.steps (JSON for jsonb_to_recordset); unnamed steps are named
+// here, in the pipeline too.
+export function pipelineRows(pipeline: Pipeline) {
+  for (const job of pipeline.jobs) for (const step of job.steps) step.name = stepName(step.name, step.run);
+  const jobs = pipeline.jobs.map((job, position) => ({
+    name: job.name,
+    position,
+    needs: job.needs,
+    runs_on: job.runsOn,
+    locks: job.locks,
+    cpu: job.resources?.cpu ?? 0,
+    memory_bytes: String(job.resources?.memoryBytes ?? 0n),
+    retry_max: job.retry?.max ?? 0,
+    retry_exit_codes: job.retry?.exitCodes ?? [],
+    retry_agent_lost: job.retry?.agentLost ?? null,
+  }));
+  const steps = pipeline.jobs.flatMap((job) => job.steps.map((step, position) => ({ job: job.name, position, name: step.name })));
+  return { jobs, steps };
+}
+
+// Inserting them, for the run $1: jobs from $2 in state $3, steps from $4 in state $5.
+export const insertJobsAndStepsSql = `WITH jobs AS (
+  INSERT INTO coordinator.jobs (run_id, name, position, state, needs, runs_on, locks, cpu, memory_bytes, retry_max, retry_exit_codes, retry_agent_lost)
+  SELECT $1, j.name, j.position, $3, j.needs, j.runs_on, j.locks, j.cpu, j.memory_bytes, j.retry_max, j.retry_exit_codes, j.retry_agent_lost
+  FROM jsonb_to_recordset($2) AS j(name text, position int, needs text[], runs_on text[], locks text[], cpu float8,
+    memory_bytes bigint, retry_max int, retry_exit_codes int[], retry_agent_lost boolean)
+)
+INSERT INTO coordinator.steps (run_id, job, position, name, state)
+SELECT $1, s.job, s.position, s.name, $5 FROM jsonb_to_recordset($4) AS s(job text, position int, name text)`;
