@@ -40,6 +40,8 @@ import { startPrepareWorker } from "./projects/prepare-runs.ts";
 import { prepareChannel, prepareQueue, prepareQueueOptions } from "./engine/project-run-queue.ts";
 import { ensureQueue } from "./queue-worker.ts";
 import { branchTip } from "./git/branch-tip.ts";
+import { startCommitStatusDelivery, statusQueue, statusQueueOptions } from "./projects/commit-status-delivery.ts";
+import { statusChannel } from "./engine/apply-changes.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("coordinator");
@@ -60,6 +62,10 @@ const config = loadConfig("coordinator", (env) => ({
   retention: readRetention(env),
   // Bare repositories kept to read pipeline files at commits (projects' runs).
   gitCacheDir: readString(env, "OTTO_GIT_CACHE_DIR", join(tmpdir(), `otto-git-cache-${process.getuid?.() ?? "user"}`)),
+  // The first wait before a forge that refused a commit status is asked again (doubling after).
+  statusRetryDelaySeconds: readInt(env, "OTTO_STATUS_RETRY_DELAY_SECONDS", 5, 1),
+  // The gateway's public URL, for the links statuses carry (else the gateway's registered URL).
+  publicUrl: readString(env, "OTTO_PUBLIC_URL", ""),
 }));
 const log = serviceLogger("coordinator");
 for (const note of config.retention.notes) log.warn(note);
@@ -77,8 +83,9 @@ for (const queue of advanceQueues) {
   if (!(await boss.getQueue(queue))) await boss.createQueue(queue).catch(() => {});
 }
 await ensureQueue(boss, prepareQueue, prepareQueueOptions);
+await ensureQueue(boss, statusQueue, statusQueueOptions(config.statusRetryDelaySeconds));
 
-const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel, prepareChannel], log);
+const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel, prepareChannel, statusChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
 
@@ -135,6 +142,14 @@ const { registry } = await serveAndRegister({
 });
 registerCoordinatorMetrics({ pool, boss, shards, registry });
 const preparing = startPrepareWorker({ pool, boss, notifier, log, peers: registry, secrets, gitCacheDir: config.gitCacheDir });
+const statuses = startCommitStatusDelivery({
+  pool,
+  boss,
+  notifier,
+  log,
+  secrets,
+  publicUrl: async () => config.publicUrl || ((await registry.resolve("gateway").catch(() => []))[0]?.url ?? ""),
+});
 const retentionSchedule = await startRetentionSchedule({ boss, enabled: !retentionIsOff(retention), sweep });
 // Registered last, so run first when stopping: peers take the shards over
 // while this process drains its calls.
@@ -143,6 +158,7 @@ onShutdown("stop workers and release shards", async () => {
   stopSweeps.abort();
   await retentionSchedule.stop();
   await preparing.stop();
+  await statuses.stop();
   await workers.stop();
   await shards.stop();
 });

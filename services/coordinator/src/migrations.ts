@@ -168,4 +168,23 @@ export const migrations = [
    -- What made a project's run (a forge's delivery, a schedule's tick), so
    -- that the same again makes no second run; apart from SubmitRun's ids.
    CREATE UNIQUE INDEX runs_project_request ON runs (project, project_request);`,
+  // Commit statuses owed to forges (an outbox: a row is written in the
+  // transaction of the change it reports, then queued in pg-boss and sent in
+  // order per commit and context). `queued_at`: handed to pg-boss.
+  `CREATE TABLE commit_statuses (
+     id bigserial PRIMARY KEY,
+     run_id uuid NOT NULL,
+     project text NOT NULL,
+     sha text NOT NULL,
+     context text NOT NULL,
+     state text NOT NULL,
+     description text NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     queued_at timestamptz,
+     sent_at timestamptz,
+     abandoned_at timestamptz,
+     last_error text NOT NULL DEFAULT ''
+   );
+   CREATE INDEX commit_statuses_unqueued ON commit_statuses (id) WHERE queued_at IS NULL;
+   CREATE INDEX commit_statuses_unsent ON commit_statuses (project, sha, context, id) WHERE sent_at IS NULL AND abandoned_at IS NULL;`,
 ];

@@ -30,7 +30,7 @@ export function startQueueWorker<T>(options: {
   pollMs?: number;
   handle: (job: QueuedJob<T>, client: PoolClient) => Promise<void>;
   // After the last try failed: what is left to do (in the same transaction,
-  // the handler's work undone) before pg-boss records the failure.
+  // the handler's work undone); the job then counts as done.
   giveUp?: (job: QueuedJob<T>, client: PoolClient, err: unknown) => Promise<void>;
 }): { stop(): Promise<void> } {
   const { pool, boss, notifier, queue, channel, log } = options;
@@ -50,8 +50,13 @@ export function startQueueWorker<T>(options: {
         await client.query("ROLLBACK TO SAVEPOINT work");
         const last = job.retryCount >= job.retryLimit;
         log.warn(last ? `${queue} job failed its last try` : `${queue} job failed; pg-boss retries it after its back-off`, { job_id: job.id, retry: job.retryCount, err });
-        if (last) await options.giveUp?.(queued, client, err);
-        await boss.fail(queue, job.id, { message: (err as Error).message }, { db });
+        if (last && options.giveUp) {
+          await options.giveUp(queued, client, err);
+          // Handled by giving up: done, so that it holds nothing back.
+          await boss.complete(queue, job.id, { gaveUp: (err as Error).message }, { db });
+        } else {
+          await boss.fail(queue, job.id, { message: (err as Error).message }, { db });
+        }
       }
       return true;
     });

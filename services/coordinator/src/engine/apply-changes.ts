@@ -4,6 +4,8 @@ import { IllegalTransitionError, isLegal, stateName, transitions, type Entity, t
 
 export const journalChannel = "otto_journal";
 export const tasksChannel = "otto_tasks";
+// A project's run ended: a commit status is owed to its forge (commit-statuses.ts).
+export const statusChannel = "otto_statuses";
 
 // An agent's hold on a task, given with the move to "assigned": the
 // attempt's slot on the agent is reserved with it (with the job's cpu and
@@ -313,6 +315,15 @@ WITH run AS (
   INSERT INTO coordinator.journal (run_id, seq, job, step, state, exit_code, message)
   SELECT $1, run.first_seq + e.n, e.job, e.step, e.state, e.exit_code, e.message
   FROM run, unnest($27::text[], $28::text[], $29::smallint[], $30::int[], $31::text[]) WITH ORDINALITY AS e(job, step, state, exit_code, message, n)
+), commit_status AS (
+  -- A project's run that ends owes its forge a status, when the project
+  -- names a forge and a token to send it with.
+  INSERT INTO coordinator.commit_statuses (run_id, project, sha, context, state, description)
+  SELECT r.id, r.project, r.source->>'sha', 'otto/' || r.name,
+    CASE $3::smallint WHEN ${SUCCEEDED} THEN 'success' WHEN ${FAILED} THEN 'failure' ELSE 'error' END, coalesce($37::text, '')
+  FROM coordinator.runs r JOIN coordinator.projects p ON p.name = r.project AND p.forge_kind <> '' AND p.forge_token_secret <> ''
+  WHERE r.id = $1 AND $3::smallint IN (${finals}) AND r.source IS NOT NULL
+  RETURNING id
 ), mismatches AS (
   SELECT 'run' AS entity, 1::bigint AS n, r.state::text AS found
     FROM (SELECT 1) one LEFT JOIN coordinator.runs r ON r.id = $1
@@ -333,6 +344,7 @@ SELECT CASE WHEN EXISTS (SELECT 1 FROM mismatches) THEN coordinator.refuse_chang
   -- Only for runs someone watches: every NOTIFY wakes every listening
   -- session, whatever its channels.
   CASE WHEN $2 > 0 AND (SELECT watchers FROM run) > 0 THEN pg_notify($32, $1::text) END AS journal_notified,
+  CASE WHEN EXISTS (SELECT 1 FROM commit_status) THEN pg_notify('${statusChannel}', '') END AS status_notified,
   -- Agents that could take a task now: those with its labels, or any for
   -- a lock, cpu or memory freed while tasks wait (""). A freed slot wakes
   -- nobody: the agent's slot asks for its next task as it reports the end.

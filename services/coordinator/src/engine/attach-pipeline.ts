@@ -2,13 +2,15 @@ import { toJson } from "@bufbuild/protobuf";
 import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
 import type { PoolClient } from "@otto/kit/db";
 import { advanceNewRun } from "./advance-run.ts";
+import { owePendingStatus } from "./commit-statuses.ts";
 import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
 import { RunState } from "./states.ts";
 import { transitions } from "./transitions.ts";
 
 // Gives a project's run, made without jobs (start-project-run.ts), the
 // pipeline read from its commit: its jobs and steps are stored and its first
-// jobs made ready, in the caller's transaction. A run that is no longer waiting for its pipeline (canceled,
+// jobs made ready, and a `pending` status owed to its forge, in the caller's
+// transaction. A run that is no longer waiting for its pipeline (canceled,
 // failed, or given it by an earlier try of the same work) is left as it is;
 // the answer says which happened.
 export async function attachPipeline(client: PoolClient, runId: string, pipeline: Pipeline, note: string): Promise<"attached" | "not waiting"> {
@@ -21,6 +23,7 @@ export async function attachPipeline(client: PoolClient, runId: string, pipeline
   if (!run || run.state !== RunState.QUEUED || run.cancel_requested || run.has_jobs) return "not waiting";
   const { jobs, steps } = pipelineRows(pipeline);
   await client.query("UPDATE coordinator.runs SET name = $2, pipeline = $3 WHERE id = $1", [runId, pipeline.name, toJson(PipelineSchema, pipeline)]);
+  await owePendingStatus(client, runId, `${pipeline.jobs.length} jobs queued`);
   await client.query(insertJobsAndStepsSql, [runId, JSON.stringify(jobs), transitions.job.initial, JSON.stringify(steps), transitions.step.initial]);
   await advanceNewRun(
     client,
