@@ -182,7 +182,7 @@ describe("forge webhooks", () => {
     assert.equal(tea.name, "app, second version");
   });
 
-  it("runs a pull request from a fork without secrets, saying why, and one from the repository with them", async () => {
+  it("runs a pull request from a fork without secrets, saying why, until an admin approves its commit; one from the repository with them", async () => {
     const forked = await started(
       await post("/hooks/github/app", githubPullRequest({ secret: secrets.app, repository: "acme/app", headRepository: "mallory/app", sha: first, number: 7 })),
     );
@@ -191,6 +191,21 @@ describe("forge webhooks", () => {
     assert.equal(forked.source?.pullRequest?.number, 7n);
     assert.match(forked.source?.secretsWithheld ?? "", /fork mallory\/app/);
     assert.match(await logOf(forked, "build"), /pr=7[\s\S]*secret=withheld/);
+    // An admin approves that commit: it runs again, with the secrets, and so
+    // does a later delivery of it; another commit of the fork does not.
+    const { run: approved } = await otto.client.projects.approveFork({ name: "app", pullRequest: 7n, sha: first });
+    const approvedRun = await waitForRun(otto.client, approved!.id);
+    assert.equal(approvedRun.source?.secretsWithheld, "");
+    assert.doesNotMatch(await logOf(approvedRun, "build"), /secret=withheld/);
+    const redelivered = await started(
+      await post("/hooks/github/app", githubPullRequest({ secret: secrets.app, repository: "acme/app", headRepository: "mallory/app", sha: first, number: 7, action: "reopened" })),
+    );
+    assert.equal(redelivered.source?.secretsWithheld, "");
+    const pushedAfter = await started(
+      await post("/hooks/github/app", githubPullRequest({ secret: secrets.app, repository: "acme/app", headRepository: "mallory/app", sha: second, number: 7, action: "synchronize" })),
+    );
+    assert.match(pushedAfter.source?.secretsWithheld ?? "", /until an admin approves this commit/);
+    await assert.rejects(otto.client.projects.approveFork({ name: "app", pullRequest: 99n, sha: first }), /no run of pull request 99/);
     const own = await started(
       await post("/hooks/github/app", githubPullRequest({ secret: secrets.app, repository: "acme/app", headRepository: "acme/app", sha: second, number: 8, action: "synchronize" })),
     );

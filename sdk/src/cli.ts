@@ -49,6 +49,13 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
                           a new webhook secret, printed once
   project run NAME [--branch B] [--sha SHA]
                           run a branch's tip (or a commit) of the project
+  project approve-fork NAME PULL_REQUEST SHA
+                          let a fork's pull request have secrets at that commit,
+                          and run it
+  schedule create PROJECT --cron "MIN HOUR DOM MON DOW" [--branch B]
+                          run a branch's tip on a schedule (UTC)
+  schedule list [PROJECT] list schedules
+  schedule delete ID      delete a schedule
 The gateway is --url, else OTTO_URL, else ${defaultGatewayUrl}.
 The token is --token, else OTTO_TOKEN, else the file OTTO_TOKEN_FILE, else
 .otto/admin.token when there is one (as \`npm start\` makes it).
@@ -80,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     forgeTokenSecret: option("--forge-token-secret"),
     forgeRepo: option("--forge-repo"),
     sha: option("--sha"),
+    cron: option("--cron"),
   };
   const number = (name: string) => {
     const value = option(name);
@@ -236,6 +244,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     case "project":
       return projectCommand(client, url, rest, projectOptions);
+    case "schedule":
+      return scheduleCommand(client, rest, projectOptions);
     default:
       throw new UsageError();
   }
@@ -281,11 +291,42 @@ async function projectCommand(client: OttoClient, url: string, rest: string[], o
       console.log(`webhook secret: ${webhookSecret}   (shown only now; the old one no longer works)`);
       return 0;
     }
+    case "approve-fork": {
+      const [, , number, sha] = rest;
+      if (!number || !/^\d+$/.test(number) || !sha) throw new UsageError("project approve-fork NAME PULL_REQUEST SHA");
+      const { run } = await client.projects.approveFork({ name, pullRequest: BigInt(number), sha });
+      console.log(`pull request ${number} at ${sha.slice(0, 12)} approved; run ${run!.id} (#${run!.source?.number}) queued with secrets`);
+      return 0;
+    }
     case "run": {
       const { run } = await client.projects.runProject({ name, branch: o.branch ?? "", sha: o.sha ?? "" });
       console.log(`run ${run!.id} (#${run!.source?.number}) of project ${name} at ${run!.source?.sha.slice(0, 12)} queued`);
       return 0;
     }
+    default:
+      throw new UsageError();
+  }
+}
+
+async function scheduleCommand(client: OttoClient, rest: string[], o: Record<string, string | undefined>): Promise<number> {
+  const [verb, arg] = rest;
+  switch (verb) {
+    case "create": {
+      if (!arg || !o.cron) throw new UsageError('schedule create PROJECT --cron "MIN HOUR DOM MON DOW" [--branch B]');
+      const { schedule } = await client.projects.createSchedule({ project: arg, cron: o.cron, branch: o.branch ?? "" });
+      console.log(`schedule ${schedule!.id}: project ${schedule!.project}, "${schedule!.cron}" (UTC), branch ${schedule!.branch || "(default)"}`);
+      return 0;
+    }
+    case "list": {
+      const { schedules } = await client.projects.listSchedules({ project: arg ?? "" });
+      for (const s of schedules) console.log(`${s.id}  ${s.project}  "${s.cron}"  ${s.branch || "(default branch)"}`);
+      return 0;
+    }
+    case "delete":
+      if (!arg) throw new UsageError();
+      await client.projects.deleteSchedule({ id: arg });
+      console.log(`schedule ${arg} deleted`);
+      return 0;
     default:
       throw new UsageError();
   }

@@ -42,6 +42,7 @@ import { ensureQueue } from "./queue-worker.ts";
 import { branchTip } from "./git/branch-tip.ts";
 import { startCommitStatusDelivery, statusQueue, statusQueueOptions } from "./projects/commit-status-delivery.ts";
 import { statusChannel } from "./engine/apply-changes.ts";
+import { ScheduleStore, scheduleChannel, scheduleQueue, scheduleQueueOptions, startScheduleWorker } from "./projects/schedules.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("coordinator");
@@ -62,6 +63,7 @@ const config = loadConfig("coordinator", (env) => ({
   retention: readRetention(env),
   // Bare repositories kept to read pipeline files at commits (projects' runs).
   gitCacheDir: readString(env, "OTTO_GIT_CACHE_DIR", join(tmpdir(), `otto-git-cache-${process.getuid?.() ?? "user"}`)),
+  cronCheckSeconds: readInt(env, "OTTO_CRON_CHECK_SECONDS", 30, 1),
   // The first wait before a forge that refused a commit status is asked again (doubling after).
   statusRetryDelaySeconds: readInt(env, "OTTO_STATUS_RETRY_DELAY_SECONDS", 5, 1),
   // The gateway's public URL, for the links statuses carry (else the gateway's registered URL).
@@ -75,7 +77,15 @@ const pool = createPool(config.databaseUrl, { application: "otto-coordinator", m
 onShutdown("close pool", () => pool.end());
 await migrate(pool, "coordinator", migrations);
 
-const boss = new PgBoss({ connectionString: config.databaseUrl, schema: "pgboss", max: 3, application_name: "otto-coordinator-boss" });
+// Schedules' ticks: how often pg-boss's cron looks for one that is due.
+const boss = new PgBoss({
+  connectionString: config.databaseUrl,
+  schema: "pgboss",
+  max: 3,
+  application_name: "otto-coordinator-boss",
+  cronMonitorIntervalSeconds: config.cronCheckSeconds,
+  cronWorkerIntervalSeconds: Math.min(5, config.cronCheckSeconds),
+});
 boss.on("error", (err) => log.error("pg-boss error", { err }));
 await boss.start();
 onShutdown("stop pg-boss", () => boss.stop({ graceful: false }));
@@ -84,8 +94,9 @@ for (const queue of advanceQueues) {
 }
 await ensureQueue(boss, prepareQueue, prepareQueueOptions);
 await ensureQueue(boss, statusQueue, statusQueueOptions(config.statusRetryDelaySeconds));
+await ensureQueue(boss, scheduleQueue, scheduleQueueOptions);
 
-const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel, prepareChannel, statusChannel], log);
+const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel, prepareChannel, statusChannel, scheduleChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
 
@@ -101,6 +112,8 @@ await tokens.start();
 const signTaskToken = config.security.insecure ? undefined : createTaskTokenSigner(config.security.tls);
 const secrets = new SecretStore(pool, config.secretsKey);
 const projects = new ProjectStore(pool, secrets);
+const schedules = new ScheduleStore(pool, boss);
+const branchTipOf = (repoUrl: string, branch: string) => branchTip({ repoUrl, branch, cacheDir: config.gitCacheDir });
 const gatewayOnly = { services: ["gateway"] };
 // A sweep under way when the process stops ends after its current batch.
 const stopSweeps = new AbortController();
@@ -135,13 +148,14 @@ const { registry } = await serveAndRegister({
     router.service(AdminService, { ...secretRoutes(secrets), ...retentionRoutes(retention, () => sweep()) });
     router.service(
       ProjectService,
-      projectRoutes(pool, boss, projects, { maxActiveRuns: config.maxActiveRuns, branchTip: (repoUrl, branch) => branchTip({ repoUrl, branch, cacheDir: config.gitCacheDir }) }),
+      projectRoutes(pool, boss, projects, schedules, { maxActiveRuns: config.maxActiveRuns, branchTip: branchTipOf }),
     );
     router.service(ForgeHookService, forgeHookRoutes(pool, boss, projects, { maxActiveRuns: config.maxActiveRuns }));
   },
 });
 registerCoordinatorMetrics({ pool, boss, shards, registry });
 const preparing = startPrepareWorker({ pool, boss, notifier, log, peers: registry, secrets, gitCacheDir: config.gitCacheDir });
+const scheduled = startScheduleWorker({ pool, boss, notifier, log, maxActiveRuns: config.maxActiveRuns, branchTip: branchTipOf });
 const statuses = startCommitStatusDelivery({
   pool,
   boss,
@@ -159,6 +173,7 @@ onShutdown("stop workers and release shards", async () => {
   await retentionSchedule.stop();
   await preparing.stop();
   await statuses.stop();
+  await scheduled.stop();
   await workers.stop();
   await shards.stop();
 });

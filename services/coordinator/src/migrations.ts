@@ -187,4 +187,20 @@ export const migrations = [
    );
    CREATE INDEX commit_statuses_unqueued ON commit_statuses (id) WHERE queued_at IS NULL;
    CREATE INDEX commit_statuses_unsent ON commit_statuses (project, sha, context, id) WHERE sent_at IS NULL AND abandoned_at IS NULL;`,
+  // Schedules of projects' runs (pg-boss's cron sends each tick), and the
+  // commits of pull requests from forks that an admin let have secrets.
+  `CREATE TABLE schedules (
+     id uuid PRIMARY KEY,
+     project text NOT NULL REFERENCES projects ON DELETE CASCADE,
+     cron text NOT NULL,
+     branch text NOT NULL DEFAULT '',
+     created_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE TABLE fork_approvals (
+     project text NOT NULL REFERENCES projects ON DELETE CASCADE,
+     pull_request bigint NOT NULL,
+     sha text NOT NULL,
+     approved_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (project, pull_request, sha)
+   );`,
 ];

@@ -62,6 +62,7 @@ await serveAndRegister({
       GetProject: { scope: "runs:read" },
       ListProjects: { scope: "runs:read" },
       RunProject: { scope: "runs:write" },
+      ListSchedules: { scope: "runs:read" },
     },
     ...agentAccess,
   },

@@ -15,6 +15,10 @@ export function projectServiceImpl(peers: ServiceCaller): ServiceImpl<typeof Pro
     updateProject: (req, ctx) => write((c) => c.updateProject(req, { signal: ctx.signal })),
     deleteProject: (req, ctx) => write((c) => c.deleteProject(req, { signal: ctx.signal })),
     rotateWebhookSecret: (req, ctx) => write((c) => c.rotateWebhookSecret(req, { signal: ctx.signal })),
+    approveFork: (req, ctx) => read((c) => c.approveFork(req, { signal: ctx.signal })),
+    createSchedule: (req, ctx) => write((c) => c.createSchedule(req, { signal: ctx.signal })),
+    listSchedules: (req, ctx) => read((c) => c.listSchedules(req, { signal: ctx.signal })),
+    deleteSchedule: (req, ctx) => write((c) => c.deleteSchedule(req, { signal: ctx.signal })),
     // With a request id it is safe to send again.
     runProject: (req, ctx) => (req.requestId ? read : write)((c) => c.runProject(req, { signal: ctx.signal })),
   };

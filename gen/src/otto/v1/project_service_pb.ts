@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/project_service.proto.
  */
 export const file_otto_v1_project_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1vdHRvL3YxL3Byb2plY3Rfc2VydmljZS5wcm90bxIHb3R0by52MSKuAQoFRm9yZ2USKgoEa2luZBgBIAEoCUIcukgZchdSBmdpdGh1YlIGZ2l0bGFiUgVnaXRlYRIfCgdhcGlfdXJsGAIgASgJQg66SAvYAQFyBhiAEIgBARI6Cgx0b2tlbl9zZWNyZXQYAyABKAlCJLpIIXIfGGQyG14oW0EtWmEtel9dW0EtWmEtejAtOV9dKik/JBIcCgpyZXBvc2l0b3J5GAQgASgJQgi6SAVyAxiABCL2AQoHUHJvamVjdBIMCgRuYW1lGAEgASgJEhAKCHJlcG9fdXJsGAIgASgJEhUKDXBpcGVsaW5lX3BhdGgYAyABKAkSFgoOZGVmYXVsdF9icmFuY2gYBCABKAkSHQoFZm9yZ2UYBSABKAsyDi5vdHRvLnYxLkZvcmdlEhAKCGJyYW5jaGVzGAYgAygJEgwKBHRhZ3MYByADKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMd2ViaG9va19wYXRoGAkgASgJEhcKD2xhc3RfcnVuX251bWJlchgKIAEoAyKTAgoUQ3JlYXRlUHJvamVjdFJlcXVlc3QSNQoEbmFtZRgBIAEoCUInukgkciIQARhkMhxeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8tXSokEhwKCHJlcG9fdXJsGAIgASgJQgq6SAdyBRABGIAQEh8KDXBpcGVsaW5lX3BhdGgYAyABKAlCCLpIBXIDGIAIEiAKDmRlZmF1bHRfYnJhbmNoGAQgASgJQgi6SAVyAxj/ARIdCgVmb3JnZRgFIAEoCzIOLm90dG8udjEuRm9yZ2USIwoIYnJhbmNoZXMYBiADKAlCEbpIDpIBCxAyIgdyBRABGP8BEh8KBHRhZ3MYByADKAlCEbpIDpIBCxAyIgdyBRABGP8BIlIKFUNyZWF0ZVByb2plY3RSZXNwb25zZRIhCgdwcm9qZWN0GAEgASgLMhAub3R0by52MS5Qcm9qZWN0EhYKDndlYmhvb2tfc2VjcmV0GAIgASgJIiwKEUdldFByb2plY3RSZXF1ZXN0EhcKBG5hbWUYASABKAlCCbpIBnIEEAEYZCI3ChJHZXRQcm9qZWN0UmVzcG9uc2USIQoHcHJvamVjdBgBIAEoCzIQLm90dG8udjEuUHJvamVjdCIVChNMaXN0UHJvamVjdHNSZXF1ZXN0IjoKFExpc3RQcm9qZWN0c1Jlc3BvbnNlEiIKCHByb2plY3RzGAEgAygLMhAub3R0by52MS5Qcm9qZWN0IikKBUdsb2JzEiAKBWdsb2JzGAEgAygJQhG6SA6SAQsQMiIHcgUQARj/ASK0AgoUVXBkYXRlUHJvamVjdFJlcXVlc3QSFwoEbmFtZRgBIAEoCUIJukgGcgQQARhkEiEKCHJlcG9fdXJsGAIgASgJQgq6SAdyBRABGIAQSACIAQESJgoNcGlwZWxpbmVfcGF0aBgDIAEoCUIKukgHcgUQARiACEgBiAEBEicKDmRlZmF1bHRfYnJhbmNoGAQgASgJQgq6SAdyBRABGP8BSAKIAQESHQoFZm9yZ2UYBSABKAsyDi5vdHRvLnYxLkZvcmdlEiAKCGJyYW5jaGVzGAYgASgLMg4ub3R0by52MS5HbG9icxIcCgR0YWdzGAcgASgLMg4ub3R0by52MS5HbG9ic0ILCglfcmVwb191cmxCEAoOX3BpcGVsaW5lX3BhdGhCEQoPX2RlZmF1bHRfYnJhbmNoIjoKFVVwZGF0ZVByb2plY3RSZXNwb25zZRIhCgdwcm9qZWN0GAEgASgLMhAub3R0by52MS5Qcm9qZWN0Ii8KFERlbGV0ZVByb2plY3RSZXF1ZXN0EhcKBG5hbWUYASABKAlCCbpIBnIEEAEYZCIXChVEZWxldGVQcm9qZWN0UmVzcG9uc2UiNQoaUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QSFwoEbmFtZRgBIAEoCUIJukgGcgQQARhkIjUKG1JvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRIWCg53ZWJob29rX3NlY3JldBgBIAEoCSKXAQoRUnVuUHJvamVjdFJlcXVlc3QSFwoEbmFtZRgBIAEoCUIJukgGcgQQARhkEhgKBmJyYW5jaBgCIAEoCUIIukgFcgMY/wESMgoDc2hhGAMgASgJQiW6SCJyIDIeXihbMC05YS1mXXs0MH18WzAtOWEtZl17NjR9KT8kEhsKCnJlcXVlc3RfaWQYBCABKAlCB7pIBHICGGQiLwoSUnVuUHJvamVjdFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLm90dG8udjEuUnVuMscECg5Qcm9qZWN0U2VydmljZRJOCg1DcmVhdGVQcm9qZWN0Eh0ub3R0by52MS5DcmVhdGVQcm9qZWN0UmVxdWVzdBoeLm90dG8udjEuQ3JlYXRlUHJvamVjdFJlc3BvbnNlEkoKCkdldFByb2plY3QSGi5vdHRvLnYxLkdldFByb2plY3RSZXF1ZXN0Ghsub3R0by52MS5HZXRQcm9qZWN0UmVzcG9uc2UiA5ACARJQCgxMaXN0UHJvamVjdHMSHC5vdHRvLnYxLkxpc3RQcm9qZWN0c1JlcXVlc3QaHS5vdHRvLnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlIgOQAgESTgoNVXBkYXRlUHJvamVjdBIdLm90dG8udjEuVXBkYXRlUHJvamVjdFJlcXVlc3QaHi5vdHRvLnYxLlVwZGF0ZVByb2plY3RSZXNwb25zZRJOCg1EZWxldGVQcm9qZWN0Eh0ub3R0by52MS5EZWxldGVQcm9qZWN0UmVxdWVzdBoeLm90dG8udjEuRGVsZXRlUHJvamVjdFJlc3BvbnNlEmAKE1JvdGF0ZVdlYmhvb2tTZWNyZXQSIy5vdHRvLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXF1ZXN0GiQub3R0by52MS5Sb3RhdGVXZWJob29rU2VjcmV0UmVzcG9uc2USRQoKUnVuUHJvamVjdBIaLm90dG8udjEuUnVuUHJvamVjdFJlcXVlc3QaGy5vdHRvLnYxLlJ1blByb2plY3RSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_otto_v1_run]);
+  fileDesc("Ch1vdHRvL3YxL3Byb2plY3Rfc2VydmljZS5wcm90bxIHb3R0by52MSKuAQoFRm9yZ2USKgoEa2luZBgBIAEoCUIcukgZchdSBmdpdGh1YlIGZ2l0bGFiUgVnaXRlYRIfCgdhcGlfdXJsGAIgASgJQg66SAvYAQFyBhiAEIgBARI6Cgx0b2tlbl9zZWNyZXQYAyABKAlCJLpIIXIfGGQyG14oW0EtWmEtel9dW0EtWmEtejAtOV9dKik/JBIcCgpyZXBvc2l0b3J5GAQgASgJQgi6SAVyAxiABCL2AQoHUHJvamVjdBIMCgRuYW1lGAEgASgJEhAKCHJlcG9fdXJsGAIgASgJEhUKDXBpcGVsaW5lX3BhdGgYAyABKAkSFgoOZGVmYXVsdF9icmFuY2gYBCABKAkSHQoFZm9yZ2UYBSABKAsyDi5vdHRvLnYxLkZvcmdlEhAKCGJyYW5jaGVzGAYgAygJEgwKBHRhZ3MYByADKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMd2ViaG9va19wYXRoGAkgASgJEhcKD2xhc3RfcnVuX251bWJlchgKIAEoAyKTAgoUQ3JlYXRlUHJvamVjdFJlcXVlc3QSNQoEbmFtZRgBIAEoCUInukgkciIQARhkMhxeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8tXSokEhwKCHJlcG9fdXJsGAIgASgJQgq6SAdyBRABGIAQEh8KDXBpcGVsaW5lX3BhdGgYAyABKAlCCLpIBXIDGIAIEiAKDmRlZmF1bHRfYnJhbmNoGAQgASgJQgi6SAVyAxj/ARIdCgVmb3JnZRgFIAEoCzIOLm90dG8udjEuRm9yZ2USIwoIYnJhbmNoZXMYBiADKAlCEbpIDpIBCxAyIgdyBRABGP8BEh8KBHRhZ3MYByADKAlCEbpIDpIBCxAyIgdyBRABGP8BIlIKFUNyZWF0ZVByb2plY3RSZXNwb25zZRIhCgdwcm9qZWN0GAEgASgLMhAub3R0by52MS5Qcm9qZWN0EhYKDndlYmhvb2tfc2VjcmV0GAIgASgJIiwKEUdldFByb2plY3RSZXF1ZXN0EhcKBG5hbWUYASABKAlCCbpIBnIEEAEYZCI3ChJHZXRQcm9qZWN0UmVzcG9uc2USIQoHcHJvamVjdBgBIAEoCzIQLm90dG8udjEuUHJvamVjdCIVChNMaXN0UHJvamVjdHNSZXF1ZXN0IjoKFExpc3RQcm9qZWN0c1Jlc3BvbnNlEiIKCHByb2plY3RzGAEgAygLMhAub3R0by52MS5Qcm9qZWN0IikKBUdsb2JzEiAKBWdsb2JzGAEgAygJQhG6SA6SAQsQMiIHcgUQARj/ASK0AgoUVXBkYXRlUHJvamVjdFJlcXVlc3QSFwoEbmFtZRgBIAEoCUIJukgGcgQQARhkEiEKCHJlcG9fdXJsGAIgASgJQgq6SAdyBRABGIAQSACIAQESJgoNcGlwZWxpbmVfcGF0aBgDIAEoCUIKukgHcgUQARiACEgBiAEBEicKDmRlZmF1bHRfYnJhbmNoGAQgASgJQgq6SAdyBRABGP8BSAKIAQESHQoFZm9yZ2UYBSABKAsyDi5vdHRvLnYxLkZvcmdlEiAKCGJyYW5jaGVzGAYgASgLMg4ub3R0by52MS5HbG9icxIcCgR0YWdzGAcgASgLMg4ub3R0by52MS5HbG9ic0ILCglfcmVwb191cmxCEAoOX3BpcGVsaW5lX3BhdGhCEQoPX2RlZmF1bHRfYnJhbmNoIjoKFVVwZGF0ZVByb2plY3RSZXNwb25zZRIhCgdwcm9qZWN0GAEgASgLMhAub3R0by52MS5Qcm9qZWN0Ii8KFERlbGV0ZVByb2plY3RSZXF1ZXN0EhcKBG5hbWUYASABKAlCCbpIBnIEEAEYZCIXChVEZWxldGVQcm9qZWN0UmVzcG9uc2UiNQoaUm90YXRlV2ViaG9va1NlY3JldFJlcXVlc3QSFwoEbmFtZRgBIAEoCUIJukgGcgQQARhkIjUKG1JvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRIWCg53ZWJob29rX3NlY3JldBgBIAEoCSKXAQoRUnVuUHJvamVjdFJlcXVlc3QSFwoEbmFtZRgBIAEoCUIJukgGcgQQARhkEhgKBmJyYW5jaBgCIAEoCUIIukgFcgMY/wESMgoDc2hhGAMgASgJQiW6SCJyIDIeXihbMC05YS1mXXs0MH18WzAtOWEtZl17NjR9KT8kEhsKCnJlcXVlc3RfaWQYBCABKAlCB7pIBHICGGQiLwoSUnVuUHJvamVjdFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLm90dG8udjEuUnVuIn8KEkFwcHJvdmVGb3JrUmVxdWVzdBIXCgRuYW1lGAEgASgJQgm6SAZyBBABGGQSHQoMcHVsbF9yZXF1ZXN0GAIgASgDQge6SAQiAiAAEjEKA3NoYRgDIAEoCUIkukghch8yHV4oWzAtOWEtZl17NDB9fFswLTlhLWZdezY0fSkkIjAKE0FwcHJvdmVGb3JrUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4idQoIU2NoZWR1bGUSCgoCaWQYASABKAkSDwoHcHJvamVjdBgCIAEoCRIMCgRjcm9uGAMgASgJEg4KBmJyYW5jaBgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJmChVDcmVhdGVTY2hlZHVsZVJlcXVlc3QSGgoHcHJvamVjdBgBIAEoCUIJukgGcgQQARhkEhcKBGNyb24YAiABKAlCCbpIBnIEEAkYZBIYCgZicmFuY2gYAyABKAlCCLpIBXIDGP8BIj0KFkNyZWF0ZVNjaGVkdWxlUmVzcG9uc2USIwoIc2NoZWR1bGUYASABKAsyES5vdHRvLnYxLlNjaGVkdWxlIjAKFExpc3RTY2hlZHVsZXNSZXF1ZXN0EhgKB3Byb2plY3QYASABKAlCB7pIBHICGGQiPQoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEiQKCXNjaGVkdWxlcxgBIAMoCzIRLm90dG8udjEuU2NoZWR1bGUiLQoVRGVsZXRlU2NoZWR1bGVSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASIYChZEZWxldGVTY2hlZHVsZVJlc3BvbnNlMowHCg5Qcm9qZWN0U2VydmljZRJOCg1DcmVhdGVQcm9qZWN0Eh0ub3R0by52MS5DcmVhdGVQcm9qZWN0UmVxdWVzdBoeLm90dG8udjEuQ3JlYXRlUHJvamVjdFJlc3BvbnNlEkoKCkdldFByb2plY3QSGi5vdHRvLnYxLkdldFByb2plY3RSZXF1ZXN0Ghsub3R0by52MS5HZXRQcm9qZWN0UmVzcG9uc2UiA5ACARJQCgxMaXN0UHJvamVjdHMSHC5vdHRvLnYxLkxpc3RQcm9qZWN0c1JlcXVlc3QaHS5vdHRvLnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlIgOQAgESTgoNVXBkYXRlUHJvamVjdBIdLm90dG8udjEuVXBkYXRlUHJvamVjdFJlcXVlc3QaHi5vdHRvLnYxLlVwZGF0ZVByb2plY3RSZXNwb25zZRJOCg1EZWxldGVQcm9qZWN0Eh0ub3R0by52MS5EZWxldGVQcm9qZWN0UmVxdWVzdBoeLm90dG8udjEuRGVsZXRlUHJvamVjdFJlc3BvbnNlEmAKE1JvdGF0ZVdlYmhvb2tTZWNyZXQSIy5vdHRvLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXF1ZXN0GiQub3R0by52MS5Sb3RhdGVXZWJob29rU2VjcmV0UmVzcG9uc2USRQoKUnVuUHJvamVjdBIaLm90dG8udjEuUnVuUHJvamVjdFJlcXVlc3QaGy5vdHRvLnYxLlJ1blByb2plY3RSZXNwb25zZRJICgtBcHByb3ZlRm9yaxIbLm90dG8udjEuQXBwcm92ZUZvcmtSZXF1ZXN0Ghwub3R0by52MS5BcHByb3ZlRm9ya1Jlc3BvbnNlElEKDkNyZWF0ZVNjaGVkdWxlEh4ub3R0by52MS5DcmVhdGVTY2hlZHVsZVJlcXVlc3QaHy5vdHRvLnYxLkNyZWF0ZVNjaGVkdWxlUmVzcG9uc2USUwoNTGlzdFNjaGVkdWxlcxIdLm90dG8udjEuTGlzdFNjaGVkdWxlc1JlcXVlc3QaHi5vdHRvLnYxLkxpc3RTY2hlZHVsZXNSZXNwb25zZSIDkAIBElEKDkRlbGV0ZVNjaGVkdWxlEh4ub3R0by52MS5EZWxldGVTY2hlZHVsZVJlcXVlc3QaHy5vdHRvLnYxLkRlbGV0ZVNjaGVkdWxlUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_otto_v1_run]);
 
 /**
  * The forge a project's repository lives on, for commit statuses.
@@ -479,6 +479,206 @@ export const RunProjectResponseSchema: GenMessage<RunProjectResponse> = /*@__PUR
   messageDesc(file_otto_v1_project_service, 16);
 
 /**
+ * @generated from message otto.v1.ApproveForkRequest
+ */
+export type ApproveForkRequest = Message<"otto.v1.ApproveForkRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int64 pull_request = 2;
+   */
+  pullRequest: bigint;
+
+  /**
+   * The commit approved: the pull request's head as the admin read it. A
+   * later push to the pull request needs approving again.
+   *
+   * @generated from field: string sha = 3;
+   */
+  sha: string;
+};
+
+/**
+ * Describes the message otto.v1.ApproveForkRequest.
+ * Use `create(ApproveForkRequestSchema)` to create a new message.
+ */
+export const ApproveForkRequestSchema: GenMessage<ApproveForkRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_project_service, 17);
+
+/**
+ * @generated from message otto.v1.ApproveForkResponse
+ */
+export type ApproveForkResponse = Message<"otto.v1.ApproveForkResponse"> & {
+  /**
+   * The run of the approved commit, with secrets.
+   *
+   * @generated from field: otto.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message otto.v1.ApproveForkResponse.
+ * Use `create(ApproveForkResponseSchema)` to create a new message.
+ */
+export const ApproveForkResponseSchema: GenMessage<ApproveForkResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_project_service, 18);
+
+/**
+ * @generated from message otto.v1.Schedule
+ */
+export type Schedule = Message<"otto.v1.Schedule"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string project = 2;
+   */
+  project: string;
+
+  /**
+   * Five fields (minute hour day-of-month month day-of-week), UTC.
+   *
+   * @generated from field: string cron = 3;
+   */
+  cron: string;
+
+  /**
+   * Empty: the project's default branch.
+   *
+   * @generated from field: string branch = 4;
+   */
+  branch: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message otto.v1.Schedule.
+ * Use `create(ScheduleSchema)` to create a new message.
+ */
+export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
+  messageDesc(file_otto_v1_project_service, 19);
+
+/**
+ * @generated from message otto.v1.CreateScheduleRequest
+ */
+export type CreateScheduleRequest = Message<"otto.v1.CreateScheduleRequest"> & {
+  /**
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * @generated from field: string cron = 2;
+   */
+  cron: string;
+
+  /**
+   * @generated from field: string branch = 3;
+   */
+  branch: string;
+};
+
+/**
+ * Describes the message otto.v1.CreateScheduleRequest.
+ * Use `create(CreateScheduleRequestSchema)` to create a new message.
+ */
+export const CreateScheduleRequestSchema: GenMessage<CreateScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_project_service, 20);
+
+/**
+ * @generated from message otto.v1.CreateScheduleResponse
+ */
+export type CreateScheduleResponse = Message<"otto.v1.CreateScheduleResponse"> & {
+  /**
+   * @generated from field: otto.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message otto.v1.CreateScheduleResponse.
+ * Use `create(CreateScheduleResponseSchema)` to create a new message.
+ */
+export const CreateScheduleResponseSchema: GenMessage<CreateScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_project_service, 21);
+
+/**
+ * @generated from message otto.v1.ListSchedulesRequest
+ */
+export type ListSchedulesRequest = Message<"otto.v1.ListSchedulesRequest"> & {
+  /**
+   * Empty: every project's.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+};
+
+/**
+ * Describes the message otto.v1.ListSchedulesRequest.
+ * Use `create(ListSchedulesRequestSchema)` to create a new message.
+ */
+export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_project_service, 22);
+
+/**
+ * @generated from message otto.v1.ListSchedulesResponse
+ */
+export type ListSchedulesResponse = Message<"otto.v1.ListSchedulesResponse"> & {
+  /**
+   * @generated from field: repeated otto.v1.Schedule schedules = 1;
+   */
+  schedules: Schedule[];
+};
+
+/**
+ * Describes the message otto.v1.ListSchedulesResponse.
+ * Use `create(ListSchedulesResponseSchema)` to create a new message.
+ */
+export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_project_service, 23);
+
+/**
+ * @generated from message otto.v1.DeleteScheduleRequest
+ */
+export type DeleteScheduleRequest = Message<"otto.v1.DeleteScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message otto.v1.DeleteScheduleRequest.
+ * Use `create(DeleteScheduleRequestSchema)` to create a new message.
+ */
+export const DeleteScheduleRequestSchema: GenMessage<DeleteScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_project_service, 24);
+
+/**
+ * @generated from message otto.v1.DeleteScheduleResponse
+ */
+export type DeleteScheduleResponse = Message<"otto.v1.DeleteScheduleResponse"> & {
+};
+
+/**
+ * Describes the message otto.v1.DeleteScheduleResponse.
+ * Use `create(DeleteScheduleResponseSchema)` to create a new message.
+ */
+export const DeleteScheduleResponseSchema: GenMessage<DeleteScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_project_service, 25);
+
+/**
  * Projects: repositories whose forge tells Otto about pushes and pull
  * requests (POST /hooks/{forge}/{project} on the public URL), whose runs use
  * the pipeline file at the commit, and whose commits get statuses back.
@@ -552,6 +752,44 @@ export const ProjectService: GenService<{
     methodKind: "unary";
     input: typeof RunProjectRequestSchema;
     output: typeof RunProjectResponseSchema;
+  },
+  /**
+   * Lets a pull request from a fork have the project's secrets and forge
+   * token at one commit (the `admin` scope), and runs that commit with them.
+   *
+   * @generated from rpc otto.v1.ProjectService.ApproveFork
+   */
+  approveFork: {
+    methodKind: "unary";
+    input: typeof ApproveForkRequestSchema;
+    output: typeof ApproveForkResponseSchema;
+  },
+  /**
+   * Runs a branch's tip on a cron schedule (UTC), once per tick whichever
+   * coordinators are alive.
+   *
+   * @generated from rpc otto.v1.ProjectService.CreateSchedule
+   */
+  createSchedule: {
+    methodKind: "unary";
+    input: typeof CreateScheduleRequestSchema;
+    output: typeof CreateScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc otto.v1.ProjectService.ListSchedules
+   */
+  listSchedules: {
+    methodKind: "unary";
+    input: typeof ListSchedulesRequestSchema;
+    output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * @generated from rpc otto.v1.ProjectService.DeleteSchedule
+   */
+  deleteSchedule: {
+    methodKind: "unary";
+    input: typeof DeleteScheduleRequestSchema;
+    output: typeof DeleteScheduleResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_otto_v1_project_service, 0);

@@ -1,7 +1,7 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
 import type { ForgeHookService } from "@otto/gen/v1/forge_hook_service_pb";
-import { inTransaction, type Pool } from "@otto/kit/db";
+import { inTransaction, type Pool, type PoolClient } from "@otto/kit/db";
 import { startProjectRun } from "../engine/start-project-run.ts";
 import type { ForgeKind } from "../forges/forge-kind.ts";
 import { hookIsSigned } from "../forges/hook-signature.ts";
@@ -40,10 +40,10 @@ export function forgeHookRoutes(pool: Pool, boss: PgBoss, projects: ProjectStore
       }
       const why = whyEventDoesNotRun(project, event);
       if (why) return { ignored: why };
-      const started = await inTransaction(pool, (client) =>
+      const started = await inTransaction(pool, async (client) =>
         startProjectRun(client, boss, {
           project: project.name,
-          source: sourceOf(event),
+          source: sourceOf(event, event.pullRequest?.fromFork ? await forkApproved(client, project.name, event) : false),
           requestId: event.deliveryId ? `delivery ${event.deliveryId}` : "",
           maxActiveRuns: limits.maxActiveRuns,
         }),
@@ -53,7 +53,17 @@ export function forgeHookRoutes(pool: Pool, boss: PgBoss, projects: ProjectStore
   };
 }
 
-function sourceOf(event: ForgeEvent) {
+// An admin let this commit of the fork's pull request have secrets (ApproveFork).
+async function forkApproved(client: PoolClient, project: string, event: ForgeEvent): Promise<boolean> {
+  const { rowCount } = await client.query("SELECT 1 FROM coordinator.fork_approvals WHERE project = $1 AND pull_request = $2 AND sha = $3", [
+    project,
+    event.pullRequest?.number,
+    event.sha,
+  ]);
+  return (rowCount ?? 0) > 0;
+}
+
+function sourceOf(event: ForgeEvent, approved: boolean) {
   const pr = event.pullRequest;
   return {
     event: event.event,
@@ -64,8 +74,9 @@ function sourceOf(event: ForgeEvent) {
     pullRequest: pr
       ? { number: BigInt(pr.number), headRef: pr.headRef, baseRef: pr.baseRef, headRepository: pr.headRepository, baseRepository: pr.baseRepository }
       : undefined,
-    secretsWithheld: pr?.fromFork
-      ? `pull request ${pr.number} comes from the fork ${pr.headRepository}: its jobs get no secrets and no forge token`
-      : "",
+    secretsWithheld:
+      pr?.fromFork && !approved
+        ? `pull request ${pr.number} comes from the fork ${pr.headRepository}: its jobs get no secrets and no forge token until an admin approves this commit (ApproveFork)`
+        : "",
   };
 }

@@ -5,6 +5,9 @@ import { inTransaction, type Pool } from "@otto/kit/db";
 import { startProjectRun } from "../engine/start-project-run.ts";
 import { loadRun } from "../run-store.ts";
 import { branchNameProblem } from "./project-rules.ts";
+import type { ScheduleStore } from "./schedules.ts";
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { RunSourceSchema } from "@otto/gen/v1/run_pb";
 import { projectToProto, type ProjectStore } from "./project-store.ts";
 
 // ProjectService at the coordinator, which alone can seal webhook secrets;
@@ -13,6 +16,7 @@ export function projectRoutes(
   pool: Pool,
   boss: PgBoss,
   projects: ProjectStore,
+  schedules: ScheduleStore,
   options: { maxActiveRuns: number; branchTip: (repoUrl: string, branch: string) => Promise<string> },
 ): ServiceImpl<typeof ProjectService> {
   return {
@@ -30,6 +34,7 @@ export function projectRoutes(
       return { project: projectToProto(await projects.update(req)) };
     },
     async deleteProject(req) {
+      await schedules.deleteAllOf(req.name);
       await projects.delete(req.name);
       return {};
     },
@@ -51,6 +56,43 @@ export function projectRoutes(
         }),
       );
       return { run: await loadRun(pool, started.runId) };
+    },
+    async approveFork(req) {
+      const project = await projects.get(req.name);
+      const runId = await inTransaction(pool, async (client) => {
+        // The pull request's latest run of that commit says what it is.
+        const { rows } = await client.query(
+          `SELECT source FROM coordinator.runs WHERE project = $1 AND source->>'event' = 'pull_request'
+             AND (source->'pullRequest'->>'number')::bigint = $2 AND source->>'sha' = $3
+           ORDER BY created_at DESC LIMIT 1`,
+          [project.name, req.pullRequest, req.sha],
+        );
+        if (!rows[0]) throw new ConnectError(`no run of pull request ${req.pullRequest} of ${project.name} built commit ${req.sha}`, Code.NotFound);
+        const source = fromJson(RunSourceSchema, rows[0].source as JsonValue);
+        await client.query("INSERT INTO coordinator.fork_approvals (project, pull_request, sha) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", [
+          project.name,
+          req.pullRequest,
+          req.sha,
+        ]);
+        const started = await startProjectRun(client, boss, {
+          project: project.name,
+          source: { event: source.event, ref: source.ref, branch: source.branch, tag: source.tag, sha: source.sha, pullRequest: source.pullRequest },
+          requestId: `approved ${req.pullRequest} ${req.sha}`,
+          maxActiveRuns: options.maxActiveRuns,
+        });
+        return started.runId;
+      });
+      return { run: await loadRun(pool, runId) };
+    },
+    async createSchedule(req) {
+      return { schedule: await schedules.create(req.project, req.cron, req.branch) };
+    },
+    async listSchedules(req) {
+      return { schedules: await schedules.list(req.project) };
+    },
+    async deleteSchedule(req) {
+      await schedules.delete(req.id);
+      return {};
     },
   };
 }
