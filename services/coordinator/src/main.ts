@@ -40,7 +40,7 @@ import { startPrepareWorker } from "./projects/prepare-runs.ts";
 import { prepareChannel, prepareQueue, prepareQueueOptions } from "./engine/project-run-queue.ts";
 import { ensureQueue } from "./queue-worker.ts";
 import { branchTip } from "./git/branch-tip.ts";
-import { startCommitStatusDelivery, statusQueue, statusQueueOptions } from "./projects/commit-status-delivery.ts";
+import { startCommitStatusDelivery, statusJobsChannel, statusQueue, statusQueueOptions } from "./projects/commit-status-delivery.ts";
 import { statusChannel } from "./engine/apply-changes.ts";
 import { ScheduleStore, scheduleChannel, scheduleQueue, scheduleQueueOptions, startScheduleWorker } from "./projects/schedules.ts";
 
@@ -96,7 +96,7 @@ await ensureQueue(boss, prepareQueue, prepareQueueOptions);
 await ensureQueue(boss, statusQueue, statusQueueOptions(config.statusRetryDelaySeconds));
 await ensureQueue(boss, scheduleQueue, scheduleQueueOptions);
 
-const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel, prepareChannel, statusChannel, scheduleChannel], log);
+const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel, prepareChannel, statusChannel, statusJobsChannel, scheduleChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
 

@@ -23,7 +23,8 @@ export function startQueueWorker<T>(options: {
   boss: PgBoss;
   notifier: Notifier;
   queue: string;
-  // Notified when the queue has news; the loops also look every `pollMs`.
+  // Notified when the queue has news; the loops also look every `pollMs`
+  // (default 2 s), for retries coming due and jobs pg-boss itself made.
   channel: string;
   log: Logger;
   concurrency?: number;
@@ -65,7 +66,7 @@ export function startQueueWorker<T>(options: {
     while (!stopping.signal.aborted) {
       try {
         if (await workOne()) continue;
-        await notifier.wait(channel, () => true, options.pollMs ?? 1_000, stopping.signal);
+        await notifier.wait(channel, () => true, options.pollMs ?? 2_000, stopping.signal);
       } catch (err) {
         if (stopping.signal.aborted) break;
         log.error(`working ${queue} failed; will retry`, { err });

@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
 import type { PoolClient } from "@otto/kit/db";
+import { lockRunWaitingForPipeline } from "./run-waiting-for-pipeline.ts";
 import { advanceNewRun } from "./advance-run.ts";
 import { owePendingStatus } from "./commit-statuses.ts";
 import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
@@ -14,13 +15,7 @@ import { transitions } from "./transitions.ts";
 // failed, or given it by an earlier try of the same work) is left as it is;
 // the answer says which happened.
 export async function attachPipeline(client: PoolClient, runId: string, pipeline: Pipeline, note: string): Promise<"attached" | "not waiting"> {
-  const { rows } = await client.query(
-    `SELECT r.state, r.cancel_requested, EXISTS (SELECT 1 FROM coordinator.jobs j WHERE j.run_id = r.id) AS has_jobs
-     FROM coordinator.runs r WHERE r.id = $1 FOR UPDATE`,
-    [runId],
-  );
-  const run = rows[0];
-  if (!run || run.state !== RunState.QUEUED || run.cancel_requested || run.has_jobs) return "not waiting";
+  if (!(await lockRunWaitingForPipeline(client, runId))) return "not waiting";
   const { jobs, steps } = pipelineRows(pipeline);
   await client.query("UPDATE coordinator.runs SET name = $2, pipeline = $3 WHERE id = $1", [runId, pipeline.name, toJson(PipelineSchema, pipeline)]);
   await owePendingStatus(client, runId, `${pipeline.jobs.length} jobs queued`);

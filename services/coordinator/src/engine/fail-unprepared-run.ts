@@ -1,4 +1,5 @@
 import type { PoolClient } from "@otto/kit/db";
+import { lockRunWaitingForPipeline } from "./run-waiting-for-pipeline.ts";
 import { applyChanges } from "./apply-changes.ts";
 import { RunState } from "./states.ts";
 
@@ -7,13 +8,7 @@ import { RunState } from "./states.ts";
 // says why (the parser's file:line:col problems). A run no longer waiting
 // for its pipeline is left as it is.
 export async function failUnpreparedRun(client: PoolClient, runId: string, message: string): Promise<"failed" | "not waiting"> {
-  const { rows } = await client.query(
-    `SELECT r.state, r.cancel_requested, EXISTS (SELECT 1 FROM coordinator.jobs j WHERE j.run_id = r.id) AS has_jobs
-     FROM coordinator.runs r WHERE r.id = $1 FOR UPDATE`,
-    [runId],
-  );
-  const run = rows[0];
-  if (!run || run.state !== RunState.QUEUED || run.cancel_requested || run.has_jobs) return "not waiting";
+  if (!(await lockRunWaitingForPipeline(client, runId))) return "not waiting";
   await applyChanges(client, runId, [{ entity: "run", from: RunState.QUEUED, to: RunState.FAILED, message }]);
   return "failed";
 }

@@ -21,6 +21,8 @@ import { projectFromRow, repositoryOfProject } from "./project-store.ts";
 // (and the next one goes). A coordinator that dies midway rolls its
 // transaction back and a peer takes the job at once.
 export const statusQueue = "commit-status";
+// The relay has queued statuses: the delivery loops look at once.
+export const statusJobsChannel = "otto_status_jobs";
 
 export function statusQueueOptions(retryDelaySeconds: number) {
   return {
@@ -63,14 +65,17 @@ export function startCommitStatusDelivery(options: {
         const key: StatusKey = { project: row.project, sha: row.sha, context: row.context };
         await boss.send(statusQueue, key, { db: asBossDb(client), singletonKey: `${row.project}\n${row.sha}\n${row.context}` });
       }
-      if (rows.length > 0) await client.query("UPDATE coordinator.commit_statuses SET queued_at = now() WHERE id = ANY($1)", [rows.map((r) => r.id)]);
+      if (rows.length > 0) {
+        await client.query("UPDATE coordinator.commit_statuses SET queued_at = now() WHERE id = ANY($1)", [rows.map((r) => r.id)]);
+        await client.query("SELECT pg_notify($1, '')", [statusJobsChannel]);
+      }
       return rows.length;
     });
   const relay = (async () => {
     while (!stopping.signal.aborted) {
       try {
         if ((await relayOnce()) > 0) continue;
-        await notifier.wait(statusChannel, () => true, 1_000, stopping.signal);
+        await notifier.wait(statusChannel, () => true, 2_000, stopping.signal);
       } catch (err) {
         if (stopping.signal.aborted) break;
         log.error("queueing commit statuses failed; will retry", { err });
@@ -82,8 +87,8 @@ export function startCommitStatusDelivery(options: {
   const delivery = startQueueWorker<StatusKey>({
     ...options,
     queue: statusQueue,
-    channel: statusChannel,
-    concurrency: 2,
+    channel: statusJobsChannel,
+    concurrency: 1,
     handle: async (job, client) => {
       const status = await oldestUnsent(client, job);
       if (!status) return;

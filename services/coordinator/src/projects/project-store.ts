@@ -100,19 +100,7 @@ export class ProjectStore {
          forge_repository, branches, tags, webhook_secret)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
        ON CONFLICT (name) DO NOTHING RETURNING ${columns}`,
-      [
-        req.name,
-        settings.repoUrl,
-        settings.pipelinePath,
-        settings.defaultBranch,
-        settings.forge.kind,
-        settings.forge.apiUrl,
-        settings.forge.tokenSecret,
-        settings.forge.repository,
-        settings.branches,
-        settings.tags,
-        this.#secrets.seal(webhookLabel(req.name), webhookSecret),
-      ],
+      [req.name, ...settingsValues(settings), this.#secrets.seal(webhookLabel(req.name), webhookSecret)],
     );
     if (rows.length === 0) throw new ConnectError(`a project named ${req.name} exists already`, Code.AlreadyExists);
     return { project: projectFromRow(rows[0]), webhookSecret };
@@ -149,18 +137,7 @@ export class ProjectStore {
       `UPDATE coordinator.projects SET repo_url = $2, pipeline_path = $3, default_branch = $4, forge_kind = $5, forge_api_url = $6,
          forge_token_secret = $7, forge_repository = $8, branches = $9, tags = $10
        WHERE name = $1 RETURNING ${columns}`,
-      [
-        req.name,
-        settings.repoUrl,
-        settings.pipelinePath,
-        settings.defaultBranch,
-        settings.forge.kind,
-        settings.forge.apiUrl,
-        settings.forge.tokenSecret,
-        settings.forge.repository,
-        settings.branches,
-        settings.tags,
-      ],
+      [req.name, ...settingsValues(settings)],
     );
     if (rows.length === 0) throw new ConnectError(`no project is named ${req.name}`, Code.NotFound);
     return projectFromRow(rows[0]);
@@ -200,7 +177,15 @@ function forgeSettings(forge: Forge | undefined): ProjectForge {
   };
 }
 
-function requireValid(settings: { repoUrl: string; pipelinePath: string; defaultBranch: string; forge: ProjectForge; branches: string[]; tags: string[] }) {
+type ProjectSettings = Pick<ProjectRow, "repoUrl" | "pipelinePath" | "defaultBranch" | "forge" | "branches" | "tags">;
+
+// The settings as the parameters $2-$10 of the statements above.
+function settingsValues(settings: ProjectSettings): unknown[] {
+  const { forge } = settings;
+  return [settings.repoUrl, settings.pipelinePath, settings.defaultBranch, forge.kind, forge.apiUrl, forge.tokenSecret, forge.repository, settings.branches, settings.tags];
+}
+
+function requireValid(settings: ProjectSettings) {
   const problems = [
     repoUrlProblem(settings.repoUrl),
     pipelinePathProblem(settings.pipelinePath),
