@@ -1,7 +1,7 @@
 import type { Client } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { clientFor } from "@otto/kit/clients";
-import { isBrokenConnection, isTimedOut, isUnreachable } from "@otto/kit/registry-client";
+import { mayTryAgain } from "@otto/kit/registry-client";
 import type { CallOptions, ServiceCaller } from "@otto/kit/service-caller";
 
 // An agent reaches every service through the gateway's public URL, which
@@ -23,8 +23,7 @@ export class GatewayCaller implements ServiceCaller {
       try {
         return await call(clientFor(descriptor, this.#url));
       } catch (err) {
-        const again = isUnreachable(err) || (options.idempotent === true && (isBrokenConnection(err) || isTimedOut(err)));
-        if (!again || Date.now() >= deadline) throw err;
+        if (!mayTryAgain(err, options.idempotent === true) || Date.now() >= deadline) throw err;
         await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 100 * attempt)));
       }
     }

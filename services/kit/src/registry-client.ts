@@ -104,7 +104,7 @@ export class RegistryClient implements ServiceCaller {
         try {
           return await call(clientFor(descriptor, instance.url));
         } catch (err) {
-          if (!(isUnreachable(err) || (options.idempotent && (isBrokenConnection(err) || isTimedOut(err))))) throw err;
+          if (!mayTryAgain(err, options.idempotent === true)) throw err;
           lastError = err;
         }
       }
@@ -131,6 +131,19 @@ export function isTimedOut(err: unknown): boolean {
   return err instanceof ConnectError && err.code === Code.DeadlineExceeded;
 }
 
+// The call never reached the instance: nothing answers, or the connection
+// was cut before TLS was set up (a process killed as it was being called),
+// so no request was sent.
 export function isUnreachable(err: unknown): boolean {
-  return err instanceof ConnectError && err.code === Code.Unavailable;
+  return (
+    err instanceof ConnectError &&
+    (err.code === Code.Unavailable || ((err.code === Code.Aborted || err.code === Code.Internal) && /before secure TLS connection was established/i.test(err.rawMessage)))
+  );
+}
+
+// Whether a call that failed so may be made again (elsewhere): always when
+// it never arrived; when it may be made twice without harm, also when the
+// connection broke under it or its deadline passed.
+export function mayTryAgain(err: unknown, idempotent: boolean): boolean {
+  return isUnreachable(err) || (idempotent && (isBrokenConnection(err) || isTimedOut(err)));
 }
