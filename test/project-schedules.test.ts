@@ -72,6 +72,9 @@ describe("projects from the CLI, and schedules", () => {
     const run = await waitForRun(otto.client, runs[0].id);
     assert.equal(run.state, RunState.SUCCEEDED, run.message);
     assert.deepEqual([run.source?.event, run.source?.branch, run.source?.sha], ["schedule", "main", tip]);
+    const number = run.source?.number;
+    assert.match((await runCli(["runs"], cli)).stdout, new RegExp(`^${run.id}  SUCCEEDED .* nightly  nightly #${number} main ${tip.slice(0, 7)}$`, "m"));
+    assert.match((await runCli(["get", run.id], cli)).stdout, new RegExp(`project nightly #${number}, schedule of main at ${tip.slice(0, 12)}`));
 
     // Every tick's job done, each made one run: one job and one run per tick.
     await waitFor("the schedule's jobs to be done", async () => {

@@ -130,7 +130,8 @@ export async function main(argv: string[]): Promise<number> {
       const { runs } = await client.runs.listRuns({ pageSize: 20 });
       for (const run of runs) {
         const when = run.createdAt ? new Date(Number(run.createdAt.seconds) * 1000).toISOString() : "";
-        console.log(`${run.id}  ${runStateName(run.state).padEnd(9)}  ${when}  ${run.name}`);
+        const from = run.source?.project ? `  ${run.source.project} #${run.source.number} ${run.source.branch || run.source.tag} ${run.source.sha.slice(0, 7)}` : "";
+        console.log(`${run.id}  ${runStateName(run.state).padEnd(9)}  ${when}  ${run.name}${from}`);
       }
       return 0;
     }

@@ -34,6 +34,13 @@ export async function followRun(client: OttoClient, runId: string, out: FollowRu
 
 export function describeRun(run: Run): string {
   const lines = [`run ${run.id} (${run.name}): ${runStateName(run.state)}`];
+  const source = run.source;
+  if (source?.project) {
+    const what = source.pullRequest ? `pull request ${source.pullRequest.number} (${source.branch})` : source.tag ? `tag ${source.tag}` : source.branch;
+    lines.push(`  project ${source.project} #${source.number}, ${source.event} of ${what} at ${source.sha.slice(0, 12)}`);
+    if (source.secretsWithheld) lines.push(`  secrets withheld: ${source.secretsWithheld}`);
+  }
+  if (run.message && run.jobs.length === 0) lines.push(`  ${run.message.replaceAll("\n", "\n  ")}`);
   for (const job of run.jobs) {
     lines.push(`  job ${job.name}: ${runStateName(job.state)}${job.message ? ` - ${job.message}` : ""}`);
     for (const step of job.steps) {
