@@ -4,12 +4,13 @@
 // with the right status and starts nothing.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import https from "node:https";
 import { randomUUID } from "node:crypto";
 import { readLogLines, waitForRun, RunState, type Run } from "@otto/sdk";
 import { createTestRepo, type TestRepo } from "./helpers/git-repo.ts";
 import { githubPing, githubPullRequest, githubPush, giteaPush, gitlabPush, hmac, type Delivery } from "./helpers/forge-payloads.ts";
-import { postJson, request, startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { postJson, request, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 const pipelineFile = (name: string) => `name: ${name}
 jobs:
@@ -148,6 +149,26 @@ describe("forge webhooks", () => {
     const get = await request(`${otto.gatewayUrl}/hooks/github/app`, { headers: { authorization: null } });
     assert.equal(get.status, 405);
     assert.equal(await runsOf("app"), before);
+  });
+
+  it("reads at most 16 webhook bodies at once, telling the next forge to come back later", async () => {
+    const ca = readFileSync(otto.caFile!);
+    const target = new URL(`${otto.gatewayUrl}/hooks/github/app`);
+    // Sixteen deliveries that send their headers and part of their body, and wait.
+    const slow = Array.from({ length: 16 }, () => {
+      const req = https.request(target, { method: "POST", ca, headers: { "content-type": "application/json", "content-length": "1000" } });
+      req.on("error", () => {});
+      req.write("{");
+      return req;
+    });
+    const busy = await waitFor("a delivery turned away", async () => {
+      const answer = await post("/hooks/github/app", githubPing(secrets.app));
+      return answer.status === 503 ? answer : undefined;
+    });
+    assert.match(JSON.parse(busy.text).error, /deliver this one again/);
+    assert.equal(busy.headers["retry-after"], "5");
+    for (const req of slow) req.destroy();
+    await waitFor("webhooks taken again", async () => (await post("/hooks/github/app", githubPing(secrets.app))).status === 200);
   });
 
   it("ignores a ping, a branch deletion and [skip ci], saying why", async () => {

@@ -11,6 +11,10 @@ import type { ServiceCaller } from "@otto/kit/service-caller";
 export const maxHookBodyBytes = 25 * 1024 * 1024;
 const hookPath = /^\/hooks\/(github|gitea|gitlab)\/([A-Za-z0-9][A-Za-z0-9._-]{0,99})\/?(?:\?.*)?$/;
 const hookTimeoutMs = 10_000;
+// Bodies read at once (each up to 25 MiB, held whole to be passed on), and
+// how long one may take to arrive.
+const maxHooksInFlight = 16;
+const bodyTimeoutMs = 60_000;
 
 const statusOfCode: Partial<Record<Code, number>> = {
   [Code.NotFound]: 404,
@@ -22,12 +26,20 @@ const statusOfCode: Partial<Record<Code, number>> = {
 };
 
 export function forgeHooks(peers: ServiceCaller, log: Logger) {
+  let inFlight = 0;
   return (req: http.IncomingMessage, res: http.ServerResponse, invite?: () => void): boolean => {
     if (!req.url?.startsWith("/hooks/")) return false;
-    void answer(req, res, invite).catch((err) => {
-      log.error("webhook failed", { err });
-      if (!res.headersSent) send(res, 500, { error: "internal error" });
-    });
+    if (inFlight >= maxHooksInFlight) {
+      send(res, 503, { error: "Otto is taking as many webhooks as it can; the forge may deliver this one again" }, { "retry-after": "5" });
+      return true;
+    }
+    inFlight++;
+    void answer(req, res, invite)
+      .catch((err) => {
+        log.error("webhook failed", { err });
+        if (!res.headersSent) send(res, 500, { error: "internal error" });
+      })
+      .finally(() => inFlight--);
     return true;
   };
 
@@ -61,10 +73,15 @@ export function forgeHooks(peers: ServiceCaller, log: Logger) {
 async function readBody(req: http.IncomingMessage): Promise<Uint8Array | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxHookBodyBytes) return undefined;
-    chunks.push(chunk);
+  const slow = setTimeout(() => req.destroy(new Error(`the webhook's body took longer than ${bodyTimeoutMs / 1000} s to arrive`)), bodyTimeoutMs);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxHookBodyBytes) return undefined;
+      chunks.push(chunk);
+    }
+  } finally {
+    clearTimeout(slow);
   }
   return Buffer.concat(chunks);
 }
