@@ -12,6 +12,10 @@ RUN npm ci --omit=dev --no-audit --no-fund
 # Runtime stage: Node 24 and the application, owned by root and read-only
 # to the user that runs it.
 FROM node:24-bookworm-slim
+# git: coordinators read projects' pipeline files at their commits, and
+# agents check the commits out.
+RUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates openssh-client \
+  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app /app

@@ -65,6 +65,10 @@ describe("the Dockerfile", async () => {
     assert.ok(final.some((i) => i.op === "COPY" && /--from=\w+/.test(i.args)), "the final stage takes the build stage's result");
     const user = final.filter((i) => i.op === "USER").at(-1);
     assert.ok(user && !/^(root|0)(:|$)/.test(user.args), "the final stage names a user that is not root");
+    assert.ok(
+      final.some((i) => i.op === "RUN" && /apt-get install .*\bgit\b/.test(i.args)),
+      "the final stage has git (coordinators read pipeline files at commits, agents check commits out)",
+    );
     const entrypoint = JSON.parse(final.find((i) => i.op === "ENTRYPOINT")!.args);
     assert.equal(entrypoint[0], "node");
     assert.ok(entrypoint.includes("--conditions=otto-source"), "the processes run from their sources");
