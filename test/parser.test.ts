@@ -431,11 +431,19 @@ describe("parsePipeline: retry, locks and resources", () => {
   });
 
   test("unknown job keys are checked against the new keys too", () => {
-    assertProblems(yaml("name: x", "jobs:", "  a:", "    lock: db", "    resource: {cpu: 1}", "    timeout: 5m", "    steps: [{run: a}]"), [
+    assertProblems(yaml("name: x", "jobs:", "  a:", "    lock: db", "    resource: {cpu: 1}", "    deadline: 5m", "    steps: [{run: a}]"), [
       [4, 5, "unknown key 'lock' in job 'a'; did you mean 'locks'?"],
       [5, 5, "unknown key 'resource' in job 'a'; did you mean 'resources'?"],
-      [6, 5, "unknown key 'timeout' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'retry', 'locks', 'resources', 'secrets', 'artifacts', 'checkout', 'steps'"],
+      [6, 5, "unknown key 'deadline' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'retry', 'locks', 'resources', 'secrets', 'artifacts', 'checkout', 'timeout', 'steps'"],
     ]);
+  });
+});
+
+describe("parsePipeline: job timeout", () => {
+  test("timeout on a job is a duration; anything else is refused where it is written", () => {
+    const p = parsed(yaml("name: x", "jobs:", "  a:", "    timeout: 1h30m", "    steps: [{run: a}]"));
+    assert.equal(p.jobs[0].timeout?.seconds, 5400n);
+    assertProblems(yaml("name: x", "jobs:", "  a:", "    timeout: 90", "    steps: [{run: a}]"), [[4, 14, `bad duration "90": add a unit, e.g. "90s" (units: ms, s, m, h)`]]);
   });
 });
 

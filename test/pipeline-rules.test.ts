@@ -70,6 +70,12 @@ const cases: { name: string; text: string; built: () => PipelineBuilder; expecte
     expected: ['bad duration "5x": unknown unit "x" (units: ms, s, m, h)'],
   },
   {
+    name: "a bad job timeout",
+    text: yaml("name: x", "jobs:", "  build:", "    timeout: 1 hour", "    steps: [{run: make}]"),
+    built: () => pipeline("x").job("build", { timeout: "1 hour", steps: ["make"] }),
+    expected: ['bad duration "1 hour": unknown unit " hour" (units: ms, s, m, h)'],
+  },
+  {
     name: "several problems at once",
     text: yaml("name: x", "jobs:", "  a:", "    needs: [a, ghost]", "    secrets: [lower]", "    steps: []"),
     built: () => pipeline("x").job("a", { needs: ["a", "ghost"], secrets: ["lower"], steps: [] }),

@@ -36,6 +36,8 @@ export interface JobSpec {
   resources?: { cpu?: number; memory?: number | bigint | string };
   // In a project's runs: false leaves the workspace empty (no checkout of the commit).
   checkout?: boolean;
+  // All the steps together, e.g. "30m" (OTTO_MAX_JOB_DURATION bounds every job).
+  timeout?: string;
 }
 
 // A pipeline that breaks the pipeline rules: `problems` has each message, as
@@ -80,6 +82,7 @@ export class PipelineBuilder {
         secrets: spec.secrets ?? [],
         artifacts: spec.artifacts ?? [],
         checkout: spec.checkout,
+        timeout: duration(spec.timeout, (message) => report(["timeout"], message)),
         resources: spec.resources && { cpu: spec.resources.cpu ?? 0, memoryBytes: memoryBytes(spec.resources.memory, (message) => report(["resources", "memory"], message)) },
       }),
     );
@@ -99,18 +102,20 @@ export function pipeline(name: string): PipelineBuilder {
 }
 
 function buildStep(spec: StepSpec, report: (message: string) => void) {
-  let timeout;
-  if (spec.timeout !== undefined) {
-    const parsed = parseDuration(spec.timeout);
-    if (parsed.ok) timeout = create(DurationSchema, { seconds: BigInt(parsed.seconds), nanos: parsed.nanos });
-    else report(parsed.message);
-  }
   return create(PipelineStepSchema, {
     name: spec.name ?? deriveStepName(spec.run),
     run: spec.run,
-    timeout,
+    timeout: duration(spec.timeout, report),
     env: spec.env ?? {},
   });
+}
+
+function duration(text: string | undefined, report: (message: string) => void) {
+  if (text === undefined) return undefined;
+  const parsed = parseDuration(text);
+  if (parsed.ok) return create(DurationSchema, { seconds: BigInt(parsed.seconds), nanos: parsed.nanos });
+  report(parsed.message);
+  return undefined;
 }
 
 function memoryBytes(memory: number | bigint | string | undefined, report: (message: string) => void): bigint {

@@ -73,6 +73,17 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   };
   options.handBack?.addEventListener("abort", onHandBack, { once: true });
   if (options.handBack?.aborted) onHandBack();
+  // The job's own timeout (at most the coordinator's longest job): past it
+  // the running step is stopped and the job fails.
+  const jobTimeoutMs = task.jobTimeout ? Number(task.jobTimeout.seconds) * 1000 + task.jobTimeout.nanos / 1e6 : 0;
+  let timedOut = false;
+  const jobTimer =
+    jobTimeoutMs > 0
+      ? setTimeout(() => {
+          timedOut = true;
+          cancel.abort();
+        }, jobTimeoutMs)
+      : undefined;
 
   // The task stays this agent's until the coordinator has its outcome: the
   // heartbeat goes on through the log's close and until CompleteTask (or
@@ -173,7 +184,11 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
         break;
       }
     }
-    if (cancel.signal.aborted && state === RunState.SUCCEEDED) {
+    if (timedOut && !handingBack) {
+      state = RunState.FAILED;
+      message = `job timed out after ${formatSeconds(jobTimeoutMs / 1000)}`;
+      logLine("otto", message);
+    } else if (cancel.signal.aborted && state === RunState.SUCCEEDED) {
       state = RunState.CANCELED;
       message = "canceled";
     }
@@ -198,6 +213,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     }
   } finally {
     options.handBack?.removeEventListener("abort", onHandBack);
+    clearTimeout(jobTimer);
   }
   try {
     // Closing the log only seals it in Postgres: the objects service moves
@@ -243,6 +259,12 @@ function maskedOutput(mask: SecretMasker, onText: (text: string | Buffer) => voi
   if (!mask.needed) return (bytes) => onText(bytes);
   const masked = mask.lines(onText);
   return (bytes, continues) => masked(bytes.toString("utf8"), continues);
+}
+
+function formatSeconds(seconds: number): string {
+  if (seconds >= 3600 && seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${+seconds.toFixed(3)}s`;
 }
 
 function stateOf(outcome: StepOutcome): RunState {

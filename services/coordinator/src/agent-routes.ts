@@ -21,7 +21,7 @@ import { stoppingError } from "./run-routes.ts";
 import { Counter, Histogram, metrics } from "@otto/kit/metrics";
 import { callerOf } from "@otto/kit/caller";
 import type { TaskClaims } from "@otto/kit/task-token";
-import { taskTokenLifetimeSeconds } from "./task-token-lifetime.ts";
+import { jobTimeoutSeconds, taskTokenLifetimeSeconds } from "./task-token-lifetime.ts";
 import type { SecretStore } from "./secret-store.ts";
 import type { TokenStore } from "@otto/kit/token-store";
 
@@ -50,13 +50,15 @@ export interface AgentServiceOptions {
   signTaskToken: TaskTokenSigner | undefined;
   secrets: SecretStore;
   tokens: TokenStore;
+  // OTTO_MAX_JOB_DURATION: no job's steps run longer together.
+  maxJobSeconds: number;
 }
 
 export function agentServiceImpl(
   pool: Pool,
   boss: PgBoss,
   notifier: Notifier,
-  { taskLeaseMs, maxWaiters, signTaskToken, secrets, tokens }: AgentServiceOptions,
+  { taskLeaseMs, maxWaiters, signTaskToken, secrets, tokens, maxJobSeconds }: AgentServiceOptions,
 ): ServiceImpl<typeof AgentService> {
   const stillTrusted = async (ctx: HandlerContext) => {
     const caller = callerOf(ctx);
@@ -103,7 +105,7 @@ export function agentServiceImpl(
           // looks for the rest, if there is any.
           if (task.more !== false) claimWaiters.wakeOne();
           if (task.waited !== undefined) reservationWait.observe(task.waited);
-          return { task: await taskSpec(task, taskLeaseMs, claimant.id, claimStart, signTaskToken, secrets) };
+          return { task: await taskSpec(task, taskLeaseMs, claimant.id, claimStart, signTaskToken, secrets, maxJobSeconds) };
         }
         if (news) claimWaiters.passOn({ ...news, tried: news.tried.add(claimant.id) });
         if (draining.aborted) throw stoppingError();
@@ -146,6 +148,7 @@ async function taskSpec(
   claimStart: number,
   signTaskToken: TaskTokenSigner | undefined,
   secrets: SecretStore,
+  maxJobSeconds: number,
 ): Promise<Task> {
   const runContext = contextFromTraceParent(claimed.traceparent);
   const span = tracer.startSpan(
@@ -159,6 +162,7 @@ async function taskSpec(
   span.end();
   const job = fromJson(PipelineJobSchema, claimed.spec as JsonValue);
   const revealed = await secrets.reveal(job.secrets);
+  const timeoutSeconds = jobTimeoutSeconds(job.timeout, maxJobSeconds);
   return create(TaskSchema, {
     taskId: claimed.id,
     attempt: claimed.attempt,
@@ -172,11 +176,12 @@ async function taskSpec(
       { agentId, runId: claimed.run_id, job: claimed.job, attempt: claimed.attempt },
       // It writes only while the attempt is live (live-attempts.ts), and
       // never for longer than the job may run.
-      taskTokenLifetimeSeconds(job.steps),
+      taskTokenLifetimeSeconds(job.steps, timeoutSeconds),
     ),
     secrets: revealed.values,
     missingSecrets: revealed.missing,
     artifacts: job.artifacts,
+    jobTimeout: { seconds: BigInt(Math.floor(timeoutSeconds)), nanos: Math.round((timeoutSeconds % 1) * 1e9) },
   });
 }
 

@@ -4,7 +4,7 @@ import { PgBoss } from "pg-boss";
 import { AgentService } from "@otto/gen/v1/agent_service_pb";
 import { RunService } from "@otto/gen/v1/run_service_pb";
 import { startTelemetry } from "@otto/kit/telemetry";
-import { loadConfig, readInt, readString } from "@otto/kit/config";
+import { loadConfig, readDurationSeconds, readInt, readString } from "@otto/kit/config";
 import { createPool, migrate } from "@otto/kit/db";
 import { Notifier } from "@otto/kit/notifier";
 import { readCommonConfig, serveAndRegister, serviceLogger } from "@otto/kit/service";
@@ -64,6 +64,7 @@ const config = loadConfig("coordinator", (env) => ({
   // Bare repositories kept to read pipeline files at commits (projects' runs).
   gitCacheDir: readString(env, "OTTO_GIT_CACHE_DIR", join(tmpdir(), `otto-git-cache-${process.getuid?.() ?? "user"}`)),
   cronCheckSeconds: readInt(env, "OTTO_CRON_CHECK_SECONDS", 30, 1),
+  maxJobSeconds: readDurationSeconds(env, "OTTO_MAX_JOB_DURATION", 6 * 3600),
   // The first wait before a forge that refused a commit status is asked again (doubling after).
   statusRetryDelaySeconds: readInt(env, "OTTO_STATUS_RETRY_DELAY_SECONDS", 5, 1),
   // The gateway's public URL, for the links statuses carry (else the gateway's registered URL).
@@ -137,7 +138,14 @@ const { registry } = await serveAndRegister({
     router.service(RunService, runServiceImpl(pool, boss, notifier, config, secrets));
     router.service(
       AgentService,
-      agentServiceImpl(pool, boss, notifier, { taskLeaseMs: config.taskLeaseMs, maxWaiters: config.maxAgentWaiters, signTaskToken, secrets, tokens }),
+      agentServiceImpl(pool, boss, notifier, {
+        taskLeaseMs: config.taskLeaseMs,
+        maxWaiters: config.maxAgentWaiters,
+        signTaskToken,
+        secrets,
+        tokens,
+        maxJobSeconds: config.maxJobSeconds,
+      }),
     );
     const objects = objectExpiryOver(registry);
     sweep = async () => {

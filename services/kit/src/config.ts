@@ -1,5 +1,7 @@
 // Reads a process's configuration from environment variables once, at start,
 // and fails with a message naming the variable when one is wrong.
+import { parseDuration } from "@otto/contracts/duration";
+
 export class ConfigError extends Error {}
 
 type Env = Record<string, string | undefined>;
@@ -30,6 +32,17 @@ export function readNumber(env: Env, name: string, fallback: number, min = 0, ma
     throw new ConfigError(`${name} must be a number from ${min} to ${max}, got "${raw}"`);
   }
   return value;
+}
+
+// A duration as pipelines write them ("6h", "90m", "45s"), in seconds.
+export function readDurationSeconds(env: Env, name: string, fallbackSeconds: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallbackSeconds;
+  const parsed = parseDuration(raw.trim());
+  if (!parsed.ok) throw new ConfigError(`${name}: ${parsed.message}`);
+  const seconds = parsed.seconds + parsed.nanos / 1e9;
+  if (seconds <= 0) throw new ConfigError(`${name} must be longer than nothing, got "${raw}"`);
+  return seconds;
 }
 
 export function readChoice<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {

@@ -130,7 +130,7 @@ const TOP_KEYS = ["name", "jobs"];
 const MAX_ALIASES = 100;
 const MAX_FLOW_DEPTH = 32;
 const MAX_INDENT = 160;
-const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "artifacts", "checkout", "steps"];
+const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "artifacts", "checkout", "timeout", "steps"];
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
 const RESOURCE_KEYS = ["cpu", "memory"];
@@ -217,6 +217,7 @@ class Checker {
       if (isScalar(checkout.value) && typeof checkout.value.value === "boolean") job.checkout = checkout.value.value;
       else this.#wrongType(checkout, "true or false", "for 'checkout'");
     }
+    job.timeout = this.#duration(fields.get("timeout"));
     const steps = this.#required(fields, "steps", entry.value, where);
     if (steps === undefined) return info;
     if (!isSeq(steps.value)) {
