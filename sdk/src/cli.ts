@@ -25,6 +25,8 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
                           lines; only lines matching PATTERN (searched by the
                           server), each as NUMBER: (and context lines as NUMBER-)
   cancel RUN              cancel a run
+  rerun RUN [--failed]    run a finished run again; --failed reuses the jobs that
+                          succeeded and runs only the rest
   artifacts RUN           list a run's artifacts
   artifact RUN JOB NAME   write an artifact's bytes to stdout
   token create NAME [--scope S]... [--ttl SECONDS] [--join]
@@ -104,7 +106,7 @@ export async function main(argv: string[]): Promise<number> {
     context: number("--context"),
     grep: option("--grep"),
   };
-  const flags = new Set(["--follow", "-f", "--join", "--raw", "--regex", "--ignore-case", "-i"]);
+  const flags = new Set(["--follow", "-f", "--join", "--raw", "--regex", "--ignore-case", "-i", "--failed"]);
   const flag = (...names: string[]) => names.some((name) => args.includes(name));
   const join = flag("--join");
   const follow = flag("--follow", "-f");
@@ -154,6 +156,13 @@ export async function main(argv: string[]): Promise<number> {
         first = false;
         console.log(`${line.number}${line.match ? ":" : "-"}${line.text}`);
       }
+      return 0;
+    }
+    case "rerun": {
+      need(1);
+      const { run } = await client.runs.rerunRun({ runId: rest[0], failedOnly: flag("--failed") });
+      const reused = run!.jobs.filter((j) => j.state === RunState.SUCCEEDED).map((j) => j.name);
+      console.log(`run ${run!.id} reruns ${rest[0]}${reused.length ? ` (reused: ${reused.join(", ")})` : ""}`);
       return 0;
     }
     case "cancel": {

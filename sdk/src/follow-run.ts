@@ -34,6 +34,7 @@ export async function followRun(client: OttoClient, runId: string, out: FollowRu
 
 export function describeRun(run: Run): string {
   const lines = [`run ${run.id} (${run.name}): ${runStateName(run.state)}`];
+  if (run.rerunOf) lines.push(`  rerun of ${run.rerunOf}`);
   const source = run.source;
   if (source?.project) {
     const what = source.pullRequest ? `pull request ${source.pullRequest.number} (${source.branch})` : source.tag ? `tag ${source.tag}` : source.branch;

@@ -203,4 +203,6 @@ export const migrations = [
      approved_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (project, pull_request, sha)
    );`,
+  // The run a rerun repeats (engine/rerun-run.ts).
+  `ALTER TABLE runs ADD COLUMN rerun_of uuid;`,
 ];

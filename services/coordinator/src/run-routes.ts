@@ -5,6 +5,7 @@ import { draining } from "@otto/kit/shutdown";
 import { inTransaction, type Pool } from "@otto/kit/db";
 import type { Notifier } from "@otto/kit/notifier";
 import { cancelRun } from "./engine/cancel-run.ts";
+import { rerunRun } from "./engine/rerun-run.ts";
 import { journalChannel } from "./engine/apply-changes.ts";
 import { startWatching, stopWatching } from "./engine/run-watchers.ts";
 import { journalRowToEvent, loadRun, loadRuns, requireRunId } from "./run-store.ts";
@@ -54,6 +55,11 @@ export function runServiceImpl(
       );
       const page = rows.slice(0, size).map((r) => r.id as string);
       return { runs: await loadRuns(pool, page), nextPageToken: rows.length > size ? page[page.length - 1] : "" };
+    },
+    async rerunRun(req) {
+      requireRunId(req.runId);
+      const runId = await inTransaction(pool, (client) => rerunRun(client, boss, { runId: req.runId, failedOnly: req.failedOnly, maxActiveRuns: limits.maxActiveRuns }));
+      return { run: await loadRun(pool, runId) };
     },
     async cancelRun(req) {
       requireRunId(req.runId);

@@ -25,7 +25,7 @@ export async function loadRun(db: Queryable, runId: string): Promise<Run> {
 export async function loadRuns(db: Queryable, ids: string[]): Promise<Run[]> {
   if (ids.length === 0) return [];
   const { rows } = await db.query(
-    `SELECT r.id, r.name, r.state, r.created_at, r.started_at, r.finished_at, r.message, r.source,
+    `SELECT r.id, r.name, r.state, r.created_at, r.started_at, r.finished_at, r.message, r.source, r.rerun_of,
        coalesce((
          SELECT json_agg(json_build_object(
            'name', j.name, 'state', j.state, 'needs', j.needs, 'message', j.message, 'agent_id', j.agent_id,
@@ -52,6 +52,7 @@ export async function loadRuns(db: Queryable, ids: string[]): Promise<Run[]> {
         startedAt: ts(row.started_at),
         finishedAt: ts(row.finished_at),
         message: row.message,
+        rerunOf: row.rerun_of ?? "",
         source: row.source ? fromJson(RunSourceSchema, row.source) : undefined,
         jobs: (row.jobs as JobJson[]).map((job) =>
           create(RunJobSchema, {

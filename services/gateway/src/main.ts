@@ -50,6 +50,7 @@ await serveAndRegister({
     [RunService.typeName]: {
       SubmitRun: { scope: "runs:write" },
       CancelRun: { scope: "runs:write" },
+      RerunRun: { scope: "runs:write" },
       GetRun: { scope: "runs:read" },
       ListRuns: { scope: "runs:read" },
       WatchRun: { scope: "runs:read" },

@@ -35,6 +35,8 @@ export function runServiceImpl(registry: RegistryClient, parses = new ParseCache
     getRun: (req, ctx) => idempotent((c) => c.getRun(req, { signal: ctx.signal })),
     listRuns: (req, ctx) => idempotent((c) => c.listRuns(req, { signal: ctx.signal })),
     cancelRun: (req, ctx) => idempotent((c) => c.cancelRun(req, { signal: ctx.signal })),
+    // Passed on once: a second try could make a second run.
+    rerunRun: (req, ctx) => registry.call("coordinator", RunService, (c) => c.rerunRun(req, { signal: ctx.signal })),
     async *watchRun(req, ctx) {
       for await (const event of followJournal(registry, req.runId, req.afterSeq, ctx.signal)) yield { event };
     },

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/run_service.proto.
  */
 export const file_otto_v1_run_service: GenFile = /*@__PURE__*/
-  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJHCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAAiNAoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQy4gIKClJ1blNlcnZpY2USQgoJU3VibWl0UnVuEhkub3R0by52MS5TdWJtaXRSdW5SZXF1ZXN0Ghoub3R0by52MS5TdWJtaXRSdW5SZXNwb25zZRI+CgZHZXRSdW4SFi5vdHRvLnYxLkdldFJ1blJlcXVlc3QaFy5vdHRvLnYxLkdldFJ1blJlc3BvbnNlIgOQAgESRAoITGlzdFJ1bnMSGC5vdHRvLnYxLkxpc3RSdW5zUmVxdWVzdBoZLm90dG8udjEuTGlzdFJ1bnNSZXNwb25zZSIDkAIBEkIKCUNhbmNlbFJ1bhIZLm90dG8udjEuQ2FuY2VsUnVuUmVxdWVzdBoaLm90dG8udjEuQ2FuY2VsUnVuUmVzcG9uc2USRgoIV2F0Y2hSdW4SGC5vdHRvLnYxLldhdGNoUnVuUmVxdWVzdBoZLm90dG8udjEuV2F0Y2hSdW5SZXNwb25zZSIDkAIBMAFiBnByb3RvMw", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
+  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJHCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAAiNAoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQiQAoPUmVydW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESEwoLZmFpbGVkX29ubHkYAiABKAgiLQoQUmVydW5SdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1bjKjAwoKUnVuU2VydmljZRJCCglTdWJtaXRSdW4SGS5vdHRvLnYxLlN1Ym1pdFJ1blJlcXVlc3QaGi5vdHRvLnYxLlN1Ym1pdFJ1blJlc3BvbnNlEj4KBkdldFJ1bhIWLm90dG8udjEuR2V0UnVuUmVxdWVzdBoXLm90dG8udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLm90dG8udjEuTGlzdFJ1bnNSZXF1ZXN0Ghkub3R0by52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESQgoJQ2FuY2VsUnVuEhkub3R0by52MS5DYW5jZWxSdW5SZXF1ZXN0Ghoub3R0by52MS5DYW5jZWxSdW5SZXNwb25zZRI/CghSZXJ1blJ1bhIYLm90dG8udjEuUmVydW5SdW5SZXF1ZXN0Ghkub3R0by52MS5SZXJ1blJ1blJlc3BvbnNlEkYKCFdhdGNoUnVuEhgub3R0by52MS5XYXRjaFJ1blJlcXVlc3QaGS5vdHRvLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABYgZwcm90bzM", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
 
 /**
  * @generated from message otto.v1.SubmitRunRequest
@@ -250,6 +250,45 @@ export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*
   messageDesc(file_otto_v1_run_service, 9);
 
 /**
+ * @generated from message otto.v1.RerunRunRequest
+ */
+export type RerunRunRequest = Message<"otto.v1.RerunRunRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: bool failed_only = 2;
+   */
+  failedOnly: boolean;
+};
+
+/**
+ * Describes the message otto.v1.RerunRunRequest.
+ * Use `create(RerunRunRequestSchema)` to create a new message.
+ */
+export const RerunRunRequestSchema: GenMessage<RerunRunRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 10);
+
+/**
+ * @generated from message otto.v1.RerunRunResponse
+ */
+export type RerunRunResponse = Message<"otto.v1.RerunRunResponse"> & {
+  /**
+   * @generated from field: otto.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message otto.v1.RerunRunResponse.
+ * Use `create(RerunRunResponseSchema)` to create a new message.
+ */
+export const RerunRunResponseSchema: GenMessage<RerunRunResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 11);
+
+/**
  * Runs: submit a pipeline, watch it, read it, cancel it. Served publicly by
  * the gateway and internally by every coordinator.
  *
@@ -287,6 +326,19 @@ export const RunService: GenService<{
     methodKind: "unary";
     input: typeof CancelRunRequestSchema;
     output: typeof CancelRunResponseSchema;
+  },
+  /**
+   * A new run of a finished run's pipeline (and commit), linked to it by
+   * `rerun_of`. With `failed_only`, the jobs that SUCCEEDED before are
+   * SUCCEEDED at once (reused) and only the others and their dependents
+   * run. failed_precondition while the run is not final.
+   *
+   * @generated from rpc otto.v1.RunService.RerunRun
+   */
+  rerunRun: {
+    methodKind: "unary";
+    input: typeof RerunRunRequestSchema;
+    output: typeof RerunRunResponseSchema;
   },
   /**
    * Streams the run's journal from `after_seq` on, and ends after the event

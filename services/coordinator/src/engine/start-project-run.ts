@@ -50,14 +50,9 @@ export async function startProjectRun(
       Code.ResourceExhausted,
     );
   }
-  const { rows: numbered } = await client.query(
-    "UPDATE coordinator.projects SET last_run_number = last_run_number + 1 WHERE name = $1 RETURNING last_run_number, repo_url, pipeline_path",
-    [project],
-  );
-  if (!numbered[0]) throw new ConnectError(`no project is named ${project}`, Code.NotFound);
-  const { last_run_number: number, repo_url: repoUrl, pipeline_path: pipelinePath } = numbered[0] as { last_run_number: string; repo_url: string; pipeline_path: string };
+  const { number, repoUrl, pipelinePath } = await numberNextRun(client, project);
   const runId = randomUUID();
-  const stored = create(RunSourceSchema, { ...source, project, number: BigInt(number), repoUrl });
+  const stored = create(RunSourceSchema, { ...source, project, number, repoUrl });
   await client.query(
     `INSERT INTO coordinator.runs (id, name, state, pipeline, shard, project_request, traceparent, project, source)
      VALUES ($1, $2, $3, '{}', $4, $5, $6, $7, $8)`,
@@ -67,7 +62,17 @@ export async function startProjectRun(
     { entity: "note", state: RunState.QUEUED, message: `run ${number} of project ${project} (${describeSource(source)}); reading ${pipelinePath} at ${source.sha.slice(0, 12)}` },
   ]);
   await enqueuePrepare(boss, client, runId);
-  return { runId, number: BigInt(number), created: true };
+  return { runId, number, created: true };
+}
+
+// The project's next run number, and what its run reads.
+export async function numberNextRun(client: PoolClient, project: string): Promise<{ number: bigint; repoUrl: string; pipelinePath: string }> {
+  const { rows } = await client.query(
+    "UPDATE coordinator.projects SET last_run_number = last_run_number + 1 WHERE name = $1 RETURNING last_run_number, repo_url, pipeline_path",
+    [project],
+  );
+  if (!rows[0]) throw new ConnectError(`no project is named ${project}`, Code.NotFound);
+  return { number: BigInt(rows[0].last_run_number), repoUrl: rows[0].repo_url, pipelinePath: rows[0].pipeline_path };
 }
 
 function describeSource(source: ProjectRunSource): string {

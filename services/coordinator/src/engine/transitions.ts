@@ -35,7 +35,9 @@ export const transitions: { run: Machine<RunState>; job: Machine<RunState>; step
   job: {
     initial: QUEUED,
     moves: new Map([
-      [QUEUED, [RUNNING, CANCELED]],
+      // QUEUED -> SUCCEEDED: a job that succeeded in the run a rerun of
+      // failed jobs repeats is reused, not run again.
+      [QUEUED, [RUNNING, SUCCEEDED, CANCELED]],
       [RUNNING, [SUCCEEDED, FAILED, CANCELED, QUEUED]],
     ]),
   },

@@ -1,0 +1,92 @@
+import { randomUUID } from "node:crypto";
+import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { PgBoss } from "pg-boss";
+import { PipelineSchema } from "@otto/gen/v1/pipeline_pb";
+import { RunSourceSchema } from "@otto/gen/v1/run_pb";
+import type { PoolClient } from "@otto/kit/db";
+import { traceParentOf } from "@otto/kit/telemetry";
+import { runStateName } from "@otto/contracts/run-state";
+import { advanceNewRun } from "./advance-run.ts";
+import type { Change } from "./apply-changes.ts";
+import { owePendingStatus } from "./commit-statuses.ts";
+import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
+import { numberNextRun, startProjectRun } from "./start-project-run.ts";
+import { shardOf } from "../shards.ts";
+import { isFinal, RunState } from "./states.ts";
+import { transitions } from "./transitions.ts";
+
+// Makes a new run of a finished run's pipeline (and, for a project's run,
+// of its commit, under the project's next number), linked by `rerun_of`.
+// With `failedOnly`, each job that SUCCEEDED in the old run moves straight
+// to SUCCEEDED in the new one, "reused", and only the rest run, as their
+// needs allow. A project's run that never got its jobs reads its pipeline
+// file again.
+export async function rerunRun(
+  client: PoolClient,
+  boss: PgBoss,
+  request: { runId: string; failedOnly: boolean; maxActiveRuns: number },
+): Promise<string> {
+  const { runId, failedOnly } = request;
+  const { rows } = await client.query("SELECT name, state, pipeline, project, source FROM coordinator.runs WHERE id = $1 FOR SHARE", [runId]);
+  const old = rows[0];
+  if (!old) throw new ConnectError(`run ${runId} not found`, Code.NotFound);
+  if (!isFinal(old.state)) {
+    throw new ConnectError(`run ${runId} is ${runStateName(old.state)}: rerun it once it has finished (or cancel it first)`, Code.FailedPrecondition);
+  }
+  const { rows: jobs } = await client.query(
+    `SELECT j.name, j.state, coalesce(t.attempt, 0) AS attempt FROM coordinator.jobs j
+     LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name WHERE j.run_id = $1`,
+    [runId],
+  );
+  const reused = new Map<string, number>(failedOnly ? jobs.filter((j) => j.state === RunState.SUCCEEDED).map((j) => [j.name, j.attempt]) : []);
+  if (failedOnly && jobs.length > 0 && reused.size === jobs.length) {
+    throw new ConnectError(`every job of run ${runId} succeeded: nothing failed to run again (rerun it without failed_only to run it all)`, Code.FailedPrecondition);
+  }
+  const source = old.source ? fromJson(RunSourceSchema, old.source as JsonValue) : undefined;
+  if (jobs.length === 0 && source) {
+    // It failed before it had jobs: its commit's pipeline file is read again.
+    const { $typeName: _, project, number: __, repoUrl: ___, ...rest } = source;
+    const started = await startProjectRun(client, boss, { project, source: rest, requestId: "", maxActiveRuns: request.maxActiveRuns });
+    await client.query("UPDATE coordinator.runs SET rerun_of = $2 WHERE id = $1", [started.runId, runId]);
+    return started.runId;
+  }
+  const { rows: active } = await client.query("SELECT count(*)::int AS n FROM coordinator.runs WHERE finished_at IS NULL");
+  if (active[0].n >= request.maxActiveRuns) {
+    throw new ConnectError(`${active[0].n} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); rerun when some have finished`, Code.ResourceExhausted);
+  }
+  const pipeline = fromJson(PipelineSchema, old.pipeline as JsonValue);
+  const newSource = source && { ...source, number: (await numberNextRun(client, source.project)).number };
+  const newId = randomUUID();
+  await client.query(
+    `INSERT INTO coordinator.runs (id, name, state, pipeline, shard, traceparent, project, source, rerun_of)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    [newId, old.name, transitions.run.initial, toJson(PipelineSchema, pipeline), shardOf(newId), traceParentOf(), old.project, newSource ? toJson(RunSourceSchema, newSource) : null, runId],
+  );
+  const rows_ = pipelineRows(pipeline);
+  await client.query(insertJobsAndStepsSql, [newId, JSON.stringify(rows_.jobs), transitions.job.initial, JSON.stringify(rows_.steps), transitions.step.initial]);
+  const changes: Change[] = [
+    { entity: "note", state: RunState.QUEUED, message: `rerun of run ${runId}${failedOnly ? ` (what did not succeed: ${reused.size} of ${jobs.length} jobs reused)` : ""}` },
+  ];
+  for (const job of pipeline.jobs) {
+    const attempt = reused.get(job.name);
+    if (attempt === undefined) continue;
+    changes.push({ entity: "job", job: job.name, from: RunState.QUEUED, to: RunState.SUCCEEDED, message: `reused from run ${runId}, attempt ${attempt}` });
+    job.steps.forEach((step, position) => changes.push({ entity: "step", job: job.name, position, name: step.name, from: RunState.QUEUED, to: RunState.SUCCEEDED }));
+  }
+  await owePendingStatus(client, newId, `rerun of run ${runId}`);
+  await advanceNewRun(
+    client,
+    newId,
+    pipeline.jobs.map((job) => ({
+      name: job.name,
+      state: reused.has(job.name) ? RunState.SUCCEEDED : transitions.job.initial,
+      needs: job.needs,
+      runs_on: job.runsOn,
+      has_task: false,
+    })),
+    changes,
+    false,
+  );
+  return newId;
+}
