@@ -434,7 +434,7 @@ describe("parsePipeline: retry, locks and resources", () => {
     assertProblems(yaml("name: x", "jobs:", "  a:", "    lock: db", "    resource: {cpu: 1}", "    deadline: 5m", "    steps: [{run: a}]"), [
       [4, 5, "unknown key 'lock' in job 'a'; did you mean 'locks'?"],
       [5, 5, "unknown key 'resource' in job 'a'; did you mean 'resources'?"],
-      [6, 5, "unknown key 'deadline' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'retry', 'locks', 'resources', 'secrets', 'artifacts', 'checkout', 'timeout', 'steps'"],
+      [6, 5, "unknown key 'deadline' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'retry', 'locks', 'resources', 'secrets', 'artifacts', 'checkout', 'timeout', 'approval', 'steps'"],
     ]);
   });
 });
@@ -444,6 +444,22 @@ describe("parsePipeline: job timeout", () => {
     const p = parsed(yaml("name: x", "jobs:", "  a:", "    timeout: 1h30m", "    steps: [{run: a}]"));
     assert.equal(p.jobs[0].timeout?.seconds, 5400n);
     assertProblems(yaml("name: x", "jobs:", "  a:", "    timeout: 90", "    steps: [{run: a}]"), [[4, 14, `bad duration "90": add a unit, e.g. "90s" (units: ms, s, m, h)`]]);
+  });
+});
+
+describe("parsePipeline: approval", () => {
+  test("approval: true, false, or a question and a timeout; anything else is refused where it is written", () => {
+    const p = parsed(
+      yaml("name: x", "jobs:", "  a:", "    approval: true", "    steps: [{run: a}]", "  b:", "    approval: {message: Ship it?, timeout: 24h}", "    steps: [{run: b}]", "  c:", "    approval: false", "    steps: [{run: c}]"),
+    );
+    assert.deepEqual([p.jobs[0].approval?.message, p.jobs[0].approval?.timeout], ["", undefined]);
+    assert.deepEqual([p.jobs[1].approval?.message, p.jobs[1].approval?.timeout?.seconds], ["Ship it?", 86400n]);
+    assert.equal(p.jobs[2].approval, undefined);
+    assertProblems(yaml("name: x", "jobs:", "  a:", "    approval: yes please", "    steps: [{run: a}]", "  b:", "    approval: {mesage: hi, timeout: soon}", "    steps: [{run: b}]"), [
+      [4, 15, `expected true, false or a mapping with 'message' and 'timeout' for 'approval', got a string ("yes please")`],
+      [7, 16, "unknown key 'mesage' in 'approval' of job 'b'; did you mean 'message'?"],
+      [7, 37, `bad duration "soon": expected a number followed by a unit, e.g. "90s" or "1h30m" (units: ms, s, m, h)`],
+    ]);
   });
 });
 

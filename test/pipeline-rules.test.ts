@@ -76,6 +76,12 @@ const cases: { name: string; text: string; built: () => PipelineBuilder; expecte
     expected: ['bad duration "1 hour": unknown unit " hour" (units: ms, s, m, h)'],
   },
   {
+    name: "an approval asking too much",
+    text: yaml("name: x", "jobs:", "  deploy:", `    approval: {message: ${"?".repeat(501)}}`, "    steps: [{run: make}]"),
+    built: () => pipeline("x").job("deploy", { approval: { message: "?".repeat(501) }, steps: ["make"] }),
+    expected: ["an approval's message is at most 500 characters, got 501"],
+  },
+  {
     name: "several problems at once",
     text: yaml("name: x", "jobs:", "  a:", "    needs: [a, ghost]", "    secrets: [lower]", "    steps: []"),
     built: () => pipeline("x").job("a", { needs: ["a", "ghost"], secrets: ["lower"], steps: [] }),

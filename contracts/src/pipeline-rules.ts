@@ -41,6 +41,7 @@ export function pipelineProblems(pipeline: Pipeline): PipelineProblem[] {
       add(at("resources", "cpu"), cpuProblem(job.resources.cpu));
       if (job.resources.memoryBytes < 0n) add(at("resources", "memory"), `bad memory quantity ${job.resources.memoryBytes}: must be more than 0`);
     }
+    if (job.approval) add(at("approval", "message"), approvalMessageProblem(job.approval.message));
     add(at("steps"), stepCountProblem(job.steps.length, where));
     job.steps.forEach((step, s) => {
       for (const problem of stepProblems(step, stepWhere(s, where))) add(at("steps", s, ...problem.path), problem.message);
@@ -117,6 +118,11 @@ export function stepNameProblem(name: string, where: string): string | undefined
 
 export function rangeProblem(value: number, range: { min: number; max: number }, where: string): string | undefined {
   return Number.isInteger(value) && value >= range.min && value <= range.max ? undefined : `expected an integer from ${range.min} to ${range.max} ${where}, got ${value}`;
+}
+
+export function approvalMessageProblem(message: string): string | undefined {
+  const max = limits.approvalMessageChars;
+  return message.length > max ? `an approval's message is at most ${max} characters, got ${message.length}` : undefined;
 }
 
 export function cpuProblem(cpu: number): string | undefined {

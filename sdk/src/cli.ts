@@ -27,6 +27,9 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   cancel RUN              cancel a run
   rerun RUN [--failed]    run a finished run again; --failed reuses the jobs that
                           succeeded and runs only the rest
+  approve RUN JOB [--comment TEXT]
+  reject RUN JOB [--comment TEXT]
+                          answer a job waiting for approval
   artifacts RUN           list a run's artifacts
   artifact RUN JOB NAME   write an artifact's bytes to stdout
   token create NAME [--scope S]... [--ttl SECONDS] [--join]
@@ -91,6 +94,7 @@ export async function main(argv: string[]): Promise<number> {
     sha: option("--sha"),
     cron: option("--cron"),
   };
+  const comment = option("--comment") ?? "";
   const number = (name: string) => {
     const value = option(name);
     if (value === undefined) return undefined;
@@ -163,6 +167,15 @@ export async function main(argv: string[]): Promise<number> {
       const { run } = await client.runs.rerunRun({ runId: rest[0], failedOnly: flag("--failed") });
       const reused = run!.jobs.filter((j) => j.state === RunState.SUCCEEDED).map((j) => j.name);
       console.log(`run ${run!.id} reruns ${rest[0]}${reused.length ? ` (reused: ${reused.join(", ")})` : ""}`);
+      return 0;
+    }
+    case "approve":
+    case "reject": {
+      need(2);
+      const decide = command === "approve" ? client.runs.approveJob : client.runs.rejectJob;
+      const { run } = await decide({ runId: rest[0], job: rest[1], comment });
+      const job = run!.jobs.find((j) => j.name === rest[1]);
+      console.log(`job ${rest[1]} of run ${rest[0]} ${command === "approve" ? "approved" : "rejected"}: ${job ? runStateName(job.state) : "?"}`);
       return 0;
     }
     case "cancel": {

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
-import {
+import { ApprovalSchema,
   PipelineJobSchema,
   PipelineSchema,
   PipelineStepSchema,
@@ -38,6 +38,8 @@ export interface JobSpec {
   checkout?: boolean;
   // All the steps together, e.g. "30m" (OTTO_MAX_JOB_DURATION bounds every job).
   timeout?: string;
+  // Wait for a person's approval (RunService.ApproveJob) once the needs are done.
+  approval?: boolean | { message?: string; timeout?: string };
 }
 
 // A pipeline that breaks the pipeline rules: `problems` has each message, as
@@ -83,6 +85,7 @@ export class PipelineBuilder {
         artifacts: spec.artifacts ?? [],
         checkout: spec.checkout,
         timeout: duration(spec.timeout, (message) => report(["timeout"], message)),
+        approval: approvalOf(spec.approval, (path, message) => report(["approval", ...path], message)),
         resources: spec.resources && { cpu: spec.resources.cpu ?? 0, memoryBytes: memoryBytes(spec.resources.memory, (message) => report(["resources", "memory"], message)) },
       }),
     );
@@ -108,6 +111,12 @@ function buildStep(spec: StepSpec, report: (message: string) => void) {
     timeout: duration(spec.timeout, report),
     env: spec.env ?? {},
   });
+}
+
+function approvalOf(spec: JobSpec["approval"], report: (path: string[], message: string) => void) {
+  if (spec === undefined || spec === false) return undefined;
+  if (spec === true) return create(ApprovalSchema);
+  return create(ApprovalSchema, { message: spec.message ?? "", timeout: duration(spec.timeout, (text) => report(["timeout"], text)) });
 }
 
 function duration(text: string | undefined, report: (message: string) => void) {

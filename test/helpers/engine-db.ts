@@ -90,6 +90,7 @@ export interface JobSpec {
   runsOn?: string[];
   locks?: string[];
   retry?: { max: number; exitCodes?: number[]; agentLost?: boolean };
+  approval?: { message?: string; timeoutMs?: number };
 }
 
 // A pipeline as the parser would give it: jobs by name, steps as shell lines.
@@ -103,6 +104,10 @@ export function pipelineOf(jobs: Record<string, JobSpec>, name = "engine-test"):
       locks: job.locks ?? [],
       steps: (job.steps ?? ["true"]).map((run) => ({ run })),
       retry: job.retry,
+      approval: job.approval && {
+        message: job.approval.message ?? "",
+        timeout: job.approval.timeoutMs ? { seconds: BigInt(Math.floor(job.approval.timeoutMs / 1000)), nanos: (job.approval.timeoutMs % 1000) * 1e6 } : undefined,
+      },
     })),
   });
 }

@@ -205,4 +205,9 @@ export const migrations = [
    );`,
   // The run a rerun repeats (engine/rerun-run.ts).
   `ALTER TABLE runs ADD COLUMN rerun_of uuid;`,
+  // Approvals: a job's question (NULL: it needs none), how long it waits,
+  // who approved it, and until when it waits (engine/decide-approval.ts).
+  `ALTER TABLE jobs ADD COLUMN approval text, ADD COLUMN approval_timeout_ms bigint NOT NULL DEFAULT 86400000,
+     ADD COLUMN approved_by text, ADD COLUMN waiting_until timestamptz;
+   CREATE INDEX jobs_waiting ON jobs (waiting_until) WHERE waiting_until IS NOT NULL;`,
 ];

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
 import { RunService } from "@otto/gen/v1/run_service_pb";
 import { draining } from "@otto/kit/shutdown";
@@ -6,6 +6,8 @@ import { inTransaction, type Pool } from "@otto/kit/db";
 import type { Notifier } from "@otto/kit/notifier";
 import { cancelRun } from "./engine/cancel-run.ts";
 import { rerunRun } from "./engine/rerun-run.ts";
+import { approveJob, rejectJob, type Decision } from "./engine/decide-approval.ts";
+import { decidedByHeader } from "@otto/kit/decided-by";
 import { journalChannel } from "./engine/apply-changes.ts";
 import { startWatching, stopWatching } from "./engine/run-watchers.ts";
 import { journalRowToEvent, loadRun, loadRuns, requireRunId } from "./run-store.ts";
@@ -61,6 +63,16 @@ export function runServiceImpl(
       const runId = await inTransaction(pool, (client) => rerunRun(client, boss, { runId: req.runId, failedOnly: req.failedOnly, maxActiveRuns: limits.maxActiveRuns }));
       return { run: await loadRun(pool, runId) };
     },
+    async approveJob(req, ctx) {
+      requireRunId(req.runId);
+      await inTransaction(pool, (client) => approveJob(client, req.runId, req.job, decisionOf(ctx, req.comment)));
+      return { run: await loadRun(pool, req.runId) };
+    },
+    async rejectJob(req, ctx) {
+      requireRunId(req.runId);
+      await inTransaction(pool, (client) => rejectJob(client, req.runId, req.job, decisionOf(ctx, req.comment)));
+      return { run: await loadRun(pool, req.runId) };
+    },
     async cancelRun(req) {
       requireRunId(req.runId);
       await inTransaction(pool, (client) => cancelRun(client, req.runId));
@@ -71,6 +83,12 @@ export function runServiceImpl(
       return watchers.stream(() => watchJournal(pool, notifier, req.runId, req.afterSeq, ctx.signal));
     },
   };
+}
+
+// Who decided: the gateway, the only caller of these methods, names the
+// token it authenticated.
+function decisionOf(ctx: HandlerContext, comment: string): Decision {
+  return { by: ctx.requestHeader.get(decidedByHeader) || "an unauthenticated caller (Otto runs without TLS)", comment };
 }
 
 // The run's journal after `afterSeq`, live, until the event that makes the run final.

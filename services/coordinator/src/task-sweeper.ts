@@ -2,10 +2,13 @@ import type { PgBoss } from "pg-boss";
 import { inTransaction, type Pool } from "@otto/kit/db";
 import type { Logger } from "@otto/kit/log";
 import { expireLease } from "./engine/expire-lease.ts";
+import { expireApproval } from "./engine/expire-approval.ts";
+import { RunState } from "./engine/states.ts";
 import { fenceShard, FencedError, type ShardManager } from "./shards.ts";
 
-// Ends tasks whose agent stopped heartbeating, so no run stays RUNNING
-// forever. Each coordinator sweeps the runs of the shards it owns.
+// Ends tasks whose agent stopped heartbeating, and jobs nobody approved in
+// time, so no run stays RUNNING forever. Each coordinator sweeps the runs
+// of the shards it owns.
 export function startTaskSweeper(options: {
   pool: Pool;
   boss: PgBoss;
@@ -32,6 +35,18 @@ export function startTaskSweeper(options: {
           await fenceShard(client, expired.shard, owned.get(expired.shard)!, memberId);
           const ended = await expireLease(client, boss, expired.id, expired.run_id);
           if (ended) log.warn("task lease expired", { run_id: ended.run_id, job: ended.job, agent_id: ended.agent_id, attempt: ended.attempt });
+        });
+      }
+      // Jobs that waited for approval past their approval's timeout.
+      const { rows: unapproved } = await pool.query(
+        `SELECT j.run_id, j.name, r.shard FROM coordinator.jobs j JOIN coordinator.runs r ON r.id = j.run_id
+         WHERE j.waiting_until < now() AND j.state = $2 AND r.shard = ANY($1) LIMIT 50`,
+        [[...owned.keys()], RunState.WAITING],
+      );
+      for (const job of unapproved) {
+        await inTransaction(pool, async (client) => {
+          await fenceShard(client, job.shard, owned.get(job.shard)!, memberId);
+          if (await expireApproval(client, job.run_id, job.name)) log.info("approval timed out", { run_id: job.run_id, job: job.name });
         });
       }
     } catch (err) {

@@ -51,6 +51,8 @@ await serveAndRegister({
       SubmitRun: { scope: "runs:write" },
       CancelRun: { scope: "runs:write" },
       RerunRun: { scope: "runs:write" },
+      ApproveJob: { scope: "runs:write" },
+      RejectJob: { scope: "runs:write" },
       GetRun: { scope: "runs:read" },
       ListRuns: { scope: "runs:read" },
       WatchRun: { scope: "runs:read" },

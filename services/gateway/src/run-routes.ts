@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { callerOf } from "@otto/kit/caller";
+import { decidedByHeader, describeDecider } from "@otto/kit/decided-by";
 import { ParserService } from "@otto/gen/v1/parser_service_pb";
 import { RunService } from "@otto/gen/v1/run_service_pb";
 import type { RegistryClient } from "@otto/kit/registry-client";
@@ -35,6 +37,12 @@ export function runServiceImpl(registry: RegistryClient, parses = new ParseCache
     getRun: (req, ctx) => idempotent((c) => c.getRun(req, { signal: ctx.signal })),
     listRuns: (req, ctx) => idempotent((c) => c.listRuns(req, { signal: ctx.signal })),
     cancelRun: (req, ctx) => idempotent((c) => c.cancelRun(req, { signal: ctx.signal })),
+    // The coordinator journals which token decided; a decision sent twice
+    // is refused the second time (the job no longer waits).
+    approveJob: (req, ctx) =>
+      registry.call("coordinator", RunService, (c) => c.approveJob(req, { signal: ctx.signal, headers: { [decidedByHeader]: describeDecider(callerOf(ctx)) } })),
+    rejectJob: (req, ctx) =>
+      registry.call("coordinator", RunService, (c) => c.rejectJob(req, { signal: ctx.signal, headers: { [decidedByHeader]: describeDecider(callerOf(ctx)) } })),
     // Passed on once: a second try could make a second run.
     rerunRun: (req, ctx) => registry.call("coordinator", RunService, (c) => c.rerunRun(req, { signal: ctx.signal })),
     async *watchRun(req, ctx) {

@@ -6,10 +6,11 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
 import type { Document, ParsedNode, Scalar, YAMLError, YAMLMap } from "yaml";
-import { PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "@otto/gen/v1/pipeline_pb";
-import type { Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "@otto/gen/v1/pipeline_pb";
+import { ApprovalSchema, PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "@otto/gen/v1/pipeline_pb";
+import type { Approval, Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "@otto/gen/v1/pipeline_pb";
 import { parseDuration } from "@otto/contracts/duration";
 import {
+  approvalMessageProblem,
   envNameProblem,
   jobCountProblem,
   jobNameProblem,
@@ -130,9 +131,10 @@ const TOP_KEYS = ["name", "jobs"];
 const MAX_ALIASES = 100;
 const MAX_FLOW_DEPTH = 32;
 const MAX_INDENT = 160;
-const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "artifacts", "checkout", "timeout", "steps"];
+const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "artifacts", "checkout", "timeout", "approval", "steps"];
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
+const APPROVAL_KEYS = ["message", "timeout"];
 const RESOURCE_KEYS = ["cpu", "memory"];
 
 type Doc = Document.Parsed;
@@ -218,6 +220,7 @@ class Checker {
       else this.#wrongType(checkout, "true or false", "for 'checkout'");
     }
     job.timeout = this.#duration(fields.get("timeout"));
+    job.approval = this.#approval(fields.get("approval"), where);
     const steps = this.#required(fields, "steps", entry.value, where);
     if (steps === undefined) return info;
     if (!isSeq(steps.value)) {
@@ -303,6 +306,25 @@ class Checker {
       return undefined;
     }
     return create(DurationSchema, { seconds: BigInt(duration.seconds), nanos: duration.nanos });
+  }
+
+  /** true, false, or a mapping with 'message' and 'timeout'. */
+  #approval(entry: Entry | undefined, where: string): Approval | undefined {
+    if (entry === undefined) return undefined;
+    if (isScalar(entry.value) && typeof entry.value.value === "boolean") return entry.value.value ? create(ApprovalSchema) : undefined;
+    if (!isMap(entry.value)) {
+      this.#wrongType(entry, "true, false or a mapping with 'message' and 'timeout'", "for 'approval'");
+      return undefined;
+    }
+    const fields = this.#entries(entry.value, APPROVAL_KEYS, `in 'approval' of ${where}`);
+    const approval = create(ApprovalSchema);
+    const message = fields.get("message");
+    if (message) {
+      approval.message = this.#string(message, "for 'message'");
+      this.#report(message.value, approvalMessageProblem(approval.message));
+    }
+    approval.timeout = this.#duration(fields.get("timeout"));
+    return approval;
   }
 
   /** A mapping with 'max', 'exit-codes' and 'agent-lost', or just the integer for 'max'. */

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/pipeline.proto.
  */
 export const file_otto_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxIlEKCFBpcGVsaW5lEhYKBG5hbWUYASABKAlCCLpIBXIDGMgBEi0KBGpvYnMYAiADKAsyFC5vdHRvLnYxLlBpcGVsaW5lSm9iQgm6SAaSAQMQyAEi2wQKC1BpcGVsaW5lSm9iEjAKBG5hbWUYASABKAlCIrpIH3IdGEAyGV5bQS1aYS16X11bQS1aYS16MC05Xy1dKiQSDwoHcnVuc19vbhgCIAMoCRJQCgNlbnYYAyADKAsyHS5vdHRvLnYxLlBpcGVsaW5lSm9iLkVudkVudHJ5QiS6SCGaAR4iHHIaMhheW0EtWmEtel9dW0EtWmEtejAtOV9dKiQSFwoFbmVlZHMYBCADKAlCCLpIBZIBAhgBEi4KBXN0ZXBzGAUgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXBCCLpIBZIBAhBkEiMKBXJldHJ5GAYgASgLMhQub3R0by52MS5SZXRyeVBvbGljeRI+CgVsb2NrcxgHIAMoCUIvukgskgEpEAoYASIjciEYZDIdXltBLVphLXowLTldW0EtWmEtejAtOS5fLy1dKiQSJQoJcmVzb3VyY2VzGAggASgLMhIub3R0by52MS5SZXNvdXJjZXMSNgoHc2VjcmV0cxgJIAMoCUIlukgikgEfEDIYASIZchcYgAEyEl5bQS1aX11bQS1aMC05X10qJBIkCglhcnRpZmFjdHMYCiADKAlCEbpIDpIBCxBkGAEiBXIDGP8BEhUKCGNoZWNrb3V0GAsgASgISACIAQESNAoHdGltZW91dBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgAaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUILCglfY2hlY2tvdXQicgoLUmV0cnlQb2xpY3kSFgoDbWF4GAEgASgFQgm6SAYaBBgKKAASIwoKZXhpdF9jb2RlcxgCIAMoBUIPukgMkgEJIgcaBRj/ASgAEhcKCmFnZW50X2xvc3QYAyABKAhIAIgBAUINCgtfYWdlbnRfbG9zdCJQCglSZXNvdXJjZXMSJAoDY3B1GAEgASgBQhe6SBQSEhkAAAAAAACQQCkAAAAAAAAAABIdCgxtZW1vcnlfYnl0ZXMYAiABKANCB7pIBCICKAAi8wEKDFBpcGVsaW5lU3RlcBIWCgRuYW1lGAEgASgJQgi6SAVyAxjIARIWCgNydW4YAiABKAlCCbpIBnIEKICABBI0Cgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyABJRCgNlbnYYBCADKAsyHi5vdHRvLnYxLlBpcGVsaW5lU3RlcC5FbnZFbnRyeUIkukghmgEeIhxyGjIYXltBLVphLXpfXVtBLVphLXowLTlfXSokGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration]);
+  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxIlEKCFBpcGVsaW5lEhYKBG5hbWUYASABKAlCCLpIBXIDGMgBEi0KBGpvYnMYAiADKAsyFC5vdHRvLnYxLlBpcGVsaW5lSm9iQgm6SAaSAQMQyAEigAUKC1BpcGVsaW5lSm9iEjAKBG5hbWUYASABKAlCIrpIH3IdGEAyGV5bQS1aYS16X11bQS1aYS16MC05Xy1dKiQSDwoHcnVuc19vbhgCIAMoCRJQCgNlbnYYAyADKAsyHS5vdHRvLnYxLlBpcGVsaW5lSm9iLkVudkVudHJ5QiS6SCGaAR4iHHIaMhheW0EtWmEtel9dW0EtWmEtejAtOV9dKiQSFwoFbmVlZHMYBCADKAlCCLpIBZIBAhgBEi4KBXN0ZXBzGAUgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXBCCLpIBZIBAhBkEiMKBXJldHJ5GAYgASgLMhQub3R0by52MS5SZXRyeVBvbGljeRI+CgVsb2NrcxgHIAMoCUIvukgskgEpEAoYASIjciEYZDIdXltBLVphLXowLTldW0EtWmEtejAtOS5fLy1dKiQSJQoJcmVzb3VyY2VzGAggASgLMhIub3R0by52MS5SZXNvdXJjZXMSNgoHc2VjcmV0cxgJIAMoCUIlukgikgEfEDIYASIZchcYgAEyEl5bQS1aX11bQS1aMC05X10qJBIkCglhcnRpZmFjdHMYCiADKAlCEbpIDpIBCxBkGAEiBXIDGP8BEhUKCGNoZWNrb3V0GAsgASgISACIAQESNAoHdGltZW91dBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASIwoIYXBwcm92YWwYDSABKAsyES5vdHRvLnYxLkFwcHJvdmFsGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX2NoZWNrb3V0IlsKCEFwcHJvdmFsEhkKB21lc3NhZ2UYASABKAlCCLpIBXIDGPQDEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAInIKC1JldHJ5UG9saWN5EhYKA21heBgBIAEoBUIJukgGGgQYCigAEiMKCmV4aXRfY29kZXMYAiADKAVCD7pIDJIBCSIHGgUY/wEoABIXCgphZ2VudF9sb3N0GAMgASgISACIAQFCDQoLX2FnZW50X2xvc3QiUAoJUmVzb3VyY2VzEiQKA2NwdRgBIAEoAUIXukgUEhIZAAAAAAAAkEApAAAAAAAAAAASHQoMbWVtb3J5X2J5dGVzGAIgASgDQge6SAQiAigAIvMBCgxQaXBlbGluZVN0ZXASFgoEbmFtZRgBIAEoCUIIukgFcgMYyAESFgoDcnVuGAIgASgJQgm6SAZyBCiAgAQSNAoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASUQoDZW52GAQgAygLMh4ub3R0by52MS5QaXBlbGluZVN0ZXAuRW52RW50cnlCJLpIIZoBHiIcchoyGF5bQS1aYS16X11bQS1aYS16MC05X10qJBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration]);
 
 /**
  * A pipeline in its intermediate representation: what the parser makes of a
@@ -131,6 +131,14 @@ export type PipelineJob = Message<"otto.v1.PipelineJob"> & {
    * @generated from field: google.protobuf.Duration timeout = 12;
    */
   timeout?: Duration | undefined;
+
+  /**
+   * Set: once its needs are done the job waits (RUN_STATE_WAITING) until a
+   * person approves it (RunService.ApproveJob) or rejects it.
+   *
+   * @generated from field: otto.v1.Approval approval = 13;
+   */
+  approval?: Approval | undefined;
 };
 
 /**
@@ -139,6 +147,32 @@ export type PipelineJob = Message<"otto.v1.PipelineJob"> & {
  */
 export const PipelineJobSchema: GenMessage<PipelineJob> = /*@__PURE__*/
   messageDesc(file_otto_v1_pipeline, 1);
+
+/**
+ * @generated from message otto.v1.Approval
+ */
+export type Approval = Message<"otto.v1.Approval"> & {
+  /**
+   * What the person is asked, e.g. "Deploy to production?".
+   *
+   * @generated from field: string message = 1;
+   */
+  message: string;
+
+  /**
+   * How long the job waits before it FAILS unapproved; zero: 24 hours.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 2;
+   */
+  timeout?: Duration | undefined;
+};
+
+/**
+ * Describes the message otto.v1.Approval.
+ * Use `create(ApprovalSchema)` to create a new message.
+ */
+export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
+  messageDesc(file_otto_v1_pipeline, 2);
 
 /**
  * @generated from message otto.v1.RetryPolicy
@@ -172,7 +206,7 @@ export type RetryPolicy = Message<"otto.v1.RetryPolicy"> & {
  * Use `create(RetryPolicySchema)` to create a new message.
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_otto_v1_pipeline, 2);
+  messageDesc(file_otto_v1_pipeline, 3);
 
 /**
  * @generated from message otto.v1.Resources
@@ -196,7 +230,7 @@ export type Resources = Message<"otto.v1.Resources"> & {
  * Use `create(ResourcesSchema)` to create a new message.
  */
 export const ResourcesSchema: GenMessage<Resources> = /*@__PURE__*/
-  messageDesc(file_otto_v1_pipeline, 3);
+  messageDesc(file_otto_v1_pipeline, 4);
 
 /**
  * @generated from message otto.v1.PipelineStep
@@ -232,5 +266,5 @@ export type PipelineStep = Message<"otto.v1.PipelineStep"> & {
  * Use `create(PipelineStepSchema)` to create a new message.
  */
 export const PipelineStepSchema: GenMessage<PipelineStep> = /*@__PURE__*/
-  messageDesc(file_otto_v1_pipeline, 4);
+  messageDesc(file_otto_v1_pipeline, 5);
 

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/run_service.proto.
  */
 export const file_otto_v1_run_service: GenFile = /*@__PURE__*/
-  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJHCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAAiNAoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQiQAoPUmVydW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESEwoLZmFpbGVkX29ubHkYAiABKAgiLQoQUmVydW5SdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1bjKjAwoKUnVuU2VydmljZRJCCglTdWJtaXRSdW4SGS5vdHRvLnYxLlN1Ym1pdFJ1blJlcXVlc3QaGi5vdHRvLnYxLlN1Ym1pdFJ1blJlc3BvbnNlEj4KBkdldFJ1bhIWLm90dG8udjEuR2V0UnVuUmVxdWVzdBoXLm90dG8udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLm90dG8udjEuTGlzdFJ1bnNSZXF1ZXN0Ghkub3R0by52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESQgoJQ2FuY2VsUnVuEhkub3R0by52MS5DYW5jZWxSdW5SZXF1ZXN0Ghoub3R0by52MS5DYW5jZWxSdW5SZXNwb25zZRI/CghSZXJ1blJ1bhIYLm90dG8udjEuUmVydW5SdW5SZXF1ZXN0Ghkub3R0by52MS5SZXJ1blJ1blJlc3BvbnNlEkYKCFdhdGNoUnVuEhgub3R0by52MS5XYXRjaFJ1blJlcXVlc3QaGS5vdHRvLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABYgZwcm90bzM", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
+  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJHCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAAiNAoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQiQAoPUmVydW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESEwoLZmFpbGVkX29ubHkYAiABKAgiLQoQUmVydW5SdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJhChFBcHByb3ZlSm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIvChJBcHByb3ZlSm9iUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iYAoQUmVqZWN0Sm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIuChFSZWplY3RKb2JSZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1bjKuBAoKUnVuU2VydmljZRJCCglTdWJtaXRSdW4SGS5vdHRvLnYxLlN1Ym1pdFJ1blJlcXVlc3QaGi5vdHRvLnYxLlN1Ym1pdFJ1blJlc3BvbnNlEj4KBkdldFJ1bhIWLm90dG8udjEuR2V0UnVuUmVxdWVzdBoXLm90dG8udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLm90dG8udjEuTGlzdFJ1bnNSZXF1ZXN0Ghkub3R0by52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESQgoJQ2FuY2VsUnVuEhkub3R0by52MS5DYW5jZWxSdW5SZXF1ZXN0Ghoub3R0by52MS5DYW5jZWxSdW5SZXNwb25zZRI/CghSZXJ1blJ1bhIYLm90dG8udjEuUmVydW5SdW5SZXF1ZXN0Ghkub3R0by52MS5SZXJ1blJ1blJlc3BvbnNlEkUKCkFwcHJvdmVKb2ISGi5vdHRvLnYxLkFwcHJvdmVKb2JSZXF1ZXN0Ghsub3R0by52MS5BcHByb3ZlSm9iUmVzcG9uc2USQgoJUmVqZWN0Sm9iEhkub3R0by52MS5SZWplY3RKb2JSZXF1ZXN0Ghoub3R0by52MS5SZWplY3RKb2JSZXNwb25zZRJGCghXYXRjaFJ1bhIYLm90dG8udjEuV2F0Y2hSdW5SZXF1ZXN0Ghkub3R0by52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
 
 /**
  * @generated from message otto.v1.SubmitRunRequest
@@ -289,6 +289,94 @@ export const RerunRunResponseSchema: GenMessage<RerunRunResponse> = /*@__PURE__*
   messageDesc(file_otto_v1_run_service, 11);
 
 /**
+ * @generated from message otto.v1.ApproveJobRequest
+ */
+export type ApproveJobRequest = Message<"otto.v1.ApproveJobRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string job = 2;
+   */
+  job: string;
+
+  /**
+   * @generated from field: string comment = 3;
+   */
+  comment: string;
+};
+
+/**
+ * Describes the message otto.v1.ApproveJobRequest.
+ * Use `create(ApproveJobRequestSchema)` to create a new message.
+ */
+export const ApproveJobRequestSchema: GenMessage<ApproveJobRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 12);
+
+/**
+ * @generated from message otto.v1.ApproveJobResponse
+ */
+export type ApproveJobResponse = Message<"otto.v1.ApproveJobResponse"> & {
+  /**
+   * @generated from field: otto.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message otto.v1.ApproveJobResponse.
+ * Use `create(ApproveJobResponseSchema)` to create a new message.
+ */
+export const ApproveJobResponseSchema: GenMessage<ApproveJobResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 13);
+
+/**
+ * @generated from message otto.v1.RejectJobRequest
+ */
+export type RejectJobRequest = Message<"otto.v1.RejectJobRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string job = 2;
+   */
+  job: string;
+
+  /**
+   * @generated from field: string comment = 3;
+   */
+  comment: string;
+};
+
+/**
+ * Describes the message otto.v1.RejectJobRequest.
+ * Use `create(RejectJobRequestSchema)` to create a new message.
+ */
+export const RejectJobRequestSchema: GenMessage<RejectJobRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 14);
+
+/**
+ * @generated from message otto.v1.RejectJobResponse
+ */
+export type RejectJobResponse = Message<"otto.v1.RejectJobResponse"> & {
+  /**
+   * @generated from field: otto.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message otto.v1.RejectJobResponse.
+ * Use `create(RejectJobResponseSchema)` to create a new message.
+ */
+export const RejectJobResponseSchema: GenMessage<RejectJobResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 15);
+
+/**
  * Runs: submit a pipeline, watch it, read it, cancel it. Served publicly by
  * the gateway and internally by every coordinator.
  *
@@ -339,6 +427,26 @@ export const RunService: GenService<{
     methodKind: "unary";
     input: typeof RerunRunRequestSchema;
     output: typeof RerunRunResponseSchema;
+  },
+  /**
+   * A job waiting for approval goes on (ApproveJob) or FAILS (RejectJob);
+   * the journal names the token that decided. failed_precondition for a
+   * job that is not waiting.
+   *
+   * @generated from rpc otto.v1.RunService.ApproveJob
+   */
+  approveJob: {
+    methodKind: "unary";
+    input: typeof ApproveJobRequestSchema;
+    output: typeof ApproveJobResponseSchema;
+  },
+  /**
+   * @generated from rpc otto.v1.RunService.RejectJob
+   */
+  rejectJob: {
+    methodKind: "unary";
+    input: typeof RejectJobRequestSchema;
+    output: typeof RejectJobResponseSchema;
   },
   /**
    * Streams the run's journal from `after_seq` on, and ends after the event

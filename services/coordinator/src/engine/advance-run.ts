@@ -1,4 +1,5 @@
 import type { PoolClient } from "@otto/kit/db";
+import type { Pipeline } from "@otto/gen/v1/pipeline_pb";
 import { inSpan } from "@otto/kit/telemetry";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps } from "./job-steps.ts";
@@ -11,11 +12,21 @@ export interface JobRow {
   needs: string[];
   runs_on: string[];
   has_task: boolean;
+  // Its approval's question when it still needs one (null: it needs none,
+  // or was approved).
+  awaits_approval: string | null;
+}
+
+// A job of a pipeline as it is stored: queued, without a task.
+export function newJobRow(job: Pipeline["jobs"][number]): JobRow {
+  return { name: job.name, state: RunState.QUEUED, needs: job.needs, runs_on: job.runsOn, has_task: false, awaits_approval: job.approval ? job.approval.message : null };
 }
 
 export interface AdvancePlan {
   // Jobs that can no longer run, and why, in the order found.
-  canceled: { job: string; message: string }[];
+  canceled: { job: string; from: RunState; message: string }[];
+  // Jobs whose needs are done that now wait for approval, and its question.
+  waiting: { job: string; question: string }[];
   // Jobs whose needs all succeeded: each gets a task now.
   ready: JobRow[];
   // The run's end, once every job is final.
@@ -51,7 +62,7 @@ export interface RunSnapshot {
 // state, and its jobs in order with whether each has a task not done.
 export const runSnapshotColumns = `r.state AS run_state, r.cancel_requested,
   (SELECT coalesce(json_agg(json_build_object('name', j.name, 'state', j.state, 'needs', j.needs, 'runs_on', j.runs_on,
-     'has_task', t.id IS NOT NULL AND t.status <> 'done') ORDER BY j.position), '[]')
+     'has_task', t.id IS NOT NULL AND t.status <> 'done', 'awaits_approval', CASE WHEN j.approved_by IS NULL THEN j.approval END) ORDER BY j.position), '[]')
    FROM coordinator.jobs j LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name WHERE j.run_id = r.id) AS jobs`;
 
 export function runSnapshotOf(row: { run_state: RunState; cancel_requested: boolean; jobs: JobRow[] } | undefined): RunSnapshot {
@@ -65,7 +76,7 @@ export function runSnapshotOf(row: { run_state: RunState; cancel_requested: bool
 export function advanceNewRun(client: PoolClient, runId: string, jobs: JobRow[], earlier: Change[], last = true): Promise<void> {
   return inSpan("advance run", { "otto.run_id": runId }, async () => {
     const plan = planAdvance({ cancelRequested: false }, jobs);
-    await applyChanges(client, runId, [...earlier, ...newTasks(plan.ready)], { last });
+    await applyChanges(client, runId, [...earlier, ...waitForApproval(plan.waiting), ...newTasks(plan.ready)], { last });
   });
 }
 
@@ -83,8 +94,8 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
   }
   const plan = planAdvance(run, jobs);
   const changes: Change[] = [...earlier];
-  for (const { job, message } of plan.canceled) changes.push(...(await cancelUnstartedJob(client, runId, job, message)));
-  changes.push(...newTasks(plan.ready));
+  for (const { job, from, message } of plan.canceled) changes.push(...(await cancelUnstartedJob(client, runId, job, message, from)));
+  changes.push(...waitForApproval(plan.waiting), ...newTasks(plan.ready));
   if (plan.finish) changes.push({ entity: "run", from: run.state, to: plan.finish.to, message: plan.finish.message });
   await applyChanges(client, runId, changes, { last });
 }
@@ -93,22 +104,33 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
 // the states and tasks the plan leaves).
 export function planAdvance(run: { cancelRequested: boolean }, jobs: JobRow[]): AdvancePlan {
   const byName = new Map(jobs.map((j) => [j.name, j]));
-  const plan: AdvancePlan = { canceled: [], ready: [] };
+  const plan: AdvancePlan = { canceled: [], waiting: [], ready: [] };
   for (let changed = true; changed; ) {
     changed = false;
     for (const job of jobs) {
+      if (job.state === RunState.WAITING && run.cancelRequested) {
+        plan.canceled.push({ job: job.name, from: RunState.WAITING, message: "run canceled while the job waited for approval" });
+        job.state = RunState.CANCELED;
+        changed = true;
+        continue;
+      }
       if (job.state !== RunState.QUEUED || job.has_task) continue;
       const blocker = job.needs.map((n) => byName.get(n)!).find((n) => n.state === RunState.FAILED || n.state === RunState.CANCELED);
       if (run.cancelRequested || blocker) {
         const message = run.cancelRequested
           ? "run canceled before the job started"
           : `not run: needs "${blocker!.name}", which ${blocker!.state === RunState.FAILED ? "failed" : "was canceled"}`;
-        plan.canceled.push({ job: job.name, message });
+        plan.canceled.push({ job: job.name, from: RunState.QUEUED, message });
         job.state = RunState.CANCELED;
         changed = true;
       } else if (job.needs.every((n) => byName.get(n)!.state === RunState.SUCCEEDED)) {
-        plan.ready.push(job);
-        job.has_task = true;
+        if (job.awaits_approval !== null) {
+          plan.waiting.push({ job: job.name, question: job.awaits_approval });
+          job.state = RunState.WAITING;
+        } else {
+          plan.ready.push(job);
+          job.has_task = true;
+        }
       }
     }
   }
@@ -127,6 +149,18 @@ export function planAdvance(run: { cancelRequested: boolean }, jobs: JobRow[]): 
   return plan;
 }
 
+// Jobs whose needs are done that wait for a person's approval, holding
+// nothing meanwhile (decide-approval.ts).
+function waitForApproval(waiting: AdvancePlan["waiting"]): Change[] {
+  return waiting.map(({ job, question }) => ({
+    entity: "job",
+    job,
+    from: RunState.QUEUED,
+    to: RunState.WAITING,
+    message: `waiting for approval${question ? `: ${question}` : ""}`,
+  }));
+}
+
 // A task for each ready job; the agents with its labels hear of it when the
 // transaction commits.
 function newTasks(ready: JobRow[]): Change[] {
@@ -134,7 +168,7 @@ function newTasks(ready: JobRow[]): Change[] {
 }
 
 // The changes that end a job that never started, and its steps.
-export async function cancelUnstartedJob(client: PoolClient, runId: string, job: string, message: string): Promise<Change[]> {
+export async function cancelUnstartedJob(client: PoolClient, runId: string, job: string, message: string, from: RunState = RunState.QUEUED): Promise<Change[]> {
   const steps = await jobSteps(client, runId, job);
-  return [{ entity: "job", job, from: RunState.QUEUED, to: RunState.CANCELED, message }, ...closeUnfinishedSteps(job, steps, RunState.CANCELED)];
+  return [{ entity: "job", job, from, to: RunState.CANCELED, message }, ...closeUnfinishedSteps(job, steps, RunState.CANCELED)];
 }

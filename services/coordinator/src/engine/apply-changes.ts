@@ -45,7 +45,7 @@ interface StepRow {
   change: Change & { entity: "step" };
 }
 
-const { QUEUED, RUNNING, SUCCEEDED, FAILED } = RunState;
+const { QUEUED, RUNNING, SUCCEEDED, FAILED, WAITING } = RunState;
 const finals = finalStates.join(", ");
 
 // The one write path of the engine's state. Applies `changes` (all of one
@@ -253,7 +253,8 @@ WITH run AS (
 ), job AS (
   UPDATE coordinator.jobs j SET state = c.to_state, message = coalesce(c.message, j.message), agent_id = coalesce(c.agent_id, j.agent_id),
     started_at = CASE WHEN c.to_state = ${RUNNING} THEN now() WHEN c.to_state = ${QUEUED} THEN NULL ELSE j.started_at END,
-    finished_at = CASE WHEN c.to_state IN (${finals}) THEN now() ELSE NULL END
+    finished_at = CASE WHEN c.to_state IN (${finals}) THEN now() ELSE NULL END,
+    waiting_until = CASE WHEN c.to_state = ${WAITING} THEN now() + make_interval(secs => j.approval_timeout_ms / 1000.0) END
   FROM job_change c
   WHERE j.run_id = $1 AND j.name = c.name AND j.state = c.from_state
 ), step_change AS (

@@ -2,7 +2,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
 import type { PoolClient } from "@otto/kit/db";
 import { lockRunWaitingForPipeline } from "./run-waiting-for-pipeline.ts";
-import { advanceNewRun } from "./advance-run.ts";
+import { advanceNewRun, newJobRow } from "./advance-run.ts";
 import { owePendingStatus } from "./commit-statuses.ts";
 import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
 import { RunState } from "./states.ts";
@@ -23,7 +23,7 @@ export async function attachPipeline(client: PoolClient, runId: string, pipeline
   await advanceNewRun(
     client,
     runId,
-    pipeline.jobs.map((job) => ({ name: job.name, state: transitions.job.initial, needs: job.needs, runs_on: job.runsOn, has_task: false })),
+    pipeline.jobs.map((job) => newJobRow(job)),
     [{ entity: "note", state: RunState.QUEUED, message: note }],
     false,
   );

@@ -7,7 +7,7 @@ import { RunSourceSchema } from "@otto/gen/v1/run_pb";
 import type { PoolClient } from "@otto/kit/db";
 import { traceParentOf } from "@otto/kit/telemetry";
 import { runStateName } from "@otto/contracts/run-state";
-import { advanceNewRun } from "./advance-run.ts";
+import { advanceNewRun, newJobRow } from "./advance-run.ts";
 import type { Change } from "./apply-changes.ts";
 import { owePendingStatus } from "./commit-statuses.ts";
 import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
@@ -78,13 +78,7 @@ export async function rerunRun(
   await advanceNewRun(
     client,
     newId,
-    pipeline.jobs.map((job) => ({
-      name: job.name,
-      state: reused.has(job.name) ? RunState.SUCCEEDED : transitions.job.initial,
-      needs: job.needs,
-      runs_on: job.runsOn,
-      has_task: false,
-    })),
+    pipeline.jobs.map((job) => ({ ...newJobRow(job), state: reused.has(job.name) ? RunState.SUCCEEDED : transitions.job.initial })),
     changes,
     false,
   );

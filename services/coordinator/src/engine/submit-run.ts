@@ -6,8 +6,8 @@ import { RunSchema, type Run } from "@otto/gen/v1/run_pb";
 import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
 import { inTransaction, type Pool } from "@otto/kit/db";
 import { traceParentOf } from "@otto/kit/telemetry";
-import { advanceNewRun } from "./advance-run.ts";
-import { pipelineRows } from "./pipeline-rows.ts";
+import { advanceNewRun, newJobRow } from "./advance-run.ts";
+import { jobColumns, jobRecord, jobValues, pipelineRows } from "./pipeline-rows.ts";
 import { shardOf } from "../shards.ts";
 import { RunState } from "./states.ts";
 import { transitions } from "./transitions.ts";
@@ -37,10 +37,9 @@ export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: n
          SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT n FROM active) < $12
          ON CONFLICT (request_id) DO NOTHING RETURNING id, created_at
        ), jobs AS (
-         INSERT INTO coordinator.jobs (run_id, name, position, state, needs, runs_on, locks, cpu, memory_bytes, retry_max, retry_exit_codes, retry_agent_lost)
-         SELECT run.id, j.name, j.position, $9, j.needs, j.runs_on, j.locks, j.cpu, j.memory_bytes, j.retry_max, j.retry_exit_codes, j.retry_agent_lost
-         FROM run, jsonb_to_recordset($8) AS j(name text, position int, needs text[], runs_on text[], locks text[], cpu float8,
-           memory_bytes bigint, retry_max int, retry_exit_codes int[], retry_agent_lost boolean)
+         INSERT INTO coordinator.jobs (run_id, name, position, state, ${jobColumns})
+         SELECT run.id, j.name, j.position, $9, ${jobValues}
+         FROM run, jsonb_to_recordset($8) AS j(${jobRecord})
        ), steps AS (
          INSERT INTO coordinator.steps (run_id, job, position, name, state)
          SELECT run.id, s.job, s.position, s.name, $11 FROM run, jsonb_to_recordset($10) AS s(job text, position int, name text)
@@ -80,7 +79,7 @@ export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: n
     await advanceNewRun(
       client,
       runId,
-      pipeline.jobs.map((job) => ({ name: job.name, state: transitions.job.initial, needs: job.needs, runs_on: job.runsOn, has_task: false })),
+      pipeline.jobs.map((job) => newJobRow(job)),
       [{ entity: "note", state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` }],
     );
     const created = create(RunSchema, {

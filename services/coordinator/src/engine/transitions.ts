@@ -14,7 +14,7 @@ interface Machine<S> {
   moves: ReadonlyMap<S, readonly S[]>;
 }
 
-const { QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED } = RunState;
+const { QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED, WAITING } = RunState;
 
 // Every state change of the engine, and nothing else. A run starts with its
 // first claimed job and ends when its last job does (canceled before any
@@ -36,8 +36,12 @@ export const transitions: { run: Machine<RunState>; job: Machine<RunState>; step
     initial: QUEUED,
     moves: new Map([
       // QUEUED -> SUCCEEDED: a job that succeeded in the run a rerun of
-      // failed jobs repeats is reused, not run again.
-      [QUEUED, [RUNNING, SUCCEEDED, CANCELED]],
+      // failed jobs repeats is reused, not run again. QUEUED -> WAITING: its
+      // needs are done and it waits for approval, then goes on (QUEUED),
+      // is rejected or not approved in time (FAILED), or its run is
+      // canceled.
+      [QUEUED, [RUNNING, SUCCEEDED, WAITING, CANCELED]],
+      [WAITING, [QUEUED, FAILED, CANCELED]],
       [RUNNING, [SUCCEEDED, FAILED, CANCELED, QUEUED]],
     ]),
   },
