@@ -43,7 +43,8 @@ export function describeRun(run: Run): string {
   }
   if (run.message && run.jobs.length === 0) lines.push(`  ${run.message.replaceAll("\n", "\n  ")}`);
   for (const job of run.jobs) {
-    lines.push(`  job ${job.name}: ${runStateName(job.state)}${job.message ? ` - ${job.message}` : ""}`);
+    const why = job.waitingFor && job.waitingFor.text !== job.message ? ` (${job.waitingFor.text})` : "";
+    lines.push(`  job ${job.name}: ${runStateName(job.state)}${job.message ? ` - ${job.message}` : ""}${why}`);
     for (const step of job.steps) {
       const exit = step.exitCode !== undefined ? ` (exit ${step.exitCode})` : "";
       lines.push(`    step ${step.name}: ${runStateName(step.state)}${exit}`);

@@ -135,7 +135,7 @@ const { registry } = await serveAndRegister({
   maxBodyBytes: 26 * 1024 * 1024,
   credentials: tokens,
   routes: (router, registry) => {
-    router.service(RunService, runServiceImpl(pool, boss, notifier, config, secrets));
+    router.service(RunService, runServiceImpl(pool, boss, notifier, config, secrets, () => registry.resolve("agent")));
     router.service(
       AgentService,
       agentServiceImpl(pool, boss, notifier, {

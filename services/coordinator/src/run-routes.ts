@@ -15,6 +15,8 @@ import { isFinal } from "./engine/states.ts";
 import { submitRun } from "./engine/submit-run.ts";
 import { ConcurrencyLimit } from "@otto/kit/limiter";
 import { assertValidPipeline } from "./validate-pipeline.ts";
+import { explainWaits } from "./waiting-for.ts";
+import type { Instance } from "@otto/gen/v1/registry_service_pb";
 
 import type { SecretStore } from "./secret-store.ts";
 
@@ -29,6 +31,8 @@ export function runServiceImpl(
   notifier: Notifier,
   limits: RunLimits,
   secrets: SecretStore,
+  // The agents alive now, with their labels and slots (the registry's).
+  liveAgents: () => Promise<Instance[]> = async () => [],
 ): ServiceImpl<typeof RunService> {
   const watchers = new ConcurrencyLimit("WatchRun streams", limits.maxWatchers);
   return {
@@ -43,7 +47,9 @@ export function runServiceImpl(
       return { run: created ?? (await loadRun(pool, runId)) };
     },
     async getRun(req) {
-      return { run: await loadRun(pool, req.runId) };
+      const run = await loadRun(pool, req.runId);
+      await explainWaits(pool, [run], liveAgents);
+      return { run };
     },
     async listRuns(req) {
       const size = req.pageSize || 20;

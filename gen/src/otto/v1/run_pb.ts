@@ -12,7 +12,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file otto/v1/run.proto.
  */
 export const file_otto_v1_run: GenFile = /*@__PURE__*/
-  fileDesc("ChFvdHRvL3YxL3J1bi5wcm90bxIHb3R0by52MSK4AgoDUnVuEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSIAoFc3RhdGUYAyABKA4yES5vdHRvLnYxLlJ1blN0YXRlEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgRqb2JzGAcgAygLMg8ub3R0by52MS5SdW5Kb2ISDwoHbWVzc2FnZRgIIAEoCRIiCgZzb3VyY2UYCSABKAsyEi5vdHRvLnYxLlJ1blNvdXJjZRIQCghyZXJ1bl9vZhgKIAEoCSLKAQoJUnVuU291cmNlEg8KB3Byb2plY3QYASABKAkSDgoGbnVtYmVyGAIgASgDEg0KBWV2ZW50GAMgASgJEgsKA3JlZhgEIAEoCRIOCgZicmFuY2gYBSABKAkSCwoDdGFnGAYgASgJEgsKA3NoYRgHIAEoCRIqCgxwdWxsX3JlcXVlc3QYCCABKAsyFC5vdHRvLnYxLlB1bGxSZXF1ZXN0EhgKEHNlY3JldHNfd2l0aGhlbGQYCSABKAkSEAoIcmVwb191cmwYCiABKAkicwoLUHVsbFJlcXVlc3QSDgoGbnVtYmVyGAEgASgDEhAKCGhlYWRfcmVmGAIgASgJEhAKCGJhc2VfcmVmGAMgASgJEhcKD2hlYWRfcmVwb3NpdG9yeRgEIAEoCRIXCg9iYXNlX3JlcG9zaXRvcnkYBSABKAki/QEKBlJ1bkpvYhIMCgRuYW1lGAEgASgJEiAKBXN0YXRlGAIgASgOMhEub3R0by52MS5SdW5TdGF0ZRINCgVuZWVkcxgDIAMoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWVzc2FnZRgGIAEoCRIQCghhZ2VudF9pZBgHIAEoCRIfCgVzdGVwcxgIIAMoCzIQLm90dG8udjEuUnVuU3RlcBIPCgdhdHRlbXB0GAkgASgFIsABCgdSdW5TdGVwEgwKBG5hbWUYASABKAkSIAoFc3RhdGUYAiABKA4yES5vdHRvLnYxLlJ1blN0YXRlEhYKCWV4aXRfY29kZRgDIAEoBUgAiAEBEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIMCgpfZXhpdF9jb2RlIsUBCghSdW5FdmVudBIOCgZydW5faWQYASABKAkSCwoDc2VxGAIgASgDEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2pvYhgEIAEoCRIMCgRzdGVwGAUgASgJEiAKBXN0YXRlGAYgASgOMhEub3R0by52MS5SdW5TdGF0ZRIWCglleGl0X2NvZGUYByABKAVIAIgBARIPCgdtZXNzYWdlGAggASgJQgwKCl9leGl0X2NvZGUqsAEKCFJ1blN0YXRlEhkKFVJVTl9TVEFURV9VTlNQRUNJRklFRBAAEhQKEFJVTl9TVEFURV9RVUVVRUQQARIVChFSVU5fU1RBVEVfUlVOTklORxACEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAxIUChBSVU5fU1RBVEVfRkFJTEVEEAQSFgoSUlVOX1NUQVRFX0NBTkNFTEVEEAUSFQoRUlVOX1NUQVRFX1dBSVRJTkcQBmIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChFvdHRvL3YxL3J1bi5wcm90bxIHb3R0by52MSK4AgoDUnVuEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSIAoFc3RhdGUYAyABKA4yES5vdHRvLnYxLlJ1blN0YXRlEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgRqb2JzGAcgAygLMg8ub3R0by52MS5SdW5Kb2ISDwoHbWVzc2FnZRgIIAEoCRIiCgZzb3VyY2UYCSABKAsyEi5vdHRvLnYxLlJ1blNvdXJjZRIQCghyZXJ1bl9vZhgKIAEoCSLKAQoJUnVuU291cmNlEg8KB3Byb2plY3QYASABKAkSDgoGbnVtYmVyGAIgASgDEg0KBWV2ZW50GAMgASgJEgsKA3JlZhgEIAEoCRIOCgZicmFuY2gYBSABKAkSCwoDdGFnGAYgASgJEgsKA3NoYRgHIAEoCRIqCgxwdWxsX3JlcXVlc3QYCCABKAsyFC5vdHRvLnYxLlB1bGxSZXF1ZXN0EhgKEHNlY3JldHNfd2l0aGhlbGQYCSABKAkSEAoIcmVwb191cmwYCiABKAkicwoLUHVsbFJlcXVlc3QSDgoGbnVtYmVyGAEgASgDEhAKCGhlYWRfcmVmGAIgASgJEhAKCGJhc2VfcmVmGAMgASgJEhcKD2hlYWRfcmVwb3NpdG9yeRgEIAEoCRIXCg9iYXNlX3JlcG9zaXRvcnkYBSABKAkipwIKBlJ1bkpvYhIMCgRuYW1lGAEgASgJEiAKBXN0YXRlGAIgASgOMhEub3R0by52MS5SdW5TdGF0ZRINCgVuZWVkcxgDIAMoCRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWVzc2FnZRgGIAEoCRIQCghhZ2VudF9pZBgHIAEoCRIfCgVzdGVwcxgIIAMoCzIQLm90dG8udjEuUnVuU3RlcBIPCgdhdHRlbXB0GAkgASgFEigKC3dhaXRpbmdfZm9yGAogASgLMhMub3R0by52MS5XYWl0aW5nRm9yIioKCldhaXRpbmdGb3ISDgoGcmVhc29uGAEgASgJEgwKBHRleHQYAiABKAkiwAEKB1J1blN0ZXASDAoEbmFtZRgBIAEoCRIgCgVzdGF0ZRgCIAEoDjIRLm90dG8udjEuUnVuU3RhdGUSFgoJZXhpdF9jb2RlGAMgASgFSACIAQESLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgwKCl9leGl0X2NvZGUixQEKCFJ1bkV2ZW50Eg4KBnJ1bl9pZBgBIAEoCRILCgNzZXEYAiABKAMSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDam9iGAQgASgJEgwKBHN0ZXAYBSABKAkSIAoFc3RhdGUYBiABKA4yES5vdHRvLnYxLlJ1blN0YXRlEhYKCWV4aXRfY29kZRgHIAEoBUgAiAEBEg8KB21lc3NhZ2UYCCABKAlCDAoKX2V4aXRfY29kZSqwAQoIUnVuU3RhdGUSGQoVUlVOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQUlVOX1NUQVRFX1FVRVVFRBABEhUKEVJVTl9TVEFURV9SVU5OSU5HEAISFwoTUlVOX1NUQVRFX1NVQ0NFRURFRBADEhQKEFJVTl9TVEFURV9GQUlMRUQQBBIWChJSVU5fU1RBVEVfQ0FOQ0VMRUQQBRIVChFSVU5fU1RBVEVfV0FJVElORxAGYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message otto.v1.Run
@@ -250,6 +250,13 @@ export type RunJob = Message<"otto.v1.RunJob"> & {
    * @generated from field: int32 attempt = 9;
    */
   attempt: number;
+
+  /**
+   * Why a job that has not started yet waits, as GetRun saw it.
+   *
+   * @generated from field: otto.v1.WaitingFor waiting_for = 10;
+   */
+  waitingFor?: WaitingFor | undefined;
 };
 
 /**
@@ -258,6 +265,34 @@ export type RunJob = Message<"otto.v1.RunJob"> & {
  */
 export const RunJobSchema: GenMessage<RunJob> = /*@__PURE__*/
   messageDesc(file_otto_v1_run, 3);
+
+/**
+ * @generated from message otto.v1.WaitingFor
+ */
+export type WaitingFor = Message<"otto.v1.WaitingFor"> & {
+  /**
+   * needs (for jobs it needs), approval, no_agent (none live has its
+   * labels), lock (held by another job), slots (every slot of the agents
+   * with its labels is busy), agent (about to be taken).
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * The same as a sentence, e.g. "lock prod is held by run 5d0c…, job deploy".
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message otto.v1.WaitingFor.
+ * Use `create(WaitingForSchema)` to create a new message.
+ */
+export const WaitingForSchema: GenMessage<WaitingFor> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run, 4);
 
 /**
  * @generated from message otto.v1.RunStep
@@ -296,7 +331,7 @@ export type RunStep = Message<"otto.v1.RunStep"> & {
  * Use `create(RunStepSchema)` to create a new message.
  */
 export const RunStepSchema: GenMessage<RunStep> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run, 4);
+  messageDesc(file_otto_v1_run, 5);
 
 /**
  * One entry of a run's journal: every state change of the run, a job or a step.
@@ -356,7 +391,7 @@ export type RunEvent = Message<"otto.v1.RunEvent"> & {
  * Use `create(RunEventSchema)` to create a new message.
  */
 export const RunEventSchema: GenMessage<RunEvent> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run, 5);
+  messageDesc(file_otto_v1_run, 6);
 
 /**
  * One state machine for runs, jobs and steps alike.

@@ -1,0 +1,57 @@
+import { create } from "@bufbuild/protobuf";
+import { WaitingForSchema, type Run, type WaitingFor } from "@otto/gen/v1/run_pb";
+import type { Instance } from "@otto/gen/v1/registry_service_pb";
+import type { Pool } from "@otto/kit/db";
+import { isFinal, RunState } from "./engine/states.ts";
+
+// Why each job of these runs that has not started waits, in the order a
+// person would look: its needs, an approval, no live agent with its labels,
+// a lock another job holds, every matching slot busy; else an agent is about
+// to take it. Read as things are now (GetRun), from the jobs' rows, the
+// reservations and the agents the registry knows.
+export async function explainWaits(pool: Pool, runs: Run[], liveAgents: () => Promise<Instance[]>): Promise<void> {
+  const queued = runs.flatMap((run) => run.jobs.filter((job) => job.state === RunState.QUEUED || job.state === RunState.WAITING).map((job) => ({ run, job })));
+  if (queued.length === 0) return;
+  const runIds = [...new Set(queued.map(({ run }) => run.id))];
+  const { rows: jobs } = await pool.query(
+    "SELECT run_id, name, runs_on, locks FROM coordinator.jobs WHERE run_id = ANY($1) AND state = $2",
+    [runIds, RunState.QUEUED],
+  );
+  const locksWanted = [...new Set(jobs.flatMap((job) => job.locks as string[]))];
+  const [{ rows: locks }, { rows: slots }, agents] = await Promise.all([
+    pool.query("SELECT name, run_id, job FROM coordinator.reservations WHERE kind = 'lock' AND name = ANY($1)", [locksWanted]),
+    pool.query("SELECT name, count(*)::int AS busy FROM coordinator.reservations WHERE kind = 'slot' GROUP BY name"),
+    liveAgents().catch(() => undefined),
+  ]);
+  const busy = new Map<string, number>(slots.map((row) => [row.name, row.busy]));
+  const rowOf = new Map(jobs.map((job) => [`${job.run_id}/${job.name}`, job as { runs_on: string[]; locks: string[] }]));
+  for (const { run, job } of queued) {
+    const states = new Map(run.jobs.map((j) => [j.name, j.state]));
+    job.waitingFor = reasonFor(job, states, rowOf.get(`${run.id}/${job.name}`), { run: run.id, locks, busy, agents });
+  }
+}
+
+function reasonFor(
+  job: Run["jobs"][number],
+  states: Map<string, RunState>,
+  row: { runs_on: string[]; locks: string[] } | undefined,
+  now: { run: string; locks: Array<{ name: string; run_id: string; job: string }>; busy: Map<string, number>; agents: Instance[] | undefined },
+): WaitingFor {
+  const reason = (code: string, text: string) => create(WaitingForSchema, { reason: code, text });
+  if (job.state === RunState.WAITING) return reason("approval", job.message);
+  const unfinished = job.needs.filter((need) => !isFinal(states.get(need) ?? RunState.QUEUED));
+  if (unfinished.length > 0) return reason("needs", `waiting for ${unfinished.join(", ")} to finish`);
+  const labels = row?.runs_on ?? [];
+  const withLabels = labels.length > 0 ? ` with the labels [${labels.join(", ")}]` : "";
+  if (now.agents) {
+    const matching = now.agents.filter((agent) => labels.every((label) => agent.labels.includes(label)));
+    if (matching.length === 0) return reason("no_agent", `no live agent${withLabels}`);
+    const held = now.locks.find((lock) => row?.locks.includes(lock.name) && !(lock.run_id === now.run && lock.job === job.name));
+    if (held) return reason("lock", `lock ${held.name} is held by run ${held.run_id}, job ${held.job}`);
+    const slots = matching.reduce((sum, agent) => sum + agent.slots, 0);
+    if (matching.every((agent) => (now.busy.get(agent.instanceId) ?? 0) >= agent.slots)) {
+      return reason("slots", `all ${slots} slots of the ${matching.length} live agent${matching.length === 1 ? "" : "s"}${withLabels} are busy`);
+    }
+  }
+  return reason("agent", `waiting for an agent${withLabels} to take it`);
+}
