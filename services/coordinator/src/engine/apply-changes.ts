@@ -235,9 +235,10 @@ const refusal = "otto: illegal state change";
 
 // Parameters: $1 run, $2 journal entries, $3/$4 the run's new/expected
 // state, $5-$9 jobs, $10-$17 steps, $18-$26 and $34/$35 tasks, $36 new
-// tasks, $27-$31 journal, $32/$33 notification channels, $37 the run's message. The WITH's plain
-// reads see the rows as they were before the statement, so `mismatches`
-// names every change whose row was not in its expected state.
+// tasks, $27-$31 journal, $32/$33 notification channels, $37 the run's
+// message. The WITH's plain reads see the rows as they were before the
+// statement, so `mismatches` names every change whose row was not in its
+// expected state.
 const applySql = `
 WITH run AS (
   UPDATE coordinator.runs r SET last_seq = r.last_seq + $2,
