@@ -33,3 +33,10 @@ export function parseDuration(text: string): DurationResult {
   if (nanos / NANOS_PER_SECOND > MAX_SECONDS) return bad("too long, the limit is 10000 years");
   return { ok: true, seconds: Number(nanos / NANOS_PER_SECOND), nanos: Number(nanos % NANOS_PER_SECOND) };
 }
+
+// Seconds as a pipeline would write them: "24h", "30m", "1.5s".
+export function formatDuration(seconds: number): string {
+  if (seconds >= 3600 && seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${+seconds.toFixed(3)}s`;
+}

@@ -8,6 +8,7 @@ import { LogStoreService } from "@otto/gen/v1/log_store_service_pb";
 import { RunState } from "@otto/gen/v1/run_pb";
 import type { Logger } from "@otto/kit/log";
 import { runStateName } from "@otto/contracts/run-state";
+import { formatDuration } from "@otto/contracts/duration";
 import type { ServiceCaller } from "@otto/kit/service-caller";
 import { createSecretMasker, type SecretMasker } from "./secret-masker.ts";
 import type { OnText } from "./output-text.ts";
@@ -186,7 +187,7 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     }
     if (timedOut && !handingBack) {
       state = RunState.FAILED;
-      message = `job timed out after ${formatSeconds(jobTimeoutMs / 1000)}`;
+      message = `job timed out after ${formatDuration(jobTimeoutMs / 1000)}`;
       logLine("otto", message);
     } else if (cancel.signal.aborted && state === RunState.SUCCEEDED) {
       state = RunState.CANCELED;
@@ -259,12 +260,6 @@ function maskedOutput(mask: SecretMasker, onText: (text: string | Buffer) => voi
   if (!mask.needed) return (bytes) => onText(bytes);
   const masked = mask.lines(onText);
   return (bytes, continues) => masked(bytes.toString("utf8"), continues);
-}
-
-function formatSeconds(seconds: number): string {
-  if (seconds >= 3600 && seconds % 3600 === 0) return `${seconds / 3600}h`;
-  if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60}m`;
-  return `${+seconds.toFixed(3)}s`;
 }
 
 function stateOf(outcome: StepOutcome): RunState {

@@ -1,3 +1,4 @@
+import { formatDuration } from "@otto/contracts/duration";
 import type { PoolClient } from "@otto/kit/db";
 import { advanceRun } from "./advance-run.ts";
 import { RunState } from "./states.ts";
@@ -12,13 +13,7 @@ export async function expireApproval(client: PoolClient, runId: string, job: str
     [runId, job, RunState.WAITING],
   );
   if (!rows[0]) return false;
-  const message = `not approved within ${describeMs(Number(rows[0].approval_timeout_ms))}`;
+  const message = `not approved within ${formatDuration(Number(rows[0].approval_timeout_ms) / 1000)}`;
   await advanceRun(client, runId, { runLocked: true, changes: [{ entity: "job", job, from: RunState.WAITING, to: RunState.FAILED, message }] });
   return true;
-}
-
-function describeMs(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  return `${ms / 1000}s`;
 }

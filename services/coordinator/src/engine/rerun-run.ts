@@ -11,7 +11,7 @@ import { advanceNewRun, newJobRow } from "./advance-run.ts";
 import type { Change } from "./apply-changes.ts";
 import { owePendingStatus } from "./commit-statuses.ts";
 import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
-import { numberNextRun, startProjectRun } from "./start-project-run.ts";
+import { numberNextRun, requireRoomForRun, startProjectRun } from "./start-project-run.ts";
 import { shardOf } from "../shards.ts";
 import { isFinal, RunState } from "./states.ts";
 import { transitions } from "./transitions.ts";
@@ -51,10 +51,7 @@ export async function rerunRun(
     await client.query("UPDATE coordinator.runs SET rerun_of = $2 WHERE id = $1", [started.runId, runId]);
     return started.runId;
   }
-  const { rows: active } = await client.query("SELECT count(*)::int AS n FROM coordinator.runs WHERE finished_at IS NULL");
-  if (active[0].n >= request.maxActiveRuns) {
-    throw new ConnectError(`${active[0].n} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); rerun when some have finished`, Code.ResourceExhausted);
-  }
+  await requireRoomForRun(client, request.maxActiveRuns);
   const pipeline = fromJson(PipelineSchema, old.pipeline as JsonValue);
   const newSource = source && { ...source, number: (await numberNextRun(client, source.project)).number };
   const newId = randomUUID();

@@ -43,13 +43,7 @@ export async function startProjectRun(
     ]);
     if (rows[0]) return { runId: rows[0].id, number: BigInt(rows[0].number ?? 0), created: false };
   }
-  const { rows: active } = await client.query("SELECT count(*)::int AS n FROM coordinator.runs WHERE finished_at IS NULL");
-  if (active[0].n >= request.maxActiveRuns) {
-    throw new ConnectError(
-      `${active[0].n} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); try again when some have finished`,
-      Code.ResourceExhausted,
-    );
-  }
+  await requireRoomForRun(client, request.maxActiveRuns);
   const { number, repoUrl, pipelinePath } = await numberNextRun(client, project);
   const runId = randomUUID();
   const stored = create(RunSourceSchema, { ...source, project, number, repoUrl });
@@ -63,6 +57,18 @@ export async function startProjectRun(
   ]);
   await enqueuePrepare(boss, client, runId);
   return { runId, number, created: true };
+}
+
+// A new run only while fewer than OTTO_MAX_ACTIVE_RUNS are unfinished
+// (SubmitRun checks the same inside its one statement).
+export async function requireRoomForRun(client: PoolClient, maxActiveRuns: number): Promise<void> {
+  const { rows } = await client.query("SELECT count(*)::int AS n FROM coordinator.runs WHERE finished_at IS NULL");
+  if (rows[0].n >= maxActiveRuns) {
+    throw new ConnectError(
+      `${rows[0].n} runs are in progress, the most Otto accepts at once (OTTO_MAX_ACTIVE_RUNS); try again when some have finished`,
+      Code.ResourceExhausted,
+    );
+  }
 }
 
 // The project's next run number, and what its run reads.
