@@ -106,11 +106,11 @@ describe("run behaviour", () => {
     assert.equal(await exists(join(mark, "never")), false, "the step after the failing one never ran");
 
     const testJob = jobOf(run, "test");
-    assertState(testJob, RunState.CANCELED);
+    assertState(testJob, RunState.SKIPPED);
     assert.match(testJob.message, /build/);
     assert.equal(testJob.startedAt, undefined, "test never started");
     assert.equal(testJob.steps.length, 2);
-    for (const step of testJob.steps) assertState(step, RunState.CANCELED);
+    for (const step of testJob.steps) assertState(step, RunState.SKIPPED);
 
     assertState(jobOf(run, "other"), RunState.SUCCEEDED);
   });

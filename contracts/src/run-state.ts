@@ -1,6 +1,6 @@
 import { RunState, RunStateSchema } from "@otto/gen/v1/run_pb";
 
-export const finalStates: readonly RunState[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
+export const finalStates: readonly RunState[] = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED, RunState.SKIPPED];
 
 // Also for states read from the database as plain numbers.
 export function isFinal(state: RunState | number): boolean {

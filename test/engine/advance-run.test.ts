@@ -83,8 +83,8 @@ test("new tasks wake the agents waiting for work", async () => {
   assert.deepEqual(await tasksOf(db, runId), { build: "done", test: "pending" });
 });
 
-test("the jobs that need a failed job are canceled, each message naming the job it needed, and the run fails once nothing runs", async () => {
-  // "package" comes before "test", which it needs: it is canceled in a
+test("the jobs that need a failed job are skipped, each message naming the job it needed, and the run fails once nothing runs", async () => {
+  // "package" comes before "test", which it needs: it is skipped in a
   // second pass, after test.
   const runId = await submit(db, {
     build: { steps: ["make", "make check"] },
@@ -98,20 +98,20 @@ test("the jobs that need a failed job are canceled, each message naming the job 
   const before = await journalLines(db, runId);
   await advance(runId);
 
-  assert.deepEqual(await jobStates(db, runId), { build: "FAILED", docs: "RUNNING", package: "CANCELED", test: "CANCELED", publish: "QUEUED" });
-  assert.equal((await jobRow(db, runId, "test")).message, 'not run: needs "build", which failed');
-  assert.equal((await jobRow(db, runId, "package")).message, 'not run: needs "test", which was canceled');
-  assert.ok((await jobRow(db, runId, "test")).finished_at, "a canceled job has finished");
-  assert.deepEqual(await stepStates(db, runId, "test"), ["CANCELED"]);
-  assert.deepEqual(await stepStates(db, runId, "package"), ["CANCELED"]);
-  // Canceled jobs never get a task; the run goes on while docs runs.
+  assert.deepEqual(await jobStates(db, runId), { build: "FAILED", docs: "RUNNING", package: "SKIPPED", test: "SKIPPED", publish: "QUEUED" });
+  assert.equal((await jobRow(db, runId, "test")).message, 'skipped: needs "build", which failed');
+  assert.equal((await jobRow(db, runId, "package")).message, 'skipped: needs "test", which was skipped');
+  assert.ok((await jobRow(db, runId, "test")).finished_at, "a skipped job has finished");
+  assert.deepEqual(await stepStates(db, runId, "test"), ["SKIPPED"]);
+  assert.deepEqual(await stepStates(db, runId, "package"), ["SKIPPED"]);
+  // Skipped jobs never get a task; the run goes on while docs runs.
   assert.deepEqual(await tasksOf(db, runId), { build: "done", docs: "assigned" });
   assert.equal((await runRow(db, runId)).state, RUNNING);
   assert.deepEqual(await journalSince(db, runId, before), [
-    'test CANCELED: not run: needs "build", which failed',
-    "test/make test CANCELED",
-    'package CANCELED: not run: needs "test", which was canceled',
-    "package/true CANCELED",
+    'test SKIPPED: skipped: needs "build", which failed',
+    "test/make test SKIPPED",
+    'package SKIPPED: skipped: needs "test", which was skipped',
+    "package/true SKIPPED",
   ]);
 
   await setJob(runId, "docs", SUCCEEDED);

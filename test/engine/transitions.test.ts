@@ -11,8 +11,9 @@ import { journal, startEngineDb, type EngineDb } from "../helpers/engine-db.ts";
 // error naming the entity and both states, and writes nothing.
 
 const runStates = [RunState.QUEUED, RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED];
-// Only jobs wait (for approval).
-const jobStatesAll = [...runStates, RunState.WAITING];
+// Only jobs wait (for approval); jobs and their steps may be skipped, runs not.
+const jobStatesAll = [...runStates, RunState.WAITING, RunState.SKIPPED];
+const stepStatesAll = [...runStates, RunState.SKIPPED];
 const taskStatuses: TaskStatus[] = ["pending", "assigned", "done"];
 const assignment = { attempt: 1, agentId: "agent-1", slot: 0, incarnation: "one", leaseMs: 10_000 };
 
@@ -68,7 +69,7 @@ async function changeOf(entity: Entity, runId: string, from: RunState | TaskStat
 const machines: [Entity, readonly (RunState | TaskStatus)[]][] = [
   ["run", runStates],
   ["job", jobStatesAll],
-  ["step", runStates],
+  ["step", stepStatesAll],
   ["task", taskStatuses],
 ];
 

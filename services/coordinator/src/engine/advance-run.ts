@@ -3,6 +3,7 @@ import type { Pipeline } from "@otto/gen/v1/pipeline_pb";
 import { inSpan } from "@otto/kit/telemetry";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps } from "./job-steps.ts";
+import { gateOf } from "./job-gate.ts";
 import { closeUnfinishedSteps } from "./step-changes.ts";
 import { isFinal, RunState } from "./states.ts";
 
@@ -23,11 +24,12 @@ export function newJobRow(job: Pipeline["jobs"][number]): JobRow {
 }
 
 export interface AdvancePlan {
-  // Jobs that can no longer run, and why, in the order found.
-  canceled: { job: string; from: RunState; message: string }[];
+  // Jobs that will not run (SKIPPED, or CANCELED with their run), and why,
+  // in the order found.
+  ended: { job: string; from: RunState; to: RunState; message: string }[];
   // Jobs whose needs are done that now wait for approval, and its question.
   waiting: { job: string; question: string }[];
-  // Jobs whose needs all succeeded: each gets a task now.
+  // Jobs whose needs let them run: each gets a task now.
   ready: JobRow[];
   // The run's end, once every job is final.
   finish?: { to: RunState; message: string };
@@ -94,7 +96,7 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
   }
   const plan = planAdvance(run, jobs);
   const changes: Change[] = [...earlier];
-  for (const { job, from, message } of plan.canceled) changes.push(...(await cancelUnstartedJob(client, runId, job, message, from)));
+  for (const { job, from, to, message } of plan.ended) changes.push(...(await endUnstartedJob(client, runId, job, to, message, from)));
   changes.push(...waitForApproval(plan.waiting), ...newTasks(plan.ready));
   if (plan.finish) changes.push({ entity: "run", from: run.state, to: plan.finish.to, message: plan.finish.message });
   await applyChanges(client, runId, changes, { last });
@@ -104,49 +106,46 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
 // the states and tasks the plan leaves).
 export function planAdvance(run: { cancelRequested: boolean }, jobs: JobRow[]): AdvancePlan {
   const byName = new Map(jobs.map((j) => [j.name, j]));
-  const plan: AdvancePlan = { canceled: [], waiting: [], ready: [] };
+  const plan: AdvancePlan = { ended: [], waiting: [], ready: [] };
   for (let changed = true; changed; ) {
     changed = false;
     for (const job of jobs) {
       if (job.state === RunState.WAITING && run.cancelRequested) {
-        plan.canceled.push({ job: job.name, from: RunState.WAITING, message: "run canceled while the job waited for approval" });
+        plan.ended.push({ job: job.name, from: RunState.WAITING, to: RunState.CANCELED, message: "run canceled while the job waited for approval" });
         job.state = RunState.CANCELED;
         changed = true;
         continue;
       }
       if (job.state !== RunState.QUEUED || job.has_task) continue;
-      const blocker = job.needs.map((n) => byName.get(n)!).find((n) => n.state === RunState.FAILED || n.state === RunState.CANCELED);
-      if (run.cancelRequested || blocker) {
-        const message = run.cancelRequested
-          ? "run canceled before the job started"
-          : `not run: needs "${blocker!.name}", which ${blocker!.state === RunState.FAILED ? "failed" : "was canceled"}`;
-        plan.canceled.push({ job: job.name, from: RunState.QUEUED, message });
-        job.state = RunState.CANCELED;
-        changed = true;
-      } else if (job.needs.every((n) => byName.get(n)!.state === RunState.SUCCEEDED)) {
-        if (job.awaits_approval !== null) {
-          plan.waiting.push({ job: job.name, question: job.awaits_approval });
-          job.state = RunState.WAITING;
-        } else {
-          plan.ready.push(job);
-          job.has_task = true;
-        }
+      const gate = gateOf(job, job.needs.map((n) => byName.get(n)!), run.cancelRequested);
+      if (gate.kind === "wait") continue;
+      changed = true;
+      if (gate.kind === "end") {
+        plan.ended.push({ job: job.name, from: RunState.QUEUED, to: gate.to, message: gate.message });
+        job.state = gate.to;
+      } else if (job.awaits_approval !== null) {
+        plan.waiting.push({ job: job.name, question: job.awaits_approval });
+        job.state = RunState.WAITING;
+      } else {
+        plan.ready.push(job);
+        job.has_task = true;
       }
     }
   }
   // A run without jobs yet (its pipeline is still being read from its
   // commit) waits for them, unless it is canceled.
-  if (jobs.every((j) => isFinal(j.state)) && (jobs.length > 0 || run.cancelRequested)) {
-    const to = run.cancelRequested
-      ? RunState.CANCELED
-      : jobs.every((j) => j.state === RunState.SUCCEEDED)
-        ? RunState.SUCCEEDED
-        : RunState.FAILED;
-    const failed = jobs.filter((j) => j.state === RunState.FAILED).map((j) => j.name);
-    const message = to === RunState.SUCCEEDED ? "all jobs succeeded" : to === RunState.CANCELED ? "run canceled" : `failed jobs: ${failed.join(", ")}`;
-    plan.finish = { to, message };
-  }
+  if (jobs.every((j) => isFinal(j.state)) && (jobs.length > 0 || run.cancelRequested)) plan.finish = runEnd(run, jobs);
   return plan;
+}
+
+// How a run whose jobs are all final ends: SUCCEEDED when each job
+// succeeded or was skipped.
+function runEnd(run: { cancelRequested: boolean }, jobs: JobRow[]): { to: RunState; message: string } {
+  if (run.cancelRequested) return { to: RunState.CANCELED, message: "run canceled" };
+  const failed = jobs.filter((j) => j.state !== RunState.SUCCEEDED && j.state !== RunState.SKIPPED).map((j) => j.name);
+  if (failed.length > 0) return { to: RunState.FAILED, message: `failed jobs: ${failed.join(", ")}` };
+  const skipped = jobs.filter((j) => j.state === RunState.SKIPPED).length;
+  return { to: RunState.SUCCEEDED, message: skipped > 0 ? `all jobs succeeded or were skipped (${skipped} skipped)` : "all jobs succeeded" };
 }
 
 // Jobs whose needs are done that wait for a person's approval, holding
@@ -167,8 +166,8 @@ function newTasks(ready: JobRow[]): Change[] {
   return ready.map((job) => ({ entity: "new task", job: job.name, labels: job.runs_on }));
 }
 
-// The changes that end a job that never started, and its steps.
-export async function cancelUnstartedJob(client: PoolClient, runId: string, job: string, message: string, from: RunState = RunState.QUEUED): Promise<Change[]> {
+// The changes that end a job that never started (SKIPPED or CANCELED), and its steps.
+async function endUnstartedJob(client: PoolClient, runId: string, job: string, to: RunState, message: string, from: RunState): Promise<Change[]> {
   const steps = await jobSteps(client, runId, job);
-  return [{ entity: "job", job, from, to: RunState.CANCELED, message }, ...closeUnfinishedSteps(job, steps, RunState.CANCELED)];
+  return [{ entity: "job", job, from, to, message }, ...closeUnfinishedSteps(job, steps, to)];
 }

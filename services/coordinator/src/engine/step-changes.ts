@@ -41,12 +41,19 @@ export function stepChanges(job: string, steps: StepRow[], reports: StepReport[]
 
 // Closes the steps a job's end leaves unfinished: one that was running takes
 // the job's state (FAILED if the job claims success), one that never ran is
-// CANCELED.
+// SKIPPED with a skipped job, else CANCELED.
 export function closeUnfinishedSteps(job: string, steps: StepRow[], jobState: RunState): Change[] {
   const changes: Change[] = [];
   for (const step of steps) {
     if (isFinal(step.state)) continue;
-    const to = step.state === RunState.RUNNING ? (jobState === RunState.SUCCEEDED ? RunState.FAILED : jobState) : RunState.CANCELED;
+    const to =
+      step.state === RunState.RUNNING
+        ? jobState === RunState.SUCCEEDED
+          ? RunState.FAILED
+          : jobState
+        : jobState === RunState.SKIPPED
+          ? RunState.SKIPPED
+          : RunState.CANCELED;
     changes.push({ entity: "step", job, position: step.position, name: step.name, from: step.state, to });
     step.state = to;
   }

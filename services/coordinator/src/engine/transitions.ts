@@ -14,14 +14,15 @@ interface Machine<S> {
   moves: ReadonlyMap<S, readonly S[]>;
 }
 
-const { QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED, WAITING } = RunState;
+const { QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED, WAITING, SKIPPED } = RunState;
 
 // Every state change of the engine, and nothing else. A run starts with its
 // first claimed job and ends when its last job does (canceled before any
 // started, or failed before it had jobs because its pipeline file could not
 // be read or parsed at its commit: straight from QUEUED). A job runs when an agent claims it, goes
-// back to QUEUED for a retry or a hand-back, and is CANCELED unstarted when
-// a job it needs failed or its run was canceled. A step may be reported
+// back to QUEUED for a retry or a hand-back, is SKIPPED unstarted when its
+// condition says so (by default: a job it needs did not succeed), and is
+// CANCELED unstarted when its run was canceled. A step may be reported
 // final without a RUNNING report (a batch holds both), and is CANCELED
 // unstarted when its job ended first.
 export const transitions: { run: Machine<RunState>; job: Machine<RunState>; step: Machine<RunState>; task: Machine<TaskStatus> } = {
@@ -39,8 +40,9 @@ export const transitions: { run: Machine<RunState>; job: Machine<RunState>; step
       // failed jobs repeats is reused, not run again. QUEUED -> WAITING: its
       // needs are done and it waits for approval, then goes on (QUEUED),
       // is rejected or not approved in time (FAILED), or its run is
-      // canceled.
-      [QUEUED, [RUNNING, SUCCEEDED, WAITING, CANCELED]],
+      // canceled. QUEUED -> SKIPPED: its condition was false, or (without
+      // one) a job it needs did not succeed.
+      [QUEUED, [RUNNING, SUCCEEDED, WAITING, CANCELED, SKIPPED]],
       [WAITING, [QUEUED, FAILED, CANCELED]],
       [RUNNING, [SUCCEEDED, FAILED, CANCELED, QUEUED]],
     ]),
@@ -48,7 +50,7 @@ export const transitions: { run: Machine<RunState>; job: Machine<RunState>; step
   step: {
     initial: QUEUED,
     moves: new Map([
-      [QUEUED, [RUNNING, SUCCEEDED, FAILED, CANCELED]],
+      [QUEUED, [RUNNING, SUCCEEDED, FAILED, CANCELED, SKIPPED]],
       [RUNNING, [SUCCEEDED, FAILED, CANCELED, QUEUED]],
       // A job's retry puts every step back in the queue.
       [SUCCEEDED, [QUEUED]],
