@@ -2,7 +2,7 @@
 // rules on proto/otto/v1/pipeline.proto, so that they are written once.
 import { getOption, type DescField } from "@bufbuild/protobuf";
 import { field as validateField, type FieldRules, type StringRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { ApprovalSchema, PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "@otto/gen/v1/pipeline_pb";
+import { ApprovalSchema, ConcurrencySchema, PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "@otto/gen/v1/pipeline_pb";
 
 function rules(field: DescField): FieldRules["type"] {
   return getOption(field, validateField).type;
@@ -70,4 +70,6 @@ export const pipelineLimits = {
   exitCodes: int32Range(repeatedRules(RetryPolicySchema.field.exitCodes).items?.type, "exit codes"),
   cpu: cpuMax(),
   approvalMessageChars: Number(stringOf(ApprovalSchema.field.message).maxLen),
+  concurrencyGroupChars: Number(stringOf(ConcurrencySchema.field.group).maxLen),
+  concurrencyLimit: int32Range(rules(ConcurrencySchema.field.limit), "concurrency limit"),
 };

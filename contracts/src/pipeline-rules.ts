@@ -4,6 +4,7 @@
 // e.g. ["jobs", 2, "needs", 0]); the parser turns it into file:line:col.
 import type { Pipeline, PipelineJob, PipelineStep } from "@otto/gen/v1/pipeline_pb";
 import { artifactNameProblem } from "./artifact-name.ts";
+import { concurrencyGroupProblem } from "./concurrency-group.ts";
 import { pipelineLimits as limits } from "./pipeline-limits.ts";
 import { suggestion } from "./suggestion.ts";
 
@@ -24,6 +25,10 @@ export function pipelineProblems(pipeline: Pipeline): PipelineProblem[] {
   };
   add(["name"], textProblem(pipeline.name, "for 'name'") ?? pipelineNameProblem(pipeline.name));
   add(["jobs"], jobCountProblem(pipeline.jobs.length));
+  if (pipeline.concurrency) {
+    add(["concurrency", "group"], concurrencyGroupProblem(pipeline.concurrency.group)?.message);
+    add(["concurrency", "limit"], rangeProblem(pipeline.concurrency.limit, limits.concurrencyLimit, "for 'limit' in 'concurrency'"));
+  }
   pipeline.jobs.forEach((job, j) => {
     const at = (...rest: (string | number)[]) => ["jobs", j, ...rest];
     const where = jobWhere(job.name);

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { ApprovalSchema,
+  ConcurrencySchema,
   PipelineJobSchema,
   PipelineSchema,
   PipelineStepSchema,
@@ -60,11 +61,19 @@ export class InvalidPipelineError extends Error {
 export class PipelineBuilder {
   readonly #name: string;
   readonly #jobs: PipelineJob[] = [];
+  #concurrency: Pipeline["concurrency"];
   // Durations and quantities that do not parse, reported by build() with the rest.
   readonly #problems: PipelineProblem[] = [];
 
   constructor(name: string) {
     this.#name = name;
+  }
+
+  // At most `limit` (default 1) runs of the group at once; the others wait
+  // in line. A project's run may write \${{ branch }} in the group.
+  concurrency(group: string, options: { limit?: number; cancelInProgress?: boolean } = {}): this {
+    this.#concurrency = create(ConcurrencySchema, { group, limit: options.limit ?? 1, cancelInProgress: options.cancelInProgress ?? false });
+    return this;
   }
 
   job(name: string, spec: JobSpec): this {
@@ -93,7 +102,7 @@ export class PipelineBuilder {
   }
 
   build(): Pipeline {
-    const built = create(PipelineSchema, { name: this.#name, jobs: [...this.#jobs] });
+    const built = create(PipelineSchema, { name: this.#name, jobs: [...this.#jobs], concurrency: this.#concurrency });
     const problems = [...this.#problems, ...pipelineProblems(built)];
     if (problems.length > 0) throw new InvalidPipelineError(problems);
     return built;

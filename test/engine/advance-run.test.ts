@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { advanceRun } from "@otto/coordinator/engine/advance-run";
 import { tasksChannel } from "@otto/coordinator/engine/apply-changes";
 import { startEngineDb, submit, type EngineDb } from "../helpers/engine-db.ts";
-import { jobRow, jobStates, journalLines, journalSince, listen, RunState, runRow, stepStates, tasksOf } from "./engine-rows.ts";
+import { jobRow, jobStates, putJobIn, journalLines, journalSince, listen, RunState, runRow, stepStates, tasksOf } from "./engine-rows.ts";
 
 // advanceRun moves a run as far as its jobs' states allow. Each test puts
 // the jobs in the states it needs directly in the rows (as an agent's
@@ -17,19 +17,8 @@ after(() => db?.stop());
 
 const { QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED } = RunState;
 
-// A job, with its task and steps, as an attempt in `state` leaves them (the
-// run is RUNNING from the first job that ran).
-async function setJob(runId: string, job: string, state: RunState): Promise<void> {
-  const final = state !== RUNNING;
-  await db.pool.query(
-    `WITH j AS (UPDATE coordinator.jobs SET state = $3, started_at = now(), finished_at = CASE WHEN $4 THEN now() END WHERE run_id = $1 AND name = $2 RETURNING 1),
-       s AS (UPDATE coordinator.steps SET state = $5 WHERE run_id = $1 AND job = $2),
-       r AS (UPDATE coordinator.runs SET state = ${RUNNING}, started_at = now() WHERE id = $1 AND state = ${QUEUED}),
-       t AS (UPDATE coordinator.tasks SET status = CASE WHEN $4 THEN 'done' ELSE 'assigned' END, attempt = 1, agent_id = 'agent-1'
-             WHERE run_id = $1 AND job = $2 RETURNING 1)
-     SELECT (SELECT count(*) FROM j) AS jobs, (SELECT count(*) FROM t) AS tasks`,
-    [runId, job, state, final, final ? state : RUNNING],
-  );
+function setJob(runId: string, job: string, state: RunState): Promise<void> {
+  return putJobIn(db, runId, job, state);
 }
 
 function advance(runId: string, runLocked = false): Promise<void> {

@@ -200,3 +200,18 @@ export async function listen(db: EngineDb, channel: string) {
     stop: () => client.end(),
   };
 }
+
+// A job, with its task and steps, as an attempt in `state` leaves them (the
+// run is RUNNING from the first job that ran).
+export async function putJobIn(db: EngineDb, runId: string, job: string, state: RunState): Promise<void> {
+  const final = state !== RunState.RUNNING;
+  await db.pool.query(
+    `WITH j AS (UPDATE coordinator.jobs SET state = $3, started_at = now(), finished_at = CASE WHEN $4 THEN now() END WHERE run_id = $1 AND name = $2 RETURNING 1),
+       s AS (UPDATE coordinator.steps SET state = $5 WHERE run_id = $1 AND job = $2),
+       r AS (UPDATE coordinator.runs SET state = ${RunState.RUNNING}, started_at = now() WHERE id = $1 AND state = ${RunState.QUEUED}),
+       t AS (UPDATE coordinator.tasks SET status = CASE WHEN $4 THEN 'done' ELSE 'assigned' END, attempt = 1, agent_id = 'agent-1'
+             WHERE run_id = $1 AND job = $2 RETURNING 1)
+     SELECT (SELECT count(*) FROM j) AS jobs, (SELECT count(*) FROM t) AS tasks`,
+    [runId, job, state, final, final ? state : RunState.RUNNING],
+  );
+}

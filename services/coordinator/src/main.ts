@@ -15,6 +15,7 @@ import { registerCoordinatorMetrics } from "./coordinator-metrics.ts";
 import { journalChannel, tasksChannel } from "./engine/apply-changes.ts";
 import { migrations } from "./migrations.ts";
 import { advanceChannel, advanceQueues } from "./engine/run-queue.ts";
+import { groupsChannel } from "./engine/concurrency-group.ts";
 import { ShardManager, shardsChannel } from "./shards.ts";
 import { runServiceImpl } from "./run-routes.ts";
 import { startTaskSweeper } from "./task-sweeper.ts";
@@ -97,7 +98,7 @@ await ensureQueue(boss, prepareQueue, prepareQueueOptions);
 await ensureQueue(boss, statusQueue, statusQueueOptions(config.statusRetryDelaySeconds));
 await ensureQueue(boss, scheduleQueue, scheduleQueueOptions);
 
-const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel, prepareChannel, statusChannel, statusJobsChannel, scheduleChannel], log);
+const notifier = new Notifier(config.databaseUrl, [advanceChannel, tasksChannel, journalChannel, shardsChannel, authChannel, prepareChannel, statusChannel, statusJobsChannel, scheduleChannel, groupsChannel], log);
 await notifier.start();
 onShutdown("close listener", () => notifier.close());
 
@@ -106,7 +107,7 @@ const shards = new ShardManager({ pool, log, memberId, leaseMs: config.shardLeas
 await shards.start();
 notifier.on(shardsChannel, (member) => member !== memberId && void shards.tick());
 const workers = startAdvanceWorkers({ pool, boss, notifier, shards, memberId, log, concurrency: config.workers });
-const sweeper = startTaskSweeper({ pool, boss, log, shards, memberId, intervalMs: 500 });
+const sweeper = startTaskSweeper({ pool, boss, notifier, log, shards, memberId, intervalMs: 500 });
 
 const tokens = new TokenStore(pool, notifier);
 await tokens.start();

@@ -210,4 +210,10 @@ export const migrations = [
   `ALTER TABLE jobs ADD COLUMN approval text, ADD COLUMN approval_timeout_ms bigint NOT NULL DEFAULT 86400000,
      ADD COLUMN approved_by text, ADD COLUMN waiting_until timestamptz;
    CREATE INDEX jobs_waiting ON jobs (waiting_until) WHERE waiting_until IS NOT NULL;`,
+  // Concurrency groups (engine/concurrency-group.ts): a run's group, its
+  // limit, whether it is admitted (NULL: in no group) and its place in line.
+  `CREATE SEQUENCE group_line;
+   ALTER TABLE runs ADD COLUMN concurrency_group text, ADD COLUMN concurrency_limit int, ADD COLUMN admitted boolean, ADD COLUMN group_place bigint;
+   CREATE INDEX runs_in_groups ON runs (concurrency_group, group_place) WHERE finished_at IS NULL AND concurrency_group IS NOT NULL;
+   CREATE INDEX runs_waiting_in_line ON runs (shard, group_place) WHERE admitted = false AND finished_at IS NULL;`,
 ];

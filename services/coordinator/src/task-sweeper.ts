@@ -1,17 +1,22 @@
 import type { PgBoss } from "pg-boss";
 import { inTransaction, type Pool } from "@otto/kit/db";
 import type { Logger } from "@otto/kit/log";
+import type { Notifier } from "@otto/kit/notifier";
+import { advanceRun } from "./engine/advance-run.ts";
+import { groupsChannel, runsWhoseTurnCame } from "./engine/concurrency-group.ts";
 import { expireLease } from "./engine/expire-lease.ts";
 import { expireApproval } from "./engine/expire-approval.ts";
 import { RunState } from "./engine/states.ts";
 import { fenceShard, FencedError, type ShardManager } from "./shards.ts";
 
 // Ends tasks whose agent stopped heartbeating, and jobs nobody approved in
-// time, so no run stays RUNNING forever. Each coordinator sweeps the runs
-// of the shards it owns.
+// time, so no run stays RUNNING forever; and starts runs whose turn in their
+// concurrency group's line has come (woken when a run of a group ends).
+// Each coordinator sweeps the runs of the shards it owns.
 export function startTaskSweeper(options: {
   pool: Pool;
   boss: PgBoss;
+  notifier: Notifier;
   log: Logger;
   shards: ShardManager;
   memberId: string;
@@ -19,9 +24,14 @@ export function startTaskSweeper(options: {
 }) {
   const { pool, boss, log, shards, memberId } = options;
   let running = false;
-  const sweep = async () => {
-    if (running) return;
+  let again = false;
+  const sweep = async (): Promise<void> => {
+    if (running) {
+      again = true;
+      return;
+    }
     running = true;
+    again = false;
     try {
       const owned = shards.owned();
       if (owned.size === 0) return;
@@ -49,12 +59,25 @@ export function startTaskSweeper(options: {
           if (await expireApproval(client, job.run_id, job.name)) log.info("approval timed out", { run_id: job.run_id, job: job.name });
         });
       }
+      for (const run of await runsWhoseTurnCame(pool, [...owned.keys()])) {
+        await inTransaction(pool, async (client) => {
+          await fenceShard(client, run.shard, owned.get(run.shard)!, memberId);
+          await advanceRun(client, run.id);
+        });
+      }
     } catch (err) {
       if (!(err instanceof FencedError)) log.error("task sweep failed", { err });
     } finally {
       running = false;
+      if (again) void sweep();
     }
   };
   const timer = setInterval(sweep, options.intervalMs);
-  return { stop: () => clearInterval(timer) };
+  const unlisten = options.notifier.on(groupsChannel, () => void sweep());
+  return {
+    stop: () => {
+      clearInterval(timer);
+      unlisten();
+    },
+  };
 }

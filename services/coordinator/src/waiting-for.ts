@@ -2,10 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import { WaitingForSchema, type Run, type WaitingFor } from "@otto/gen/v1/run_pb";
 import type { Instance } from "@otto/gen/v1/registry_service_pb";
 import type { Pool } from "@otto/kit/db";
+import { placeInLineSql } from "./engine/concurrency-group.ts";
 import { isFinal, RunState } from "./engine/states.ts";
 
 // Why each job of these runs that has not started waits, in the order a
-// person would look: its needs, an approval, no live agent with its labels,
+// person would look: its run waits in its concurrency group's line, its needs, an approval, no live agent with its labels,
 // a lock another job holds, every matching slot busy; else an agent is about
 // to take it. Read as things are now (GetRun), from the jobs' rows, the
 // reservations and the agents the registry knows.
@@ -18,14 +19,26 @@ export async function explainWaits(pool: Pool, runs: Run[], liveAgents: () => Pr
     [runIds, RunState.QUEUED],
   );
   const locksWanted = [...new Set(jobs.flatMap((job) => job.locks as string[]))];
-  const [{ rows: locks }, { rows: slots }, agents] = await Promise.all([
+  const [{ rows: lines }, { rows: locks }, { rows: slots }, agents] = await Promise.all([
+    pool.query(
+      `SELECT r.id, r.concurrency_group AS name, r.concurrency_limit AS limit, ${placeInLineSql} AS place
+       FROM coordinator.runs r WHERE r.id = ANY($1) AND r.admitted = false`,
+      [runIds],
+    ),
     pool.query("SELECT name, run_id, job FROM coordinator.reservations WHERE kind = 'lock' AND name = ANY($1)", [locksWanted]),
     pool.query("SELECT name, count(*)::int AS busy FROM coordinator.reservations WHERE kind = 'slot' GROUP BY name"),
     liveAgents().catch(() => undefined),
   ]);
   const busy = new Map<string, number>(slots.map((row) => [row.name, row.busy]));
   const rowOf = new Map(jobs.map((job) => [`${job.run_id}/${job.name}`, job as { runs_on: string[]; locks: string[] }]));
+  const lineOf = new Map(lines.map((line) => [line.id as string, line as { name: string; limit: number; place: string }]));
   for (const { run, job } of queued) {
+    const line = lineOf.get(run.id);
+    if (line) {
+      const text = `concurrency group ${line.name} is full (at most ${line.limit} at once): place ${line.place} in line`;
+      job.waitingFor = create(WaitingForSchema, { reason: "concurrency", text });
+      continue;
+    }
     const states = new Map(run.jobs.map((j) => [j.name, j.state]));
     job.waitingFor = reasonFor(job, states, rowOf.get(`${run.id}/${job.name}`), { run: run.id, locks, busy, agents });
   }

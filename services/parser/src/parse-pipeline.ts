@@ -6,8 +6,9 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from "yaml";
 import type { Document, ParsedNode, Scalar, YAMLError, YAMLMap } from "yaml";
-import { ApprovalSchema, PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "@otto/gen/v1/pipeline_pb";
-import type { Approval, Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "@otto/gen/v1/pipeline_pb";
+import { ApprovalSchema, ConcurrencySchema, PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "@otto/gen/v1/pipeline_pb";
+import type { Approval, Concurrency, Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "@otto/gen/v1/pipeline_pb";
+import { concurrencyGroupProblem } from "@otto/contracts/concurrency-group";
 import { parseDuration } from "@otto/contracts/duration";
 import {
   approvalMessageProblem,
@@ -127,7 +128,8 @@ function sortProblems(problems: PipelineProblemInfo[]): PipelineProblemInfo[] {
   return problems.toSorted((a, b) => a.line - b.line || a.column - b.column);
 }
 
-const TOP_KEYS = ["name", "jobs"];
+const TOP_KEYS = ["name", "concurrency", "jobs"];
+const CONCURRENCY_KEYS = ["group", "limit", "cancel-in-progress"];
 const MAX_ALIASES = 100;
 const MAX_FLOW_DEPTH = 32;
 const MAX_INDENT = 160;
@@ -179,6 +181,7 @@ class Checker {
     const name = this.#required(top, "name", root, "the pipeline");
     pipeline.name = this.#string(name, "for 'name'");
     if (name) this.#report(name.value, pipelineNameProblem(pipeline.name));
+    pipeline.concurrency = this.#concurrency(top.get("concurrency"));
 
     const jobs = this.#required(top, "jobs", root, "the pipeline");
     if (jobs === undefined) return pipeline;
@@ -327,6 +330,30 @@ class Checker {
     return approval;
   }
 
+  /** A group's name, or a mapping with 'group', 'limit' and 'cancel-in-progress'. */
+  #concurrency(entry: Entry | undefined): Concurrency | undefined {
+    if (entry === undefined) return undefined;
+    const concurrency = create(ConcurrencySchema, { limit: 1 });
+    let group: Entry | undefined = entry;
+    if (isMap(entry.value)) {
+      const fields = this.#entries(entry.value, CONCURRENCY_KEYS, "in 'concurrency'");
+      group = this.#required(fields, "group", entry.value, "'concurrency'");
+      concurrency.limit = this.#integer(fields.get("limit"), limits.concurrencyLimit.min || 1, limits.concurrencyLimit.max, "for 'limit' in 'concurrency'") ?? 1;
+      const cancel = fields.get("cancel-in-progress");
+      if (cancel !== undefined) {
+        if (isScalar(cancel.value) && typeof cancel.value.value === "boolean") concurrency.cancelInProgress = cancel.value.value;
+        else this.#wrongType(cancel, "true or false", "for 'cancel-in-progress'");
+      }
+    } else if (!(isScalar(entry.value) && typeof entry.value.value === "string")) {
+      this.#wrongType(entry, "a group name or a mapping with 'group', 'limit' and 'cancel-in-progress'", "for 'concurrency'");
+      return undefined;
+    }
+    concurrency.group = this.#string(group, "for 'group' in 'concurrency'");
+    const problem = concurrency.group ? concurrencyGroupProblem(concurrency.group) : undefined;
+    if (problem && group?.value) this.#reportInText(group.value, problem.offset, problem.message);
+    return concurrency;
+  }
+
   /** A mapping with 'max', 'exit-codes' and 'agent-lost', or just the integer for 'max'. */
   #retry(entry: Entry | undefined, where: string): RetryPolicy | undefined {
     if (entry === undefined) return undefined;
@@ -447,6 +474,16 @@ class Checker {
     return isAlias(node) ? ((node.resolve(this.#doc) as ParsedNode | undefined) ?? node) : node;
   }
 
+  /** At a character of a scalar's text, where the scalar is written on one line; else at the scalar. */
+  #reportInText(node: ParsedNode, offset: number, message: string): void {
+    const at = position(node, this.#lines);
+    const inline = isScalar(node) && typeof node.value === "string" && (node.type === "PLAIN" || node.type === "QUOTE_SINGLE" || node.type === "QUOTE_DOUBLE");
+    const quote = isScalar(node) && node.type !== "PLAIN" ? 1 : 0;
+    // Written as it reads: on one line, without escapes or folding.
+    const exact = inline && node.range[1] - node.range[0] === (node.value as string).length + 2 * quote && lineOf(this.#lines, node.range[0]) === lineOf(this.#lines, node.range[1]);
+    this.problems.push(exact ? { line: at.line, column: at.column + quote + offset, message } : { ...at, message });
+  }
+
   #report(node: ParsedNode | null, message: string | undefined): void {
     if (message !== undefined) this.problems.push({ ...position(node, this.#lines), message });
   }
@@ -456,6 +493,10 @@ function position(node: ParsedNode | null, lines: LineCounter): { line: number; 
   if (!node?.range) return { line: 0, column: 0 };
   const { line, col } = lines.linePos(node.range[0]);
   return { line, column: col };
+}
+
+function lineOf(lines: LineCounter, offset: number): number {
+  return lines.linePos(offset).line;
 }
 
 function yamlProblem(error: YAMLError, lines: LineCounter): PipelineProblemInfo {

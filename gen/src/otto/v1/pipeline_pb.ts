@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/pipeline.proto.
  */
 export const file_otto_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxIlEKCFBpcGVsaW5lEhYKBG5hbWUYASABKAlCCLpIBXIDGMgBEi0KBGpvYnMYAiADKAsyFC5vdHRvLnYxLlBpcGVsaW5lSm9iQgm6SAaSAQMQyAEigAUKC1BpcGVsaW5lSm9iEjAKBG5hbWUYASABKAlCIrpIH3IdGEAyGV5bQS1aYS16X11bQS1aYS16MC05Xy1dKiQSDwoHcnVuc19vbhgCIAMoCRJQCgNlbnYYAyADKAsyHS5vdHRvLnYxLlBpcGVsaW5lSm9iLkVudkVudHJ5QiS6SCGaAR4iHHIaMhheW0EtWmEtel9dW0EtWmEtejAtOV9dKiQSFwoFbmVlZHMYBCADKAlCCLpIBZIBAhgBEi4KBXN0ZXBzGAUgAygLMhUub3R0by52MS5QaXBlbGluZVN0ZXBCCLpIBZIBAhBkEiMKBXJldHJ5GAYgASgLMhQub3R0by52MS5SZXRyeVBvbGljeRI+CgVsb2NrcxgHIAMoCUIvukgskgEpEAoYASIjciEYZDIdXltBLVphLXowLTldW0EtWmEtejAtOS5fLy1dKiQSJQoJcmVzb3VyY2VzGAggASgLMhIub3R0by52MS5SZXNvdXJjZXMSNgoHc2VjcmV0cxgJIAMoCUIlukgikgEfEDIYASIZchcYgAEyEl5bQS1aX11bQS1aMC05X10qJBIkCglhcnRpZmFjdHMYCiADKAlCEbpIDpIBCxBkGAEiBXIDGP8BEhUKCGNoZWNrb3V0GAsgASgISACIAQESNAoHdGltZW91dBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASIwoIYXBwcm92YWwYDSABKAsyES5vdHRvLnYxLkFwcHJvdmFsGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX2NoZWNrb3V0IlsKCEFwcHJvdmFsEhkKB21lc3NhZ2UYASABKAlCCLpIBXIDGPQDEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAInIKC1JldHJ5UG9saWN5EhYKA21heBgBIAEoBUIJukgGGgQYCigAEiMKCmV4aXRfY29kZXMYAiADKAVCD7pIDJIBCSIHGgUY/wEoABIXCgphZ2VudF9sb3N0GAMgASgISACIAQFCDQoLX2FnZW50X2xvc3QiUAoJUmVzb3VyY2VzEiQKA2NwdRgBIAEoAUIXukgUEhIZAAAAAAAAkEApAAAAAAAAAAASHQoMbWVtb3J5X2J5dGVzGAIgASgDQge6SAQiAigAIvMBCgxQaXBlbGluZVN0ZXASFgoEbmFtZRgBIAEoCUIIukgFcgMYyAESFgoDcnVuGAIgASgJQgm6SAZyBCiAgAQSNAoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASUQoDZW52GAQgAygLMh4ub3R0by52MS5QaXBlbGluZVN0ZXAuRW52RW50cnlCJLpIIZoBHiIcchoyGF5bQS1aYS16X11bQS1aYS16MC05X10qJBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration]);
+  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxInwKCFBpcGVsaW5lEhYKBG5hbWUYASABKAlCCLpIBXIDGMgBEi0KBGpvYnMYAiADKAsyFC5vdHRvLnYxLlBpcGVsaW5lSm9iQgm6SAaSAQMQyAESKQoLY29uY3VycmVuY3kYAyABKAsyFC5vdHRvLnYxLkNvbmN1cnJlbmN5Il4KC0NvbmN1cnJlbmN5EhkKBWdyb3VwGAEgASgJQgq6SAdyBRABGMgBEhgKBWxpbWl0GAIgASgFQgm6SAYaBBhkKAASGgoSY2FuY2VsX2luX3Byb2dyZXNzGAMgASgIIoAFCgtQaXBlbGluZUpvYhIwCgRuYW1lGAEgASgJQiK6SB9yHRhAMhleW0EtWmEtel9dW0EtWmEtejAtOV8tXSokEg8KB3J1bnNfb24YAiADKAkSUAoDZW52GAMgAygLMh0ub3R0by52MS5QaXBlbGluZUpvYi5FbnZFbnRyeUIkukghmgEeIhxyGjIYXltBLVphLXpfXVtBLVphLXowLTlfXSokEhcKBW5lZWRzGAQgAygJQgi6SAWSAQIYARIuCgVzdGVwcxgFIAMoCzIVLm90dG8udjEuUGlwZWxpbmVTdGVwQgi6SAWSAQIQZBIjCgVyZXRyeRgGIAEoCzIULm90dG8udjEuUmV0cnlQb2xpY3kSPgoFbG9ja3MYByADKAlCL7pILJIBKRAKGAEiI3IhGGQyHV5bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXSokEiUKCXJlc291cmNlcxgIIAEoCzISLm90dG8udjEuUmVzb3VyY2VzEjYKB3NlY3JldHMYCSADKAlCJbpIIpIBHxAyGAEiGXIXGIABMhJeW0EtWl9dW0EtWjAtOV9dKiQSJAoJYXJ0aWZhY3RzGAogAygJQhG6SA6SAQsQZBgBIgVyAxj/ARIVCghjaGVja291dBgLIAEoCEgAiAEBEjQKB3RpbWVvdXQYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEiMKCGFwcHJvdmFsGA0gASgLMhEub3R0by52MS5BcHByb3ZhbBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgsKCV9jaGVja291dCJbCghBcHByb3ZhbBIZCgdtZXNzYWdlGAEgASgJQgi6SAVyAxj0AxI0Cgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyACJyCgtSZXRyeVBvbGljeRIWCgNtYXgYASABKAVCCbpIBhoEGAooABIjCgpleGl0X2NvZGVzGAIgAygFQg+6SAySAQkiBxoFGP8BKAASFwoKYWdlbnRfbG9zdBgDIAEoCEgAiAEBQg0KC19hZ2VudF9sb3N0IlAKCVJlc291cmNlcxIkCgNjcHUYASABKAFCF7pIFBISGQAAAAAAAJBAKQAAAAAAAAAAEh0KDG1lbW9yeV9ieXRlcxgCIAEoA0IHukgEIgIoACLzAQoMUGlwZWxpbmVTdGVwEhYKBG5hbWUYASABKAlCCLpIBXIDGMgBEhYKA3J1bhgCIAEoCUIJukgGcgQogIAEEjQKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAElEKA2VudhgEIAMoCzIeLm90dG8udjEuUGlwZWxpbmVTdGVwLkVudkVudHJ5QiS6SCGaAR4iHHIaMhheW0EtWmEtel9dW0EtWmEtejAtOV9dKiQaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration]);
 
 /**
  * A pipeline in its intermediate representation: what the parser makes of a
@@ -35,6 +35,14 @@ export type Pipeline = Message<"otto.v1.Pipeline"> & {
    * @generated from field: repeated otto.v1.PipelineJob jobs = 2;
    */
   jobs: PipelineJob[];
+
+  /**
+   * Set: at most `limit` runs of the group run at once; the others wait in
+   * line, first in first out.
+   *
+   * @generated from field: otto.v1.Concurrency concurrency = 3;
+   */
+  concurrency?: Concurrency | undefined;
 };
 
 /**
@@ -43,6 +51,40 @@ export type Pipeline = Message<"otto.v1.Pipeline"> & {
  */
 export const PipelineSchema: GenMessage<Pipeline> = /*@__PURE__*/
   messageDesc(file_otto_v1_pipeline, 0);
+
+/**
+ * @generated from message otto.v1.Concurrency
+ */
+export type Concurrency = Message<"otto.v1.Concurrency"> & {
+  /**
+   * The group's name; a project's run may write `${{ branch }}` in it.
+   *
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * Runs of the group that run at once; zero: one.
+   *
+   * @generated from field: int32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * A new run of the group cancels the group's running runs (runs waiting
+   * in line keep their place).
+   *
+   * @generated from field: bool cancel_in_progress = 3;
+   */
+  cancelInProgress: boolean;
+};
+
+/**
+ * Describes the message otto.v1.Concurrency.
+ * Use `create(ConcurrencySchema)` to create a new message.
+ */
+export const ConcurrencySchema: GenMessage<Concurrency> = /*@__PURE__*/
+  messageDesc(file_otto_v1_pipeline, 1);
 
 /**
  * @generated from message otto.v1.PipelineJob
@@ -146,7 +188,7 @@ export type PipelineJob = Message<"otto.v1.PipelineJob"> & {
  * Use `create(PipelineJobSchema)` to create a new message.
  */
 export const PipelineJobSchema: GenMessage<PipelineJob> = /*@__PURE__*/
-  messageDesc(file_otto_v1_pipeline, 1);
+  messageDesc(file_otto_v1_pipeline, 2);
 
 /**
  * @generated from message otto.v1.Approval
@@ -172,7 +214,7 @@ export type Approval = Message<"otto.v1.Approval"> & {
  * Use `create(ApprovalSchema)` to create a new message.
  */
 export const ApprovalSchema: GenMessage<Approval> = /*@__PURE__*/
-  messageDesc(file_otto_v1_pipeline, 2);
+  messageDesc(file_otto_v1_pipeline, 3);
 
 /**
  * @generated from message otto.v1.RetryPolicy
@@ -206,7 +248,7 @@ export type RetryPolicy = Message<"otto.v1.RetryPolicy"> & {
  * Use `create(RetryPolicySchema)` to create a new message.
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_otto_v1_pipeline, 3);
+  messageDesc(file_otto_v1_pipeline, 4);
 
 /**
  * @generated from message otto.v1.Resources
@@ -230,7 +272,7 @@ export type Resources = Message<"otto.v1.Resources"> & {
  * Use `create(ResourcesSchema)` to create a new message.
  */
 export const ResourcesSchema: GenMessage<Resources> = /*@__PURE__*/
-  messageDesc(file_otto_v1_pipeline, 4);
+  messageDesc(file_otto_v1_pipeline, 5);
 
 /**
  * @generated from message otto.v1.PipelineStep
@@ -266,5 +308,5 @@ export type PipelineStep = Message<"otto.v1.PipelineStep"> & {
  * Use `create(PipelineStepSchema)` to create a new message.
  */
 export const PipelineStepSchema: GenMessage<PipelineStep> = /*@__PURE__*/
-  messageDesc(file_otto_v1_pipeline, 5);
+  messageDesc(file_otto_v1_pipeline, 6);
 

@@ -271,7 +271,8 @@ export const RunJobSchema: GenMessage<RunJob> = /*@__PURE__*/
  */
 export type WaitingFor = Message<"otto.v1.WaitingFor"> & {
   /**
-   * needs (for jobs it needs), approval, no_agent (none live has its
+   * concurrency (its run waits in its concurrency group's line), needs
+   * (for jobs it needs), approval, no_agent (none live has its
    * labels), lock (held by another job), slots (every slot of the agents
    * with its labels is busy), agent (about to be taken).
    *

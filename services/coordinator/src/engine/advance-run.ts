@@ -3,6 +3,7 @@ import type { Pipeline } from "@otto/gen/v1/pipeline_pb";
 import { inSpan } from "@otto/kit/telemetry";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps } from "./job-steps.ts";
+import { admitIfItsTurn, groupsChannel, type GroupPlace } from "./concurrency-group.ts";
 import { gateOf } from "./job-gate.ts";
 import { closeUnfinishedSteps } from "./step-changes.ts";
 import { isFinal, RunState } from "./states.ts";
@@ -56,28 +57,30 @@ export function advanceRun(
 
 // A run's state and its jobs, read under the run's lock.
 export interface RunSnapshot {
-  run?: { state: RunState; cancelRequested: boolean };
+  run?: { state: RunState; cancelRequested: boolean; group?: GroupPlace };
   jobs: JobRow[];
 }
 
 // Columns of a run's row `r` that make a RunSnapshot (runSnapshotOf): its
 // state, and its jobs in order with whether each has a task not done.
 export const runSnapshotColumns = `r.state AS run_state, r.cancel_requested,
+  CASE WHEN r.concurrency_group IS NOT NULL THEN json_build_object('name', r.concurrency_group, 'limit', r.concurrency_limit, 'admitted', r.admitted, 'place', r.group_place::text) END AS concurrency_group,
   (SELECT coalesce(json_agg(json_build_object('name', j.name, 'state', j.state, 'needs', j.needs, 'runs_on', j.runs_on,
      'has_task', t.id IS NOT NULL AND t.status <> 'done', 'awaits_approval', CASE WHEN j.approved_by IS NULL THEN j.approval END) ORDER BY j.position), '[]')
    FROM coordinator.jobs j LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name WHERE j.run_id = r.id) AS jobs`;
 
-export function runSnapshotOf(row: { run_state: RunState; cancel_requested: boolean; jobs: JobRow[] } | undefined): RunSnapshot {
-  return row ? { run: { state: row.run_state, cancelRequested: row.cancel_requested }, jobs: row.jobs } : { jobs: [] };
+export function runSnapshotOf(row: { run_state: RunState; cancel_requested: boolean; concurrency_group: GroupPlace | null; jobs: JobRow[] } | undefined): RunSnapshot {
+  return row ? { run: { state: row.run_state, cancelRequested: row.cancel_requested, group: row.concurrency_group ?? undefined }, jobs: row.jobs } : { jobs: [] };
 }
 
 // The first advance of a run just stored, from its jobs as they were stored
-// (all queued, none with a task), without reading them back.
+// (all queued, none with a task), without reading them back. `admitted`:
+// false for a run waiting in its concurrency group's line.
 // `last` (the default): nothing follows in the transaction, which commits
 // with the advance's statement.
-export function advanceNewRun(client: PoolClient, runId: string, jobs: JobRow[], earlier: Change[], last = true): Promise<void> {
+export function advanceNewRun(client: PoolClient, runId: string, jobs: JobRow[], earlier: Change[], last = true, admitted = true): Promise<void> {
   return inSpan("advance run", { "otto.run_id": runId }, async () => {
-    const plan = planAdvance({ cancelRequested: false }, jobs);
+    const plan = planAdvance({ cancelRequested: false, admitted }, jobs);
     await applyChanges(client, runId, [...earlier, ...waitForApproval(plan.waiting), ...newTasks(plan.ready)], { last });
   });
 }
@@ -94,7 +97,14 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
     if (job && change.entity === "job") job.state = change.to;
     if (job && change.entity === "task") job.has_task = change.to !== "done";
   }
-  const plan = planAdvance(run, jobs);
+  if (run.group && !run.group.admitted && !run.cancelRequested) {
+    const admission = await admitIfItsTurn(client, runId, run.group);
+    if (admission) earlier = [...earlier, admission];
+    run.group.admitted = admission !== undefined;
+  }
+  const plan = planAdvance({ cancelRequested: run.cancelRequested, admitted: run.group?.admitted ?? true }, jobs);
+  // The line of its group moves on once it has ended.
+  if (plan.finish && run.group) await client.query("SELECT pg_notify($1, $2)", [groupsChannel, run.group.name]);
   const changes: Change[] = [...earlier];
   for (const { job, from, to, message } of plan.ended) changes.push(...(await endUnstartedJob(client, runId, job, to, message, from)));
   changes.push(...waitForApproval(plan.waiting), ...newTasks(plan.ready));
@@ -103,11 +113,13 @@ async function advance(client: PoolClient, runId: string, runLocked: boolean, ea
 }
 
 // What a run's jobs, as they are, make happen next (`jobs` is updated to
-// the states and tasks the plan leaves).
-export function planAdvance(run: { cancelRequested: boolean }, jobs: JobRow[]): AdvancePlan {
+// the states and tasks the plan leaves). A run waiting in its concurrency
+// group's line (`admitted` false) starts nothing.
+export function planAdvance(run: { cancelRequested: boolean; admitted?: boolean }, jobs: JobRow[]): AdvancePlan {
   const byName = new Map(jobs.map((j) => [j.name, j]));
   const plan: AdvancePlan = { ended: [], waiting: [], ready: [] };
-  for (let changed = true; changed; ) {
+  const mayStart = run.cancelRequested || run.admitted !== false;
+  for (let changed = mayStart; changed; ) {
     changed = false;
     for (const job of jobs) {
       if (job.state === RunState.WAITING && run.cancelRequested) {

@@ -3,6 +3,7 @@ import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
 import type { PoolClient } from "@otto/kit/db";
 import { lockRunWaitingForPipeline } from "./run-waiting-for-pipeline.ts";
 import { advanceNewRun, newJobRow } from "./advance-run.ts";
+import { enterLine } from "./concurrency-group.ts";
 import { owePendingStatus } from "./commit-statuses.ts";
 import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
 import { RunState } from "./states.ts";
@@ -20,12 +21,20 @@ export async function attachPipeline(client: PoolClient, runId: string, pipeline
   await client.query("UPDATE coordinator.runs SET name = $2, pipeline = $3 WHERE id = $1", [runId, pipeline.name, toJson(PipelineSchema, pipeline)]);
   await owePendingStatus(client, runId, `${pipeline.jobs.length} jobs queued`);
   await client.query(insertJobsAndStepsSql, [runId, JSON.stringify(jobs), transitions.job.initial, JSON.stringify(steps), transitions.step.initial]);
+  const line = await enterLine(client, runId, pipeline, await branchOf(client, runId));
   await advanceNewRun(
     client,
     runId,
     pipeline.jobs.map((job) => newJobRow(job)),
-    [{ entity: "note", state: RunState.QUEUED, message: note }],
+    [{ entity: "note", state: RunState.QUEUED, message: note }, ...line.notes],
     false,
+    line.admitted,
   );
   return "attached";
+}
+
+// The branch of a project's run, from the commit's facts it was made with.
+async function branchOf(client: PoolClient, runId: string): Promise<string> {
+  const { rows } = await client.query("SELECT coalesce(source->>'branch', '') AS branch FROM coordinator.runs WHERE id = $1", [runId]);
+  return rows[0]?.branch ?? "";
 }

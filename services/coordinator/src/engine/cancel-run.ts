@@ -8,7 +8,7 @@ import { isFinal } from "./states.ts";
 // tasks are withdrawn and they end CANCELED now), agents running its tasks
 // hear "cancel" in their next heartbeat, and the run ends CANCELED when its
 // last running job has stopped. A finished run is left as is.
-export async function cancelRun(client: PoolClient, runId: string): Promise<void> {
+export async function cancelRun(client: PoolClient, runId: string, why = "cancel requested"): Promise<void> {
   const { rows } = await client.query("SELECT state, cancel_requested FROM coordinator.runs WHERE id = $1 FOR UPDATE", [runId]);
   if (rows.length === 0) throw new ConnectError(`run ${runId} not found`, Code.NotFound);
   const run = rows[0];
@@ -21,5 +21,5 @@ export async function cancelRun(client: PoolClient, runId: string): Promise<void
   );
   const withdrawn: Change[] = tasks.map((task) => ({ entity: "task", taskId: task.id, job: task.job, from: "pending", to: "done" }));
   // Jobs without a running task end now; so does the run if none is left.
-  await advanceRun(client, runId, { runLocked: true, changes: [{ entity: "note", state: run.state, message: "cancel requested" }, ...withdrawn] });
+  await advanceRun(client, runId, { runLocked: true, changes: [{ entity: "note", state: run.state, message: why }, ...withdrawn] });
 }

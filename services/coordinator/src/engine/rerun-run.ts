@@ -8,6 +8,7 @@ import type { PoolClient } from "@otto/kit/db";
 import { traceParentOf } from "@otto/kit/telemetry";
 import { runStateName } from "@otto/contracts/run-state";
 import { advanceNewRun, newJobRow } from "./advance-run.ts";
+import { enterLine } from "./concurrency-group.ts";
 import type { Change } from "./apply-changes.ts";
 import { owePendingStatus } from "./commit-statuses.ts";
 import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
@@ -72,12 +73,14 @@ export async function rerunRun(
     job.steps.forEach((step, position) => changes.push({ entity: "step", job: job.name, position, name: step.name, from: RunState.QUEUED, to: RunState.SUCCEEDED }));
   }
   await owePendingStatus(client, newId, `rerun of run ${runId}`);
+  const line = await enterLine(client, newId, pipeline, newSource?.branch);
   await advanceNewRun(
     client,
     newId,
     pipeline.jobs.map((job) => ({ ...newJobRow(job), state: reused.has(job.name) ? RunState.SUCCEEDED : transitions.job.initial })),
-    changes,
+    [...changes, ...line.notes],
     false,
+    line.admitted,
   );
   return newId;
 }

@@ -7,6 +7,7 @@ import { PipelineSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
 import { inTransaction, type Pool } from "@otto/kit/db";
 import { traceParentOf } from "@otto/kit/telemetry";
 import { advanceNewRun, newJobRow } from "./advance-run.ts";
+import { enterLine } from "./concurrency-group.ts";
 import { jobColumns, jobRecord, jobValues, pipelineRows } from "./pipeline-rows.ts";
 import { shardOf } from "../shards.ts";
 import { RunState } from "./states.ts";
@@ -76,11 +77,14 @@ export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: n
     // The first advance happens right here, in the transaction that stores
     // the run, from the jobs as they were just stored: its first jobs are
     // ready for agents the moment it commits.
+    const line = await enterLine(client, runId, pipeline);
     await advanceNewRun(
       client,
       runId,
       pipeline.jobs.map((job) => newJobRow(job)),
-      [{ entity: "note", state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` }],
+      [{ entity: "note", state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` }, ...line.notes],
+      true,
+      line.admitted,
     );
     const created = create(RunSchema, {
       id: runId,
