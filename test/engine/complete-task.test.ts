@@ -99,14 +99,14 @@ test("a successful attempt ends its job with its last step reports, releases wha
   assert.ok(run.finished_at);
 });
 
-test("a failed attempt without retries fails its job, cancels the jobs that need it and fails the run, in one transaction", async () => {
+test("a failed attempt without retries fails its job, skips the jobs that need it and fails the run, in one transaction", async () => {
   const { runId, task } = await started({ build: { steps: ["make", "make check"] }, test: { needs: ["build"] } }, "build");
   const before = await journalLines(db, runId);
   await complete(task.id, 1, FAILED, "step make failed", [
     { stepIndex: 0, state: RUNNING },
     { stepIndex: 0, state: FAILED, exitCode: 2 },
   ]);
-  assert.deepEqual(await jobStates(db, runId), { build: "FAILED", test: "CANCELED" });
+  assert.deepEqual(await jobStates(db, runId), { build: "FAILED", test: "SKIPPED" });
   assert.equal((await jobRow(db, runId, "build")).message, "step make failed");
   assert.deepEqual(await stepStates(db, runId, "build"), ["FAILED exit 2", "CANCELED"]);
   assert.equal((await runRow(db, runId)).state, FAILED);
@@ -115,8 +115,8 @@ test("a failed attempt without retries fails its job, cancels the jobs that need
     "build/make FAILED exit 2",
     "build FAILED: step make failed",
     "build/make check CANCELED",
-    'test CANCELED: not run: needs "build", which failed',
-    "test/true CANCELED",
+    'test SKIPPED: skipped: needs "build", which failed',
+    "test/true SKIPPED",
     "run FAILED: failed jobs: build",
   ]);
 });

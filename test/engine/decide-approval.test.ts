@@ -10,7 +10,7 @@ import { jobStates, journalLines, refused, RunState, runRow, scope, tasksOf } fr
 // A job with an approval waits (QUEUED -> WAITING) once its needs are done,
 // with no task and so holding nothing; ApproveJob puts it back (WAITING ->
 // QUEUED) and it gets its task at once; RejectJob fails it (WAITING ->
-// FAILED) and cancels what needs it; a job not waiting is refused; a
+// FAILED) and skips what needs it; a job not waiting is refused; a
 // canceled run cancels it (WAITING -> CANCELED).
 
 let db: EngineDb;
@@ -44,10 +44,10 @@ test("a job whose needs are done waits for approval without a task, and an appro
   assert.ok(await claim(db, s.agent("a2")), "an agent takes it");
 });
 
-test("a rejection fails the job and cancels what needs it; the run FAILS", async () => {
+test("a rejection fails the job and skips what needs it; the run FAILS", async () => {
   const { runId } = await waitingDeploy();
   await db.tx((client) => rejectJob(client, runId, "deploy", { ...by, comment: "not today" }));
-  assert.deepEqual(await jobStates(db, runId), { build: "SUCCEEDED", deploy: "FAILED", notify: "CANCELED" });
+  assert.deepEqual(await jobStates(db, runId), { build: "SUCCEEDED", deploy: "FAILED", notify: "SKIPPED" });
   const { rows } = await db.pool.query("SELECT message FROM coordinator.jobs WHERE run_id = $1 AND name = 'deploy'", [runId]);
   assert.equal(rows[0].message, 'rejected by token "release manager" (tok-1): not today');
   assert.equal((await runRow(db, runId)).state, RunState.FAILED);

@@ -13,14 +13,14 @@ before(async () => {
 });
 after(() => db?.stop());
 
-test("a job past its approval's timeout fails, and what needs it is canceled", async () => {
+test("a job past its approval's timeout fails, and what needs it is skipped", async () => {
   const s = scope(db);
   const runId = await s.submit({ deploy: { approval: { timeoutMs: 1500 } }, notify: { needs: ["deploy"] } });
   assert.deepEqual(await jobStates(db, runId), { deploy: "WAITING", notify: "QUEUED" }, "a job that needs nothing waits at once");
   // A day later, as far as the job's deadline is concerned.
   await db.pool.query("UPDATE coordinator.jobs SET waiting_until = waiting_until - interval '1 day' WHERE run_id = $1", [runId]);
   assert.equal(await db.tx((client) => expireApproval(client, runId, "deploy")), true);
-  assert.deepEqual(await jobStates(db, runId), { deploy: "FAILED", notify: "CANCELED" });
+  assert.deepEqual(await jobStates(db, runId), { deploy: "FAILED", notify: "SKIPPED" });
   const { rows } = await db.pool.query("SELECT message, waiting_until FROM coordinator.jobs WHERE run_id = $1 AND name = 'deploy'", [runId]);
   assert.deepEqual([rows[0].message, rows[0].waiting_until], ["not approved within 1.5s", null]);
   assert.equal((await runRow(db, runId)).state, RunState.FAILED);
