@@ -72,4 +72,5 @@ export const pipelineLimits = {
   approvalMessageChars: Number(stringOf(ApprovalSchema.field.message).maxLen),
   concurrencyGroupChars: Number(stringOf(ConcurrencySchema.field.group).maxLen),
   concurrencyLimit: int32Range(rules(ConcurrencySchema.field.limit), "concurrency limit"),
+  conditionChars: Number(stringOf(job.condition).maxLen),
 };

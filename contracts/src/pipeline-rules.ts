@@ -5,6 +5,7 @@
 import type { Pipeline, PipelineJob, PipelineStep } from "@otto/gen/v1/pipeline_pb";
 import { artifactNameProblem } from "./artifact-name.ts";
 import { concurrencyGroupProblem } from "./concurrency-group.ts";
+import { parseCondition } from "./job-condition.ts";
 import { pipelineLimits as limits } from "./pipeline-limits.ts";
 import { suggestion } from "./suggestion.ts";
 
@@ -47,6 +48,7 @@ export function pipelineProblems(pipeline: Pipeline): PipelineProblem[] {
       if (job.resources.memoryBytes < 0n) add(at("resources", "memory"), `bad memory quantity ${job.resources.memoryBytes}: must be more than 0`);
     }
     if (job.approval) add(at("approval", "message"), approvalMessageProblem(job.approval.message));
+    if (job.condition !== "") add(at("condition"), conditionProblem(job.condition)); // empty: no condition
     add(at("steps"), stepCountProblem(job.steps.length, where));
     job.steps.forEach((step, s) => {
       for (const problem of stepProblems(step, stepWhere(s, where))) add(at("steps", s, ...problem.path), problem.message);
@@ -128,6 +130,12 @@ export function rangeProblem(value: number, range: { min: number; max: number },
 export function approvalMessageProblem(message: string): string | undefined {
   const max = limits.approvalMessageChars;
   return message.length > max ? `an approval's message is at most ${max} characters, got ${message.length}` : undefined;
+}
+
+/** A job's `if` expression; the parser also places the problem at its column (parseCondition's offset). */
+export function conditionProblem(text: string): string | undefined {
+  const parsed = parseCondition(text);
+  return parsed.ok ? undefined : parsed.message;
 }
 
 export function cpuProblem(cpu: number): string | undefined {
