@@ -82,6 +82,12 @@ const cases: { name: string; text: string; built: () => PipelineBuilder; expecte
     expected: ["an approval's message is at most 500 characters, got 501"],
   },
   {
+    name: "an unknown function in 'if'",
+    text: yaml("name: x", "jobs:", "  build:", "    steps: [{run: make}]", "  report:", "    needs: [build]", "    if: failure() || cancelld()", "    steps: [{run: make}]"),
+    built: () => pipeline("x").job("build", { steps: ["make"] }).job("report", { needs: ["build"], if: "failure() || cancelld()", steps: ["make"] }),
+    expected: ["unknown function 'cancelld'; did you mean 'cancelled'?"],
+  },
+  {
     name: "several problems at once",
     text: yaml("name: x", "jobs:", "  a:", "    needs: [a, ghost]", "    secrets: [lower]", "    steps: []"),
     built: () => pipeline("x").job("a", { needs: ["a", "ghost"], secrets: ["lower"], steps: [] }),
@@ -166,6 +172,7 @@ describe("the pipeline rules, one module for the parser, the builder and the coo
       ["run", { name: "x", jobs: [{ ...job, steps: [{ run: "é".repeat(32_769) }] }] }, /'run' of step 1 of job 'a' is 65538 bytes, at most 65536/],
       ["step name", { name: "x", jobs: [{ ...job, steps: [{ run: "true", name: "s".repeat(201) }] }] }, /the name of step 1 of job 'a' is too long/],
       ["timeout", { name: "x", jobs: [{ ...job, steps: [{ run: "true", timeout: { seconds: -1n } }] }] }, /the timeout of step 1 of job 'a' is negative/],
+      ["condition", { name: "x", jobs: [{ ...job, condition: `'${"x".repeat(999)}'` }] }, /the 'if' expression is 1001 characters long, at most 1000/],
     ];
     for (const [what, init, message] of bad) {
       const ir = create(PipelineSchema, init);
@@ -173,7 +180,10 @@ describe("the pipeline rules, one module for the parser, the builder and the coo
       const messages = pipelineProblems(ir).map((p) => p.message);
       assert.ok(messages.some((m) => message.test(m)), `the rules refuse the ${what}: ${messages.join("; ")}`);
     }
-    const good = create(PipelineSchema, { name: "x", jobs: [job, { ...job, name: "b", needs: ["a"], locks: ["deploy/prod"], secrets: ["TOKEN"] }] });
+    const good = create(PipelineSchema, {
+      name: "x",
+      jobs: [job, { ...job, name: "b", needs: ["a"], locks: ["deploy/prod"], secrets: ["TOKEN"], condition: `'${"x".repeat(998)}'` }],
+    });
     assert.equal(validator.validate(PipelineSchema, good).kind, "valid");
     assert.deepEqual(pipelineProblems(good), []);
   });

@@ -9,7 +9,7 @@ import { ApprovalSchema,
   type PipelineJob,
 } from "@otto/gen/v1/pipeline_pb";
 import { parseDuration } from "@otto/contracts/duration";
-import { formatPipelineProblems, pipelineProblems, type PipelineProblem } from "@otto/contracts/pipeline-rules";
+import { conditionProblem, formatPipelineProblems, pipelineProblems, type PipelineProblem } from "@otto/contracts/pipeline-rules";
 import { parseQuantity } from "@otto/contracts/quantity";
 import { deriveStepName } from "@otto/contracts/step-name";
 
@@ -25,6 +25,11 @@ export interface JobSpec {
   runsOn?: string[];
   env?: Record<string, string>;
   needs?: string[];
+  // When the job runs once its needs are done, as YAML's `if`: "failure()",
+  // "branch == 'main'", ... Unset: success(), every need succeeded.
+  if?: string;
+  // The same as `if`, for those who prefer a name that is not a keyword.
+  condition?: string;
   steps: Array<StepSpec | string>;
   // Further attempts after a failure: a count, or the full policy.
   retry?: number | { max: number; exitCodes?: number[]; agentLost?: boolean };
@@ -85,6 +90,7 @@ export class PipelineBuilder {
         runsOn: spec.runsOn ?? [],
         env: spec.env ?? {},
         needs: spec.needs ?? [],
+        condition: conditionOf(spec, (message) => report(["condition"], message)),
         steps: spec.steps.map((step, i) =>
           buildStep(typeof step === "string" ? { run: step } : step, (message) => report(["steps", i, "timeout"], message)),
         ),
@@ -126,6 +132,18 @@ function approvalOf(spec: JobSpec["approval"], report: (path: string[], message:
   if (spec === undefined || spec === false) return undefined;
   if (spec === true) return create(ApprovalSchema);
   return create(ApprovalSchema, { message: spec.message ?? "", timeout: duration(spec.timeout, (text) => report(["timeout"], text)) });
+}
+
+// The IR has no room for an empty condition (empty means none), so the rules
+// cannot see one: it is refused here, as the parser refuses `if: ""`.
+function conditionOf(spec: JobSpec, report: (message: string) => void): string {
+  if (spec.if !== undefined && spec.condition !== undefined && spec.if !== spec.condition) {
+    report("give a job's condition as 'if' or as 'condition', not both");
+  }
+  const condition = spec.if ?? spec.condition;
+  const empty = condition === "" ? conditionProblem(condition) : undefined;
+  if (empty) report(empty);
+  return condition ?? "";
 }
 
 function duration(text: string | undefined, report: (message: string) => void) {

@@ -10,6 +10,7 @@ import { ApprovalSchema, ConcurrencySchema, PipelineJobSchema, PipelineSchema, P
 import type { Approval, Concurrency, Pipeline, PipelineJob, PipelineStep, Resources, RetryPolicy } from "@otto/gen/v1/pipeline_pb";
 import { concurrencyGroupProblem } from "@otto/contracts/concurrency-group";
 import { parseDuration } from "@otto/contracts/duration";
+import { parseCondition } from "@otto/contracts/job-condition";
 import {
   approvalMessageProblem,
   envNameProblem,
@@ -76,7 +77,7 @@ export function parsePipeline(text: string): ParseResult {
     return { ok: false, tooLarge: true, problems: [{ ...position(expansion.at, lines), message }] };
   }
 
-  const checker = new Checker(doc, lines);
+  const checker = new Checker(doc, lines, text);
   const pipeline = checker.pipeline(doc.contents);
   problems.push(...checker.problems);
   if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
@@ -133,7 +134,7 @@ const CONCURRENCY_KEYS = ["group", "limit", "cancel-in-progress"];
 const MAX_ALIASES = 100;
 const MAX_FLOW_DEPTH = 32;
 const MAX_INDENT = 160;
-const JOB_KEYS = ["runs-on", "env", "needs", "retry", "locks", "resources", "secrets", "artifacts", "checkout", "timeout", "approval", "steps"];
+const JOB_KEYS = ["runs-on", "env", "needs", "if", "retry", "locks", "resources", "secrets", "artifacts", "checkout", "timeout", "approval", "steps"];
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
 const APPROVAL_KEYS = ["message", "timeout"];
@@ -160,10 +161,12 @@ class Checker {
   readonly problems: PipelineProblemInfo[] = [];
   #doc: Doc;
   #lines: LineCounter;
+  #text: string;
 
-  constructor(doc: Doc, lines: LineCounter) {
+  constructor(doc: Doc, lines: LineCounter, text: string) {
     this.#doc = doc;
     this.#lines = lines;
+    this.#text = text;
   }
 
   pipeline(root: ParsedNode | null): Pipeline {
@@ -214,6 +217,7 @@ class Checker {
     job.env = this.#env(fields.get("env"));
     info.needs = this.#strings(fields.get("needs"), "'needs'");
     job.needs = info.needs.map((need) => need.text);
+    job.condition = this.#condition(fields.get("if"));
     job.retry = this.#retry(fields.get("retry"), where);
     job.resources = this.#resources(fields.get("resources"), where);
     this.#nameLists(fields, job, where);
@@ -294,6 +298,28 @@ class Checker {
       else this.#wrongType(variable, "a string", `for environment variable '${name}'`, isEmpty(variable.value) ? `; write ${name}: "" for an empty value` : "");
     }
     return Object.fromEntries(env);
+  }
+
+  /** `if`: an expression (YAML's true and false are the expressions true and false), its problems at their column. */
+  #condition(entry: Entry | undefined): string {
+    if (entry === undefined) return "";
+    const node = entry.value;
+    if (isScalar(node) && node.tag?.startsWith("!")) {
+      // `if: !cancelled()` is a YAML tag followed by nothing; `if: ! cancelled()` is the text "cancelled()".
+      const at = node.range ? this.#text.lastIndexOf(node.tag, node.range[0]) : -1;
+      const message = `YAML reads '${node.tag}' as a tag, not as part of the expression; quote the whole expression or write it inside \${{ }}`;
+      if (at >= 0) this.#reportAt(at, message);
+      else this.#report(node, message);
+      return "";
+    }
+    if (isScalar(node) && typeof node.value === "boolean") return String(node.value);
+    if (!isScalar(node) || typeof node.value !== "string") {
+      this.#wrongType(entry, "an expression such as success() or branch == 'main'", "for 'if'");
+      return "";
+    }
+    const parsed = parseCondition(node.value);
+    if (!parsed.ok) this.#reportAt(offsetInFile(node, parsed.offset, this.#text), parsed.message);
+    return node.value;
   }
 
   #duration(entry: Entry | undefined): Duration | undefined {
@@ -487,6 +513,39 @@ class Checker {
   #report(node: ParsedNode | null, message: string | undefined): void {
     if (message !== undefined) this.problems.push({ ...position(node, this.#lines), message });
   }
+
+  #reportAt(offset: number, message: string): void {
+    const { line, col } = this.#lines.linePos(offset);
+    this.problems.push({ line, column: col, message });
+  }
+}
+
+/**
+ * Where character `offset` of a string scalar's value is in the file: exact for
+ * a scalar on one line (plain, or quoted with its escapes), else the scalar's start.
+ */
+function offsetInFile(node: Scalar.Parsed, offset: number, text: string): number {
+  const [start, end] = node.range;
+  const source = text.slice(start, end);
+  if (/[\r\n]/.test(source)) return start;
+  if (node.type === "PLAIN") return source === node.value ? start + offset : start;
+  if (node.type !== "QUOTE_SINGLE" && node.type !== "QUOTE_DOUBLE") return start;
+  let at = start + 1;
+  for (let produced = 0; produced < offset && at < end - 1; ) {
+    if (node.type === "QUOTE_SINGLE" && text[at] === "'") {
+      at += 2; // '' stands for '
+      produced += 1;
+    } else if (node.type === "QUOTE_DOUBLE" && text[at] === "\\") {
+      const digits = ({ x: 2, u: 4, U: 8 } as Record<string, number>)[text[at + 1]] ?? 0;
+      const code = digits > 0 ? Number.parseInt(text.slice(at + 2, at + 2 + digits), 16) : 0;
+      at += 2 + digits;
+      produced += code > 0xffff ? 2 : 1;
+    } else {
+      at += 1;
+      produced += 1;
+    }
+  }
+  return at;
 }
 
 function position(node: ParsedNode | null, lines: LineCounter): { line: number; column: number } {
