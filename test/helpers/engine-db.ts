@@ -91,6 +91,8 @@ export interface JobSpec {
   locks?: string[];
   retry?: { max: number; exitCodes?: number[]; agentLost?: boolean };
   approval?: { message?: string; timeoutMs?: number };
+  if?: string;
+  env?: Record<string, string>;
 }
 
 // A pipeline as the parser would give it: jobs by name, steps as shell lines.
@@ -102,6 +104,8 @@ export function pipelineOf(jobs: Record<string, JobSpec>, name = "engine-test"):
       needs: job.needs ?? [],
       runsOn: job.runsOn ?? [],
       locks: job.locks ?? [],
+      condition: job.if ?? "",
+      env: job.env ?? {},
       steps: (job.steps ?? ["true"]).map((run) => ({ run })),
       retry: job.retry,
       approval: job.approval && {

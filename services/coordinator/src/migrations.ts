@@ -216,4 +216,6 @@ export const migrations = [
    ALTER TABLE runs ADD COLUMN concurrency_group text, ADD COLUMN concurrency_limit int, ADD COLUMN admitted boolean, ADD COLUMN group_place bigint;
    CREATE INDEX runs_in_groups ON runs (concurrency_group, group_place) WHERE finished_at IS NULL AND concurrency_group IS NOT NULL;
    CREATE INDEX runs_waiting_in_line ON runs (shard, group_place) WHERE admitted = false AND finished_at IS NULL;`,
+  // A job's condition (its \`if\`) and what it may read (engine/job-gate.ts); NULL: none.
+  `ALTER TABLE jobs ADD COLUMN condition jsonb;`,
 ];

@@ -376,7 +376,7 @@ class Checker {
     }
     concurrency.group = this.#string(group, "for 'group' in 'concurrency'");
     const problem = concurrency.group ? concurrencyGroupProblem(concurrency.group) : undefined;
-    if (problem && group?.value) this.#reportInText(group.value, problem.offset, problem.message);
+    if (problem && isScalar(group?.value)) this.#reportAt(offsetInFile(group.value, problem.offset, this.#text), problem.message);
     return concurrency;
   }
 
@@ -500,16 +500,6 @@ class Checker {
     return isAlias(node) ? ((node.resolve(this.#doc) as ParsedNode | undefined) ?? node) : node;
   }
 
-  /** At a character of a scalar's text, where the scalar is written on one line; else at the scalar. */
-  #reportInText(node: ParsedNode, offset: number, message: string): void {
-    const at = position(node, this.#lines);
-    const inline = isScalar(node) && typeof node.value === "string" && (node.type === "PLAIN" || node.type === "QUOTE_SINGLE" || node.type === "QUOTE_DOUBLE");
-    const quote = isScalar(node) && node.type !== "PLAIN" ? 1 : 0;
-    // Written as it reads: on one line, without escapes or folding.
-    const exact = inline && node.range[1] - node.range[0] === (node.value as string).length + 2 * quote && lineOf(this.#lines, node.range[0]) === lineOf(this.#lines, node.range[1]);
-    this.problems.push(exact ? { line: at.line, column: at.column + quote + offset, message } : { ...at, message });
-  }
-
   #report(node: ParsedNode | null, message: string | undefined): void {
     if (message !== undefined) this.problems.push({ ...position(node, this.#lines), message });
   }
@@ -552,10 +542,6 @@ function position(node: ParsedNode | null, lines: LineCounter): { line: number; 
   if (!node?.range) return { line: 0, column: 0 };
   const { line, col } = lines.linePos(node.range[0]);
   return { line, column: col };
-}
-
-function lineOf(lines: LineCounter, offset: number): number {
-  return lines.linePos(offset).line;
 }
 
 function yamlProblem(error: YAMLError, lines: LineCounter): PipelineProblemInfo {

@@ -4,7 +4,8 @@ import { inSpan } from "@otto/kit/telemetry";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps } from "./job-steps.ts";
 import { admitIfItsTurn, groupsChannel, type GroupPlace } from "./concurrency-group.ts";
-import { gateOf } from "./job-gate.ts";
+import { gateOf, type StoredCondition } from "./job-gate.ts";
+import { storedCondition, type RunFacts } from "./pipeline-rows.ts";
 import { closeUnfinishedSteps } from "./step-changes.ts";
 import { isFinal, RunState } from "./states.ts";
 
@@ -17,11 +18,20 @@ export interface JobRow {
   // Its approval's question when it still needs one (null: it needs none,
   // or was approved).
   awaits_approval: string | null;
+  condition: StoredCondition | null;
 }
 
 // A job of a pipeline as it is stored: queued, without a task.
-export function newJobRow(job: Pipeline["jobs"][number]): JobRow {
-  return { name: job.name, state: RunState.QUEUED, needs: job.needs, runs_on: job.runsOn, has_task: false, awaits_approval: job.approval ? job.approval.message : null };
+export function newJobRow(job: Pipeline["jobs"][number], facts: RunFacts): JobRow {
+  return {
+    name: job.name,
+    state: RunState.QUEUED,
+    needs: job.needs,
+    runs_on: job.runsOn,
+    has_task: false,
+    awaits_approval: job.approval ? job.approval.message : null,
+    condition: storedCondition(job, facts),
+  };
 }
 
 export interface AdvancePlan {
@@ -66,7 +76,8 @@ export interface RunSnapshot {
 export const runSnapshotColumns = `r.state AS run_state, r.cancel_requested,
   CASE WHEN r.concurrency_group IS NOT NULL THEN json_build_object('name', r.concurrency_group, 'limit', r.concurrency_limit, 'admitted', r.admitted, 'place', r.group_place::text) END AS concurrency_group,
   (SELECT coalesce(json_agg(json_build_object('name', j.name, 'state', j.state, 'needs', j.needs, 'runs_on', j.runs_on,
-     'has_task', t.id IS NOT NULL AND t.status <> 'done', 'awaits_approval', CASE WHEN j.approved_by IS NULL THEN j.approval END) ORDER BY j.position), '[]')
+     'has_task', t.id IS NOT NULL AND t.status <> 'done', 'awaits_approval', CASE WHEN j.approved_by IS NULL THEN j.approval END,
+     'condition', j.condition) ORDER BY j.position), '[]')
    FROM coordinator.jobs j LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name WHERE j.run_id = r.id) AS jobs`;
 
 export function runSnapshotOf(row: { run_state: RunState; cancel_requested: boolean; concurrency_group: GroupPlace | null; jobs: JobRow[] } | undefined): RunSnapshot {
@@ -81,7 +92,12 @@ export function runSnapshotOf(row: { run_state: RunState; cancel_requested: bool
 export function advanceNewRun(client: PoolClient, runId: string, jobs: JobRow[], earlier: Change[], last = true, admitted = true): Promise<void> {
   return inSpan("advance run", { "otto.run_id": runId }, async () => {
     const plan = planAdvance({ cancelRequested: false, admitted }, jobs);
-    await applyChanges(client, runId, [...earlier, ...waitForApproval(plan.waiting), ...newTasks(plan.ready)], { last });
+    const changes: Change[] = [...earlier];
+    // Jobs whose condition is false from the start, and what needs them.
+    for (const { job, from, to, message } of plan.ended) changes.push(...(await endUnstartedJob(client, runId, job, to, message, from)));
+    changes.push(...waitForApproval(plan.waiting), ...newTasks(plan.ready));
+    if (plan.finish) changes.push({ entity: "run", from: RunState.QUEUED, to: plan.finish.to, message: plan.finish.message });
+    await applyChanges(client, runId, changes, { last });
   });
 }
 
@@ -129,7 +145,7 @@ export function planAdvance(run: { cancelRequested: boolean; admitted?: boolean 
         continue;
       }
       if (job.state !== RunState.QUEUED || job.has_task) continue;
-      const gate = gateOf(job, job.needs.map((n) => byName.get(n)!), run.cancelRequested);
+      const gate = gateOf(job, job.needs.map((n) => byName.get(n)!), run.cancelRequested, () => failedAbove(job, byName));
       if (gate.kind === "wait") continue;
       changed = true;
       if (gate.kind === "end") {
@@ -148,6 +164,21 @@ export function planAdvance(run: { cancelRequested: boolean; admitted?: boolean 
   // commit) waits for them, unless it is canceled.
   if (jobs.every((j) => isFinal(j.state)) && (jobs.length > 0 || run.cancelRequested)) plan.finish = runEnd(run, jobs);
   return plan;
+}
+
+// Whether a job it needs, directly or through others, failed.
+function failedAbove(job: JobRow, byName: Map<string, JobRow>): boolean {
+  const seen = new Set<string>();
+  const stack = [...job.needs];
+  while (stack.length > 0) {
+    const name = stack.pop()!;
+    if (seen.has(name)) continue;
+    seen.add(name);
+    const need = byName.get(name)!;
+    if (need.state === RunState.FAILED) return true;
+    stack.push(...need.needs);
+  }
+  return false;
 }
 
 // How a run whose jobs are all final ends: SUCCEEDED when each job

@@ -5,7 +5,7 @@ import { lockRunWaitingForPipeline } from "./run-waiting-for-pipeline.ts";
 import { advanceNewRun, newJobRow } from "./advance-run.ts";
 import { enterLine } from "./concurrency-group.ts";
 import { owePendingStatus } from "./commit-statuses.ts";
-import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
+import { insertJobsAndStepsSql, pipelineRows, type RunFacts } from "./pipeline-rows.ts";
 import { RunState } from "./states.ts";
 import { transitions } from "./transitions.ts";
 
@@ -17,15 +17,16 @@ import { transitions } from "./transitions.ts";
 // the answer says which happened.
 export async function attachPipeline(client: PoolClient, runId: string, pipeline: Pipeline, note: string): Promise<"attached" | "not waiting"> {
   if (!(await lockRunWaitingForPipeline(client, runId))) return "not waiting";
-  const { jobs, steps } = pipelineRows(pipeline);
+  const facts = await factsOf(client, runId);
+  const { jobs, steps } = pipelineRows(pipeline, facts);
   await client.query("UPDATE coordinator.runs SET name = $2, pipeline = $3 WHERE id = $1", [runId, pipeline.name, toJson(PipelineSchema, pipeline)]);
   await owePendingStatus(client, runId, `${pipeline.jobs.length} jobs queued`);
   await client.query(insertJobsAndStepsSql, [runId, JSON.stringify(jobs), transitions.job.initial, JSON.stringify(steps), transitions.step.initial]);
-  const line = await enterLine(client, runId, pipeline, await branchOf(client, runId));
+  const line = await enterLine(client, runId, pipeline, facts.branch);
   await advanceNewRun(
     client,
     runId,
-    pipeline.jobs.map((job) => newJobRow(job)),
+    pipeline.jobs.map((job) => newJobRow(job, facts)),
     [{ entity: "note", state: RunState.QUEUED, message: note }, ...line.notes],
     false,
     line.admitted,
@@ -33,8 +34,11 @@ export async function attachPipeline(client: PoolClient, runId: string, pipeline
   return "attached";
 }
 
-// The branch of a project's run, from the commit's facts it was made with.
-async function branchOf(client: PoolClient, runId: string): Promise<string> {
-  const { rows } = await client.query("SELECT coalesce(source->>'branch', '') AS branch FROM coordinator.runs WHERE id = $1", [runId]);
-  return rows[0]?.branch ?? "";
+// A project's run's branch and event, from the commit's facts it was made with.
+async function factsOf(client: PoolClient, runId: string): Promise<RunFacts> {
+  const { rows } = await client.query(
+    "SELECT coalesce(source->>'branch', '') AS branch, coalesce(source->>'event', '') AS event FROM coordinator.runs WHERE id = $1",
+    [runId],
+  );
+  return { branch: rows[0]?.branch ?? "", event: rows[0]?.event ?? "" };
 }

@@ -11,7 +11,7 @@ import { advanceNewRun, newJobRow } from "./advance-run.ts";
 import { enterLine } from "./concurrency-group.ts";
 import type { Change } from "./apply-changes.ts";
 import { owePendingStatus } from "./commit-statuses.ts";
-import { insertJobsAndStepsSql, pipelineRows } from "./pipeline-rows.ts";
+import { insertJobsAndStepsSql, pipelineRows, submittedRunFacts } from "./pipeline-rows.ts";
 import { numberNextRun, requireRoomForRun, startProjectRun } from "./start-project-run.ts";
 import { shardOf } from "../shards.ts";
 import { isFinal, RunState } from "./states.ts";
@@ -61,7 +61,8 @@ export async function rerunRun(
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
     [newId, old.name, transitions.run.initial, toJson(PipelineSchema, pipeline), shardOf(newId), traceParentOf(), old.project, newSource ? toJson(RunSourceSchema, newSource) : null, runId],
   );
-  const rows_ = pipelineRows(pipeline);
+  const facts = newSource ? { branch: newSource.branch, event: newSource.event } : submittedRunFacts;
+  const rows_ = pipelineRows(pipeline, facts);
   await client.query(insertJobsAndStepsSql, [newId, JSON.stringify(rows_.jobs), transitions.job.initial, JSON.stringify(rows_.steps), transitions.step.initial]);
   const changes: Change[] = [
     { entity: "note", state: RunState.QUEUED, message: `rerun of run ${runId}${failedOnly ? ` (what did not succeed: ${reused.size} of ${jobs.length} jobs reused)` : ""}` },
@@ -77,7 +78,7 @@ export async function rerunRun(
   await advanceNewRun(
     client,
     newId,
-    pipeline.jobs.map((job) => ({ ...newJobRow(job), state: reused.has(job.name) ? RunState.SUCCEEDED : transitions.job.initial })),
+    pipeline.jobs.map((job) => ({ ...newJobRow(job, facts), state: reused.has(job.name) ? RunState.SUCCEEDED : transitions.job.initial })),
     [...changes, ...line.notes],
     false,
     line.admitted,

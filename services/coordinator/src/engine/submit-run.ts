@@ -8,7 +8,7 @@ import { inTransaction, type Pool } from "@otto/kit/db";
 import { traceParentOf } from "@otto/kit/telemetry";
 import { advanceNewRun, newJobRow } from "./advance-run.ts";
 import { enterLine } from "./concurrency-group.ts";
-import { jobColumns, jobRecord, jobValues, pipelineRows } from "./pipeline-rows.ts";
+import { jobColumns, jobRecord, jobValues, pipelineRows, submittedRunFacts } from "./pipeline-rows.ts";
 import { shardOf } from "../shards.ts";
 import { RunState } from "./states.ts";
 import { transitions } from "./transitions.ts";
@@ -24,7 +24,7 @@ export interface Submitted {
 // statement, and makes its first jobs ready in the same transaction.
 export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: number, requestId: string): Promise<Submitted> {
   const runId = randomUUID();
-  const { jobs, steps } = pipelineRows(pipeline);
+  const { jobs, steps } = pipelineRows(pipeline, submittedRunFacts);
   return inTransaction(pool, async (client) => {
     // Stored unless the request was made before, or too many runs are in
     // progress; the statement says which.
@@ -81,7 +81,7 @@ export async function submitRun(pool: Pool, pipeline: Pipeline, maxActiveRuns: n
     await advanceNewRun(
       client,
       runId,
-      pipeline.jobs.map((job) => newJobRow(job)),
+      pipeline.jobs.map((job) => newJobRow(job, submittedRunFacts)),
       [{ entity: "note", state: RunState.QUEUED, message: `run of "${pipeline.name}" submitted` }, ...line.notes],
       true,
       line.admitted,

@@ -29,7 +29,8 @@ export const transitions: { run: Machine<RunState>; job: Machine<RunState>; step
   run: {
     initial: QUEUED,
     moves: new Map([
-      [QUEUED, [RUNNING, FAILED, CANCELED]],
+      // QUEUED -> SUCCEEDED: every job was skipped (or reused) before any ran.
+      [QUEUED, [RUNNING, SUCCEEDED, FAILED, CANCELED]],
       [RUNNING, [SUCCEEDED, FAILED, CANCELED]],
     ]),
   },
