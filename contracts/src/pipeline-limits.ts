@@ -2,7 +2,7 @@
 // rules on proto/otto/v1/pipeline.proto, so that they are written once.
 import { getOption, type DescField } from "@bufbuild/protobuf";
 import { field as validateField, type FieldRules, type StringRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { ApprovalSchema, ConcurrencySchema, PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "@otto/gen/v1/pipeline_pb";
+import { ApprovalSchema, ConcurrencySchema, MatrixValueSchema, PipelineJobSchema, PipelineSchema, PipelineStepSchema, ResourcesSchema, RetryPolicySchema } from "@otto/gen/v1/pipeline_pb";
 
 function rules(field: DescField): FieldRules["type"] {
   return getOption(field, validateField).type;
@@ -46,14 +46,33 @@ function cpuMax(): number {
   return type.value.lessThan.value;
 }
 
+// A job's name is the name a pipeline gives it, ^[first][rest]{0,N}, then,
+// for an expansion of its matrix, an optional "[key=value,...]": the rules
+// of the name as written are the first part of job.name's pattern.
+function writtenJobName(expanded: string): { pattern: RegExp; chars: number } {
+  const parts = /^\^(\[[^\]]+\])(\[[^\]]+\])\{0,(\d+)\}\(/.exec(expanded);
+  if (!parts) throw new Error(`pipeline.proto: the job name's pattern ${expanded} does not start with ^[...][...]{0,N}(`);
+  return { pattern: new RegExp(`^${parts[1]}${parts[2]}*$`), chars: Number(parts[3]) + 1 };
+}
+
 const job = PipelineJobSchema.field;
 const pattern = (rules: StringRules) => new RegExp(rules.pattern);
+const written = writtenJobName(stringOf(job.name).pattern);
 
 export const pipelineLimits = {
   pipelineNameChars: Number(stringOf(PipelineSchema.field.name).maxLen),
   jobs: Number(repeatedRules(PipelineSchema.field.jobs).maxItems),
-  jobName: pattern(stringOf(job.name)),
-  jobNameChars: Number(stringOf(job.name).maxLen),
+  // A name as a pipeline writes it ("test").
+  jobName: written.pattern,
+  jobNameChars: written.chars,
+  // A name in the IR: as written, or an expansion's ("test[node=20,os=linux]").
+  expandedJobName: pattern(stringOf(job.name)),
+  expandedJobNameChars: Number(stringOf(job.name).maxLen),
+  matrixKeys: Number(repeatedRules(job.matrix).maxItems),
+  matrixKey: pattern(stringOf(MatrixValueSchema.field.key)),
+  matrixKeyChars: Number(stringOf(MatrixValueSchema.field.key).maxLen),
+  matrixValue: pattern(stringOf(MatrixValueSchema.field.value)),
+  matrixValueChars: Number(stringOf(MatrixValueSchema.field.value).maxLen),
   envName: pattern(keysOf(job.env)),
   steps: Number(repeatedRules(job.steps).maxItems),
   stepNameChars: Number(stringOf(PipelineStepSchema.field.name).maxLen),

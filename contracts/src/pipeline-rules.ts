@@ -6,6 +6,7 @@ import type { Pipeline, PipelineJob, PipelineStep } from "@otto/gen/v1/pipeline_
 import { artifactNameProblem } from "./artifact-name.ts";
 import { concurrencyGroupProblem } from "./concurrency-group.ts";
 import { parseCondition } from "./job-condition.ts";
+import { expansionProblems, writtenJobName } from "./job-matrix.ts";
 import { pipelineLimits as limits } from "./pipeline-limits.ts";
 import { suggestion } from "./suggestion.ts";
 
@@ -33,7 +34,9 @@ export function pipelineProblems(pipeline: Pipeline): PipelineProblem[] {
   pipeline.jobs.forEach((job, j) => {
     const at = (...rest: (string | number)[]) => ["jobs", j, ...rest];
     const where = jobWhere(job.name);
-    add(at("name"), jobNameProblem(job.name));
+    // An expansion of a matrix: its written name, then the rest of it.
+    add(at("name"), jobNameProblem(job.matrix.length > 0 ? writtenJobName(job.name) : job.name));
+    for (const problem of expansionProblems(job)) add(at(...problem.path), problem.message);
     job.runsOn.forEach((label, i) => add(at("runsOn", i), textProblem(label, "in 'runs-on'")));
     for (const name of Object.keys(job.env)) add(at("env", name), envNameProblem(name));
     if (job.retry) {

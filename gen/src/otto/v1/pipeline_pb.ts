@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/pipeline.proto.
  */
 export const file_otto_v1_pipeline: GenFile = /*@__PURE__*/
-  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxInwKCFBpcGVsaW5lEhYKBG5hbWUYASABKAlCCLpIBXIDGMgBEi0KBGpvYnMYAiADKAsyFC5vdHRvLnYxLlBpcGVsaW5lSm9iQgm6SAaSAQMQyAESKQoLY29uY3VycmVuY3kYAyABKAsyFC5vdHRvLnYxLkNvbmN1cnJlbmN5Il4KC0NvbmN1cnJlbmN5EhkKBWdyb3VwGAEgASgJQgq6SAdyBRABGMgBEhgKBWxpbWl0GAIgASgFQgm6SAYaBBhkKAASGgoSY2FuY2VsX2luX3Byb2dyZXNzGAMgASgIIp0FCgtQaXBlbGluZUpvYhIwCgRuYW1lGAEgASgJQiK6SB9yHRhAMhleW0EtWmEtel9dW0EtWmEtejAtOV8tXSokEg8KB3J1bnNfb24YAiADKAkSUAoDZW52GAMgAygLMh0ub3R0by52MS5QaXBlbGluZUpvYi5FbnZFbnRyeUIkukghmgEeIhxyGjIYXltBLVphLXpfXVtBLVphLXowLTlfXSokEhcKBW5lZWRzGAQgAygJQgi6SAWSAQIYARIuCgVzdGVwcxgFIAMoCzIVLm90dG8udjEuUGlwZWxpbmVTdGVwQgi6SAWSAQIQZBIjCgVyZXRyeRgGIAEoCzIULm90dG8udjEuUmV0cnlQb2xpY3kSPgoFbG9ja3MYByADKAlCL7pILJIBKRAKGAEiI3IhGGQyHV5bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXSokEiUKCXJlc291cmNlcxgIIAEoCzISLm90dG8udjEuUmVzb3VyY2VzEjYKB3NlY3JldHMYCSADKAlCJbpIIpIBHxAyGAEiGXIXGIABMhJeW0EtWl9dW0EtWjAtOV9dKiQSJAoJYXJ0aWZhY3RzGAogAygJQhG6SA6SAQsQZBgBIgVyAxj/ARIVCghjaGVja291dBgLIAEoCEgAiAEBEjQKB3RpbWVvdXQYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEiMKCGFwcHJvdmFsGA0gASgLMhEub3R0by52MS5BcHByb3ZhbBIbCgljb25kaXRpb24YDiABKAlCCLpIBXIDGOgHGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX2NoZWNrb3V0IlsKCEFwcHJvdmFsEhkKB21lc3NhZ2UYASABKAlCCLpIBXIDGPQDEjQKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAInIKC1JldHJ5UG9saWN5EhYKA21heBgBIAEoBUIJukgGGgQYCigAEiMKCmV4aXRfY29kZXMYAiADKAVCD7pIDJIBCSIHGgUY/wEoABIXCgphZ2VudF9sb3N0GAMgASgISACIAQFCDQoLX2FnZW50X2xvc3QiUAoJUmVzb3VyY2VzEiQKA2NwdRgBIAEoAUIXukgUEhIZAAAAAAAAkEApAAAAAAAAAAASHQoMbWVtb3J5X2J5dGVzGAIgASgDQge6SAQiAigAIvMBCgxQaXBlbGluZVN0ZXASFgoEbmFtZRgBIAEoCUIIukgFcgMYyAESFgoDcnVuGAIgASgJQgm6SAZyBCiAgAQSNAoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASUQoDZW52GAQgAygLMh4ub3R0by52MS5QaXBlbGluZVN0ZXAuRW52RW50cnlCJLpIIZoBHiIcchoyGF5bQS1aYS16X11bQS1aYS16MC05X10qJBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration]);
+  fileDesc("ChZvdHRvL3YxL3BpcGVsaW5lLnByb3RvEgdvdHRvLnYxInwKCFBpcGVsaW5lEhYKBG5hbWUYASABKAlCCLpIBXIDGMgBEi0KBGpvYnMYAiADKAsyFC5vdHRvLnYxLlBpcGVsaW5lSm9iQgm6SAaSAQMQyAESKQoLY29uY3VycmVuY3kYAyABKAsyFC5vdHRvLnYxLkNvbmN1cnJlbmN5Il4KC0NvbmN1cnJlbmN5EhkKBWdyb3VwGAEgASgJQgq6SAdyBRABGMgBEhgKBWxpbWl0GAIgASgFQgm6SAYaBBhkKAASGgoSY2FuY2VsX2luX3Byb2dyZXNzGAMgASgIIq4GCgtQaXBlbGluZUpvYhKQAQoEbmFtZRgBIAEoCUKBAbpIfnJ8GMgBMndeW0EtWmEtel9dW0EtWmEtejAtOV8tXXswLDYzfShcW1tBLVphLXpfXVtBLVphLXowLTlfLV0qPVtBLVphLXowLTkuXy1dKygsW0EtWmEtel9dW0EtWmEtejAtOV8tXSo9W0EtWmEtejAtOS5fLV0rKSpcXSk/JBIPCgdydW5zX29uGAIgAygJElAKA2VudhgDIAMoCzIdLm90dG8udjEuUGlwZWxpbmVKb2IuRW52RW50cnlCJLpIIZoBHiIcchoyGF5bQS1aYS16X11bQS1aYS16MC05X10qJBIXCgVuZWVkcxgEIAMoCUIIukgFkgECGAESLgoFc3RlcHMYBSADKAsyFS5vdHRvLnYxLlBpcGVsaW5lU3RlcEIIukgFkgECEGQSIwoFcmV0cnkYBiABKAsyFC5vdHRvLnYxLlJldHJ5UG9saWN5Ej4KBWxvY2tzGAcgAygJQi+6SCySASkQChgBIiNyIRhkMh1eW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV0qJBIlCglyZXNvdXJjZXMYCCABKAsyEi5vdHRvLnYxLlJlc291cmNlcxI2CgdzZWNyZXRzGAkgAygJQiW6SCKSAR8QMhgBIhlyFxiAATISXltBLVpfXVtBLVowLTlfXSokEiQKCWFydGlmYWN0cxgKIAMoCUIRukgOkgELEGQYASIFcgMY/wESFQoIY2hlY2tvdXQYCyABKAhIAIgBARI0Cgd0aW1lb3V0GAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyABIjCghhcHByb3ZhbBgNIAEoCzIRLm90dG8udjEuQXBwcm92YWwSGwoJY29uZGl0aW9uGA4gASgJQgi6SAVyAxjoBxIuCgZtYXRyaXgYDyADKAsyFC5vdHRvLnYxLk1hdHJpeFZhbHVlQgi6SAWSAQIQMhoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgsKCV9jaGVja291dCJbCghBcHByb3ZhbBIZCgdtZXNzYWdlGAEgASgJQgi6SAVyAxj0AxI0Cgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyACJyCgtSZXRyeVBvbGljeRIWCgNtYXgYASABKAVCCbpIBhoEGAooABIjCgpleGl0X2NvZGVzGAIgAygFQg+6SAySAQkiBxoFGP8BKAASFwoKYWdlbnRfbG9zdBgDIAEoCEgAiAEBQg0KC19hZ2VudF9sb3N0IlAKCVJlc291cmNlcxIkCgNjcHUYASABKAFCF7pIFBISGQAAAAAAAJBAKQAAAAAAAAAAEh0KDG1lbW9yeV9ieXRlcxgCIAEoA0IHukgEIgIoACLzAQoMUGlwZWxpbmVTdGVwEhYKBG5hbWUYASABKAlCCLpIBXIDGMgBEhYKA3J1bhgCIAEoCUIJukgGcgQogIAEEjQKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAElEKA2VudhgEIAMoCzIeLm90dG8udjEuUGlwZWxpbmVTdGVwLkVudkVudHJ5QiS6SCGaAR4iHHIaMhheW0EtWmEtel9dW0EtWmEtejAtOV9dKiQaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJpCgtNYXRyaXhWYWx1ZRIvCgNrZXkYASABKAlCIrpIH3IdGCAyGV5bQS1aYS16X11bQS1aYS16MC05Xy1dKiQSKQoFdmFsdWUYAiABKAlCGrpIF3IVGEAyEV5bQS1aYS16MC05Ll8tXSskYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration]);
 
 /**
  * A pipeline in its intermediate representation: what the parser makes of a
@@ -91,6 +91,10 @@ export const ConcurrencySchema: GenMessage<Concurrency> = /*@__PURE__*/
  */
 export type PipelineJob = Message<"otto.v1.PipelineJob"> & {
   /**
+   * The name a pipeline gives the job (at most 64 characters), or, for one
+   * expansion of a job's matrix, that name with the expansion's values in
+   * the order written: "test[node=20,os=linux]".
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -190,6 +194,15 @@ export type PipelineJob = Message<"otto.v1.PipelineJob"> & {
    * @generated from field: string condition = 14;
    */
   condition: string;
+
+  /**
+   * Set on each expansion of a job's matrix: its values, keys in the order
+   * the pipeline wrote them (the same as in its name), so that tools can
+   * group the expansions of one job. The job's env has each as MATRIX_<KEY>.
+   *
+   * @generated from field: repeated otto.v1.MatrixValue matrix = 15;
+   */
+  matrix: MatrixValue[];
 };
 
 /**
@@ -318,4 +331,28 @@ export type PipelineStep = Message<"otto.v1.PipelineStep"> & {
  */
 export const PipelineStepSchema: GenMessage<PipelineStep> = /*@__PURE__*/
   messageDesc(file_otto_v1_pipeline, 6);
+
+/**
+ * One value of a job matrix's expansion (PipelineJob.matrix).
+ *
+ * @generated from message otto.v1.MatrixValue
+ */
+export type MatrixValue = Message<"otto.v1.MatrixValue"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message otto.v1.MatrixValue.
+ * Use `create(MatrixValueSchema)` to create a new message.
+ */
+export const MatrixValueSchema: GenMessage<MatrixValue> = /*@__PURE__*/
+  messageDesc(file_otto_v1_pipeline, 7);
 
