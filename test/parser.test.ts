@@ -434,7 +434,7 @@ describe("parsePipeline: retry, locks and resources", () => {
     assertProblems(yaml("name: x", "jobs:", "  a:", "    lock: db", "    resource: {cpu: 1}", "    deadline: 5m", "    steps: [{run: a}]"), [
       [4, 5, "unknown key 'lock' in job 'a'; did you mean 'locks'?"],
       [5, 5, "unknown key 'resource' in job 'a'; did you mean 'resources'?"],
-      [6, 5, "unknown key 'deadline' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'if', 'retry', 'locks', 'resources', 'secrets', 'artifacts', 'checkout', 'timeout', 'approval', 'steps'"],
+      [6, 5, "unknown key 'deadline' in job 'a'; expected one of 'runs-on', 'env', 'needs', 'if', 'retry', 'locks', 'resources', 'secrets', 'artifacts', 'checkout', 'timeout', 'approval', 'matrix', 'steps'"],
     ]);
   });
 });

@@ -9,7 +9,16 @@ import { ApprovalSchema,
   type PipelineJob,
 } from "@otto/gen/v1/pipeline_pb";
 import { parseDuration } from "@otto/contracts/duration";
-import { conditionProblem, formatPipelineProblems, pipelineProblems, type PipelineProblem } from "@otto/contracts/pipeline-rules";
+import {
+  expandedJobCountProblem,
+  expandJobs,
+  expandMatrix,
+  matrixEnvProblem,
+  matrixReferenceProblem,
+  type Matrix,
+  type MatrixExpansion,
+} from "@otto/contracts/job-matrix";
+import { conditionProblem, formatPipelineProblems, jobCountProblem, pipelineProblems, type PipelineProblem } from "@otto/contracts/pipeline-rules";
 import { parseQuantity } from "@otto/contracts/quantity";
 import { deriveStepName } from "@otto/contracts/step-name";
 
@@ -46,6 +55,16 @@ export interface JobSpec {
   timeout?: string;
   // Wait for a person's approval (RunService.ApproveJob) once the needs are done.
   approval?: boolean | { message?: string; timeout?: string };
+  // One job per combination of these values, as a pipeline file's `matrix:`.
+  matrix?: MatrixSpec;
+}
+
+// Keys (in the order written) with their values, and `include` and
+// `exclude` entries: { node: ["20", "22"], os: ["linux"], exclude: [{ node: "20" }] }.
+export interface MatrixSpec {
+  [key: string]: readonly string[] | readonly Record<string, string>[] | undefined;
+  include?: readonly Record<string, string>[];
+  exclude?: readonly Record<string, string>[];
 }
 
 // A pipeline that breaks the pipeline rules: `problems` has each message, as
@@ -65,9 +84,12 @@ export class InvalidPipelineError extends Error {
 //   pipeline("hello").job("build", { runsOn: ["linux"], steps: ["make"] }).build()
 export class PipelineBuilder {
   readonly #name: string;
+  // As written; build() expands their matrices.
   readonly #jobs: PipelineJob[] = [];
   #concurrency: Pipeline["concurrency"];
-  // Durations and quantities that do not parse, reported by build() with the rest.
+  // The combinations of each job's matrix, by the job's index.
+  readonly #expansions: (MatrixExpansion | undefined)[] = [];
+  // Durations and quantities that do not parse and matrix problems, reported by build() with the rest.
   readonly #problems: PipelineProblem[] = [];
 
   constructor(name: string) {
@@ -83,7 +105,9 @@ export class PipelineBuilder {
 
   job(name: string, spec: JobSpec): this {
     const at = ["jobs", this.#jobs.length];
-    const report = (path: (string | number)[], message: string) => this.#problems.push({ path: [...at, ...path], message });
+    const report = (path: (string | number)[], message: string | undefined) => {
+      if (message !== undefined) this.#problems.push({ path: [...at, ...path], message });
+    };
     this.#jobs.push(
       create(PipelineJobSchema, {
         name,
@@ -104,19 +128,64 @@ export class PipelineBuilder {
         resources: spec.resources && { cpu: spec.resources.cpu ?? 0, memoryBytes: memoryBytes(spec.resources.memory, (message) => report(["resources", "memory"], message)) },
       }),
     );
+    this.#expansions.push(this.#matrix(name, spec, this.#jobs.at(-1)!, report));
     return this;
   }
 
+  // The job's matrix expanded, and ${{ matrix.KEY }} in its strings checked as the parser checks them.
+  #matrix(name: string, spec: JobSpec, job: PipelineJob, report: (path: (string | number)[], message: string | undefined) => void): MatrixExpansion | undefined {
+    let expansion: MatrixExpansion | undefined;
+    if (spec.matrix) {
+      const expanded = expandMatrix(matrixOf(spec.matrix), name);
+      for (const problem of expanded.problems) report(["matrix", ...problem.path], problem.message);
+      expansion = expanded.expansion;
+    }
+    // (A matrix with problems of its own: what its references would mean is unknown.)
+    if (!spec.matrix || expansion) {
+      const references = (path: (string | number)[], text: string) => report(path, matrixReferenceProblem(text, name, expansion));
+      job.runsOn.forEach((label, i) => references(["runsOn", i], label));
+      for (const [variable, value] of Object.entries(job.env)) {
+        report(["env", variable], matrixEnvProblem(variable, name, expansion));
+        references(["env", variable], value);
+      }
+      spec.steps.forEach((step, i) => {
+        if (typeof step === "string") return;
+        if (step.name !== undefined) references(["steps", i, "name"], step.name);
+        for (const [variable, value] of Object.entries(step.env ?? {})) references(["steps", i, "env", variable], value);
+      });
+    }
+    return expansion;
+  }
+
   build(): Pipeline {
-    const built = create(PipelineSchema, { name: this.#name, jobs: [...this.#jobs], concurrency: this.#concurrency });
-    const problems = [...this.#problems, ...pipelineProblems(built)];
+    // The rules first hold the jobs as written, so that problems have the paths of the builder's calls.
+    const written = create(PipelineSchema, { name: this.#name, jobs: [...this.#jobs], concurrency: this.#concurrency });
+    const problems = [...this.#problems, ...pipelineProblems(written)];
+    const jobs = this.#jobs.map((job, j) => ({ name: job.name, job, expansion: this.#expansions[j] }));
+    const tooMany = jobCountProblem(jobs.length) ? undefined : expandedJobCountProblem(jobs);
+    if (tooMany) problems.push({ path: ["jobs"], message: tooMany });
     if (problems.length > 0) throw new InvalidPipelineError(problems);
+    const built = create(PipelineSchema, { name: this.#name, jobs: expandJobs(jobs), concurrency: this.#concurrency });
+    const expandedProblems = pipelineProblems(built);
+    if (expandedProblems.length > 0) throw new InvalidPipelineError(expandedProblems);
     return built;
   }
 }
 
 export function pipeline(name: string): PipelineBuilder {
   return new PipelineBuilder(name);
+}
+
+function matrixOf(spec: MatrixSpec): Matrix {
+  const entries = (list: readonly Record<string, string>[] | undefined) =>
+    (list ?? []).map((entry) => Object.entries(entry).map(([key, value]) => ({ key, value: String(value) })));
+  return {
+    axes: Object.entries(spec)
+      .filter(([key]) => key !== "include" && key !== "exclude")
+      .map(([key, values]) => ({ key, values: (values ?? []).map(String) })),
+    include: entries(spec.include),
+    exclude: entries(spec.exclude),
+  };
 }
 
 function buildStep(spec: StepSpec, report: (message: string) => void) {

@@ -12,6 +12,16 @@ import { concurrencyGroupProblem } from "@otto/contracts/concurrency-group";
 import { parseDuration } from "@otto/contracts/duration";
 import { parseCondition } from "@otto/contracts/job-condition";
 import {
+  expandedJobCountProblem,
+  expandJobs,
+  expandMatrix,
+  matrixEnvProblem,
+  matrixReferenceProblem,
+  type Matrix,
+  type MatrixExpansion,
+  type MatrixPair,
+} from "@otto/contracts/job-matrix";
+import {
   approvalMessageProblem,
   envNameProblem,
   jobCountProblem,
@@ -134,7 +144,7 @@ const CONCURRENCY_KEYS = ["group", "limit", "cancel-in-progress"];
 const MAX_ALIASES = 100;
 const MAX_FLOW_DEPTH = 32;
 const MAX_INDENT = 160;
-const JOB_KEYS = ["runs-on", "env", "needs", "if", "retry", "locks", "resources", "secrets", "artifacts", "checkout", "timeout", "approval", "steps"];
+const JOB_KEYS = ["runs-on", "env", "needs", "if", "retry", "locks", "resources", "secrets", "artifacts", "checkout", "timeout", "approval", "matrix", "steps"];
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
 const APPROVAL_KEYS = ["message", "timeout"];
@@ -154,7 +164,11 @@ interface JobInfo {
   key: ParsedNode;
   needs: Located[];
   job: PipelineJob;
+  // The combinations of the job's matrix, once it has one without problems.
+  expansion?: MatrixExpansion;
 }
+/** Reports a `${{ matrix.KEY }}` in a string of the job that it cannot replace. */
+type ReferenceCheck = (text: string, node: ParsedNode | null) => void;
 
 /** Walks the document, building the IR and collecting problems as it goes. */
 class Checker {
@@ -194,12 +208,12 @@ class Checker {
     }
     // Every job, a job defined twice too: the rules report that, at the second.
     const infos = this.#entries(jobs.value, null, "in 'jobs'", true).map(([name, entry]) => this.#job(name, entry));
-    this.#report(jobs.value, jobCountProblem(infos.length));
+    this.#report(jobs.value, jobCountProblem(infos.length) ?? expandedJobCountProblem(infos.map((info) => ({ name: info.job.name, expansion: info.expansion }))));
     for (const problem of jobNameProblems(infos.map((info) => info.job))) this.#report(infos[problem.path[1] as number].key, problem.message);
     for (const problem of needsProblems(infos.map((info) => info.job))) {
       this.#report(infos[problem.path[1] as number].needs[problem.path[3] as number].node, problem.message);
     }
-    pipeline.jobs = infos.map((info) => info.job);
+    pipeline.jobs = this.problems.length === 0 ? expandJobs(infos) : infos.map((info) => info.job);
     return pipeline;
   }
 
@@ -213,8 +227,14 @@ class Checker {
       return info;
     }
     const fields = this.#entries(entry.value, JOB_KEYS, `in ${where}`);
-    job.runsOn = this.#strings(fields.get("runs-on"), "'runs-on'").map((label) => label.text);
-    job.env = this.#env(fields.get("env"));
+    const matrix = fields.get("matrix");
+    info.expansion = matrix && this.#matrix(matrix, name);
+    // A matrix with problems of its own: what its references would mean is unknown.
+    const references: ReferenceCheck = matrix && !info.expansion ? () => {} : (text, node) => this.#report(node, matrixReferenceProblem(text, name, info.expansion));
+    const runsOn = this.#strings(fields.get("runs-on"), "'runs-on'");
+    for (const label of runsOn) references(label.text, label.node);
+    job.runsOn = runsOn.map((label) => label.text);
+    job.env = this.#env(fields.get("env"), references, (variable, key) => this.#report(key, matrixEnvProblem(variable, name, info.expansion)));
     info.needs = this.#strings(fields.get("needs"), "'needs'");
     job.needs = info.needs.map((need) => need.text);
     job.condition = this.#condition(fields.get("if"));
@@ -235,11 +255,66 @@ class Checker {
       return info;
     }
     this.#report(steps.value, stepCountProblem(steps.value.items.length, where));
-    job.steps = steps.value.items.map((item, i) => this.#step({ key: item, value: this.#resolve(item) }, stepWhere(i, where)));
+    job.steps = steps.value.items.map((item, i) => this.#step({ key: item, value: this.#resolve(item) }, stepWhere(i, where), references));
     return info;
   }
 
-  #step(entry: Entry, where: string): PipelineStep {
+  /** A job's matrix: its combinations, or undefined after reporting its problems. */
+  #matrix(entry: Entry, job: string): MatrixExpansion | undefined {
+    if (!isMap(entry.value)) {
+      this.#wrongType(entry, "a mapping of keys to lists of values (and 'include' and 'exclude')", "for 'matrix'");
+      return undefined;
+    }
+    const before = this.problems.length;
+    // Where each part of the matrix is, by its path (job-matrix.ts's MatrixProblem).
+    const nodes = new Map<string, ParsedNode | null>([["[]", entry.key]]);
+    const at = (path: (string | number)[], node: ParsedNode | null) => nodes.set(JSON.stringify(path), node);
+    const matrix: Matrix = { axes: [], include: [], exclude: [] };
+    const value = (item: Entry, where: string): string => {
+      const text = scalarText(item.value);
+      if (text === undefined) this.#wrongType(item, "a value (letters, digits, '.', '_' and '-')", where);
+      return text ?? "";
+    };
+    for (const [key, field] of this.#entries(entry.value, null, `in 'matrix' of ${jobWhere(job)}`)) {
+      at([key], field.key);
+      if (key === "include" || key === "exclude") {
+        if (!isSeq(field.value)) {
+          this.#wrongType(field, "a list of mappings of matrix keys to values", `for '${key}'`);
+          continue;
+        }
+        field.value.items.forEach((item, n) => {
+          const node = this.#resolve(item);
+          at([key, n], node);
+          if (!isMap(node)) {
+            this.#wrongType({ key: item, value: node }, "a mapping of matrix keys to values", `in '${key}'`);
+            return;
+          }
+          const pairs: MatrixPair[] = [];
+          for (const [name, pair] of this.#entries(node, null, `in '${key}'`)) {
+            at([key, n, name], pair.key);
+            at([key, n, name, "value"], pair.value);
+            pairs.push({ key: name, value: value(pair, `for '${name}' in '${key}'`) });
+          }
+          matrix[key].push(pairs);
+        });
+      } else if (isSeq(field.value)) {
+        const values = field.value.items.map((item, i) => {
+          const node = this.#resolve(item);
+          at([key, i], node);
+          return value({ key: item, value: node }, `in the values of '${key}'`);
+        });
+        matrix.axes.push({ key, values });
+      } else {
+        this.#wrongType(field, "a list of values", `for matrix key '${key}'`);
+      }
+    }
+    if (this.problems.length > before) return undefined;
+    const { expansion, problems } = expandMatrix(matrix, job);
+    for (const problem of problems) this.#report(nodes.get(JSON.stringify(problem.path)) ?? entry.key, problem.message);
+    return expansion;
+  }
+
+  #step(entry: Entry, where: string, references: ReferenceCheck): PipelineStep {
     const step = create(PipelineStepSchema);
     if (!isMap(entry.value)) {
       const hint = isScalar(entry.value) && typeof entry.value.value === "string" ? `; write '- run: ${entry.value.value}'` : "";
@@ -253,8 +328,9 @@ class Checker {
     const name = fields.get("name");
     step.name = name ? this.#string(name, "for 'name'") : deriveStepName(step.run);
     if (name) this.#report(name.value, stepNameProblem(step.name, where));
+    if (name) references(step.name, name.value);
     step.timeout = this.#duration(fields.get("timeout"));
-    step.env = this.#env(fields.get("env"));
+    step.env = this.#env(fields.get("env"), references);
     return step;
   }
 
@@ -284,7 +360,7 @@ class Checker {
     return [];
   }
 
-  #env(entry: Entry | undefined): { [name: string]: string } {
+  #env(entry: Entry | undefined, references: ReferenceCheck, nameCheck?: (name: string, key: ParsedNode) => void): { [name: string]: string } {
     if (entry === undefined) return {};
     if (!isMap(entry.value)) {
       this.#wrongType(entry, "a mapping of variable names to values", "for 'env'");
@@ -293,9 +369,12 @@ class Checker {
     const env: [string, string][] = [];
     for (const [name, variable] of this.#entries(entry.value, null, "in 'env'")) {
       this.#report(variable.key, envNameProblem(name));
+      nameCheck?.(name, variable.key);
       const text = scalarText(variable.value);
-      if (text !== undefined) env.push([name, text]);
-      else this.#wrongType(variable, "a string", `for environment variable '${name}'`, isEmpty(variable.value) ? `; write ${name}: "" for an empty value` : "");
+      if (text !== undefined) {
+        references(text, variable.value);
+        env.push([name, text]);
+      } else this.#wrongType(variable, "a string", `for environment variable '${name}'`, isEmpty(variable.value) ? `; write ${name}: "" for an empty value` : "");
     }
     return Object.fromEntries(env);
   }
