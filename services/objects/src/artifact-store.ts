@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Pool } from "@otto/kit/db";
 import type { ObjectStore } from "./object-store.ts";
 import { attemptEnded, attemptIsLive, requireLiveAttempt } from "@otto/kit/live-attempts";
+import { jobKey } from "@otto/kit/job-key";
 
 export interface ArtifactRef {
   runId: string;
@@ -24,13 +25,13 @@ export const maxArtifactsPerAttempt = 100;
 export const urlLifetimeSeconds = 15 * 60;
 export const uploadUrlLifetimeSeconds = 2 * 60;
 
-// An artifact's object key: its attempt's prefix (a UUID, a job name of at
-// most 64 characters, a number) and the SHA-256 of its name. A name may have
+// An artifact's object key: its attempt's prefix (a UUID, the job's name as
+// a key segment, a number) and the SHA-256 of its name. A name may have
 // 255 characters, more than a store that keeps each key as files (s3rver, a
 // MinIO on a file system) can fit in one file name with its own suffixes;
 // any store holds 64 hex digits. The name is kept in objects.artifacts, with
 // the key (artifacts stored before keys were hashed keep theirs).
-const keyOf = (a: ArtifactRef) => `artifacts/${a.runId}/${a.job}/attempt-${a.attempt}/${createHash("sha256").update(a.name).digest("hex")}`;
+const keyOf = (a: ArtifactRef) => `artifacts/${a.runId}/${jobKey(a.job)}/attempt-${a.attempt}/${createHash("sha256").update(a.name).digest("hex")}`;
 
 // Artifacts: bytes in object storage under their attempt's prefix, moved by
 // presigned URLs; a row per artifact once its upload is complete.

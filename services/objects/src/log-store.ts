@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { inTransaction, type Pool, type PoolClient } from "@otto/kit/db";
 import { traceParentOf } from "@otto/kit/telemetry";
 import { attemptIsLive, requireLiveAttempt } from "@otto/kit/live-attempts";
+import { jobKey } from "@otto/kit/job-key";
 import type { StoredChunk } from "./log-chunk.ts";
 
 export const logChannel = "otto_log";
@@ -16,7 +17,7 @@ export interface LogRef {
 }
 
 export function logKey({ runId, job, attempt }: LogRef): string {
-  return `logs/${runId}/${job}/attempt-${attempt}.log.zst`;
+  return `logs/${runId}/${jobKey(job)}/attempt-${attempt}.log.zst`;
 }
 
 export function notice({ runId, job, attempt }: LogRef): string {
