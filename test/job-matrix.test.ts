@@ -180,7 +180,7 @@ describe("expandMatrix: every problem, with its path from the matrix", () => {
 
   test("an include entry that adds a combination without every key; empty entries; exclude removing everything", () => {
     assert.deepEqual(problemsOf(matrixOf({ node: ["20"], os: ["linux"] }, { include: [{ node: "24" }] })), [
-      [["include", 0], "entry 1 of 'include' of job 'test' extends no combination, so it is one of its own, and lacks 'os'"],
+      [["include", 0], "entry 1 of 'include' of job 'test' matches no combination, so it adds one; give it a value for 'os' too"],
     ]);
     assert.deepEqual(problemsOf(matrixOf({ node: ["20"] }, { exclude: [{}], include: [{}] })), [
       [["exclude", 0], "an empty entry in 'exclude' of job 'test'; give it keys and values of the matrix"],

@@ -101,7 +101,7 @@ export function expandMatrix(matrix: Matrix, job: string): { expansion?: MatrixE
         problems.push({ path: ["include", n, key], message: `unknown matrix key '${key}' in 'include' of ${where(job)}${hint}` });
       }
     } else {
-      const message = `entry ${n + 1} of 'include' of ${where(job)} extends no combination, so it is one of its own, and lacks ${quoted(missing)}`;
+      const message = `entry ${n + 1} of 'include' of ${where(job)} matches no combination, so it adds one; give it a value for ${quoted(missing)} too`;
       problems.push({ path: ["include", n], message });
     }
   });

@@ -49,7 +49,7 @@ function cpuMax(): number {
 // A job's name is the name a pipeline gives it, ^[first][rest]{0,N}, then,
 // for an expansion of its matrix, an optional "[key=value,...]": the rules
 // of the name as written are the first part of job.name's pattern.
-function writtenJobName(expanded: string): { pattern: RegExp; chars: number } {
+function writtenNameRules(expanded: string): { pattern: RegExp; chars: number } {
   const parts = /^\^(\[[^\]]+\])(\[[^\]]+\])\{0,(\d+)\}\(/.exec(expanded);
   if (!parts) throw new Error(`pipeline.proto: the job name's pattern ${expanded} does not start with ^[...][...]{0,N}(`);
   return { pattern: new RegExp(`^${parts[1]}${parts[2]}*$`), chars: Number(parts[3]) + 1 };
@@ -57,7 +57,7 @@ function writtenJobName(expanded: string): { pattern: RegExp; chars: number } {
 
 const job = PipelineJobSchema.field;
 const pattern = (rules: StringRules) => new RegExp(rules.pattern);
-const written = writtenJobName(stringOf(job.name).pattern);
+const written = writtenNameRules(stringOf(job.name).pattern);
 
 export const pipelineLimits = {
   pipelineNameChars: Number(stringOf(PipelineSchema.field.name).maxLen),
@@ -66,7 +66,6 @@ export const pipelineLimits = {
   jobName: written.pattern,
   jobNameChars: written.chars,
   // A name in the IR: as written, or an expansion's ("test[node=20,os=linux]").
-  expandedJobName: pattern(stringOf(job.name)),
   expandedJobNameChars: Number(stringOf(job.name).maxLen),
   matrixKeys: Number(repeatedRules(job.matrix).maxItems),
   matrixKey: pattern(stringOf(MatrixValueSchema.field.key)),
