@@ -594,7 +594,7 @@ describe("parsePipeline: problems, each at its line and column", () => {
         [4, 5, "unknown key 'runs_on' in job 'build'; did you mean 'runs-on'?"],
         [7, 9, "unknown key 'tiemout' in step 1 of job 'build'; did you mean 'timeout'?"],
         [8, 9, "unknown key 'shell' in step 1 of job 'build'; expected one of 'name', 'run', 'timeout', 'env'"],
-        [9, 1, "unknown key 'version' at the top level; expected one of 'name', 'jobs'"],
+        [9, 1, "unknown key 'version' at the top level; expected one of 'name', 'concurrency', 'jobs'"],
       ],
     );
   });
