@@ -3,7 +3,7 @@
 // lock another job holds, a free slot.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { submit, waitForRun, RunState } from "@otto/sdk";
 import { runCli } from "./helpers/cli.ts";
@@ -71,5 +71,26 @@ jobs:
     await otto.client.runs.cancelRun({ runId: waiting.id });
     const final = await waitForRun(otto.client, waiting.id);
     assert.equal(final.jobs.find((j) => j.name === "deploy")?.waitingFor, undefined, "a job that ran waits for nothing");
+  });
+
+  it("WatchRun sends why jobs wait first, and again when it changes, also for a change in another run", async () => {
+    await rm(join(gate, "open"), { force: true });
+    const holder = await submit(otto.client, `name: holder\njobs:\n  hold:\n    locks: [stage]\n    steps: [{run: '${blocked()}'}]\n`);
+    await waitFor("the holder to run", async () => (await otto.client.runs.getRun({ runId: holder.id })).run!.state === RunState.RUNNING);
+    const waiting = await submit(otto.client, `name: waiting\njobs:\n  deploy:\n    locks: [stage]\n    steps: [{run: 'true'}]\n  after:\n    needs: [deploy]\n    steps: [{run: 'while [ ! -f ${gate}/after ]; do sleep 0.05; done'}]\n`);
+    const seen: string[][] = [];
+    for await (const { event, waits } of otto.client.runs.watchRun({ runId: waiting.id }, { timeoutMs: 0 })) {
+      if (!waits) continue;
+      const shown = waits.jobs.map((w) => `${w.job} ${w.waitingFor!.reason}: ${w.waitingFor!.text}`);
+      seen.push(shown);
+      // The holder's lock is released by the holder's run, not this one.
+      if (seen.length === 1) await writeFile(join(gate, "open"), "");
+      if (shown.length === 0) break;
+      assert.equal(event, undefined);
+    }
+    assert.deepEqual(seen[0], [`deploy lock: lock stage is held by run ${holder.id}, job hold`, "after needs: waiting for deploy to finish"]);
+    assert.deepEqual(seen.at(-1), [], "once everything has started, nothing waits");
+    await writeFile(join(gate, "after"), "");
+    assert.equal((await waitForRun(otto.client, waiting.id)).state, RunState.SUCCEEDED);
   });
 });

@@ -2,18 +2,26 @@ import { RunState, type Run } from "@otto/gen/v1/run_pb";
 import { runStateName } from "@otto/contracts/run-state";
 import type { OttoClient } from "./client.ts";
 import { followLogs } from "./logs.ts";
-import { waitForRun, watchRun } from "./runs.ts";
+import { waitForRun } from "./runs.ts";
 
 export interface FollowRunOutput {
   log(job: string, line: string): void;
   event(text: string): void;
 }
 
-// Prints every job's log live as the run goes, and returns the final run.
-// Logs of jobs that run in parallel interleave, each line tagged by its job.
+// Prints every job's log live as the run goes, and why a job waits when
+// that changes, and returns the final run. Logs of jobs that run in parallel
+// interleave, each line tagged by its job.
 export async function followRun(client: OttoClient, runId: string, out: FollowRunOutput): Promise<Run> {
   const following = new Map<string, Promise<void>>();
-  for await (const event of watchRun(client, runId)) {
+  const waitsShown = new Map<string, string>();
+  for await (const { event, waits } of client.runs.watchRun({ runId }, { timeoutMs: 0 })) {
+    for (const { job, waitingFor } of waits?.jobs ?? []) {
+      if (!waitingFor || waitsShown.get(job) === waitingFor.text) continue;
+      waitsShown.set(job, waitingFor.text);
+      out.event(`job ${job} waits: ${waitingFor.text}`);
+    }
+    if (!event) continue;
     const what = event.job === "" ? "run" : event.step === "" ? `job ${event.job}` : `step ${event.job}/${event.step}`;
     if (event.step === "") {
       out.event(`${what}: ${runStateName(event.state)}${event.message ? ` (${event.message})` : ""}`);

@@ -19,6 +19,7 @@ import { groupsChannel } from "./engine/concurrency-group.ts";
 import { ShardManager, shardsChannel } from "./shards.ts";
 import { runServiceImpl } from "./run-routes.ts";
 import { startTaskSweeper } from "./task-sweeper.ts";
+import { startUnmatchedJobSweeper } from "./unmatched-jobs.ts";
 import { authChannel, TokenStore } from "@otto/kit/token-store";
 import { createTaskTokenSigner } from "@otto/kit/task-token";
 import { loadSecretKey } from "@otto/kit/secret-box";
@@ -66,6 +67,8 @@ const config = loadConfig("coordinator", (env) => ({
   gitCacheDir: readString(env, "OTTO_GIT_CACHE_DIR", join(tmpdir(), `otto-git-cache-${process.getuid?.() ?? "user"}`)),
   cronCheckSeconds: readInt(env, "OTTO_CRON_CHECK_SECONDS", 30, 1),
   maxJobSeconds: readDurationSeconds(env, "OTTO_MAX_JOB_DURATION", 6 * 3600),
+  // A job no live agent could take (none has its labels) fails after this.
+  unmatchedJobSeconds: readDurationSeconds(env, "OTTO_UNMATCHED_JOB_TIMEOUT", 3600),
   // The first wait before a forge that refused a commit status is asked again (doubling after).
   statusRetryDelaySeconds: readInt(env, "OTTO_STATUS_RETRY_DELAY_SECONDS", 5, 1),
   // The gateway's public URL, for the links statuses carry (else the gateway's registered URL).
@@ -163,6 +166,14 @@ const { registry } = await serveAndRegister({
   },
 });
 registerCoordinatorMetrics({ pool, boss, shards, registry });
+const unmatched = startUnmatchedJobSweeper({
+  pool,
+  log,
+  shards,
+  memberId,
+  liveAgents: () => registry.resolve("agent"),
+  timeoutMs: config.unmatchedJobSeconds * 1000,
+});
 const preparing = startPrepareWorker({ pool, boss, notifier, log, peers: registry, secrets, gitCacheDir: config.gitCacheDir });
 const scheduled = startScheduleWorker({ pool, boss, notifier, log, maxActiveRuns: config.maxActiveRuns, branchTip: branchTipOf });
 const statuses = startCommitStatusDelivery({
@@ -178,6 +189,7 @@ const retentionSchedule = await startRetentionSchedule({ boss, enabled: !retenti
 // while this process drains its calls.
 onShutdown("stop workers and release shards", async () => {
   sweeper.stop();
+  unmatched.stop();
   stopSweeps.abort();
   await retentionSchedule.stop();
   await preparing.stop();

@@ -1,6 +1,8 @@
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
-import { RunService } from "@otto/gen/v1/run_service_pb";
+import { create, toJsonString } from "@bufbuild/protobuf";
+import type { Run } from "@otto/gen/v1/run_pb";
+import { JobWaitsSchema, RunService, type JobWaits } from "@otto/gen/v1/run_service_pb";
 import { draining } from "@otto/kit/shutdown";
 import { inTransaction, type Pool } from "@otto/kit/db";
 import type { Notifier } from "@otto/kit/notifier";
@@ -86,9 +88,15 @@ export function runServiceImpl(
     },
     watchRun(req, ctx) {
       requireRunId(req.runId);
-      return watchers.stream(() => watchJournal(pool, notifier, req.runId, req.afterSeq, ctx.signal));
+      return watchers.stream(() => watchJournal(pool, notifier, req.runId, req.afterSeq, ctx.signal, liveAgents));
     },
   };
+}
+
+// Why each job of the run that has not started waits.
+async function waitsOf(pool: Pool, run: Run, liveAgents: () => Promise<Instance[]>): Promise<JobWaits> {
+  await explainWaits(pool, [run], liveAgents);
+  return create(JobWaitsSchema, { jobs: run.jobs.filter((job) => job.waitingFor).map((job) => ({ job: job.name, waitingFor: job.waitingFor })) });
 }
 
 // Who decided: the gateway, the only caller of these methods, names the
@@ -97,25 +105,31 @@ function decisionOf(ctx: HandlerContext, comment: string): Decision {
   return { by: ctx.requestHeader.get(decidedByHeader) || "an unauthenticated caller (Otto runs without TLS)", comment };
 }
 
-// The run's journal after `afterSeq`, live, until the event that makes the run final.
-async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, callerSignal: AbortSignal) {
+// The run's journal after `afterSeq`, live, until the event that makes the
+// run final; and why its jobs wait, whenever that changes.
+async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, callerSignal: AbortSignal, liveAgents: () => Promise<Instance[]>) {
   const signal = AbortSignal.any([callerSignal, draining]);
   await startWatching(pool, runId);
   try {
-    yield* followJournal(pool, notifier, runId, afterSeq, signal);
+    yield* followJournal(pool, notifier, runId, afterSeq, signal, liveAgents);
   } finally {
     await stopWatching(pool, runId).catch(() => {});
   }
   if (draining.aborted && !callerSignal.aborted) throw stoppingError();
 }
 
-async function* followJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, signal: AbortSignal) {
+// How often why jobs wait is looked at again without news of the run: what
+// it waits for may change elsewhere (agents, other runs' locks and slots).
+const waitsRefreshMs = 2_000;
+
+async function* followJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, signal: AbortSignal, liveAgents: () => Promise<Instance[]>) {
   let after = afterSeq;
   let runExists = false;
+  let waitsSent = "";
   while (!signal.aborted) {
     // Take the wake-up before reading, so an append between the read and the
     // wait is not missed.
-    const woken = notifier.wait(journalChannel, (id) => id === runId, 5_000, signal);
+    const woken = notifier.wait(journalChannel, (id) => id === runId, waitsRefreshMs, signal);
     const { rows } = await pool.query(
       "SELECT * FROM coordinator.journal WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT 500",
       [runId, after],
@@ -129,10 +143,20 @@ async function* followJournal(pool: Pool, notifier: Notifier, runId: string, aft
       runExists = true;
       continue;
     }
-    if (!runExists) {
-      const run = await loadRun(pool, runId);
-      runExists = true;
-      if (isFinal(run.state)) return;
+    const run = await loadRun(pool, runId);
+    runExists = true;
+    if (isFinal(run.state)) {
+      // Its final event was journaled with its state: read on to it, unless
+      // it is behind us already.
+      const { rows: more } = await pool.query("SELECT 1 FROM coordinator.journal WHERE run_id = $1 AND seq > $2 LIMIT 1", [runId, after]);
+      if (more.length === 0) return;
+      continue;
+    }
+    const waits = await waitsOf(pool, run, liveAgents);
+    const key = toJsonString(JobWaitsSchema, waits);
+    if (key !== waitsSent) {
+      waitsSent = key;
+      yield { waits };
     }
     await woken;
   }

@@ -1,16 +1,16 @@
-import type { RunEvent } from "@otto/gen/v1/run_pb";
-import { RunService } from "@otto/gen/v1/run_service_pb";
+import { RunService, type WatchRunResponse } from "@otto/gen/v1/run_service_pb";
 import { isBrokenConnection, isUnreachable, type RegistryClient } from "@otto/kit/registry-client";
 
 // A run's journal after `afterSeq` from any coordinator, until the run is
-// final. If the coordinator goes away mid-stream, the stream resumes on a
-// peer from the last event seen, so no event is lost or repeated.
+// final, with why its jobs wait whenever that changes. If the coordinator
+// goes away mid-stream, the stream resumes on a peer from the last event
+// seen, so no event is lost or repeated (the peer sends the waits afresh).
 export async function* followJournal(
   registry: RegistryClient,
   runId: string,
   afterSeq: bigint,
   signal: AbortSignal,
-): AsyncGenerator<RunEvent> {
+): AsyncGenerator<WatchRunResponse> {
   let after = afterSeq;
   for (let failures = 0; ; ) {
     try {
@@ -22,10 +22,9 @@ export async function* followJournal(
       });
       try {
         for (let next = stream.first; !next.done; next = await stream.iterator.next()) {
-          const event = next.value.event!;
-          after = event.seq;
+          if (next.value.event) after = next.value.event.seq;
           failures = 0;
-          yield event;
+          yield next.value;
         }
       } finally {
         // A follower that stops early closes the coordinator's stream too.

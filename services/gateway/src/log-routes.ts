@@ -26,8 +26,8 @@ export function logServiceImpl(registry: RegistryClient): ServiceImpl<typeof Log
   };
   // Resolves once `done` holds for the job, checked at each of its journal events.
   const jobReaches = async (runId: string, name: string, done: (job: RunJob) => boolean, signal: AbortSignal) => {
-    for await (const event of followJournal(registry, runId, 0n, signal)) {
-      if (event.step !== "" || (event.job !== name && event.job !== "")) continue;
+    for await (const { event } of followJournal(registry, runId, 0n, signal)) {
+      if (!event || event.step !== "" || (event.job !== name && event.job !== "")) continue;
       if (done(await jobOf(runId, name))) return;
     }
   };

@@ -46,7 +46,7 @@ export function runServiceImpl(registry: RegistryClient, parses = new ParseCache
     // Passed on once: a second try could make a second run.
     rerunRun: (req, ctx) => registry.call("coordinator", RunService, (c) => c.rerunRun(req, { signal: ctx.signal })),
     async *watchRun(req, ctx) {
-      for await (const event of followJournal(registry, req.runId, req.afterSeq, ctx.signal)) yield { event };
+      yield* followJournal(registry, req.runId, req.afterSeq, ctx.signal);
     },
   };
 }

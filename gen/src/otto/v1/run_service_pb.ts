@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Pipeline } from "./pipeline_pb.ts";
 import { file_otto_v1_pipeline } from "./pipeline_pb.ts";
-import type { Run, RunEvent } from "./run_pb.ts";
+import type { Run, RunEvent, WaitingFor } from "./run_pb.ts";
 import { file_otto_v1_run } from "./run_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/run_service.proto.
  */
 export const file_otto_v1_run_service: GenFile = /*@__PURE__*/
-  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJHCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAAiNAoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQiQAoPUmVydW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESEwoLZmFpbGVkX29ubHkYAiABKAgiLQoQUmVydW5SdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJhChFBcHByb3ZlSm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIvChJBcHByb3ZlSm9iUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iYAoQUmVqZWN0Sm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIuChFSZWplY3RKb2JSZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1bjKuBAoKUnVuU2VydmljZRJCCglTdWJtaXRSdW4SGS5vdHRvLnYxLlN1Ym1pdFJ1blJlcXVlc3QaGi5vdHRvLnYxLlN1Ym1pdFJ1blJlc3BvbnNlEj4KBkdldFJ1bhIWLm90dG8udjEuR2V0UnVuUmVxdWVzdBoXLm90dG8udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLm90dG8udjEuTGlzdFJ1bnNSZXF1ZXN0Ghkub3R0by52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESQgoJQ2FuY2VsUnVuEhkub3R0by52MS5DYW5jZWxSdW5SZXF1ZXN0Ghoub3R0by52MS5DYW5jZWxSdW5SZXNwb25zZRI/CghSZXJ1blJ1bhIYLm90dG8udjEuUmVydW5SdW5SZXF1ZXN0Ghkub3R0by52MS5SZXJ1blJ1blJlc3BvbnNlEkUKCkFwcHJvdmVKb2ISGi5vdHRvLnYxLkFwcHJvdmVKb2JSZXF1ZXN0Ghsub3R0by52MS5BcHByb3ZlSm9iUmVzcG9uc2USQgoJUmVqZWN0Sm9iEhkub3R0by52MS5SZWplY3RKb2JSZXF1ZXN0Ghoub3R0by52MS5SZWplY3RKb2JSZXNwb25zZRJGCghXYXRjaFJ1bhIYLm90dG8udjEuV2F0Y2hSdW5SZXF1ZXN0Ghkub3R0by52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
+  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJHCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAAiVgoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQSIAoFd2FpdHMYAiABKAsyES5vdHRvLnYxLkpvYldhaXRzIioKCEpvYldhaXRzEh4KBGpvYnMYASADKAsyEC5vdHRvLnYxLkpvYldhaXQiQAoHSm9iV2FpdBILCgNqb2IYASABKAkSKAoLd2FpdGluZ19mb3IYAiABKAsyEy5vdHRvLnYxLldhaXRpbmdGb3IiQAoPUmVydW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESEwoLZmFpbGVkX29ubHkYAiABKAgiLQoQUmVydW5SdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJhChFBcHByb3ZlSm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIvChJBcHByb3ZlSm9iUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iYAoQUmVqZWN0Sm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIuChFSZWplY3RKb2JSZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1bjKuBAoKUnVuU2VydmljZRJCCglTdWJtaXRSdW4SGS5vdHRvLnYxLlN1Ym1pdFJ1blJlcXVlc3QaGi5vdHRvLnYxLlN1Ym1pdFJ1blJlc3BvbnNlEj4KBkdldFJ1bhIWLm90dG8udjEuR2V0UnVuUmVxdWVzdBoXLm90dG8udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLm90dG8udjEuTGlzdFJ1bnNSZXF1ZXN0Ghkub3R0by52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESQgoJQ2FuY2VsUnVuEhkub3R0by52MS5DYW5jZWxSdW5SZXF1ZXN0Ghoub3R0by52MS5DYW5jZWxSdW5SZXNwb25zZRI/CghSZXJ1blJ1bhIYLm90dG8udjEuUmVydW5SdW5SZXF1ZXN0Ghkub3R0by52MS5SZXJ1blJ1blJlc3BvbnNlEkUKCkFwcHJvdmVKb2ISGi5vdHRvLnYxLkFwcHJvdmVKb2JSZXF1ZXN0Ghsub3R0by52MS5BcHByb3ZlSm9iUmVzcG9uc2USQgoJUmVqZWN0Sm9iEhkub3R0by52MS5SZWplY3RKb2JSZXF1ZXN0Ghoub3R0by52MS5SZWplY3RKb2JSZXNwb25zZRJGCghXYXRjaFJ1bhIYLm90dG8udjEuV2F0Y2hSdW5SZXF1ZXN0Ghkub3R0by52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
 
 /**
  * @generated from message otto.v1.SubmitRunRequest
@@ -237,9 +237,21 @@ export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
  */
 export type WatchRunResponse = Message<"otto.v1.WatchRunResponse"> & {
   /**
+   * A change of the run's journal; unset in a message that carries `waits`.
+   *
    * @generated from field: otto.v1.RunEvent event = 1;
    */
   event?: RunEvent | undefined;
+
+  /**
+   * Why each job that has not started waits, as a whole: sent first, and
+   * again whenever a reason changes (also for changes that are not the
+   * run's own, such as an agent joining or another run releasing a lock).
+   * Empty `jobs`: nothing waits any more.
+   *
+   * @generated from field: otto.v1.JobWaits waits = 2;
+   */
+  waits?: JobWaits | undefined;
 };
 
 /**
@@ -248,6 +260,45 @@ export type WatchRunResponse = Message<"otto.v1.WatchRunResponse"> & {
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
   messageDesc(file_otto_v1_run_service, 9);
+
+/**
+ * @generated from message otto.v1.JobWaits
+ */
+export type JobWaits = Message<"otto.v1.JobWaits"> & {
+  /**
+   * @generated from field: repeated otto.v1.JobWait jobs = 1;
+   */
+  jobs: JobWait[];
+};
+
+/**
+ * Describes the message otto.v1.JobWaits.
+ * Use `create(JobWaitsSchema)` to create a new message.
+ */
+export const JobWaitsSchema: GenMessage<JobWaits> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 10);
+
+/**
+ * @generated from message otto.v1.JobWait
+ */
+export type JobWait = Message<"otto.v1.JobWait"> & {
+  /**
+   * @generated from field: string job = 1;
+   */
+  job: string;
+
+  /**
+   * @generated from field: otto.v1.WaitingFor waiting_for = 2;
+   */
+  waitingFor?: WaitingFor | undefined;
+};
+
+/**
+ * Describes the message otto.v1.JobWait.
+ * Use `create(JobWaitSchema)` to create a new message.
+ */
+export const JobWaitSchema: GenMessage<JobWait> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 11);
 
 /**
  * @generated from message otto.v1.RerunRunRequest
@@ -269,7 +320,7 @@ export type RerunRunRequest = Message<"otto.v1.RerunRunRequest"> & {
  * Use `create(RerunRunRequestSchema)` to create a new message.
  */
 export const RerunRunRequestSchema: GenMessage<RerunRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 10);
+  messageDesc(file_otto_v1_run_service, 12);
 
 /**
  * @generated from message otto.v1.RerunRunResponse
@@ -286,7 +337,7 @@ export type RerunRunResponse = Message<"otto.v1.RerunRunResponse"> & {
  * Use `create(RerunRunResponseSchema)` to create a new message.
  */
 export const RerunRunResponseSchema: GenMessage<RerunRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 11);
+  messageDesc(file_otto_v1_run_service, 13);
 
 /**
  * @generated from message otto.v1.ApproveJobRequest
@@ -313,7 +364,7 @@ export type ApproveJobRequest = Message<"otto.v1.ApproveJobRequest"> & {
  * Use `create(ApproveJobRequestSchema)` to create a new message.
  */
 export const ApproveJobRequestSchema: GenMessage<ApproveJobRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 12);
+  messageDesc(file_otto_v1_run_service, 14);
 
 /**
  * @generated from message otto.v1.ApproveJobResponse
@@ -330,7 +381,7 @@ export type ApproveJobResponse = Message<"otto.v1.ApproveJobResponse"> & {
  * Use `create(ApproveJobResponseSchema)` to create a new message.
  */
 export const ApproveJobResponseSchema: GenMessage<ApproveJobResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 13);
+  messageDesc(file_otto_v1_run_service, 15);
 
 /**
  * @generated from message otto.v1.RejectJobRequest
@@ -357,7 +408,7 @@ export type RejectJobRequest = Message<"otto.v1.RejectJobRequest"> & {
  * Use `create(RejectJobRequestSchema)` to create a new message.
  */
 export const RejectJobRequestSchema: GenMessage<RejectJobRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 14);
+  messageDesc(file_otto_v1_run_service, 16);
 
 /**
  * @generated from message otto.v1.RejectJobResponse
@@ -374,7 +425,7 @@ export type RejectJobResponse = Message<"otto.v1.RejectJobResponse"> & {
  * Use `create(RejectJobResponseSchema)` to create a new message.
  */
 export const RejectJobResponseSchema: GenMessage<RejectJobResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 15);
+  messageDesc(file_otto_v1_run_service, 17);
 
 /**
  * Runs: submit a pipeline, watch it, read it, cancel it. Served publicly by

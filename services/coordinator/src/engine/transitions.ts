@@ -42,8 +42,9 @@ export const transitions: { run: Machine<RunState>; job: Machine<RunState>; step
       // needs are done and it waits for approval, then goes on (QUEUED),
       // is rejected or not approved in time (FAILED), or its run is
       // canceled. QUEUED -> SKIPPED: its condition was false, or (without
-      // one) a job it needs did not succeed.
-      [QUEUED, [RUNNING, SUCCEEDED, WAITING, CANCELED, SKIPPED]],
+      // one) a job it needs did not succeed. QUEUED -> FAILED: no live agent
+      // could take it for OTTO_UNMATCHED_JOB_TIMEOUT.
+      [QUEUED, [RUNNING, SUCCEEDED, WAITING, CANCELED, SKIPPED, FAILED]],
       [WAITING, [QUEUED, FAILED, CANCELED]],
       [RUNNING, [SUCCEEDED, FAILED, CANCELED, QUEUED]],
     ]),
