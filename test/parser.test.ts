@@ -640,7 +640,7 @@ describe("parsePipeline: problems, each at its line and column", () => {
       [
         [1, 7, "expected a string for 'name', got a list"],
         [4, 14, "expected a string or a list of strings for 'runs-on', got a mapping"],
-        [5, 12, "expected a string or a list of strings for 'needs', got a number (3)"],
+        [5, 12, "expected a job's name, a mapping with 'job' and 'artifacts', or a list of them for 'needs', got a number (3)"],
         [6, 10, "expected a mapping of variable names to values for 'env', got a list"],
         [8, 14, `expected a string for 'run', got a number (42); quote it if you mean the text: "42"`],
         [9, 15, `expected a string for 'name', got a boolean (true); quote it if you mean the text: "true"`],
@@ -928,4 +928,57 @@ describe("parseDuration", () => {
       assert.deepEqual(parseDuration(text), { ok: false, message });
     });
   }
+});
+
+describe("needs as a mapping: {job, artifacts}", () => {
+  const jobs = (...needs: string[]) =>
+    yaml(
+      "name: x",
+      "jobs:",
+      "  build: {steps: [{run: make}]}",
+      "  docs: {steps: [{run: make docs}]}",
+      "  lint: {steps: [{run: make lint}]}",
+      "  test:",
+      ...needs,
+      "    steps: [{run: make test}]",
+    );
+  const testJob = (text: string) => toJson(PipelineJobSchema, parsed(text).jobs[3]) as { needs?: string[]; needsWithoutArtifacts?: string[] };
+
+  test("a need is a job's name or a mapping; artifacts: false leaves its artifacts out", () => {
+    const job = testJob(jobs("    needs:", "      - lint", "      - {job: build, artifacts: false}", "      - job: docs", "        artifacts: true"));
+    assert.deepEqual([job.needs, job.needsWithoutArtifacts], [["lint", "build", "docs"], ["build"]]);
+    const alone = testJob(jobs("    needs: {job: build, artifacts: false}"));
+    assert.deepEqual([alone.needs, alone.needsWithoutArtifacts], [["build"], ["build"]]);
+    const plain = testJob(jobs("    needs: [build, {job: docs}]"));
+    assert.deepEqual([plain.needs, plain.needsWithoutArtifacts], [["build", "docs"], undefined], "every need's artifacts by default");
+  });
+
+  test("unknown keys, wrong types and a missing job, each at its line and column", () => {
+    assertProblems(
+      jobs(
+        "    needs:",
+        "      - {job: build, artifact: false}",
+        "      - {job: docs, artifacts: no}",
+        "      - {artifacts: false}",
+        "      - {job: [lint]}",
+        "      - [lint]",
+        "      - 3",
+      ),
+      [
+        [8, 22, "unknown key 'artifact' in a need of job 'test'; did you mean 'artifacts'?"],
+        [9, 32, "expected true or false for 'artifacts' in 'needs', got a string (\"no\")"],
+        [10, 9, "a need of job 'test' is missing required key 'job'"],
+        [11, 15, "expected a string for 'job' in 'needs', got a list"],
+        [12, 9, "expected a job's name or a mapping with 'job' and 'artifacts' in 'needs', got a list"],
+        [13, 9, "expected a job's name or a mapping with 'job' and 'artifacts' in 'needs', got a number (3)"],
+      ],
+    );
+  });
+
+  test("the needs rules point at the job in the mapping", () => {
+    assertProblems(jobs("    needs: [{job: biuld, artifacts: false}, build, {job: build}]"), [
+      [7, 19, "unknown job 'biuld' in needs; did you mean 'build'?"],
+      [7, 58, "job 'build' is listed twice in the needs of 'test'"],
+    ]);
+  });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
 import { PipelineSchema } from "@otto/gen/v1/pipeline_pb";
 import { pipelineProblems } from "@otto/contracts/pipeline-rules";
@@ -186,5 +186,47 @@ describe("the pipeline rules, one module for the parser, the builder and the coo
     });
     assert.equal(validator.validate(PipelineSchema, good).kind, "valid");
     assert.deepEqual(pipelineProblems(good), []);
+  });
+});
+
+describe("needs without their artifacts ({job, artifacts: false})", () => {
+  test("the builder makes the IR the parser makes", () => {
+    const text = yaml(
+      "name: x",
+      "jobs:",
+      "  build: {steps: [{run: make}]}",
+      "  docs: {steps: [{run: make docs}]}",
+      "  test:",
+      "    needs: [{job: build, artifacts: false}, docs]",
+      "    steps: [{run: make test}]",
+    );
+    const parsed = parsePipeline(text);
+    assert.ok(parsed.ok);
+    const built = pipeline("x")
+      .job("build", { steps: ["make"] })
+      .job("docs", { steps: ["make docs"] })
+      .job("test", { needs: [{ job: "build", artifacts: false }, "docs"], steps: ["make test"] })
+      .build();
+    assert.deepEqual(toJson(PipelineSchema, built), toJson(PipelineSchema, parsed.pipeline));
+    assert.deepEqual([built.jobs[2].needs, built.jobs[2].needsWithoutArtifacts], [["build", "docs"], ["build"]]);
+    const withArtifacts = pipeline("x").job("a", { steps: ["a"] }).job("b", { needs: [{ job: "a", artifacts: true }], steps: ["b"] }).build();
+    assert.deepEqual(withArtifacts.jobs[1].needsWithoutArtifacts, []);
+  });
+
+  test("in an IR, each is one of the job's needs, listed once (protovalidate refuses the repeat too)", () => {
+    const job = { name: "a", steps: [{ run: "true" }] };
+    const ir = create(PipelineSchema, {
+      name: "x",
+      jobs: [job, { ...job, name: "b", needs: ["a"], needsWithoutArtifacts: ["ghost", "a", "a"] }],
+    });
+    assert.deepEqual(pipelineProblems(ir), [
+      { path: ["jobs", 1, "needsWithoutArtifacts", 0], message: "job 'b' goes without the artifacts of 'ghost', which is not among its needs" },
+      { path: ["jobs", 1, "needsWithoutArtifacts", 2], message: "job 'a' is listed twice in the needs without artifacts of 'b'" },
+    ]);
+    assert.equal(createValidator().validate(PipelineSchema, ir).kind, "invalid");
+    assert.throws(
+      () => pipeline("x").job("a", { steps: ["a"] }).job("b", { needs: [{ job: "a", artifacts: false }, { job: "a", artifacts: false }], steps: ["b"] }).build(),
+      /job 'a' is listed twice in the needs of 'b'/,
+    );
   });
 });

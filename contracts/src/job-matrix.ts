@@ -231,12 +231,14 @@ export function matrixEnvProblem(name: string, job: string, expansion: MatrixExp
 
 /**
  * The jobs, each expanded into one job per combination of its matrix (in
- * order), with needs of an expanded job replaced by all of its expansions.
+ * order), with needs of an expanded job (and those whose artifacts a job
+ * does not get) replaced by all of its expansions.
  */
 export function expandJobs(jobs: readonly { job: PipelineJob; expansion?: MatrixExpansion }[]): PipelineJob[] {
   const names = new Map(jobs.map(({ job, expansion }) => [job.name, expansion ? expansion.combinations.map((pairs) => expandedJobName(job.name, pairs)) : [job.name]]));
   const withNeeds = (job: PipelineJob) => {
     job.needs = job.needs.flatMap((need) => names.get(need) ?? [need]);
+    job.needsWithoutArtifacts = job.needsWithoutArtifacts.flatMap((need) => names.get(need) ?? [need]);
     return job;
   };
   return jobs.flatMap(({ job, expansion }) => {

@@ -52,6 +52,7 @@ export function pipelineProblems(pipeline: Pipeline): PipelineProblem[] {
     }
     if (job.approval) add(at("approval", "message"), approvalMessageProblem(job.approval.message));
     if (job.condition !== "") add(at("condition"), conditionProblem(job.condition)); // empty: no condition
+    for (const problem of needsWithoutArtifactsProblems(job)) add(at("needsWithoutArtifacts", problem.index), problem.message);
     add(at("steps"), stepCountProblem(job.steps.length, where));
     job.steps.forEach((step, s) => {
       for (const problem of stepProblems(step, stepWhere(s, where))) add(at("steps", s, ...problem.path), problem.message);
@@ -228,6 +229,16 @@ export function needsProblems(jobs: readonly Pick<PipelineJob, "name" | "needs">
     done.add(name);
   };
   for (const job of jobs) if (!done.has(job.name)) walk(job.name);
+  return problems;
+}
+
+/** The needs a job goes without the artifacts of (`{job: build, artifacts: false}`): each one of its needs, once. */
+export function needsWithoutArtifactsProblems(job: Pick<PipelineJob, "name" | "needs" | "needsWithoutArtifacts">): { index: number; message: string }[] {
+  const problems: { index: number; message: string }[] = [];
+  job.needsWithoutArtifacts.forEach((need, index) => {
+    if (!job.needs.includes(need)) problems.push({ index, message: `${jobWhere(job.name)} goes without the artifacts of '${need}', which is not among its needs` });
+    else if (job.needsWithoutArtifacts.indexOf(need) !== index) problems.push({ index, message: `job '${need}' is listed twice in the needs without artifacts of '${job.name}'` });
+  });
   return problems;
 }
 

@@ -33,7 +33,9 @@ export interface StepSpec {
 export interface JobSpec {
   runsOn?: string[];
   env?: Record<string, string>;
-  needs?: string[];
+  // Jobs that must succeed first; the job gets their artifacts unless a
+  // need says `artifacts: false`.
+  needs?: Array<string | { job: string; artifacts?: boolean }>;
   // When the job runs once its needs are done, as YAML's `if`: "failure()",
   // "branch == 'main'", ... Unset: success(), every need succeeded.
   if?: string;
@@ -113,7 +115,8 @@ export class PipelineBuilder {
         name,
         runsOn: spec.runsOn ?? [],
         env: spec.env ?? {},
-        needs: spec.needs ?? [],
+        needs: (spec.needs ?? []).map((need) => (typeof need === "string" ? need : need.job)),
+        needsWithoutArtifacts: (spec.needs ?? []).flatMap((need) => (typeof need !== "string" && need.artifacts === false ? [need.job] : [])),
         condition: conditionOf(spec, (message) => report(["condition"], message)),
         steps: spec.steps.map((step, i) =>
           buildStep(typeof step === "string" ? { run: step } : step, (message) => report(["steps", i, "timeout"], message)),

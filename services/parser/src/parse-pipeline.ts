@@ -148,6 +148,7 @@ const JOB_KEYS = ["runs-on", "env", "needs", "if", "retry", "locks", "resources"
 const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
 const APPROVAL_KEYS = ["message", "timeout"];
+const NEED_KEYS = ["job", "artifacts"];
 const RESOURCE_KEYS = ["cpu", "memory"];
 
 type Doc = Document.Parsed;
@@ -235,8 +236,10 @@ class Checker {
     for (const label of runsOn) references(label.text, label.node);
     job.runsOn = runsOn.map((label) => label.text);
     job.env = this.#env(fields.get("env"), references, (variable, key) => this.#report(key, matrixEnvProblem(variable, name, info.expansion)));
-    info.needs = this.#strings(fields.get("needs"), "'needs'");
+    const needs = this.#needs(fields.get("needs"), where);
+    info.needs = needs.map((need) => need.job);
     job.needs = info.needs.map((need) => need.text);
+    job.needsWithoutArtifacts = needs.filter((need) => !need.artifacts).map((need) => need.job.text);
     job.condition = this.#condition(fields.get("if"));
     job.retry = this.#retry(fields.get("retry"), where);
     job.resources = this.#resources(fields.get("resources"), where);
@@ -358,6 +361,39 @@ class Checker {
     if (isScalar(entry.value) && typeof entry.value.value === "string") return located(entry, `for ${what}`);
     this.#wrongType(entry, "a string or a list of strings", `for ${what}`);
     return [];
+  }
+
+  /**
+   * Jobs this one needs: each a job's name or a mapping with 'job' and 'artifacts' (false: not
+   * its artifacts), in a list or on its own.
+   */
+  #needs(entry: Entry | undefined, where: string): { job: Located; artifacts: boolean }[] {
+    if (entry === undefined) return [];
+    const inList = isSeq(entry.value);
+    const items = isSeq(entry.value) ? entry.value.items.map((item) => ({ key: item, value: this.#resolve(item) })) : [entry];
+    const what = inList ? "in 'needs'" : "for 'needs'";
+    return items.flatMap((item) => {
+      if (isScalar(item.value) && typeof item.value.value === "string") {
+        const text = this.#string(item, what);
+        return text ? [{ job: { text, node: item.value }, artifacts: true }] : [];
+      }
+      if (!isMap(item.value)) {
+        const expected = inList ? "a job's name or a mapping with 'job' and 'artifacts'" : "a job's name, a mapping with 'job' and 'artifacts', or a list of them";
+        this.#wrongType(item, expected, what);
+        return [];
+      }
+      const owner = `a need of ${where}`;
+      const fields = this.#entries(item.value, NEED_KEYS, `in ${owner}`);
+      const job = this.#required(fields, "job", item.value, owner);
+      const text = this.#string(job, "for 'job' in 'needs'");
+      const artifacts = fields.get("artifacts");
+      let getsArtifacts = true;
+      if (artifacts !== undefined) {
+        if (isScalar(artifacts.value) && typeof artifacts.value.value === "boolean") getsArtifacts = artifacts.value.value;
+        else this.#wrongType(artifacts, "true or false", "for 'artifacts' in 'needs'");
+      }
+      return job?.value && text ? [{ job: { text, node: job.value }, artifacts: getsArtifacts }] : [];
+    });
   }
 
   #env(entry: Entry | undefined, references: ReferenceCheck, nameCheck?: (name: string, key: ParsedNode) => void): { [name: string]: string } {
