@@ -173,7 +173,7 @@ async function taskSpec(
     leaseMs,
     traceparent: traceParentOf(trace.setSpan(runContext, span)),
     taskToken: signTaskToken?.(
-      { agentId, runId: claimed.run_id, job: claimed.job, attempt: claimed.attempt },
+      { agentId, runId: claimed.run_id, job: claimed.job, attempt: claimed.attempt, artifactSources: claimed.artifact_sources },
       // It writes only while the attempt is live (live-attempts.ts), and
       // never for longer than the job may run.
       taskTokenLifetimeSeconds(job.steps, timeoutSeconds),
@@ -181,6 +181,7 @@ async function taskSpec(
     secrets: revealed.values,
     missingSecrets: revealed.missing,
     artifacts: job.artifacts,
+    artifactSources: claimed.artifact_sources,
     jobTimeout: { seconds: BigInt(Math.floor(timeoutSeconds)), nanos: Math.round((timeoutSeconds % 1) * 1e9) },
   });
 }

@@ -218,4 +218,7 @@ export const migrations = [
    CREATE INDEX runs_waiting_in_line ON runs (shard, group_place) WHERE admitted = false AND finished_at IS NULL;`,
   // A job's condition (its \`if\`) and what it may read (engine/job-gate.ts); NULL: none.
   `ALTER TABLE jobs ADD COLUMN condition jsonb;`,
+  // A job a rerun reused: the run and attempt that made its result, whose
+  // artifacts its dependents get (engine/rerun-run.ts, engine/artifact-sources.ts).
+  `ALTER TABLE jobs ADD COLUMN reused_from_run uuid, ADD COLUMN reused_from_attempt int;`,
 ];

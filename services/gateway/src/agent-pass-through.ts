@@ -38,6 +38,7 @@ const repeatable = new Set([
   "otto.v1.LogStoreService.CloseLog",
   "otto.v1.ArtifactStoreService.CreateArtifactUpload",
   "otto.v1.ArtifactStoreService.CompleteArtifactUpload",
+  "otto.v1.ArtifactStoreService.ListNeededArtifacts",
   "otto.v1.RegistryService.Register",
   "otto.v1.RegistryService.Renew",
   "otto.v1.RegistryService.Deregister",

@@ -14,7 +14,8 @@ export type Caller =
   | { kind: "service"; service: string; name: string }
   | { kind: "api"; tokenId: string; name: string; scopes: Scope[] }
   | { kind: "agent"; tokenId: string; agentId: string }
-  | { kind: "task"; agentId: string; runId: string; job: string; attempt: number }
+  // artifactSources: the digest of the attempts whose artifacts it may read.
+  | { kind: "task"; agentId: string; runId: string; job: string; attempt: number; artifactSources?: string }
   | { kind: "anyone" };
 
 export const peerKey = createContextKey<PeerIdentity | undefined>(undefined, { description: "TLS peer identity" });

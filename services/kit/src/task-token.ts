@@ -1,4 +1,5 @@
 import { X509Certificate, createPrivateKey, sign, verify, type KeyObject } from "node:crypto";
+import { artifactSourcesDigest, type ArtifactSource } from "./artifact-sources.ts";
 import type { Caller } from "./caller.ts";
 import type { TlsFiles } from "./transport-security.ts";
 
@@ -12,6 +13,8 @@ export interface TaskClaims {
   runId: string;
   job: string;
   attempt: number;
+  // The attempts whose artifacts the task may read (artifact-sources.ts).
+  artifactSources?: readonly ArtifactSource[];
 }
 
 const prefix = "otto_task_";
@@ -20,8 +23,9 @@ export function createTaskTokenSigner(tls: TlsFiles): (claims: TaskClaims, ttlSe
   const key = createPrivateKey(tls.key);
   const certificate = new X509Certificate(tls.cert).raw.toString("base64url");
   return (claims, ttlSeconds) => {
+    const sources = claims.artifactSources?.length ? { a: artifactSourcesDigest(claims.artifactSources) } : {};
     const payload = Buffer.from(
-      JSON.stringify({ g: claims.agentId, r: claims.runId, j: claims.job, n: claims.attempt, e: Math.floor(Date.now() / 1000) + ttlSeconds }),
+      JSON.stringify({ g: claims.agentId, r: claims.runId, j: claims.job, n: claims.attempt, e: Math.floor(Date.now() / 1000) + ttlSeconds, ...sources }),
     );
     const signature = sign("sha256", payload, key);
     return `${prefix}${payload.toString("base64url")}.${signature.toString("base64url")}.${certificate}`;
@@ -46,14 +50,15 @@ export class TaskTokenVerifier {
     if (!key) return undefined;
     const payload = Buffer.from(payloadText, "base64url");
     if (!verify("sha256", payload, key, Buffer.from(signatureText, "base64url"))) return undefined;
-    let claims: { g: string; r: string; j: string; n: number; e: number };
+    let claims: { g: string; r: string; j: string; n: number; e: number; a?: string };
     try {
       claims = JSON.parse(payload.toString("utf8"));
     } catch {
       return undefined;
     }
     if (!(claims.e * 1000 > Date.now())) return undefined;
-    return { kind: "task", agentId: claims.g, runId: claims.r, job: claims.j, attempt: claims.n };
+    const sources = typeof claims.a === "string" ? { artifactSources: claims.a } : {};
+    return { kind: "task", agentId: claims.g, runId: claims.r, job: claims.j, attempt: claims.n, ...sources };
   }
 
   #signer(encoded: string): KeyObject | undefined {

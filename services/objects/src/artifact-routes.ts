@@ -1,7 +1,9 @@
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ArtifactSchema, ArtifactService, ArtifactStoreService, type Artifact } from "@otto/gen/v1/artifact_service_pb";
+import { ArtifactSchema, ArtifactService, ArtifactStoreService, type Artifact, type ArtifactSource } from "@otto/gen/v1/artifact_service_pb";
+import { vouchedFor } from "@otto/kit/artifact-sources";
+import { callerOf } from "@otto/kit/caller";
 import { artifactNameProblem } from "@otto/contracts/artifact-name";
 import type { ArtifactStore, StoredArtifact } from "./artifact-store.ts";
 import { requireOwnTask } from "./routes.ts";
@@ -20,6 +22,14 @@ export function artifactRoutes(artifacts: ArtifactStore) {
         requireName(req.name);
         return { artifact: toProto(await artifacts.complete(req, writer)) };
       },
+      async listNeededArtifacts(req, ctx) {
+        const reader = requireOwnTask(ctx, req.runId, req.job, req.attempt);
+        const source = requireNeededSource(ctx, req.sources, req.need);
+        const needed = await artifacts.neededBy(req, reader, source);
+        return {
+          artifacts: needed.map(({ url, expiresAt, artifact }) => ({ url, expiresAt: timestampFromDate(expiresAt), artifact: toProto(artifact) })),
+        };
+      },
     });
     router.service(ArtifactService, {
       async listArtifacts(req) {
@@ -32,6 +42,21 @@ export function artifactRoutes(artifacts: ArtifactStore) {
       },
     });
   };
+}
+
+// The source of the needed job's artifacts, from the list the task's token
+// vouches for (without TLS there are no task tokens, and no check).
+function requireNeededSource(ctx: HandlerContext, sources: ArtifactSource[], need: string): ArtifactSource {
+  const caller = callerOf(ctx);
+  if (caller.kind === "task" && !vouchedFor(caller.artifactSources, sources)) {
+    throw new ConnectError(
+      `these artifact sources are not the ones the coordinator gave attempt ${caller.attempt} of job ${caller.job}: a task reads only the artifacts of the jobs it needs`,
+      Code.PermissionDenied,
+    );
+  }
+  const source = sources.find((s) => s.job === need);
+  if (!source) throw new ConnectError(`job ${need} is not among the needs whose artifacts this task gets`, Code.PermissionDenied);
+  return source;
 }
 
 function requireName(name: string) {

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Pool } from "@otto/kit/db";
 import type { ObjectStore } from "./object-store.ts";
-import { attemptEnded, attemptIsLive, requireLiveAttempt } from "@otto/kit/live-attempts";
+import { attemptEnded, attemptIsLive, requireLiveAttempt, type AttemptRef } from "@otto/kit/live-attempts";
 import { jobKey } from "@otto/kit/job-key";
 
 export interface ArtifactRef {
@@ -96,6 +96,33 @@ export class ArtifactStore {
       [runId, job],
     );
     return rows.map(toArtifact);
+  }
+
+  // The artifacts one attempt stored, each with a URL to fetch it, for
+  // `reader`, a live attempt of the job that needs them (held by the agent
+  // `agent`; undefined: no check). An artifact retention deleted is refused
+  // by name: the reader would miss a file it expects.
+  async neededBy(reader: AttemptRef, agent: string | undefined, source: AttemptRef): Promise<Array<{ url: string; expiresAt: Date; artifact: StoredArtifact }>> {
+    const { rows } = await this.#pool.query(
+      `SELECT ${attemptIsLive("$4::uuid", "$5", "$6::int", "$7")} AS live,
+         (SELECT coalesce(json_agg(a ORDER BY a.name), '[]') FROM objects.artifacts a WHERE run_id = $1 AND job = $2 AND attempt = $3) AS artifacts`,
+      [source.runId, source.job, source.attempt, reader.runId, reader.job, reader.attempt, agent ?? null],
+    );
+    if (!rows[0].live) throw attemptEnded(reader);
+    const stored: any[] = rows[0].artifacts;
+    const expired = stored.find((row) => row.expired_at);
+    if (expired) {
+      throw new ConnectError(
+        `artifact ${expired.name} of job ${source.job} (attempt ${source.attempt}) of run ${source.runId} was deleted by retention on ${new Date(expired.expired_at).toISOString()}`,
+        Code.NotFound,
+      );
+    }
+    return Promise.all(
+      stored.map(async (row) => {
+        const artifact = toArtifact({ ...row, created_at: new Date(row.created_at) });
+        return { ...(await this.#presigned("get", artifact, row.object_key)), artifact };
+      }),
+    );
   }
 
   // attempt 0: the latest attempt that stored an artifact of this name.

@@ -13,7 +13,38 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/artifact_service.proto.
  */
 export const file_otto_v1_artifact_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5vdHRvL3YxL2FydGlmYWN0X3NlcnZpY2UucHJvdG8SB290dG8udjEihAEKCEFydGlmYWN0Eg4KBnJ1bl9pZBgBIAEoCRILCgNqb2IYAiABKAkSDwoHYXR0ZW1wdBgDIAEoBRIMCgRuYW1lGAQgASgJEgwKBHNpemUYBSABKAMSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoUTGlzdEFydGlmYWN0c1JlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIVCgNqb2IYAiABKAlCCLpIBXIDGMgBIj0KFUxpc3RBcnRpZmFjdHNSZXNwb25zZRIkCglhcnRpZmFjdHMYASADKAsyES5vdHRvLnYxLkFydGlmYWN0IvcBChVHZXRBcnRpZmFjdFVybFJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARKPAQoDam9iGAIgASgJQoEBukh+cnwYyAEyd15bQS1aYS16X11bQS1aYS16MC05Xy1dezAsNjN9KFxbW0EtWmEtel9dW0EtWmEtejAtOV8tXSo9W0EtWmEtejAtOS5fLV0rKCxbQS1aYS16X11bQS1aYS16MC05Xy1dKj1bQS1aYS16MC05Ll8tXSspKlxdKT8kEhgKBG5hbWUYAyABKAlCCrpIB3IFEAEY/wESGAoHYXR0ZW1wdBgEIAEoBUIHukgEGgIoACJ6ChZHZXRBcnRpZmFjdFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCghhcnRpZmFjdBgDIAEoCzIRLm90dG8udjEuQXJ0aWZhY3QilAIKG0NyZWF0ZUFydGlmYWN0VXBsb2FkUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEo8BCgNqb2IYAiABKAlCgQG6SH5yfBjIATJ3XltBLVphLXpfXVtBLVphLXowLTlfLV17MCw2M30oXFtbQS1aYS16X11bQS1aYS16MC05Xy1dKj1bQS1aYS16MC05Ll8tXSsoLFtBLVphLXpfXVtBLVphLXowLTlfLV0qPVtBLVphLXowLTkuXy1dKykqXF0pPyQSGAoHYXR0ZW1wdBgDIAEoBUIHukgEGgIoARIYCgRuYW1lGAQgASgJQgq6SAdyBRABGP8BEhUKBHNpemUYBSABKANCB7pIBCICKAAiWwocQ3JlYXRlQXJ0aWZhY3RVcGxvYWRSZXNwb25zZRILCgN1cmwYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/wEKHUNvbXBsZXRlQXJ0aWZhY3RVcGxvYWRSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESjwEKA2pvYhgCIAEoCUKBAbpIfnJ8GMgBMndeW0EtWmEtel9dW0EtWmEtejAtOV8tXXswLDYzfShcW1tBLVphLXpfXVtBLVphLXowLTlfLV0qPVtBLVphLXowLTkuXy1dKygsW0EtWmEtel9dW0EtWmEtejAtOV8tXSo9W0EtWmEtejAtOS5fLV0rKSpcXSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAigBEhgKBG5hbWUYBCABKAlCCrpIB3IFEAEY/wEiRQoeQ29tcGxldGVBcnRpZmFjdFVwbG9hZFJlc3BvbnNlEiMKCGFydGlmYWN0GAEgASgLMhEub3R0by52MS5BcnRpZmFjdDK+AQoPQXJ0aWZhY3RTZXJ2aWNlElMKDUxpc3RBcnRpZmFjdHMSHS5vdHRvLnYxLkxpc3RBcnRpZmFjdHNSZXF1ZXN0Gh4ub3R0by52MS5MaXN0QXJ0aWZhY3RzUmVzcG9uc2UiA5ACARJWCg5HZXRBcnRpZmFjdFVybBIeLm90dG8udjEuR2V0QXJ0aWZhY3RVcmxSZXF1ZXN0Gh8ub3R0by52MS5HZXRBcnRpZmFjdFVybFJlc3BvbnNlIgOQAgEy5gEKFEFydGlmYWN0U3RvcmVTZXJ2aWNlEmMKFENyZWF0ZUFydGlmYWN0VXBsb2FkEiQub3R0by52MS5DcmVhdGVBcnRpZmFjdFVwbG9hZFJlcXVlc3QaJS5vdHRvLnYxLkNyZWF0ZUFydGlmYWN0VXBsb2FkUmVzcG9uc2USaQoWQ29tcGxldGVBcnRpZmFjdFVwbG9hZBImLm90dG8udjEuQ29tcGxldGVBcnRpZmFjdFVwbG9hZFJlcXVlc3QaJy5vdHRvLnYxLkNvbXBsZXRlQXJ0aWZhY3RVcGxvYWRSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("Ch5vdHRvL3YxL2FydGlmYWN0X3NlcnZpY2UucHJvdG8SB290dG8udjEieAoOQXJ0aWZhY3RTb3VyY2USGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIyCgNqb2IYAiABKAlCJbpIInIgMh5eW0EtWmEtel9dW0EtWmEtejAtOV8tXXswLDYzfSQSGAoHYXR0ZW1wdBgDIAEoBUIHukgEGgIoASKEAQoIQXJ0aWZhY3QSDgoGcnVuX2lkGAEgASgJEgsKA2pvYhgCIAEoCRIPCgdhdHRlbXB0GAMgASgFEgwKBG5hbWUYBCABKAkSDAoEc2l6ZRgFIAEoAxIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJHChRMaXN0QXJ0aWZhY3RzUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhUKA2pvYhgCIAEoCUIIukgFcgMYyAEiPQoVTGlzdEFydGlmYWN0c1Jlc3BvbnNlEiQKCWFydGlmYWN0cxgBIAMoCzIRLm90dG8udjEuQXJ0aWZhY3Qi9wEKFUdldEFydGlmYWN0VXJsUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEo8BCgNqb2IYAiABKAlCgQG6SH5yfBjIATJ3XltBLVphLXpfXVtBLVphLXowLTlfLV17MCw2M30oXFtbQS1aYS16X11bQS1aYS16MC05Xy1dKj1bQS1aYS16MC05Ll8tXSsoLFtBLVphLXpfXVtBLVphLXowLTlfLV0qPVtBLVphLXowLTkuXy1dKykqXF0pPyQSGAoEbmFtZRgDIAEoCUIKukgHcgUQARj/ARIYCgdhdHRlbXB0GAQgASgFQge6SAQaAigAInoKFkdldEFydGlmYWN0VXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiMKCGFydGlmYWN0GAMgASgLMhEub3R0by52MS5BcnRpZmFjdCKUAgobQ3JlYXRlQXJ0aWZhY3RVcGxvYWRSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESjwEKA2pvYhgCIAEoCUKBAbpIfnJ8GMgBMndeW0EtWmEtel9dW0EtWmEtejAtOV8tXXswLDYzfShcW1tBLVphLXpfXVtBLVphLXowLTlfLV0qPVtBLVphLXowLTkuXy1dKygsW0EtWmEtel9dW0EtWmEtejAtOV8tXSo9W0EtWmEtejAtOS5fLV0rKSpcXSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAigBEhgKBG5hbWUYBCABKAlCCrpIB3IFEAEY/wESFQoEc2l6ZRgFIAEoA0IHukgEIgIoACJbChxDcmVhdGVBcnRpZmFjdFVwbG9hZFJlc3BvbnNlEgsKA3VybBgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL/AQodQ29tcGxldGVBcnRpZmFjdFVwbG9hZFJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARKPAQoDam9iGAIgASgJQoEBukh+cnwYyAEyd15bQS1aYS16X11bQS1aYS16MC05Xy1dezAsNjN9KFxbW0EtWmEtel9dW0EtWmEtejAtOV8tXSo9W0EtWmEtejAtOS5fLV0rKCxbQS1aYS16X11bQS1aYS16MC05Xy1dKj1bQS1aYS16MC05Ll8tXSspKlxdKT8kEhgKB2F0dGVtcHQYAyABKAVCB7pIBBoCKAESGAoEbmFtZRgEIAEoCUIKukgHcgUQARj/ASJFCh5Db21wbGV0ZUFydGlmYWN0VXBsb2FkUmVzcG9uc2USIwoIYXJ0aWZhY3QYASABKAsyES5vdHRvLnYxLkFydGlmYWN0Iu4BChpMaXN0TmVlZGVkQXJ0aWZhY3RzUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEjIKA2pvYhgCIAEoCUIlukgiciAyHl5bQS1aYS16X11bQS1aYS16MC05Xy1dezAsNjN9JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAigBEjMKB3NvdXJjZXMYBCADKAsyFy5vdHRvLnYxLkFydGlmYWN0U291cmNlQgm6SAaSAQMQyAESMwoEbmVlZBgFIAEoCUIlukgiciAyHl5bQS1aYS16X11bQS1aYS16MC05Xy1dezAsNjN9JCJJChtMaXN0TmVlZGVkQXJ0aWZhY3RzUmVzcG9uc2USKgoJYXJ0aWZhY3RzGAEgAygLMhcub3R0by52MS5OZWVkZWRBcnRpZmFjdCJyCg5OZWVkZWRBcnRpZmFjdBIjCghhcnRpZmFjdBgBIAEoCzIRLm90dG8udjEuQXJ0aWZhY3QSCwoDdXJsGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMr4BCg9BcnRpZmFjdFNlcnZpY2USUwoNTGlzdEFydGlmYWN0cxIdLm90dG8udjEuTGlzdEFydGlmYWN0c1JlcXVlc3QaHi5vdHRvLnYxLkxpc3RBcnRpZmFjdHNSZXNwb25zZSIDkAIBElYKDkdldEFydGlmYWN0VXJsEh4ub3R0by52MS5HZXRBcnRpZmFjdFVybFJlcXVlc3QaHy5vdHRvLnYxLkdldEFydGlmYWN0VXJsUmVzcG9uc2UiA5ACATLNAgoUQXJ0aWZhY3RTdG9yZVNlcnZpY2USYwoUQ3JlYXRlQXJ0aWZhY3RVcGxvYWQSJC5vdHRvLnYxLkNyZWF0ZUFydGlmYWN0VXBsb2FkUmVxdWVzdBolLm90dG8udjEuQ3JlYXRlQXJ0aWZhY3RVcGxvYWRSZXNwb25zZRJpChZDb21wbGV0ZUFydGlmYWN0VXBsb2FkEiYub3R0by52MS5Db21wbGV0ZUFydGlmYWN0VXBsb2FkUmVxdWVzdBonLm90dG8udjEuQ29tcGxldGVBcnRpZmFjdFVwbG9hZFJlc3BvbnNlEmUKE0xpc3ROZWVkZWRBcnRpZmFjdHMSIy5vdHRvLnYxLkxpc3ROZWVkZWRBcnRpZmFjdHNSZXF1ZXN0GiQub3R0by52MS5MaXN0TmVlZGVkQXJ0aWZhY3RzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+
+/**
+ * The attempt of a job whose artifacts a task gets: the attempt that
+ * succeeded, in the task's own run or, for a job a rerun reused, in the run
+ * it was reused from.
+ *
+ * @generated from message otto.v1.ArtifactSource
+ */
+export type ArtifactSource = Message<"otto.v1.ArtifactSource"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string job = 2;
+   */
+  job: string;
+
+  /**
+   * @generated from field: int32 attempt = 3;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message otto.v1.ArtifactSource.
+ * Use `create(ArtifactSourceSchema)` to create a new message.
+ */
+export const ArtifactSourceSchema: GenMessage<ArtifactSource> = /*@__PURE__*/
+  messageDesc(file_otto_v1_artifact_service, 0);
 
 /**
  * @generated from message otto.v1.Artifact
@@ -57,7 +88,7 @@ export type Artifact = Message<"otto.v1.Artifact"> & {
  * Use `create(ArtifactSchema)` to create a new message.
  */
 export const ArtifactSchema: GenMessage<Artifact> = /*@__PURE__*/
-  messageDesc(file_otto_v1_artifact_service, 0);
+  messageDesc(file_otto_v1_artifact_service, 1);
 
 /**
  * @generated from message otto.v1.ListArtifactsRequest
@@ -81,7 +112,7 @@ export type ListArtifactsRequest = Message<"otto.v1.ListArtifactsRequest"> & {
  * Use `create(ListArtifactsRequestSchema)` to create a new message.
  */
 export const ListArtifactsRequestSchema: GenMessage<ListArtifactsRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_artifact_service, 1);
+  messageDesc(file_otto_v1_artifact_service, 2);
 
 /**
  * @generated from message otto.v1.ListArtifactsResponse
@@ -98,7 +129,7 @@ export type ListArtifactsResponse = Message<"otto.v1.ListArtifactsResponse"> & {
  * Use `create(ListArtifactsResponseSchema)` to create a new message.
  */
 export const ListArtifactsResponseSchema: GenMessage<ListArtifactsResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_artifact_service, 2);
+  messageDesc(file_otto_v1_artifact_service, 3);
 
 /**
  * @generated from message otto.v1.GetArtifactUrlRequest
@@ -132,7 +163,7 @@ export type GetArtifactUrlRequest = Message<"otto.v1.GetArtifactUrlRequest"> & {
  * Use `create(GetArtifactUrlRequestSchema)` to create a new message.
  */
 export const GetArtifactUrlRequestSchema: GenMessage<GetArtifactUrlRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_artifact_service, 3);
+  messageDesc(file_otto_v1_artifact_service, 4);
 
 /**
  * @generated from message otto.v1.GetArtifactUrlResponse
@@ -161,7 +192,7 @@ export type GetArtifactUrlResponse = Message<"otto.v1.GetArtifactUrlResponse"> &
  * Use `create(GetArtifactUrlResponseSchema)` to create a new message.
  */
 export const GetArtifactUrlResponseSchema: GenMessage<GetArtifactUrlResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_artifact_service, 4);
+  messageDesc(file_otto_v1_artifact_service, 5);
 
 /**
  * @generated from message otto.v1.CreateArtifactUploadRequest
@@ -198,7 +229,7 @@ export type CreateArtifactUploadRequest = Message<"otto.v1.CreateArtifactUploadR
  * Use `create(CreateArtifactUploadRequestSchema)` to create a new message.
  */
 export const CreateArtifactUploadRequestSchema: GenMessage<CreateArtifactUploadRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_artifact_service, 5);
+  messageDesc(file_otto_v1_artifact_service, 6);
 
 /**
  * @generated from message otto.v1.CreateArtifactUploadResponse
@@ -222,7 +253,7 @@ export type CreateArtifactUploadResponse = Message<"otto.v1.CreateArtifactUpload
  * Use `create(CreateArtifactUploadResponseSchema)` to create a new message.
  */
 export const CreateArtifactUploadResponseSchema: GenMessage<CreateArtifactUploadResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_artifact_service, 6);
+  messageDesc(file_otto_v1_artifact_service, 7);
 
 /**
  * @generated from message otto.v1.CompleteArtifactUploadRequest
@@ -254,7 +285,7 @@ export type CompleteArtifactUploadRequest = Message<"otto.v1.CompleteArtifactUpl
  * Use `create(CompleteArtifactUploadRequestSchema)` to create a new message.
  */
 export const CompleteArtifactUploadRequestSchema: GenMessage<CompleteArtifactUploadRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_artifact_service, 7);
+  messageDesc(file_otto_v1_artifact_service, 8);
 
 /**
  * @generated from message otto.v1.CompleteArtifactUploadResponse
@@ -271,7 +302,96 @@ export type CompleteArtifactUploadResponse = Message<"otto.v1.CompleteArtifactUp
  * Use `create(CompleteArtifactUploadResponseSchema)` to create a new message.
  */
 export const CompleteArtifactUploadResponseSchema: GenMessage<CompleteArtifactUploadResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_artifact_service, 8);
+  messageDesc(file_otto_v1_artifact_service, 9);
+
+/**
+ * @generated from message otto.v1.ListNeededArtifactsRequest
+ */
+export type ListNeededArtifactsRequest = Message<"otto.v1.ListNeededArtifactsRequest"> & {
+  /**
+   * The caller's own task.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string job = 2;
+   */
+  job: string;
+
+  /**
+   * @generated from field: int32 attempt = 3;
+   */
+  attempt: number;
+
+  /**
+   * The task's artifact sources, exactly as its Task lists them.
+   *
+   * @generated from field: repeated otto.v1.ArtifactSource sources = 4;
+   */
+  sources: ArtifactSource[];
+
+  /**
+   * The needed job whose artifacts to list: the job of one of `sources`.
+   *
+   * @generated from field: string need = 5;
+   */
+  need: string;
+};
+
+/**
+ * Describes the message otto.v1.ListNeededArtifactsRequest.
+ * Use `create(ListNeededArtifactsRequestSchema)` to create a new message.
+ */
+export const ListNeededArtifactsRequestSchema: GenMessage<ListNeededArtifactsRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_artifact_service, 10);
+
+/**
+ * @generated from message otto.v1.ListNeededArtifactsResponse
+ */
+export type ListNeededArtifactsResponse = Message<"otto.v1.ListNeededArtifactsResponse"> & {
+  /**
+   * @generated from field: repeated otto.v1.NeededArtifact artifacts = 1;
+   */
+  artifacts: NeededArtifact[];
+};
+
+/**
+ * Describes the message otto.v1.ListNeededArtifactsResponse.
+ * Use `create(ListNeededArtifactsResponseSchema)` to create a new message.
+ */
+export const ListNeededArtifactsResponseSchema: GenMessage<ListNeededArtifactsResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_artifact_service, 11);
+
+/**
+ * @generated from message otto.v1.NeededArtifact
+ */
+export type NeededArtifact = Message<"otto.v1.NeededArtifact"> & {
+  /**
+   * @generated from field: otto.v1.Artifact artifact = 1;
+   */
+  artifact?: Artifact | undefined;
+
+  /**
+   * GET the bytes here, until expires_at.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message otto.v1.NeededArtifact.
+ * Use `create(NeededArtifactSchema)` to create a new message.
+ */
+export const NeededArtifactSchema: GenMessage<NeededArtifact> = /*@__PURE__*/
+  messageDesc(file_otto_v1_artifact_service, 12);
 
 /**
  * Files a job keeps (its `artifacts:`), stored in object storage. Public on
@@ -326,6 +446,17 @@ export const ArtifactStoreService: GenService<{
     methodKind: "unary";
     input: typeof CompleteArtifactUploadRequestSchema;
     output: typeof CompleteArtifactUploadResponseSchema;
+  },
+  /**
+   * Presigned GET URLs for the artifacts of one job the caller's task needs:
+   * one of the sources its Task lists, which its task token vouches for.
+   *
+   * @generated from rpc otto.v1.ArtifactStoreService.ListNeededArtifacts
+   */
+  listNeededArtifacts: {
+    methodKind: "unary";
+    input: typeof ListNeededArtifactsRequestSchema;
+    output: typeof ListNeededArtifactsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_otto_v1_artifact_service, 1);

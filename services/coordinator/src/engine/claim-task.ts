@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from "@otto/kit/db";
 import { applyChanges, type Change } from "./apply-changes.ts";
+import { artifactSourcesColumn, type ArtifactSource } from "./artifact-sources.ts";
 import { describeReservations, hasFreeSlot, reserveLocks, type AgentCapacity, type AgentUsage } from "./reservations.ts";
 import { RunState } from "./states.ts";
 
@@ -15,14 +16,17 @@ export interface ClaimedTask {
   // The run's trace context and the job as the pipeline gives it (JSON).
   traceparent: string;
   spec: unknown;
+  artifact_sources: ArtifactSource[];
   // Whether other tasks this agent could take were pending at the claim:
   // worth waking another waiting poll.
   more?: boolean;
 }
 
-// The claimed job's pipeline entry and its run's trace context, as columns.
+// The claimed job's pipeline entry, its run's trace context and the
+// attempts whose artifacts it gets, as columns.
 const specColumns = (run: string, job: string) =>
-  `${run}.traceparent, jsonb_path_query_first(${run}.pipeline, '$.jobs[*] ? (@.name == $name)', jsonb_build_object('name', ${job})) AS spec`;
+  `${run}.traceparent, jsonb_path_query_first(${run}.pipeline, '$.jobs[*] ? (@.name == $name)', jsonb_build_object('name', ${job})) AS spec,
+   ${artifactSourcesColumn(run, job)}`;
 
 export interface Claimant extends AgentCapacity {
   labels: string[];
@@ -50,6 +54,7 @@ interface Candidate {
   waited: number;
   traceparent: string;
   spec: unknown;
+  artifact_sources: ArtifactSource[];
   more: boolean;
 }
 
@@ -201,6 +206,7 @@ async function claimCandidate(
     waited: candidate.waited,
     traceparent: candidate.traceparent,
     spec: candidate.spec,
+    artifact_sources: candidate.artifact_sources,
     more: candidate.more,
     reserved: describeReservations([{ kind: "slot", name: agent.id }, ...needs.locks.map((name) => ({ kind: "lock", name }))]),
   };

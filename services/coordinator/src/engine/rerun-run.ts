@@ -35,12 +35,16 @@ export async function rerunRun(
   if (!isFinal(old.state)) {
     throw new ConnectError(`run ${runId} is ${runStateName(old.state)}: rerun it once it has finished (or cancel it first)`, Code.FailedPrecondition);
   }
+  // Where each job's result was made: its own attempt, or, for a job this
+  // run reused in turn, the run and attempt it was reused from.
   const { rows: jobs } = await client.query(
-    `SELECT j.name, j.state, coalesce(t.attempt, 0) AS attempt FROM coordinator.jobs j
-     LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name WHERE j.run_id = $1`,
+    `SELECT j.name, j.state, coalesce(j.reused_from_run, j.run_id) AS run, coalesce(j.reused_from_attempt, t.attempt, 0) AS attempt
+     FROM coordinator.jobs j LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name WHERE j.run_id = $1`,
     [runId],
   );
-  const reused = new Map<string, number>(failedOnly ? jobs.filter((j) => j.state === RunState.SUCCEEDED).map((j) => [j.name, j.attempt]) : []);
+  const reused = new Map<string, { run: string; attempt: number }>(
+    failedOnly ? jobs.filter((j) => j.state === RunState.SUCCEEDED).map((j) => [j.name, { run: j.run, attempt: j.attempt }]) : [],
+  );
   if (failedOnly && jobs.length > 0 && reused.size === jobs.length) {
     throw new ConnectError(`every job of run ${runId} succeeded: nothing failed to run again (rerun it without failed_only to run it all)`, Code.FailedPrecondition);
   }
@@ -68,10 +72,18 @@ export async function rerunRun(
     { entity: "note", state: RunState.QUEUED, message: `rerun of run ${runId}${failedOnly ? ` (what did not succeed: ${reused.size} of ${jobs.length} jobs reused)` : ""}` },
   ];
   for (const job of pipeline.jobs) {
-    const attempt = reused.get(job.name);
-    if (attempt === undefined) continue;
-    changes.push({ entity: "job", job: job.name, from: RunState.QUEUED, to: RunState.SUCCEEDED, message: `reused from run ${runId}, attempt ${attempt}` });
+    const from = reused.get(job.name);
+    if (from === undefined) continue;
+    changes.push({ entity: "job", job: job.name, from: RunState.QUEUED, to: RunState.SUCCEEDED, message: `reused from run ${from.run}, attempt ${from.attempt}` });
     job.steps.forEach((step, position) => changes.push({ entity: "step", job: job.name, position, name: step.name, from: RunState.QUEUED, to: RunState.SUCCEEDED }));
+  }
+  // Its dependents get the artifacts of that attempt (artifact-sources.ts).
+  if (reused.size > 0) {
+    await client.query(
+      `UPDATE coordinator.jobs j SET reused_from_run = r.run, reused_from_attempt = r.attempt
+       FROM jsonb_to_recordset($2::jsonb) AS r(name text, run uuid, attempt int) WHERE j.run_id = $1 AND j.name = r.name`,
+      [newId, JSON.stringify([...reused].map(([name, from]) => ({ name, ...from })))],
+    );
   }
   await owePendingStatus(client, newId, `rerun of run ${runId}`);
   const line = await enterLine(client, newId, pipeline, newSource?.branch);
