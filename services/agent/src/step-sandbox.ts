@@ -72,6 +72,8 @@ export interface JobDirectory {
   env: Record<string, string>;
   // The agent slot whose directory it is, kept for the slot's next job.
   slot?: number;
+  // Who owns its places when it is not the agent's own user: the steps'.
+  owner?: { uid: number; gid: number };
 }
 
 // The places of a job's directory, and their modes.
@@ -101,12 +103,13 @@ export async function makeJobDirectory(workRoot: string, sandbox: SandboxSetting
     emptySlots.delete(root);
     mkdirSync(root, { recursive: true, mode: 0o700 });
   }
+  const owner = sandbox && process.getuid?.() === 0 ? { uid: sandbox.uid, gid: sandbox.gid } : undefined;
   for (const [name, mode] of Object.entries(places)) {
     const path = join(root, name);
     mkdirSync(path, { recursive: true, mode });
     // As new, whatever the job before made of it.
     chmodSync(path, mode);
-    if (sandbox && process.getuid?.() === 0) chownSync(path, sandbox.uid, sandbox.gid);
+    if (owner) chownSync(path, owner.uid, owner.gid);
   }
   const workspace = join(root, "workspace");
   if (!sandbox) {
@@ -116,6 +119,7 @@ export async function makeJobDirectory(workRoot: string, sandbox: SandboxSetting
     root,
     workspace,
     slot,
+    owner,
     launchDirectory: root,
     env: {
       OTTO_WORKSPACE: sandboxPaths.workspace,

@@ -1,10 +1,11 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
 import { SpanStatusCode, type Span } from "@opentelemetry/api";
 import { contextFromTraceParent, inSpan } from "@otto/kit/telemetry";
 import { Histogram, metrics } from "@otto/kit/metrics";
 import { AgentService, type Task } from "@otto/gen/v1/agent_service_pb";
 import { LogStoreService } from "@otto/gen/v1/log_store_service_pb";
+import { ArtifactStoreService, type ArtifactSource } from "@otto/gen/v1/artifact_service_pb";
 import { RunState } from "@otto/gen/v1/run_pb";
 import type { Logger } from "@otto/kit/log";
 import { runStateName } from "@otto/contracts/run-state";
@@ -13,6 +14,7 @@ import type { ServiceCaller } from "@otto/kit/service-caller";
 import { createSecretMasker, type SecretMasker } from "./secret-masker.ts";
 import type { OnText } from "./output-text.ts";
 import { uploadArtifacts } from "./artifact-upload.ts";
+import { ArtifactDownloadError, downloadNeededArtifacts, type FileOwner } from "./artifact-download.ts";
 import { LogSink } from "./log-sink.ts";
 import { StepReporter, type StepChange } from "./step-reporter.ts";
 import { runStepProcess, type StepOutcome } from "./step-process.ts";
@@ -142,6 +144,14 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
       message = `the job names secrets that are no longer set: ${task.missingSecrets.join(", ")}`;
       logLine("otto", message);
     }
+    if (task.artifactSources.length > 0 && state === RunState.SUCCEEDED) {
+      const failed = await neededArtifacts(task, { workspace: job.workspace, owner: job.owner, peers, asTask, signal: cancel.signal, log: (text) => logLine("otto", text) });
+      if (failed) {
+        state = RunState.FAILED;
+        message = failed;
+        logLine("otto", message);
+      }
+    }
     for (const [index, step] of task.steps.entries()) {
       if (state !== RunState.SUCCEEDED) break;
       if (cancel.signal.aborted) break;
@@ -252,6 +262,32 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
   jobSpan.setAttribute("otto.job.state", runStateName(state));
   if (state !== RunState.SUCCEEDED) jobSpan.setStatus({ code: SpanStatusCode.ERROR, message: message || runStateName(state) });
   log.info("task finished", { state: runStateName(state), message });
+}
+
+// Puts the artifacts of the jobs the task needs into its workspace; answers
+// why the job fails when they could not be had. A download stopped by a
+// cancel or the job's timeout is no failure of its own: the steps are not run.
+async function neededArtifacts(
+  task: Task,
+  options: { workspace: string; owner?: FileOwner; peers: ServiceCaller; asTask: CallOptions; signal: AbortSignal; log: (text: string) => void },
+): Promise<string | undefined> {
+  const { peers, asTask } = options;
+  const own = { runId: task.runId, job: task.job, attempt: task.attempt, sources: task.artifactSources };
+  const list = async (source: ArtifactSource) =>
+    (
+      await peers.call("objects", ArtifactStoreService, (c) => c.listNeededArtifacts({ ...own, need: source.job }, asTask), {
+        idempotent: true,
+        retryForMs: 10_000,
+      })
+    ).artifacts;
+  try {
+    await downloadNeededArtifacts({ ...options, runId: task.runId, sources: task.artifactSources, list });
+    return undefined;
+  } catch (err) {
+    if (err instanceof ArtifactDownloadError) return err.message;
+    if (options.signal.aborted) return undefined;
+    throw err;
+  }
 }
 
 // A step's output on its way to the log: as it is, or, when the job has
