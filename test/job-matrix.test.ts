@@ -546,3 +546,20 @@ describe("a matrix in a pipeline file, and from the SDK's builder", () => {
     ]);
   });
 });
+
+describe("a need of a matrix job without its artifacts", () => {
+  test("names every expansion, in the parser and the builder alike", () => {
+    const result = parsePipeline(
+      yaml("name: x", "jobs:", "  test:", "    matrix: {node: ['20', '22']}", "    steps: [{run: make}]", "  report:", "    needs: [{job: test, artifacts: false}]", "    steps: [{run: make}]"),
+    );
+    assert.ok(result.ok, result.ok ? "" : formatProblems(result.problems, "ci.yml"));
+    const report = result.pipeline.jobs.find((job) => job.name === "report")!;
+    assert.deepEqual(report.needs, ["test[node=20]", "test[node=22]"]);
+    assert.deepEqual(report.needsWithoutArtifacts, ["test[node=20]", "test[node=22]"]);
+    const built = pipeline("x")
+      .job("test", { matrix: { node: ["20", "22"] }, steps: ["make"] })
+      .job("report", { needs: [{ job: "test", artifacts: false }], steps: ["make"] })
+      .build();
+    assert.deepEqual(built.jobs.find((job) => job.name === "report")!.needsWithoutArtifacts, ["test[node=20]", "test[node=22]"]);
+  });
+});
