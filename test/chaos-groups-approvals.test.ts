@@ -30,14 +30,18 @@ describe("chaos: concurrency groups and approvals through coordinator kills", ()
 
   const lines = async (file: string) => (await readFile(join(shared, file), "utf8").catch(() => "")).split("\n").filter(Boolean);
 
-  // Kills one live coordinator with -9 (the launcher starts it again), never
-  // the last one up.
+  // Kills one coordinator with -9 (the launcher starts it again), only once
+  // the other is up and registered, so one always serves.
+  const killed: number[] = [];
   const killACoordinator = async (turn: number): Promise<number> => {
-    const name = await waitFor("two coordinators up", () => {
-      const alive = coordinatorNames.filter((n) => otto.supervisor.pid(n) !== undefined);
-      return alive.length === 2 && coordinatorNames[turn % 2];
-    });
+    const name = coordinatorNames[turn % 2];
+    // A child's URL is known once it said "listening", after it registered;
+    // one killed before is up again once it runs under a new pid.
+    await waitFor("both coordinators up and registered", () =>
+      otto.supervisor.info().filter((c) => coordinatorNames.includes(c.name) && c.pid !== undefined && !killed.includes(c.pid) && c.url).length === 2,
+    );
     const pid = otto.supervisor.pid(name)!;
+    killed.push(pid);
     process.kill(pid, "SIGKILL");
     return pid;
   };

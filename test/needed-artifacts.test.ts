@@ -9,7 +9,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { RunState, submitAndWait, waitForRun, type Run } from "@otto/sdk";
 import { runCli } from "./helpers/cli.ts";
-import { postJson, request, startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { postJson, request, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 describe("artifacts between jobs", () => {
   let otto: TestOtto;
@@ -90,6 +90,12 @@ jobs:
     );
     assert.equal(submitted.status, 200, submitted.text);
     const runId = submitted.json.run.id as string;
+    // Jobs without labels are any agent's: this one asks only once build
+    // and other are done, so that probe is the only task it can be given.
+    await waitFor("build and other to succeed", async () => {
+      const { run } = await otto.client.runs.getRun({ runId });
+      return run!.jobs.filter((j) => j.name !== "probe").every((j) => j.state === RunState.SUCCEEDED);
+    });
     const acquired = await call(
       urlOf("coordinator-1"),
       "AgentService/AcquireTask",
