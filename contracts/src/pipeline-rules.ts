@@ -32,33 +32,42 @@ export function pipelineProblems(pipeline: Pipeline): PipelineProblem[] {
     add(["concurrency", "limit"], rangeProblem(pipeline.concurrency.limit, limits.concurrencyLimit, "for 'limit' in 'concurrency'"));
   }
   pipeline.jobs.forEach((job, j) => {
-    const at = (...rest: (string | number)[]) => ["jobs", j, ...rest];
-    const where = jobWhere(job.name);
-    // An expansion of a matrix: its written name, then the rest of it.
-    add(at("name"), jobNameProblem(job.matrix.length > 0 ? writtenJobName(job.name) : job.name));
-    for (const problem of expansionProblems(job)) add(at(...problem.path), problem.message);
-    job.runsOn.forEach((label, i) => add(at("runsOn", i), textProblem(label, "in 'runs-on'")));
-    for (const name of Object.keys(job.env)) add(at("env", name), envNameProblem(name));
-    if (job.retry) {
-      add(at("retry", "max"), rangeProblem(job.retry.max, limits.retries, "for 'max' in 'retry'"));
-      job.retry.exitCodes.forEach((code, i) => add(at("retry", "exitCodes", i), rangeProblem(code, limits.exitCodes, "in 'exit-codes'")));
-    }
-    for (const [field, what, max, problemOf] of nameLists) {
-      for (const problem of nameListProblems(job[field], what, where, max, problemOf)) add(at(field, problem.index), problem.message);
-    }
-    if (job.resources) {
-      add(at("resources", "cpu"), cpuProblem(job.resources.cpu));
-      if (job.resources.memoryBytes < 0n) add(at("resources", "memory"), `bad memory quantity ${job.resources.memoryBytes}: must be more than 0`);
-    }
-    if (job.approval) add(at("approval", "message"), approvalMessageProblem(job.approval.message));
-    if (job.condition !== "") add(at("condition"), conditionProblem(job.condition)); // empty: no condition
-    for (const problem of needsWithoutArtifactsProblems(job)) add(at("needsWithoutArtifacts", problem.index), problem.message);
-    add(at("steps"), stepCountProblem(job.steps.length, where));
-    job.steps.forEach((step, s) => {
-      for (const problem of stepProblems(step, stepWhere(s, where))) add(at("steps", s, ...problem.path), problem.message);
-    });
+    for (const problem of jobProblems(job)) add(["jobs", j, ...problem.path], problem.message);
   });
   problems.push(...jobNameProblems(pipeline.jobs), ...needsProblems(pipeline.jobs));
+  return problems;
+}
+
+/** A job's own problems (not those of its needs), each with its path from the job. */
+export function jobProblems(job: PipelineJob): PipelineProblem[] {
+  const problems: PipelineProblem[] = [];
+  const add = (path: ProblemPath, message: string | undefined) => {
+    if (message !== undefined) problems.push({ path, message });
+  };
+  const where = jobWhere(job.name);
+  // An expansion of a matrix: its written name, then the rest of it.
+  add(["name"], jobNameProblem(job.matrix.length > 0 ? writtenJobName(job.name) : job.name));
+  for (const problem of expansionProblems(job)) add(problem.path, problem.message);
+  job.runsOn.forEach((label, i) => add(["runsOn", i], textProblem(label, "in 'runs-on'")));
+  for (const name of Object.keys(job.env)) add(["env", name], envNameProblem(name));
+  if (job.retry) {
+    add(["retry", "max"], rangeProblem(job.retry.max, limits.retries, "for 'max' in 'retry'"));
+    job.retry.exitCodes.forEach((code, i) => add(["retry", "exitCodes", i], rangeProblem(code, limits.exitCodes, "in 'exit-codes'")));
+  }
+  for (const [field, what, max, problemOf] of nameLists) {
+    for (const problem of nameListProblems(job[field], what, where, max, problemOf)) add([field, problem.index], problem.message);
+  }
+  if (job.resources) {
+    add(["resources", "cpu"], cpuProblem(job.resources.cpu));
+    if (job.resources.memoryBytes < 0n) add(["resources", "memory"], `bad memory quantity ${job.resources.memoryBytes}: must be more than 0`);
+  }
+  if (job.approval) add(["approval", "message"], approvalMessageProblem(job.approval.message));
+  if (job.condition !== "") add(["condition"], conditionProblem(job.condition)); // empty: no condition
+  for (const problem of needsWithoutArtifactsProblems(job)) add(["needsWithoutArtifacts", problem.index], problem.message);
+  add(["steps"], stepCountProblem(job.steps.length, where));
+  job.steps.forEach((step, s) => {
+    for (const problem of stepProblems(step, stepWhere(s, where))) add(["steps", s, ...problem.path], problem.message);
+  });
   return problems;
 }
 
@@ -196,8 +205,12 @@ export function jobNameProblems(jobs: readonly Pick<PipelineJob, "name">[]): Pip
   return problems;
 }
 
-/** Unknown, self, duplicate and cyclic needs, each at the need. */
-export function needsProblems(jobs: readonly Pick<PipelineJob, "name" | "needs">[]): PipelineProblem[] {
+/**
+ * Unknown, self, duplicate and cyclic needs, each at the need. `others`:
+ * jobs beside these that they may need too (a run's, for jobs added to it),
+ * which need none of these, so no cycle passes through them.
+ */
+export function needsProblems(jobs: readonly Pick<PipelineJob, "name" | "needs">[], others: ReadonlySet<string> = new Set()): PipelineProblem[] {
   const problems: PipelineProblem[] = [];
   const names = new Set(jobs.map((job) => job.name));
   const edges = new Map<string, { job: number; need: number; name: string }[]>();
@@ -207,7 +220,7 @@ export function needsProblems(jobs: readonly Pick<PipelineJob, "name" | "needs">
     job.needs.forEach((need, n) => {
       const path = ["jobs", j, "needs", n];
       if (need === job.name) problems.push({ path, message: `${jobWhere(job.name)} needs itself; remove '${need}' from its needs` });
-      else if (!names.has(need)) problems.push({ path, message: `unknown job '${need}' in needs${suggestion(need, names)}` });
+      else if (!names.has(need) && !others.has(need)) problems.push({ path, message: `unknown job '${need}' in needs${suggestion(need, [...names, ...others])}` });
       else if (seen.has(need)) problems.push({ path, message: `job '${need}' is listed twice in the needs of '${job.name}'` });
       else valid.push({ job: j, need: n, name: need });
       seen.add(need);

@@ -30,6 +30,11 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   approve RUN JOB [--comment TEXT]
   reject RUN JOB [--comment TEXT]
                           answer a job waiting for approval
+  jobs add FILE [--run RUN]
+                          in a step: add the jobs of FILE (a YAML document whose
+                          only key is \`jobs\`; - for stdin) to the step's run
+                          (OTTO_RUN_ID), with the step's token; its problems are
+                          printed as FILE:LINE:COL: MESSAGE lines (exit code 1)
   artifacts RUN           list a run's artifacts
   artifact RUN JOB NAME   write an artifact's bytes to stdout
   token create NAME [--scope S]... [--ttl SECONDS] [--join]
@@ -95,6 +100,7 @@ export async function main(argv: string[]): Promise<number> {
     cron: option("--cron"),
   };
   const comment = option("--comment") ?? "";
+  const runOption = option("--run");
   const number = (name: string) => {
     const value = option(name);
     if (value === undefined) return undefined;
@@ -185,6 +191,11 @@ export async function main(argv: string[]): Promise<number> {
       console.log(`run ${run!.id}: ${runStateName(run!.state)}${note}`);
       return 0;
     }
+    case "jobs": {
+      need(2);
+      if (rest[0] !== "add") throw new UsageError();
+      return addJobsCommand(client, rest[1], runOption ?? process.env.OTTO_RUN_ID ?? "");
+    }
     case "artifacts": {
       need(1);
       const { artifacts } = await client.artifacts.listArtifacts({ runId: rest[0] });
@@ -271,6 +282,26 @@ export async function main(argv: string[]): Promise<number> {
       return scheduleCommand(client, rest, projectOptions);
     default:
       throw new UsageError();
+  }
+}
+
+// `otto jobs add FILE`: a step adds jobs to its own run. A refused file's
+// problems are printed one a line, as the parser words them
+// (FILE:LINE:COL: MESSAGE), and the command exits 1, failing the step.
+async function addJobsCommand(client: OttoClient, file: string, runId: string): Promise<number> {
+  if (!runId) throw new UsageError("jobs add needs the run: in a step OTTO_RUN_ID says it, elsewhere give --run RUN");
+  const jobsYaml = file === "-" ? await readStdin() : await readFile(file, "utf8");
+  const fileName = file === "-" ? "stdin" : basename(file);
+  try {
+    const { added, alreadyAdded } = await client.runs.addJobs({ runId, source: { case: "jobsYaml", value: jobsYaml }, fileName });
+    if (added.length > 0) console.log(`added to run ${runId}: ${added.join(", ")}`);
+    if (alreadyAdded.length > 0) console.log(`already in run ${runId}, as added before: ${alreadyAdded.join(", ")}`);
+    return 0;
+  } catch (err) {
+    const refused = err instanceof ConnectError && (err.code === Code.InvalidArgument || err.code === Code.ResourceExhausted);
+    if (!refused) throw err;
+    for (const line of err.rawMessage.split("\n")) console.error(line);
+    return 1;
   }
 }
 

@@ -16,6 +16,7 @@ import { GatewayCaller } from "./gateway-caller.ts";
 import { AgentUsageError, agentArgsAsEnv, agentUsage } from "./agent-args.ts";
 import { startStepLauncher } from "./step-process.ts";
 import { ottoCliExposure, parseShares, parseStepUser, type SandboxSettings } from "./step-sandbox.ts";
+import { stepCaPlaces, writeStepCa } from "./step-credential.ts";
 import { sandboxProblem } from "./sandbox-probe.ts";
 import { claimWorkRoot, workRootProblem } from "./work-root.ts";
 import { chooseLauncher, type StepLauncher } from "./step-launcher.ts";
@@ -75,13 +76,16 @@ const handBackMs = 15_000;
 const stopAllowanceMs = (config.onStop === "finish" ? config.finishTimeoutMs : 0) + handBackMs;
 const log = serviceLogger("agent").child({ agent_id: config.agentId });
 
+// The CA the agent trusts, for its steps to call Otto with (otto jobs add).
+const stepCa = config.ca && stepCaPlaces(config.workRoot, config.sandbox === "on");
 const sandbox: SandboxSettings | undefined =
-  config.sandbox === "on" ? { ...config.stepUser, expose: ottoCliExposure(), share: config.sandboxShare } : undefined;
+  config.sandbox === "on" ? { ...config.stepUser, expose: [...ottoCliExposure(), ...(stepCa ? stepCa.expose : [])], share: config.sandboxShare } : undefined;
 const unsafeWorkRoot = (await workRootProblem(config.workRoot)) ?? (await claimWorkRoot(config.workRoot));
 if (unsafeWorkRoot) {
   log.error(`cannot work in OTTO_AGENT_WORK_DIR ${config.workRoot}: ${unsafeWorkRoot}`);
   process.exit(78);
 }
+if (stepCa) writeStepCa(stepCa.host, config.ca!);
 let launcher: StepLauncher;
 try {
   // Only the native launcher sandboxes: `auto` insists on it then.
@@ -167,6 +171,7 @@ async function slotLoop(slot: number) {
         reportGatherMs: config.reportGatherMs,
         sandbox,
         slot,
+        stepAccess: { url: config.url, caFile: stepCa ? stepCa.step : "" },
       });
       running.start(task);
       busySlots.set(running.size);

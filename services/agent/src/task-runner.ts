@@ -19,6 +19,7 @@ import { LogSink } from "./log-sink.ts";
 import { StepReporter, type StepChange } from "./step-reporter.ts";
 import { runStepProcess, type StepOutcome } from "./step-process.ts";
 import { makeJobDirectory, removeJobDirectory, type JobDirectory, type SandboxSettings } from "./step-sandbox.ts";
+import { stepAccessEnv, type StepAccess } from "./step-credential.ts";
 
 export interface TaskRunnerOptions {
   agentId: string;
@@ -34,6 +35,8 @@ export interface TaskRunnerOptions {
   sandbox?: SandboxSettings;
   // The agent's slot running the task: its job directory is the slot's.
   slot?: number;
+  // How steps reach Otto with their step token (step-credential.ts).
+  stepAccess?: StepAccess;
 }
 
 const stepDuration = new Histogram({
@@ -129,7 +132,8 @@ async function runTaskInSpan(task: Task, options: TaskRunnerOptions, jobSpan: Sp
     if (answer.cancel) cancel.abort();
   }, options.reportGatherMs ?? 0);
   // Every line the job's log gets, with the job's secret values masked.
-  const mask = createSecretMasker(Object.values(task.secrets));
+  // The step token too: a reader of the log must not add jobs with it.
+  const mask = createSecretMasker([...Object.values(task.secrets), task.stepToken].filter(Boolean));
   const logLine = (step: string, text: string) => sink.line(mask(step), mask(text));
   const takenAway = (err: unknown) => err instanceof ConnectError && err.code === Code.FailedPrecondition;
   let jobDirectory: JobDirectory | undefined;
@@ -325,6 +329,7 @@ function stepEnv(task: Task, stepEnv: Record<string, string>, job: JobDirectory,
     OTTO_JOB: task.job,
     OTTO_ATTEMPT: String(task.attempt),
     OTTO_AGENT_ID: options.agentId,
+    ...stepAccessEnv(task, options.stepAccess),
     ...job.env,
     ...task.env,
     ...stepEnv,

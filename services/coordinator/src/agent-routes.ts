@@ -21,11 +21,13 @@ import { stoppingError } from "./run-routes.ts";
 import { Counter, Histogram, metrics } from "@otto/kit/metrics";
 import { callerOf } from "@otto/kit/caller";
 import type { TaskClaims } from "@otto/kit/task-token";
+import type { StepClaims } from "@otto/kit/step-token";
 import { jobTimeoutSeconds, taskTokenLifetimeSeconds } from "./task-token-lifetime.ts";
 import type { SecretStore } from "./secret-store.ts";
 import type { TokenStore } from "@otto/kit/token-store";
 
 export type TaskTokenSigner = (claims: TaskClaims, ttlSeconds: number) => string;
+export type StepTokenSigner = (claims: StepClaims, ttlSeconds: number) => string;
 
 const maxWaitMs = 30_000;
 
@@ -48,6 +50,8 @@ export interface AgentServiceOptions {
   maxWaiters: number;
   // Without TLS there are no task tokens.
   signTaskToken: TaskTokenSigner | undefined;
+  // The steps' token (unsigned without TLS).
+  signStepToken: StepTokenSigner;
   secrets: SecretStore;
   tokens: TokenStore;
   // OTTO_MAX_JOB_DURATION: no job's steps run longer together.
@@ -58,7 +62,7 @@ export function agentServiceImpl(
   pool: Pool,
   boss: PgBoss,
   notifier: Notifier,
-  { taskLeaseMs, maxWaiters, signTaskToken, secrets, tokens, maxJobSeconds }: AgentServiceOptions,
+  { taskLeaseMs, maxWaiters, signTaskToken, signStepToken, secrets, tokens, maxJobSeconds }: AgentServiceOptions,
 ): ServiceImpl<typeof AgentService> {
   const stillTrusted = async (ctx: HandlerContext) => {
     const caller = callerOf(ctx);
@@ -105,7 +109,7 @@ export function agentServiceImpl(
           // looks for the rest, if there is any.
           if (task.more !== false) claimWaiters.wakeOne();
           if (task.waited !== undefined) reservationWait.observe(task.waited);
-          return { task: await taskSpec(task, taskLeaseMs, claimant.id, claimStart, signTaskToken, secrets, maxJobSeconds) };
+          return { task: await taskSpec(task, taskLeaseMs, claimant.id, claimStart, { signTaskToken, signStepToken }, secrets, maxJobSeconds) };
         }
         if (news) claimWaiters.passOn({ ...news, tried: news.tried.add(claimant.id) });
         if (draining.aborted) throw stoppingError();
@@ -146,7 +150,7 @@ async function taskSpec(
   leaseMs: number,
   agentId: string,
   claimStart: number,
-  signTaskToken: TaskTokenSigner | undefined,
+  signers: { signTaskToken: TaskTokenSigner | undefined; signStepToken: StepTokenSigner },
   secrets: SecretStore,
   maxJobSeconds: number,
 ): Promise<Task> {
@@ -163,6 +167,10 @@ async function taskSpec(
   const job = fromJson(PipelineJobSchema, claimed.spec as JsonValue);
   const revealed = await secrets.reveal(job.secrets);
   const timeoutSeconds = jobTimeoutSeconds(job.timeout, maxJobSeconds);
+  // Either token does something only while the attempt is live
+  // (live-attempts.ts, add-jobs.ts), and never for longer than the job may run.
+  const tokenSeconds = taskTokenLifetimeSeconds(job.steps, timeoutSeconds);
+  const attempt = { runId: claimed.run_id, job: claimed.job, attempt: claimed.attempt };
   return create(TaskSchema, {
     taskId: claimed.id,
     attempt: claimed.attempt,
@@ -172,12 +180,8 @@ async function taskSpec(
     steps: job.steps,
     leaseMs,
     traceparent: traceParentOf(trace.setSpan(runContext, span)),
-    taskToken: signTaskToken?.(
-      { agentId, runId: claimed.run_id, job: claimed.job, attempt: claimed.attempt, artifactSources: claimed.artifact_sources },
-      // It writes only while the attempt is live (live-attempts.ts), and
-      // never for longer than the job may run.
-      taskTokenLifetimeSeconds(job.steps, timeoutSeconds),
-    ),
+    taskToken: signers.signTaskToken?.({ agentId, ...attempt, artifactSources: claimed.artifact_sources }, tokenSeconds),
+    stepToken: signers.signStepToken(attempt, tokenSeconds),
     secrets: revealed.values,
     missingSecrets: revealed.missing,
     artifacts: job.artifacts,

@@ -22,6 +22,7 @@ import { startTaskSweeper } from "./task-sweeper.ts";
 import { startUnmatchedJobSweeper } from "./unmatched-jobs.ts";
 import { authChannel, TokenStore } from "@otto/kit/token-store";
 import { createTaskTokenSigner } from "@otto/kit/task-token";
+import { createStepTokenSigner } from "@otto/kit/step-token";
 import { loadSecretKey } from "@otto/kit/secret-box";
 import { AdminService } from "@otto/gen/v1/admin_service_pb";
 import { SecretStore } from "./secret-store.ts";
@@ -115,6 +116,7 @@ const sweeper = startTaskSweeper({ pool, boss, notifier, log, shards, memberId, 
 const tokens = new TokenStore(pool, notifier);
 await tokens.start();
 const signTaskToken = config.security.insecure ? undefined : createTaskTokenSigner(config.security.tls);
+const signStepToken = createStepTokenSigner(config.security.insecure ? undefined : config.security.tls);
 const secrets = new SecretStore(pool, config.secretsKey);
 const projects = new ProjectStore(pool, secrets);
 const schedules = new ScheduleStore(pool, boss);
@@ -146,6 +148,7 @@ const { registry } = await serveAndRegister({
         taskLeaseMs: config.taskLeaseMs,
         maxWaiters: config.maxAgentWaiters,
         signTaskToken,
+        signStepToken,
         secrets,
         tokens,
         maxJobSeconds: config.maxJobSeconds,

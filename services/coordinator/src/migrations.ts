@@ -221,4 +221,7 @@ export const migrations = [
   // A job a rerun reused: the run and attempt that made its result, whose
   // artifacts its dependents get (engine/rerun-run.ts, engine/artifact-sources.ts).
   `ALTER TABLE jobs ADD COLUMN reused_from_run uuid, ADD COLUMN reused_from_attempt int;`,
+  // Jobs added to a run while it ran (engine/add-jobs.ts): the job and
+  // attempt whose step added them; NULL: the pipeline's own.
+  `ALTER TABLE jobs ADD COLUMN added_by jsonb;`,
 ];

@@ -9,7 +9,9 @@ import type { Notifier } from "@otto/kit/notifier";
 import { cancelRun } from "./engine/cancel-run.ts";
 import { rerunRun } from "./engine/rerun-run.ts";
 import { approveJob, rejectJob, type Decision } from "./engine/decide-approval.ts";
+import { addJobs } from "./engine/add-jobs.ts";
 import { decidedByHeader } from "@otto/kit/decided-by";
+import { addingStepHeader, decodeAddingStep } from "@otto/kit/adding-step";
 import { journalChannel } from "./engine/apply-changes.ts";
 import { startWatching, stopWatching } from "./engine/run-watchers.ts";
 import { journalRowToEvent, loadRun, loadRuns, requireRunId } from "./run-store.ts";
@@ -80,6 +82,17 @@ export function runServiceImpl(
       requireRunId(req.runId);
       await inTransaction(pool, (client) => rejectJob(client, req.runId, req.job, decisionOf(ctx, req.comment)));
       return { run: await loadRun(pool, req.runId) };
+    },
+    async addJobs(req, ctx) {
+      requireRunId(req.runId);
+      if (req.source.case !== "jobs") throw new ConnectError("the coordinator takes the jobs as IR; send YAML to the gateway", Code.InvalidArgument);
+      const by = decodeAddingStep(ctx.requestHeader.get(addingStepHeader));
+      if (!by) throw new ConnectError("AddJobs is a step's: call it through the gateway with the step's token (OTTO_TOKEN)", Code.InvalidArgument);
+      const fragment = req.source.value;
+      await secrets.requireExisting(fragment.jobs.flatMap((job) => job.secrets));
+      const fileName = req.fileName || "jobs.yml";
+      const result = await inTransaction(pool, (client) => addJobs(client, { runId: req.runId, fragment, by, fileName }));
+      return { ...result, run: await loadRun(pool, req.runId) };
     },
     async cancelRun(req) {
       requireRunId(req.runId);

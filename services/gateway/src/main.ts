@@ -16,6 +16,7 @@ import { runServiceImpl } from "./run-routes.ts";
 import { ParseCache } from "./parse-cache.ts";
 import { agentAccess, agentPassThrough } from "./agent-pass-through.ts";
 import { TaskTokenVerifier } from "@otto/kit/task-token";
+import { StepTokenVerifier } from "@otto/kit/step-token";
 import { everyCredential } from "@otto/kit/every-credential";
 import { ProjectService } from "@otto/gen/v1/project_service_pb";
 import { projectServiceImpl } from "./project-routes.ts";
@@ -53,6 +54,8 @@ await serveAndRegister({
       RerunRun: { scope: "runs:write" },
       ApproveJob: { scope: "runs:write" },
       RejectJob: { scope: "runs:write" },
+      // A build step's token, and nothing else: it adds jobs to its own run.
+      AddJobs: { steps: true },
       GetRun: { scope: "runs:read" },
       ListRuns: { scope: "runs:read" },
       WatchRun: { scope: "runs:read" },
@@ -69,9 +72,11 @@ await serveAndRegister({
     },
     ...agentAccess,
   },
-  credentials: config.security.insecure ? tokens : everyCredential(tokens, new TaskTokenVerifier(config.security.tls.ca)),
+  credentials: config.security.insecure
+    ? tokens
+    : everyCredential(tokens, new TaskTokenVerifier(config.security.tls.ca), new StepTokenVerifier(config.security.tls.ca)),
   routes: (router, registry) => {
-    router.service(RunService, runServiceImpl(registry, new ParseCache({ maxEntries: config.parseCacheEntries })));
+    router.service(RunService, runServiceImpl(registry, new ParseCache({ maxEntries: config.parseCacheEntries }), config.security.insecure));
     router.service(LogService, logServiceImpl(registry));
     router.service(AdminService, adminServiceImpl(tokens, registry));
     router.service(ArtifactService, artifactServiceImpl(registry));

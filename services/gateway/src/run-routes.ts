@@ -7,11 +7,13 @@ import { RunService } from "@otto/gen/v1/run_service_pb";
 import type { RegistryClient } from "@otto/kit/registry-client";
 import { followJournal } from "./follow-journal.ts";
 import { ParseCache } from "./parse-cache.ts";
+import { addJobsHandler } from "./add-jobs.ts";
 
 // The public RunService: YAML goes through the parser (unless its text was
 // parsed before: see parse-cache.ts), everything else to any live
-// coordinator (they share all state through Postgres).
-export function runServiceImpl(registry: RegistryClient, parses = new ParseCache({ maxEntries: 0 })): ServiceImpl<typeof RunService> {
+// coordinator (they share all state through Postgres). `insecure`: Otto
+// runs without TLS, and nothing is authenticated.
+export function runServiceImpl(registry: RegistryClient, parses = new ParseCache({ maxEntries: 0 }), insecure = false): ServiceImpl<typeof RunService> {
   const idempotent = <T>(call: (c: import("@connectrpc/connect").Client<typeof RunService>) => Promise<T>) =>
     registry.call("coordinator", RunService, call, { idempotent: true, retryForMs: 5_000 });
   return {
@@ -43,6 +45,7 @@ export function runServiceImpl(registry: RegistryClient, parses = new ParseCache
       registry.call("coordinator", RunService, (c) => c.approveJob(req, { signal: ctx.signal, headers: { [decidedByHeader]: describeDecider(callerOf(ctx)) } })),
     rejectJob: (req, ctx) =>
       registry.call("coordinator", RunService, (c) => c.rejectJob(req, { signal: ctx.signal, headers: { [decidedByHeader]: describeDecider(callerOf(ctx)) } })),
+    addJobs: addJobsHandler(registry, insecure),
     // Passed on once: a second try could make a second run.
     rerunRun: (req, ctx) => registry.call("coordinator", RunService, (c) => c.rerunRun(req, { signal: ctx.signal })),
     async *watchRun(req, ctx) {

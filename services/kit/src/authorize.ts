@@ -4,13 +4,14 @@ import type { PeerIdentity } from "./peer-identity.ts";
 import { isRetryable } from "./retryable.ts";
 
 // What a method lets in: Otto processes of the given kinds (by certificate),
-// API tokens holding a scope, agents, tasks, or anyone (the method checks
-// what it needs itself, e.g. a join token in the request).
+// API tokens holding a scope, agents, tasks, build steps, or anyone (the
+// method checks what it needs itself, e.g. a join token in the request).
 export interface Access {
   services?: readonly string[];
   scope?: Scope;
   agents?: boolean;
   tasks?: boolean;
+  steps?: boolean;
   anyone?: boolean;
 }
 
@@ -80,20 +81,31 @@ async function verify(credentials: CredentialVerifier, token: string): Promise<C
   }
 }
 
-type BearerKind = "api" | "agent" | "task";
+type BearerKind = "api" | "agent" | "task" | "step";
+
+const kindNames: Record<BearerKind, string> = { api: "an API token", agent: "an agent credential", task: "a task token", step: "a step token" };
 
 function tokenKindOf(token: string): BearerKind | undefined {
-  return /^otto_(api|agent|task)_/.exec(token)?.[1] as BearerKind | undefined;
+  return /^otto_(api|agent|task|step)_/.exec(token)?.[1] as BearerKind | undefined;
 }
 
 function accepts(access: Access, kind: BearerKind): boolean {
-  return kind === "api" ? access.scope !== undefined : kind === "agent" ? access.agents === true : access.tasks === true;
+  switch (kind) {
+    case "api":
+      return access.scope !== undefined;
+    case "agent":
+      return access.agents === true;
+    case "task":
+      return access.tasks === true;
+    case "step":
+      return access.steps === true;
+  }
 }
 
 function wrongKind(what: string, access: Access, kind: BearerKind): string {
-  const wanted = [access.scope && `an API token with ${access.scope}`, access.agents && "an agent credential", access.tasks && "a task token"].filter(Boolean);
+  const wanted = [access.scope && `an API token with ${access.scope}`, access.agents && kindNames.agent, access.tasks && kindNames.task, access.steps && kindNames.step].filter(Boolean);
   if (wanted.length === 0) return `${what} is internal: only Otto's own processes may call it`;
-  return `${what} takes ${wanted.join(" or ")}, not ${kind === "api" ? "an API token" : kind === "agent" ? "an agent credential" : "a task token"}`;
+  return `${what} takes ${wanted.join(" or ")}, not ${kindNames[kind]}`;
 }
 
 function allows(access: Access, caller: Caller): boolean {
@@ -104,6 +116,8 @@ function allows(access: Access, caller: Caller): boolean {
       return access.anyone === true || access.agents === true;
     case "task":
       return access.tasks === true;
+    case "step":
+      return access.steps === true;
     default:
       return access.anyone === true;
   }
@@ -111,5 +125,6 @@ function allows(access: Access, caller: Caller): boolean {
 
 function refusal(what: string, access: Access, caller: Caller): string {
   if (caller.kind === "api" && access.scope) return `this token may not call ${what}: it needs the scope ${access.scope}`;
-  return `a ${caller.kind === "api" ? "API token" : caller.kind === "task" ? "task token" : `${caller.kind} credential`} may not call ${what}`;
+  const held = caller.kind === "api" ? "API token" : caller.kind === "task" || caller.kind === "step" ? `${caller.kind} token` : `${caller.kind} credential`;
+  return `a ${held} may not call ${what}`;
 }

@@ -87,6 +87,8 @@ function keyOf(caller: Caller, remoteAddress: string | undefined): string | unde
       return `token ${caller.tokenId}`;
     case "task":
       return `task ${caller.runId}/${caller.job}/${caller.attempt}`;
+    case "step":
+      return `step ${caller.runId}/${caller.job}/${caller.attempt}`;
     default:
       return `address ${remoteAddress ?? "unknown"}`;
   }

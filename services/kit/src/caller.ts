@@ -8,14 +8,16 @@ export type Scope = "runs:read" | "runs:write" | "admin";
 export const scopes: readonly Scope[] = ["runs:read", "runs:write", "admin"];
 
 // Who is calling, once authenticated: another Otto process (by its
-// certificate), a person or tool (API token), an agent (its credential), or
-// an agent acting for one task (a task token the coordinator signed).
+// certificate), a person or tool (API token), an agent (its credential), an
+// agent acting for one task (a task token the coordinator signed), or a
+// build step of one attempt (a step token the coordinator signed).
 export type Caller =
   | { kind: "service"; service: string; name: string }
   | { kind: "api"; tokenId: string; name: string; scopes: Scope[] }
   | { kind: "agent"; tokenId: string; agentId: string }
   // artifactSources: the digest of the attempts whose artifacts it may read.
   | { kind: "task"; agentId: string; runId: string; job: string; attempt: number; artifactSources?: string }
+  | { kind: "step"; runId: string; job: string; attempt: number }
   | { kind: "anyone" };
 
 export const peerKey = createContextKey<PeerIdentity | undefined>(undefined, { description: "TLS peer identity" });

@@ -1,12 +1,13 @@
 import type { CredentialVerifier } from "./authorize.ts";
+import type { StepTokenVerifier } from "./step-token.ts";
 import type { TaskTokenVerifier } from "./task-token.ts";
 
 // Checks every kind of bearer token Otto hands out, for a server that takes
-// them all (the gateway): task tokens by their signature, API tokens and
-// agent credentials in the database.
-export function everyCredential(tokens: CredentialVerifier, tasks: TaskTokenVerifier): CredentialVerifier {
+// them all (the gateway): task and step tokens by their signatures, API
+// tokens and agent credentials in the database.
+export function everyCredential(tokens: CredentialVerifier, tasks: TaskTokenVerifier, steps: StepTokenVerifier): CredentialVerifier {
   return {
-    verify: (token) => tasks.verify(token) ?? tokens.verify(token),
+    verify: (token) => tasks.verify(token) ?? steps.verify(token) ?? tokens.verify(token),
     isLiveId: tokens.isLiveId?.bind(tokens),
   };
 }

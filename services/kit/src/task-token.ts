@@ -1,6 +1,6 @@
-import { X509Certificate, createPrivateKey, sign, verify, type KeyObject } from "node:crypto";
 import { artifactSourcesDigest, type ArtifactSource } from "./artifact-sources.ts";
 import type { Caller } from "./caller.ts";
+import { CoordinatorSignatures, coordinatorSigner } from "./coordinator-signature.ts";
 import type { TlsFiles } from "./transport-security.ts";
 
 // A task token lets one agent act for one attempt of one job, and nothing
@@ -20,25 +20,21 @@ export interface TaskClaims {
 const prefix = "otto_task_";
 
 export function createTaskTokenSigner(tls: TlsFiles): (claims: TaskClaims, ttlSeconds: number) => string {
-  const key = createPrivateKey(tls.key);
-  const certificate = new X509Certificate(tls.cert).raw.toString("base64url");
+  const signer = coordinatorSigner(tls);
   return (claims, ttlSeconds) => {
     const sources = claims.artifactSources?.length ? { a: artifactSourcesDigest(claims.artifactSources) } : {};
     const payload = Buffer.from(
       JSON.stringify({ g: claims.agentId, r: claims.runId, j: claims.job, n: claims.attempt, e: Math.floor(Date.now() / 1000) + ttlSeconds, ...sources }),
     );
-    const signature = sign("sha256", payload, key);
-    return `${prefix}${payload.toString("base64url")}.${signature.toString("base64url")}.${certificate}`;
+    return `${prefix}${payload.toString("base64url")}.${signer.sign(payload)}.${signer.certificate}`;
   };
 }
 
 export class TaskTokenVerifier {
-  readonly #ca: X509Certificate;
-  // Certificates already checked against the CA, by their encoding.
-  readonly #signers = new Map<string, KeyObject | undefined>();
+  readonly #signatures: CoordinatorSignatures;
 
   constructor(ca: Buffer) {
-    this.#ca = new X509Certificate(ca);
+    this.#signatures = new CoordinatorSignatures(ca);
   }
 
   verify(token: string): Caller | undefined {
@@ -46,10 +42,8 @@ export class TaskTokenVerifier {
     const parts = token.slice(prefix.length).split(".");
     if (parts.length !== 3) return undefined;
     const [payloadText, signatureText, certificateText] = parts;
-    const key = this.#signer(certificateText);
-    if (!key) return undefined;
     const payload = Buffer.from(payloadText, "base64url");
-    if (!verify("sha256", payload, key, Buffer.from(signatureText, "base64url"))) return undefined;
+    if (!this.#signatures.verify(payload, signatureText, certificateText)) return undefined;
     let claims: { g: string; r: string; j: string; n: number; e: number; a?: string };
     try {
       claims = JSON.parse(payload.toString("utf8"));
@@ -59,21 +53,5 @@ export class TaskTokenVerifier {
     if (!(claims.e * 1000 > Date.now())) return undefined;
     const sources = typeof claims.a === "string" ? { artifactSources: claims.a } : {};
     return { kind: "task", agentId: claims.g, runId: claims.r, job: claims.j, attempt: claims.n, ...sources };
-  }
-
-  #signer(encoded: string): KeyObject | undefined {
-    if (this.#signers.has(encoded)) return this.#signers.get(encoded);
-    let key: KeyObject | undefined;
-    try {
-      const certificate = new X509Certificate(Buffer.from(encoded, "base64url"));
-      const current = Date.parse(certificate.validFrom) <= Date.now() && Date.now() < Date.parse(certificate.validTo);
-      const isCoordinator = (certificate.subjectAltName ?? "").split(", ").some((san) => san.startsWith("URI:spiffe://otto/coordinator/"));
-      if (current && isCoordinator && certificate.checkIssued(this.#ca) && certificate.verify(this.#ca.publicKey)) key = certificate.publicKey;
-    } catch {
-      key = undefined;
-    }
-    if (this.#signers.size > 100) this.#signers.clear();
-    this.#signers.set(encoded, key);
-    return key;
   }
 }

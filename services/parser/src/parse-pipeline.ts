@@ -39,6 +39,7 @@ import {
   stepWhere,
   textProblem,
 } from "@otto/contracts/pipeline-rules";
+import { neededNames } from "@otto/contracts/added-jobs";
 import { parseQuantity } from "@otto/contracts/quantity";
 import { deriveStepName } from "@otto/contracts/step-name";
 import { suggestion } from "@otto/contracts/suggestion";
@@ -61,7 +62,13 @@ export type ParseResult = { ok: true; pipeline: Pipeline } | { ok: false; proble
 export const expansionLimits = { nodes: 200_000, textChars: 1024 * 1024 };
 export const maxPipelineIrBytes = 1024 * 1024;
 
-export function parsePipeline(text: string): ParseResult {
+export interface ParseOptions {
+  // A fragment of jobs to add to a run (RunService.AddJobs): a document
+  // whose only key is `jobs`, whose jobs may also need `runJobs`, the run's.
+  fragment?: { runJobs: readonly string[] };
+}
+
+export function parsePipeline(text: string, options: ParseOptions = {}): ParseResult {
   const tooDeep = nestingProblem(text);
   if (tooDeep) return { ok: false, problems: [tooDeep] };
   const lines = new LineCounter();
@@ -87,7 +94,7 @@ export function parsePipeline(text: string): ParseResult {
     return { ok: false, tooLarge: true, problems: [{ ...position(expansion.at, lines), message }] };
   }
 
-  const checker = new Checker(doc, lines, text);
+  const checker = new Checker(doc, lines, text, options.fragment);
   const pipeline = checker.pipeline(doc.contents);
   problems.push(...checker.problems);
   if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
@@ -140,6 +147,7 @@ function sortProblems(problems: PipelineProblemInfo[]): PipelineProblemInfo[] {
 }
 
 const TOP_KEYS = ["name", "concurrency", "jobs"];
+const FRAGMENT_KEYS = ["jobs"];
 const CONCURRENCY_KEYS = ["group", "limit", "cancel-in-progress"];
 const MAX_ALIASES = 100;
 const MAX_FLOW_DEPTH = 32;
@@ -177,31 +185,38 @@ class Checker {
   #doc: Doc;
   #lines: LineCounter;
   #text: string;
+  // A fragment's: the names its needs may name besides its own jobs'.
+  #runJobs: Set<string> | undefined;
 
-  constructor(doc: Doc, lines: LineCounter, text: string) {
+  constructor(doc: Doc, lines: LineCounter, text: string, fragment?: ParseOptions["fragment"]) {
     this.#doc = doc;
     this.#lines = lines;
     this.#text = text;
+    this.#runJobs = fragment && neededNames(fragment.runJobs);
   }
 
   pipeline(root: ParsedNode | null): Pipeline {
     const pipeline = create(PipelineSchema);
+    const fragment = this.#runJobs !== undefined;
+    const expected = fragment ? "a mapping with 'jobs'" : "a mapping with 'name' and 'jobs'";
     root = this.#resolve(root);
     if (root === null) {
-      this.#report(null, "the pipeline file is empty; expected a mapping with 'name' and 'jobs'");
+      this.#report(null, `the ${fragment ? "jobs fragment" : "pipeline file"} is empty; expected ${expected}`);
       return pipeline;
     }
     if (!isMap(root)) {
-      this.#report(root, `expected a mapping with 'name' and 'jobs' at the top level, got ${describe(root)}`);
+      this.#report(root, `expected ${expected} at the top level, got ${describe(root)}`);
       return pipeline;
     }
-    const top = this.#entries(root, TOP_KEYS, "at the top level");
-    const name = this.#required(top, "name", root, "the pipeline");
-    pipeline.name = this.#string(name, "for 'name'");
-    if (name) this.#report(name.value, pipelineNameProblem(pipeline.name));
-    pipeline.concurrency = this.#concurrency(top.get("concurrency"));
+    const top = this.#entries(root, fragment ? FRAGMENT_KEYS : TOP_KEYS, fragment ? "at the top level of a jobs fragment" : "at the top level");
+    if (!fragment) {
+      const name = this.#required(top, "name", root, "the pipeline");
+      pipeline.name = this.#string(name, "for 'name'");
+      if (name) this.#report(name.value, pipelineNameProblem(pipeline.name));
+      pipeline.concurrency = this.#concurrency(top.get("concurrency"));
+    }
 
-    const jobs = this.#required(top, "jobs", root, "the pipeline");
+    const jobs = this.#required(top, "jobs", root, fragment ? "the jobs fragment" : "the pipeline");
     if (jobs === undefined) return pipeline;
     if (!isMap(jobs.value)) {
       this.#wrongType(jobs, "a mapping of job names to jobs", "for 'jobs'");
@@ -211,7 +226,7 @@ class Checker {
     const infos = this.#entries(jobs.value, null, "in 'jobs'", true).map(([name, entry]) => this.#job(name, entry));
     this.#report(jobs.value, jobCountProblem(infos.length) ?? expandedJobCountProblem(infos.map((info) => ({ name: info.job.name, expansion: info.expansion }))));
     for (const problem of jobNameProblems(infos.map((info) => info.job))) this.#report(infos[problem.path[1] as number].key, problem.message);
-    for (const problem of needsProblems(infos.map((info) => info.job))) {
+    for (const problem of needsProblems(infos.map((info) => info.job), this.#runJobs)) {
       this.#report(infos[problem.path[1] as number].needs[problem.path[3] as number].node, problem.message);
     }
     pipeline.jobs = this.problems.length === 0 ? expandJobs(infos) : infos.map((info) => info.job);

@@ -9,7 +9,7 @@ export function parserRoutes(router: ConnectRouter) {
   router.service(ParserService, {
     parsePipeline(req) {
       const fileName = req.fileName || "pipeline.yml";
-      const result = parsePipeline(req.yaml);
+      const result = parsePipeline(req.yaml, req.fragment ? { fragment: { runJobs: req.runJobs } } : {});
       if (result.ok) return { pipeline: result.pipeline };
       const details = result.problems.map((p) => ({ desc: PipelineProblemSchema, value: create(PipelineProblemSchema, p) }));
       const code = result.tooLarge ? Code.ResourceExhausted : Code.InvalidArgument;

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/parser_service.proto.
  */
 export const file_otto_v1_parser_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxvdHRvL3YxL3BhcnNlcl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIkwKFFBhcnNlUGlwZWxpbmVSZXF1ZXN0EhcKBHlhbWwYASABKAlCCbpIBnIEKICAEBIbCglmaWxlX25hbWUYAiABKAlCCLpIBXIDGIAIIjwKFVBhcnNlUGlwZWxpbmVSZXNwb25zZRIjCghwaXBlbGluZRgBIAEoCzIRLm90dG8udjEuUGlwZWxpbmUiQAoPUGlwZWxpbmVQcm9ibGVtEgwKBGxpbmUYASABKAUSDgoGY29sdW1uGAIgASgFEg8KB21lc3NhZ2UYAyABKAkyZAoNUGFyc2VyU2VydmljZRJTCg1QYXJzZVBpcGVsaW5lEh0ub3R0by52MS5QYXJzZVBpcGVsaW5lUmVxdWVzdBoeLm90dG8udjEuUGFyc2VQaXBlbGluZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_otto_v1_pipeline]);
+  fileDesc("ChxvdHRvL3YxL3BhcnNlcl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIoIBChRQYXJzZVBpcGVsaW5lUmVxdWVzdBIXCgR5YW1sGAEgASgJQgm6SAZyBCiAgBASGwoJZmlsZV9uYW1lGAIgASgJQgi6SAVyAxiACBIQCghmcmFnbWVudBgDIAEoCBIiCghydW5fam9icxgEIAMoCUIQukgNkgEKEPQDIgVyAxjIASI8ChVQYXJzZVBpcGVsaW5lUmVzcG9uc2USIwoIcGlwZWxpbmUYASABKAsyES5vdHRvLnYxLlBpcGVsaW5lIkAKD1BpcGVsaW5lUHJvYmxlbRIMCgRsaW5lGAEgASgFEg4KBmNvbHVtbhgCIAEoBRIPCgdtZXNzYWdlGAMgASgJMmQKDVBhcnNlclNlcnZpY2USUwoNUGFyc2VQaXBlbGluZRIdLm90dG8udjEuUGFyc2VQaXBlbGluZVJlcXVlc3QaHi5vdHRvLnYxLlBhcnNlUGlwZWxpbmVSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_otto_v1_pipeline]);
 
 /**
  * @generated from message otto.v1.ParsePipelineRequest
@@ -30,6 +30,23 @@ export type ParsePipelineRequest = Message<"otto.v1.ParsePipelineRequest"> & {
    * @generated from field: string file_name = 2;
    */
   fileName: string;
+
+  /**
+   * A jobs fragment (RunService.AddJobs): a document whose only key is
+   * `jobs`; the pipeline answered has jobs and nothing else.
+   *
+   * @generated from field: bool fragment = 3;
+   */
+  fragment: boolean;
+
+  /**
+   * For a fragment: the names of the run's jobs, which its jobs may need
+   * (a matrix job by its name as written, too). A fragment's job named like
+   * one of them is left for the coordinator to judge.
+   *
+   * @generated from field: repeated string run_jobs = 4;
+   */
+  runJobs: string[];
 };
 
 /**

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/run_service.proto.
  */
 export const file_otto_v1_run_service: GenFile = /*@__PURE__*/
-  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJHCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAAiVgoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQSIAoFd2FpdHMYAiABKAsyES5vdHRvLnYxLkpvYldhaXRzIioKCEpvYldhaXRzEh4KBGpvYnMYASADKAsyEC5vdHRvLnYxLkpvYldhaXQiQAoHSm9iV2FpdBILCgNqb2IYASABKAkSKAoLd2FpdGluZ19mb3IYAiABKAsyEy5vdHRvLnYxLldhaXRpbmdGb3IiQAoPUmVydW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESEwoLZmFpbGVkX29ubHkYAiABKAgiLQoQUmVydW5SdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJhChFBcHByb3ZlSm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIvChJBcHByb3ZlSm9iUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iYAoQUmVqZWN0Sm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIuChFSZWplY3RKb2JSZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1bjKuBAoKUnVuU2VydmljZRJCCglTdWJtaXRSdW4SGS5vdHRvLnYxLlN1Ym1pdFJ1blJlcXVlc3QaGi5vdHRvLnYxLlN1Ym1pdFJ1blJlc3BvbnNlEj4KBkdldFJ1bhIWLm90dG8udjEuR2V0UnVuUmVxdWVzdBoXLm90dG8udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLm90dG8udjEuTGlzdFJ1bnNSZXF1ZXN0Ghkub3R0by52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESQgoJQ2FuY2VsUnVuEhkub3R0by52MS5DYW5jZWxSdW5SZXF1ZXN0Ghoub3R0by52MS5DYW5jZWxSdW5SZXNwb25zZRI/CghSZXJ1blJ1bhIYLm90dG8udjEuUmVydW5SdW5SZXF1ZXN0Ghkub3R0by52MS5SZXJ1blJ1blJlc3BvbnNlEkUKCkFwcHJvdmVKb2ISGi5vdHRvLnYxLkFwcHJvdmVKb2JSZXF1ZXN0Ghsub3R0by52MS5BcHByb3ZlSm9iUmVzcG9uc2USQgoJUmVqZWN0Sm9iEhkub3R0by52MS5SZWplY3RKb2JSZXF1ZXN0Ghoub3R0by52MS5SZWplY3RKb2JSZXNwb25zZRJGCghXYXRjaFJ1bhIYLm90dG8udjEuV2F0Y2hSdW5SZXF1ZXN0Ghkub3R0by52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
+  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJHCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAAiVgoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQSIAoFd2FpdHMYAiABKAsyES5vdHRvLnYxLkpvYldhaXRzIioKCEpvYldhaXRzEh4KBGpvYnMYASADKAsyEC5vdHRvLnYxLkpvYldhaXQiQAoHSm9iV2FpdBILCgNqb2IYASABKAkSKAoLd2FpdGluZ19mb3IYAiABKAsyEy5vdHRvLnYxLldhaXRpbmdGb3IiQAoPUmVydW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESEwoLZmFpbGVkX29ubHkYAiABKAgiLQoQUmVydW5SdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJhChFBcHByb3ZlSm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIvChJBcHByb3ZlSm9iUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iYAoQUmVqZWN0Sm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIuChFSZWplY3RKb2JSZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biKcAQoOQWRkSm9ic1JlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIeCglqb2JzX3lhbWwYAiABKAlCCbpIBnIEKICAEEgAEikKBGpvYnMYAyABKAsyES5vdHRvLnYxLlBpcGVsaW5lQga6SAPYAQNIABIbCglmaWxlX25hbWUYBCABKAlCCLpIBXIDGIAIQggKBnNvdXJjZSJSCg9BZGRKb2JzUmVzcG9uc2USDQoFYWRkZWQYASADKAkSFQoNYWxyZWFkeV9hZGRlZBgCIAMoCRIZCgNydW4YAyABKAsyDC5vdHRvLnYxLlJ1bjLsBAoKUnVuU2VydmljZRJCCglTdWJtaXRSdW4SGS5vdHRvLnYxLlN1Ym1pdFJ1blJlcXVlc3QaGi5vdHRvLnYxLlN1Ym1pdFJ1blJlc3BvbnNlEj4KBkdldFJ1bhIWLm90dG8udjEuR2V0UnVuUmVxdWVzdBoXLm90dG8udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLm90dG8udjEuTGlzdFJ1bnNSZXF1ZXN0Ghkub3R0by52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESQgoJQ2FuY2VsUnVuEhkub3R0by52MS5DYW5jZWxSdW5SZXF1ZXN0Ghoub3R0by52MS5DYW5jZWxSdW5SZXNwb25zZRI/CghSZXJ1blJ1bhIYLm90dG8udjEuUmVydW5SdW5SZXF1ZXN0Ghkub3R0by52MS5SZXJ1blJ1blJlc3BvbnNlEkUKCkFwcHJvdmVKb2ISGi5vdHRvLnYxLkFwcHJvdmVKb2JSZXF1ZXN0Ghsub3R0by52MS5BcHByb3ZlSm9iUmVzcG9uc2USQgoJUmVqZWN0Sm9iEhkub3R0by52MS5SZWplY3RKb2JSZXF1ZXN0Ghoub3R0by52MS5SZWplY3RKb2JSZXNwb25zZRI8CgdBZGRKb2JzEhcub3R0by52MS5BZGRKb2JzUmVxdWVzdBoYLm90dG8udjEuQWRkSm9ic1Jlc3BvbnNlEkYKCFdhdGNoUnVuEhgub3R0by52MS5XYXRjaFJ1blJlcXVlc3QaGS5vdHRvLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABYgZwcm90bzM", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
 
 /**
  * @generated from message otto.v1.SubmitRunRequest
@@ -428,6 +428,85 @@ export const RejectJobResponseSchema: GenMessage<RejectJobResponse> = /*@__PURE_
   messageDesc(file_otto_v1_run_service, 17);
 
 /**
+ * @generated from message otto.v1.AddJobsRequest
+ */
+export type AddJobsRequest = Message<"otto.v1.AddJobsRequest"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from oneof otto.v1.AddJobsRequest.source
+   */
+  source: {
+    /**
+     * A YAML document whose only key is `jobs`, written as in a pipeline
+     * file (see the README's pipeline reference).
+     *
+     * @generated from field: string jobs_yaml = 2;
+     */
+    value: string;
+    case: "jobsYaml";
+  } | {
+    /**
+     * The jobs as IR: a pipeline with jobs and nothing else. Checked by the
+     * coordinator with the pipeline rules, as SubmitRun's pipeline is.
+     *
+     * @generated from field: otto.v1.Pipeline jobs = 3;
+     */
+    value: Pipeline;
+    case: "jobs";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Names the file in problems ("more.yml:3:5: ..."); default "jobs.yml".
+   *
+   * @generated from field: string file_name = 4;
+   */
+  fileName: string;
+};
+
+/**
+ * Describes the message otto.v1.AddJobsRequest.
+ * Use `create(AddJobsRequestSchema)` to create a new message.
+ */
+export const AddJobsRequestSchema: GenMessage<AddJobsRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 18);
+
+/**
+ * @generated from message otto.v1.AddJobsResponse
+ */
+export type AddJobsResponse = Message<"otto.v1.AddJobsResponse"> & {
+  /**
+   * The jobs added now (a matrix's expansions one by one).
+   *
+   * @generated from field: repeated string added = 1;
+   */
+  added: string[];
+
+  /**
+   * Jobs of the request that an earlier call from the same job (any of its
+   * attempts) added already, exactly as asked: left as they are.
+   *
+   * @generated from field: repeated string already_added = 2;
+   */
+  alreadyAdded: string[];
+
+  /**
+   * @generated from field: otto.v1.Run run = 3;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message otto.v1.AddJobsResponse.
+ * Use `create(AddJobsResponseSchema)` to create a new message.
+ */
+export const AddJobsResponseSchema: GenMessage<AddJobsResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 19);
+
+/**
  * Runs: submit a pipeline, watch it, read it, cancel it. Served publicly by
  * the gateway and internally by every coordinator.
  *
@@ -498,6 +577,20 @@ export const RunService: GenService<{
     methodKind: "unary";
     input: typeof RejectJobRequestSchema;
     output: typeof RejectJobResponseSchema;
+  },
+  /**
+   * Adds jobs to a run while it runs, from one of its steps: takes only the
+   * step token the step's agent gives it (OTTO_TOKEN), for the step's own
+   * run and only while that attempt of its job runs. The jobs are checked
+   * like a pipeline file's and may need the run's jobs; a run holds at most
+   * 500 jobs. All of them are added, or none.
+   *
+   * @generated from rpc otto.v1.RunService.AddJobs
+   */
+  addJobs: {
+    methodKind: "unary";
+    input: typeof AddJobsRequestSchema;
+    output: typeof AddJobsResponseSchema;
   },
   /**
    * Streams the run's journal from `after_seq` on, and ends after the event

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
-import { PipelineSchema } from "@otto/gen/v1/pipeline_pb";
+import { PipelineSchema, type PipelineJob } from "@otto/gen/v1/pipeline_pb";
 import { RunSourceSchema } from "@otto/gen/v1/run_pb";
 import type { PoolClient } from "@otto/kit/db";
 import { traceParentOf } from "@otto/kit/telemetry";
@@ -22,7 +22,8 @@ import { transitions } from "./transitions.ts";
 // With `failedOnly`, each job that SUCCEEDED in the old run moves straight
 // to SUCCEEDED in the new one, "reused", and only the rest run, as their
 // needs allow. A project's run that never got its jobs reads its pipeline
-// file again.
+// file again. Jobs a step added to the old run come again only with the
+// job that added them reused: one that runs again adds them again.
 export async function rerunRun(
   client: PoolClient,
   boss: PgBoss,
@@ -38,14 +39,14 @@ export async function rerunRun(
   // Where each job's result was made: its own attempt, or, for a job this
   // run reused in turn, the run and attempt it was reused from.
   const { rows: jobs } = await client.query(
-    `SELECT j.name, j.state, coalesce(j.reused_from_run, j.run_id) AS run, coalesce(j.reused_from_attempt, t.attempt, 0) AS attempt
+    `SELECT j.name, j.state, j.added_by->>'job' AS added_by, coalesce(j.reused_from_run, j.run_id) AS run, coalesce(j.reused_from_attempt, t.attempt, 0) AS attempt
      FROM coordinator.jobs j LEFT JOIN coordinator.tasks t ON t.run_id = j.run_id AND t.job = j.name WHERE j.run_id = $1`,
     [runId],
   );
-  const reused = new Map<string, { run: string; attempt: number }>(
+  const succeeded = new Map<string, { run: string; attempt: number }>(
     failedOnly ? jobs.filter((j) => j.state === RunState.SUCCEEDED).map((j) => [j.name, { run: j.run, attempt: j.attempt }]) : [],
   );
-  if (failedOnly && jobs.length > 0 && reused.size === jobs.length) {
+  if (failedOnly && jobs.length > 0 && succeeded.size === jobs.length) {
     throw new ConnectError(`every job of run ${runId} succeeded: nothing failed to run again (rerun it without failed_only to run it all)`, Code.FailedPrecondition);
   }
   const source = old.source ? fromJson(RunSourceSchema, old.source as JsonValue) : undefined;
@@ -58,6 +59,10 @@ export async function rerunRun(
   }
   await requireRoomForRun(client, request.maxActiveRuns);
   const pipeline = fromJson(PipelineSchema, old.pipeline as JsonValue);
+  const addedBy = new Map<string, string>(jobs.filter((j) => j.added_by !== null).map((j) => [j.name, j.added_by]));
+  pipeline.jobs = jobsAgain(pipeline.jobs, addedBy, succeeded);
+  const again = new Set(pipeline.jobs.map((job) => job.name));
+  const reused = new Map([...succeeded].filter(([name]) => again.has(name)));
   const newSource = source && { ...source, number: (await numberNextRun(client, source.project)).number };
   const newId = randomUUID();
   await client.query(
@@ -68,8 +73,15 @@ export async function rerunRun(
   const facts = newSource ? { branch: newSource.branch, event: newSource.event } : submittedRunFacts;
   const rows_ = pipelineRows(pipeline, facts);
   await client.query(insertJobsAndStepsSql, [newId, JSON.stringify(rows_.jobs), transitions.job.initial, JSON.stringify(rows_.steps), transitions.step.initial]);
+  if (pipeline.jobs.some((job) => addedBy.has(job.name))) {
+    await client.query(
+      `UPDATE coordinator.jobs j SET added_by = o.added_by FROM coordinator.jobs o
+       WHERE j.run_id = $1 AND o.run_id = $2 AND o.name = j.name AND o.added_by IS NOT NULL`,
+      [newId, runId],
+    );
+  }
   const changes: Change[] = [
-    { entity: "note", state: RunState.QUEUED, message: `rerun of run ${runId}${failedOnly ? ` (what did not succeed: ${reused.size} of ${jobs.length} jobs reused)` : ""}` },
+    { entity: "note", state: RunState.QUEUED, message: `rerun of run ${runId}${failedOnly ? ` (what did not succeed: ${reused.size} of ${pipeline.jobs.length} jobs reused)` : ""}` },
   ];
   for (const job of pipeline.jobs) {
     const from = reused.get(job.name);
@@ -96,4 +108,17 @@ export async function rerunRun(
     line.admitted,
   );
   return newId;
+}
+
+// The old run's jobs that the new run has: its pipeline's, and those a step
+// added whose adding job is reused (`reused`: the jobs that SUCCEEDED, when
+// only the rest run again), along with the jobs they need.
+function jobsAgain(jobs: PipelineJob[], addedBy: ReadonlyMap<string, string>, reused: ReadonlyMap<string, unknown>): PipelineJob[] {
+  const kept = new Set<string>();
+  return jobs.filter((job) => {
+    const adder = addedBy.get(job.name);
+    const keep = adder === undefined || (kept.has(adder) && reused.has(adder) && job.needs.every((need) => kept.has(need)));
+    if (keep) kept.add(job.name);
+    return keep;
+  });
 }
