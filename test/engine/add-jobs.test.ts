@@ -191,7 +191,7 @@ test("the same jobs again from the same job (a retried call or attempt) are left
   );
 });
 
-test("a need of a matrix job of the run by its written name means all its expansions", async () => {
+test("a need of a matrix job of the run by its written name means all its expansions, with or without its artifacts", async () => {
   const s = scope(db);
   const pipeline = create(PipelineSchema, {
     name: "matrix",
@@ -202,9 +202,13 @@ test("a need of a matrix job of the run by its written name means all its expans
   });
   const { runId } = await submitRun(db.pool, pipeline, 1_000, randomUUID());
   await claim(db, s.agent("a"));
-  await add(runId, s, { report: { needs: ["test"] } });
+  const jobs = fragment(s, { report: { needs: ["test"] } });
+  jobs.jobs[0].needsWithoutArtifacts = ["test"];
+  await db.tx((client) => addJobs(client, { runId, fragment: jobs, by: { job: "gen", attempt: 1 }, fileName: "more.yml" }));
   const { rows } = await db.pool.query("SELECT needs FROM coordinator.jobs WHERE run_id = $1 AND name = 'report'", [runId]);
   assert.deepEqual(rows[0].needs, ["test[node=20]", "test[node=22]"]);
+  const { rows: spec } = await db.pool.query("SELECT jsonb_path_query_first(pipeline, '$.jobs[*] ? (@.name == \"report\")') AS job FROM coordinator.runs WHERE id = $1", [runId]);
+  assert.deepEqual(spec[0].job.needsWithoutArtifacts, ["test[node=20]", "test[node=22]"], "needs without artifacts too");
 });
 
 test("a rerun leaves out the jobs a step added, unless the job that added them is reused", async () => {
