@@ -112,3 +112,15 @@ test("cancel-in-progress cancels the group's running runs; the new run waits for
   assert.deepEqual(await moveLines(group), [waiting]);
   assert.deepEqual(await tasksOf(db, newest), {});
 });
+
+test("a run canceled while it waits in line starts nothing, not even a job whose condition calls always()", async () => {
+  const group = `g-${randomUUID()}`;
+  await submitIn(group);
+  const pipeline = pipelineOf({ build: {}, cleanup: { if: "always()" } });
+  pipeline.concurrency = create(ConcurrencySchema, { group, limit: 1 });
+  const waiting = (await submitRun(db.pool, pipeline, 1_000, randomUUID())).runId;
+  await db.tx((client) => cancelRun(client, waiting));
+  assert.deepEqual(await jobStates(db, waiting), { build: "CANCELED", cleanup: "CANCELED" });
+  assert.deepEqual(await tasksOf(db, waiting), {});
+  assert.equal((await runRow(db, waiting)).state, RunState.CANCELED);
+});

@@ -4,7 +4,7 @@ import { inSpan } from "@otto/kit/telemetry";
 import { applyChanges, type Change } from "./apply-changes.ts";
 import { jobSteps } from "./job-steps.ts";
 import { admitIfItsTurn, groupsChannel, type GroupPlace } from "./concurrency-group.ts";
-import { gateOf, type StoredCondition } from "./job-gate.ts";
+import { canceled, gateOf, type StoredCondition } from "./job-gate.ts";
 import { storedCondition, type RunFacts } from "./pipeline-rows.ts";
 import { closeUnfinishedSteps } from "./step-changes.ts";
 import { isFinal, RunState } from "./states.ts";
@@ -145,7 +145,7 @@ export function planAdvance(run: { cancelRequested: boolean; admitted?: boolean 
         continue;
       }
       if (job.state !== RunState.QUEUED || job.has_task) continue;
-      const gate = gateOf(job, job.needs.map((n) => byName.get(n)!), run.cancelRequested, () => failedAbove(job, byName));
+      const gate = run.admitted === false ? canceled : gateOf(job, job.needs.map((n) => byName.get(n)!), run.cancelRequested, () => failedAbove(job, byName));
       if (gate.kind === "wait") continue;
       changed = true;
       if (gate.kind === "end") {

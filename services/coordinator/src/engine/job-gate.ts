@@ -30,7 +30,9 @@ export interface StoredCondition {
 
 const wait: Gate = { kind: "wait" };
 const run: Gate = { kind: "run" };
-const canceled: Gate = { kind: "end", to: RunState.CANCELED, message: "run canceled before the job started" };
+// Also for every job of a run canceled while it waited in its concurrency
+// group's line: none of them may start, whatever its condition.
+export const canceled: Gate = { kind: "end", to: RunState.CANCELED, message: "run canceled before the job started" };
 
 export function gateOf(job: GatedJob, needs: GatedJob[], cancelRequested: boolean, failedAbove: () => boolean): Gate {
   if (job.condition === null) {
