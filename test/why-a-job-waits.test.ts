@@ -79,7 +79,7 @@ jobs:
     await waitFor("the holder to run", async () => (await otto.client.runs.getRun({ runId: holder.id })).run!.state === RunState.RUNNING);
     const waiting = await submit(otto.client, `name: waiting\njobs:\n  deploy:\n    locks: [stage]\n    steps: [{run: 'true'}]\n  after:\n    needs: [deploy]\n    steps: [{run: 'while [ ! -f ${gate}/after ]; do sleep 0.05; done'}]\n`);
     const seen: string[][] = [];
-    for await (const { event, waits } of otto.client.runs.watchRun({ runId: waiting.id }, { timeoutMs: 0 })) {
+    for await (const { event, waits } of otto.client.runs.watchRun({ runId: waiting.id, withWaits: true }, { timeoutMs: 0 })) {
       if (!waits) continue;
       const shown = waits.jobs.map((w) => `${w.job} ${w.waitingFor!.reason}: ${w.waitingFor!.text}`);
       seen.push(shown);

@@ -15,7 +15,7 @@ export interface FollowRunOutput {
 export async function followRun(client: OttoClient, runId: string, out: FollowRunOutput): Promise<Run> {
   const following = new Map<string, Promise<void>>();
   const waitsShown = new Map<string, string>();
-  for await (const { event, waits } of client.runs.watchRun({ runId }, { timeoutMs: 0 })) {
+  for await (const { event, waits } of client.runs.watchRun({ runId, withWaits: true }, { timeoutMs: 0 })) {
     for (const { job, waitingFor } of waits?.jobs ?? []) {
       if (!waitingFor || waitsShown.get(job) === waitingFor.text) continue;
       waitsShown.set(job, waitingFor.text);

@@ -101,7 +101,7 @@ export function runServiceImpl(
     },
     watchRun(req, ctx) {
       requireRunId(req.runId);
-      return watchers.stream(() => watchJournal(pool, notifier, req.runId, req.afterSeq, ctx.signal, liveAgents));
+      return watchers.stream(() => watchJournal(pool, notifier, req.runId, req.afterSeq, ctx.signal, req.withWaits ? liveAgents : undefined));
     },
   };
 }
@@ -119,8 +119,8 @@ function decisionOf(ctx: HandlerContext, comment: string): Decision {
 }
 
 // The run's journal after `afterSeq`, live, until the event that makes the
-// run final; and why its jobs wait, whenever that changes.
-async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, callerSignal: AbortSignal, liveAgents: () => Promise<Instance[]>) {
+// run final; and, given `liveAgents`, why its jobs wait, whenever that changes.
+async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, callerSignal: AbortSignal, liveAgents?: () => Promise<Instance[]>) {
   const signal = AbortSignal.any([callerSignal, draining]);
   await startWatching(pool, runId);
   try {
@@ -135,14 +135,14 @@ async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afte
 // it waits for may change elsewhere (agents, other runs' locks and slots).
 const waitsRefreshMs = 2_000;
 
-async function* followJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, signal: AbortSignal, liveAgents: () => Promise<Instance[]>) {
+async function* followJournal(pool: Pool, notifier: Notifier, runId: string, afterSeq: bigint, signal: AbortSignal, liveAgents?: () => Promise<Instance[]>) {
   let after = afterSeq;
   let runExists = false;
   let waitsSent = "";
   while (!signal.aborted) {
     // Take the wake-up before reading, so an append between the read and the
     // wait is not missed.
-    const woken = notifier.wait(journalChannel, (id) => id === runId, waitsRefreshMs, signal);
+    const woken = notifier.wait(journalChannel, (id) => id === runId, liveAgents ? waitsRefreshMs : 5_000, signal);
     const { rows } = await pool.query(
       "SELECT * FROM coordinator.journal WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT 500",
       [runId, after],
@@ -156,6 +156,12 @@ async function* followJournal(pool: Pool, notifier: Notifier, runId: string, aft
       runExists = true;
       continue;
     }
+    // Caught up: a run that is already final (its final event behind
+    // `afterSeq`) ends the stream; and, when asked, why its jobs wait.
+    if (runExists && !liveAgents) {
+      await woken;
+      continue;
+    }
     const run = await loadRun(pool, runId);
     runExists = true;
     if (isFinal(run.state)) {
@@ -165,11 +171,13 @@ async function* followJournal(pool: Pool, notifier: Notifier, runId: string, aft
       if (more.length === 0) return;
       continue;
     }
-    const waits = await waitsOf(pool, run, liveAgents);
-    const key = toJsonString(JobWaitsSchema, waits);
-    if (key !== waitsSent) {
-      waitsSent = key;
-      yield { waits };
+    if (liveAgents) {
+      const waits = await waitsOf(pool, run, liveAgents);
+      const key = toJsonString(JobWaitsSchema, waits);
+      if (key !== waitsSent) {
+        waitsSent = key;
+        yield { waits };
+      }
     }
     await woken;
   }

@@ -10,6 +10,7 @@ export async function* followJournal(
   runId: string,
   afterSeq: bigint,
   signal: AbortSignal,
+  withWaits = false,
 ): AsyncGenerator<WatchRunResponse> {
   let after = afterSeq;
   for (let failures = 0; ; ) {
@@ -17,7 +18,7 @@ export async function* followJournal(
       // The first event is awaited inside the call, so that a coordinator
       // that cannot be reached is passed over for the next one.
       const stream = await registry.call("coordinator", RunService, async (c) => {
-        const iterator = c.watchRun({ runId, afterSeq: after }, { signal, timeoutMs: 0 })[Symbol.asyncIterator]();
+        const iterator = c.watchRun({ runId, afterSeq: after, withWaits }, { signal, timeoutMs: 0 })[Symbol.asyncIterator]();
         return { iterator, first: await iterator.next() };
       });
       try {

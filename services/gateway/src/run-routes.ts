@@ -49,7 +49,7 @@ export function runServiceImpl(registry: RegistryClient, parses = new ParseCache
     // Passed on once: a second try could make a second run.
     rerunRun: (req, ctx) => registry.call("coordinator", RunService, (c) => c.rerunRun(req, { signal: ctx.signal })),
     async *watchRun(req, ctx) {
-      yield* followJournal(registry, req.runId, req.afterSeq, ctx.signal);
+      yield* followJournal(registry, req.runId, req.afterSeq, ctx.signal, req.withWaits);
     },
   };
 }
