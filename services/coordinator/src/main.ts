@@ -25,6 +25,7 @@ import { createTaskTokenSigner } from "@otto/kit/task-token";
 import { createStepTokenSigner } from "@otto/kit/step-token";
 import { loadSecretKey } from "@otto/kit/secret-box";
 import { AdminService } from "@otto/gen/v1/admin_service_pb";
+import { agentListRoutes } from "./agent-list.ts";
 import { SecretStore } from "./secret-store.ts";
 import { secretRoutes } from "./secret-routes.ts";
 import { readRetention, retentionIsOff } from "@otto/kit/retention-config";
@@ -133,7 +134,7 @@ const { registry } = await serveAndRegister({
   access: {
     [RunService.typeName]: { "*": gatewayOnly },
     [AgentService.typeName]: { "*": { agents: true } },
-    [AdminService.typeName]: { SetSecret: gatewayOnly, ListSecrets: gatewayOnly, DeleteSecret: gatewayOnly, SweepRetention: gatewayOnly },
+    [AdminService.typeName]: { SetSecret: gatewayOnly, ListSecrets: gatewayOnly, DeleteSecret: gatewayOnly, SweepRetention: gatewayOnly, ListAgents: gatewayOnly },
     [ProjectService.typeName]: { "*": gatewayOnly },
     [ForgeHookService.typeName]: { "*": gatewayOnly },
   },
@@ -160,7 +161,7 @@ const { registry } = await serveAndRegister({
       log.info("retention sweep done", { ...counts });
       return counts;
     };
-    router.service(AdminService, { ...secretRoutes(secrets), ...retentionRoutes(retention, () => sweep()) });
+    router.service(AdminService, { ...secretRoutes(secrets), ...retentionRoutes(retention, () => sweep()), ...agentListRoutes(pool, () => registry.resolve("agent")) });
     router.service(
       ProjectService,
       projectRoutes(pool, boss, projects, schedules, { maxActiveRuns: config.maxActiveRuns, branchTip: branchTipOf }),

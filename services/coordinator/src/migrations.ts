@@ -224,4 +224,15 @@ export const migrations = [
   // Jobs added to a run while it ran (engine/add-jobs.ts): the job and
   // attempt whose step added them; NULL: the pipeline's own.
   `ALTER TABLE jobs ADD COLUMN added_by jsonb;`,
+  // Every run's journal in one order (journal-feed.ts): the id of the
+  // transaction that wrote each entry, so that entries are read only once
+  // every transaction that could still write before them has ended (below
+  // the commit horizon); the run's state as of the entry; and the streams
+  // that follow every run, for whom every append is announced.
+  `ALTER TABLE journal ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id(), ADD COLUMN run_state smallint;
+   CREATE INDEX journal_in_commit_order ON journal (xid, run_id, seq);
+   CREATE TABLE journal_followers (
+     id uuid PRIMARY KEY,
+     expires_at timestamptz NOT NULL
+   );`,
 ];

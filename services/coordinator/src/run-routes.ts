@@ -2,7 +2,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import type { PgBoss } from "pg-boss";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import type { Run } from "@otto/gen/v1/run_pb";
-import { JobWaitsSchema, RunService, type JobWaits } from "@otto/gen/v1/run_service_pb";
+import { JobWaitsSchema, RunService, type JobWaits, type RunsFilter } from "@otto/gen/v1/run_service_pb";
 import { draining } from "@otto/kit/shutdown";
 import { inTransaction, type Pool } from "@otto/kit/db";
 import type { Notifier } from "@otto/kit/notifier";
@@ -20,6 +20,8 @@ import { submitRun } from "./engine/submit-run.ts";
 import { ConcurrencyLimit } from "@otto/kit/limiter";
 import { assertValidPipeline } from "./validate-pipeline.ts";
 import { explainWaits } from "./waiting-for.ts";
+import { followFeed, startCursor } from "./journal-feed.ts";
+import { decodeCursor, type JournalCursor } from "./journal-cursor.ts";
 import type { Instance } from "@otto/gen/v1/registry_service_pb";
 
 import type { SecretStore } from "./secret-store.ts";
@@ -103,6 +105,10 @@ export function runServiceImpl(
       requireRunId(req.runId);
       return watchers.stream(() => watchJournal(pool, notifier, req.runId, req.afterSeq, ctx.signal, req.withWaits ? liveAgents : undefined));
     },
+    watchRuns(req, ctx) {
+      const after = req.afterCursor ? decodeCursor(req.afterCursor) : undefined;
+      return watchers.stream(() => watchEveryJournal(pool, notifier, after, req.fromBeginning, req.filter, ctx.signal));
+    },
   };
 }
 
@@ -128,6 +134,14 @@ async function* watchJournal(pool: Pool, notifier: Notifier, runId: string, afte
   } finally {
     await stopWatching(pool, runId).catch(() => {});
   }
+  if (draining.aborted && !callerSignal.aborted) throw stoppingError();
+}
+
+// Every run's journal from `after` (else now, or the beginning), until the
+// caller goes or this coordinator stops (the gateway then resumes on a peer).
+async function* watchEveryJournal(pool: Pool, notifier: Notifier, after: JournalCursor | undefined, fromBeginning: boolean, filter: RunsFilter | undefined, callerSignal: AbortSignal) {
+  const signal = AbortSignal.any([callerSignal, draining]);
+  yield* followFeed(pool, notifier, after ?? (await startCursor(pool, fromBeginning)), filter, signal);
   if (draining.aborted && !callerSignal.aborted) throw stoppingError();
 }
 

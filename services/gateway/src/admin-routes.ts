@@ -54,13 +54,14 @@ export function adminServiceImpl(tokens: TokenStore, registry: RegistryClient): 
     setSecret: (req, ctx) => coordinator((c) => c.setSecret(req, { signal: ctx.signal })),
     listSecrets: (req, ctx) => coordinator((c) => c.listSecrets(req, { signal: ctx.signal })),
     deleteSecret: (req, ctx) => coordinator((c) => c.deleteSecret(req, { signal: ctx.signal })),
+    listAgents: (req, ctx) => coordinator((c) => c.listAgents(req, { signal: ctx.signal })),
     // A sweep may take a while (it waits for one under way, too); asked
     // again after a lost answer, it finds only what is left.
     sweepRetention: (req, ctx) => coordinator((c) => c.sweepRetention(req, { signal: ctx.signal, timeoutMs: sweepTimeoutMs })),
   };
 }
 
-function toProto(info: StoredToken): TokenInfo {
+export function toProto(info: StoredToken): TokenInfo {
   return create(TokenInfoSchema, {
     id: info.id,
     kind: kindFromStore[info.kind],

@@ -21,6 +21,8 @@ import { everyCredential } from "@otto/kit/every-credential";
 import { ProjectService } from "@otto/gen/v1/project_service_pb";
 import { projectServiceImpl } from "./project-routes.ts";
 import { forgeHooks } from "./forge-hooks.ts";
+import { AccountService } from "@otto/gen/v1/account_service_pb";
+import { accountServiceImpl } from "./account-routes.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("gateway");
@@ -59,7 +61,10 @@ await serveAndRegister({
       GetRun: { scope: "runs:read" },
       ListRuns: { scope: "runs:read" },
       WatchRun: { scope: "runs:read" },
+      WatchRuns: { scope: "runs:read" },
     },
+    // Any API token: the least scope is runs:read.
+    [AccountService.typeName]: { WhoAmI: { scope: "runs:read" } },
     [LogService.typeName]: { ReadLog: { scope: "runs:read" } },
     [ArtifactService.typeName]: { "*": { scope: "runs:read" } },
     [AdminService.typeName]: { "*": { scope: "admin" } },
@@ -79,6 +84,7 @@ await serveAndRegister({
     router.service(RunService, runServiceImpl(registry, new ParseCache({ maxEntries: config.parseCacheEntries }), config.security.insecure));
     router.service(LogService, logServiceImpl(registry));
     router.service(AdminService, adminServiceImpl(tokens, registry));
+    router.service(AccountService, accountServiceImpl(tokens));
     router.service(ArtifactService, artifactServiceImpl(registry));
     router.service(ProjectService, projectServiceImpl(registry));
     agentPassThrough(registry)(router);

@@ -6,6 +6,7 @@ import { ParserService } from "@otto/gen/v1/parser_service_pb";
 import { RunService } from "@otto/gen/v1/run_service_pb";
 import type { RegistryClient } from "@otto/kit/registry-client";
 import { followJournal } from "./follow-journal.ts";
+import { followEveryJournal } from "./follow-every-journal.ts";
 import { ParseCache } from "./parse-cache.ts";
 import { addJobsHandler } from "./add-jobs.ts";
 
@@ -50,6 +51,9 @@ export function runServiceImpl(registry: RegistryClient, parses = new ParseCache
     rerunRun: (req, ctx) => registry.call("coordinator", RunService, (c) => c.rerunRun(req, { signal: ctx.signal })),
     async *watchRun(req, ctx) {
       yield* followJournal(registry, req.runId, req.afterSeq, ctx.signal, req.withWaits);
+    },
+    async *watchRuns(req, ctx) {
+      yield* followEveryJournal(registry, req, ctx.signal);
     },
   };
 }

@@ -134,6 +134,11 @@ export class TokenStore {
     return rows.map(infoOf);
   }
 
+  async get(id: string): Promise<TokenInfo | undefined> {
+    const { rows } = await this.#pool.query("SELECT * FROM auth.tokens WHERE id = $1", [id]);
+    return rows[0] ? infoOf(rows[0]) : undefined;
+  }
+
   // Revokes one token, or every credential of an agent; returns what it
   // revoked. A revoked agent's attempts end with it: their task tokens write
   // no more.

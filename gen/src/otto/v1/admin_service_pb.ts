@@ -13,7 +13,122 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file otto/v1/admin_service.proto.
  */
 export const file_otto_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtvdHRvL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SB290dG8udjEi5wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIgCgRraW5kGAIgASgOMhIub3R0by52MS5Ub2tlbktpbmQSDAoEbmFtZRgDIAEoCRIOCgZzY29wZXMYBCADKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuwEKEkNyZWF0ZVRva2VuUmVxdWVzdBIsCgRraW5kGAEgASgOMhIub3R0by52MS5Ub2tlbktpbmRCCrpIB4IBBBABIAMSFwoEbmFtZRgCIAEoCUIJukgGcgQQARhkEjoKBnNjb3BlcxgDIAMoCUIqukgnkgEkEAMiIHIeUglydW5zOnJlYWRSCnJ1bnM6d3JpdGVSBWFkbWluEiIKC3R0bF9zZWNvbmRzGAQgASgFQg26SAoaCBiAhrCWASgAIkYKE0NyZWF0ZVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSIAoEaW5mbxgCIAEoCzISLm90dG8udjEuVG9rZW5JbmZvIj8KEUxpc3RUb2tlbnNSZXF1ZXN0EioKBGtpbmQYASABKA4yEi5vdHRvLnYxLlRva2VuS2luZEIIukgFggECEAEiOAoSTGlzdFRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLm90dG8udjEuVG9rZW5JbmZvIioKElJldm9rZVRva2VuUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiNwoTUmV2b2tlVG9rZW5SZXNwb25zZRIgCgRpbmZvGAEgASgLMhIub3R0by52MS5Ub2tlbkluZm8iRgoSUmV2b2tlQWdlbnRSZXF1ZXN0EjAKCGFnZW50X2lkGAEgASgJQh66SBtyGTIXXltBLVphLXowLTkuXy1dezEsMTAwfSQiPgoTUmV2b2tlQWdlbnRSZXNwb25zZRInCgtjcmVkZW50aWFscxgBIAMoCzISLm90dG8udjEuVG9rZW5JbmZvIvEBChBTZXRTZWNyZXRSZXF1ZXN0EsABCgRuYW1lGAEgASgJQrEBukitAboBqQEKC3NlY3JldF9uYW1lEnBtdXN0IGJlIGFuIGVudmlyb25tZW50IHZhcmlhYmxlIG5hbWU6IHVwcGVyLWNhc2UgbGV0dGVycywgZGlnaXRzIGFuZCAnXycsIG5vdCBzdGFydGluZyB3aXRoIGEgZGlnaXQsIGF0IG1vc3QgMTI4Gih0aGlzLm1hdGNoZXMoJ15bQS1aX11bQS1aMC05X117MCwxMjd9JCcpEhoKBXZhbHVlGAIgASgJQgu6SAhyBhABKICABCITChFTZXRTZWNyZXRSZXNwb25zZSIUChJMaXN0U2VjcmV0c1JlcXVlc3QiOwoTTGlzdFNlY3JldHNSZXNwb25zZRIkCgdzZWNyZXRzGAEgAygLMhMub3R0by52MS5TZWNyZXRJbmZvIkoKClNlY3JldEluZm8SDAoEbmFtZRgBIAEoCRIuCgp1cGRhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLYAQoTRGVsZXRlU2VjcmV0UmVxdWVzdBLAAQoEbmFtZRgBIAEoCUKxAbpIrQG6AakBCgtzZWNyZXRfbmFtZRJwbXVzdCBiZSBhbiBlbnZpcm9ubWVudCB2YXJpYWJsZSBuYW1lOiB1cHBlci1jYXNlIGxldHRlcnMsIGRpZ2l0cyBhbmQgJ18nLCBub3Qgc3RhcnRpbmcgd2l0aCBhIGRpZ2l0LCBhdCBtb3N0IDEyOBoodGhpcy5tYXRjaGVzKCdeW0EtWl9dW0EtWjAtOV9dezAsMTI3fSQnKSIWChREZWxldGVTZWNyZXRSZXNwb25zZSIXChVTd2VlcFJldGVudGlvblJlcXVlc3QiuQEKFlN3ZWVwUmV0ZW50aW9uUmVzcG9uc2USFAoMcnVuc19kZWxldGVkGAEgASgDEhQKDGxvZ3NfZGVsZXRlZBgCIAEoAxIZChFhcnRpZmFjdHNfZGVsZXRlZBgDIAEoAxIXCg9vYmplY3RzX2RlbGV0ZWQYBCABKAMSFQoNcnVuc19kZWZlcnJlZBgFIAEoAxIoCgZwb2xpY3kYBiABKAsyGC5vdHRvLnYxLlJldGVudGlvblBvbGljeSJMCg9SZXRlbnRpb25Qb2xpY3kSEAoIcnVuX2RheXMYASABKAESEAoIbG9nX2RheXMYAiABKAESFQoNYXJ0aWZhY3RfZGF5cxgDIAEoASpmCglUb2tlbktpbmQSGgoWVE9LRU5fS0lORF9VTlNQRUNJRklFRBAAEhIKDlRPS0VOX0tJTkRfQVBJEAESEwoPVE9LRU5fS0lORF9KT0lOEAISFAoQVE9LRU5fS0lORF9BR0VOVBADMusECgxBZG1pblNlcnZpY2USSAoLQ3JlYXRlVG9rZW4SGy5vdHRvLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBocLm90dG8udjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJKCgpMaXN0VG9rZW5zEhoub3R0by52MS5MaXN0VG9rZW5zUmVxdWVzdBobLm90dG8udjEuTGlzdFRva2Vuc1Jlc3BvbnNlIgOQAgESSAoLUmV2b2tlVG9rZW4SGy5vdHRvLnYxLlJldm9rZVRva2VuUmVxdWVzdBocLm90dG8udjEuUmV2b2tlVG9rZW5SZXNwb25zZRJICgtSZXZva2VBZ2VudBIbLm90dG8udjEuUmV2b2tlQWdlbnRSZXF1ZXN0Ghwub3R0by52MS5SZXZva2VBZ2VudFJlc3BvbnNlEkIKCVNldFNlY3JldBIZLm90dG8udjEuU2V0U2VjcmV0UmVxdWVzdBoaLm90dG8udjEuU2V0U2VjcmV0UmVzcG9uc2USTQoLTGlzdFNlY3JldHMSGy5vdHRvLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBocLm90dG8udjEuTGlzdFNlY3JldHNSZXNwb25zZSIDkAIBEksKDERlbGV0ZVNlY3JldBIcLm90dG8udjEuRGVsZXRlU2VjcmV0UmVxdWVzdBodLm90dG8udjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USUQoOU3dlZXBSZXRlbnRpb24SHi5vdHRvLnYxLlN3ZWVwUmV0ZW50aW9uUmVxdWVzdBofLm90dG8udjEuU3dlZXBSZXRlbnRpb25SZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("ChtvdHRvL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SB290dG8udjEiEwoRTGlzdEFnZW50c1JlcXVlc3QiOAoSTGlzdEFnZW50c1Jlc3BvbnNlEiIKBmFnZW50cxgBIAMoCzISLm90dG8udjEuQWdlbnRJbmZvIugBCglBZ2VudEluZm8SCgoCaWQYASABKAkSDgoGbGFiZWxzGAIgAygJEg0KBXNsb3RzGAMgASgFEhIKCmJ1c3lfc2xvdHMYBCABKAUSEgoKZnJlZV9zbG90cxgFIAEoBRIfCgRqb2JzGAYgAygLMhEub3R0by52MS5BZ2VudEpvYhIxCg1yZWdpc3RlcmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0ChBsZWFzZV9leHBpcmVzX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI4CghBZ2VudEpvYhIOCgZydW5faWQYASABKAkSCwoDam9iGAIgASgJEg8KB2F0dGVtcHQYAyABKAUi5wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIgCgRraW5kGAIgASgOMhIub3R0by52MS5Ub2tlbktpbmQSDAoEbmFtZRgDIAEoCRIOCgZzY29wZXMYBCADKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuwEKEkNyZWF0ZVRva2VuUmVxdWVzdBIsCgRraW5kGAEgASgOMhIub3R0by52MS5Ub2tlbktpbmRCCrpIB4IBBBABIAMSFwoEbmFtZRgCIAEoCUIJukgGcgQQARhkEjoKBnNjb3BlcxgDIAMoCUIqukgnkgEkEAMiIHIeUglydW5zOnJlYWRSCnJ1bnM6d3JpdGVSBWFkbWluEiIKC3R0bF9zZWNvbmRzGAQgASgFQg26SAoaCBiAhrCWASgAIkYKE0NyZWF0ZVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSIAoEaW5mbxgCIAEoCzISLm90dG8udjEuVG9rZW5JbmZvIj8KEUxpc3RUb2tlbnNSZXF1ZXN0EioKBGtpbmQYASABKA4yEi5vdHRvLnYxLlRva2VuS2luZEIIukgFggECEAEiOAoSTGlzdFRva2Vuc1Jlc3BvbnNlEiIKBnRva2VucxgBIAMoCzISLm90dG8udjEuVG9rZW5JbmZvIioKElJldm9rZVRva2VuUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiNwoTUmV2b2tlVG9rZW5SZXNwb25zZRIgCgRpbmZvGAEgASgLMhIub3R0by52MS5Ub2tlbkluZm8iRgoSUmV2b2tlQWdlbnRSZXF1ZXN0EjAKCGFnZW50X2lkGAEgASgJQh66SBtyGTIXXltBLVphLXowLTkuXy1dezEsMTAwfSQiPgoTUmV2b2tlQWdlbnRSZXNwb25zZRInCgtjcmVkZW50aWFscxgBIAMoCzISLm90dG8udjEuVG9rZW5JbmZvIvEBChBTZXRTZWNyZXRSZXF1ZXN0EsABCgRuYW1lGAEgASgJQrEBukitAboBqQEKC3NlY3JldF9uYW1lEnBtdXN0IGJlIGFuIGVudmlyb25tZW50IHZhcmlhYmxlIG5hbWU6IHVwcGVyLWNhc2UgbGV0dGVycywgZGlnaXRzIGFuZCAnXycsIG5vdCBzdGFydGluZyB3aXRoIGEgZGlnaXQsIGF0IG1vc3QgMTI4Gih0aGlzLm1hdGNoZXMoJ15bQS1aX11bQS1aMC05X117MCwxMjd9JCcpEhoKBXZhbHVlGAIgASgJQgu6SAhyBhABKICABCITChFTZXRTZWNyZXRSZXNwb25zZSIUChJMaXN0U2VjcmV0c1JlcXVlc3QiOwoTTGlzdFNlY3JldHNSZXNwb25zZRIkCgdzZWNyZXRzGAEgAygLMhMub3R0by52MS5TZWNyZXRJbmZvIkoKClNlY3JldEluZm8SDAoEbmFtZRgBIAEoCRIuCgp1cGRhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLYAQoTRGVsZXRlU2VjcmV0UmVxdWVzdBLAAQoEbmFtZRgBIAEoCUKxAbpIrQG6AakBCgtzZWNyZXRfbmFtZRJwbXVzdCBiZSBhbiBlbnZpcm9ubWVudCB2YXJpYWJsZSBuYW1lOiB1cHBlci1jYXNlIGxldHRlcnMsIGRpZ2l0cyBhbmQgJ18nLCBub3Qgc3RhcnRpbmcgd2l0aCBhIGRpZ2l0LCBhdCBtb3N0IDEyOBoodGhpcy5tYXRjaGVzKCdeW0EtWl9dW0EtWjAtOV9dezAsMTI3fSQnKSIWChREZWxldGVTZWNyZXRSZXNwb25zZSIXChVTd2VlcFJldGVudGlvblJlcXVlc3QiuQEKFlN3ZWVwUmV0ZW50aW9uUmVzcG9uc2USFAoMcnVuc19kZWxldGVkGAEgASgDEhQKDGxvZ3NfZGVsZXRlZBgCIAEoAxIZChFhcnRpZmFjdHNfZGVsZXRlZBgDIAEoAxIXCg9vYmplY3RzX2RlbGV0ZWQYBCABKAMSFQoNcnVuc19kZWZlcnJlZBgFIAEoAxIoCgZwb2xpY3kYBiABKAsyGC5vdHRvLnYxLlJldGVudGlvblBvbGljeSJMCg9SZXRlbnRpb25Qb2xpY3kSEAoIcnVuX2RheXMYASABKAESEAoIbG9nX2RheXMYAiABKAESFQoNYXJ0aWZhY3RfZGF5cxgDIAEoASpmCglUb2tlbktpbmQSGgoWVE9LRU5fS0lORF9VTlNQRUNJRklFRBAAEhIKDlRPS0VOX0tJTkRfQVBJEAESEwoPVE9LRU5fS0lORF9KT0lOEAISFAoQVE9LRU5fS0lORF9BR0VOVBADMrcFCgxBZG1pblNlcnZpY2USSAoLQ3JlYXRlVG9rZW4SGy5vdHRvLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBocLm90dG8udjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJKCgpMaXN0VG9rZW5zEhoub3R0by52MS5MaXN0VG9rZW5zUmVxdWVzdBobLm90dG8udjEuTGlzdFRva2Vuc1Jlc3BvbnNlIgOQAgESSAoLUmV2b2tlVG9rZW4SGy5vdHRvLnYxLlJldm9rZVRva2VuUmVxdWVzdBocLm90dG8udjEuUmV2b2tlVG9rZW5SZXNwb25zZRJICgtSZXZva2VBZ2VudBIbLm90dG8udjEuUmV2b2tlQWdlbnRSZXF1ZXN0Ghwub3R0by52MS5SZXZva2VBZ2VudFJlc3BvbnNlEkIKCVNldFNlY3JldBIZLm90dG8udjEuU2V0U2VjcmV0UmVxdWVzdBoaLm90dG8udjEuU2V0U2VjcmV0UmVzcG9uc2USTQoLTGlzdFNlY3JldHMSGy5vdHRvLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBocLm90dG8udjEuTGlzdFNlY3JldHNSZXNwb25zZSIDkAIBEksKDERlbGV0ZVNlY3JldBIcLm90dG8udjEuRGVsZXRlU2VjcmV0UmVxdWVzdBodLm90dG8udjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USUQoOU3dlZXBSZXRlbnRpb24SHi5vdHRvLnYxLlN3ZWVwUmV0ZW50aW9uUmVxdWVzdBofLm90dG8udjEuU3dlZXBSZXRlbnRpb25SZXNwb25zZRJKCgpMaXN0QWdlbnRzEhoub3R0by52MS5MaXN0QWdlbnRzUmVxdWVzdBobLm90dG8udjEuTGlzdEFnZW50c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message otto.v1.ListAgentsRequest
+ */
+export type ListAgentsRequest = Message<"otto.v1.ListAgentsRequest"> & {
+};
+
+/**
+ * Describes the message otto.v1.ListAgentsRequest.
+ * Use `create(ListAgentsRequestSchema)` to create a new message.
+ */
+export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_admin_service, 0);
+
+/**
+ * @generated from message otto.v1.ListAgentsResponse
+ */
+export type ListAgentsResponse = Message<"otto.v1.ListAgentsResponse"> & {
+  /**
+   * By id.
+   *
+   * @generated from field: repeated otto.v1.AgentInfo agents = 1;
+   */
+  agents: AgentInfo[];
+};
+
+/**
+ * Describes the message otto.v1.ListAgentsResponse.
+ * Use `create(ListAgentsResponseSchema)` to create a new message.
+ */
+export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_admin_service, 1);
+
+/**
+ * @generated from message otto.v1.AgentInfo
+ */
+export type AgentInfo = Message<"otto.v1.AgentInfo"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: repeated string labels = 2;
+   */
+  labels: string[];
+
+  /**
+   * Slots it advertises; busy ones hold a job's task (reserved), the rest are free.
+   *
+   * @generated from field: int32 slots = 3;
+   */
+  slots: number;
+
+  /**
+   * @generated from field: int32 busy_slots = 4;
+   */
+  busySlots: number;
+
+  /**
+   * @generated from field: int32 free_slots = 5;
+   */
+  freeSlots: number;
+
+  /**
+   * The jobs it runs now.
+   *
+   * @generated from field: repeated otto.v1.AgentJob jobs = 6;
+   */
+  jobs: AgentJob[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp registered_at = 7;
+   */
+  registeredAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp lease_expires_at = 8;
+   */
+  leaseExpiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message otto.v1.AgentInfo.
+ * Use `create(AgentInfoSchema)` to create a new message.
+ */
+export const AgentInfoSchema: GenMessage<AgentInfo> = /*@__PURE__*/
+  messageDesc(file_otto_v1_admin_service, 2);
+
+/**
+ * @generated from message otto.v1.AgentJob
+ */
+export type AgentJob = Message<"otto.v1.AgentJob"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string job = 2;
+   */
+  job: string;
+
+  /**
+   * @generated from field: int32 attempt = 3;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message otto.v1.AgentJob.
+ * Use `create(AgentJobSchema)` to create a new message.
+ */
+export const AgentJobSchema: GenMessage<AgentJob> = /*@__PURE__*/
+  messageDesc(file_otto_v1_admin_service, 3);
 
 /**
  * @generated from message otto.v1.TokenInfo
@@ -64,7 +179,7 @@ export type TokenInfo = Message<"otto.v1.TokenInfo"> & {
  * Use `create(TokenInfoSchema)` to create a new message.
  */
 export const TokenInfoSchema: GenMessage<TokenInfo> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 0);
+  messageDesc(file_otto_v1_admin_service, 4);
 
 /**
  * @generated from message otto.v1.CreateTokenRequest
@@ -100,7 +215,7 @@ export type CreateTokenRequest = Message<"otto.v1.CreateTokenRequest"> & {
  * Use `create(CreateTokenRequestSchema)` to create a new message.
  */
 export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 1);
+  messageDesc(file_otto_v1_admin_service, 5);
 
 /**
  * @generated from message otto.v1.CreateTokenResponse
@@ -122,7 +237,7 @@ export type CreateTokenResponse = Message<"otto.v1.CreateTokenResponse"> & {
  * Use `create(CreateTokenResponseSchema)` to create a new message.
  */
 export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 2);
+  messageDesc(file_otto_v1_admin_service, 6);
 
 /**
  * @generated from message otto.v1.ListTokensRequest
@@ -141,7 +256,7 @@ export type ListTokensRequest = Message<"otto.v1.ListTokensRequest"> & {
  * Use `create(ListTokensRequestSchema)` to create a new message.
  */
 export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 3);
+  messageDesc(file_otto_v1_admin_service, 7);
 
 /**
  * @generated from message otto.v1.ListTokensResponse
@@ -158,7 +273,7 @@ export type ListTokensResponse = Message<"otto.v1.ListTokensResponse"> & {
  * Use `create(ListTokensResponseSchema)` to create a new message.
  */
 export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 4);
+  messageDesc(file_otto_v1_admin_service, 8);
 
 /**
  * @generated from message otto.v1.RevokeTokenRequest
@@ -175,7 +290,7 @@ export type RevokeTokenRequest = Message<"otto.v1.RevokeTokenRequest"> & {
  * Use `create(RevokeTokenRequestSchema)` to create a new message.
  */
 export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 5);
+  messageDesc(file_otto_v1_admin_service, 9);
 
 /**
  * @generated from message otto.v1.RevokeTokenResponse
@@ -192,7 +307,7 @@ export type RevokeTokenResponse = Message<"otto.v1.RevokeTokenResponse"> & {
  * Use `create(RevokeTokenResponseSchema)` to create a new message.
  */
 export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 6);
+  messageDesc(file_otto_v1_admin_service, 10);
 
 /**
  * @generated from message otto.v1.RevokeAgentRequest
@@ -209,7 +324,7 @@ export type RevokeAgentRequest = Message<"otto.v1.RevokeAgentRequest"> & {
  * Use `create(RevokeAgentRequestSchema)` to create a new message.
  */
 export const RevokeAgentRequestSchema: GenMessage<RevokeAgentRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 7);
+  messageDesc(file_otto_v1_admin_service, 11);
 
 /**
  * @generated from message otto.v1.RevokeAgentResponse
@@ -228,7 +343,7 @@ export type RevokeAgentResponse = Message<"otto.v1.RevokeAgentResponse"> & {
  * Use `create(RevokeAgentResponseSchema)` to create a new message.
  */
 export const RevokeAgentResponseSchema: GenMessage<RevokeAgentResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 8);
+  messageDesc(file_otto_v1_admin_service, 12);
 
 /**
  * @generated from message otto.v1.SetSecretRequest
@@ -250,7 +365,7 @@ export type SetSecretRequest = Message<"otto.v1.SetSecretRequest"> & {
  * Use `create(SetSecretRequestSchema)` to create a new message.
  */
 export const SetSecretRequestSchema: GenMessage<SetSecretRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 9);
+  messageDesc(file_otto_v1_admin_service, 13);
 
 /**
  * @generated from message otto.v1.SetSecretResponse
@@ -263,7 +378,7 @@ export type SetSecretResponse = Message<"otto.v1.SetSecretResponse"> & {
  * Use `create(SetSecretResponseSchema)` to create a new message.
  */
 export const SetSecretResponseSchema: GenMessage<SetSecretResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 10);
+  messageDesc(file_otto_v1_admin_service, 14);
 
 /**
  * @generated from message otto.v1.ListSecretsRequest
@@ -276,7 +391,7 @@ export type ListSecretsRequest = Message<"otto.v1.ListSecretsRequest"> & {
  * Use `create(ListSecretsRequestSchema)` to create a new message.
  */
 export const ListSecretsRequestSchema: GenMessage<ListSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 11);
+  messageDesc(file_otto_v1_admin_service, 15);
 
 /**
  * @generated from message otto.v1.ListSecretsResponse
@@ -293,7 +408,7 @@ export type ListSecretsResponse = Message<"otto.v1.ListSecretsResponse"> & {
  * Use `create(ListSecretsResponseSchema)` to create a new message.
  */
 export const ListSecretsResponseSchema: GenMessage<ListSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 12);
+  messageDesc(file_otto_v1_admin_service, 16);
 
 /**
  * @generated from message otto.v1.SecretInfo
@@ -315,7 +430,7 @@ export type SecretInfo = Message<"otto.v1.SecretInfo"> & {
  * Use `create(SecretInfoSchema)` to create a new message.
  */
 export const SecretInfoSchema: GenMessage<SecretInfo> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 13);
+  messageDesc(file_otto_v1_admin_service, 17);
 
 /**
  * @generated from message otto.v1.DeleteSecretRequest
@@ -332,7 +447,7 @@ export type DeleteSecretRequest = Message<"otto.v1.DeleteSecretRequest"> & {
  * Use `create(DeleteSecretRequestSchema)` to create a new message.
  */
 export const DeleteSecretRequestSchema: GenMessage<DeleteSecretRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 14);
+  messageDesc(file_otto_v1_admin_service, 18);
 
 /**
  * @generated from message otto.v1.DeleteSecretResponse
@@ -345,7 +460,7 @@ export type DeleteSecretResponse = Message<"otto.v1.DeleteSecretResponse"> & {
  * Use `create(DeleteSecretResponseSchema)` to create a new message.
  */
 export const DeleteSecretResponseSchema: GenMessage<DeleteSecretResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 15);
+  messageDesc(file_otto_v1_admin_service, 19);
 
 /**
  * @generated from message otto.v1.SweepRetentionRequest
@@ -358,7 +473,7 @@ export type SweepRetentionRequest = Message<"otto.v1.SweepRetentionRequest"> & {
  * Use `create(SweepRetentionRequestSchema)` to create a new message.
  */
 export const SweepRetentionRequestSchema: GenMessage<SweepRetentionRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 16);
+  messageDesc(file_otto_v1_admin_service, 20);
 
 /**
  * @generated from message otto.v1.SweepRetentionResponse
@@ -414,7 +529,7 @@ export type SweepRetentionResponse = Message<"otto.v1.SweepRetentionResponse"> &
  * Use `create(SweepRetentionResponseSchema)` to create a new message.
  */
 export const SweepRetentionResponseSchema: GenMessage<SweepRetentionResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 17);
+  messageDesc(file_otto_v1_admin_service, 21);
 
 /**
  * @generated from message otto.v1.RetentionPolicy
@@ -441,7 +556,7 @@ export type RetentionPolicy = Message<"otto.v1.RetentionPolicy"> & {
  * Use `create(RetentionPolicySchema)` to create a new message.
  */
 export const RetentionPolicySchema: GenMessage<RetentionPolicy> = /*@__PURE__*/
-  messageDesc(file_otto_v1_admin_service, 18);
+  messageDesc(file_otto_v1_admin_service, 22);
 
 /**
  * @generated from enum otto.v1.TokenKind
@@ -571,6 +686,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof SweepRetentionRequestSchema;
     output: typeof SweepRetentionResponseSchema;
+  },
+  /**
+   * The agents alive now (registered with a live lease), with their labels
+   * and how many of their slots run a job.
+   *
+   * @generated from rpc otto.v1.AdminService.ListAgents
+   */
+  listAgents: {
+    methodKind: "unary";
+    input: typeof ListAgentsRequestSchema;
+    output: typeof ListAgentsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_otto_v1_admin_service, 0);

@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Pipeline } from "./pipeline_pb.ts";
 import { file_otto_v1_pipeline } from "./pipeline_pb.ts";
-import type { Run, RunEvent, WaitingFor } from "./run_pb.ts";
+import type { Run, RunEvent, RunState, WaitingFor } from "./run_pb.ts";
 import { file_otto_v1_run } from "./run_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,145 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/run_service.proto.
  */
 export const file_otto_v1_run_service: GenFile = /*@__PURE__*/
-  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJbCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAASEgoKd2l0aF93YWl0cxgDIAEoCCJWChBXYXRjaFJ1blJlc3BvbnNlEiAKBWV2ZW50GAEgASgLMhEub3R0by52MS5SdW5FdmVudBIgCgV3YWl0cxgCIAEoCzIRLm90dG8udjEuSm9iV2FpdHMiKgoISm9iV2FpdHMSHgoEam9icxgBIAMoCzIQLm90dG8udjEuSm9iV2FpdCJACgdKb2JXYWl0EgsKA2pvYhgBIAEoCRIoCgt3YWl0aW5nX2ZvchgCIAEoCzITLm90dG8udjEuV2FpdGluZ0ZvciJACg9SZXJ1blJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARITCgtmYWlsZWRfb25seRgCIAEoCCItChBSZXJ1blJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLm90dG8udjEuUnVuImEKEUFwcHJvdmVKb2JSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESFwoDam9iGAIgASgJQgq6SAdyBRABGMgBEhkKB2NvbW1lbnQYAyABKAlCCLpIBXIDGOgHIi8KEkFwcHJvdmVKb2JSZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJgChBSZWplY3RKb2JSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESFwoDam9iGAIgASgJQgq6SAdyBRABGMgBEhkKB2NvbW1lbnQYAyABKAlCCLpIBXIDGOgHIi4KEVJlamVjdEpvYlJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLm90dG8udjEuUnVuIpwBCg5BZGRKb2JzUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEh4KCWpvYnNfeWFtbBgCIAEoCUIJukgGcgQogIAQSAASKQoEam9icxgDIAEoCzIRLm90dG8udjEuUGlwZWxpbmVCBrpIA9gBA0gAEhsKCWZpbGVfbmFtZRgEIAEoCUIIukgFcgMYgAhCCAoGc291cmNlIlIKD0FkZEpvYnNSZXNwb25zZRINCgVhZGRlZBgBIAMoCRIVCg1hbHJlYWR5X2FkZGVkGAIgAygJEhkKA3J1bhgDIAEoCzIMLm90dG8udjEuUnVuMuwECgpSdW5TZXJ2aWNlEkIKCVN1Ym1pdFJ1bhIZLm90dG8udjEuU3VibWl0UnVuUmVxdWVzdBoaLm90dG8udjEuU3VibWl0UnVuUmVzcG9uc2USPgoGR2V0UnVuEhYub3R0by52MS5HZXRSdW5SZXF1ZXN0Ghcub3R0by52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkQKCExpc3RSdW5zEhgub3R0by52MS5MaXN0UnVuc1JlcXVlc3QaGS5vdHRvLnYxLkxpc3RSdW5zUmVzcG9uc2UiA5ACARJCCglDYW5jZWxSdW4SGS5vdHRvLnYxLkNhbmNlbFJ1blJlcXVlc3QaGi5vdHRvLnYxLkNhbmNlbFJ1blJlc3BvbnNlEj8KCFJlcnVuUnVuEhgub3R0by52MS5SZXJ1blJ1blJlcXVlc3QaGS5vdHRvLnYxLlJlcnVuUnVuUmVzcG9uc2USRQoKQXBwcm92ZUpvYhIaLm90dG8udjEuQXBwcm92ZUpvYlJlcXVlc3QaGy5vdHRvLnYxLkFwcHJvdmVKb2JSZXNwb25zZRJCCglSZWplY3RKb2ISGS5vdHRvLnYxLlJlamVjdEpvYlJlcXVlc3QaGi5vdHRvLnYxLlJlamVjdEpvYlJlc3BvbnNlEjwKB0FkZEpvYnMSFy5vdHRvLnYxLkFkZEpvYnNSZXF1ZXN0Ghgub3R0by52MS5BZGRKb2JzUmVzcG9uc2USRgoIV2F0Y2hSdW4SGC5vdHRvLnYxLldhdGNoUnVuUmVxdWVzdBoZLm90dG8udjEuV2F0Y2hSdW5SZXNwb25zZSIDkAIBMAFiBnByb3RvMw", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
+  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIm8KEFdhdGNoUnVuc1JlcXVlc3QSHgoMYWZ0ZXJfY3Vyc29yGAEgASgJQgi6SAVyAxjIARIWCg5mcm9tX2JlZ2lubmluZxgCIAEoCBIjCgZmaWx0ZXIYAyABKAsyEy5vdHRvLnYxLlJ1bnNGaWx0ZXIibgoKUnVuc0ZpbHRlchIaCghwaXBlbGluZRgBIAEoCUIIukgFcgMYyAESGAoHcHJvamVjdBgCIAEoCUIHukgEcgIYZBIqCgVzdGF0ZRgDIAEoDjIRLm90dG8udjEuUnVuU3RhdGVCCLpIBYIBAhABImcKEVdhdGNoUnVuc1Jlc3BvbnNlEiAKBWV2ZW50GAEgASgLMhEub3R0by52MS5SdW5FdmVudBIgCgNydW4YAiABKAsyEy5vdHRvLnYxLlJ1blN1bW1hcnkSDgoGY3Vyc29yGAMgASgJIlkKClJ1blN1bW1hcnkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdwcm9qZWN0GAMgASgJEiAKBXN0YXRlGAQgASgOMhEub3R0by52MS5SdW5TdGF0ZSKpAQoQU3VibWl0UnVuUmVxdWVzdBIiCg1waXBlbGluZV95YW1sGAEgASgJQgm6SAZyBCiAgBBIABItCghwaXBlbGluZRgCIAEoCzIRLm90dG8udjEuUGlwZWxpbmVCBrpIA9gBA0gAEhsKCWZpbGVfbmFtZRgDIAEoCUIIukgFcgMYgAgSGwoKcmVxdWVzdF9pZBgEIAEoCUIHukgEcgIYZEIICgZzb3VyY2UiLgoRU3VibWl0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iKQoNR2V0UnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBIisKDkdldFJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLm90dG8udjEuUnVuImoKD0xpc3RSdW5zUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCbpIBhoEGGQoABIfCgpwYWdlX3Rva2VuGAIgASgJQgu6SAjYAQFyA7ABARIYCgdwcm9qZWN0GAMgASgJQge6SARyAhhkIkcKEExpc3RSdW5zUmVzcG9uc2USGgoEcnVucxgBIAMoCzIMLm90dG8udjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIsChBDYW5jZWxSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiLgoRQ2FuY2VsUnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iWwoPV2F0Y2hSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGgoJYWZ0ZXJfc2VxGAIgASgDQge6SAQiAigAEhIKCndpdGhfd2FpdHMYAyABKAgiVgoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQSIAoFd2FpdHMYAiABKAsyES5vdHRvLnYxLkpvYldhaXRzIioKCEpvYldhaXRzEh4KBGpvYnMYASADKAsyEC5vdHRvLnYxLkpvYldhaXQiQAoHSm9iV2FpdBILCgNqb2IYASABKAkSKAoLd2FpdGluZ19mb3IYAiABKAsyEy5vdHRvLnYxLldhaXRpbmdGb3IiQAoPUmVydW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESEwoLZmFpbGVkX29ubHkYAiABKAgiLQoQUmVydW5SdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJhChFBcHByb3ZlSm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIvChJBcHByb3ZlSm9iUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iYAoQUmVqZWN0Sm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIuChFSZWplY3RKb2JSZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biKcAQoOQWRkSm9ic1JlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIeCglqb2JzX3lhbWwYAiABKAlCCbpIBnIEKICAEEgAEikKBGpvYnMYAyABKAsyES5vdHRvLnYxLlBpcGVsaW5lQga6SAPYAQNIABIbCglmaWxlX25hbWUYBCABKAlCCLpIBXIDGIAIQggKBnNvdXJjZSJSCg9BZGRKb2JzUmVzcG9uc2USDQoFYWRkZWQYASADKAkSFQoNYWxyZWFkeV9hZGRlZBgCIAMoCRIZCgNydW4YAyABKAsyDC5vdHRvLnYxLlJ1bjK3BQoKUnVuU2VydmljZRJCCglTdWJtaXRSdW4SGS5vdHRvLnYxLlN1Ym1pdFJ1blJlcXVlc3QaGi5vdHRvLnYxLlN1Ym1pdFJ1blJlc3BvbnNlEj4KBkdldFJ1bhIWLm90dG8udjEuR2V0UnVuUmVxdWVzdBoXLm90dG8udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLm90dG8udjEuTGlzdFJ1bnNSZXF1ZXN0Ghkub3R0by52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESQgoJQ2FuY2VsUnVuEhkub3R0by52MS5DYW5jZWxSdW5SZXF1ZXN0Ghoub3R0by52MS5DYW5jZWxSdW5SZXNwb25zZRI/CghSZXJ1blJ1bhIYLm90dG8udjEuUmVydW5SdW5SZXF1ZXN0Ghkub3R0by52MS5SZXJ1blJ1blJlc3BvbnNlEkUKCkFwcHJvdmVKb2ISGi5vdHRvLnYxLkFwcHJvdmVKb2JSZXF1ZXN0Ghsub3R0by52MS5BcHByb3ZlSm9iUmVzcG9uc2USQgoJUmVqZWN0Sm9iEhkub3R0by52MS5SZWplY3RKb2JSZXF1ZXN0Ghoub3R0by52MS5SZWplY3RKb2JSZXNwb25zZRI8CgdBZGRKb2JzEhcub3R0by52MS5BZGRKb2JzUmVxdWVzdBoYLm90dG8udjEuQWRkSm9ic1Jlc3BvbnNlEkYKCFdhdGNoUnVuEhgub3R0by52MS5XYXRjaFJ1blJlcXVlc3QaGS5vdHRvLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABEkkKCVdhdGNoUnVucxIZLm90dG8udjEuV2F0Y2hSdW5zUmVxdWVzdBoaLm90dG8udjEuV2F0Y2hSdW5zUmVzcG9uc2UiA5ACATABYgZwcm90bzM", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
+
+/**
+ * @generated from message otto.v1.WatchRunsRequest
+ */
+export type WatchRunsRequest = Message<"otto.v1.WatchRunsRequest"> & {
+  /**
+   * A `cursor` of an earlier message: only events after it are sent.
+   *
+   * @generated from field: string after_cursor = 1;
+   */
+  afterCursor: string;
+
+  /**
+   * Without a cursor: from the oldest event kept, not from now.
+   *
+   * @generated from field: bool from_beginning = 2;
+   */
+  fromBeginning: boolean;
+
+  /**
+   * @generated from field: otto.v1.RunsFilter filter = 3;
+   */
+  filter?: RunsFilter | undefined;
+};
+
+/**
+ * Describes the message otto.v1.WatchRunsRequest.
+ * Use `create(WatchRunsRequestSchema)` to create a new message.
+ */
+export const WatchRunsRequestSchema: GenMessage<WatchRunsRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 0);
+
+/**
+ * Only events of runs that match every field set.
+ *
+ * @generated from message otto.v1.RunsFilter
+ */
+export type RunsFilter = Message<"otto.v1.RunsFilter"> & {
+  /**
+   * The pipeline's name (a run's `name`).
+   *
+   * @generated from field: string pipeline = 1;
+   */
+  pipeline: string;
+
+  /**
+   * @generated from field: string project = 2;
+   */
+  project: string;
+
+  /**
+   * The run's state as of the event (so a run's end has its final state).
+   *
+   * @generated from field: otto.v1.RunState state = 3;
+   */
+  state: RunState;
+};
+
+/**
+ * Describes the message otto.v1.RunsFilter.
+ * Use `create(RunsFilterSchema)` to create a new message.
+ */
+export const RunsFilterSchema: GenMessage<RunsFilter> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 1);
+
+/**
+ * @generated from message otto.v1.WatchRunsResponse
+ */
+export type WatchRunsResponse = Message<"otto.v1.WatchRunsResponse"> & {
+  /**
+   * Unset in a message that only moves the cursor on (the first message,
+   * and now and then while every event is filtered out).
+   *
+   * @generated from field: otto.v1.RunEvent event = 1;
+   */
+  event?: RunEvent | undefined;
+
+  /**
+   * The event's run, as of the event.
+   *
+   * @generated from field: otto.v1.RunSummary run = 2;
+   */
+  run?: RunSummary | undefined;
+
+  /**
+   * Opaque: pass it as `after_cursor` to resume after this message.
+   *
+   * @generated from field: string cursor = 3;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message otto.v1.WatchRunsResponse.
+ * Use `create(WatchRunsResponseSchema)` to create a new message.
+ */
+export const WatchRunsResponseSchema: GenMessage<WatchRunsResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 2);
+
+/**
+ * Enough of a run for a list.
+ *
+ * @generated from message otto.v1.RunSummary
+ */
+export type RunSummary = Message<"otto.v1.RunSummary"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The pipeline's name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Empty unless the run is a project's.
+   *
+   * @generated from field: string project = 3;
+   */
+  project: string;
+
+  /**
+   * As of the event.
+   *
+   * @generated from field: otto.v1.RunState state = 4;
+   */
+  state: RunState;
+};
+
+/**
+ * Describes the message otto.v1.RunSummary.
+ * Use `create(RunSummarySchema)` to create a new message.
+ */
+export const RunSummarySchema: GenMessage<RunSummary> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 3);
 
 /**
  * @generated from message otto.v1.SubmitRunRequest
@@ -66,7 +204,7 @@ export type SubmitRunRequest = Message<"otto.v1.SubmitRunRequest"> & {
  * Use `create(SubmitRunRequestSchema)` to create a new message.
  */
 export const SubmitRunRequestSchema: GenMessage<SubmitRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 0);
+  messageDesc(file_otto_v1_run_service, 4);
 
 /**
  * @generated from message otto.v1.SubmitRunResponse
@@ -83,7 +221,7 @@ export type SubmitRunResponse = Message<"otto.v1.SubmitRunResponse"> & {
  * Use `create(SubmitRunResponseSchema)` to create a new message.
  */
 export const SubmitRunResponseSchema: GenMessage<SubmitRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 1);
+  messageDesc(file_otto_v1_run_service, 5);
 
 /**
  * @generated from message otto.v1.GetRunRequest
@@ -100,7 +238,7 @@ export type GetRunRequest = Message<"otto.v1.GetRunRequest"> & {
  * Use `create(GetRunRequestSchema)` to create a new message.
  */
 export const GetRunRequestSchema: GenMessage<GetRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 2);
+  messageDesc(file_otto_v1_run_service, 6);
 
 /**
  * @generated from message otto.v1.GetRunResponse
@@ -117,7 +255,7 @@ export type GetRunResponse = Message<"otto.v1.GetRunResponse"> & {
  * Use `create(GetRunResponseSchema)` to create a new message.
  */
 export const GetRunResponseSchema: GenMessage<GetRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 3);
+  messageDesc(file_otto_v1_run_service, 7);
 
 /**
  * @generated from message otto.v1.ListRunsRequest
@@ -148,7 +286,7 @@ export type ListRunsRequest = Message<"otto.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 4);
+  messageDesc(file_otto_v1_run_service, 8);
 
 /**
  * @generated from message otto.v1.ListRunsResponse
@@ -172,7 +310,7 @@ export type ListRunsResponse = Message<"otto.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 5);
+  messageDesc(file_otto_v1_run_service, 9);
 
 /**
  * @generated from message otto.v1.CancelRunRequest
@@ -189,7 +327,7 @@ export type CancelRunRequest = Message<"otto.v1.CancelRunRequest"> & {
  * Use `create(CancelRunRequestSchema)` to create a new message.
  */
 export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 6);
+  messageDesc(file_otto_v1_run_service, 10);
 
 /**
  * @generated from message otto.v1.CancelRunResponse
@@ -206,7 +344,7 @@ export type CancelRunResponse = Message<"otto.v1.CancelRunResponse"> & {
  * Use `create(CancelRunResponseSchema)` to create a new message.
  */
 export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 7);
+  messageDesc(file_otto_v1_run_service, 11);
 
 /**
  * @generated from message otto.v1.WatchRunRequest
@@ -238,7 +376,7 @@ export type WatchRunRequest = Message<"otto.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 8);
+  messageDesc(file_otto_v1_run_service, 12);
 
 /**
  * @generated from message otto.v1.WatchRunResponse
@@ -267,7 +405,7 @@ export type WatchRunResponse = Message<"otto.v1.WatchRunResponse"> & {
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 9);
+  messageDesc(file_otto_v1_run_service, 13);
 
 /**
  * @generated from message otto.v1.JobWaits
@@ -284,7 +422,7 @@ export type JobWaits = Message<"otto.v1.JobWaits"> & {
  * Use `create(JobWaitsSchema)` to create a new message.
  */
 export const JobWaitsSchema: GenMessage<JobWaits> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 10);
+  messageDesc(file_otto_v1_run_service, 14);
 
 /**
  * @generated from message otto.v1.JobWait
@@ -306,7 +444,7 @@ export type JobWait = Message<"otto.v1.JobWait"> & {
  * Use `create(JobWaitSchema)` to create a new message.
  */
 export const JobWaitSchema: GenMessage<JobWait> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 11);
+  messageDesc(file_otto_v1_run_service, 15);
 
 /**
  * @generated from message otto.v1.RerunRunRequest
@@ -328,7 +466,7 @@ export type RerunRunRequest = Message<"otto.v1.RerunRunRequest"> & {
  * Use `create(RerunRunRequestSchema)` to create a new message.
  */
 export const RerunRunRequestSchema: GenMessage<RerunRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 12);
+  messageDesc(file_otto_v1_run_service, 16);
 
 /**
  * @generated from message otto.v1.RerunRunResponse
@@ -345,7 +483,7 @@ export type RerunRunResponse = Message<"otto.v1.RerunRunResponse"> & {
  * Use `create(RerunRunResponseSchema)` to create a new message.
  */
 export const RerunRunResponseSchema: GenMessage<RerunRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 13);
+  messageDesc(file_otto_v1_run_service, 17);
 
 /**
  * @generated from message otto.v1.ApproveJobRequest
@@ -372,7 +510,7 @@ export type ApproveJobRequest = Message<"otto.v1.ApproveJobRequest"> & {
  * Use `create(ApproveJobRequestSchema)` to create a new message.
  */
 export const ApproveJobRequestSchema: GenMessage<ApproveJobRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 14);
+  messageDesc(file_otto_v1_run_service, 18);
 
 /**
  * @generated from message otto.v1.ApproveJobResponse
@@ -389,7 +527,7 @@ export type ApproveJobResponse = Message<"otto.v1.ApproveJobResponse"> & {
  * Use `create(ApproveJobResponseSchema)` to create a new message.
  */
 export const ApproveJobResponseSchema: GenMessage<ApproveJobResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 15);
+  messageDesc(file_otto_v1_run_service, 19);
 
 /**
  * @generated from message otto.v1.RejectJobRequest
@@ -416,7 +554,7 @@ export type RejectJobRequest = Message<"otto.v1.RejectJobRequest"> & {
  * Use `create(RejectJobRequestSchema)` to create a new message.
  */
 export const RejectJobRequestSchema: GenMessage<RejectJobRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 16);
+  messageDesc(file_otto_v1_run_service, 20);
 
 /**
  * @generated from message otto.v1.RejectJobResponse
@@ -433,7 +571,7 @@ export type RejectJobResponse = Message<"otto.v1.RejectJobResponse"> & {
  * Use `create(RejectJobResponseSchema)` to create a new message.
  */
 export const RejectJobResponseSchema: GenMessage<RejectJobResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 17);
+  messageDesc(file_otto_v1_run_service, 21);
 
 /**
  * @generated from message otto.v1.AddJobsRequest
@@ -480,7 +618,7 @@ export type AddJobsRequest = Message<"otto.v1.AddJobsRequest"> & {
  * Use `create(AddJobsRequestSchema)` to create a new message.
  */
 export const AddJobsRequestSchema: GenMessage<AddJobsRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 18);
+  messageDesc(file_otto_v1_run_service, 22);
 
 /**
  * @generated from message otto.v1.AddJobsResponse
@@ -512,7 +650,7 @@ export type AddJobsResponse = Message<"otto.v1.AddJobsResponse"> & {
  * Use `create(AddJobsResponseSchema)` to create a new message.
  */
 export const AddJobsResponseSchema: GenMessage<AddJobsResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 19);
+  messageDesc(file_otto_v1_run_service, 23);
 
 /**
  * Runs: submit a pipeline, watch it, read it, cancel it. Served publicly by
@@ -610,6 +748,23 @@ export const RunService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRunRequestSchema;
     output: typeof WatchRunResponseSchema;
+  },
+  /**
+   * Streams every run's journal events, in one order that a cursor resumes
+   * exactly: each message says the cursor after it; `after_cursor` resumes
+   * after a message with nothing lost or repeated. Empty: from now on
+   * (events committed from the start of the stream, and those of changes
+   * still being written then); `from_beginning`: from the oldest event kept.
+   * An event is sent once every change begun before it has ended, so a
+   * long write transaction on the database holds the stream back. Never
+   * ends by itself.
+   *
+   * @generated from rpc otto.v1.RunService.WatchRuns
+   */
+  watchRuns: {
+    methodKind: "server_streaming";
+    input: typeof WatchRunsRequestSchema;
+    output: typeof WatchRunsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_otto_v1_run_service, 0);

@@ -68,11 +68,13 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
   const jobs = new Map<string, { from: RunState; to: RunState; message: string | null; agentId: string | null; change: Change }>();
   const steps = new Map<string, StepRow>();
   const tasks = new Map<string, { from: TaskStatus; to: TaskStatus; assignment?: Assignment; handback: boolean; change: Change }>();
-  const journal: { job: string; step: string; state: RunState; exitCode: number | null; message: string }[] = [];
+  // runState: the run's state as of the entry; null: as before the statement.
+  const journal: { job: string; step: string; state: RunState; exitCode: number | null; message: string; runState: RunState | null }[] = [];
+  let runState: RunState | null = null;
   const newTasks: { job: string; labels: string[] }[] = [];
   for (const change of changes) {
     if (change.entity === "note") {
-      journal.push({ job: change.job ?? "", step: "", state: change.state, exitCode: null, message: change.message });
+      journal.push({ job: change.job ?? "", step: "", state: change.state, exitCode: null, message: change.message, runState });
       continue;
     }
     if (change.entity === "new task") {
@@ -89,7 +91,8 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
     switch (change.entity) {
       case "run":
         runMoves.push(change);
-        journal.push({ job: "", step: "", state: change.to, exitCode: null, message: change.message ?? "" });
+        runState = change.to;
+        journal.push({ job: "", step: "", state: change.to, exitCode: null, message: change.message ?? "", runState });
         break;
       case "job": {
         const row = jobs.get(change.job);
@@ -100,7 +103,7 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
           agentId: change.agentId ?? (change.to === QUEUED ? "" : (row?.agentId ?? null)),
           change: row?.change ?? change,
         });
-        journal.push({ job: change.job, step: "", state: change.to, exitCode: null, message: change.message ?? "" });
+        journal.push({ job: change.job, step: "", state: change.to, exitCode: null, message: change.message ?? "" , runState });
         break;
       }
       case "step": {
@@ -118,7 +121,7 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
           finishedAt: change.to === RUNNING || change.to === QUEUED ? null : at,
           change: row?.change ?? change,
         });
-        journal.push({ job: change.job, step: change.name, state: change.to, exitCode: change.exitCode ?? null, message: change.message ?? "" });
+        journal.push({ job: change.job, step: change.name, state: change.to, exitCode: change.exitCode ?? null, message: change.message ?? "" , runState });
         break;
       }
       case "task": {
@@ -181,6 +184,7 @@ export async function applyChanges(client: PoolClient, runId: string, changes: C
     taskRows.map(([, t]) => String(t.assignment?.memoryBytes ?? 0n)),
     JSON.stringify(newTasks),
     run?.message ?? null,
+    journal.map((e) => e.runState),
   ]).then(
     () => undefined,
     (err) => {
@@ -235,8 +239,8 @@ const refusal = "otto: illegal state change";
 
 // Parameters: $1 run, $2 journal entries, $3/$4 the run's new/expected
 // state, $5-$9 jobs, $10-$17 steps, $18-$26 and $34/$35 tasks, $36 new
-// tasks, $27-$31 journal, $32/$33 notification channels, $37 the run's
-// message. The WITH's plain reads see the rows as they were before the
+// tasks, $27-$31 and $38 journal, $32/$33 notification channels, $37 the
+// run's message. The WITH's plain reads see the rows as they were before the
 // statement, so `mismatches` names every change whose row was not in its
 // expected state.
 const applySql = `
@@ -314,9 +318,12 @@ WITH run AS (
 ), live_end AS (
   DELETE FROM auth.live_attempts l USING task WHERE task.status <> 'assigned' AND l.run_id = task.run_id AND l.job = task.job
 ), journal AS (
-  INSERT INTO coordinator.journal (run_id, seq, job, step, state, exit_code, message)
-  SELECT $1, run.first_seq + e.n, e.job, e.step, e.state, e.exit_code, e.message
-  FROM run, unnest($27::text[], $28::text[], $29::smallint[], $30::int[], $31::text[]) WITH ORDINALITY AS e(job, step, state, exit_code, message, n)
+  -- xid: the writing transaction's (the column's default; journal-feed.ts).
+  INSERT INTO coordinator.journal (run_id, seq, job, step, state, exit_code, message, run_state)
+  SELECT $1, run.first_seq + e.n, e.job, e.step, e.state, e.exit_code, e.message,
+    coalesce(e.run_state, (SELECT state FROM coordinator.runs WHERE id = $1))
+  FROM run, unnest($27::text[], $28::text[], $29::smallint[], $30::int[], $31::text[], $38::smallint[])
+    WITH ORDINALITY AS e(job, step, state, exit_code, message, run_state, n)
 ), commit_status AS (
   -- A project's run that ends owes its forge a status, when the project
   -- names a forge and a token to send it with.
@@ -343,9 +350,11 @@ WITH run AS (
 -- A change whose row was not as its writer read it fails the whole
 -- statement (and the transaction, and a COMMIT sent with it).
 SELECT CASE WHEN EXISTS (SELECT 1 FROM mismatches) THEN coordinator.refuse_changes((SELECT json_agg(m) FROM mismatches m)) END AS refused,
-  -- Only for runs someone watches: every NOTIFY wakes every listening
-  -- session, whatever its channels.
-  CASE WHEN $2 > 0 AND (SELECT watchers FROM run) > 0 THEN pg_notify($32, $1::text) END AS journal_notified,
+  -- Only for runs someone watches, or while a stream follows every run
+  -- (journal-followers.ts): every NOTIFY wakes every listening session,
+  -- whatever its channels.
+  CASE WHEN $2 > 0 AND ((SELECT watchers FROM run) > 0 OR EXISTS (SELECT 1 FROM coordinator.journal_followers WHERE expires_at > now()))
+    THEN pg_notify($32, $1::text) END AS journal_notified,
   CASE WHEN EXISTS (SELECT 1 FROM commit_status) THEN pg_notify('${statusChannel}', '') END AS status_notified,
   -- Agents that could take a task now: those with its labels, or any for
   -- a lock, cpu or memory freed while tasks wait (""). A freed slot wakes
