@@ -21,6 +21,7 @@ import { ConcurrencyLimit } from "@otto/kit/limiter";
 import { assertValidPipeline } from "./validate-pipeline.ts";
 import { explainWaits } from "./waiting-for.ts";
 import { followFeed, startCursor } from "./journal-feed.ts";
+import { pipelineStatuses } from "./pipeline-statuses.ts";
 import { decodeCursor, type JournalCursor } from "./journal-cursor.ts";
 import type { Instance } from "@otto/gen/v1/registry_service_pb";
 
@@ -104,6 +105,9 @@ export function runServiceImpl(
     watchRun(req, ctx) {
       requireRunId(req.runId);
       return watchers.stream(() => watchJournal(pool, notifier, req.runId, req.afterSeq, ctx.signal, req.withWaits ? liveAgents : undefined));
+    },
+    async listPipelines(req) {
+      return { pipelines: await pipelineStatuses(pool, req.name) };
     },
     watchRuns(req, ctx) {
       const after = req.afterCursor ? decodeCursor(req.afterCursor) : undefined;

@@ -23,6 +23,7 @@ import { projectServiceImpl } from "./project-routes.ts";
 import { forgeHooks } from "./forge-hooks.ts";
 import { AccountService } from "@otto/gen/v1/account_service_pb";
 import { accountServiceImpl } from "./account-routes.ts";
+import { statusFeeds } from "./status-feeds.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("gateway");
@@ -34,6 +35,8 @@ const config = loadConfig("gateway", (env) => ({
   databaseUrl: readString(env, "DATABASE_URL"),
   // Pipeline texts whose IR is kept (see parse-cache.ts); 0 parses every submit.
   parseCacheEntries: readInt(env, "OTTO_GATEWAY_PARSE_CACHE_ENTRIES", 256),
+  // Where people reach Otto (run pages in cctray.xml); else the address a request came to.
+  publicUrl: readString(env, "OTTO_PUBLIC_URL", ""),
 }));
 const log = serviceLogger("gateway");
 
@@ -60,6 +63,7 @@ await serveAndRegister({
       AddJobs: { steps: true },
       GetRun: { scope: "runs:read" },
       ListRuns: { scope: "runs:read" },
+      ListPipelines: { scope: "runs:read" },
       WatchRun: { scope: "runs:read" },
       WatchRuns: { scope: "runs:read" },
     },
@@ -89,5 +93,9 @@ await serveAndRegister({
     router.service(ProjectService, projectServiceImpl(registry));
     agentPassThrough(registry)(router);
   },
-  httpRoutes: (registry) => forgeHooks(registry, log),
+  httpRoutes: (registry) => {
+    const hooks = forgeHooks(registry, log);
+    const feeds = statusFeeds(registry, tokens, log, { publicUrl: config.publicUrl, insecure: config.security.insecure });
+    return (req, res, invite) => hooks(req, res, invite) || feeds(req, res);
+  },
 });

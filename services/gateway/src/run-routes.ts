@@ -39,6 +39,7 @@ export function runServiceImpl(registry: RegistryClient, parses = new ParseCache
     },
     getRun: (req, ctx) => idempotent((c) => c.getRun(req, { signal: ctx.signal })),
     listRuns: (req, ctx) => idempotent((c) => c.listRuns(req, { signal: ctx.signal })),
+    listPipelines: (req, ctx) => idempotent((c) => c.listPipelines(req, { signal: ctx.signal })),
     cancelRun: (req, ctx) => idempotent((c) => c.cancelRun(req, { signal: ctx.signal })),
     // The coordinator journals which token decided; a decision sent twice
     // is refused the second time (the job no longer waits).

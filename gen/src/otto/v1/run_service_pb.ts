@@ -5,6 +5,8 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Pipeline } from "./pipeline_pb.ts";
 import { file_otto_v1_pipeline } from "./pipeline_pb.ts";
 import type { Run, RunEvent, RunState, WaitingFor } from "./run_pb.ts";
@@ -15,7 +17,127 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otto/v1/run_service.proto.
  */
 export const file_otto_v1_run_service: GenFile = /*@__PURE__*/
-  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIm8KEFdhdGNoUnVuc1JlcXVlc3QSHgoMYWZ0ZXJfY3Vyc29yGAEgASgJQgi6SAVyAxjIARIWCg5mcm9tX2JlZ2lubmluZxgCIAEoCBIjCgZmaWx0ZXIYAyABKAsyEy5vdHRvLnYxLlJ1bnNGaWx0ZXIibgoKUnVuc0ZpbHRlchIaCghwaXBlbGluZRgBIAEoCUIIukgFcgMYyAESGAoHcHJvamVjdBgCIAEoCUIHukgEcgIYZBIqCgVzdGF0ZRgDIAEoDjIRLm90dG8udjEuUnVuU3RhdGVCCLpIBYIBAhABImcKEVdhdGNoUnVuc1Jlc3BvbnNlEiAKBWV2ZW50GAEgASgLMhEub3R0by52MS5SdW5FdmVudBIgCgNydW4YAiABKAsyEy5vdHRvLnYxLlJ1blN1bW1hcnkSDgoGY3Vyc29yGAMgASgJIlkKClJ1blN1bW1hcnkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdwcm9qZWN0GAMgASgJEiAKBXN0YXRlGAQgASgOMhEub3R0by52MS5SdW5TdGF0ZSKpAQoQU3VibWl0UnVuUmVxdWVzdBIiCg1waXBlbGluZV95YW1sGAEgASgJQgm6SAZyBCiAgBBIABItCghwaXBlbGluZRgCIAEoCzIRLm90dG8udjEuUGlwZWxpbmVCBrpIA9gBA0gAEhsKCWZpbGVfbmFtZRgDIAEoCUIIukgFcgMYgAgSGwoKcmVxdWVzdF9pZBgEIAEoCUIHukgEcgIYZEIICgZzb3VyY2UiLgoRU3VibWl0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iKQoNR2V0UnVuUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBIisKDkdldFJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLm90dG8udjEuUnVuImoKD0xpc3RSdW5zUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCbpIBhoEGGQoABIfCgpwYWdlX3Rva2VuGAIgASgJQgu6SAjYAQFyA7ABARIYCgdwcm9qZWN0GAMgASgJQge6SARyAhhkIkcKEExpc3RSdW5zUmVzcG9uc2USGgoEcnVucxgBIAMoCzIMLm90dG8udjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIsChBDYW5jZWxSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiLgoRQ2FuY2VsUnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iWwoPV2F0Y2hSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESGgoJYWZ0ZXJfc2VxGAIgASgDQge6SAQiAigAEhIKCndpdGhfd2FpdHMYAyABKAgiVgoQV2F0Y2hSdW5SZXNwb25zZRIgCgVldmVudBgBIAEoCzIRLm90dG8udjEuUnVuRXZlbnQSIAoFd2FpdHMYAiABKAsyES5vdHRvLnYxLkpvYldhaXRzIioKCEpvYldhaXRzEh4KBGpvYnMYASADKAsyEC5vdHRvLnYxLkpvYldhaXQiQAoHSm9iV2FpdBILCgNqb2IYASABKAkSKAoLd2FpdGluZ19mb3IYAiABKAsyEy5vdHRvLnYxLldhaXRpbmdGb3IiQAoPUmVydW5SdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESEwoLZmFpbGVkX29ubHkYAiABKAgiLQoQUmVydW5SdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJhChFBcHByb3ZlSm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIvChJBcHByb3ZlSm9iUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iYAoQUmVqZWN0Sm9iUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEhcKA2pvYhgCIAEoCUIKukgHcgUQARjIARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxjoByIuChFSZWplY3RKb2JSZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biKcAQoOQWRkSm9ic1JlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIeCglqb2JzX3lhbWwYAiABKAlCCbpIBnIEKICAEEgAEikKBGpvYnMYAyABKAsyES5vdHRvLnYxLlBpcGVsaW5lQga6SAPYAQNIABIbCglmaWxlX25hbWUYBCABKAlCCLpIBXIDGIAIQggKBnNvdXJjZSJSCg9BZGRKb2JzUmVzcG9uc2USDQoFYWRkZWQYASADKAkSFQoNYWxyZWFkeV9hZGRlZBgCIAMoCRIZCgNydW4YAyABKAsyDC5vdHRvLnYxLlJ1bjK3BQoKUnVuU2VydmljZRJCCglTdWJtaXRSdW4SGS5vdHRvLnYxLlN1Ym1pdFJ1blJlcXVlc3QaGi5vdHRvLnYxLlN1Ym1pdFJ1blJlc3BvbnNlEj4KBkdldFJ1bhIWLm90dG8udjEuR2V0UnVuUmVxdWVzdBoXLm90dG8udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLm90dG8udjEuTGlzdFJ1bnNSZXF1ZXN0Ghkub3R0by52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESQgoJQ2FuY2VsUnVuEhkub3R0by52MS5DYW5jZWxSdW5SZXF1ZXN0Ghoub3R0by52MS5DYW5jZWxSdW5SZXNwb25zZRI/CghSZXJ1blJ1bhIYLm90dG8udjEuUmVydW5SdW5SZXF1ZXN0Ghkub3R0by52MS5SZXJ1blJ1blJlc3BvbnNlEkUKCkFwcHJvdmVKb2ISGi5vdHRvLnYxLkFwcHJvdmVKb2JSZXF1ZXN0Ghsub3R0by52MS5BcHByb3ZlSm9iUmVzcG9uc2USQgoJUmVqZWN0Sm9iEhkub3R0by52MS5SZWplY3RKb2JSZXF1ZXN0Ghoub3R0by52MS5SZWplY3RKb2JSZXNwb25zZRI8CgdBZGRKb2JzEhcub3R0by52MS5BZGRKb2JzUmVxdWVzdBoYLm90dG8udjEuQWRkSm9ic1Jlc3BvbnNlEkYKCFdhdGNoUnVuEhgub3R0by52MS5XYXRjaFJ1blJlcXVlc3QaGS5vdHRvLnYxLldhdGNoUnVuUmVzcG9uc2UiA5ACATABEkkKCVdhdGNoUnVucxIZLm90dG8udjEuV2F0Y2hSdW5zUmVxdWVzdBoaLm90dG8udjEuV2F0Y2hSdW5zUmVzcG9uc2UiA5ACATABYgZwcm90bzM", [file_buf_validate_validate, file_otto_v1_pipeline, file_otto_v1_run]);
+  fileDesc("ChlvdHRvL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdvdHRvLnYxIi4KFExpc3RQaXBlbGluZXNSZXF1ZXN0EhYKBG5hbWUYASABKAlCCLpIBXIDGMgBIkMKFUxpc3RQaXBlbGluZXNSZXNwb25zZRIqCglwaXBlbGluZXMYASADKAsyFy5vdHRvLnYxLlBpcGVsaW5lU3RhdHVzIpQBCg5QaXBlbGluZVN0YXR1cxIMCgRuYW1lGAEgASgJEg8KB3Byb2plY3QYAiABKAkSEAoIYnVpbGRpbmcYAyABKAgSJAoGbGF0ZXN0GAQgASgLMhQub3R0by52MS5QaXBlbGluZVJ1bhIrCg1sYXN0X2ZpbmlzaGVkGAUgASgLMhQub3R0by52MS5QaXBlbGluZVJ1biKsAQoLUGlwZWxpbmVSdW4SCgoCaWQYASABKAkSIAoFc3RhdGUYAiABKA4yES5vdHRvLnYxLlJ1blN0YXRlEg4KBm51bWJlchgDIAEoAxIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibwoQV2F0Y2hSdW5zUmVxdWVzdBIeCgxhZnRlcl9jdXJzb3IYASABKAlCCLpIBXIDGMgBEhYKDmZyb21fYmVnaW5uaW5nGAIgASgIEiMKBmZpbHRlchgDIAEoCzITLm90dG8udjEuUnVuc0ZpbHRlciJuCgpSdW5zRmlsdGVyEhoKCHBpcGVsaW5lGAEgASgJQgi6SAVyAxjIARIYCgdwcm9qZWN0GAIgASgJQge6SARyAhhkEioKBXN0YXRlGAMgASgOMhEub3R0by52MS5SdW5TdGF0ZUIIukgFggECEAEiZwoRV2F0Y2hSdW5zUmVzcG9uc2USIAoFZXZlbnQYASABKAsyES5vdHRvLnYxLlJ1bkV2ZW50EiAKA3J1bhgCIAEoCzITLm90dG8udjEuUnVuU3VtbWFyeRIOCgZjdXJzb3IYAyABKAkiWQoKUnVuU3VtbWFyeRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3Byb2plY3QYAyABKAkSIAoFc3RhdGUYBCABKA4yES5vdHRvLnYxLlJ1blN0YXRlIqkBChBTdWJtaXRSdW5SZXF1ZXN0EiIKDXBpcGVsaW5lX3lhbWwYASABKAlCCbpIBnIEKICAEEgAEi0KCHBpcGVsaW5lGAIgASgLMhEub3R0by52MS5QaXBlbGluZUIGukgD2AEDSAASGwoJZmlsZV9uYW1lGAMgASgJQgi6SAVyAxiACBIbCgpyZXF1ZXN0X2lkGAQgASgJQge6SARyAhhkQggKBnNvdXJjZSIuChFTdWJtaXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biIpCg1HZXRSdW5SZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQEiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwub3R0by52MS5SdW4iagoPTGlzdFJ1bnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEh8KCnBhZ2VfdG9rZW4YAiABKAlCC7pICNgBAXIDsAEBEhgKB3Byb2plY3QYAyABKAlCB7pIBHICGGQiRwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwub3R0by52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKEENhbmNlbFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABASIuChFDYW5jZWxSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJbCg9XYXRjaFJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARIaCglhZnRlcl9zZXEYAiABKANCB7pIBCICKAASEgoKd2l0aF93YWl0cxgDIAEoCCJWChBXYXRjaFJ1blJlc3BvbnNlEiAKBWV2ZW50GAEgASgLMhEub3R0by52MS5SdW5FdmVudBIgCgV3YWl0cxgCIAEoCzIRLm90dG8udjEuSm9iV2FpdHMiKgoISm9iV2FpdHMSHgoEam9icxgBIAMoCzIQLm90dG8udjEuSm9iV2FpdCJACgdKb2JXYWl0EgsKA2pvYhgBIAEoCRIoCgt3YWl0aW5nX2ZvchgCIAEoCzITLm90dG8udjEuV2FpdGluZ0ZvciJACg9SZXJ1blJ1blJlcXVlc3QSGAoGcnVuX2lkGAEgASgJQgi6SAVyA7ABARITCgtmYWlsZWRfb25seRgCIAEoCCItChBSZXJ1blJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLm90dG8udjEuUnVuImEKEUFwcHJvdmVKb2JSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESFwoDam9iGAIgASgJQgq6SAdyBRABGMgBEhkKB2NvbW1lbnQYAyABKAlCCLpIBXIDGOgHIi8KEkFwcHJvdmVKb2JSZXNwb25zZRIZCgNydW4YASABKAsyDC5vdHRvLnYxLlJ1biJgChBSZWplY3RKb2JSZXF1ZXN0EhgKBnJ1bl9pZBgBIAEoCUIIukgFcgOwAQESFwoDam9iGAIgASgJQgq6SAdyBRABGMgBEhkKB2NvbW1lbnQYAyABKAlCCLpIBXIDGOgHIi4KEVJlamVjdEpvYlJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLm90dG8udjEuUnVuIpwBCg5BZGRKb2JzUmVxdWVzdBIYCgZydW5faWQYASABKAlCCLpIBXIDsAEBEh4KCWpvYnNfeWFtbBgCIAEoCUIJukgGcgQogIAQSAASKQoEam9icxgDIAEoCzIRLm90dG8udjEuUGlwZWxpbmVCBrpIA9gBA0gAEhsKCWZpbGVfbmFtZRgEIAEoCUIIukgFcgMYgAhCCAoGc291cmNlIlIKD0FkZEpvYnNSZXNwb25zZRINCgVhZGRlZBgBIAMoCRIVCg1hbHJlYWR5X2FkZGVkGAIgAygJEhkKA3J1bhgDIAEoCzIMLm90dG8udjEuUnVuMowGCgpSdW5TZXJ2aWNlEkIKCVN1Ym1pdFJ1bhIZLm90dG8udjEuU3VibWl0UnVuUmVxdWVzdBoaLm90dG8udjEuU3VibWl0UnVuUmVzcG9uc2USPgoGR2V0UnVuEhYub3R0by52MS5HZXRSdW5SZXF1ZXN0Ghcub3R0by52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkQKCExpc3RSdW5zEhgub3R0by52MS5MaXN0UnVuc1JlcXVlc3QaGS5vdHRvLnYxLkxpc3RSdW5zUmVzcG9uc2UiA5ACARJCCglDYW5jZWxSdW4SGS5vdHRvLnYxLkNhbmNlbFJ1blJlcXVlc3QaGi5vdHRvLnYxLkNhbmNlbFJ1blJlc3BvbnNlEj8KCFJlcnVuUnVuEhgub3R0by52MS5SZXJ1blJ1blJlcXVlc3QaGS5vdHRvLnYxLlJlcnVuUnVuUmVzcG9uc2USRQoKQXBwcm92ZUpvYhIaLm90dG8udjEuQXBwcm92ZUpvYlJlcXVlc3QaGy5vdHRvLnYxLkFwcHJvdmVKb2JSZXNwb25zZRJCCglSZWplY3RKb2ISGS5vdHRvLnYxLlJlamVjdEpvYlJlcXVlc3QaGi5vdHRvLnYxLlJlamVjdEpvYlJlc3BvbnNlEjwKB0FkZEpvYnMSFy5vdHRvLnYxLkFkZEpvYnNSZXF1ZXN0Ghgub3R0by52MS5BZGRKb2JzUmVzcG9uc2USRgoIV2F0Y2hSdW4SGC5vdHRvLnYxLldhdGNoUnVuUmVxdWVzdBoZLm90dG8udjEuV2F0Y2hSdW5SZXNwb25zZSIDkAIBMAESSQoJV2F0Y2hSdW5zEhkub3R0by52MS5XYXRjaFJ1bnNSZXF1ZXN0Ghoub3R0by52MS5XYXRjaFJ1bnNSZXNwb25zZSIDkAIBMAESUwoNTGlzdFBpcGVsaW5lcxIdLm90dG8udjEuTGlzdFBpcGVsaW5lc1JlcXVlc3QaHi5vdHRvLnYxLkxpc3RQaXBlbGluZXNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_otto_v1_pipeline, file_otto_v1_run]);
+
+/**
+ * @generated from message otto.v1.ListPipelinesRequest
+ */
+export type ListPipelinesRequest = Message<"otto.v1.ListPipelinesRequest"> & {
+  /**
+   * Only the entry of this name (a pipeline's, or a project's).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message otto.v1.ListPipelinesRequest.
+ * Use `create(ListPipelinesRequestSchema)` to create a new message.
+ */
+export const ListPipelinesRequestSchema: GenMessage<ListPipelinesRequest> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 0);
+
+/**
+ * @generated from message otto.v1.ListPipelinesResponse
+ */
+export type ListPipelinesResponse = Message<"otto.v1.ListPipelinesResponse"> & {
+  /**
+   * @generated from field: repeated otto.v1.PipelineStatus pipelines = 1;
+   */
+  pipelines: PipelineStatus[];
+};
+
+/**
+ * Describes the message otto.v1.ListPipelinesResponse.
+ * Use `create(ListPipelinesResponseSchema)` to create a new message.
+ */
+export const ListPipelinesResponseSchema: GenMessage<ListPipelinesResponse> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 1);
+
+/**
+ * @generated from message otto.v1.PipelineStatus
+ */
+export type PipelineStatus = Message<"otto.v1.PipelineStatus"> & {
+  /**
+   * The pipeline's name; the project's, for a project's runs.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Set for a project's runs.
+   *
+   * @generated from field: string project = 2;
+   */
+  project: string;
+
+  /**
+   * Whether a run of it is RUNNING now.
+   *
+   * @generated from field: bool building = 3;
+   */
+  building: boolean;
+
+  /**
+   * @generated from field: otto.v1.PipelineRun latest = 4;
+   */
+  latest?: PipelineRun | undefined;
+
+  /**
+   * Unset until a run of it has finished.
+   *
+   * @generated from field: otto.v1.PipelineRun last_finished = 5;
+   */
+  lastFinished?: PipelineRun | undefined;
+};
+
+/**
+ * Describes the message otto.v1.PipelineStatus.
+ * Use `create(PipelineStatusSchema)` to create a new message.
+ */
+export const PipelineStatusSchema: GenMessage<PipelineStatus> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 2);
+
+/**
+ * @generated from message otto.v1.PipelineRun
+ */
+export type PipelineRun = Message<"otto.v1.PipelineRun"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: otto.v1.RunState state = 2;
+   */
+  state: RunState;
+
+  /**
+   * A project's runs are numbered 1, 2, 3, ...; 0 for other runs.
+   *
+   * @generated from field: int64 number = 3;
+   */
+  number: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 5;
+   */
+  finishedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message otto.v1.PipelineRun.
+ * Use `create(PipelineRunSchema)` to create a new message.
+ */
+export const PipelineRunSchema: GenMessage<PipelineRun> = /*@__PURE__*/
+  messageDesc(file_otto_v1_run_service, 3);
 
 /**
  * @generated from message otto.v1.WatchRunsRequest
@@ -46,7 +168,7 @@ export type WatchRunsRequest = Message<"otto.v1.WatchRunsRequest"> & {
  * Use `create(WatchRunsRequestSchema)` to create a new message.
  */
 export const WatchRunsRequestSchema: GenMessage<WatchRunsRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 0);
+  messageDesc(file_otto_v1_run_service, 4);
 
 /**
  * Only events of runs that match every field set.
@@ -79,7 +201,7 @@ export type RunsFilter = Message<"otto.v1.RunsFilter"> & {
  * Use `create(RunsFilterSchema)` to create a new message.
  */
 export const RunsFilterSchema: GenMessage<RunsFilter> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 1);
+  messageDesc(file_otto_v1_run_service, 5);
 
 /**
  * @generated from message otto.v1.WatchRunsResponse
@@ -113,7 +235,7 @@ export type WatchRunsResponse = Message<"otto.v1.WatchRunsResponse"> & {
  * Use `create(WatchRunsResponseSchema)` to create a new message.
  */
 export const WatchRunsResponseSchema: GenMessage<WatchRunsResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 2);
+  messageDesc(file_otto_v1_run_service, 6);
 
 /**
  * Enough of a run for a list.
@@ -153,7 +275,7 @@ export type RunSummary = Message<"otto.v1.RunSummary"> & {
  * Use `create(RunSummarySchema)` to create a new message.
  */
 export const RunSummarySchema: GenMessage<RunSummary> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 3);
+  messageDesc(file_otto_v1_run_service, 7);
 
 /**
  * @generated from message otto.v1.SubmitRunRequest
@@ -204,7 +326,7 @@ export type SubmitRunRequest = Message<"otto.v1.SubmitRunRequest"> & {
  * Use `create(SubmitRunRequestSchema)` to create a new message.
  */
 export const SubmitRunRequestSchema: GenMessage<SubmitRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 4);
+  messageDesc(file_otto_v1_run_service, 8);
 
 /**
  * @generated from message otto.v1.SubmitRunResponse
@@ -221,7 +343,7 @@ export type SubmitRunResponse = Message<"otto.v1.SubmitRunResponse"> & {
  * Use `create(SubmitRunResponseSchema)` to create a new message.
  */
 export const SubmitRunResponseSchema: GenMessage<SubmitRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 5);
+  messageDesc(file_otto_v1_run_service, 9);
 
 /**
  * @generated from message otto.v1.GetRunRequest
@@ -238,7 +360,7 @@ export type GetRunRequest = Message<"otto.v1.GetRunRequest"> & {
  * Use `create(GetRunRequestSchema)` to create a new message.
  */
 export const GetRunRequestSchema: GenMessage<GetRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 6);
+  messageDesc(file_otto_v1_run_service, 10);
 
 /**
  * @generated from message otto.v1.GetRunResponse
@@ -255,7 +377,7 @@ export type GetRunResponse = Message<"otto.v1.GetRunResponse"> & {
  * Use `create(GetRunResponseSchema)` to create a new message.
  */
 export const GetRunResponseSchema: GenMessage<GetRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 7);
+  messageDesc(file_otto_v1_run_service, 11);
 
 /**
  * @generated from message otto.v1.ListRunsRequest
@@ -286,7 +408,7 @@ export type ListRunsRequest = Message<"otto.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 8);
+  messageDesc(file_otto_v1_run_service, 12);
 
 /**
  * @generated from message otto.v1.ListRunsResponse
@@ -310,7 +432,7 @@ export type ListRunsResponse = Message<"otto.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 9);
+  messageDesc(file_otto_v1_run_service, 13);
 
 /**
  * @generated from message otto.v1.CancelRunRequest
@@ -327,7 +449,7 @@ export type CancelRunRequest = Message<"otto.v1.CancelRunRequest"> & {
  * Use `create(CancelRunRequestSchema)` to create a new message.
  */
 export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 10);
+  messageDesc(file_otto_v1_run_service, 14);
 
 /**
  * @generated from message otto.v1.CancelRunResponse
@@ -344,7 +466,7 @@ export type CancelRunResponse = Message<"otto.v1.CancelRunResponse"> & {
  * Use `create(CancelRunResponseSchema)` to create a new message.
  */
 export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 11);
+  messageDesc(file_otto_v1_run_service, 15);
 
 /**
  * @generated from message otto.v1.WatchRunRequest
@@ -376,7 +498,7 @@ export type WatchRunRequest = Message<"otto.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 12);
+  messageDesc(file_otto_v1_run_service, 16);
 
 /**
  * @generated from message otto.v1.WatchRunResponse
@@ -405,7 +527,7 @@ export type WatchRunResponse = Message<"otto.v1.WatchRunResponse"> & {
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 13);
+  messageDesc(file_otto_v1_run_service, 17);
 
 /**
  * @generated from message otto.v1.JobWaits
@@ -422,7 +544,7 @@ export type JobWaits = Message<"otto.v1.JobWaits"> & {
  * Use `create(JobWaitsSchema)` to create a new message.
  */
 export const JobWaitsSchema: GenMessage<JobWaits> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 14);
+  messageDesc(file_otto_v1_run_service, 18);
 
 /**
  * @generated from message otto.v1.JobWait
@@ -444,7 +566,7 @@ export type JobWait = Message<"otto.v1.JobWait"> & {
  * Use `create(JobWaitSchema)` to create a new message.
  */
 export const JobWaitSchema: GenMessage<JobWait> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 15);
+  messageDesc(file_otto_v1_run_service, 19);
 
 /**
  * @generated from message otto.v1.RerunRunRequest
@@ -466,7 +588,7 @@ export type RerunRunRequest = Message<"otto.v1.RerunRunRequest"> & {
  * Use `create(RerunRunRequestSchema)` to create a new message.
  */
 export const RerunRunRequestSchema: GenMessage<RerunRunRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 16);
+  messageDesc(file_otto_v1_run_service, 20);
 
 /**
  * @generated from message otto.v1.RerunRunResponse
@@ -483,7 +605,7 @@ export type RerunRunResponse = Message<"otto.v1.RerunRunResponse"> & {
  * Use `create(RerunRunResponseSchema)` to create a new message.
  */
 export const RerunRunResponseSchema: GenMessage<RerunRunResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 17);
+  messageDesc(file_otto_v1_run_service, 21);
 
 /**
  * @generated from message otto.v1.ApproveJobRequest
@@ -510,7 +632,7 @@ export type ApproveJobRequest = Message<"otto.v1.ApproveJobRequest"> & {
  * Use `create(ApproveJobRequestSchema)` to create a new message.
  */
 export const ApproveJobRequestSchema: GenMessage<ApproveJobRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 18);
+  messageDesc(file_otto_v1_run_service, 22);
 
 /**
  * @generated from message otto.v1.ApproveJobResponse
@@ -527,7 +649,7 @@ export type ApproveJobResponse = Message<"otto.v1.ApproveJobResponse"> & {
  * Use `create(ApproveJobResponseSchema)` to create a new message.
  */
 export const ApproveJobResponseSchema: GenMessage<ApproveJobResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 19);
+  messageDesc(file_otto_v1_run_service, 23);
 
 /**
  * @generated from message otto.v1.RejectJobRequest
@@ -554,7 +676,7 @@ export type RejectJobRequest = Message<"otto.v1.RejectJobRequest"> & {
  * Use `create(RejectJobRequestSchema)` to create a new message.
  */
 export const RejectJobRequestSchema: GenMessage<RejectJobRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 20);
+  messageDesc(file_otto_v1_run_service, 24);
 
 /**
  * @generated from message otto.v1.RejectJobResponse
@@ -571,7 +693,7 @@ export type RejectJobResponse = Message<"otto.v1.RejectJobResponse"> & {
  * Use `create(RejectJobResponseSchema)` to create a new message.
  */
 export const RejectJobResponseSchema: GenMessage<RejectJobResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 21);
+  messageDesc(file_otto_v1_run_service, 25);
 
 /**
  * @generated from message otto.v1.AddJobsRequest
@@ -618,7 +740,7 @@ export type AddJobsRequest = Message<"otto.v1.AddJobsRequest"> & {
  * Use `create(AddJobsRequestSchema)` to create a new message.
  */
 export const AddJobsRequestSchema: GenMessage<AddJobsRequest> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 22);
+  messageDesc(file_otto_v1_run_service, 26);
 
 /**
  * @generated from message otto.v1.AddJobsResponse
@@ -650,7 +772,7 @@ export type AddJobsResponse = Message<"otto.v1.AddJobsResponse"> & {
  * Use `create(AddJobsResponseSchema)` to create a new message.
  */
 export const AddJobsResponseSchema: GenMessage<AddJobsResponse> = /*@__PURE__*/
-  messageDesc(file_otto_v1_run_service, 23);
+  messageDesc(file_otto_v1_run_service, 27);
 
 /**
  * Runs: submit a pipeline, watch it, read it, cancel it. Served publicly by
@@ -765,6 +887,18 @@ export const RunService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRunsRequestSchema;
     output: typeof WatchRunsResponseSchema;
+  },
+  /**
+   * One entry per pipeline (per project, for a project's runs), with its
+   * latest run and its last finished one: what dashboards, cctray.xml and
+   * badges show. By name.
+   *
+   * @generated from rpc otto.v1.RunService.ListPipelines
+   */
+  listPipelines: {
+    methodKind: "unary";
+    input: typeof ListPipelinesRequestSchema;
+    output: typeof ListPipelinesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_otto_v1_run_service, 0);

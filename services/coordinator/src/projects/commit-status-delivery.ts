@@ -147,8 +147,8 @@ async function markGivenUp(client: PoolClient, id: string, why: string): Promise
   await client.query("UPDATE coordinator.commit_statuses SET abandoned_at = now(), last_error = $2 WHERE id = $1", [id, why]);
 }
 
-// The run as a person sees it: GetRun as a GET (the web UI's page once there is one).
+// The run as a person sees it: its page in the web UI.
 export function runUrl(publicUrl: string, runId: string): string {
   if (!publicUrl) return "";
-  return `${publicUrl.replace(/\/+$/, "")}/otto.v1.RunService/GetRun?encoding=json&message=${encodeURIComponent(JSON.stringify({ runId }))}`;
+  return `${publicUrl.replace(/\/+$/, "")}/runs/${encodeURIComponent(runId)}`;
 }
