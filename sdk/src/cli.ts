@@ -13,6 +13,9 @@ import type { Project } from "@otto/gen/v1/project_service_pb";
 import { describeRun, followRun } from "./follow-run.ts";
 import { followLogs, readLogLines } from "./logs.ts";
 import { isFinal, submit } from "./runs.ts";
+import { watchRuns } from "./events.ts";
+import type { RunEvent } from "@otto/gen/v1/run_pb";
+import type { RunSummary } from "@otto/gen/v1/run_service_pb";
 import { runStateName } from "@otto/contracts/run-state";
 
 const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
@@ -37,6 +40,11 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
                           printed as FILE:LINE:COL: MESSAGE lines (exit code 1)
   artifacts RUN           list a run's artifacts
   artifact RUN JOB NAME   write an artifact's bytes to stdout
+  events [--pipeline P] [--project P] [--state S] [--from-beginning] [--after CURSOR]
+                          print every run's events as they happen, one line each
+                          (with --cursors, each line ends with its cursor)
+  whoami                  show the token in use: its name, id, kind and scopes
+  agents                  list live agents, their labels and busy/free slots
   token create NAME [--scope S]... [--ttl SECONDS] [--join]
                           make an API token (scopes runs:read, runs:write, admin)
                           or, with --join, a join token for agents; prints it once
@@ -100,6 +108,7 @@ export async function main(argv: string[]): Promise<number> {
     cron: option("--cron"),
   };
   const comment = option("--comment") ?? "";
+  const eventOptions = { project: option("--project"), state: option("--state"), after: option("--after") };
   const runOption = option("--run");
   const number = (name: string) => {
     const value = option(name);
@@ -116,7 +125,7 @@ export async function main(argv: string[]): Promise<number> {
     context: number("--context"),
     grep: option("--grep"),
   };
-  const flags = new Set(["--follow", "-f", "--join", "--raw", "--regex", "--ignore-case", "-i", "--failed"]);
+  const flags = new Set(["--follow", "-f", "--join", "--raw", "--regex", "--ignore-case", "-i", "--failed", "--from-beginning", "--cursors"]);
   const flag = (...names: string[]) => names.some((name) => args.includes(name));
   const join = flag("--join");
   const follow = flag("--follow", "-f");
@@ -233,6 +242,31 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new UsageError();
+    }
+    case "events": {
+      const stateName = eventOptions.state?.toUpperCase();
+      const state = stateName === undefined ? RunState.UNSPECIFIED : RunState[stateName as keyof typeof RunState];
+      if (typeof state !== "number" || (stateName !== undefined && state === RunState.UNSPECIFIED)) {
+        throw new UsageError(`--state takes a run state (queued, running, succeeded, failed, canceled, waiting, skipped), not "${eventOptions.state}"`);
+      }
+      const filter = { pipeline: projectOptions.pipeline ?? "", project: eventOptions.project ?? "", state };
+      const cursors = flag("--cursors");
+      for await (const { event, run, cursor } of watchRuns(client, { afterCursor: eventOptions.after, fromBeginning: flag("--from-beginning"), filter })) {
+        console.log(describeEvent(event, run) + (cursors ? `  ${cursor}` : ""));
+      }
+      return 0;
+    }
+    case "whoami": {
+      const { token: info } = await client.account.whoAmI({});
+      console.log(`${info!.name}  ${kindNames[info!.kind] ?? "none"}  ${info!.id || "-"}  ${info!.scopes.join(",")}`);
+      return 0;
+    }
+    case "agents": {
+      const { agents } = await client.admin.listAgents({});
+      for (const agent of agents) {
+        console.log(`${agent.id}  ${agent.busySlots}/${agent.slots} busy  [${agent.labels.join(", ")}]${agent.jobs.map((j) => `  ${j.runId}/${j.job}#${j.attempt}`).join("")}`);
+      }
+      return 0;
     }
     case "agent": {
       need(2);
@@ -397,6 +431,15 @@ function describeProject(p: Project, url: string): string {
     `  runs:        ${p.lastRunNumber}`,
   ];
   return lines.join("\n");
+}
+
+// One line per event: when, the run, its pipeline (and project), what
+// changed and how.
+function describeEvent(event: RunEvent, run: RunSummary): string {
+  const when = event.time ? timestampDate(event.time).toISOString() : "";
+  const what = event.job ? `${event.job}${event.step ? `/${event.step}` : ""}` : "run";
+  const exit = event.exitCode === undefined ? "" : ` exit ${event.exitCode}`;
+  return `${when}  ${run.id}  ${run.name}${run.project ? ` (${run.project})` : ""}  ${what} ${runStateName(event.state)}${exit}${event.message ? `: ${event.message}` : ""}`;
 }
 
 const kindNames: Record<number, string> = { [TokenKind.API]: "api", [TokenKind.JOIN]: "join", [TokenKind.AGENT]: "agent" };

@@ -1,5 +1,6 @@
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { context, propagation } from "@opentelemetry/api";
+import { AccountService } from "@otto/gen/v1/account_service_pb";
 import { AdminService } from "@otto/gen/v1/admin_service_pb";
 import { ArtifactService } from "@otto/gen/v1/artifact_service_pb";
 import { LogService } from "@otto/gen/v1/log_service_pb";
@@ -12,6 +13,7 @@ export interface OttoClient {
   runs: Client<typeof RunService>;
   logs: Client<typeof LogService>;
   admin: Client<typeof AdminService>;
+  account: Client<typeof AccountService>;
   artifacts: Client<typeof ArtifactService>;
   projects: Client<typeof ProjectService>;
   transport: Transport;
@@ -24,6 +26,7 @@ export function ottoClientsOver(transport: Transport): OttoClient {
     runs: createClient(RunService, transport),
     logs: createClient(LogService, transport),
     admin: createClient(AdminService, transport),
+    account: createClient(AccountService, transport),
     artifacts: createClient(ArtifactService, transport),
     projects: createClient(ProjectService, transport),
     transport,
