@@ -5,6 +5,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import https from "node:https";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,6 +14,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createOttoClient, RunState, submit, waitForRun, watchRuns, TokenKind, type RunsStreamEvent } from "@otto/sdk";
 import { postJson, request, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 import { runCli } from "./helpers/cli.ts";
+import { repoRoot } from "@otto/launcher/system";
 
 const coordinatorNames = ["coordinator-1", "coordinator-2"];
 const markup = `<b>"x" & 'y'</b>`;
@@ -142,6 +144,30 @@ describe("WatchRuns, WhoAmI, ListAgents, cctray.xml and badges", () => {
     const events = lines.filter((l) => l.event);
     assert.ok(events.every((l) => l.run.name === "curl" && l.event.runId === run.id && typeof l.cursor === "string"));
     assert.deepEqual(events.map((l) => Number(l.event.seq)), events.map((_, i) => i + 1));
+  });
+
+  it("otto events prints one line per event of the runs it is filtered to", async () => {
+    const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "sdk/src/cli.ts", "events", "--pipeline", "cli-events", "--from-beginning", "--cursors"], {
+      cwd: repoRoot,
+      env: { ...process.env, NODE_TEST_CONTEXT: undefined, OTTO_URL: otto.gatewayUrl, OTTO_CA_FILE: otto.caFile!, OTTO_TOKEN_FILE: otto.adminTokenFile! },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    try {
+      let stdout = "";
+      let stderr = "";
+      child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+      child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+      // From the beginning: no race with the stream's start.
+      const run = await submit(otto.client, pipelineYaml("cli-events"));
+      await waitFor("the run's end", () => new RegExp(`${run.id}  cli-events  run SUCCEEDED: all jobs succeeded  \\S+\n`).test(stdout)).catch((err) => {
+        throw new Error(`${err.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
+      });
+      const lines = stdout.split("\n").filter((line) => line.includes(run.id));
+      assert.ok(lines.some((line) => /  build\/true SUCCEEDED exit 0  /.test(line)), stdout);
+      assert.ok(lines.every((line) => /^\d{4}-\d\d-\d\dT[\d:.]+Z  /.test(line)));
+    } finally {
+      child.kill();
+    }
   });
 
   it("goes on from a peer with nothing lost or repeated while each coordinator in turn is killed with -9", async () => {
