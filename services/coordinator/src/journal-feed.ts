@@ -85,9 +85,10 @@ export async function startCursor(pool: Pool, fromBeginning: boolean): Promise<J
   return cursorBefore(BigInt(rows[0].xmin));
 }
 
-// Without news, the horizon is looked at again this often anyway (a wake-up
-// can be missed only by a transaction under way as the stream registered).
-const quietMs = 2_000;
+// Without news, the horizon is looked at again this often anyway: often
+// just after the stream registered (a transaction whose statement began
+// before may append unannounced), seldom after (a lost registration).
+const quietMs = { starting: 1_000, later: 30_000, startingForMs: 5_000 };
 // While committed entries wait behind an open transaction: from this, doubling to 1 s.
 const heldFirstMs = 20;
 // How often a stream that delivers nothing (all filtered out) says how far it has read.
@@ -98,6 +99,7 @@ const batchSize = 500;
 // message carries only the cursor the stream starts from.
 export async function* followFeed(pool: Pool, notifier: Notifier, after: JournalCursor, filter: RunsFilter | undefined, signal: AbortSignal): AsyncGenerator<WatchRunsResponse> {
   const follower = await startFollowing(pool);
+  const registeredAt = Date.now();
   try {
     let renewAt = Date.now() + (followerLeaseSeconds * 1000) / 3;
     let position = after;
@@ -113,7 +115,8 @@ export async function* followFeed(pool: Pool, notifier: Notifier, after: Journal
       // Take the wake-up before reading, so an append between the read and
       // the wait is not missed; cut short while entries are held back.
       const cut = new AbortController();
-      const woken = notifier.wait(journalChannel, () => true, quietMs, AbortSignal.any([signal, cut.signal]));
+      const quiet = Date.now() - registeredAt < quietMs.startingForMs ? quietMs.starting : quietMs.later;
+      const woken = notifier.wait(journalChannel, () => true, quiet, AbortSignal.any([signal, cut.signal]));
       const batch = await readFeed(pool, position, filter, batchSize);
       for (const row of batch.rows) {
         yield row.message;
