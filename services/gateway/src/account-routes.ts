@@ -2,8 +2,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { AccountService } from "@otto/gen/v1/account_service_pb";
 import { TokenInfoSchema, TokenKind } from "@otto/gen/v1/admin_service_pb";
-import { callerOf } from "@otto/kit/caller";
-import { scopes } from "@otto/kit/caller";
+import { callerOf, scopes } from "@otto/kit/caller";
 import type { TokenStore } from "@otto/kit/token-store";
 import { toProto } from "./admin-routes.ts";
 
