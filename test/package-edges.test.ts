@@ -10,7 +10,7 @@ import { test } from "node:test";
 
 const root = join(import.meta.dirname, "..");
 const rootManifest = JSON.parse(await readFile(join(root, "package.json"), "utf8"));
-const workspaces = ["gen", "contracts", "sdk", ...(await readdir(join(root, "services"))).map((name) => `services/${name}`)];
+const workspaces = ["gen", "contracts", "sdk", "web", ...(await readdir(join(root, "services"))).map((name) => `services/${name}`)];
 const packed = new Set(["gen", "contracts", "sdk"]);
 
 interface Manifest {
@@ -26,7 +26,7 @@ for (const dir of workspaces) manifests.set(dir, JSON.parse(await readFile(join(
 async function sources(dir: string): Promise<string[]> {
   const entries = await readdir(join(root, dir), { recursive: true, withFileTypes: true });
   return entries
-    .filter((entry) => entry.isFile() && /\.(ts|js)$/.test(entry.name) && !/(^|\/)(node_modules|dist)(\/|$)/.test(relative(root, entry.parentPath)))
+    .filter((entry) => entry.isFile() && /\.(ts|tsx|js)$/.test(entry.name) && !/(^|\/)(node_modules|dist)(\/|$)|^web\/assets(\/|$)/.test(relative(root, entry.parentPath)))
     .map((entry) => join(entry.parentPath, entry.name));
 }
 
@@ -40,7 +40,7 @@ const builtins = new Set(builtinModules);
 const isBuiltin = (specifier: string) => specifier.startsWith("node:") || builtins.has(packageName(specifier));
 
 test("every workspace package has an exports map and a name the root declares as a workspace", () => {
-  assert.deepEqual([...rootManifest.workspaces].sort(), ["contracts", "gen", "sdk", "services/*"]);
+  assert.deepEqual([...rootManifest.workspaces].sort(), ["contracts", "gen", "sdk", "services/*", "web"]);
   for (const [dir, manifest] of manifests) {
     assert.match(manifest.name, /^@otto\//, `${dir}'s name`);
     assert.ok(manifest.exports && Object.keys(manifest.exports).length > 0, `${dir} has an exports map`);

@@ -1,6 +1,6 @@
 import { RunState, type Run } from "@otto/gen/v1/run_pb";
 import { runStateName } from "@otto/contracts/run-state";
-import type { OttoClient } from "./client.ts";
+import type { OttoClient } from "./clients.ts";
 import { followLogs } from "./logs.ts";
 import { waitForRun } from "./runs.ts";
 

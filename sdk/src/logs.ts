@@ -1,4 +1,4 @@
-import type { OttoClient } from "./client.ts";
+import type { OttoClient } from "./clients.ts";
 
 export interface ReadLogOptions {
   // Keep reading while the job runs (default true for followLogs, false for readLogLines).

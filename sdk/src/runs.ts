@@ -1,6 +1,6 @@
 import type { Pipeline } from "@otto/gen/v1/pipeline_pb";
 import type { Run, RunEvent } from "@otto/gen/v1/run_pb";
-import type { OttoClient } from "./client.ts";
+import type { OttoClient } from "./clients.ts";
 
 export { finalStates, isFinal } from "@otto/contracts/run-state";
 

@@ -24,6 +24,7 @@ import { forgeHooks } from "./forge-hooks.ts";
 import { AccountService } from "@otto/gen/v1/account_service_pb";
 import { accountServiceImpl } from "./account-routes.ts";
 import { statusFeeds } from "./status-feeds.ts";
+import { webUiRoutes } from "./web-ui.ts";
 
 // First, so that everything after it is traced.
 await startTelemetry("gateway");
@@ -96,6 +97,7 @@ await serveAndRegister({
   httpRoutes: (registry) => {
     const hooks = forgeHooks(registry, log);
     const feeds = statusFeeds(registry, tokens, log, { publicUrl: config.publicUrl, insecure: config.security.insecure });
-    return (req, res, invite) => hooks(req, res, invite) || feeds(req, res);
+    const webUi = webUiRoutes(log);
+    return (req, res, invite) => hooks(req, res, invite) || feeds(req, res) || webUi(req, res);
   },
 });

@@ -1,0 +1,2 @@
+// Styles imported for their effect: esbuild emits them as the bundle's CSS file.
+declare module "*.css" {}

@@ -1,0 +1,114 @@
+import { RunState, type Run, type RunJob, type WaitingFor } from "@otto/sdk";
+import { formatDuration, stateClass, stateName } from "./format.ts";
+import { layOutJobs } from "./graph-layout.ts";
+import { Link } from "./link.tsx";
+import { jobPath } from "./route.ts";
+
+const boxWidth = 240;
+const boxHeight = 136;
+const gapX = 56;
+const gapY = 20;
+
+// The run's jobs as boxes in columns by `needs`, with a line from each job
+// to each job that needs it.
+export function JobGraph(props: {
+  run: Run;
+  waits: Map<string, WaitingFor> | undefined;
+  busy: boolean;
+  onDecide: (job: RunJob, approve: boolean) => void;
+}) {
+  const { run } = props;
+  const layout = layOutJobs(run.jobs);
+  const at = new Map(layout.jobs.map((job) => [job.name, { x: job.column * (boxWidth + gapX), y: job.row * (boxHeight + gapY) }]));
+  const width = Math.max(1, layout.columns) * (boxWidth + gapX) - gapX;
+  const height = Math.max(1, layout.rows) * (boxHeight + gapY) - gapY;
+  return (
+    <section class="graph-scroll">
+      <div class="graph" style={{ width: `${width}px`, height: `${height}px` }}>
+        <svg class="edges" width={width} height={height} aria-hidden="true">
+          {layout.edges.map((edge) => {
+            const from = at.get(edge.from)!;
+            const to = at.get(edge.to)!;
+            const x1 = from.x + boxWidth;
+            const y1 = from.y + boxHeight / 2;
+            const x2 = to.x;
+            const y2 = to.y + boxHeight / 2;
+            const bend = gapX / 2;
+            return <path d={`M ${x1} ${y1} C ${x1 + bend} ${y1}, ${x2 - bend} ${y2}, ${x2} ${y2}`} />;
+          })}
+        </svg>
+        {run.jobs.map((job) => {
+          const place = at.get(job.name)!;
+          return (
+            <JobBox
+              key={job.name}
+              run={run}
+              job={job}
+              waiting={waitingText(job, props.waits)}
+              left={place.x}
+              top={place.y}
+              busy={props.busy}
+              onDecide={props.onDecide}
+            />
+          );
+        })}
+      </div>
+    </section>
+  );
+}
+
+function JobBox(props: { run: Run; job: RunJob; waiting: string; left: number; top: number; busy: boolean; onDecide: (job: RunJob, approve: boolean) => void }) {
+  const { job } = props;
+  return (
+    <article
+      class={`job ${stateClass(job.state)}`}
+      data-job={job.name}
+      style={{ left: `${props.left}px`, top: `${props.top}px`, width: `${boxWidth}px`, height: `${boxHeight}px` }}
+    >
+      <header>
+        <Link href={jobPath(props.run.id, job.name)} class="job-name" title={job.name}>
+          {job.name}
+        </Link>
+        <span class={stateClass(job.state)} data-testid="job-state">
+          {stateName(job.state)}
+        </span>
+      </header>
+      <p class="job-facts">
+        {job.attempt > 0 && <span class="attempt">attempt {job.attempt}</span>}
+        {job.startedAt && <span class="duration">{formatDuration(job.startedAt, job.finishedAt)}</span>}
+      </p>
+      {job.agentId && (
+        <p class="agent" title={job.agentId}>
+          on {job.agentId}
+        </p>
+      )}
+      {props.waiting && (
+        <p class="waiting" title={props.waiting}>
+          {props.waiting}
+        </p>
+      )}
+      {job.message && (
+        <p class="job-message" title={job.message}>
+          {job.message}
+        </p>
+      )}
+      {job.state === RunState.WAITING && (
+        <p class="decide">
+          <button type="button" class="approve" disabled={props.busy} onClick={() => props.onDecide(job, true)}>
+            Approve
+          </button>
+          <button type="button" class="reject" disabled={props.busy} onClick={() => props.onDecide(job, false)}>
+            Reject
+          </button>
+        </p>
+      )}
+    </article>
+  );
+}
+
+// Why a job that has not started waits: WatchRun's latest word, else GetRun's.
+function waitingText(job: RunJob, waits: Map<string, WaitingFor> | undefined): string {
+  if (job.state !== RunState.QUEUED) return "";
+  const waiting = waits ? waits.get(job.name) : job.waitingFor;
+  return waiting?.text ?? "";
+}

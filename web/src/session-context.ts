@@ -1,0 +1,19 @@
+// What every page gets from the signed-in session: the SDK's client, and
+// `fail`, which turns an error into Otto's message (and signs out when the
+// token was refused).
+import { createContext } from "preact";
+import { useContext } from "preact/hooks";
+import type { OttoClient } from "@otto/sdk";
+
+export interface Session {
+  client: OttoClient;
+  fail(err: unknown): string;
+}
+
+export const SessionContext = createContext<Session | undefined>(undefined);
+
+export function useSession(): Session {
+  const session = useContext(SessionContext);
+  if (!session) throw new Error("useSession outside a signed-in page");
+  return session;
+}
