@@ -61,7 +61,7 @@ function JobBox(props: { run: Run; job: RunJob; waiting: string; left: number; t
   const { job } = props;
   return (
     <article
-      class={`job ${stateClass(job.state)}`}
+      class={`job job-${stateName(job.state).toLowerCase()}`}
       data-job={job.name}
       style={{ left: `${props.left}px`, top: `${props.top}px`, width: `${boxWidth}px`, height: `${boxHeight}px` }}
     >

@@ -11,7 +11,7 @@ const pageSize = 25;
 // Until the API can stream changes to the whole list, the newest page is
 // read again every few seconds (more often while a shown run is not final).
 const busyRefreshMs = 2_000;
-const idleRefreshMs = 10_000;
+const idleRefreshMs = 5_000;
 
 export function RunsPage(props: { state: string }) {
   const { client, fail } = useSession();

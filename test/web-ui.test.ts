@@ -1,0 +1,250 @@
+// The web UI in a real browser: Debian's Chromium, driven by playwright-core,
+// against a whole Otto. A person signs in with a token, watches a run appear
+// and its jobs change state, reads a job's log as it is written, approves a
+// job, cancels a run, is refused what their token may not do, and signs out;
+// markup in a pipeline's name and in a log line stays text.
+//
+// Needs Chromium at /usr/bin/chromium (or OTTO_TEST_CHROMIUM): .ci/run
+// installs it with apt-get as root; elsewhere the file is skipped with a
+// message. A failing test leaves a screenshot in the data directory it
+// prints (kept). OTTO_UPDATE_SCREENSHOT=1 saves the run page to
+// docs/run-page.png.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { pipeline, submit, waitForRun, RunState } from "@otto/sdk";
+import { postJson, startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+
+const root = join(import.meta.dirname, "..");
+const chromiumPath = [process.env.OTTO_TEST_CHROMIUM, "/usr/bin/chromium"].find((path) => path && existsSync(path));
+const skip = chromiumPath
+  ? false
+  : "Chromium is not installed: `apt-get install chromium` (Debian; .ci/run does it as root) or set OTTO_TEST_CHROMIUM to a Chromium binary";
+
+const markupName = '<b>release</b> <img src=x onerror="window.__pwned=1">';
+const markupLine = '<img src=x onerror="window.__pwned=1">';
+const deadline = 30_000;
+
+describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
+  let otto: TestOtto;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let gate: string;
+  let failed = false;
+  const pageErrors: string[] = [];
+  const policyViolations: string[] = [];
+  let releaseRunId = "";
+
+  before(async () => {
+    otto = await startTestOtto();
+    gate = await stepsSharedDir(otto, "web-ui");
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      // Chromium's own sandbox cannot run as root.
+      args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
+    });
+    // The test Otto's certificate is from its own CA.
+    context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 860 } });
+    page = await context.newPage();
+    page.setDefaultTimeout(deadline);
+    page.on("pageerror", (err) => pageErrors.push(err.message));
+    page.on("console", (message) => {
+      if (/Content Security Policy/i.test(message.text())) policyViolations.push(message.text());
+    });
+  });
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+    if (failed) {
+      process.env.OTTO_TEST_KEEP = "1";
+      console.log(`web UI test failed: screenshots and Otto's log are kept in ${otto?.dataDir}`);
+      if (otto) console.log(await tailOfLog(otto, 40));
+    }
+    await otto?.stopAndClean();
+  });
+
+  // Runs one step of the story; a failure saves what the page showed.
+  async function step(name: string, body: () => Promise<void>): Promise<void> {
+    try {
+      await body();
+    } catch (err) {
+      failed = true;
+      const file = join(otto.dataDir, `failure-${name.replace(/[^a-z0-9]+/gi, "-")}.png`);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+      console.log(`screenshot of the failure (${name}): ${file}`);
+      throw err;
+    }
+  }
+
+  const stateOf = (job: string) => page.locator(`.job[data-job="${job}"] [data-testid="job-state"]`);
+  const waitForText = (selector: string, text: string | RegExp) => page.locator(selector).filter({ hasText: text }).first().waitFor();
+  const pwned = () => page.evaluate(() => (window as unknown as { __pwned?: unknown }).__pwned);
+
+  async function signIn(token: string) {
+    await page.locator("#token").fill(token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+  }
+
+  it("signs in with a pasted token, kept in the tab's session storage and never in the address", async () => {
+    await step("sign in", async () => {
+      await page.goto(`${otto.gatewayUrl}/`);
+      await signIn(otto.adminToken!);
+      await page.getByRole("heading", { name: "Runs" }).waitFor();
+      assert.equal(await page.evaluate(() => sessionStorage.getItem("otto.token")), otto.adminToken);
+      assert.ok(!page.url().includes(otto.adminToken!), page.url());
+      assert.deepEqual(
+        (await context.cookies()).map((c) => c.name),
+        [],
+        "no cookie",
+      );
+    });
+  });
+
+  it("shows a run submitted through the API in the list while it runs, its markup as text", async () => {
+    await step("runs list", async () => {
+      const build = [
+        { name: "compile", run: "echo compiling" },
+        {
+          name: "report",
+          run: `while [ ! -f ${gate}/build ]; do sleep 0.05; done; printf '\\033[1;31mred alert\\033[0m\\n'; echo '${markupLine}'; echo done building`,
+        },
+      ];
+      const ir = pipeline(markupName)
+        .job("build", { steps: build })
+        .job("lint", { steps: ["echo lint ok"] })
+        .job("test", { needs: ["build"], steps: [`while [ ! -f ${gate}/test ]; do sleep 0.05; done; echo tests pass`] })
+        .job("deploy", { needs: ["test", "lint"], approval: { message: "Ship it?" }, steps: ["echo shipped"] })
+        .build();
+      releaseRunId = (await submit(otto.client, ir)).id;
+      const row = page.locator(`tr[data-run-id="${releaseRunId}"]`);
+      await row.locator(".state", { hasText: /^RUNNING$/ }).waitFor();
+      assert.equal(await row.locator(".run-name").textContent(), markupName);
+      assert.equal(await page.locator("table.runs img, table.runs b").count(), 0, "no element made of the name");
+      assert.equal(await pwned(), undefined);
+    });
+  });
+
+  it("opens the run and follows its jobs' states as they change", async () => {
+    await step("run page", async () => {
+      await page.locator(`tr[data-run-id="${releaseRunId}"] .run-name`).click();
+      await page.waitForURL(`**/runs/${releaseRunId}`);
+      assert.equal(await page.locator("h1 .run-name").textContent(), markupName);
+      await stateOf("build").filter({ hasText: /^RUNNING$/ }).waitFor();
+      await stateOf("lint").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
+      await stateOf("test").filter({ hasText: /^QUEUED$/ }).waitFor();
+      await stateOf("deploy").filter({ hasText: /^QUEUED$/ }).waitFor();
+      assert.match((await page.locator('.job[data-job="build"] .agent').textContent()) ?? "", /^on .+/);
+      // The graph's columns follow `needs`: build and lint, then test, then deploy.
+      const left = async (job: string) => (await page.locator(`.job[data-job="${job}"]`).boundingBox())!.x;
+      assert.equal(await left("build"), await left("lint"));
+      assert.ok((await left("build")) < (await left("test")) && (await left("test")) < (await left("deploy")));
+    });
+  });
+
+  it("opens a job's log and sees its lines arrive, coloured, numbered, and markup as text", async () => {
+    await step("job log", async () => {
+      await page.locator('.job[data-job="build"] a.job-name').click();
+      await page.waitForURL(`**/runs/${releaseRunId}/jobs/build`);
+      await waitForText(".log .line .text", "compiling");
+      await writeFile(join(gate, "build"), "");
+      await waitForText(".log .line .text", "done building");
+      const red = page.locator(".log .line .text span.ansi-bold.ansi-fg-1");
+      assert.equal(await red.textContent(), "red alert");
+      const markup = page.locator(".log .line .text").filter({ hasText: markupLine });
+      assert.equal(await markup.textContent(), markupLine);
+      assert.equal(await page.locator(".log img").count(), 0, "the line made no element");
+      assert.equal(await pwned(), undefined);
+      const first = page.locator(".log .line").filter({ hasText: "compiling" });
+      const anchor = await first.getAttribute("id");
+      assert.match(anchor ?? "", /^L\d+$/);
+      assert.equal(await first.locator("a.ln").getAttribute("href"), `#${anchor}`);
+      await page.locator("h1 [data-testid=job-state]").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
+
+      // The server's search, and a link to the line it found.
+      await page.getByLabel("Search the log").fill("ALERT");
+      await page.getByRole("button", { name: "Search" }).click();
+      const hit = page.locator(".found li").filter({ hasText: "red alert" });
+      await hit.waitFor();
+      assert.equal(await page.locator(".found li").count(), 1);
+      await hit.locator("a").click();
+      await page.waitForURL(/#L\d+$/);
+      assert.equal(await page.locator(".log .line:target .text").textContent(), "red alert");
+    });
+  });
+
+  it("shows the next jobs run, a job waiting for approval, and approves it", async () => {
+    await step("approval", async () => {
+      await page.locator(".crumbs a").nth(1).click();
+      await page.waitForURL(`**/runs/${releaseRunId}`);
+      await stateOf("test").filter({ hasText: /^RUNNING$/ }).waitFor();
+      await writeFile(join(gate, "test"), "");
+      await stateOf("test").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
+      await stateOf("deploy").filter({ hasText: /^WAITING$/ }).waitFor();
+      const approve = page.locator('.job[data-job="deploy"] button.approve');
+      await approve.waitFor();
+      if (process.env.OTTO_UPDATE_SCREENSHOT) {
+        await mkdir(join(root, "docs"), { recursive: true });
+        await page.screenshot({ path: join(root, "docs", "run-page.png") });
+        console.log("saved docs/run-page.png");
+      }
+      await approve.click();
+      await stateOf("deploy").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
+      await page.locator("h1 [data-testid=run-state]").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
+    });
+  });
+
+  it("cancels a running run from its page", async () => {
+    await step("cancel", async () => {
+      const ir = pipeline("held").job("hold", { steps: [`while [ ! -f ${gate}/never ]; do sleep 0.05; done`] }).build();
+      const { id } = await submit(otto.client, ir);
+      // An address of the page, opened anew: the session is still there.
+      await page.goto(`${otto.gatewayUrl}/runs/${id}`);
+      await stateOf("hold").filter({ hasText: /^RUNNING$/ }).waitFor();
+      await page.getByRole("button", { name: "Cancel" }).click();
+      await page.locator("h1 [data-testid=run-state]").filter({ hasText: /^CANCELED$/ }).waitFor();
+      await stateOf("hold").filter({ hasText: /^CANCELED$/ }).waitFor();
+      assert.equal((await waitForRun(otto.client, id)).state, RunState.CANCELED);
+    });
+  });
+
+  it("signs out, and a reader's token is shown Otto's refusal of a rerun", async () => {
+    await step("reader", async () => {
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.locator("#token").waitFor();
+      assert.equal(await page.evaluate(() => sessionStorage.getItem("otto.token")), null);
+      const { token } = await otto.client.admin.createToken({ name: "web reader", scopes: ["runs:read"] });
+      await signIn(token);
+      await page.getByRole("heading", { name: "Runs" }).waitFor();
+      await page.goto(`${otto.gatewayUrl}/runs/${releaseRunId}`);
+      await page.getByRole("button", { name: "Rerun", exact: true }).click();
+      const refusal = await postJson(otto.gatewayUrl, "/otto.v1.RunService/RerunRun", { runId: releaseRunId }, { authorization: `Bearer ${token}` });
+      assert.equal(refusal.json?.code, "permission_denied", refusal.text);
+      await waitForText(".action-error", refusal.json.message);
+      await page.getByRole("button", { name: "Sign out" }).click();
+    });
+  });
+
+  it("answers a refused token with Otto's message on the form", async () => {
+    await step("bad token", async () => {
+      await page.locator("#token").waitFor();
+      const bogus = "otto_api_not-a-token";
+      await signIn(bogus);
+      const refusal = await postJson(otto.gatewayUrl, "/otto.v1.RunService/ListRuns", {}, { authorization: `Bearer ${bogus}` });
+      assert.equal(refusal.json?.code, "unauthenticated", refusal.text);
+      await waitForText(".sign-in .error", refusal.json.message);
+      assert.equal(await page.evaluate(() => sessionStorage.getItem("otto.token")), null);
+    });
+  });
+
+  it("ran without a script error, a policy violation, or the markup running", async () => {
+    await step("clean", async () => {
+      assert.equal(await pwned(), undefined);
+      assert.deepEqual(pageErrors, []);
+      assert.deepEqual(policyViolations, []);
+    });
+  });
+});
