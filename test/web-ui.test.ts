@@ -176,6 +176,26 @@ describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
     });
   });
 
+  it("reads a long log from its end, and the earlier lines on scrolling up", async () => {
+    await step("long log", async () => {
+      const { id } = await submit(otto.client, pipeline("long").job("count", { steps: ["seq 1 1500"] }).build());
+      await waitForRun(otto.client, id);
+      await page.goto(`${otto.gatewayUrl}/runs/${id}/jobs/count`);
+      await waitForText(".log .line .text", /^1500$/);
+      assert.equal(await page.locator(".log .line").count(), 1000, "the last 1000 lines");
+      assert.equal(await page.locator("#L1").count(), 0);
+      await page.locator("button.earlier").scrollIntoViewIfNeeded();
+      await page.locator("#L1").waitFor();
+      const last = Number((await page.locator(".log .line").last().getAttribute("id"))!.slice(1));
+      assert.equal(await page.locator(".log .line").count(), last, "every line from the first to the last");
+      // A link to a line opens the log around it.
+      await page.goto(`${otto.gatewayUrl}/runs/${id}/jobs/count?attempt=1#L${last - 300}`);
+      await page.locator(`#L${last - 300}`).waitFor();
+      assert.equal(await page.locator(".log .line:target").getAttribute("id"), `L${last - 300}`);
+      assert.ok((await page.locator(".log .line").count()) < 1000, "read from around the line, not the whole log");
+    });
+  });
+
   it("shows the next jobs run, a job waiting for approval, and approves it", async () => {
     await step("approval", async () => {
       await page.locator(".crumbs a").nth(1).click();
@@ -186,11 +206,6 @@ describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
       await stateOf("deploy").filter({ hasText: /^WAITING$/ }).waitFor();
       const approve = page.locator('.job[data-job="deploy"] button.approve');
       await approve.waitFor();
-      if (process.env.OTTO_UPDATE_SCREENSHOT) {
-        await mkdir(join(root, "docs"), { recursive: true });
-        await page.screenshot({ path: join(root, "docs", "run-page.png") });
-        console.log("saved docs/run-page.png");
-      }
       await approve.click();
       await stateOf("deploy").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
       await page.locator("h1 [data-testid=run-state]").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
@@ -208,6 +223,27 @@ describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
       await page.locator("h1 [data-testid=run-state]").filter({ hasText: /^CANCELED$/ }).waitFor();
       await stateOf("hold").filter({ hasText: /^CANCELED$/ }).waitFor();
       assert.equal((await waitForRun(otto.client, id)).state, RunState.CANCELED);
+    });
+  });
+
+  it("saves the run page for the README", { skip: !process.env.OTTO_UPDATE_SCREENSHOT && "set OTTO_UPDATE_SCREENSHOT=1 to save docs/run-page.png" }, async () => {
+    await step("screenshot", async () => {
+      const ir = pipeline("app")
+        .job("build", { steps: [{ name: "compile", run: "echo compiled" }] })
+        .job("lint", { steps: ["echo lint ok"] })
+        .job("unit", { needs: ["build"], steps: ["echo unit tests pass"] })
+        .job("integration", { needs: ["build"], steps: [`while [ ! -f ${gate}/never ]; do sleep 0.05; done`] })
+        .job("package", { needs: ["unit", "lint"], steps: ["echo packaged"] })
+        .job("deploy", { needs: ["package", "integration"], approval: { message: "Ship it?" }, steps: ["echo shipped"] })
+        .build();
+      const { id } = await submit(otto.client, ir);
+      await page.goto(`${otto.gatewayUrl}/runs/${id}`);
+      await stateOf("package").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
+      await stateOf("integration").filter({ hasText: /^RUNNING$/ }).waitFor();
+      await mkdir(join(root, "docs"), { recursive: true });
+      await page.screenshot({ path: join(root, "docs", "run-page.png") });
+      console.log("saved docs/run-page.png");
+      await otto.client.runs.cancelRun({ runId: id });
     });
   });
 

@@ -98,6 +98,8 @@ export function LogPage(props: { runId: string; job: string; attempt: number; li
   const shownAttempt = rows[0]?.attempt ?? props.attempt;
   const first = rows[0]?.number ?? 1;
   const loadEarlier = async () => {
+    if (loadingEarlier.current) return;
+    loadingEarlier.current = true;
     const from = Math.max(1, first - earlierLines);
     const earlier: LogRow[] = [];
     try {
@@ -106,8 +108,25 @@ export function LogPage(props: { runId: string; job: string; attempt: number; li
       setRows((shown) => (shown[0]?.number === first ? [...earlier.filter((row) => row.number < first), ...shown] : shown));
     } catch (err) {
       setError(fail(err));
+    } finally {
+      loadingEarlier.current = false;
     }
   };
+  // Scrolling up to the first line shown reads the lines before it.
+  const earlierButton = useRef<HTMLButtonElement>(null);
+  const loadingEarlier = useRef(false);
+  const latestLoadEarlier = useRef(loadEarlier);
+  latestLoadEarlier.current = loadEarlier;
+  const hasEarlier = first > 1 && rows.length > 0;
+  useEffect(() => {
+    const button = earlierButton.current;
+    if (!hasEarlier || !button) return;
+    const observer = new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) void latestLoadEarlier.current();
+    });
+    observer.observe(button);
+    return () => observer.disconnect();
+  }, [hasEarlier]);
   const jumpTo = (line: number) => {
     stick.current = false;
     scrolledTo.current = 0;
@@ -152,8 +171,8 @@ export function LogPage(props: { runId: string; job: string; attempt: number; li
           {error || watched.error}
         </p>
       )}
-      {first > 1 && rows.length > 0 && (
-        <button type="button" class="earlier" onClick={loadEarlier}>
+      {hasEarlier && (
+        <button type="button" class="earlier" ref={earlierButton} onClick={loadEarlier}>
           Earlier lines
         </button>
       )}
