@@ -173,6 +173,9 @@ describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
       await hit.locator("a").click();
       await page.waitForURL(/#L\d+$/);
       assert.equal(await page.locator(".log .line:target .text").textContent(), "red alert");
+      await page.locator(".crumbs a").nth(1).click();
+      await page.waitForURL(`**/runs/${releaseRunId}`);
+      await stateOf("build").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
     });
   });
 
@@ -198,8 +201,7 @@ describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
 
   it("shows the next jobs run, a job waiting for approval, and approves it", async () => {
     await step("approval", async () => {
-      await page.locator(".crumbs a").nth(1).click();
-      await page.waitForURL(`**/runs/${releaseRunId}`);
+      await page.goto(`${otto.gatewayUrl}/runs/${releaseRunId}`);
       await stateOf("test").filter({ hasText: /^RUNNING$/ }).waitFor();
       await writeFile(join(gate, "test"), "");
       await stateOf("test").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
