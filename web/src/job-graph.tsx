@@ -5,7 +5,7 @@ import { Link } from "./link.tsx";
 import { jobPath } from "./route.ts";
 
 const boxWidth = 240;
-const boxHeight = 136;
+const boxHeight = 104;
 const gapX = 56;
 const gapY = 20;
 

@@ -178,7 +178,7 @@ export function LogPage(props: { runId: string; job: string; attempt: number; li
       )}
       <pre class="log" data-attempt={shownAttempt}>
         {rows.map((row, i) => (
-          <LogLine key={row.number} row={row} showStep={i === 0 || rows[i - 1].step !== row.step} />
+          <LogLine key={row.number} row={row} target={row.number === props.line} showStep={i === 0 || rows[i - 1].step !== row.step} />
         ))}
       </pre>
       <p class="log-end">
@@ -188,9 +188,11 @@ export function LogPage(props: { runId: string; job: string; attempt: number; li
   );
 }
 
-function LogLine({ row, showStep }: { row: LogRow; showStep: boolean }) {
+// The line the address names is marked by a class: CSS's :target does not
+// apply to a line that arrives after the page was opened.
+function LogLine({ row, target, showStep }: { row: LogRow; target: boolean; showStep: boolean }) {
   return (
-    <div class={row.match ? "line match" : "line"} id={`L${row.number}`}>
+    <div class={`line${row.match ? " match" : ""}${target ? " target" : ""}`} id={`L${row.number}`}>
       <a class="ln" href={`#L${row.number}`}>
         {String(row.number)}
       </a>
