@@ -61,7 +61,7 @@ if (process.argv.includes("--check")) {
   }
   for (const path of checkedIn.keys()) if (!fresh.has(path)) problems.push(`not built from web/src: web/assets/${path}`);
   if (problems.length > 0) {
-    console.error(`web/assets does not match web/src; run \`npm run build:web\` and commit:\n  ${problems.join("\n  ")}`);
+    console.error(`web/assets does not match web/src (or the gen/, contracts/ and sdk/ sources it bundles); run \`npm run build:web\` (\`npm run generate\` runs it too) and commit:\n  ${problems.join("\n  ")}`);
     process.exit(1);
   }
   console.log(`web/assets is up to date (${fresh.size} files)`);

@@ -137,6 +137,8 @@ describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
       await stateOf("lint").filter({ hasText: /^SUCCEEDED$/ }).waitFor();
       await stateOf("test").filter({ hasText: /^QUEUED$/ }).waitFor();
       await stateOf("deploy").filter({ hasText: /^QUEUED$/ }).waitFor();
+      // Why a job waits, as WatchRun says.
+      await page.locator('.job[data-job="test"] .waiting').filter({ hasText: /build/ }).waitFor();
       assert.match((await page.locator('.job[data-job="build"] .agent').textContent()) ?? "", /^on .+/);
       // The graph's columns follow `needs`: build and lint, then test, then deploy.
       const left = async (job: string) => (await page.locator(`.job[data-job="${job}"]`).boundingBox())!.x;

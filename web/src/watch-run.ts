@@ -47,7 +47,7 @@ export function useWatchedRun(client: OttoClient, runId: string, fail: (err: unk
       let retryMs = 1_000;
       while (!signal.aborted && current && !isFinal(current.state)) {
         try {
-          for await (const message of client.runs.watchRun({ runId }, { signal, timeoutMs: 0 })) {
+          for await (const message of client.runs.watchRun({ runId, withWaits: true }, { signal, timeoutMs: 0 })) {
             retryMs = 1_000;
             if (message.waits) setWaits(new Map(message.waits.jobs.map((wait) => [wait.job, wait.waitingFor!])));
             if (message.event) loadSoon();
