@@ -11,7 +11,7 @@ import { chmod, chown, copyFile, cp, mkdir, mkdtemp, readFile, rm } from "node:f
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { waitFor } from "./helpers/otto.ts";
+import { request, trust, waitFor } from "./helpers/otto.ts";
 
 const root = join(import.meta.dirname, "..");
 
@@ -139,6 +139,14 @@ describe("the Dockerfile", async () => {
     try {
       await waitFor("Otto to be up, started as nobody from the image's files", () => /Otto gateway: https:/.test(output) || otto.exitCode !== null, 120_000);
       assert.equal(otto.exitCode, null, output);
+      // The web UI's built assets are in the image and served.
+      const gatewayUrl = /Otto gateway: (https:\S+)/.exec(output)![1];
+      trust(join(dataDir, "tls", "ca.pem"));
+      const page = await request(`${gatewayUrl}/`, { headers: { authorization: null } });
+      assert.equal(page.status, 200, page.text);
+      const bundle = /src="(\/ui\/app-[A-Z0-9]+\.js)"/.exec(page.text);
+      assert.ok(bundle, page.text);
+      assert.equal((await request(gatewayUrl + bundle[1], { headers: { authorization: null } })).status, 200);
     } finally {
       otto.kill("SIGINT");
     }
