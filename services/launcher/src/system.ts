@@ -173,6 +173,8 @@ export async function startSystem(options: SystemOptions): Promise<OttoSystem> {
     checkpoint();
     const gatewayEnv: Record<string, string> = { ...withRegistry, ...(await certificates("gateway", "gateway", publicHost ? [publicHost] : [])), DATABASE_URL: databaseUrl };
     if (bindHost) gatewayEnv.OTTO_HOST = bindHost;
+    // The address its pages link to (cctray.xml's webUrl).
+    if (options.publicUrl) gatewayEnv.OTTO_PUBLIC_URL = new URL(options.publicUrl).origin;
     const publicPort = options.publicUrl ? new URL(options.publicUrl).port : "";
     const gatewayPort = publicPort ? Number(publicPort) : options.publicUrl ? (options.insecure ? 80 : 443) : (options.gatewayPort ?? 7670);
     if (bindHost === "0.0.0.0" || bindHost === "::") {
