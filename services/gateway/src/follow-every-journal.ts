@@ -1,5 +1,6 @@
-import { RunService, type RunsFilter, type WatchRunsResponse } from "@otto/gen/v1/run_service_pb";
-import { isBrokenConnection, isUnreachable, type RegistryClient } from "@otto/kit/registry-client";
+import type { RunsFilter, WatchRunsResponse } from "@otto/gen/v1/run_service_pb";
+import type { RegistryClient } from "@otto/kit/registry-client";
+import { coordinatorStream, type CoordinatorClient } from "./coordinator-stream.ts";
 
 // Every run's journal from any coordinator (WatchRuns). If the coordinator
 // goes away mid-stream, the stream resumes on a peer after the last cursor
@@ -12,31 +13,16 @@ export async function* followEveryJournal(
   signal: AbortSignal,
 ): AsyncGenerator<WatchRunsResponse> {
   let afterCursor = request.afterCursor;
+  let tries = 0;
   let resumed = false;
-  for (let failures = 0; ; ) {
-    try {
-      const stream = await registry.call("coordinator", RunService, async (c) => {
-        const iterator = c
-          .watchRuns({ afterCursor, fromBeginning: request.fromBeginning && afterCursor === "", filter: request.filter }, { signal, timeoutMs: 0 })
-          [Symbol.asyncIterator]();
-        return { iterator, first: await iterator.next() };
-      });
-      try {
-        for (let next = stream.first; !next.done; next = await stream.iterator.next()) {
-          const message = next.value;
-          failures = 0;
-          // A peer's first message repeats the cursor resumed from.
-          const repeat = resumed && !message.event && message.cursor === afterCursor;
-          afterCursor = message.cursor;
-          if (!repeat) yield message;
-        }
-      } finally {
-        await stream.iterator.return?.();
-      }
-      return;
-    } catch (err) {
-      if (!(isUnreachable(err) || isBrokenConnection(err)) || ++failures > 5 || signal.aborted) throw err;
-      resumed = afterCursor !== "";
-    }
+  const open = (c: CoordinatorClient) => {
+    resumed = tries++ > 0 && afterCursor !== "";
+    return c.watchRuns({ afterCursor, fromBeginning: request.fromBeginning && afterCursor === "", filter: request.filter }, { signal, timeoutMs: 0 });
+  };
+  for await (const message of coordinatorStream(registry, open, signal)) {
+    // A peer's first message repeats the cursor resumed from.
+    const repeat = resumed && !message.event && message.cursor === afterCursor;
+    afterCursor = message.cursor;
+    if (!repeat) yield message;
   }
 }
