@@ -154,19 +154,27 @@ describe("forge webhooks", () => {
   it("reads at most 16 webhook bodies at once, telling the next forge to come back later", async () => {
     const ca = readFileSync(otto.caFile!);
     const target = new URL(`${otto.gatewayUrl}/hooks/github/app`);
-    // Sixteen deliveries that send their headers and part of their body, and wait.
+    // Sixteen deliveries that send their headers and part of their body, and
+    // wait, each on a connection of its own (an idle kept-alive one could be
+    // closed under it); one that dies would leave a place free.
+    let ended = false;
+    const died: string[] = [];
     const slow = Array.from({ length: 16 }, () => {
-      const req = https.request(target, { method: "POST", ca, headers: { "content-type": "application/json", "content-length": "1000" } });
-      req.on("error", () => {});
+      const req = https.request(target, { method: "POST", ca, agent: false, headers: { "content-type": "application/json", "content-length": "1000" } });
+      req.on("error", (err) => void (ended || died.push(err.message)));
+      req.on("response", (res) => void (ended || died.push(`answered ${res.statusCode} early`)));
       req.write("{");
       return req;
     });
     const busy = await waitFor("a delivery turned away", async () => {
+      if (died.length > 0) throw new Error(`a slow delivery ended: ${died.join("; ")}`);
       const answer = await post("/hooks/github/app", githubPing(secrets.app));
       return answer.status === 503 ? answer : undefined;
     });
+    assert.deepEqual(died, []);
     assert.match(JSON.parse(busy.text).error, /deliver this one again/);
     assert.equal(busy.headers["retry-after"], "5");
+    ended = true;
     for (const req of slow) req.destroy();
     await waitFor("webhooks taken again", async () => (await post("/hooks/github/app", githubPing(secrets.app))).status === 200);
   });
