@@ -1,4 +1,5 @@
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { grants } from "@otto/contracts/scopes";
 import { LogPage } from "./log-page.tsx";
 import { Link } from "./link.tsx";
 import { useRoute } from "./route.ts";
@@ -10,12 +11,26 @@ import { SignIn } from "./sign-in.tsx";
 
 export function App() {
   const [token, setToken] = useState(storedToken);
+  // The token's scopes, as WhoAmI answered (asked again on every load).
+  const [held, setHeld] = useState<readonly string[] | undefined>(undefined);
   const [notice, setNotice] = useState("");
   const route = useRoute();
+  const client = useMemo(() => (token ? clientFor(token) : undefined), [token]);
+  useEffect(() => {
+    if (!client) return;
+    let alive = true;
+    setHeld(undefined);
+    client.account.whoAmI({}).then(
+      (answer) => alive && setHeld(answer.token?.scopes ?? []),
+      (err) => alive && signOut(messageOf(err)),
+    );
+    return () => void (alive = false);
+  }, [client]);
   const session = useMemo<Session | undefined>(() => {
-    if (!token) return undefined;
+    if (!client || !held) return undefined;
     return {
-      client: clientFor(token),
+      client,
+      may: (scope) => grants(held, scope),
       fail(err) {
         const message = messageOf(err);
         // A token revoked or expired while signed in: back to the form, with Otto's word.
@@ -23,13 +38,14 @@ export function App() {
         return message;
       },
     };
-  }, [token]);
+  }, [client, held]);
   function signOut(message = "") {
     forgetToken();
     setToken(undefined);
+    setHeld(undefined);
     setNotice(message);
   }
-  if (!session) {
+  if (!token) {
     return (
       <SignIn
         key={notice}
@@ -42,6 +58,7 @@ export function App() {
       />
     );
   }
+  if (!session) return <p class="loading">Loading…</p>;
   return (
     <SessionContext.Provider value={session}>
       <nav class="top">
@@ -52,7 +69,7 @@ export function App() {
           Sign out
         </button>
       </nav>
-      {route.page === "runs" && <RunsPage state={route.state} />}
+      {route.page === "runs" && <RunsPage state={route.state} pipeline={route.pipeline} />}
       {route.page === "run" && <RunPage key={route.runId} runId={route.runId} />}
       {route.page === "log" && <LogPage key={`${route.runId}/${route.job}/${route.attempt}`} runId={route.runId} job={route.job} attempt={route.attempt} line={route.line} />}
       {route.page === "missing" && (

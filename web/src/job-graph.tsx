@@ -15,7 +15,8 @@ export function JobGraph(props: {
   run: Run;
   waits: Map<string, WaitingFor> | undefined;
   busy: boolean;
-  onDecide: (job: RunJob, approve: boolean) => void;
+  // Unset when the token may not approve or reject.
+  onDecide?: (job: RunJob, approve: boolean) => void;
 }) {
   const { run } = props;
   const layout = layOutJobs(run.jobs);
@@ -57,8 +58,8 @@ export function JobGraph(props: {
   );
 }
 
-function JobBox(props: { run: Run; job: RunJob; waiting: string; left: number; top: number; busy: boolean; onDecide: (job: RunJob, approve: boolean) => void }) {
-  const { job } = props;
+function JobBox(props: { run: Run; job: RunJob; waiting: string; left: number; top: number; busy: boolean; onDecide?: (job: RunJob, approve: boolean) => void }) {
+  const { job, onDecide } = props;
   return (
     <article
       class={`job job-${stateName(job.state).toLowerCase()}`}
@@ -92,12 +93,12 @@ function JobBox(props: { run: Run; job: RunJob; waiting: string; left: number; t
           {job.message}
         </p>
       )}
-      {job.state === RunState.WAITING && (
+      {job.state === RunState.WAITING && onDecide && (
         <p class="decide">
-          <button type="button" class="approve" disabled={props.busy} onClick={() => props.onDecide(job, true)}>
+          <button type="button" class="approve" disabled={props.busy} onClick={() => onDecide(job, true)}>
             Approve
           </button>
-          <button type="button" class="reject" disabled={props.busy} onClick={() => props.onDecide(job, false)}>
+          <button type="button" class="reject" disabled={props.busy} onClick={() => onDecide(job, false)}>
             Reject
           </button>
         </p>

@@ -3,14 +3,14 @@
 import { useEffect, useState } from "preact/hooks";
 
 export type Route =
-  | { page: "runs"; state: string }
+  | { page: "runs"; state: string; pipeline: string }
   | { page: "run"; runId: string }
   | { page: "log"; runId: string; job: string; attempt: number; line: number }
   | { page: "missing"; path: string };
 
 export function routeOf(location: { pathname: string; search: string; hash: string }): Route {
   const query = new URLSearchParams(location.search);
-  if (location.pathname === "/") return { page: "runs", state: query.get("state") ?? "" };
+  if (location.pathname === "/") return { page: "runs", state: query.get("state") ?? "", pipeline: query.get("pipeline") ?? "" };
   const run = /^\/runs\/([0-9a-f-]{36})\/?$/.exec(location.pathname);
   if (run) return { page: "run", runId: run[1] };
   const job = /^\/runs\/([0-9a-f-]{36})\/jobs\/([^/]+)\/?$/.exec(location.pathname);

@@ -14,6 +14,7 @@ export function RunPage(props: { runId: string }) {
   const [actionError, setActionError] = useState("");
   const [busy, setBusy] = useState(false);
   const run = watched.run;
+  const writer = session.may("runs:write");
 
   // Cancel, rerun, approve, reject: Otto's answer (permission_denied for a
   // reader's token, say) is shown as it is.
@@ -59,17 +60,17 @@ export function RunPage(props: { runId: string }) {
               <span class="run-name">{run.name || run.id}</span>
             </h1>
             <div class="actions">
-              {!isFinal(run.state) && (
+              {writer && !isFinal(run.state) && (
                 <button type="button" class="cancel" disabled={busy} onClick={() => act(async () => (await client.runs.cancelRun({ runId: run.id })).run)}>
                   Cancel
                 </button>
               )}
-              {isFinal(run.state) && (
+              {writer && isFinal(run.state) && (
                 <button type="button" class="rerun" disabled={busy} onClick={() => act(async () => (await client.runs.rerunRun({ runId: run.id })).run)}>
                   Rerun
                 </button>
               )}
-              {isFinal(run.state) && run.state !== RunState.SUCCEEDED && (
+              {writer && isFinal(run.state) && run.state !== RunState.SUCCEEDED && (
                 <button
                   type="button"
                   class="rerun-failed"
@@ -87,7 +88,7 @@ export function RunPage(props: { runId: string }) {
             </p>
           )}
           <RunFacts run={run} />
-          <JobGraph run={run} waits={watched.waits} busy={busy} onDecide={decide} />
+          <JobGraph run={run} waits={watched.waits} busy={busy} onDecide={writer ? decide : undefined} />
         </>
       )}
     </main>

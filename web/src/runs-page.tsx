@@ -1,60 +1,29 @@
-import { useEffect, useRef, useState } from "preact/hooks";
-import { isFinal, RunState, type Run } from "@otto/sdk";
-import { formatDuration, formatTime, millisOf, shownStates, stateClass, stateName } from "./format.ts";
+import { useEffect, useState } from "preact/hooks";
+import { isFinal, RunState, type OttoClient, type Run } from "@otto/sdk";
+import { formatDuration, formatTime, shownStates, stateClass, stateName } from "./format.ts";
 import { Link } from "./link.tsx";
+import { useLiveRuns } from "./live-runs.ts";
 import { navigate, runPath } from "./route.ts";
 import { useSession } from "./session-context.ts";
 import { useInterval } from "./use-interval.ts";
 
-const pageSize = 25;
-
-// Until the API can stream changes to the whole list, the newest page is
-// read again every few seconds (more often while a shown run is not final).
-const busyRefreshMs = 2_000;
-const idleRefreshMs = 5_000;
-
-export function RunsPage(props: { state: string }) {
+export function RunsPage(props: { state: string; pipeline: string }) {
   const { client, fail } = useSession();
-  const [runs, setRuns] = useState<Run[] | undefined>(undefined);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState("");
-  const [loadingOlder, setLoadingOlder] = useState(false);
-  const alive = useRef(true);
-  // Once older pages are shown, their next page token is the one to keep.
-  const olderLoaded = useRef(false);
-  useEffect(() => () => void (alive.current = false), []);
-
-  const refresh = async () => {
-    try {
-      const answer = await client.runs.listRuns({ pageSize });
-      if (!alive.current) return;
-      setRuns((shown) => mergeNewest(answer.runs, shown ?? []));
-      if (!olderLoaded.current) setNext(answer.nextPageToken);
-      setError("");
-    } catch (err) {
-      if (alive.current) setError(fail(err));
-    }
-  };
-  useEffect(() => void refresh(), []);
-  const busy = runs?.some((run) => !isFinal(run.state)) ?? false;
-  useInterval(() => void refresh(), busy ? busyRefreshMs : idleRefreshMs);
-
-  const older = async () => {
-    setLoadingOlder(true);
-    olderLoaded.current = true;
-    try {
-      const answer = await client.runs.listRuns({ pageSize, pageToken: next });
-      setRuns((shown) => [...(shown ?? []), ...answer.runs.filter((run) => !shown?.some((s) => s.id === run.id))]);
-      setNext(answer.nextPageToken);
-    } catch (err) {
-      setError(fail(err));
-    } finally {
-      setLoadingOlder(false);
-    }
-  };
-
   const wanted = shownStates.find((state) => stateName(state).toLowerCase() === props.state.toLowerCase());
-  const shown = (runs ?? []).filter((run) => wanted === undefined || run.state === wanted);
+  const live = useLiveRuns(client, { pipeline: props.pipeline, state: wanted ?? RunState.UNSPECIFIED }, fail);
+  const pipelines = usePipelineNames(client, props.pipeline);
+  const filterBy = (change: { state?: string; pipeline?: string }) => {
+    const query = new URLSearchParams();
+    const state = change.state ?? (wanted === undefined ? "" : stateName(wanted).toLowerCase());
+    const pipeline = change.pipeline ?? props.pipeline;
+    if (state) query.set("state", state);
+    if (pipeline) query.set("pipeline", pipeline);
+    navigate(query.size > 0 ? `/?${query}` : "/");
+  };
+  const runs = live.runs;
+  // The durations of runs going on grow by the second.
+  const [, setNow] = useState(0);
+  useInterval(() => setNow(Date.now()), runs?.some((run) => !isFinal(run.state)) ? 1_000 : 60_000);
   return (
     <main class="runs-page">
       <header class="page-header">
@@ -64,10 +33,7 @@ export function RunsPage(props: { state: string }) {
           <select
             name="state"
             value={wanted === undefined ? "" : stateName(wanted).toLowerCase()}
-            onChange={(event) => {
-              const value = (event.currentTarget as HTMLSelectElement).value;
-              navigate(value ? `/?state=${value}` : "/");
-            }}
+            onChange={(event) => filterBy({ state: (event.currentTarget as HTMLSelectElement).value })}
           >
             <option value="">all</option>
             {shownStates.map((state) => (
@@ -75,10 +41,19 @@ export function RunsPage(props: { state: string }) {
             ))}
           </select>
         </label>
+        <label>
+          Pipeline{" "}
+          <select name="pipeline" value={props.pipeline} onChange={(event) => filterBy({ pipeline: (event.currentTarget as HTMLSelectElement).value })}>
+            <option value="">all</option>
+            {pipelines.map((name) => (
+              <option value={name}>{name}</option>
+            ))}
+          </select>
+        </label>
       </header>
-      {error && (
+      {live.error && (
         <p class="error" role="alert">
-          {error}
+          {live.error}
         </p>
       )}
       {runs === undefined ? (
@@ -97,20 +72,34 @@ export function RunsPage(props: { state: string }) {
             </tr>
           </thead>
           <tbody>
-            {shown.map((run) => (
+            {runs.map((run) => (
               <RunRow key={run.id} run={run} />
             ))}
           </tbody>
         </table>
       )}
-      {runs !== undefined && shown.length === 0 && <p class="empty">{wanted === undefined ? "No runs yet." : "No runs in this state among those loaded."}</p>}
-      {next !== "" && (
-        <button type="button" class="older" onClick={older} disabled={loadingOlder}>
+      {runs !== undefined && runs.length === 0 && <p class="empty">{wanted === undefined && props.pipeline === "" ? "No runs yet." : "No runs match."}</p>}
+      {live.hasOlder && (
+        <button type="button" class="older" onClick={live.loadOlder} disabled={live.loadingOlder}>
           Older runs
         </button>
       )}
     </main>
   );
+}
+
+// The names to filter by: those ListPipelines knows, and the one asked for.
+function usePipelineNames(client: OttoClient, current: string): string[] {
+  const [names, setNames] = useState<string[]>([]);
+  useEffect(() => {
+    const abort = new AbortController();
+    client.runs.listPipelines({}, { signal: abort.signal }).then(
+      (answer) => setNames(answer.pipelines.map((pipeline) => pipeline.name)),
+      () => {},
+    );
+    return () => abort.abort();
+  }, [client]);
+  return current === "" || names.includes(current) ? names : [current, ...names];
 }
 
 function RunRow({ run }: { run: Run }) {
@@ -136,12 +125,4 @@ function RunRow({ run }: { run: Run }) {
       <td>{run.state === RunState.QUEUED ? "" : formatDuration(run.startedAt, run.finishedAt)}</td>
     </tr>
   );
-}
-
-// The newest page as read now, then the older runs loaded before (newest first).
-function mergeNewest(newest: Run[], shown: Run[]): Run[] {
-  const ids = new Set(newest.map((run) => run.id));
-  const oldestNew = millisOf(newest.at(-1)?.createdAt) ?? Infinity;
-  const older = shown.filter((run) => !ids.has(run.id) && (millisOf(run.createdAt) ?? 0) < oldestNew);
-  return [...newest, ...older];
 }

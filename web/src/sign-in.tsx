@@ -13,7 +13,7 @@ export function SignIn(props: { message: string; onSignedIn: (token: string) => 
     if (token === "") return setMessage("paste an API token");
     setBusy(true);
     try {
-      await clientFor(token).runs.listRuns({ pageSize: 1 });
+      await clientFor(token).account.whoAmI({});
       props.onSignedIn(token);
     } catch (err) {
       setMessage(messageOf(err));
