@@ -16,7 +16,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { pipeline, submit, waitForRun, RunState } from "@otto/sdk";
-import { postJson, startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { postJson, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 const root = join(import.meta.dirname, "..");
 const chromiumPath = [process.env.OTTO_TEST_CHROMIUM, "/usr/bin/chromium"].find((path) => path && existsSync(path));
@@ -227,6 +227,40 @@ describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
       await page.locator("h1 [data-testid=run-state]").filter({ hasText: /^CANCELED$/ }).waitFor();
       await stateOf("hold").filter({ hasText: /^CANCELED$/ }).waitFor();
       assert.equal((await waitForRun(otto.client, id)).state, RunState.CANCELED);
+    });
+  });
+
+  it("keeps a filtered list live from one stream and one read: a run joins it when it reaches the state", async () => {
+    await step("live list", async () => {
+      const other = await submit(otto.client, pipeline("elsewhere").job("quick", { steps: ["true"] }).build());
+      assert.equal((await waitForRun(otto.client, other.id)).state, RunState.SUCCEEDED);
+      const reads: string[] = [];
+      const countReads = (request: { url(): string }) => {
+        const method = /otto\.v1\.RunService\/(ListRuns|GetRun|WatchRuns)$/.exec(new URL(request.url()).pathname)?.[1];
+        if (method) reads.push(method);
+      };
+      page.on("request", countReads);
+      try {
+        await page.goto(`${otto.gatewayUrl}/?state=succeeded&pipeline=live-list`);
+        await page.locator("p.empty").waitFor();
+        const { id } = await submit(otto.client, pipeline("live-list").job("wait", { steps: [`while [ ! -f ${gate}/live ]; do sleep 0.05; done`] }).build());
+        const row = page.locator(`tr[data-run-id="${id}"]`);
+        await waitFor("the run started", async () => (await otto.client.runs.getRun({ runId: id })).run?.state === RunState.RUNNING);
+        await writeFile(join(gate, "live"), "");
+        await row.locator(".state", { hasText: /^SUCCEEDED$/ }).waitFor();
+        assert.equal(await page.locator(`tr[data-run-id="${other.id}"]`).count(), 0, "another pipeline's run stays out");
+        assert.equal(await page.locator("tr.run-row").count(), 1);
+        assert.deepEqual(
+          reads.filter((method) => method !== "GetRun"),
+          ["WatchRuns", "ListRuns"],
+          "the list is read once; changes come from the stream",
+        );
+        await page.locator("select[name=state]").selectOption("");
+        assert.match(page.url(), /\/\?pipeline=live-list$/);
+        await row.waitFor();
+      } finally {
+        page.off("request", countReads);
+      }
     });
   });
 
