@@ -1,5 +1,6 @@
 import { RunState, type Run, type RunJob, type WaitingFor } from "@otto/sdk";
 import { formatDuration, stateClass, stateName } from "./format.ts";
+import { drawGraph, pathOf } from "./graph-drawing.ts";
 import { layOutJobs } from "./graph-layout.ts";
 import { Link } from "./link.tsx";
 import { jobPath } from "./route.ts";
@@ -8,9 +9,10 @@ const boxWidth = 240;
 const boxHeight = 104;
 const gapX = 56;
 const gapY = 20;
+const laneGap = 12;
 
 // The run's jobs as boxes in columns by `needs`, with a line from each job
-// to each job that needs it.
+// to each job that needs it (graph-drawing.ts routes them around the boxes).
 export function JobGraph(props: {
   run: Run;
   waits: Map<string, WaitingFor> | undefined;
@@ -19,27 +21,18 @@ export function JobGraph(props: {
   onDecide?: (job: RunJob, approve: boolean) => void;
 }) {
   const { run } = props;
-  const layout = layOutJobs(run.jobs);
-  const at = new Map(layout.jobs.map((job) => [job.name, { x: job.column * (boxWidth + gapX), y: job.row * (boxHeight + gapY) }]));
-  const width = Math.max(1, layout.columns) * (boxWidth + gapX) - gapX;
-  const height = Math.max(1, layout.rows) * (boxHeight + gapY) - gapY;
+  const drawn = drawGraph(layOutJobs(run.jobs), { boxWidth, boxHeight, gapX, gapY, laneGap });
+  const { width, height } = drawn;
   return (
     <section class="graph-scroll">
       <div class="graph" style={{ width: `${width}px`, height: `${height}px` }}>
         <svg class="edges" width={width} height={height} aria-hidden="true">
-          {layout.edges.map((edge) => {
-            const from = at.get(edge.from)!;
-            const to = at.get(edge.to)!;
-            const x1 = from.x + boxWidth;
-            const y1 = from.y + boxHeight / 2;
-            const x2 = to.x;
-            const y2 = to.y + boxHeight / 2;
-            const bend = gapX / 2;
-            return <path d={`M ${x1} ${y1} C ${x1 + bend} ${y1}, ${x2 - bend} ${y2}, ${x2} ${y2}`} />;
-          })}
+          {drawn.edges.map((edge) => (
+            <path data-edge={`${edge.from}->${edge.to}`} d={pathOf(edge.hops)} />
+          ))}
         </svg>
         {run.jobs.map((job) => {
-          const place = at.get(job.name)!;
+          const place = drawn.boxes.get(job.name)!;
           return (
             <JobBox
               key={job.name}
