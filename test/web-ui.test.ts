@@ -12,7 +12,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { pipeline, submit, waitForRun, RunState } from "@otto/sdk";
@@ -260,6 +260,35 @@ describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
         await row.waitFor();
       } finally {
         page.off("request", countReads);
+      }
+    });
+  });
+
+  it("downloads a job's artifact over the page's HTTPS, with the bearer header and no token in an address", async () => {
+    await step("artifact", async () => {
+      const words = `made by the web test ${Date.now()}`;
+      const ir = pipeline("artifacts")
+        .job("make", { artifacts: ["dist/app.txt"], steps: [`mkdir -p dist && echo '${words}' > dist/app.txt`] })
+        .build();
+      const { id } = await submit(otto.client, ir);
+      assert.equal((await waitForRun(otto.client, id)).state, RunState.SUCCEEDED);
+      const addresses: string[] = [];
+      const seen = (request: { url(): string }) => void addresses.push(request.url());
+      page.on("request", seen);
+      try {
+        await page.goto(`${otto.gatewayUrl}/runs/${id}/jobs/make`);
+        const button = page.locator('button.download[data-artifact="dist/app.txt"]');
+        await button.waitFor();
+        const [download] = await Promise.all([page.waitForEvent("download"), button.click()]);
+        assert.equal(download.suggestedFilename(), "app.txt");
+        const saved = await download.path();
+        assert.equal((await readFile(saved, "utf8")).trim(), words);
+        const fetched = addresses.filter((address) => address.includes("/artifacts/"));
+        assert.equal(fetched.length, 1, addresses.join("\n"));
+        assert.ok(fetched[0].startsWith(`${otto.gatewayUrl}/artifacts/${id}/make/dist/app.txt`), fetched[0]);
+        assert.ok(addresses.every((address) => !address.includes(otto.adminToken!)), "no token in an address");
+      } finally {
+        page.off("request", seen);
       }
     });
   });

@@ -2,6 +2,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { isFinal, readLogLines } from "@otto/sdk";
 import { clockOf, logRowOf, type LogRow } from "./log-lines.ts";
 import { formatDuration, stateClass, stateName } from "./format.ts";
+import { JobArtifacts } from "./job-artifacts.tsx";
 import { Link } from "./link.tsx";
 import { jobPath, runPath } from "./route.ts";
 import { isAbort } from "./session.ts";
@@ -166,6 +167,7 @@ export function LogPage(props: { runId: string; job: string; attempt: number; li
         )}
         <Search runId={props.runId} job={props.job} attempt={shownAttempt} onJump={jumpTo} />
       </header>
+      {job && <JobArtifacts runId={props.runId} job={props.job} attempt={shownAttempt || job.attempt} final={isFinal(job.state)} />}
       {(error || watched.error) && (
         <p class="error" role="alert">
           {error || watched.error}
