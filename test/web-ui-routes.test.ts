@@ -43,9 +43,9 @@ describe("the web UI's routes", () => {
         .end();
     });
 
-  it("answers the page at /, /runs/{id} and /runs/{id}/jobs/{job}, never cached, with the policy", async () => {
+  it("answers the page at /, /runs/{id}, /runs/{id}/jobs/{job}, /agents and /projects, never cached, with the policy", async () => {
     const id = "5d0c0a8e-3b7e-4f7a-9d51-2f0f8e4c1a11";
-    for (const path of ["/", `/runs/${id}`, `/runs/${id}/jobs/build`, `/runs/${id}/jobs/test%5Bos%3Dlinux%5D?attempt=2`]) {
+    for (const path of ["/", `/runs/${id}`, `/runs/${id}/jobs/build`, `/runs/${id}/jobs/test%5Bos%3Dlinux%5D?attempt=2`, "/agents", "/projects", "/projects/"]) {
       const answer = await get(path);
       assert.equal(answer.status, 200, path);
       assert.match(String(answer.headers["content-type"]), /^text\/html/);
@@ -92,7 +92,7 @@ describe("the web UI's routes", () => {
   });
 
   it("leaves the API, the webhooks, other paths and other methods alone", async () => {
-    for (const path of ["/otto.v1.RunService/ListRuns", "/hooks/github/app", "/runs/not-a-run", "/favicon.ico", "/healthz"]) {
+    for (const path of ["/otto.v1.RunService/ListRuns", "/hooks/github/app", "/runs/not-a-run", "/favicon.ico", "/healthz", "/agents/x", "/projectsx"]) {
       assert.equal((await get(path)).status, 418, path);
     }
     assert.equal((await get("/", {}, "POST")).status, 418);

@@ -1,7 +1,9 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { grants } from "@otto/contracts/scopes";
+import { AgentsPage } from "./agents-page.tsx";
 import { LogPage } from "./log-page.tsx";
 import { Link } from "./link.tsx";
+import { ProjectsPage } from "./projects-page.tsx";
 import { useRoute } from "./route.ts";
 import { RunPage } from "./run-page.tsx";
 import { RunsPage } from "./runs-page.tsx";
@@ -62,9 +64,24 @@ export function App() {
   return (
     <SessionContext.Provider value={session}>
       <nav class="top">
-        <Link href="/" class="brand">
-          Otto
-        </Link>
+        <span class="pages">
+          <Link href="/" class="brand">
+            Otto
+          </Link>
+          <Link href="/" class={route.page === "runs" ? "current" : undefined}>
+            Runs
+          </Link>
+          {session.may("runs:read") && (
+            <Link href="/projects" class={route.page === "projects" ? "current" : undefined}>
+              Projects
+            </Link>
+          )}
+          {session.may("agents:read") && (
+            <Link href="/agents" class={route.page === "agents" ? "current" : undefined}>
+              Agents
+            </Link>
+          )}
+        </span>
         <button type="button" class="sign-out" onClick={() => signOut()}>
           Sign out
         </button>
@@ -72,6 +89,8 @@ export function App() {
       {route.page === "runs" && <RunsPage state={route.state} pipeline={route.pipeline} />}
       {route.page === "run" && <RunPage key={route.runId} runId={route.runId} />}
       {route.page === "log" && <LogPage key={`${route.runId}/${route.job}/${route.attempt}`} runId={route.runId} job={route.job} attempt={route.attempt} line={route.line} />}
+      {route.page === "agents" && <AgentsPage />}
+      {route.page === "projects" && <ProjectsPage />}
       {route.page === "missing" && (
         <main>
           <p class="error">Nothing here: {route.path}</p>

@@ -1,16 +1,21 @@
 // The page's address: which page, and what it shows. Paths the gateway
-// answers with the single page: /, /runs/{id}, /runs/{id}/jobs/{job}.
+// answers with the single page: /, /runs/{id}, /runs/{id}/jobs/{job},
+// /agents, /projects.
 import { useEffect, useState } from "preact/hooks";
 
 export type Route =
   | { page: "runs"; state: string; pipeline: string }
   | { page: "run"; runId: string }
   | { page: "log"; runId: string; job: string; attempt: number; line: number }
+  | { page: "agents" }
+  | { page: "projects" }
   | { page: "missing"; path: string };
 
 export function routeOf(location: { pathname: string; search: string; hash: string }): Route {
   const query = new URLSearchParams(location.search);
   if (location.pathname === "/") return { page: "runs", state: query.get("state") ?? "", pipeline: query.get("pipeline") ?? "" };
+  if (/^\/agents\/?$/.test(location.pathname)) return { page: "agents" };
+  if (/^\/projects\/?$/.test(location.pathname)) return { page: "projects" };
   const run = /^\/runs\/([0-9a-f-]{36})\/?$/.exec(location.pathname);
   if (run) return { page: "run", runId: run[1] };
   const job = /^\/runs\/([0-9a-f-]{36})\/jobs\/([^/]+)\/?$/.exec(location.pathname);

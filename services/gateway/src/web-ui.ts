@@ -6,10 +6,11 @@ import { gzipSync } from "node:zlib";
 import type { Logger } from "@otto/kit/log";
 
 // The web UI (web/, built into web/assets): one page, answered at / and at
-// every address the page itself knows (/runs/{id}, /runs/{id}/jobs/{job}),
-// and its bundle and styles under /ui/, whose names carry their content's
-// hash and so may be kept for a year. The page calls the API from the same
-// origin with a bearer token (no cookie), so nothing here needs a token.
+// every address the page itself knows (/runs/{id}, /runs/{id}/jobs/{job},
+// /agents, /projects), and its bundle and styles under /ui/, whose names
+// carry their content's hash and so may be kept for a year. The page calls
+// the API from the same origin with a bearer token (no cookie), so nothing
+// here needs a token.
 
 // No inline script or style, nothing from elsewhere, no plugins, no <base>,
 // and no framing (clickjacking).
@@ -50,7 +51,7 @@ interface Asset {
   cacheControl: string;
 }
 
-const pagePath = /^\/(?:runs\/[0-9a-f-]{36}(?:\/jobs\/[^/]+)?\/?)?$/;
+const pagePath = /^\/(?:runs\/[0-9a-f-]{36}(?:\/jobs\/[^/]+)?\/?|agents\/?|projects\/?)?$/;
 
 export function webUiRoutes(log: Logger, assetsDir = defaultAssetsDir()) {
   const assets = loadAssets(assetsDir, log);
