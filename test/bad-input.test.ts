@@ -503,6 +503,24 @@ describe("bad input", () => {
       expect: { code: "permission_denied", message: /needs the scope admin/ },
     },
     {
+      name: "an agents:read token listing runs",
+      send: async () => {
+        const { token } = await otto.client.admin.createToken({ name: "wall", scopes: ["agents:read"] });
+        return gateway("/otto.v1.RunService/ListRuns", {}, bearer(token));
+      },
+      expect: { code: "permission_denied", message: /may not call RunService\.ListRuns: it needs the scope runs:read/ },
+    },
+    {
+      name: "an API token without a scope",
+      send: () => gateway("/otto.v1.AdminService/CreateToken", { name: "scopeless", scopes: [] }),
+      expect: { code: "invalid_argument", message: /needs at least one scope: runs:read, runs:write, agents:read, admin/ },
+    },
+    {
+      name: "an agent credential asking WhoAmI",
+      send: () => gateway("/otto.v1.AccountService/WhoAmI", {}, bearer(credentialOf("agent-1"))),
+      expect: { code: "permission_denied", message: /AccountService\.WhoAmI takes an API token, not an agent credential/ },
+    },
+    {
       name: "an agent credential calling the public API",
       send: () => gateway("/otto.v1.RunService/SubmitRun", { pipelineYaml: validPipeline }, bearer(credentialOf("agent-1"))),
       expect: { code: "permission_denied", message: /takes an API token with runs:write, not an agent credential/ },

@@ -107,6 +107,49 @@ describe("security", () => {
     assert.ok(listed.tokens.every((t) => !toJsonString(TokenInfoSchema, t).includes("otto_api_")), "listing shows no token values");
   });
 
+  it("grants each scope what it implies: runs:write reads runs, agents:read only lists agents, admin everything", async () => {
+    const unknownRun = { runId: crypto.randomUUID() };
+    // Each method's answer when the scope lets the call in (a run that does
+    // not exist is not_found only after admission).
+    const methods: Record<string, { body: unknown; allowed: number }> = {
+      "RunService/ListRuns": { body: {}, allowed: 200 },
+      "RunService/CancelRun": { body: unknownRun, allowed: 404 },
+      "AdminService/ListAgents": { body: {}, allowed: 200 },
+      "AdminService/ListTokens": { body: {}, allowed: 200 },
+      "AccountService/WhoAmI": { body: {}, allowed: 200 },
+    };
+    const lets: Record<string, string[]> = {
+      "runs:read": ["RunService/ListRuns", "AccountService/WhoAmI"],
+      "runs:write": ["RunService/ListRuns", "RunService/CancelRun", "AccountService/WhoAmI"],
+      "agents:read": ["AdminService/ListAgents", "AccountService/WhoAmI"],
+      admin: Object.keys(methods),
+    };
+    for (const [scope, allowed] of Object.entries(lets)) {
+      const token = await tokenWith(scope);
+      for (const [method, { body, allowed: status }] of Object.entries(methods)) {
+        const answer = await call(otto.gatewayUrl, method, body, token);
+        if (allowed.includes(method)) {
+          assert.equal(answer.status, status, `${scope} may call ${method}: ${answer.text}`);
+        } else {
+          assert.equal(answer.status, 403, `${scope} may not call ${method}: ${answer.text}`);
+          assert.equal(answer.json.code, "permission_denied");
+        }
+      }
+    }
+    const agentsReader = await tokenWith("agents:read");
+    const refused = await call(otto.gatewayUrl, "RunService/ListRuns", {}, agentsReader);
+    assert.match(refused.json.message, /may not call RunService\.ListRuns: it needs the scope runs:read/);
+    await waitFor("both agents listed for agents:read", async () => {
+      const agents = await call(otto.gatewayUrl, "AdminService/ListAgents", {}, agentsReader);
+      return agents.json.agents?.map((a: { id: string }) => a.id).sort().join() === "agent-1,agent-2";
+    });
+    const me = await call(otto.gatewayUrl, "AccountService/WhoAmI", {}, agentsReader);
+    assert.deepEqual(me.json.token.scopes, ["agents:read"]);
+    const both = await tokenWith("runs:read", "agents:read");
+    for (const method of ["RunService/ListRuns", "AdminService/ListAgents"]) assert.equal((await call(otto.gatewayUrl, method, {}, both)).status, 200, method);
+    assert.equal((await call(otto.gatewayUrl, "RunService/CancelRun", unknownRun, both)).status, 403);
+  });
+
   it("refuses a revoked token at once and an expired one when it expires", async () => {
     const { token, info } = await otto.client.admin.createToken({ name: "to revoke", scopes: ["runs:read"] });
     assert.equal((await call(otto.gatewayUrl, "RunService/ListRuns", {}, token)).status, 200);
@@ -118,7 +161,7 @@ describe("security", () => {
     assert.ok(expiring.info!.expiresAt, "a token with a ttl has an expiry");
     await waitFor("the short-lived token to expire", async () => (await call(otto.gatewayUrl, "RunService/ListRuns", {}, expiring.token)).status === 401, 10_000);
     const badScope = await otto.client.admin.createToken({ name: "x", scopes: ["runs:everything"] }).catch((err) => err);
-    assert.match(String(badScope.message), /scopes\[0\]: must be in list \[runs:read, runs:write, admin\]/);
+    assert.match(String(badScope.message), /scopes\[0\]: must be in list \[runs:read, runs:write, agents:read, admin\]/);
   });
 
   it("gives agents no database or storage credentials", async () => {

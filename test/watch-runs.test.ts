@@ -202,7 +202,7 @@ describe("WatchRuns, WhoAmI, ListAgents, cctray.xml and badges", () => {
   });
 
   it("WhoAmI answers each token's name, id, kind and scopes", async () => {
-    for (const scope of ["runs:read", "runs:write", "admin"]) {
+    for (const scope of ["runs:read", "runs:write", "agents:read", "admin"]) {
       const { token, info } = await otto.client.admin.createToken({ name: `who ${scope}`, scopes: [scope] });
       const client = createOttoClient({ baseUrl: otto.gatewayUrl, token, caFile: otto.caFile });
       const { token: me } = await client.account.whoAmI({});
@@ -218,7 +218,7 @@ describe("WatchRuns, WhoAmI, ListAgents, cctray.xml and badges", () => {
     assert.match(cli.stdout, /api .*admin/);
   });
 
-  it("ListAgents lists the live agent with its labels and busy and free slots, for admin tokens only", async () => {
+  it("ListAgents lists the live agent with its labels and busy and free slots, for agents:read and admin tokens only", async () => {
     await rm(join(gate, "open"), { force: true });
     const blocked = await submit(otto.client, `name: hold\njobs:\n  hold:\n    steps: [{run: 'while [ ! -f ${gate}/open ]; do sleep 0.05; done'}]\n`);
     const agent = await waitFor("the agent busy with one job", async () => {
@@ -236,6 +236,19 @@ describe("WatchRuns, WhoAmI, ListAgents, cctray.xml and badges", () => {
     const { token } = await otto.client.admin.createToken({ name: "reader", scopes: ["runs:write"] });
     const reader = createOttoClient({ baseUrl: otto.gatewayUrl, token, caFile: otto.caFile });
     await assert.rejects(reader.admin.listAgents({}), (err) => err instanceof ConnectError && err.code === Code.PermissionDenied);
+
+    // A wall display's token: the agents, and nothing of the runs.
+    const asAdmin = { OTTO_URL: otto.gatewayUrl, OTTO_CA_FILE: otto.caFile!, OTTO_TOKEN_FILE: otto.adminTokenFile! };
+    const created = await runCli(["token", "create", "wall", "--scope", "agents:read"], asAdmin);
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stderr, /\(agents:read\) made/);
+    const asWall = { OTTO_URL: otto.gatewayUrl, OTTO_CA_FILE: otto.caFile!, OTTO_TOKEN: created.stdout.trim() };
+    const listed = await runCli(["agents"], asWall);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, new RegExp(`^${agent.id}  \\d/2 busy`, "m"));
+    const runs = await runCli(["runs"], asWall);
+    assert.notEqual(runs.code, 0);
+    assert.match(runs.stderr, /needs the scope runs:read \[PermissionDenied\]/);
   });
 
   it("cctray.xml has a Project per pipeline with every attribute, asks for credentials with WWW-Authenticate, takes Basic, and escapes names", async () => {

@@ -46,7 +46,8 @@ const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   whoami                  show the token in use: its name, id, kind and scopes
   agents                  list live agents, their labels and busy/free slots
   token create NAME [--scope S]... [--ttl SECONDS] [--join]
-                          make an API token (scopes runs:read, runs:write, admin)
+                          make an API token (scopes runs:read, runs:write,
+                          agents:read, admin)
                           or, with --join, a join token for agents; prints it once
   token list              list tokens (never their values)
   token revoke ID         revoke a token at once

@@ -2,6 +2,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AdminService, TokenInfoSchema, TokenKind, type TokenInfo } from "@otto/gen/v1/admin_service_pb";
+import { scopes as knownScopes } from "@otto/kit/caller";
 import type { RegistryClient } from "@otto/kit/registry-client";
 import { parseScopes, type TokenKind as StoredKind, type TokenInfo as StoredToken, type TokenStore } from "@otto/kit/token-store";
 
@@ -32,7 +33,7 @@ export function adminServiceImpl(tokens: TokenStore, registry: RegistryClient): 
       }
       const scopes = parseScopes(req.scopes);
       if (kind === "api" && scopes.length === 0) {
-        throw new ConnectError("an API token needs at least one scope: runs:read, runs:write or admin", Code.InvalidArgument);
+        throw new ConnectError(`an API token needs at least one scope: ${knownScopes.join(", ")}`, Code.InvalidArgument);
       }
       if (kind === "join" && scopes.length > 0) throw new ConnectError("a join token has no scopes", Code.InvalidArgument);
       const { token, info } = await tokens.create(kind, req.name, scopes, req.ttlSeconds);

@@ -68,11 +68,11 @@ await serveAndRegister({
       WatchRun: { scope: "runs:read" },
       WatchRuns: { scope: "runs:read" },
     },
-    // Any API token: the least scope is runs:read.
-    [AccountService.typeName]: { WhoAmI: { scope: "runs:read" } },
+    // Any API token, whatever its scopes.
+    [AccountService.typeName]: { WhoAmI: { apiTokens: true } },
     [LogService.typeName]: { ReadLog: { scope: "runs:read" } },
     [ArtifactService.typeName]: { "*": { scope: "runs:read" } },
-    [AdminService.typeName]: { "*": { scope: "admin" } },
+    [AdminService.typeName]: { "*": { scope: "admin" }, ListAgents: { scope: "agents:read" } },
     [ProjectService.typeName]: {
       "*": { scope: "admin" },
       GetProject: { scope: "runs:read" },

@@ -4,11 +4,13 @@ import type { PeerIdentity } from "./peer-identity.ts";
 import { isRetryable } from "./retryable.ts";
 
 // What a method lets in: Otto processes of the given kinds (by certificate),
-// API tokens holding a scope, agents, tasks, build steps, or anyone (the
-// method checks what it needs itself, e.g. a join token in the request).
+// API tokens holding a scope (or any API token), agents, tasks, build steps,
+// or anyone (the method checks what it needs itself, e.g. a join token in
+// the request).
 export interface Access {
   services?: readonly string[];
   scope?: Scope;
+  apiTokens?: boolean;
   agents?: boolean;
   tasks?: boolean;
   steps?: boolean;
@@ -92,7 +94,7 @@ function tokenKindOf(token: string): BearerKind | undefined {
 function accepts(access: Access, kind: BearerKind): boolean {
   switch (kind) {
     case "api":
-      return access.scope !== undefined;
+      return access.scope !== undefined || access.apiTokens === true;
     case "agent":
       return access.agents === true;
     case "task":
@@ -103,7 +105,7 @@ function accepts(access: Access, kind: BearerKind): boolean {
 }
 
 function wrongKind(what: string, access: Access, kind: BearerKind): string {
-  const wanted = [access.scope && `an API token with ${access.scope}`, access.agents && kindNames.agent, access.tasks && kindNames.task, access.steps && kindNames.step].filter(Boolean);
+  const wanted = [access.apiTokens ? "an API token" : access.scope && `an API token with ${access.scope}`, access.agents && kindNames.agent, access.tasks && kindNames.task, access.steps && kindNames.step].filter(Boolean);
   if (wanted.length === 0) return `${what} is internal: only Otto's own processes may call it`;
   return `${what} takes ${wanted.join(" or ")}, not ${kindNames[kind]}`;
 }
@@ -111,7 +113,7 @@ function wrongKind(what: string, access: Access, kind: BearerKind): string {
 function allows(access: Access, caller: Caller): boolean {
   switch (caller.kind) {
     case "api":
-      return access.anyone === true || (access.scope !== undefined && grants(caller.scopes, access.scope));
+      return access.anyone === true || access.apiTokens === true || (access.scope !== undefined && grants(caller.scopes, access.scope));
     case "agent":
       return access.anyone === true || access.agents === true;
     case "task":

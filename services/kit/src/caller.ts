@@ -4,8 +4,18 @@ import type { PeerIdentity } from "./peer-identity.ts";
 // The kinds of Otto process that prove who they are with a certificate.
 export const ottoServices = ["gateway", "parser", "registry", "coordinator", "objects"] as const;
 
-export type Scope = "runs:read" | "runs:write" | "admin";
-export const scopes: readonly Scope[] = ["runs:read", "runs:write", "admin"];
+export type Scope = "runs:read" | "runs:write" | "agents:read" | "admin";
+export const scopes: readonly Scope[] = ["runs:read", "runs:write", "agents:read", "admin"];
+
+// What holding each scope grants besides itself: the one place the rule is
+// written. admin grants everything; agents:read and the runs scopes grant
+// nothing of each other.
+const implied: Record<Scope, readonly Scope[]> = {
+  "runs:read": [],
+  "runs:write": ["runs:read"],
+  "agents:read": [],
+  admin: ["runs:read", "runs:write", "agents:read"],
+};
 
 // Who is calling, once authenticated: another Otto process (by its
 // certificate), a person or tool (API token), an agent (its credential), an
@@ -27,8 +37,6 @@ export function callerOf(context: HandlerContext): Caller {
   return context.values.get(callerKey);
 }
 
-// admin ⊇ runs:write ⊇ runs:read.
 export function grants(held: readonly Scope[], wanted: Scope): boolean {
-  const rank = (scope: Scope) => scopes.indexOf(scope);
-  return held.some((scope) => rank(scope) >= rank(wanted));
+  return held.some((scope) => scope === wanted || (implied[scope] ?? []).includes(wanted));
 }
