@@ -315,6 +315,16 @@ describe("bad input", () => {
       expect: { code: "invalid_argument", message: /kind: value must be one of the defined enum values/ },
     },
     {
+      name: "an unknown run state number as a ListRuns filter",
+      send: () => gateway("/otto.v1.RunService/ListRuns", { state: 42, pipeline: "hello" }),
+      expect: { code: "invalid_argument", message: /state: value must be one of the defined enum values/ },
+    },
+    {
+      name: "a pipeline name too long for a ListRuns filter",
+      send: () => gateway("/otto.v1.RunService/ListRuns", { pipeline: "p".repeat(201) }),
+      expect: { code: "invalid_argument", message: /invalid ListRunsRequest: pipeline: must be at most 200 characters/ },
+    },
+    {
       name: "an unknown task state from an agent (CompleteTask)",
       send: () => coordinator("CompleteTask", { taskId: randomId(), attempt: 1, state: "RUN_STATE_BOGUS" }, "agent-1"),
       expect: { code: "invalid_argument", message: /enum otto\.v1\.RunState from JSON: "RUN_STATE_BOGUS"/ },

@@ -278,6 +278,19 @@ describe("the SDK and the otto CLI", { timeout: 300_000 }, () => {
       const r = await runCli(["runs"], gateway);
       assert.equal(r.code, 0, show(r));
       assert.match(r.stdout, new RegExp(`^${id}  SUCCEEDED  \\d{4}-\\d\\d-\\d\\dT\\S+Z  hello$`, "m"));
+      const filtered = await runCli(["runs", "--pipeline", "hello", "--state", "succeeded"], gateway);
+      assert.equal(filtered.code, 0, show(filtered));
+      assert.match(filtered.stdout, new RegExp(`^${id}  SUCCEEDED  `, "m"));
+      assert.doesNotMatch(filtered.stdout, /FAILED|CANCELED|RUNNING|QUEUED/, "only SUCCEEDED runs");
+      assert.ok(filtered.stdout.trim().split("\n").every((line) => line.endsWith("  hello")), filtered.stdout);
+      for (const other of [["--state", "FAILED", "--pipeline", "hello"], ["--pipeline", "not-hello"]]) {
+        const none = await runCli(["runs", ...other], gateway);
+        assert.equal(none.code, 0, show(none));
+        assert.doesNotMatch(none.stdout, new RegExp(id), other.join(" "));
+      }
+      const bad = await runCli(["runs", "--state", "finished"], gateway);
+      assert.equal(bad.code, 2, show(bad));
+      assert.match(bad.stderr, /--state takes a run state \(queued, running, succeeded, failed, canceled, waiting, skipped\), not "finished"/);
     });
 
     it("get RUN prints the run's jobs and steps", async () => {

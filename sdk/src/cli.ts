@@ -20,7 +20,9 @@ import { runStateName } from "@otto/contracts/run-state";
 
 const usage = `usage: otto [--url URL] [--token TOKEN] [--ca FILE] COMMAND
   run FILE [--follow]     submit a pipeline file; --follow prints its logs live and waits
-  runs                    list recent runs
+  runs [--pipeline P] [--project P] [--state S]
+                          list recent runs (newest first), only those of a
+                          pipeline, a project or in a state when asked
   get RUN                 show a run, its jobs and steps
   logs RUN JOB [--follow] [--tail N | --line N | --offset BYTES] [--limit N] [--attempt N] [--raw]
                [--grep PATTERN [--regex] [--ignore-case] [--context N]]
@@ -149,7 +151,8 @@ export async function main(argv: string[]): Promise<number> {
       return final.state === RunState.SUCCEEDED ? 0 : 1;
     }
     case "runs": {
-      const { runs } = await client.runs.listRuns({ pageSize: 20 });
+      const filter = { pipeline: projectOptions.pipeline ?? "", project: eventOptions.project ?? "", state: stateOption(eventOptions.state) };
+      const { runs } = await client.runs.listRuns({ pageSize: 20, ...filter });
       for (const run of runs) {
         const when = run.createdAt ? new Date(Number(run.createdAt.seconds) * 1000).toISOString() : "";
         const from = run.source?.project ? `  ${run.source.project} #${run.source.number} ${run.source.branch || run.source.tag} ${run.source.sha.slice(0, 7)}` : "";
@@ -245,12 +248,7 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError();
     }
     case "events": {
-      const stateName = eventOptions.state?.toUpperCase();
-      const state = stateName === undefined ? RunState.UNSPECIFIED : RunState[stateName as keyof typeof RunState];
-      if (typeof state !== "number" || (stateName !== undefined && state === RunState.UNSPECIFIED)) {
-        throw new UsageError(`--state takes a run state (queued, running, succeeded, failed, canceled, waiting, skipped), not "${eventOptions.state}"`);
-      }
-      const filter = { pipeline: projectOptions.pipeline ?? "", project: eventOptions.project ?? "", state };
+      const filter = { pipeline: projectOptions.pipeline ?? "", project: eventOptions.project ?? "", state: stateOption(eventOptions.state) };
       const cursors = flag("--cursors");
       for await (const { event, run, cursor } of watchRuns(client, { afterCursor: eventOptions.after, fromBeginning: flag("--from-beginning"), filter })) {
         console.log(describeEvent(event, run) + (cursors ? `  ${cursor}` : ""));
@@ -446,6 +444,16 @@ function describeEvent(event: RunEvent, run: RunSummary): string {
 const kindNames: Record<number, string> = { [TokenKind.API]: "api", [TokenKind.JOIN]: "join", [TokenKind.AGENT]: "agent" };
 
 // A file `npm start` made in this directory, if there is one.
+// --state NAME (any case); absent: any state.
+function stateOption(text: string | undefined): RunState {
+  if (text === undefined) return RunState.UNSPECIFIED;
+  const state = RunState[text.toUpperCase() as keyof typeof RunState];
+  if (typeof state !== "number" || state === RunState.UNSPECIFIED) {
+    throw new UsageError(`--state takes a run state (queued, running, succeeded, failed, canceled, waiting, skipped), not "${text}"`);
+  }
+  return state;
+}
+
 function localFile(name: string): string | undefined {
   return existsSync(name) ? name : undefined;
 }

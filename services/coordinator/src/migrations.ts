@@ -235,4 +235,7 @@ export const migrations = [
      id uuid PRIMARY KEY,
      expires_at timestamptz NOT NULL
    );`,
+  // ListRuns' filters by pipeline and by state (list-runs.ts), newest first.
+  `CREATE INDEX runs_of_pipeline ON runs (name, created_at DESC, id DESC);
+   CREATE INDEX runs_in_state ON runs (state, created_at DESC, id DESC);`,
 ];

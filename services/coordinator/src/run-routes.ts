@@ -14,7 +14,7 @@ import { decidedByHeader } from "@otto/kit/decided-by";
 import { addingStepHeader, decodeAddingStep } from "@otto/kit/adding-step";
 import { journalChannel } from "./engine/apply-changes.ts";
 import { startWatching, stopWatching } from "./engine/run-watchers.ts";
-import { journalRowToEvent, loadRun, loadRuns, requireRunId } from "./run-store.ts";
+import { journalRowToEvent, loadRun, requireRunId } from "./run-store.ts";
 import { isFinal } from "./engine/states.ts";
 import { submitRun } from "./engine/submit-run.ts";
 import { ConcurrencyLimit } from "@otto/kit/limiter";
@@ -22,6 +22,7 @@ import { assertValidPipeline } from "./validate-pipeline.ts";
 import { explainWaits } from "./waiting-for.ts";
 import { followFeed, startCursor } from "./journal-feed.ts";
 import { pipelineStatuses } from "./pipeline-statuses.ts";
+import { listRuns } from "./list-runs.ts";
 import { decodeCursor, type JournalCursor } from "./journal-cursor.ts";
 import type { Instance } from "@otto/gen/v1/registry_service_pb";
 
@@ -58,19 +59,7 @@ export function runServiceImpl(
       await explainWaits(pool, [run], liveAgents);
       return { run };
     },
-    async listRuns(req) {
-      const size = req.pageSize || 20;
-      if (req.pageToken !== "") requireRunId(req.pageToken);
-      const { rows } = await pool.query(
-        `SELECT id FROM coordinator.runs
-         WHERE ($1::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM coordinator.runs WHERE id = $1::uuid))
-           AND ($3::text IS NULL OR project = $3)
-         ORDER BY created_at DESC, id DESC LIMIT $2`,
-        [req.pageToken || null, size + 1, req.project || null],
-      );
-      const page = rows.slice(0, size).map((r) => r.id as string);
-      return { runs: await loadRuns(pool, page), nextPageToken: rows.length > size ? page[page.length - 1] : "" };
-    },
+    listRuns: (req) => listRuns(pool, req),
     async rerunRun(req) {
       requireRunId(req.runId);
       const runId = await inTransaction(pool, (client) => rerunRun(client, boss, { runId: req.runId, failedOnly: req.failedOnly, maxActiveRuns: limits.maxActiveRuns }));

@@ -380,6 +380,8 @@ export const GetRunResponseSchema: GenMessage<GetRunResponse> = /*@__PURE__*/
   messageDesc(file_otto_v1_run_service, 11);
 
 /**
+ * The filters set must all match; send the same ones with each page's token.
+ *
  * @generated from message otto.v1.ListRunsRequest
  */
 export type ListRunsRequest = Message<"otto.v1.ListRunsRequest"> & {
@@ -391,6 +393,8 @@ export type ListRunsRequest = Message<"otto.v1.ListRunsRequest"> & {
   pageSize: number;
 
   /**
+   * The previous page's `next_page_token`.
+   *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
@@ -410,7 +414,7 @@ export type ListRunsRequest = Message<"otto.v1.ListRunsRequest"> & {
   pipeline: string;
 
   /**
-   * Only the runs in this state; unset: every state.
+   * Only the runs in this state now; unspecified: any state.
    *
    * @generated from field: otto.v1.RunState state = 5;
    */
