@@ -7,7 +7,7 @@ import { RunState } from "@otto/gen/v1/run_pb";
 import { PipelineStatusSchema, type PipelineStatus } from "@otto/gen/v1/run_service_pb";
 import { cctrayXml } from "@otto/gateway/cctray-xml";
 import { badgeState, badgeSvg } from "@otto/gateway/status-badge";
-import { tokenOf } from "@otto/gateway/status-feeds";
+import { tokenOf } from "@otto/gateway/http-token";
 
 // cctray.xml and badges as the gateway writes them, from pipelines' states.
 

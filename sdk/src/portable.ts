@@ -5,6 +5,7 @@ export { submit, submitAndWait, waitForRun, watchRun, isFinal, finalStates } fro
 export { followLogs, readLogLines, type FollowLogsOptions, type LogLine, type ReadLogOptions } from "./logs.ts";
 export { followRun, describeRun } from "./follow-run.ts";
 export { watchRuns, type WatchRunsOptions, type RunsStreamEvent } from "./events.ts";
+export { artifactDownloadPath } from "./artifact-path.ts";
 export { pipeline, PipelineBuilder, InvalidPipelineError, type JobSpec, type MatrixSpec, type StepSpec } from "./pipeline-builder.ts";
 export type { PipelineProblem } from "@otto/contracts/pipeline-rules";
 export { runStateName } from "@otto/contracts/run-state";

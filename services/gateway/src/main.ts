@@ -9,7 +9,8 @@ import { onShutdown } from "@otto/kit/shutdown";
 import { authChannel, TokenStore } from "@otto/kit/token-store";
 import { Notifier } from "@otto/kit/notifier";
 import { adminServiceImpl } from "./admin-routes.ts";
-import { artifactServiceImpl } from "./artifact-routes.ts";
+import { artifactServiceImpl, artifactUrl } from "./artifact-routes.ts";
+import { artifactDownloads } from "./artifact-downloads.ts";
 import { ArtifactService } from "@otto/gen/v1/artifact_service_pb";
 import { logServiceImpl } from "./log-routes.ts";
 import { runServiceImpl } from "./run-routes.ts";
@@ -38,6 +39,8 @@ const config = loadConfig("gateway", (env) => ({
   parseCacheEntries: readInt(env, "OTTO_GATEWAY_PARSE_CACHE_ENTRIES", 256),
   // Where people reach Otto (run pages in cctray.xml); else the address a request came to.
   publicUrl: readString(env, "OTTO_PUBLIC_URL", ""),
+  // Artifact downloads (artifact-downloads.ts): storage that sends nothing this long fails one.
+  storageIdleTimeoutMs: readInt(env, "OTTO_S3_IDLE_TIMEOUT_MS", 30_000, 100),
 }));
 const log = serviceLogger("gateway");
 
@@ -97,7 +100,14 @@ await serveAndRegister({
   httpRoutes: (registry) => {
     const hooks = forgeHooks(registry, log);
     const feeds = statusFeeds(registry, tokens, log, { publicUrl: config.publicUrl, insecure: config.security.insecure });
+    const artifacts = artifactDownloads({
+      artifactUrl: (req, signal) => artifactUrl(registry, req, signal),
+      credentials: tokens,
+      log,
+      insecure: config.security.insecure,
+      storageIdleTimeoutMs: config.storageIdleTimeoutMs,
+    });
     const webUi = webUiRoutes(log);
-    return (req, res, invite) => hooks(req, res, invite) || feeds(req, res) || webUi(req, res);
+    return (req, res, invite) => hooks(req, res, invite) || feeds(req, res) || artifacts(req, res) || webUi(req, res);
   },
 });

@@ -1,11 +1,11 @@
 import type http from "node:http";
 import { RunService } from "@otto/gen/v1/run_service_pb";
-import { grants } from "@otto/kit/caller";
 import type { CredentialVerifier } from "@otto/kit/authorize";
 import type { Logger } from "@otto/kit/log";
 import type { ServiceCaller } from "@otto/kit/service-caller";
 import { cctrayXml } from "./cctray-xml.ts";
 import { badgeState, badgeSvg } from "./status-badge.ts";
+import { refuseToken } from "./http-token.ts";
 
 // GET /cctray.xml and GET /badges/{pipeline}.svg: the pipelines' states for
 // build monitors and READMEs, which cannot send a bearer token of their
@@ -35,8 +35,8 @@ export function statusFeeds(peers: ServiceCaller, credentials: CredentialVerifie
   async function answer(req: http.IncomingMessage, res: http.ServerResponse, badgeName: string | undefined) {
     if (req.method !== "GET" && req.method !== "HEAD") return plain(res, 405, "GET only\n", { allow: "GET, HEAD" });
     if (badgeName === "") return plain(res, 404, "no such badge\n");
-    const refusal = options.insecure ? undefined : await refuse(req.headers.authorization);
-    if (refusal) return plain(res, refusal.status, refusal.message, refusal.status === 401 ? { "www-authenticate": 'Basic realm="Otto"' } : {});
+    const refusal = options.insecure ? undefined : await refuseToken(credentials, req.headers.authorization, "runs:read");
+    if (refusal) return plain(res, refusal.status, `${refusal.message}\n`, refusal.status === 401 ? { "www-authenticate": 'Basic realm="Otto"' } : {});
     const { pipelines } = await peers.call("coordinator", RunService, (c) => c.listPipelines({ name: badgeName ?? "" }, { timeoutMs: 10_000 }), {
       idempotent: true,
       retryForMs: 5_000,
@@ -48,27 +48,6 @@ export function statusFeeds(peers: ServiceCaller, credentials: CredentialVerifie
     const pipeline = pipelines.find((p) => p.name === badgeName);
     return send(req, res, pipeline ? 200 : 404, "image/svg+xml; charset=utf-8", badgeSvg(badgeName, badgeState(pipeline)));
   }
-
-  async function refuse(authorization: string | undefined): Promise<{ status: number; message: string } | undefined> {
-    const token = tokenOf(authorization);
-    if (!token) return { status: 401, message: "send an API token with runs:read: as a bearer token, or as the password of HTTP Basic authentication\n" };
-    const caller = await credentials.verify(token);
-    if (!caller) return { status: 401, message: "the token is unknown, expired or revoked\n" };
-    if (caller.kind !== "api" || !grants(caller.scopes, "runs:read")) return { status: 403, message: "this needs an API token with runs:read\n" };
-    return undefined;
-  }
-}
-
-// The token of "Bearer T", or the password of "Basic base64(user:T)".
-export function tokenOf(authorization: string | undefined): string | undefined {
-  if (!authorization) return undefined;
-  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-  if (bearer) return bearer[1];
-  const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization);
-  if (!basic) return undefined;
-  const pair = Buffer.from(basic[1], "base64").toString("utf8");
-  const colon = pair.indexOf(":");
-  return colon >= 0 && colon < pair.length - 1 ? pair.slice(colon + 1) : undefined;
 }
 
 function decodeName(text: string): string {

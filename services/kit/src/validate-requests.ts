@@ -58,6 +58,14 @@ export function prepareValidation(schemas: DescMessage[]): void {
   }).unref();
 }
 
+// What is wrong with a message by its protovalidate rules, for a request
+// that comes another way than Connect (a plain HTTP route); undefined: nothing.
+export function requestProblem(schema: DescMessage, message: Message): string | undefined {
+  const result = validator.validate(schema, message);
+  if (result.kind === "error") throw result.error;
+  return result.kind === "valid" ? undefined : describe(schema, result.violations);
+}
+
 function check(schema: DescMessage, message: Message): void {
   const result = validator.validate(schema, message);
   if (result.kind === "valid") return;

@@ -396,8 +396,10 @@ export const NeededArtifactSchema: GenMessage<NeededArtifact> = /*@__PURE__*/
 /**
  * Files a job keeps (its `artifacts:`), stored in object storage. Public on
  * the gateway (runs:read); the gateway passes calls on to the objects
- * service. The bytes never pass through Otto: a presigned URL, valid for a
- * few minutes and for one object only, carries them.
+ * service. The bytes do not pass through Otto: a presigned URL, valid for a
+ * few minutes and for one object only, carries them. (For web pages, which
+ * cannot send a bearer token to storage, the gateway also streams them:
+ * GET /artifacts/{run_id}/{job}/{name}?attempt=N with the token as a header.)
  *
  * @generated from service otto.v1.ArtifactService
  */
