@@ -1,13 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
-import type { Artifact } from "@otto/sdk";
+import { artifactDownloadPath, type Artifact } from "@otto/sdk";
 import { storedToken } from "./session.ts";
 import { useSession } from "./session-context.ts";
-
-// The gateway's address of an artifact's bytes (GET with the bearer token).
-export function artifactPath(artifact: { runId: string; job: string; name: string; attempt: number }): string {
-  const name = artifact.name.split("/").map(encodeURIComponent).join("/");
-  return `/artifacts/${artifact.runId}/${encodeURIComponent(artifact.job)}/${name}?attempt=${artifact.attempt}`;
-}
 
 // The files an attempt of a job kept, read again when the job ends. A
 // download is fetched from the gateway over this page's HTTPS with the
@@ -31,7 +25,7 @@ export function JobArtifacts(props: { runId: string; job: string; attempt: numbe
     setSaving(artifact.name);
     setError("");
     try {
-      const answer = await fetch(artifactPath(artifact), { headers: { authorization: `Bearer ${storedToken() ?? ""}` } });
+      const answer = await fetch(artifactDownloadPath(artifact.runId, artifact.job, artifact.name, artifact.attempt), { headers: { authorization: `Bearer ${storedToken() ?? ""}` } });
       if (!answer.ok) {
         const said = (await answer.json().catch(() => undefined)) as { error?: string } | undefined;
         throw new Error(said?.error ?? `the download failed: HTTP ${answer.status}`);

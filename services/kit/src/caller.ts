@@ -4,18 +4,9 @@ import type { PeerIdentity } from "./peer-identity.ts";
 // The kinds of Otto process that prove who they are with a certificate.
 export const ottoServices = ["gateway", "parser", "registry", "coordinator", "objects"] as const;
 
-export type Scope = "runs:read" | "runs:write" | "agents:read" | "admin";
-export const scopes: readonly Scope[] = ["runs:read", "runs:write", "agents:read", "admin"];
-
-// What holding each scope grants besides itself: the one place the rule is
-// written. admin grants everything; agents:read and the runs scopes grant
-// nothing of each other.
-const implied: Record<Scope, readonly Scope[]> = {
-  "runs:read": [],
-  "runs:write": ["runs:read"],
-  "agents:read": [],
-  admin: ["runs:read", "runs:write", "agents:read"],
-};
+// What each API token's scope grants is one rule, shared with the web UI.
+export { grants, scopes, type Scope } from "@otto/contracts/scopes";
+import type { Scope } from "@otto/contracts/scopes";
 
 // Who is calling, once authenticated: another Otto process (by its
 // certificate), a person or tool (API token), an agent (its credential), an
@@ -35,8 +26,4 @@ export const callerKey = createContextKey<Caller>({ kind: "anyone" }, { descript
 
 export function callerOf(context: HandlerContext): Caller {
   return context.values.get(callerKey);
-}
-
-export function grants(held: readonly Scope[], wanted: Scope): boolean {
-  return held.some((scope) => scope === wanted || (implied[scope] ?? []).includes(wanted));
 }
