@@ -22,9 +22,6 @@ const skip = chromiumPath
   ? false
   : "Chromium is not installed: `apt-get install chromium` (Debian; .ci/run does it as root) or set OTTO_TEST_CHROMIUM to a Chromium binary";
 const deadline = 30_000;
-// TODO: true once the gateway knows the agents:read scope (CreateToken
-// accepts it and ListAgents takes it).
-const agentsReadScope = false;
 
 describe("the web UI's Agents and Projects pages in Chromium", { skip, timeout: 300_000 }, () => {
   let otto: TestOtto;
@@ -250,7 +247,7 @@ describe("the web UI's Agents and Projects pages in Chromium", { skip, timeout: 
     });
   });
 
-  it("shows the agents to a token with agents:read alone", { skip: !agentsReadScope && "agents:read is not a scope yet (see agentsReadScope)" }, async () => {
+  it("shows the agents to a token with agents:read alone, and no runs", async () => {
     await step("agents reader", async () => {
       const { token } = await otto.client.admin.createToken({ name: "web pages agents", scopes: ["agents:read"] });
       await page.goto(`${otto.gatewayUrl}/agents`);
@@ -260,6 +257,9 @@ describe("the web UI's Agents and Projects pages in Chromium", { skip, timeout: 
       await agentRow("agent-1").waitFor();
       await agentRow("agent-2").waitFor();
       assert.equal(await page.locator(".agents-page .error").count(), 0);
+      assert.equal(await navLink("Runs").count(), 0, "runs need runs:read");
+      await page.goto(`${otto.gatewayUrl}/`);
+      await page.locator("main .notice").filter({ hasText: "runs:read" }).waitFor();
       await signOut();
     });
   });

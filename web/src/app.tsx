@@ -68,13 +68,15 @@ export function App() {
           <Link href="/" class="brand">
             Otto
           </Link>
-          <Link href="/" class={route.page === "runs" ? "current" : undefined}>
-            Runs
-          </Link>
           {session.may("runs:read") && (
-            <Link href="/projects" class={route.page === "projects" ? "current" : undefined}>
-              Projects
-            </Link>
+            <>
+              <Link href="/" class={route.page === "runs" ? "current" : undefined}>
+                Runs
+              </Link>
+              <Link href="/projects" class={route.page === "projects" ? "current" : undefined}>
+                Projects
+              </Link>
+            </>
           )}
           {session.may("agents:read") && (
             <Link href="/agents" class={route.page === "agents" ? "current" : undefined}>
@@ -86,7 +88,14 @@ export function App() {
           Sign out
         </button>
       </nav>
-      {route.page === "runs" && <RunsPage state={route.state} pipeline={route.pipeline} />}
+      {route.page === "runs" &&
+        (session.may("runs:read") ? (
+          <RunsPage state={route.state} pipeline={route.pipeline} />
+        ) : (
+          <main>
+            <p class="notice">This token may not read runs (that takes the runs:read scope).</p>
+          </main>
+        ))}
       {route.page === "run" && <RunPage key={route.runId} runId={route.runId} />}
       {route.page === "log" && <LogPage key={`${route.runId}/${route.job}/${route.attempt}`} runId={route.runId} job={route.job} attempt={route.attempt} line={route.line} />}
       {route.page === "agents" && <AgentsPage />}
