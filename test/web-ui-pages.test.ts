@@ -9,78 +9,42 @@
 // test leaves a screenshot in the data directory it prints (kept).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { pipeline, submit, waitForRun, RunState } from "@otto/sdk";
 import { createTestRepo, type TestRepo } from "./helpers/git-repo.ts";
-import { startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+import { noChromium, openBrowser, type TestBrowser } from "./helpers/browser.ts";
+import { startTestOtto, stepsSharedDir, type TestOtto } from "./helpers/otto.ts";
 
-const chromiumPath = [process.env.OTTO_TEST_CHROMIUM, "/usr/bin/chromium"].find((path) => path && existsSync(path));
-const skip = chromiumPath
-  ? false
-  : "Chromium is not installed: `apt-get install chromium` (Debian; .ci/run does it as root) or set OTTO_TEST_CHROMIUM to a Chromium binary";
 const deadline = 30_000;
 
-describe("the web UI's Agents and Projects pages in Chromium", { skip, timeout: 300_000 }, () => {
+describe("the web UI's Agents and Projects pages in Chromium", { skip: noChromium, timeout: 300_000 }, () => {
   let otto: TestOtto;
   let repo: TestRepo;
-  let browser: Browser;
-  let context: BrowserContext;
+  let chrome: TestBrowser;
   let page: Page;
   let gate: string;
-  let failed = false;
-  const pageErrors: string[] = [];
-  const policyViolations: string[] = [];
   const listAgentsCalls: string[] = [];
 
   before(async () => {
     otto = await startTestOtto({ agents: 2, agentSlots: 2, agentLabels: (agent) => (agent === 1 ? ["linux", "fast"] : ["linux", "gpu"]) });
     gate = await stepsSharedDir(otto, "web-pages");
     repo = await createTestRepo(await stepsSharedDir(otto, "repos"), "acme", "site");
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      // Chromium's own sandbox cannot run as root.
-      args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
-    });
-    // The test Otto's certificate is from its own CA.
-    context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 860 } });
-    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: otto.gatewayUrl });
-    page = await context.newPage();
-    page.setDefaultTimeout(deadline);
-    page.on("pageerror", (err) => pageErrors.push(err.message));
-    page.on("console", (message) => {
-      if (/Content Security Policy/i.test(message.text())) policyViolations.push(message.text());
-    });
+    chrome = await openBrowser(otto, { timeoutMs: deadline, permissions: ["clipboard-read", "clipboard-write"] });
+    page = chrome.page;
     page.on("request", (request) => {
       if (request.url().includes("/otto.v1.AdminService/ListAgents")) listAgentsCalls.push(request.url());
     });
   });
 
   after(async () => {
-    await browser?.close().catch(() => {});
-    if (failed) {
-      process.env.OTTO_TEST_KEEP = "1";
-      console.log(`web UI pages test failed: screenshots and Otto's log are kept in ${otto?.dataDir}`);
-      if (otto) console.log(await tailOfLog(otto, 40));
-    }
+    await chrome?.close();
     await repo?.remove();
     await otto?.stopAndClean();
   });
 
-  // Runs one step of the story; a failure saves what the page showed.
-  async function step(name: string, body: () => Promise<void>): Promise<void> {
-    try {
-      await body();
-    } catch (err) {
-      failed = true;
-      const file = join(otto.dataDir, `failure-${name.replace(/[^a-z0-9]+/gi, "-")}.png`);
-      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-      console.log(`screenshot of the failure (${name}): ${file}`);
-      throw err;
-    }
-  }
+  const step = (name: string, body: () => Promise<void>) => chrome.step(name, body);
 
   const agentRow = (id: string) => page.locator(`tr.agent[data-agent-id="${id}"]`);
   const projectCard = (name: string) => page.locator(`section.project[data-project="${name}"]`);
@@ -266,8 +230,8 @@ describe("the web UI's Agents and Projects pages in Chromium", { skip, timeout: 
 
   it("ran without a script error or a policy violation", async () => {
     await step("clean", async () => {
-      assert.deepEqual(pageErrors, []);
-      assert.deepEqual(policyViolations, []);
+      assert.deepEqual(chrome.pageErrors, []);
+      assert.deepEqual(chrome.policyViolations, []);
     });
   });
 });

@@ -11,75 +11,40 @@
 // docs/run-page.png.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import { pipeline, submit, waitForRun, RunState } from "@otto/sdk";
-import { postJson, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
+import { noChromium, openBrowser, type TestBrowser } from "./helpers/browser.ts";
+import { postJson, startTestOtto, stepsSharedDir, waitFor, type TestOtto } from "./helpers/otto.ts";
 
 const root = join(import.meta.dirname, "..");
-const chromiumPath = [process.env.OTTO_TEST_CHROMIUM, "/usr/bin/chromium"].find((path) => path && existsSync(path));
-const skip = chromiumPath
-  ? false
-  : "Chromium is not installed: `apt-get install chromium` (Debian; .ci/run does it as root) or set OTTO_TEST_CHROMIUM to a Chromium binary";
 
 const markupName = '<b>release</b> <img src=x onerror="window.__pwned=1">';
 const markupLine = '<img src=x onerror="window.__pwned=1">';
 const deadline = 30_000;
 
-describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
+describe("the web UI in Chromium", { skip: noChromium, timeout: 300_000 }, () => {
   let otto: TestOtto;
-  let browser: Browser;
+  let chrome: TestBrowser;
   let context: BrowserContext;
   let page: Page;
   let gate: string;
-  let failed = false;
-  const pageErrors: string[] = [];
-  const policyViolations: string[] = [];
   let releaseRunId = "";
 
   before(async () => {
     otto = await startTestOtto();
     gate = await stepsSharedDir(otto, "web-ui");
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      // Chromium's own sandbox cannot run as root.
-      args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
-    });
-    // The test Otto's certificate is from its own CA.
-    context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 860 } });
-    page = await context.newPage();
-    page.setDefaultTimeout(deadline);
-    page.on("pageerror", (err) => pageErrors.push(err.message));
-    page.on("console", (message) => {
-      if (/Content Security Policy/i.test(message.text())) policyViolations.push(message.text());
-    });
+    chrome = await openBrowser(otto, { timeoutMs: deadline });
+    ({ context, page } = chrome);
   });
 
   after(async () => {
-    await browser?.close().catch(() => {});
-    if (failed) {
-      process.env.OTTO_TEST_KEEP = "1";
-      console.log(`web UI test failed: screenshots and Otto's log are kept in ${otto?.dataDir}`);
-      if (otto) console.log(await tailOfLog(otto, 40));
-    }
+    await chrome?.close();
     await otto?.stopAndClean();
   });
 
-  // Runs one step of the story; a failure saves what the page showed.
-  async function step(name: string, body: () => Promise<void>): Promise<void> {
-    try {
-      await body();
-    } catch (err) {
-      failed = true;
-      const file = join(otto.dataDir, `failure-${name.replace(/[^a-z0-9]+/gi, "-")}.png`);
-      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-      console.log(`screenshot of the failure (${name}): ${file}`);
-      throw err;
-    }
-  }
-
+  const step = (name: string, body: () => Promise<void>) => chrome.step(name, body);
   const stateOf = (job: string) => page.locator(`.job[data-job="${job}"] [data-testid="job-state"]`);
   const waitForText = (selector: string, text: string | RegExp) => page.locator(selector).filter({ hasText: text }).first().waitFor();
   const pwned = () => page.evaluate(() => (window as unknown as { __pwned?: unknown }).__pwned);
@@ -348,8 +313,8 @@ describe("the web UI in Chromium", { skip, timeout: 300_000 }, () => {
   it("ran without a script error, a policy violation, or the markup running", async () => {
     await step("clean", async () => {
       assert.equal(await pwned(), undefined);
-      assert.deepEqual(pageErrors, []);
-      assert.deepEqual(policyViolations, []);
+      assert.deepEqual(chrome.pageErrors, []);
+      assert.deepEqual(chrome.policyViolations, []);
     });
   });
 });
