@@ -90,7 +90,8 @@ function headersOf(req: http.IncomingMessage): Record<string, string> {
   const headers: Record<string, string> = {};
   let count = 0;
   for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || name === "authorization" || name === "cookie") continue;
+    // (HTTP/2's pseudo-headers, :path and the like, are not the forge's.)
+    if (value === undefined || name === "authorization" || name === "cookie" || name.startsWith(":")) continue;
     if (++count > 200) break;
     headers[name] = Array.isArray(value) ? value.join(", ") : value;
   }

@@ -56,6 +56,9 @@ await serveAndRegister({
   service: "gateway",
   log,
   config,
+  // Browsers follow several streams per tab (web/): over HTTP/1.1 they
+  // would soon hold all 6 connections a browser opens to one server.
+  http2: true,
   access: {
     [RunService.typeName]: {
       SubmitRun: { scope: "runs:write" },

@@ -42,7 +42,9 @@ export function statusFeeds(peers: ServiceCaller, credentials: CredentialVerifie
       retryForMs: 5_000,
     });
     if (badgeName === undefined) {
-      const base = (options.publicUrl || `${options.insecure ? "http" : "https"}://${req.headers.host ?? "localhost"}`).replace(/\/+$/, "");
+      // (An HTTP/2 request names its host in :authority.)
+      const host = req.headers.host ?? req.headers[":authority"] ?? "localhost";
+      const base = (options.publicUrl || `${options.insecure ? "http" : "https"}://${host}`).replace(/\/+$/, "");
       return send(req, res, 200, "application/xml; charset=utf-8", cctrayXml(pipelines, (runId) => `${base}/runs/${encodeURIComponent(runId)}`));
     }
     const pipeline = pipelines.find((p) => p.name === badgeName);

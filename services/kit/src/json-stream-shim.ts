@@ -67,9 +67,10 @@ export function jsonStreamShim(routes: (router: ConnectRouter) => void, intercep
       const error = err instanceof ConnectError ? err : new ConnectError(String((err as Error).message), Code.InvalidArgument);
       const body = { code: codeToString(error.code), message: error.rawMessage };
       if (!res.headersSent) {
-        // A body refused unread leaves the connection unusable: close it.
+        // A body refused unread leaves an HTTP/1.1 connection unusable:
+        // close it. (HTTP/2 forbids the header; the stream alone ends.)
         const headers: http.OutgoingHttpHeaders = { "content-type": "application/json" };
-        if (!req.readableEnded) headers.connection = "close";
+        if (!req.readableEnded && req.httpVersionMajor !== 2) headers.connection = "close";
         res.writeHead(codeToHttpStatus(error.code), headers);
         res.end(JSON.stringify(body));
       } else {

@@ -1,5 +1,6 @@
 import type { TLSSocket } from "node:tls";
 import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
 
 // Otto's processes carry their kind in a URI SAN of their certificate:
 // spiffe://otto/<kind>/<name>. A caller presenting such a certificate,
@@ -16,15 +17,18 @@ export interface PeerIdentity {
 // Read once per connection: a certificate does not change while its
 // connection lasts (servers refuse renegotiation: see server.ts), and
 // getPeerCertificate() builds a whole object from it on every call.
-const known = new WeakMap<TLSSocket, PeerIdentity | null>();
+// Over HTTP/2, req.socket is a new proxy of the session's TLS socket for
+// each request: the session stands for the connection.
+const known = new WeakMap<object, PeerIdentity | null>();
 
 export function peerIdentityOf(req: IncomingMessage): PeerIdentity | undefined {
   const socket = req.socket as TLSSocket;
   if (!socket.encrypted || !socket.authorized) return undefined;
-  let identity = known.get(socket);
+  const connection = (req.httpVersionMajor === 2 && (req as unknown as Http2ServerRequest).stream.session) || socket;
+  let identity = known.get(connection);
   if (identity === undefined) {
     identity = identityIn(socket.getPeerCertificate()?.subjectaltname ?? "");
-    known.set(socket, identity);
+    known.set(connection, identity);
   }
   return identity ?? undefined;
 }

@@ -1,4 +1,5 @@
 import http from "node:http";
+import http2 from "node:http2";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
@@ -41,6 +42,12 @@ export interface ServerOptions {
   // first: true when one answers the request. They check their callers
   // themselves; `invite` lets a body sent with Expect: 100-continue come.
   httpRoutes?: (req: http.IncomingMessage, res: http.ServerResponse, invite?: () => void) => boolean;
+  // HTTP/2 as well as HTTP/1.1, as the client chooses by ALPN (TLS only):
+  // for browsers, which open at most 6 HTTP/1.1 connections to a server,
+  // each held by a stream the page follows. Requests that arrive over
+  // HTTP/2 (req.httpVersionMajor === 2) are Http2ServerRequest and
+  // Http2ServerResponse under the types above.
+  http2?: boolean;
 }
 
 // The largest request body a server takes unless told otherwise.
@@ -53,8 +60,8 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-// One HTTP/1.1 server per process (HTTPS unless OTTO_INSECURE): Connect (JSON or binary), gRPC-Web, GET for
-// side-effect-free methods, plus /healthz, /readyz and /metrics.
+// One HTTP/1.1 server per process (HTTPS unless OTTO_INSECURE; HTTP/2 too with `http2`): Connect (JSON or
+// binary), gRPC-Web, GET for side-effect-free methods, plus /healthz, /readyz and /metrics.
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   let ready = false;
   const { security } = options;
@@ -114,18 +121,31 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Callers without a client certificate are let through the handshake:
   // people and agents authenticate with tokens, Otto processes with their
   // certificates, and the gate above decides per method.
-  const server = security.insecure
+  const tlsOptions = security.insecure ? undefined : { ...security.tls, ...tlsServerOptions, requestCert: true, rejectUnauthorized: false };
+  const h2 = tlsOptions !== undefined && options.http2 === true;
+  const server = !tlsOptions
     ? http.createServer(handle)
-    : https.createServer({ ...security.tls, ...tlsServerOptions, requestCert: true, rejectUnauthorized: false }, handle);
+    : h2
+      ? http2.createSecureServer({ ...tlsOptions, allowHTTP1: true }, handle as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+      : https.createServer(tlsOptions, handle);
+  // Connections open now, for a shutdown that cannot wait for them.
+  const sockets = new Set<TLSSocket>();
   // A connection keeps the certificate it began with (peer-identity.ts
   // reads it once): TLS 1.2 renegotiation, which could change it, is refused.
-  server.on("secureConnection", (socket: TLSSocket) => socket.disableRenegotiation());
+  server.on("secureConnection", (socket: TLSSocket) => {
+    socket.disableRenegotiation();
+    if (h2) {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+    }
+  });
   server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) => {
     invitations.set(req, invitation(res));
     handle(req, res);
   });
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 65_000;
+  // (Read by the HTTP/2 server too, for the HTTP/1.1 connections it serves.)
+  Object.assign(server, { requestTimeout: 0, keepAliveTimeout: 65_000 });
+  if (h2) server.on("session", closeWhenIdle);
   const host = options.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -144,11 +164,38 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ready = false;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
-        server.closeIdleConnections();
-        setTimeout(() => server.closeAllConnections(), 5_000).unref();
+        if (h2) {
+          // close() has closed the idle HTTP/1.1 connections and asked each
+          // HTTP/2 session to close (GOAWAY: no new streams) once its
+          // streams end; those that have not by then are cut off.
+          setTimeout(() => sockets.forEach((socket) => socket.destroy()), 5_000).unref();
+          return;
+        }
+        const h1 = server as http.Server;
+        h1.closeIdleConnections();
+        setTimeout(() => h1.closeAllConnections(), 5_000).unref();
       });
     },
   };
+}
+
+// An HTTP/2 session with no stream open for as long as an idle HTTP/1.1
+// connection is kept (keepAliveTimeout above) is closed. (Its timer,
+// once fired, is armed again only by setTimeout.)
+const sessionIdleMs = 65_000;
+function closeWhenIdle(session: http2.ServerHttp2Session): void {
+  let open = 0;
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    open++;
+    stream.once("close", () => {
+      if (--open === 0 && !session.destroyed) session.setTimeout(sessionIdleMs);
+    });
+  });
+  session.setTimeout(sessionIdleMs);
+  session.on("timeout", () => {
+    if (open === 0) session.close();
+    else session.setTimeout(sessionIdleMs);
+  });
 }
 
 // The request types of the methods `routes` serves.
@@ -164,7 +211,9 @@ const connectContentType = /^application\/(json|proto|connect\+(json|proto)|grpc
 // says what to send instead (curl -d without a Content-Type, a PUT, ...).
 function refusedAtHttpLevel(req: http.IncomingMessage, res: http.ServerResponse): boolean {
   const refuse = (status: number, message: string) => {
-    res.writeHead(status, { "content-type": "application/json", connection: "close" });
+    // A body left unread leaves an HTTP/1.1 connection unusable (HTTP/2
+    // has no such header: its stream ends alone, see unread-bodies.ts).
+    res.writeHead(status, { "content-type": "application/json", ...(req.httpVersionMajor === 2 ? {} : { connection: "close" }) });
     res.end(JSON.stringify({ code: "invalid_argument", message }));
     return true;
   };

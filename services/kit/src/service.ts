@@ -59,6 +59,7 @@ export async function serveAndRegister(options: {
   extraShutdownMs?: number;
   maxBodyBytes?: number;
   httpRoutes?: (registry: RegistryClient) => ServerOptions["httpRoutes"];
+  http2?: boolean;
 }): Promise<Booted> {
   const { log, config } = options;
   installSignalHandlers((msg, fields) => log.info(msg, fields as Record<string, unknown>), shutdownDeadlineMs(options.extraShutdownMs));
@@ -77,6 +78,7 @@ export async function serveAndRegister(options: {
     maxBodiesWaitingPerCaller: config.maxBodiesWaitingPerCaller,
     maxBodyBytes: options.maxBodyBytes,
     httpRoutes: options.httpRoutes?.(registry),
+    http2: options.http2,
   });
   onShutdown("close server", () => server.close());
   const registration = await retry(() =>

@@ -6,8 +6,13 @@ import { createContextKey } from "@connectrpc/connect";
 // otherwise read and drop the whole body to keep the connection. The socket
 // stops reading once a little is buffered, sends the answer, and lingers
 // before it is destroyed, so that a client still writing its body reads the
-// answer before a reset can discard it.
+// answer before a reset can discard it. Over HTTP/2 the connection is a
+// session shared by other streams and is left alone: Node itself closes a
+// stream answered with its body unread (RST_STREAM NO_ERROR, RFC 9113 8.1),
+// and a body read in part is destroyed by its reader, which resets its
+// stream alone.
 export function closeWhenAnsweredUnread(req: http.IncomingMessage, res: http.ServerResponse, lingerMs = 2_000): void {
+  if (req.httpVersionMajor === 2) return;
   const writeHead = res.writeHead;
   res.writeHead = function (this: http.ServerResponse, ...args: unknown[]) {
     if (!req.complete) {
