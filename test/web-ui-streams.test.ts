@@ -8,17 +8,12 @@
 // web-ui.test.ts; skipped with a message without it.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { pipeline, submit, waitForRun } from "@otto/sdk";
-import { startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
-
-const chromiumPath = [process.env.OTTO_TEST_CHROMIUM, "/usr/bin/chromium"].find((path) => path && existsSync(path));
-const skip = chromiumPath
-  ? false
-  : "Chromium is not installed: `apt-get install chromium` (Debian; .ci/run does it as root) or set OTTO_TEST_CHROMIUM to a Chromium binary";
+import { noChromium, openBrowser, type TestBrowser } from "./helpers/browser.ts";
+import { startTestOtto, stepsSharedDir, type TestOtto } from "./helpers/otto.ts";
 
 // More log pages than a browser's 6 HTTP/1.1 connections to one server.
 const logPages = 8;
@@ -26,34 +21,30 @@ const logPages = 8;
 // connection never loads at all.
 const deadline = 90_000;
 
-describe("the web UI with many live pages in one browser", { skip, timeout: 600_000 }, () => {
+describe("the web UI with many live pages in one browser", { skip: noChromium, timeout: 600_000 }, () => {
   let otto: TestOtto;
-  let browser: Browser;
-  let context: BrowserContext;
+  let chrome: TestBrowser;
   let gate: string;
   let runId = "";
-  let failed = false;
 
   before(async () => {
     otto = await startTestOtto();
     gate = await stepsSharedDir(otto, "web-ui-streams");
-    browser = await chromium.launch({ executablePath: chromiumPath, args: process.getuid?.() === 0 ? ["--no-sandbox"] : [] });
-    context = await browser.newContext({ ignoreHTTPSErrors: true });
+    chrome = await openBrowser(otto, { timeoutMs: deadline });
     // Each tab signed in (the token lives in the tab's session storage).
-    await context.addInitScript((token) => sessionStorage.setItem("otto.token", token), otto.adminToken!);
+    await chrome.context.addInitScript((token) => sessionStorage.setItem("otto.token", token), otto.adminToken!);
     const hold = `echo waiting for the gate; while [ ! -f ${gate}/go ]; do sleep 0.05; done; echo through`;
     runId = (await submit(otto.client, pipeline("held").job("hold", { steps: [hold] }).build())).id;
   });
 
   after(async () => {
     if (gate) await writeFile(join(gate, "go"), "").catch(() => {});
-    await browser?.close().catch(() => {});
-    if (failed && otto) console.log(await tailOfLog(otto, 40));
+    await chrome?.close();
     await otto?.stopAndClean();
   });
 
   async function openPage(url: string): Promise<Page> {
-    const page = await context.newPage();
+    const page = await chrome.context.newPage();
     page.setDefaultTimeout(deadline);
     await page.goto(url, { timeout: deadline });
     return page;
@@ -67,7 +58,7 @@ describe("the web UI with many live pages in one browser", { skip, timeout: 600_
     );
 
   it(`follows a running job's log in ${logPages} pages, and a further page still loads the runs list`, async () => {
-    try {
+    await chrome.step("many pages", async () => {
       const pages: Page[] = [];
       for (let i = 0; i < logPages; i++) {
         const page = await openPage(`${otto.gatewayUrl}/runs/${runId}/jobs/hold`);
@@ -88,9 +79,6 @@ describe("the web UI with many live pages in one browser", { skip, timeout: 600_
       await writeFile(join(gate, "go"), "");
       for (const page of pages) await page.locator(".log .line .text").filter({ hasText: /^through$/ }).first().waitFor();
       await waitForRun(otto.client, runId);
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
+    });
   });
 });

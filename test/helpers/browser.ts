@@ -55,7 +55,8 @@ export async function openBrowser(otto: TestOtto, options: { timeoutMs?: number;
       } catch (err) {
         failed = true;
         const file = join(otto.dataDir, `failure-${name.replace(/[^a-z0-9]+/gi, "-")}.png`);
-        await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+        // The page opened last (a test may open more than the first).
+        await (context.pages().at(-1) ?? page).screenshot({ path: file, fullPage: true }).catch(() => {});
         console.log(`screenshot of the failure (${name}): ${file}`);
         throw err;
       }
