@@ -229,6 +229,26 @@ describe("the web UI in Chromium", { skip: noChromium, timeout: 300_000 }, () =>
     });
   });
 
+  it("reads the list again when its first read failed, at the stream's next message", async () => {
+    await step("list retried", async () => {
+      let refused = 0;
+      await page.route("**/otto.v1.RunService/ListRuns", async (route) => {
+        if (refused++ > 0) return route.continue();
+        await route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "a gateway hiccup" }) });
+      });
+      try {
+        await page.goto(`${otto.gatewayUrl}/?pipeline=retried`);
+        await waitForText("main .error", "a gateway hiccup");
+        const { id } = await submit(otto.client, pipeline("retried").job("quick", { steps: ["true"] }).build());
+        await page.locator(`tr[data-run-id="${id}"] .state`, { hasText: /^SUCCEEDED$/ }).waitFor();
+        assert.equal(await page.locator("main .error").count(), 0, "the error is gone once the list is read");
+        assert.ok(refused >= 2, `ListRuns was asked ${refused} times`);
+      } finally {
+        await page.unroute("**/otto.v1.RunService/ListRuns");
+      }
+    });
+  });
+
   it("downloads a job's artifact over the page's HTTPS, with the bearer header and no token in an address", async () => {
     await step("artifact", async () => {
       const words = `made by the web test ${Date.now()}`;

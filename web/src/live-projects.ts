@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
-import { watchRuns, type OttoClient, type Project, type Run, type RunState } from "@otto/sdk";
+import type { OttoClient, Project, Run, RunState } from "@otto/sdk";
+import { followRuns } from "./follow-runs.ts";
 import { isAbort } from "./session.ts";
 
 export interface ProjectRuns {
@@ -78,26 +79,14 @@ export function useLiveProjects(client: OttoClient, fail: (err: unknown) => stri
       }
     };
 
-    const follow = async () => {
-      for (let retryMs = 1_000; !signal.aborted; retryMs = Math.min(retryMs * 2, 15_000)) {
-        let listing = false;
-        try {
-          const onCursor = () => {
-            if (listing) return;
-            listing = true;
-            request("");
-          };
-          for await (const { run } of watchRuns(client, { signal, onCursor })) {
-            retryMs = 1_000;
-            if (run.project !== "" && shown.get(run.id) !== run.state) request(run.project);
-          }
-        } catch (err) {
-          if (signal.aborted || isAbort(err)) return;
-          setError(fail(err));
-        }
-        await new Promise((resolve) => setTimeout(resolve, retryMs));
-      }
-    };
+    const follow = () =>
+      followRuns(client, "", signal, {
+        start: async () => request(""),
+        changed(run) {
+          if (run.project !== "" && shown.get(run.id) !== run.state) request(run.project);
+        },
+        failed: (err) => setError(fail(err)),
+      });
     setProjects(undefined);
     void follow();
     return () => abort.abort();

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import { watchRuns, type OttoClient, type Run, type RunState } from "@otto/sdk";
+import type { OttoClient, Run, RunState } from "@otto/sdk";
+import { followRuns } from "./follow-runs.ts";
 import { millisOf } from "./format.ts";
 import { isAbort } from "./session.ts";
 
@@ -59,11 +60,9 @@ export function useLiveRuns(client: OttoClient, query: RunsQuery, fail: (err: un
         reading.delete(runId);
       }
     };
-    const follow = async () => {
-      for (let retryMs = 1_000; !signal.aborted; retryMs = Math.min(retryMs * 2, 15_000)) {
-        let listed = false;
-        const early: string[] = [];
-        const list = async () => {
+    const follow = () =>
+      followRuns(client, query.pipeline, signal, {
+        async start() {
           const answer = await client.runs.listRuns({ pageSize, pipeline: query.pipeline, state: query.state }, { signal });
           if (signal.aborted) return;
           shown.clear();
@@ -71,27 +70,12 @@ export function useLiveRuns(client: OttoClient, query: RunsQuery, fail: (err: un
           setRuns((list) => newestPage(answer.runs, list ?? [], matches));
           setNext(answer.nextPageToken);
           setError("");
-          listed = true;
-          for (const runId of early.splice(0)) void read(runId);
-        };
-        let listing: Promise<void> | undefined;
-        try {
-          for await (const { run } of watchRuns(client, {
-            filter: { pipeline: query.pipeline },
-            signal,
-            onCursor: () => void (listing ??= list().catch((err) => void (!signal.aborted && !isAbort(err) && setError(fail(err))))),
-          })) {
-            retryMs = 1_000;
-            if (!listed) early.push(run.id);
-            else if (shown.get(run.id) !== run.state) void read(run.id);
-          }
-        } catch (err) {
-          if (signal.aborted || isAbort(err)) return;
-          setError(fail(err));
-        }
-        await new Promise((resolve) => setTimeout(resolve, retryMs));
-      }
-    };
+        },
+        changed(run) {
+          if (shown.get(run.id) !== run.state) void read(run.id);
+        },
+        failed: (err) => setError(fail(err)),
+      });
     setRuns(undefined);
     void follow();
     return () => abort.abort();
