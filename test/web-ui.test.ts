@@ -229,6 +229,25 @@ describe("the web UI in Chromium", { skip: noChromium, timeout: 300_000 }, () =>
     });
   });
 
+  it("keeps the token when Otto cannot be asked what it may do, and tries again on request", async () => {
+    await step("whoami unavailable", async () => {
+      let refused = 0;
+      await page.route("**/otto.v1.AccountService/WhoAmI", async (route) => {
+        if (refused++ > 0) return route.continue();
+        await route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "Otto is restarting" }) });
+      });
+      try {
+        await page.goto(`${otto.gatewayUrl}/`);
+        await waitForText("main .error", "Otto is restarting");
+        assert.equal(await page.evaluate(() => sessionStorage.getItem("otto.token")), otto.adminToken);
+        await page.getByRole("button", { name: "Try again" }).click();
+        await page.getByRole("heading", { name: "Runs" }).waitFor();
+      } finally {
+        await page.unroute("**/otto.v1.AccountService/WhoAmI");
+      }
+    });
+  });
+
   it("reads the list again when its first read failed, at the stream's next message", async () => {
     await step("list retried", async () => {
       let refused = 0;

@@ -17,17 +17,25 @@ export function App() {
   const [held, setHeld] = useState<readonly string[] | undefined>(undefined);
   const [notice, setNotice] = useState("");
   const route = useRoute();
+  // Why WhoAmI could not be asked (Otto unreachable, say): the token is kept.
+  const [unasked, setUnasked] = useState("");
+  const [asking, setAsking] = useState(0);
   const client = useMemo(() => (token ? clientFor(token) : undefined), [token]);
   useEffect(() => {
     if (!client) return;
     let alive = true;
     setHeld(undefined);
+    setUnasked("");
     client.account.whoAmI({}).then(
       (answer) => alive && setHeld(answer.token?.scopes ?? []),
-      (err) => alive && signOut(messageOf(err)),
+      (err) => {
+        if (!alive) return;
+        if (isUnauthenticated(err)) signOut(messageOf(err));
+        else setUnasked(messageOf(err));
+      },
     );
     return () => void (alive = false);
-  }, [client]);
+  }, [client, asking]);
   const session = useMemo<Session | undefined>(() => {
     if (!client || !held) return undefined;
     return {
@@ -60,7 +68,19 @@ export function App() {
       />
     );
   }
-  if (!session) return <p class="loading">Loading…</p>;
+  if (!session) {
+    if (!unasked) return <p class="loading">Loading…</p>;
+    return (
+      <main>
+        <p class="error" role="alert">
+          {unasked}
+        </p>
+        <button type="button" class="try-again" onClick={() => setAsking((n) => n + 1)}>
+          Try again
+        </button>
+      </main>
+    );
+  }
   return (
     <SessionContext.Provider value={session}>
       <nav class="top">
