@@ -1,5 +1,5 @@
 // How times, durations and states read on the page.
-import { RunState, runStateName } from "@otto/sdk";
+import { RunState, runStateName, type RunSource } from "@otto/sdk";
 
 interface TimestampLike {
   seconds: bigint;
@@ -45,3 +45,13 @@ export const shownStates: RunState[] = [
   RunState.CANCELED,
   RunState.SKIPPED,
 ];
+
+// What a run of a forge's was made from, as a list shows it: the branch,
+// the tag, or the pull request's number.
+export function refOf(source: RunSource | undefined): string {
+  return source?.branch || source?.tag || (source?.pullRequest ? `#${source.pullRequest.number}` : "");
+}
+
+export function shortSha(source: RunSource | undefined): string {
+  return source?.sha ? source.sha.slice(0, 7) : "";
+}

@@ -1,6 +1,6 @@
 import { useRef, useState } from "preact/hooks";
 import type { Project, Run } from "@otto/sdk";
-import { formatTime, stateClass, stateName } from "./format.ts";
+import { formatTime, refOf, shortSha, stateClass, stateName } from "./format.ts";
 import { Link } from "./link.tsx";
 import { lastRuns, useLiveProjects } from "./live-projects.ts";
 import { runPath } from "./route.ts";
@@ -85,7 +85,6 @@ function ProjectCard({ project, runs }: { project: Project; runs: Run[] }) {
 
 function ProjectRunRow({ run }: { run: Run }) {
   const source = run.source;
-  const branch = source?.branch || source?.tag || (source?.pullRequest ? `#${source.pullRequest.number}` : "");
   return (
     <tr class="run-row" data-run-id={run.id}>
       <td>
@@ -96,9 +95,9 @@ function ProjectRunRow({ run }: { run: Run }) {
           {source?.number ? `#${source.number} ${run.name}` : run.name || run.id}
         </Link>
       </td>
-      <td>{branch}</td>
+      <td>{refOf(source)}</td>
       <td class="sha" title={source?.sha ?? ""}>
-        {source?.sha ? source.sha.slice(0, 7) : ""}
+        {shortSha(source)}
       </td>
       <td>{formatTime(run.startedAt ?? run.createdAt)}</td>
     </tr>

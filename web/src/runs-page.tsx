@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { isFinal, RunState, type OttoClient, type Run } from "@otto/sdk";
-import { formatDuration, formatTime, shownStates, stateClass, stateName } from "./format.ts";
+import { formatDuration, formatTime, refOf, shortSha, shownStates, stateClass, stateName } from "./format.ts";
 import { Link } from "./link.tsx";
 import { useLiveRuns } from "./live-runs.ts";
 import { navigate, runPath } from "./route.ts";
@@ -104,7 +104,6 @@ function usePipelineNames(client: OttoClient, current: string): string[] {
 
 function RunRow({ run }: { run: Run }) {
   const source = run.source;
-  const branch = source?.branch || source?.tag || (source?.pullRequest ? `#${source.pullRequest.number}` : "");
   return (
     <tr class="run-row" data-run-id={run.id}>
       <td>
@@ -117,9 +116,9 @@ function RunRow({ run }: { run: Run }) {
         {run.rerunOf && <span class="tag">rerun</span>}
       </td>
       <td>{source?.project ?? ""}</td>
-      <td>{branch}</td>
+      <td>{refOf(source)}</td>
       <td class="sha" title={source?.sha ?? ""}>
-        {source?.sha ? source.sha.slice(0, 7) : ""}
+        {shortSha(source)}
       </td>
       <td>{formatTime(run.startedAt ?? run.createdAt)}</td>
       <td>{run.state === RunState.QUEUED ? "" : formatDuration(run.startedAt, run.finishedAt)}</td>
