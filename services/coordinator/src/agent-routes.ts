@@ -6,8 +6,7 @@ import type { PgBoss } from "pg-boss";
 import { contextFromTraceParent, traceParentOf, tracer } from "@otto/kit/telemetry";
 import { AgentService, TaskSchema, type StepReport, type Task } from "@otto/gen/v1/agent_service_pb";
 import { PipelineJobSchema } from "@otto/gen/v1/pipeline_pb";
-import { inTransaction, type Pool, type PoolClient } from "@otto/kit/db";
-import { repeatable } from "@otto/kit/retryable";
+import { inTransaction, type Pool } from "@otto/kit/db";
 import type { Notifier } from "@otto/kit/notifier";
 import { ClaimWaiters, type WakeUp } from "./claim-waiters.ts";
 import { anythingToClaim, claimTask, type ClaimedTask } from "./engine/claim-task.ts";
@@ -71,12 +70,6 @@ export function agentServiceImpl(
   };
   const waiters = new ConcurrencyLimit("AcquireTask long polls", maxWaiters);
   const claimWaiters = new ClaimWaiters(notifier);
-  // What an agent reports about its attempt may be written twice (steps only
-  // move forward; an attempt ends once, and asked again answers that it is
-  // no longer current), so a transaction whose connection Postgres cut off,
-  // even with its COMMIT on the way, is answered unavailable, which the
-  // agent tries again, rather than internal, which would fail its job.
-  const taskTransaction = <T>(work: (client: PoolClient) => Promise<T>) => repeatable(() => inTransaction(pool, work));
   return {
     acquireTask: (req, ctx) => waiters.run(async () => {
       requireSelf(ctx, req.agentId);
@@ -131,21 +124,21 @@ export function agentServiceImpl(
     }),
     async heartbeatTask(req, ctx) {
       requireSelf(ctx, req.agentId);
-      return repeatable(() => heartbeatTask(pool, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId }, taskLeaseMs));
+      return heartbeatTask(pool, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId }, taskLeaseMs);
     },
     async reportSteps(req, ctx) {
       const reports = stepChanges(req.steps);
-      return taskTransaction((client) => reportSteps(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) }, reports));
+      return inTransaction(pool, (client) => reportSteps(client, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) }, reports));
     },
     async handBackTask(req, ctx) {
       requireSelf(ctx, req.agentId);
-      await taskTransaction((client) => handBackTask(client, boss, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId }));
+      await inTransaction(pool, (client) => handBackTask(client, boss, { taskId: req.taskId, attempt: req.attempt, agentId: req.agentId }));
       return {};
     },
     async completeTask(req, ctx) {
       const reports = stepChanges(req.steps);
       const outcome = { state: req.state, message: req.message, steps: reports };
-      await taskTransaction((client) => completeTask(client, boss, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) }, outcome));
+      await inTransaction(pool, (client) => completeTask(client, boss, { taskId: req.taskId, attempt: req.attempt, caller: callingAgent(ctx) }, outcome));
       return {};
     },
   };

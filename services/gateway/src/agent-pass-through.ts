@@ -6,6 +6,7 @@ import { LogStoreService } from "@otto/gen/v1/log_store_service_pb";
 import { RegistryService } from "@otto/gen/v1/registry_service_pb";
 import type { Access, AccessRules } from "@otto/kit/authorize";
 import type { ServiceCaller } from "@otto/kit/service-caller";
+import { mayRepeat } from "@otto/kit/repeatable-methods";
 
 // What an agent calls, served at the public endpoint so that an agent needs
 // nothing else: each call is passed on as it came (with the agent's
@@ -25,25 +26,6 @@ const passedOn: Array<{ descriptor: DescService; to: string; access: Record<stri
   },
 ];
 
-// Calls that may be made twice without harm (fenced by attempt or by
-// sequence number): one that an instance does not answer in time goes on to
-// another within the caller's deadline, as if the agent had called the
-// instances itself. The rest (AcquireTask, JoinAgent) are passed on once.
-const repeatable = new Set([
-  "otto.v1.AgentService.HeartbeatTask",
-  "otto.v1.AgentService.ReportSteps",
-  "otto.v1.AgentService.CompleteTask",
-  "otto.v1.AgentService.HandBackTask",
-  "otto.v1.LogStoreService.AppendLog",
-  "otto.v1.LogStoreService.CloseLog",
-  "otto.v1.ArtifactStoreService.CreateArtifactUpload",
-  "otto.v1.ArtifactStoreService.CompleteArtifactUpload",
-  "otto.v1.ArtifactStoreService.ListNeededArtifacts",
-  "otto.v1.RegistryService.Register",
-  "otto.v1.RegistryService.Renew",
-  "otto.v1.RegistryService.Deregister",
-]);
-
 export const agentAccess: AccessRules = Object.fromEntries(passedOn.map(({ descriptor, access }) => [descriptor.typeName, access]));
 
 type Forward = (request: unknown, options: object) => Promise<unknown>;
@@ -54,7 +36,11 @@ export function agentPassThrough(peers: ServiceCaller): (router: ConnectRouter) 
       const methods: Record<string, (request: unknown, context: HandlerContext) => Promise<unknown>> = {};
       for (const method of descriptor.methods) {
         if (!("*" in access) && !(method.name in access)) continue;
-        const idempotent = repeatable.has(`${descriptor.typeName}.${method.name}`);
+        // A call that may be made twice (the rest, AcquireTask and JoinAgent,
+        // are passed on once) that an instance does not answer in time goes
+        // on to another within the caller's deadline, as if the agent had
+        // called the instances itself.
+        const idempotent = mayRepeat(method);
         methods[method.localName] = (request, context) => {
           const deadline = Date.now() + (context.timeoutMs() ?? defaultTimeoutMs);
           return peers.call(

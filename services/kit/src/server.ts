@@ -20,7 +20,8 @@ import { BodyGate, bodyDecoded, remoteAddressKey } from "./admit-before-body.ts"
 import { BodiesInFlight } from "./bodies-in-flight.ts";
 import { endStreamsOnRevocation } from "./end-streams-on-revocation.ts";
 import { closeWhenAnsweredUnread, invitation, inviteBodyKey } from "./unread-bodies.ts";
-import { isRetryable } from "./retryable.ts";
+import { isConnectionLoss, isRetryable } from "./retryable.ts";
+import { mayRepeat } from "./repeatable-methods.ts";
 
 export interface ServerOptions {
   routes: (router: ConnectRouter) => void;
@@ -292,15 +293,18 @@ function hideUnexpectedErrors(log: Logger): Interceptor {
     try {
       return await next(req);
     } catch (err) {
-      throw publicError(err, req.method.name, log);
+      throw publicError(err, req.method.name, log, mayRepeat(req.method));
     }
   };
 }
 
-export function publicError(err: unknown, method: string, log: Logger): ConnectError {
+// A method that may be called again whatever became of this call
+// (repeatable-methods.ts) is unavailable, too, when it lost the database's
+// connection midway, even with a COMMIT on the way.
+export function publicError(err: unknown, method: string, log: Logger, repeatable = false): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof Error && err.name === "AbortError") return new ConnectError("request aborted", Code.Canceled);
-  if (isRetryable(err)) {
+  if (isRetryable(err) || (repeatable && isConnectionLoss(err))) {
     log.warn("a dependency could not be reached; answered unavailable", { method, err });
     return new ConnectError("temporarily unavailable: a service this one depends on could not be reached; try again", Code.Unavailable);
   }
