@@ -1,6 +1,7 @@
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { ottoClientsOver, withToken, withTraceContext, type OttoClient } from "./clients.ts";
+import { retryUnavailable } from "./retry-unavailable.ts";
+import { defaultRetryForMs, ottoClientsOver, withToken, withTraceContext, type OttoClient } from "./clients.ts";
 
 export type { OttoClient } from "./clients.ts";
 
@@ -11,6 +12,9 @@ export interface BrowserClientOptions {
   token?: string;
   // Default deadline of unary calls; streams have none.
   timeoutMs?: number;
+  // How long a call that may be made again is retried while Otto answers
+  // unavailable (retry-unavailable.ts); 0: never. Default 10 s.
+  retryForMs?: number;
   transport?: Transport;
 }
 
@@ -21,7 +25,7 @@ export function createOttoClient(options: BrowserClientOptions = {}): OttoClient
       createConnectTransport({
         baseUrl: options.baseUrl ?? globalThis.location.origin,
         defaultTimeoutMs: options.timeoutMs ?? 30_000,
-        interceptors: [withToken(options.token), withTraceContext],
+        interceptors: [withToken(options.token), withTraceContext, retryUnavailable(options.retryForMs ?? defaultRetryForMs)],
       }),
   );
 }

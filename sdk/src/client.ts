@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { defaultGatewayUrl, ottoClientsOver, withToken, withTraceContext, type OttoClient } from "./clients.ts";
+import { retryUnavailable } from "./retry-unavailable.ts";
+import { defaultGatewayUrl, defaultRetryForMs, ottoClientsOver, withToken, withTraceContext, type OttoClient } from "./clients.ts";
 
 export { defaultGatewayUrl, type OttoClient } from "./clients.ts";
 
@@ -16,6 +17,9 @@ export interface OttoClientOptions {
   caFile?: string;
   // Default deadline of unary calls; streams have none.
   timeoutMs?: number;
+  // How long a call that may be made again is retried while Otto answers
+  // unavailable (retry-unavailable.ts); 0: never. Default 10 s.
+  retryForMs?: number;
   transport?: Transport;
 }
 
@@ -34,7 +38,7 @@ function createOttoTransport(options: OttoClientOptions): Transport {
     baseUrl,
     httpVersion: "1.1",
     defaultTimeoutMs: options.timeoutMs ?? 30_000,
-    interceptors: [withToken(token), withTraceContext],
+    interceptors: [withToken(token), withTraceContext, retryUnavailable(options.retryForMs ?? defaultRetryForMs)],
     nodeOptions: ca && baseUrl.startsWith("https:") ? { ca: typeof ca === "string" ? ca : Buffer.from(ca) } : undefined,
   });
 }

@@ -8,6 +8,7 @@ import { ProjectService } from "@otto/gen/v1/project_service_pb";
 import { RunService } from "@otto/gen/v1/run_service_pb";
 
 export const defaultGatewayUrl = "https://127.0.0.1:7670";
+export const defaultRetryForMs = 10_000;
 
 export interface OttoClient {
   runs: Client<typeof RunService>;

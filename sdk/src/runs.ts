@@ -4,13 +4,17 @@ import type { OttoClient } from "./clients.ts";
 
 export { finalStates, isFinal } from "@otto/contracts/run-state";
 
-// Submits a pipeline given as file text or as IR (from the builder).
-export async function submit(client: OttoClient, pipeline: string | Pipeline, fileName = ""): Promise<Run> {
+// Submits a pipeline given as file text or as IR (from the builder). It
+// names a request id (a new one unless given), so that it may be sent again
+// (by the client, while Otto answers unavailable, or by the caller with the
+// same id) without storing a second run.
+export async function submit(client: OttoClient, pipeline: string | Pipeline, fileName = "", options: { requestId?: string } = {}): Promise<Run> {
   const source =
     typeof pipeline === "string"
       ? ({ case: "pipelineYaml", value: pipeline } as const)
       : ({ case: "pipeline", value: pipeline } as const);
-  const { run } = await client.runs.submitRun({ source, fileName });
+  const requestId = options.requestId ?? globalThis.crypto.randomUUID();
+  const { run } = await client.runs.submitRun({ source, fileName, requestId });
   return run!;
 }
 

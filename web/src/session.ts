@@ -19,7 +19,8 @@ export function forgetToken(): void {
 }
 
 export function clientFor(token: string): OttoClient {
-  return createOttoClient({ token });
+  // The page shows, and recovers from, an Otto it cannot reach itself.
+  return createOttoClient({ token, retryForMs: 0 });
 }
 
 // Otto's own words for what went wrong.

@@ -5,7 +5,6 @@ import type { Run } from "@otto/gen/v1/run_pb";
 import { JobWaitsSchema, RunService, type JobWaits, type RunsFilter } from "@otto/gen/v1/run_service_pb";
 import { draining } from "@otto/kit/shutdown";
 import { inTransaction, type Pool } from "@otto/kit/db";
-import { repeatable } from "@otto/kit/retryable";
 import type { Notifier } from "@otto/kit/notifier";
 import { cancelRun } from "./engine/cancel-run.ts";
 import { rerunRun } from "./engine/rerun-run.ts";
@@ -52,9 +51,7 @@ export function runServiceImpl(
       const pipeline = req.source.value;
       assertValidPipeline(pipeline);
       await secrets.requireExisting(pipeline.jobs.flatMap((job) => job.secrets));
-      // Sent again with its request id, a submission stores no second run.
-      const submitted = () => submitRun(pool, pipeline, limits.maxActiveRuns, req.requestId);
-      const { runId, created } = await (req.requestId ? repeatable(submitted) : submitted());
+      const { runId, created } = await submitRun(pool, pipeline, limits.maxActiveRuns, req.requestId);
       return { run: created ?? (await loadRun(pool, runId)) };
     },
     async getRun(req) {

@@ -6,7 +6,7 @@ import { LogStoreService } from "@otto/gen/v1/log_store_service_pb";
 import { RegistryService } from "@otto/gen/v1/registry_service_pb";
 import type { Access, AccessRules } from "@otto/kit/authorize";
 import type { ServiceCaller } from "@otto/kit/service-caller";
-import { mayRepeat } from "@otto/kit/repeatable-methods";
+import { mayRepeat } from "@otto/contracts/repeatable-methods";
 
 // What an agent calls, served at the public endpoint so that an agent needs
 // nothing else: each call is passed on as it came (with the agent's

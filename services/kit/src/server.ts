@@ -21,7 +21,7 @@ import { BodiesInFlight } from "./bodies-in-flight.ts";
 import { endStreamsOnRevocation } from "./end-streams-on-revocation.ts";
 import { closeWhenAnsweredUnread, invitation, inviteBodyKey } from "./unread-bodies.ts";
 import { isConnectionLoss, isRetryable } from "./retryable.ts";
-import { mayRepeat } from "./repeatable-methods.ts";
+import { mayRepeat } from "@otto/contracts/repeatable-methods";
 
 export interface ServerOptions {
   routes: (router: ConnectRouter) => void;
@@ -293,13 +293,13 @@ function hideUnexpectedErrors(log: Logger): Interceptor {
     try {
       return await next(req);
     } catch (err) {
-      throw publicError(err, req.method.name, log, mayRepeat(req.method));
+      throw publicError(err, req.method.name, log, mayRepeat(req.method, req.stream ? undefined : req.message));
     }
   };
 }
 
-// A method that may be called again whatever became of this call
-// (repeatable-methods.ts) is unavailable, too, when it lost the database's
+// A call that may be made again whatever became of it (@otto/contracts'
+// repeatable-methods.ts) is unavailable, too, when it lost the database's
 // connection midway, even with a COMMIT on the way.
 export function publicError(err: unknown, method: string, log: Logger, repeatable = false): ConnectError {
   if (err instanceof ConnectError) return err;

@@ -19,8 +19,14 @@ const fencedMethods = new Set([
   "otto.v1.RegistryService.Deregister",
 ]);
 
-// Whether a call of `method` may be made again whatever became of the first:
-// its proto declares it free of side effects or idempotent, or it is fenced.
-export function mayRepeat(method: DescMethod): boolean {
-  return method.idempotency !== MethodOptions_IdempotencyLevel.IDEMPOTENCY_UNKNOWN || fencedMethods.has(`${method.parent.typeName}.${method.name}`);
+// Whether a call may be made again whatever became of the first (it was
+// answered unavailable, or its answer was lost): its method's proto declares
+// it free of side effects or idempotent, the method is fenced, or it is a
+// SubmitRun that names its request_id (one request id stores one run). Pass
+// the request to know of the last; without it, only the method counts.
+export function mayRepeat(method: DescMethod, request?: unknown): boolean {
+  if (method.idempotency !== MethodOptions_IdempotencyLevel.IDEMPOTENCY_UNKNOWN) return true;
+  const name = `${method.parent.typeName}.${method.name}`;
+  if (fencedMethods.has(name)) return true;
+  return name === "otto.v1.RunService.SubmitRun" && typeof (request as { requestId?: unknown } | undefined)?.requestId === "string" && (request as { requestId: string }).requestId !== "";
 }

@@ -1,0 +1,34 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { mayRepeat } from "@otto/contracts/repeatable-methods";
+
+// A unary call that may be made again (a read, or a SubmitRun with its
+// request id) and was answered unavailable (the gateway restarting, or
+// something behind it out of reach) is made again after a pause that grows
+// from 100 ms to 2 s, for up to `retryForMs` and within its deadline.
+// Anything else, and every stream, is the caller's to handle.
+export function retryUnavailable(retryForMs: number): Interceptor {
+  return (next) => async (req) => {
+    if (req.stream || retryForMs <= 0 || !mayRepeat(req.method, req.message)) return next(req);
+    const giveUpAt = Date.now() + retryForMs;
+    for (let pause = 100; ; pause = Math.min(pause * 2, 2_000)) {
+      try {
+        return await next(req);
+      } catch (err) {
+        if (ConnectError.from(err).code !== Code.Unavailable || req.signal.aborted || Date.now() + pause > giveUpAt) throw err;
+        await pauseFor(pause, req.signal);
+      }
+    }
+  };
+}
+
+function pauseFor(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
