@@ -5,6 +5,7 @@
 // then through a real Otto, for artifacts real jobs stored.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -274,6 +275,8 @@ describe("artifact downloads through a real Otto", () => {
     assert.equal(latest.headers["content-disposition"], "attachment; filename*=UTF-8''app.tar.gz");
     assert.equal(latest.headers["cache-control"], "no-store");
     assert.equal(latest.headers["x-content-type-options"], "nosniff");
+    const digest = createHash("sha256").update(latest.body).digest("base64");
+    assert.equal(latest.headers["repr-digest"], `sha-256=:${digest}:`, "the digest of the bytes its job uploaded");
 
     const first = await download(`/artifacts/${runId}/build/dist/app.tar.gz?attempt=1`);
     assert.equal(first.status, 200);

@@ -4,10 +4,11 @@
 // what failed gives a job the artifacts of the reused job's earlier run.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { RunState, submitAndWait, waitForRun, type Run } from "@otto/sdk";
+import * as Minio from "minio";
+import { RunState, submit, submitAndWait, waitForRun, type Run } from "@otto/sdk";
 import { runCli } from "./helpers/cli.ts";
 import { postJson, request, startTestOtto, stepsSharedDir, tailOfLog, waitFor, type TestOtto } from "./helpers/otto.ts";
 
@@ -58,6 +59,44 @@ jobs:
     assert.match(log, /otto \| artifacts from build: 2 files, 3\.9 kB\n/);
     assert.ok(log.indexOf("artifacts from build") < log.indexOf("$ test"), "before the first step");
     assert.doesNotMatch(await logOf(run.id, "blind"), /artifacts from/);
+  });
+
+  it("records each artifact's SHA-256, and fails a job whose need's artifact was changed in storage", async () => {
+    const run = await submit(
+      otto.client,
+      `name: changed in storage
+jobs:
+  build:
+    artifacts: [out.txt]
+    steps: [{run: 'echo "as built" > out.txt'}]
+  test:
+    needs: [build]
+    approval: true
+    steps: [{run: 'cat out.txt'}]
+`,
+    );
+    await waitFor("test to wait for approval", async () => job((await otto.client.runs.getRun({ runId: run.id })).run!, "test").state === RunState.WAITING);
+    const { artifacts } = await otto.client.artifacts.listArtifacts({ runId: run.id, job: "build" });
+    assert.equal(artifacts.length, 1);
+    assert.equal(artifacts[0].sha256, createHash("sha256").update("as built\n").digest("hex"), "the SHA-256 of the bytes uploaded");
+
+    // Storage's copy changes behind Otto's back (same length, other bytes).
+    const s3 = new URL(urlOf("s3"));
+    const keys = JSON.parse(await readFile(join(otto.dataDir, "s3.credentials"), "utf8"));
+    const store = new Minio.Client({ endPoint: s3.hostname, port: Number(s3.port), useSSL: false, accessKey: keys.accessKey, secretKey: keys.secretKey });
+    const { url } = await otto.client.artifacts.getArtifactUrl({ runId: run.id, job: "build", name: "out.txt" });
+    const key = decodeURIComponent(new URL(url).pathname).replace(/^\/otto\//, "");
+    await store.putObject("otto", key, Buffer.from("as bUilt\n"));
+    const cli = { OTTO_URL: otto.gatewayUrl, OTTO_CA_FILE: otto.caFile!, OTTO_TOKEN_FILE: otto.adminTokenFile! };
+    const fetched = await runCli(["artifact", run.id, "build", "out.txt"], cli);
+    assert.equal(fetched.code, 2, "the command fails, though the bytes are out");
+    assert.match(fetched.stderr, /^otto: artifact out\.txt is not what its job uploaded: its SHA-256 is [0-9a-f]{64}, its upload's was [0-9a-f]{64}$/m);
+
+    await otto.client.runs.approveJob({ runId: run.id, job: "test" });
+    const final = await waitForRun(otto.client, run.id);
+    assert.equal(job(final, "test").state, RunState.FAILED);
+    assert.match(job(final, "test").message, /^artifact out\.txt of build is not what its job uploaded: its SHA-256 is [0-9a-f]{64}, its upload's was [0-9a-f]{64}; the stored object was changed or damaged$/);
+    assert.doesNotMatch(await logOf(run.id, "test"), /\$ cat out\.txt/, "no step ran");
   });
 
   it("lets a task token fetch only the artifacts of the jobs its task needs", async () => {

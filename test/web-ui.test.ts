@@ -292,6 +292,20 @@ describe("the web UI in Chromium", { skip: noChromium, timeout: 300_000 }, () =>
         assert.equal(fetched.length, 1, addresses.join("\n"));
         assert.ok(fetched[0].startsWith(`${otto.gatewayUrl}/artifacts/${id}/make/dist/app.txt`), fetched[0]);
         assert.ok(addresses.every((address) => !address.includes(otto.adminToken!)), "no token in an address");
+
+        // Bytes other than those the job uploaded are not saved.
+        let downloads = 0;
+        const counted = () => void downloads++;
+        page.on("download", counted);
+        await page.route("**/artifacts/**", (route) => route.fulfill({ status: 200, contentType: "application/octet-stream", body: `not ${words}\n` }));
+        try {
+          await button.click();
+          await page.getByRole("alert").filter({ hasText: "dist/app.txt is not what its job uploaded (its SHA-256 differs); not saved" }).waitFor();
+          assert.equal(downloads, 0);
+        } finally {
+          await page.unroute("**/artifacts/**");
+          page.off("download", counted);
+        }
       } finally {
         page.off("request", seen);
       }

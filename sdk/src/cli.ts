@@ -1,5 +1,6 @@
 #!/usr/bin/env -S node --disable-warning=ExperimentalWarning
 // otto: the command line for Otto, built on the SDK.
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
@@ -217,8 +218,13 @@ export async function main(argv: string[]): Promise<number> {
     }
     case "artifact": {
       need(3);
-      const { url } = await client.artifacts.getArtifactUrl({ runId: rest[0], job: rest[1], name: rest[2] });
-      await download(url, process.stdout);
+      const { url, artifact } = await client.artifacts.getArtifactUrl({ runId: rest[0], job: rest[1], name: rest[2] });
+      const sha256 = await download(url, process.stdout);
+      // The bytes are out already; a script that goes on only on exit code 0
+      // does not use bytes other than those the job uploaded.
+      if (artifact?.sha256 && sha256 !== artifact.sha256) {
+        throw new Error(`artifact ${rest[2]} is not what its job uploaded: its SHA-256 is ${sha256}, its upload's was ${artifact.sha256}`);
+      }
       return 0;
     }
     case "token": {
@@ -463,12 +469,16 @@ async function readToken(file: string | undefined): Promise<string | undefined> 
 }
 
 // The bytes come straight from storage, through the presigned URL.
-async function download(url: string, out: NodeJS.WritableStream): Promise<void> {
+// Writes the bytes at `url` to `out`; answers their SHA-256 (hex).
+async function download(url: string, out: NodeJS.WritableStream): Promise<string> {
   const response = await fetch(url);
   if (!response.ok || !response.body) throw new Error(`storage answered HTTP ${response.status} for the artifact`);
+  const hash = createHash("sha256");
   for await (const part of response.body) {
+    hash.update(part);
     if (!out.write(part)) await new Promise((resolve) => out.once("drain", resolve));
   }
+  return hash.digest("hex");
 }
 
 async function readStdin(): Promise<string> {

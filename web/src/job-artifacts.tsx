@@ -6,7 +6,8 @@ import { useSession } from "./session-context.ts";
 // The files an attempt of a job kept, read again when the job ends. A
 // download is fetched from the gateway over this page's HTTPS with the
 // bearer header (a link could not carry it, and the token never goes in a
-// URL), then saved from memory.
+// URL), checked against the SHA-256 its upload recorded, then saved from
+// memory.
 export function JobArtifacts(props: { runId: string; job: string; attempt: number; final: boolean }) {
   const { client, fail } = useSession();
   const [artifacts, setArtifacts] = useState<Artifact[]>([]);
@@ -30,7 +31,12 @@ export function JobArtifacts(props: { runId: string; job: string; attempt: numbe
         const said = (await answer.json().catch(() => undefined)) as { error?: string } | undefined;
         throw new Error(said?.error ?? `the download failed: HTTP ${answer.status}`);
       }
-      const url = URL.createObjectURL(await answer.blob());
+      const bytes = await answer.arrayBuffer();
+      // Only a secure page has crypto.subtle (Otto without TLS saves unchecked).
+      if (artifact.sha256 && globalThis.crypto?.subtle && hex(await crypto.subtle.digest("SHA-256", bytes)) !== artifact.sha256) {
+        throw new Error(`${artifact.name} is not what its job uploaded (its SHA-256 differs); not saved`);
+      }
+      const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
       const link = document.createElement("a");
       link.href = url;
       link.download = artifact.name.split("/").at(-1) ?? artifact.name;
@@ -64,6 +70,10 @@ export function JobArtifacts(props: { runId: string; job: string; attempt: numbe
       </ul>
     </section>
   );
+}
+
+function hex(digest: ArrayBuffer): string {
+  return [...new Uint8Array(digest)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 function formatBytes(size: bigint): string {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { constants } from "node:fs";
 import { lstat, mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
@@ -67,7 +68,14 @@ async function downloadFrom(
         const problem = artifactNameProblem(name);
         if (problem) throw new ArtifactDownloadError(`artifact of ${from} refused: ${problem}`);
         const size = Number(artifact!.size);
-        await fetchInto(url, await fileFor(options.workspace, name, options.owner), size, options);
+        const sha256 = await fetchInto(url, await fileFor(options.workspace, name, options.owner), size, options);
+        // Storage sent what it holds; bytes that differ from those uploaded
+        // were changed or damaged there, and asking again would not mend them.
+        if (artifact!.sha256 && sha256 !== artifact!.sha256) {
+          throw new ArtifactDownloadError(
+            `artifact ${name} of ${from} is not what its job uploaded: its SHA-256 is ${sha256}, its upload's was ${artifact!.sha256}; the stored object was changed or damaged`,
+          );
+        }
         const earlier = cameFrom.get(name);
         if (earlier) options.log(`artifact ${name} from ${from} replaces the one from ${earlier}`);
         cameFrom.set(name, from);
@@ -92,7 +100,8 @@ async function downloadFrom(
 // What asking again (with a fresh URL) may mend.
 class StorageTrouble extends Error {}
 
-async function fetchInto(url: string, file: string, size: number, { signal, owner }: DownloadOptions): Promise<void> {
+// Answers the SHA-256 (hex) of the bytes written.
+async function fetchInto(url: string, file: string, size: number, { signal, owner }: DownloadOptions): Promise<string> {
   let response: Response;
   try {
     response = await fetch(url, { signal });
@@ -111,10 +120,12 @@ async function fetchInto(url: string, file: string, size: number, { signal, owne
   // step has run yet: nothing the job does can send these bytes elsewhere.
   const handle = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
   let written = 0;
+  const hash = createHash("sha256");
   try {
     if (owner) await handle.chown(owner.uid, owner.gid);
     for await (const chunk of response.body) {
       await handle.write(chunk);
+      hash.update(chunk);
       written += chunk.length;
     }
   } catch (err) {
@@ -124,6 +135,7 @@ async function fetchInto(url: string, file: string, size: number, { signal, owne
     await handle.close();
   }
   if (written !== size) throw new StorageTrouble(`storage sent ${written} bytes of ${size}`);
+  return hash.digest("hex");
 }
 
 // The file's place in the workspace, its directories made as needed (owned

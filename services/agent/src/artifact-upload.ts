@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import http from "node:http";
@@ -44,8 +45,8 @@ export async function uploadArtifacts(options: {
       idempotent: true,
       retryForMs: 10_000,
     });
-    await putFileRetrying(url, file, info.size);
-    const { artifact } = await peers.call("objects", ArtifactStoreService, (c) => c.completeArtifactUpload(ref, asTask), {
+    const sha256 = await putFileRetrying(url, file, info.size);
+    const { artifact } = await peers.call("objects", ArtifactStoreService, (c) => c.completeArtifactUpload({ ...ref, sha256 }, asTask), {
       idempotent: true,
       retryForMs: 10_000,
     });
@@ -58,7 +59,7 @@ export async function uploadArtifacts(options: {
 // not fail it: the PUT (of the same bytes to the same key) is tried again,
 // waiting longer each time, for as long as the presigned URL lasts (at
 // least 15 minutes).
-async function putFileRetrying(url: string, file: string, size: number): Promise<void> {
+async function putFileRetrying(url: string, file: string, size: number): Promise<string> {
   const giveUpAt = Date.now() + 10 * 60_000;
   for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 10_000)) {
     try {
@@ -72,8 +73,9 @@ async function putFileRetrying(url: string, file: string, size: number): Promise
 
 class StorageUnavailable extends Error {}
 
-// A PUT with a Content-Length, as S3 requires of presigned uploads.
-function putFile(url: string, file: string, size: number): Promise<void> {
+// A PUT with a Content-Length, as S3 requires of presigned uploads; answers
+// the SHA-256 (hex) of the bytes it sent.
+function putFile(url: string, file: string, size: number): Promise<string> {
   const target = new URL(url);
   const transport = target.protocol === "https:" ? https : http;
   return new Promise((resolve, reject) => {
@@ -81,12 +83,16 @@ function putFile(url: string, file: string, size: number): Promise<void> {
       res.resume();
       res.on("end", () => {
         const status = res.statusCode ?? 0;
-        if (status >= 200 && status < 300) resolve();
+        if (status >= 200 && status < 300) resolve(hash.digest("hex"));
         else if (status >= 500) reject(new StorageUnavailable(`storage could not take the upload: HTTP ${status}`));
         else reject(new Error(`storage refused the upload: HTTP ${status}`));
       });
     });
     req.on("error", (err) => reject(new StorageUnavailable(`storage could not be reached: ${err.message}`)));
-    createReadStream(file).on("error", reject).pipe(req);
+    const hash = createHash("sha256");
+    createReadStream(file)
+      .on("error", reject)
+      .on("data", (chunk) => hash.update(chunk))
+      .pipe(req);
   });
 }

@@ -80,9 +80,12 @@ export function artifactDownloads(options: ArtifactDownloadOptions) {
       return fail(req, res, 502, `storage answered HTTP ${upstream.statusCode} for artifact ${wanted.name}`);
     }
     const length = upstream.headers["content-length"];
+    const sha256 = found.artifact?.sha256;
     res.writeHead(200, {
       "content-type": "application/octet-stream",
       ...(length !== undefined ? { "content-length": length } : {}),
+      // RFC 9530: the digest of the bytes uploaded, for the caller to check.
+      ...(sha256 ? { "repr-digest": `sha-256=:${Buffer.from(sha256, "hex").toString("base64")}:` } : {}),
       "content-disposition": `attachment; filename*=UTF-8''${encodeFilename(baseName(found.artifact?.name || wanted.name))}`,
       "cache-control": "no-store",
       "x-content-type-options": "nosniff",

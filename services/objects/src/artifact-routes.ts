@@ -20,7 +20,7 @@ export function artifactRoutes(artifacts: ArtifactStore) {
       async completeArtifactUpload(req, ctx) {
         const writer = requireOwnTask(ctx, req.runId, req.job, req.attempt);
         requireName(req.name);
-        return { artifact: toProto(await artifacts.complete(req, writer)) };
+        return { artifact: toProto(await artifacts.complete(req, req.sha256, writer)) };
       },
       async listNeededArtifacts(req, ctx) {
         const reader = requireOwnTask(ctx, req.runId, req.job, req.attempt);

@@ -15,6 +15,7 @@ export interface ArtifactRef {
 export interface StoredArtifact extends ArtifactRef {
   size: number;
   createdAt: Date;
+  sha256: string;
 }
 
 export const maxArtifactBytes = 1024 ** 3;
@@ -71,7 +72,7 @@ export class ArtifactStore {
 
   // `writer`: the agent whose live attempt this must be (undefined: no check).
   // Checked before storage is asked, and again as the row is written.
-  async complete(artifact: ArtifactRef, writer?: string): Promise<StoredArtifact> {
+  async complete(artifact: ArtifactRef, sha256: string, writer?: string): Promise<StoredArtifact> {
     await requireLiveAttempt(this.#pool, artifact, writer);
     let size: number;
     try {
@@ -80,11 +81,11 @@ export class ArtifactStore {
       throw new ConnectError(`artifact ${artifact.name} was not uploaded; PUT it to the URL from CreateArtifactUpload first`, Code.FailedPrecondition);
     }
     const { rows } = await this.#pool.query(
-      `INSERT INTO objects.artifacts (run_id, job, attempt, name, size, object_key)
-       SELECT $1::uuid, $2::text, $3::int, $4::text, $5::bigint, $7::text WHERE ${attemptIsLive("$1", "$2", "$3", "$6")}
-       ON CONFLICT (run_id, job, attempt, name) DO UPDATE SET size = $5, object_key = $7
+      `INSERT INTO objects.artifacts (run_id, job, attempt, name, size, object_key, sha256)
+       SELECT $1::uuid, $2::text, $3::int, $4::text, $5::bigint, $7::text, $8::text WHERE ${attemptIsLive("$1", "$2", "$3", "$6")}
+       ON CONFLICT (run_id, job, attempt, name) DO UPDATE SET size = $5, object_key = $7, sha256 = $8
        RETURNING *`,
-      [artifact.runId, artifact.job, artifact.attempt, artifact.name, size, writer ?? null, keyOf(artifact)],
+      [artifact.runId, artifact.job, artifact.attempt, artifact.name, size, writer ?? null, keyOf(artifact), sha256],
     );
     if (rows.length === 0) throw attemptEnded(artifact);
     return toArtifact(rows[0]);
@@ -147,5 +148,5 @@ export class ArtifactStore {
 }
 
 function toArtifact(row: any): StoredArtifact {
-  return { runId: row.run_id, job: row.job, attempt: row.attempt, name: row.name, size: Number(row.size), createdAt: row.created_at };
+  return { runId: row.run_id, job: row.job, attempt: row.attempt, name: row.name, size: Number(row.size), createdAt: row.created_at, sha256: row.sha256 ?? "" };
 }

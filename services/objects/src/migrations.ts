@@ -94,4 +94,6 @@ export const migrations = [
    ALTER TABLE logs ADD CONSTRAINT logs_state_check CHECK (state IN ('open', 'closed', 'expired'));
    ALTER TABLE logs ADD COLUMN expired_at timestamptz;
    ALTER TABLE artifacts ADD COLUMN expired_at timestamptz;`,
+  // The SHA-256 of an artifact's bytes, as its agent uploaded them.
+  `ALTER TABLE artifacts ADD COLUMN sha256 text NOT NULL DEFAULT '';`,
 ];
