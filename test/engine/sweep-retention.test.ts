@@ -322,3 +322,22 @@ test("retention 0 keeps everything, or runs only; logs and artifacts kept as lon
   assert.deepEqual(objects.calls.map((c) => c.scope), ["logs", "run"], "no separate pass for logs and artifacts kept as long as their runs");
   assert.deepEqual(await everything(old), gone);
 });
+
+test("a sweep also deletes what a run's prefixes hold that no row names (an upload never completed), and keeps a kept run's", async () => {
+  const old = await finishedRun(100);
+  const recent = await finishedRun(10); // past its logs' retention only
+  for (const runId of [old, recent]) {
+    await store(runId);
+    await s3.store.put(artifactKey(runId, "never-completed.bin"), Buffer.from("uploaded, never completed\n"), "application/octet-stream");
+    await s3.store.put(`logs/${runId}/build/attempt-3.log.zst`, Buffer.from("no row names it"), "application/octet-stream");
+  }
+  const { side, removed } = objectsSide();
+
+  const counts = await sweep(side);
+
+  assert.equal(counts.runs, 1);
+  assert.deepEqual(await everything(old), gone);
+  assert.deepEqual((await everything(recent)).keys, [artifactKey(recent, "never-completed.bin"), artifactKey(recent, "app.txt")].sort(), "its artifacts are kept, its logs are not");
+  assert.ok(removed.includes(artifactKey(old, "never-completed.bin")) && removed.includes(`logs/${recent}/build/attempt-3.log.zst`));
+  assert.equal(new Set(removed).size, removed.length, "each object deleted once");
+});

@@ -10,7 +10,7 @@ import { ObjectStore } from "@otto/objects/object-store";
 export interface DevS3 {
   store: ObjectStore;
   // A store that deletes through this one and records every key it deleted.
-  recordingRemovals(): { store: Pick<ObjectStore, "removeMany">; removed: string[] };
+  recordingRemovals(): { store: Pick<ObjectStore, "removeMany" | "keysUnder">; removed: string[] };
   // Every key in the bucket under `prefix`, sorted.
   keys(prefix?: string): Promise<string[]>;
   stop(): Promise<void>;
@@ -50,7 +50,7 @@ export async function startDevS3(): Promise<DevS3> {
         removed.push(...keys);
         await store.removeMany(keys);
       };
-      return { store: { removeMany }, removed };
+      return { store: { removeMany, keysUnder: (prefix: string) => store.keysUnder(prefix) }, removed };
     },
     async keys(prefix = "") {
       const found: string[] = [];

@@ -32,7 +32,13 @@ export const uploadUrlLifetimeSeconds = 2 * 60;
 // MinIO on a file system) can fit in one file name with its own suffixes;
 // any store holds 64 hex digits. The name is kept in objects.artifacts, with
 // the key (artifacts stored before keys were hashed keep theirs).
-const keyOf = (a: ArtifactRef) => `artifacts/${a.runId}/${jobKey(a.job)}/attempt-${a.attempt}/${createHash("sha256").update(a.name).digest("hex")}`;
+const keyOf = (a: ArtifactRef) => `${artifactsPrefixOf(a.runId)}${jobKey(a.job)}/attempt-${a.attempt}/${createHash("sha256").update(a.name).digest("hex")}`;
+
+// Where every artifact object of a run is (keys from before they were
+// hashed too), also one whose upload never completed and has no row.
+export function artifactsPrefixOf(runId: string): string {
+  return `artifacts/${runId}/`;
+}
 
 // Artifacts: bytes in object storage under their attempt's prefix, moved by
 // presigned URLs; a row per artifact once its upload is complete.

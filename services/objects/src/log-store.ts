@@ -17,7 +17,12 @@ export interface LogRef {
 }
 
 export function logKey({ runId, job, attempt }: LogRef): string {
-  return `logs/${runId}/${jobKey(job)}/attempt-${attempt}.log.zst`;
+  return `${logsPrefixOf(runId)}${jobKey(job)}/attempt-${attempt}.log.zst`;
+}
+
+// Where every log object of a run is.
+export function logsPrefixOf(runId: string): string {
+  return `logs/${runId}/`;
 }
 
 export function notice({ runId, job, attempt }: LogRef): string {

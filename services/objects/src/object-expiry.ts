@@ -1,13 +1,18 @@
 import type { Pool } from "@otto/kit/db";
 import type { ExpiryScope, Expired } from "@otto/kit/expiry-scope";
 import type { ObjectStore } from "./object-store.ts";
+import { artifactsPrefixOf } from "./artifact-store.ts";
+import { logsPrefixOf } from "./log-store.ts";
 
 // Deletes what retention expired of finished runs (the coordinator decides
 // which): first the objects in storage, then the rows, so that a crash in
 // between leaves rows that still name the objects, and the next sweep
 // deletes them again (deleting an absent object is no error). Done twice,
-// it deletes nothing twice.
-export async function expireObjects(pool: Pool, store: Pick<ObjectStore, "removeMany">, runIds: string[], scope: ExpiryScope): Promise<Expired> {
+// it deletes nothing twice. Besides the objects its rows name, a run's
+// prefixes in storage are listed, so that an object no row names (an
+// artifact whose upload never completed, a log archive whose row was not
+// updated) goes too.
+export async function expireObjects(pool: Pool, store: Pick<ObjectStore, "removeMany" | "keysUnder">, runIds: string[], scope: ExpiryScope): Promise<Expired> {
   const { rows } = await pool.query<{ run_id: string; object_key: string; busy: boolean }>(
     `SELECT run_id, object_key, state = 'open' OR archive_due IS NOT NULL AS busy
      FROM objects.logs WHERE $2 AND run_id = ANY($1::uuid[]) AND state <> 'expired'
@@ -17,11 +22,20 @@ export async function expireObjects(pool: Pool, store: Pick<ObjectStore, "remove
   );
   const deferred = new Set(rows.filter((row) => row.busy).map((row) => row.run_id));
   const done = runIds.filter((id) => !deferred.has(id));
-  const keys = rows.filter((row) => !deferred.has(row.run_id) && row.object_key !== "").map((row) => row.object_key);
-  await store.removeMany(keys);
+  const keys = new Set(rows.filter((row) => !deferred.has(row.run_id) && row.object_key !== "").map((row) => row.object_key));
+  for (const runId of done) {
+    for (const prefix of prefixesOf[scope](runId)) for (const key of await store.keysUnder(prefix)) keys.add(key);
+  }
+  await store.removeMany([...keys]);
   const counts = done.length === 0 ? { logs: 0, artifacts: 0 } : (await pool.query(rowsSql[scope], [done])).rows[0];
-  return { deferredRunIds: [...deferred], logs: counts.logs, artifacts: counts.artifacts, objects: keys.length };
+  return { deferredRunIds: [...deferred], logs: counts.logs, artifacts: counts.artifacts, objects: keys.size };
 }
+
+const prefixesOf: Record<ExpiryScope, (runId: string) => string[]> = {
+  run: (runId) => [logsPrefixOf(runId), artifactsPrefixOf(runId)],
+  logs: (runId) => [logsPrefixOf(runId)],
+  artifacts: (runId) => [artifactsPrefixOf(runId)],
+};
 
 // $1: the runs whose objects are gone. Each counts what it deleted or
 // marked now (not what an earlier sweep had marked already).

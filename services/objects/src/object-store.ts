@@ -124,6 +124,18 @@ export class ObjectStore {
     }
   }
 
+  // Every key under `prefix`.
+  keysUnder(prefix: string): Promise<string[]> {
+    return retryableOnNetworkError(async () => {
+      const keys: string[] = [];
+      for await (const item of this.#client.listObjectsV2(this.bucket, prefix, true)) {
+        const name = (item as { name?: string }).name;
+        if (name) keys.push(name);
+      }
+      return keys;
+    });
+  }
+
   async size(key: string): Promise<number> {
     return (await retryableOnNetworkError(() => this.#client.statObject(this.bucket, key))).size;
   }
