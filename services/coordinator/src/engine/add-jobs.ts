@@ -8,7 +8,7 @@ import { jobCountProblem, jobProblems, type PipelineProblem } from "@otto/contra
 import { runStateName } from "@otto/contracts/run-state";
 import type { AddingStep } from "@otto/kit/adding-step";
 import type { PoolClient } from "@otto/kit/db";
-import { jobsAtCommit } from "../projects/commit-jobs.ts";
+import { credentialGiven, jobsAtCommit } from "../projects/commit-jobs.ts";
 import { advanceRun } from "./advance-run.ts";
 import type { Change } from "./apply-changes.ts";
 import { insertJobsAndStepsSql, pipelineRows, submittedRunFacts } from "./pipeline-rows.ts";
@@ -73,7 +73,7 @@ export async function addJobs(client: PoolClient, request: AddJobsRequest): Prom
   // expanded, a project's commit checked out (jobsAtCommit), steps named.
   const jobs = create(PipelineSchema, { jobs: fragment.jobs.map((job) => clone(PipelineJobSchema, job)) });
   expandNeedsOfRunMatrices(jobs.jobs, pipeline.jobs);
-  if (source) jobsAtCommit(jobs, source);
+  if (source) jobsAtCommit(jobs, source, credentialGiven(pipeline));
   pipelineRows(jobs, facts); // for the names it gives unnamed steps
 
   const runJobs = new Map(pipeline.jobs.map((job) => [job.name, job]));

@@ -27,6 +27,10 @@ export class GitReadError extends Error {
   name = "GitReadError";
 }
 
+// The repository wants credentials this read does not have: asking again
+// will not change that, so the file is not found, saying why.
+class AccessRefused extends Error {}
+
 export const maxFileBytes = 1024 * 1024;
 const defaultTimeoutMs = 60_000;
 
@@ -45,7 +49,7 @@ export async function readFileAtCommit(options: ReadAtCommit): Promise<FileAtCom
 
   try {
     const cacheDir = resolve(options.cacheDir);
-    const repo = join(cacheDir, cacheRepositoryName(repoUrl, sha));
+    const repo = join(cacheDir, cacheRepositoryName(repoUrl, sha, options.authHeader));
     const config: [string, string][] = [
       // gc after a fetch runs inside the fetch, bounded and stopped with it,
       // not as a daemon outliving it.
@@ -61,6 +65,7 @@ export async function readFileAtCommit(options: ReadAtCommit): Promise<FileAtCom
     });
     return await readBlob(git, sha, path);
   } catch (error) {
+    if (error instanceof AccessRefused) return { found: false, why: redact(error.message, secrets) };
     const failure = asGitReadError(error, { options, signal, timeoutMs, where });
     throw new GitReadError(redact(failure.message, secrets), { cause: failure.cause });
   }
@@ -100,8 +105,10 @@ function pathProblem(path: unknown): string | undefined {
 
 // One bare repository per URL, and per object format: a SHA-1 repository
 // cannot fetch from a SHA-256 one.
-function cacheRepositoryName(repoUrl: string, sha: string): string {
-  const hash = createHash("sha256").update(repoUrl).digest("hex");
+// One cache per repository and credential: what was fetched with a token
+// is never read back for a caller without it (or with another).
+function cacheRepositoryName(repoUrl: string, sha: string, authHeader: string | undefined): string {
+  const hash = createHash("sha256").update(authHeader === undefined ? repoUrl : `${repoUrl}\n${authHeader}`).digest("hex");
   return sha.length === 64 ? `${hash}-sha256.git` : `${hash}.git`;
 }
 
@@ -159,11 +166,14 @@ async function fetchCommit(git: Git, repoUrl: string, sha: string): Promise<void
   if (/not our ref|couldn't find remote ref|unadvertised object|no such remote ref/i.test(outcome.stderr)) {
     throw new GitReadError(`commit ${sha} was not found in ${url}${tail}`);
   }
+  if (/Authentication failed|could not read (Username|Password)|returned error: 40[13]/i.test(outcome.stderr)) {
+    throw new AccessRefused(`repository ${url} refused access: a private repository is read with its project's forge token (forge.tokenSecret, a secret that is set)${tail}`);
+  }
   if (/transport '[^']*' not allowed/.test(outcome.stderr)) {
     throw new GitReadError(`repository ${url} uses a protocol that is not allowed (only https, ssh and file are)${tail}`);
   }
   if (
-    /does not appear to be a git repository|Could not read from remote repository|unable to access|not found|Authentication failed|could not read (Username|Password)|Could not resolve host|Connection refused|Permission denied/i.test(
+    /does not appear to be a git repository|Could not read from remote repository|unable to access|not found|Could not resolve host|Connection refused|Permission denied/i.test(
       outcome.stderr,
     )
   ) {

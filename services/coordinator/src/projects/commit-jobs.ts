@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { PipelineStepSchema, type Pipeline } from "@otto/gen/v1/pipeline_pb";
 import type { RunSource } from "@otto/gen/v1/run_pb";
+import type { ForgeCredential } from "../git/forge-credential.ts";
 
 // What a project's run adds to the jobs of the pipeline read from its
 // commit: the commit's facts in every step's environment, and a first step
@@ -17,6 +18,12 @@ const checkoutScript = [
   'if [ "${OTTO_REPO_URL#file://}" != "$OTTO_REPO_URL" ]; then',
   '  printf \'[safe]\\n\\tdirectory = *\\n\' > "$PWD/.git/otto-local.config"',
   '  export GIT_CONFIG_GLOBAL="$PWD/.git/otto-local.config"',
+  "fi",
+  // A private repository's token (one of the job's secrets) goes to git as
+  // a header in its environment: in no URL, no argument, no file.
+  'if [ -n "${OTTO_REPO_TOKEN_SECRET:-}" ]; then',
+  '  credential=$(printf \'%s:%s\' "$OTTO_REPO_TOKEN_USER" "$(printenv "$OTTO_REPO_TOKEN_SECRET")" | base64 -w0)',
+  '  export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader GIT_CONFIG_VALUE_0="Authorization: Basic $credential"',
   "fi",
   'git fetch -q --depth=1 --no-tags -- "$OTTO_REPO_URL" "$OTTO_SHA"',
   "git -c advice.detachedHead=false checkout -q FETCH_HEAD",
@@ -36,12 +43,28 @@ export function commitEnv(source: RunSource): Record<string, string> {
   };
 }
 
-export function jobsAtCommit(pipeline: Pipeline, source: RunSource): Pipeline {
+// `credential`: the forge token that checks out a private repository over
+// HTTPS; a job that checks out gets it as one of its secrets (so its steps
+// may read it, as GitHub's GITHUB_TOKEN), unless secrets are withheld.
+export function jobsAtCommit(pipeline: Pipeline, source: RunSource, credential?: ForgeCredential): Pipeline {
   const env = commitEnv(source);
   for (const job of pipeline.jobs) {
     job.env = { ...job.env, ...env };
     if (source.secretsWithheld) job.secrets = [];
-    if (job.checkout !== false) job.steps.unshift(create(PipelineStepSchema, { name: checkoutStepName, run: checkoutScript }));
+    if (job.checkout === false) continue;
+    job.steps.unshift(create(PipelineStepSchema, { name: checkoutStepName, run: checkoutScript }));
+    if (credential && !source.secretsWithheld) {
+      if (!job.secrets.includes(credential.secret)) job.secrets.push(credential.secret);
+      job.env.OTTO_REPO_TOKEN_SECRET = credential.secret;
+      job.env.OTTO_REPO_TOKEN_USER = credential.user;
+    }
   }
   return pipeline;
+}
+
+// The credential a run's checkouts were given (jobsAtCommit), for the jobs
+// its steps add.
+export function credentialGiven(pipeline: Pipeline): ForgeCredential | undefined {
+  const job = pipeline.jobs.find((j) => j.env.OTTO_REPO_TOKEN_SECRET);
+  return job ? { secret: job.env.OTTO_REPO_TOKEN_SECRET, user: job.env.OTTO_REPO_TOKEN_USER ?? "" } : undefined;
 }

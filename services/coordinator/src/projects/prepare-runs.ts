@@ -13,6 +13,7 @@ import { attachPipeline } from "../engine/attach-pipeline.ts";
 import { failUnpreparedRun } from "../engine/fail-unprepared-run.ts";
 import { prepareChannel, prepareQueue, type PreparePayload } from "../engine/project-run-queue.ts";
 import { RunState } from "../engine/states.ts";
+import { basicAuthHeader, forgeCredential } from "../git/forge-credential.ts";
 import { readFileAtCommit } from "../git/read-file-at-commit.ts";
 import { startQueueWorker } from "../queue-worker.ts";
 import type { SecretStore } from "../secret-store.ts";
@@ -63,7 +64,7 @@ async function prepare(
   options: { peers: ServiceCaller; secrets: SecretStore; gitCacheDir: string },
 ): Promise<void> {
   const { rows } = await client.query(
-    `SELECT r.state, r.source, r.project, p.pipeline_path FROM coordinator.runs r
+    `SELECT r.state, r.source, r.project, p.pipeline_path, p.forge_kind, p.forge_token_secret FROM coordinator.runs r
      LEFT JOIN coordinator.projects p ON p.name = r.project WHERE r.id = $1`,
     [runId],
   );
@@ -74,7 +75,13 @@ async function prepare(
   if (run.pipeline_path === null) return void (await fail(`project ${run.project} was deleted before its pipeline file was read`));
   const path: string = run.pipeline_path;
   const at = `${path} at ${source.sha.slice(0, 12)}`;
-  const read = await readFileAtCommit({ repoUrl: source.repoUrl, sha: source.sha, path, cacheDir: options.gitCacheDir });
+  // A private repository over HTTPS: read, and checked out, with the forge's
+  // token when it is set.
+  const wanted = forgeCredential(run.forge_kind ?? "", run.forge_token_secret ?? "", source.repoUrl);
+  const token = wanted && (await options.secrets.reveal([wanted.secret])).values[wanted.secret];
+  const credential = token ? wanted : undefined;
+  const authHeader = credential && token ? basicAuthHeader(credential.user, token) : undefined;
+  const read = await readFileAtCommit({ repoUrl: source.repoUrl, sha: source.sha, path, cacheDir: options.gitCacheDir, authHeader });
   if (!read.found) return void (await fail(`no pipeline to run: ${read.why}`));
   const text = read.text;
   let pipeline;
@@ -85,7 +92,7 @@ async function prepare(
     throw err;
   }
   if (!pipeline) throw new Error("the parser answered without a pipeline");
-  jobsAtCommit(pipeline, source);
+  jobsAtCommit(pipeline, source, credential);
   try {
     await options.secrets.requireExisting(pipeline.jobs.flatMap((job) => job.secrets));
   } catch (err) {

@@ -1,0 +1,126 @@
+// A project whose repository is private, over HTTPS: the pipeline file is
+// read, and every job that checks out fetches the commit, with the forge's
+// token (the secret that also sends its commit statuses) as HTTP Basic,
+// against git's own smart HTTP server. The token is in no log, no command
+// line and no repository's config; without it the run fails, saying why.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { chmod, copyFile, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ensureLocalCa } from "@otto/kit/local-ca";
+import { readLogLines, waitForRun, RunState, type Run } from "@otto/sdk";
+import { createTestRepo, type TestRepo } from "./helpers/git-repo.ts";
+import { githubPush, gitlabPush } from "./helpers/forge-payloads.ts";
+import { startGitHttpsServer, type GitHttpsServer } from "./helpers/git-https-server.ts";
+import { postJson, request, startTestOtto, stepsSharedDir, tailOfLog, type TestOtto } from "./helpers/otto.ts";
+
+const token = "forge-token-0f1e2d3c4b5a69788796a5b4";
+
+describe("a private repository over HTTPS", () => {
+  let otto: TestOtto;
+  let tlsDir: string;
+  let repo: TestRepo;
+  let forge: GitHttpsServer;
+  let gitlab: GitHttpsServer;
+  let sha: string;
+  const secrets: Record<string, string> = {};
+  const basic = (user: string) => `Basic ${Buffer.from(`${user}:${token}`).toString("base64")}`;
+
+  const logOf = async (run: Run, job: string) => {
+    const lines: string[] = [];
+    for await (const line of readLogLines(otto.client, run.id, job)) lines.push(line.text);
+    return lines.join("\n");
+  };
+  const push = async (project: string, delivery: { headers: Record<string, string>; body: string | Buffer }, hook = "github") => {
+    const answer = await request(`${otto.gatewayUrl}/hooks/${hook}/${project}`, { method: "POST", headers: { ...delivery.headers, authorization: null }, body: delivery.body });
+    assert.equal(answer.status, 202, answer.text);
+    return waitForRun(otto.client, JSON.parse(answer.text).runId);
+  };
+  const createProject = async (name: string, server: GitHttpsServer, kind: string, tokenSecret: string) => {
+    const created = await postJson(otto.gatewayUrl, "/otto.v1.ProjectService/CreateProject", {
+      name,
+      repoUrl: `${server.url}/acme/app.git`,
+      forge: { kind, apiUrl: `${server.url}/api`, tokenSecret, repository: "acme/app" },
+    });
+    assert.equal(created.status, 200, created.text);
+    secrets[name] = created.json.webhookSecret;
+  };
+  const explain = async (run: Run) => `${run.message} ${run.jobs.map((j) => j.message).join("; ")}\n${run.jobs.length ? await logOf(run, "build") : ""}`;
+
+  before(async () => {
+    // The forge's CA, which the coordinators' git trusts (GIT_SSL_CAINFO,
+    // which they pass through), as an operator with a private CA would.
+    tlsDir = await mkdtemp(join(tmpdir(), "otto-forge-tls-"));
+    await ensureLocalCa(tlsDir);
+    otto = await startTestOtto({ agents: 1, env: { GIT_SSL_CAINFO: join(tlsDir, "ca.pem") } });
+    const shared = await stepsSharedDir(otto, "private");
+    repo = await createTestRepo(shared);
+    forge = await startGitHttpsServer(shared, tlsDir, "x-access-token", token);
+    gitlab = await startGitHttpsServer(shared, tlsDir, "oauth2", token);
+    // The steps' git trusts it through the job's environment.
+    const caForSteps = join(shared, "forge-ca.pem");
+    await copyFile(forge.caFile, caForSteps);
+    await chmod(caForSteps, 0o644);
+    sha = await repo.commit(
+      {
+        "README.md": "private\n",
+        ".otto.yml": `name: private
+jobs:
+  build:
+    env: { GIT_SSL_CAINFO: ${caForSteps} }
+    steps:
+      - run: |
+          test -f README.md
+          test "$(git rev-parse HEAD)" = "$OTTO_SHA"
+          test -z "$(git config --get-regexp 'http\\..*' || true)"
+          ! grep -rqsF "${token}" .git
+          echo "the token reads as [$FORGE_TOKEN$GITLAB_TOKEN]"
+  bare:
+    checkout: false
+    steps:
+      - run: 'test -z "$FORGE_TOKEN$GITLAB_TOKEN"'
+`,
+      },
+      "private commit",
+    );
+    await otto.client.admin.setSecret({ name: "FORGE_TOKEN", value: token });
+    await otto.client.admin.setSecret({ name: "GITLAB_TOKEN", value: token });
+    await createProject("private", forge, "github", "FORGE_TOKEN");
+    await createProject("private-gitlab", gitlab, "gitlab", "GITLAB_TOKEN");
+    await createProject("private-no-token", forge, "github", "UNSET_TOKEN");
+  });
+  after(async () => {
+    if (otto && process.exitCode) console.log(await tailOfLog(otto));
+    await forge?.close();
+    await gitlab?.close();
+    await repo?.remove();
+    await otto?.stopAndClean();
+    if (tlsDir) await rm(tlsDir, { recursive: true, force: true });
+  });
+
+  it("reads the pipeline and checks out with the forge's token, kept in no log, repository or job that does not check out", async () => {
+    const run = await push("private", githubPush({ secret: secrets.private, repository: "acme/app", sha }));
+    assert.equal(run.state, RunState.SUCCEEDED, await explain(run));
+    assert.ok(forge.gitAuthorizations.length >= 2, "the coordinator's read and the job's checkout");
+    assert.deepEqual(new Set(forge.gitAuthorizations), new Set([basic("x-access-token")]));
+    const log = await logOf(run, "build");
+    assert.match(log, /the token reads as \[\*+\]/, "the token is one of the checkout job's secrets, masked");
+    assert.ok(!log.includes(token));
+  });
+
+  it("signs in to GitLab as oauth2", async () => {
+    const run = await push("private-gitlab", gitlabPush({ secret: secrets["private-gitlab"], repository: "acme/app", sha }), "gitlab");
+    assert.equal(run.state, RunState.SUCCEEDED, await explain(run));
+    assert.ok(gitlab.gitAuthorizations.length >= 2);
+    assert.deepEqual(new Set(gitlab.gitAuthorizations), new Set([basic("oauth2")]));
+  });
+
+  it("fails at once a run whose token secret is not set, and reads nothing another project's token fetched", async () => {
+    const before = forge.gitAuthorizations.length;
+    const run = await push("private-no-token", githubPush({ secret: secrets["private-no-token"], repository: "acme/app", sha }));
+    assert.equal(run.state, RunState.FAILED);
+    assert.match(run.message, /^no pipeline to run: repository https:\/\/127\.0\.0\.1:\d+\/acme\/app\.git refused access: a private repository is read with its project's forge token \(forge\.tokenSecret, a secret that is set\): /);
+    assert.ok(forge.gitAuthorizations.slice(before).every((header) => header === undefined), "nothing but no credential was sent");
+  });
+});
