@@ -511,9 +511,13 @@ describe("bad deliveries", () => {
     }
   });
 
-  it("tells the sender to switch a form-encoded hook to JSON", () => {
-    const body = encoder.encode(`payload=${encodeURIComponent(JSON.stringify(fixture("github-push")))}`);
-    assertBad(readHook("github", { "x-github-event": "push" }, body), /content type to application\/json/);
+  it("reads a form-encoded hook (the JSON as the field payload) as the JSON one", () => {
+    const json = JSON.stringify(fixture("github-push"));
+    const form = encoder.encode(`payload=${encodeURIComponent(json)}`);
+    const read = readHook("github", { "x-github-event": "push" }, form);
+    assert.equal(read.kind, "event");
+    assert.deepEqual(read, readHook("github", { "x-github-event": "push" }, encoder.encode(json)));
+    assertBad(readHook("github", { "x-github-event": "push" }, encoder.encode("payload=%7B%22ref")), /^body is not JSON/);
   });
 
   it("names the field that is missing or malformed", () => {

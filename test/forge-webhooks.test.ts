@@ -97,6 +97,19 @@ describe("forge webhooks", () => {
     assert.equal(tip.source?.number, 2n);
   });
 
+  it("runs a push GitHub sent form-encoded, its signature over the body as sent", async () => {
+    const created = await postJson(otto.gatewayUrl, "/otto.v1.ProjectService/CreateProject", { name: "app-form", repoUrl: repo.url, forge: { kind: "github" } });
+    assert.equal(created.status, 200, created.text);
+    const json = githubPush({ secret: created.json.webhookSecret, repository: "acme/app", sha: first });
+    const body = `payload=${encodeURIComponent(json.body as string)}`;
+    const headers = { ...json.headers, "content-type": "application/x-www-form-urlencoded", "x-hub-signature-256": `sha256=${hmac(created.json.webhookSecret, body)}` };
+    const run = await started(await post("/hooks/github/app-form", { headers, body }));
+    assert.equal(run.state, RunState.SUCCEEDED, run.message);
+    assert.equal(run.source?.sha, first);
+    const forged = await post("/hooks/github/app-form", { headers: { ...headers, "x-github-delivery": randomUUID() }, body: body.replace("main", "mair") });
+    assert.equal(forged.status, 401, "a body changed after signing is refused");
+  });
+
   it("answers a delivery sent again with its first run, and starts nothing", async () => {
     const delivery = githubPush({ secret: secrets.app, repository: "acme/app", sha: first, delivery: randomUUID() });
     const before = await runsOf("app");

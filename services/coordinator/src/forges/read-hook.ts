@@ -84,10 +84,12 @@ function payloadOf(body: Uint8Array): Payload | string {
   } catch {
     return "body is not valid UTF-8";
   }
-  if (text.startsWith("payload=")) return "body is form-encoded: set the webhook's content type to application/json";
+  // GitHub's and Gitea's other content type: the JSON as the form field
+  // `payload` (the signature is over the body as it came).
+  const form = text.startsWith("payload=") ? new URLSearchParams(text).get("payload") : undefined;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(form ?? text);
   } catch (err) {
     return `body is not JSON (${(err as Error).message})`;
   }
