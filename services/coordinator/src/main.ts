@@ -41,6 +41,7 @@ import { ProjectStore } from "./projects/project-store.ts";
 import { projectRoutes } from "./projects/project-routes.ts";
 import { forgeHookRoutes } from "./projects/hook-routes.ts";
 import { startPrepareWorker } from "./projects/prepare-runs.ts";
+import { pruneGitCache } from "./git/prune-git-cache.ts";
 import { prepareChannel, prepareQueue, prepareQueueOptions } from "./engine/project-run-queue.ts";
 import { ensureQueue } from "./queue-worker.ts";
 import { branchTip } from "./git/branch-tip.ts";
@@ -67,6 +68,8 @@ const config = loadConfig("coordinator", (env) => ({
   retention: readRetention(env),
   // Bare repositories kept to read pipeline files at commits (projects' runs).
   gitCacheDir: readString(env, "OTTO_GIT_CACHE_DIR", join(tmpdir(), `otto-git-cache-${process.getuid?.() ?? "user"}`)),
+  // A cached repository unused this long is deleted (0: kept for ever).
+  gitCacheDays: readInt(env, "OTTO_GIT_CACHE_DAYS", 14, 0),
   cronCheckSeconds: readInt(env, "OTTO_CRON_CHECK_SECONDS", 30, 1),
   maxJobSeconds: readDurationSeconds(env, "OTTO_MAX_JOB_DURATION", 6 * 3600),
   // A job no live agent could take (none has its labels) fails after this.
@@ -189,11 +192,23 @@ const statuses = startCommitStatusDelivery({
   publicUrl: async () => config.publicUrl || ((await registry.resolve("gateway").catch(() => []))[0]?.url ?? ""),
 });
 const retentionSchedule = await startRetentionSchedule({ boss, enabled: !retentionIsOff(retention), sweep });
+// The git cache is this host's: pruned at start and every six hours.
+const pruneCache = () => {
+  if (config.gitCacheDays === 0) return;
+  pruneGitCache(config.gitCacheDir, config.gitCacheDays * 86_400_000).then(
+    (removed) => removed.length > 0 && log.info("pruned the git cache", { removed: removed.length }),
+    (err) => log.warn("pruning the git cache failed", { err }),
+  );
+};
+pruneCache();
+const pruning = setInterval(pruneCache, 6 * 3_600_000);
+pruning.unref();
 // Registered last, so run first when stopping: peers take the shards over
 // while this process drains its calls.
 onShutdown("stop workers and release shards", async () => {
   sweeper.stop();
   unmatched.stop();
+  clearInterval(pruning);
   stopSweeps.abort();
   await retentionSchedule.stop();
   await preparing.stop();

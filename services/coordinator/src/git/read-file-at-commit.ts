@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { isCommitId } from "./commit-id.ts";
 import { gitEnvironment } from "./git-environment.ts";
 import { createPerKeyQueue } from "./per-key-queue.ts";
+import { markUsed } from "./prune-git-cache.ts";
 import { runGit, type GitOutcome } from "./run-git.ts";
 
 export interface ReadAtCommit {
@@ -62,6 +63,7 @@ export async function readFileAtCommit(options: ReadAtCommit): Promise<FileAtCom
     await oneFetchAtATime(repo, signal, async () => {
       await ensureBareRepository(cacheDir, repo, sha, signal);
       if (!(await isCached(git, sha))) await fetchCommit(git, repoUrl, sha);
+      await markUsed(repo);
     });
     return await readBlob(git, sha, path);
   } catch (error) {
