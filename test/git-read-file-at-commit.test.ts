@@ -291,7 +291,7 @@ describe("reading a file at a commit with git", () => {
       await new Promise((resolve) => server.close(resolve));
     });
 
-    it("sends the auth header to the forge, never on a command line, and never in the error", async () => {
+    it("sends the auth header to the forge, never on a command line, and never in what it answers", async () => {
       const headers: (string | undefined)[] = [];
       let commandLinesWithToken: string[] = [];
       onRequest = (request, respond) => {
@@ -300,15 +300,20 @@ describe("reading a file at a commit with git", () => {
         commandLinesWithToken = commandLinesContaining(credential);
         respond(404);
       };
-      await assert.rejects(
-        readFileAtCommit({ repoUrl: httpsUrl, sha: commits.first, path: ".otto.yml", cacheDir: freshCache(), authHeader }),
-        (error) => {
-          assert.ok(error instanceof GitReadError);
-          assert.match(error.message, /^repository https:\/\/127\.0\.0\.1:\d+\/project\.git could not be reached: /);
-          assert.ok(!error.message.includes(credential), error.message);
-          return true;
-        },
-      );
+      // A forge answers a token that may not read the repository as if it
+      // did not exist (GitHub does): refused, not worth asking again.
+      const read = await readFileAtCommit({ repoUrl: httpsUrl, sha: commits.first, path: ".otto.yml", cacheDir: freshCache(), authHeader });
+      assert.ok(!read.found && read.refused, JSON.stringify(read));
+      assert.match(read.why, /^repository https:\/\/127\.0\.0\.1:\d+\/project\.git refused access: /);
+      assert.ok(!read.why.includes(credential) && !read.why.includes(token), read.why);
+
+      // Without a token, a 404 is a repository that could not be reached.
+      onRequest = (_request, respond) => respond(404);
+      await assert.rejects(readFileAtCommit({ repoUrl: httpsUrl, sha: commits.first, path: ".otto.yml", cacheDir: freshCache() }), (error) => {
+        assert.ok(error instanceof GitReadError);
+        assert.match(error.message, /^repository https:\/\/127\.0\.0\.1:\d+\/project\.git could not be reached: /);
+        return true;
+      });
       assert.ok(headers.length > 0);
       assert.ok(headers.every((header) => header === `Basic ${credential}`));
       assert.deepEqual(commandLinesWithToken, []);

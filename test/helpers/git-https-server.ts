@@ -10,8 +10,8 @@ export interface GitHttpsServer {
   url: string;
   // The CA that signed its certificate (PEM file, readable by everyone).
   caFile: string;
-  // The Authorization header of every git request, in order.
-  gitAuthorizations: (string | undefined)[];
+  // Every git request, in order: its repository's path and its Authorization header.
+  gitRequests: { path: string; authorization: string | undefined }[];
   // Every other request (a forge API call: commit statuses), as method and path.
   apiCalls: string[];
   close(): Promise<void>;
@@ -19,12 +19,12 @@ export interface GitHttpsServer {
 
 // A forge's git over HTTPS for a test: git's own smart HTTP server (git
 // http-backend, run as CGI) for the bare repositories under `root`, served
-// only to HTTP Basic `user`:`token`; anything else answers 201 with `{}`, as
-// a forge's API takes a commit status.
+// only to HTTP Basic `user`:`token` (those under `root/public` to anyone);
+// anything else answers 201 with `{}`, as a forge's API takes a commit status.
 export async function startGitHttpsServer(root: string, tlsDir: string, user: string, token: string): Promise<GitHttpsServer> {
   const files = await (await ensureLocalCa(tlsDir)).issue("forge", "forge");
   const expected = `Basic ${Buffer.from(`${user}:${token}`).toString("base64")}`;
-  const gitAuthorizations: (string | undefined)[] = [];
+  const gitRequests: { path: string; authorization: string | undefined }[] = [];
   const apiCalls: string[] = [];
   const server: Server = createServer({ cert: await readFile(files.cert), key: await readFile(files.key) }, (req, res) => {
     const url = new URL(req.url ?? "/", "https://forge.invalid");
@@ -34,8 +34,8 @@ export async function startGitHttpsServer(root: string, tlsDir: string, user: st
       res.writeHead(201, { "content-type": "application/json" }).end("{}");
       return;
     }
-    gitAuthorizations.push(req.headers.authorization);
-    if (req.headers.authorization !== expected) {
+    gitRequests.push({ path: url.pathname, authorization: req.headers.authorization });
+    if (req.headers.authorization !== expected && !url.pathname.startsWith("/public/")) {
       req.resume();
       res.writeHead(401, { "www-authenticate": 'Basic realm="git"' }).end();
       return;
@@ -88,7 +88,7 @@ export async function startGitHttpsServer(root: string, tlsDir: string, user: st
   return {
     url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
     caFile: join(tlsDir, "ca.pem"),
-    gitAuthorizations,
+    gitRequests,
     apiCalls,
     async close() {
       server.closeAllConnections();

@@ -22,7 +22,8 @@ export interface ReadAtCommit {
   signal?: AbortSignal;
 }
 
-export type FileAtCommit = { found: true; text: string } | { found: false; why: string };
+// `refused`: the repository wants credentials this read did not have.
+export type FileAtCommit = { found: true; text: string } | { found: false; why: string; refused?: true };
 
 export class GitReadError extends Error {
   name = "GitReadError";
@@ -62,12 +63,12 @@ export async function readFileAtCommit(options: ReadAtCommit): Promise<FileAtCom
 
     await oneFetchAtATime(repo, signal, async () => {
       await ensureBareRepository(cacheDir, repo, sha, signal);
-      if (!(await isCached(git, sha))) await fetchCommit(git, repoUrl, sha);
+      if (!(await isCached(git, sha))) await fetchCommit(git, repoUrl, sha, config.some(([key]) => key === "http.extraHeader"));
       await markUsed(repo);
     });
     return await readBlob(git, sha, path);
   } catch (error) {
-    if (error instanceof AccessRefused) return { found: false, why: redact(error.message, secrets) };
+    if (error instanceof AccessRefused) return { found: false, why: redact(error.message, secrets), refused: true };
     const failure = asGitReadError(error, { options, signal, timeoutMs, where });
     throw new GitReadError(redact(failure.message, secrets), { cause: failure.cause });
   }
@@ -151,7 +152,7 @@ function cachedRef(sha: string): string {
   return `refs/otto/commits/${sha}`;
 }
 
-async function fetchCommit(git: Git, repoUrl: string, sha: string): Promise<void> {
+async function fetchCommit(git: Git, repoUrl: string, sha: string, credentialSent: boolean): Promise<void> {
   const outcome = await git([
     "fetch",
     "--depth=1",
@@ -168,8 +169,10 @@ async function fetchCommit(git: Git, repoUrl: string, sha: string): Promise<void
   if (/not our ref|couldn't find remote ref|unadvertised object|no such remote ref/i.test(outcome.stderr)) {
     throw new GitReadError(`commit ${sha} was not found in ${url}${tail}`);
   }
-  if (/Authentication failed|could not read (Username|Password)|returned error: 40[13]/i.test(outcome.stderr)) {
-    throw new AccessRefused(`repository ${url} refused access: a private repository is read with its project's forge token (forge.tokenSecret, a secret that is set)${tail}`);
+  // GitHub answers a token that may not read a private repository as if
+  // there were no such repository.
+  if (/Authentication failed|could not read (Username|Password)|returned error: 40[13]/i.test(outcome.stderr) || (credentialSent && /repository '[^']*' not found/i.test(outcome.stderr))) {
+    throw new AccessRefused(`repository ${url} refused access: a private repository is read with its project's forge token (forge.tokenSecret, a secret that is set, with read access to the repository)${tail}`);
   }
   if (/transport '[^']*' not allowed/.test(outcome.stderr)) {
     throw new GitReadError(`repository ${url} uses a protocol that is not allowed (only https, ssh and file are)${tail}`);

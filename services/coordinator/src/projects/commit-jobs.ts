@@ -19,11 +19,15 @@ const checkoutScript = [
   '  printf \'[safe]\\n\\tdirectory = *\\n\' > "$PWD/.git/otto-local.config"',
   '  export GIT_CONFIG_GLOBAL="$PWD/.git/otto-local.config"',
   "fi",
-  // A private repository's token (one of the job's secrets) goes to git as
-  // a header in its environment: in no URL, no argument, no file.
+  // A private repository's token (one of the job's secrets) reaches git
+  // through a credential helper in git's environment (after any config the
+  // job's own environment gives git that way): in no URL, argument or file.
   'if [ -n "${OTTO_REPO_TOKEN_SECRET:-}" ]; then',
-  '  credential=$(printf \'%s:%s\' "$OTTO_REPO_TOKEN_USER" "$(printenv "$OTTO_REPO_TOKEN_SECRET")" | base64 -w0)',
-  '  export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader GIT_CONFIG_VALUE_0="Authorization: Basic $credential"',
+  "  i=${GIT_CONFIG_COUNT:-0}",
+  "  case $i in ''|*[!0-9]*) i=0 ;; esac",
+  '  export "GIT_CONFIG_KEY_$i=credential.helper"',
+  String.raw`  export "GIT_CONFIG_VALUE_$i="'!f() { test "$1" = get || exit 0; echo "username=$OTTO_REPO_TOKEN_USER"; echo "password=$(printenv "$OTTO_REPO_TOKEN_SECRET")"; }; f'`,
+  "  export GIT_CONFIG_COUNT=$((i + 1))",
   "fi",
   'git fetch -q --depth=1 --no-tags -- "$OTTO_REPO_URL" "$OTTO_SHA"',
   "git -c advice.detachedHead=false checkout -q FETCH_HEAD",
@@ -50,6 +54,9 @@ export function jobsAtCommit(pipeline: Pipeline, source: RunSource, credential?:
   const env = commitEnv(source);
   for (const job of pipeline.jobs) {
     job.env = { ...job.env, ...env };
+    // Set by Otto alone (credentialGiven reads them back).
+    delete job.env.OTTO_REPO_TOKEN_SECRET;
+    delete job.env.OTTO_REPO_TOKEN_USER;
     if (source.secretsWithheld) job.secrets = [];
     if (job.checkout === false) continue;
     job.steps.unshift(create(PipelineStepSchema, { name: checkoutStepName, run: checkoutScript }));

@@ -3,7 +3,7 @@ import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PgBoss } from "pg-boss";
 import { ParserService } from "@otto/gen/v1/parser_service_pb";
-import { RunSourceSchema } from "@otto/gen/v1/run_pb";
+import { RunSourceSchema, type RunSource } from "@otto/gen/v1/run_pb";
 import type { Pool, PoolClient } from "@otto/kit/db";
 import type { Logger } from "@otto/kit/log";
 import type { Notifier } from "@otto/kit/notifier";
@@ -13,8 +13,8 @@ import { attachPipeline } from "../engine/attach-pipeline.ts";
 import { failUnpreparedRun } from "../engine/fail-unprepared-run.ts";
 import { prepareChannel, prepareQueue, type PreparePayload } from "../engine/project-run-queue.ts";
 import { RunState } from "../engine/states.ts";
-import { basicAuthHeader, forgeCredential } from "../git/forge-credential.ts";
-import { readFileAtCommit } from "../git/read-file-at-commit.ts";
+import { basicAuthHeader, forgeCredential, type ForgeCredential } from "../git/forge-credential.ts";
+import { readFileAtCommit, type FileAtCommit } from "../git/read-file-at-commit.ts";
 import { startQueueWorker } from "../queue-worker.ts";
 import type { SecretStore } from "../secret-store.ts";
 import { jobsAtCommit } from "./commit-jobs.ts";
@@ -75,13 +75,7 @@ async function prepare(
   if (run.pipeline_path === null) return void (await fail(`project ${run.project} was deleted before its pipeline file was read`));
   const path: string = run.pipeline_path;
   const at = `${path} at ${source.sha.slice(0, 12)}`;
-  // A private repository over HTTPS: read, and checked out, with the forge's
-  // token when it is set.
-  const wanted = forgeCredential(run.forge_kind ?? "", run.forge_token_secret ?? "", source.repoUrl);
-  const token = wanted && (await options.secrets.reveal([wanted.secret])).values[wanted.secret];
-  const credential = token ? wanted : undefined;
-  const authHeader = credential && token ? basicAuthHeader(credential.user, token) : undefined;
-  const read = await readFileAtCommit({ repoUrl: source.repoUrl, sha: source.sha, path, cacheDir: options.gitCacheDir, authHeader });
+  const { read, credential } = await readPipelineFile(source, path, { forgeKind: run.forge_kind ?? "", tokenSecret: run.forge_token_secret ?? "" }, options);
   if (!read.found) return void (await fail(`no pipeline to run: ${read.why}`));
   const text = read.text;
   let pipeline;
@@ -101,4 +95,22 @@ async function prepare(
   }
   const withheld = source.secretsWithheld ? `; secrets withheld: ${source.secretsWithheld}` : "";
   await attachPipeline(client, runId, pipeline, `pipeline "${pipeline.name}" read from ${at}: ${pipeline.jobs.length} jobs${withheld}`);
+}
+
+// The pipeline file at the run's commit. A repository that refuses to be
+// read without credentials (a private one, over HTTPS) is read with the
+// project's forge token, which its checkouts then get too; a public one is
+// read, and checked out, without it, so its jobs never hold the token.
+async function readPipelineFile(
+  source: RunSource,
+  path: string,
+  forge: { forgeKind: string; tokenSecret: string },
+  options: { secrets: SecretStore; gitCacheDir: string },
+): Promise<{ read: FileAtCommit; credential?: ForgeCredential }> {
+  const at = { repoUrl: source.repoUrl, sha: source.sha, path, cacheDir: options.gitCacheDir };
+  const read = await readFileAtCommit(at);
+  const credential = !read.found && read.refused ? forgeCredential(forge.forgeKind, forge.tokenSecret, source.repoUrl) : undefined;
+  const token = credential && (await options.secrets.reveal([credential.secret])).values[credential.secret];
+  if (!credential || !token) return { read };
+  return { read: await readFileAtCommit({ ...at, authHeader: basicAuthHeader(credential.user, token) }), credential };
 }
