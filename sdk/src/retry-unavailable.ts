@@ -3,7 +3,8 @@ import { mayRepeat } from "@otto/contracts/repeatable-methods";
 
 // A unary call that may be made again (a read, or a SubmitRun with its
 // request id) and was answered unavailable (the gateway restarting, or
-// something behind it out of reach) is made again after a pause that grows
+// something behind it out of reach), or whose connection broke (connect-node
+// calls a write to a closed connection internal), is made again after a pause that grows
 // from 100 ms to 2 s, for up to `retryForMs` and within its deadline.
 // Anything else, and every stream, is the caller's to handle.
 export function retryUnavailable(retryForMs: number): Interceptor {
@@ -14,11 +15,18 @@ export function retryUnavailable(retryForMs: number): Interceptor {
       try {
         return await next(req);
       } catch (err) {
-        if (ConnectError.from(err).code !== Code.Unavailable || req.signal.aborted || Date.now() + pause > giveUpAt) throw err;
+        if (!unreachable(err) || req.signal.aborted || Date.now() + pause > giveUpAt) throw err;
         await pauseFor(pause, req.signal);
       }
     }
   };
+}
+
+function unreachable(err: unknown): boolean {
+  const error = ConnectError.from(err);
+  if (error.code === Code.Unavailable) return true;
+  const code = (error.cause as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && /^(ECONNRESET|EPIPE|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)$/.test(code);
 }
 
 function pauseFor(ms: number, signal: AbortSignal): Promise<void> {

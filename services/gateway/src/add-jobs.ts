@@ -4,6 +4,7 @@ import { ParserService } from "@otto/gen/v1/parser_service_pb";
 import { RunService, type AddJobsRequest, type AddJobsResponse } from "@otto/gen/v1/run_service_pb";
 import { addingStepHeader, encodeAddingStep } from "@otto/kit/adding-step";
 import { callerOf } from "@otto/kit/caller";
+import { forwardCalls } from "@otto/kit/forward-calls";
 import type { RegistryClient } from "@otto/kit/registry-client";
 import { unsignedStepClaims, type StepClaims } from "@otto/kit/step-token";
 
@@ -14,8 +15,7 @@ import { unsignedStepClaims, type StepClaims } from "@otto/kit/step-token";
 // then checks the jobs against the run as it is under its lock, and the
 // attempt the token is for: it adds them only while that attempt runs.
 export function addJobsHandler(registry: RegistryClient, insecure: boolean) {
-  const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof RunService>) => Promise<T>) =>
-    registry.call("coordinator", RunService, call, { idempotent: true, retryForMs: 5_000 });
+  const coordinator = forwardCalls(registry, "coordinator", RunService);
   return async (req: AddJobsRequest, ctx: HandlerContext): Promise<AddJobsResponse> => {
     const step = addingStepOf(ctx, insecure);
     if (req.runId !== step.runId) {
@@ -25,7 +25,7 @@ export function addJobsHandler(registry: RegistryClient, insecure: boolean) {
     let jobs: Pipeline;
     if (req.source.case === "jobsYaml") {
       const yaml = req.source.value;
-      const { run } = await coordinator((c) => c.getRun({ runId: req.runId }, { signal: ctx.signal }));
+      const { run } = await coordinator("getRun", {}, (c) => c.getRun({ runId: req.runId }, { signal: ctx.signal }));
       const runJobs = run?.jobs.map((job) => job.name) ?? [];
       const parsed = await registry.call("parser", ParserService, (c) => c.parsePipeline({ yaml, fileName, fragment: true, runJobs }, { signal: ctx.signal }));
       if (!parsed.pipeline) throw new ConnectError("the parser answered without jobs", Code.Internal);
@@ -36,7 +36,7 @@ export function addJobsHandler(registry: RegistryClient, insecure: boolean) {
       throw new ConnectError('send either "jobsYaml" (a YAML document whose only key is `jobs`) or "jobs" (the IR)', Code.InvalidArgument);
     }
     // Safe to repeat: jobs the same job added before, as they are now, are left as they are.
-    return coordinator((c) =>
+    return coordinator("addJobs", req, (c) =>
       c.addJobs({ runId: req.runId, source: { case: "jobs", value: jobs }, fileName }, { signal: ctx.signal, headers: { [addingStepHeader]: encodeAddingStep(step) } }),
     );
   };

@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AdminService, TokenInfoSchema, TokenKind, type TokenInfo } from "@otto/gen/v1/admin_service_pb";
 import { scopes as knownScopes } from "@otto/kit/caller";
+import { forwardCalls } from "@otto/kit/forward-calls";
 import type { RegistryClient } from "@otto/kit/registry-client";
 import { parseScopes, type TokenKind as StoredKind, type TokenInfo as StoredToken, type TokenStore } from "@otto/kit/token-store";
 
@@ -23,8 +24,7 @@ const sweepTimeoutMs = 30 * 60_000;
 // alone holds the key that encrypts them, and retention sweeps, which the
 // coordinator runs.
 export function adminServiceImpl(tokens: TokenStore, registry: RegistryClient): ServiceImpl<typeof AdminService> {
-  const coordinator = <T>(call: (c: import("@connectrpc/connect").Client<typeof AdminService>) => Promise<T>) =>
-    registry.call("coordinator", AdminService, call, { idempotent: true, retryForMs: 5_000 });
+  const coordinator = forwardCalls(registry, "coordinator", AdminService);
   return {
     async createToken(req) {
       const kind = kindToStore[req.kind] ?? "api";
@@ -52,13 +52,13 @@ export function adminServiceImpl(tokens: TokenStore, registry: RegistryClient): 
       if (revoked.length === 0) throw new ConnectError(`agent ${req.agentId} has never joined`, Code.NotFound);
       return { credentials: revoked.map(toProto) };
     },
-    setSecret: (req, ctx) => coordinator((c) => c.setSecret(req, { signal: ctx.signal })),
-    listSecrets: (req, ctx) => coordinator((c) => c.listSecrets(req, { signal: ctx.signal })),
-    deleteSecret: (req, ctx) => coordinator((c) => c.deleteSecret(req, { signal: ctx.signal })),
-    listAgents: (req, ctx) => coordinator((c) => c.listAgents(req, { signal: ctx.signal })),
+    setSecret: (req, ctx) => coordinator("setSecret", req, (c) => c.setSecret(req, { signal: ctx.signal })),
+    listSecrets: (req, ctx) => coordinator("listSecrets", req, (c) => c.listSecrets(req, { signal: ctx.signal })),
+    deleteSecret: (req, ctx) => coordinator("deleteSecret", req, (c) => c.deleteSecret(req, { signal: ctx.signal })),
+    listAgents: (req, ctx) => coordinator("listAgents", req, (c) => c.listAgents(req, { signal: ctx.signal })),
     // A sweep may take a while (it waits for one under way, too); asked
     // again after a lost answer, it finds only what is left.
-    sweepRetention: (req, ctx) => coordinator((c) => c.sweepRetention(req, { signal: ctx.signal, timeoutMs: sweepTimeoutMs })),
+    sweepRetention: (req, ctx) => coordinator("sweepRetention", req, (c) => c.sweepRetention(req, { signal: ctx.signal, timeoutMs: sweepTimeoutMs })),
   };
 }
 

@@ -4,6 +4,7 @@ import { callerOf } from "@otto/kit/caller";
 import { decidedByHeader, describeDecider } from "@otto/kit/decided-by";
 import { ParserService } from "@otto/gen/v1/parser_service_pb";
 import { RunService } from "@otto/gen/v1/run_service_pb";
+import { forwardCalls } from "@otto/kit/forward-calls";
 import type { RegistryClient } from "@otto/kit/registry-client";
 import { followJournal } from "./follow-journal.ts";
 import { followEveryJournal } from "./follow-every-journal.ts";
@@ -15,8 +16,7 @@ import { addJobsHandler } from "./add-jobs.ts";
 // coordinator (they share all state through Postgres). `insecure`: Otto
 // runs without TLS, and nothing is authenticated.
 export function runServiceImpl(registry: RegistryClient, parses = new ParseCache({ maxEntries: 0 }), insecure = false): ServiceImpl<typeof RunService> {
-  const idempotent = <T>(call: (c: import("@connectrpc/connect").Client<typeof RunService>) => Promise<T>) =>
-    registry.call("coordinator", RunService, call, { idempotent: true, retryForMs: 5_000 });
+  const coordinator = forwardCalls(registry, "coordinator", RunService);
   return {
     async submitRun(req, ctx) {
       let pipeline;
@@ -34,22 +34,22 @@ export function runServiceImpl(registry: RegistryClient, parses = new ParseCache
       }
       // With a request id, trying another coordinator after a broken
       // connection cannot store the run twice.
-      const requestId = req.requestId || randomUUID();
-      return idempotent((c) => c.submitRun({ source: { case: "pipeline", value: pipeline! }, requestId }, { signal: ctx.signal }));
+      const forwarded = { source: { case: "pipeline" as const, value: pipeline }, requestId: req.requestId || randomUUID() };
+      return coordinator("submitRun", forwarded, (c) => c.submitRun(forwarded, { signal: ctx.signal }));
     },
-    getRun: (req, ctx) => idempotent((c) => c.getRun(req, { signal: ctx.signal })),
-    listRuns: (req, ctx) => idempotent((c) => c.listRuns(req, { signal: ctx.signal })),
-    listPipelines: (req, ctx) => idempotent((c) => c.listPipelines(req, { signal: ctx.signal })),
-    cancelRun: (req, ctx) => idempotent((c) => c.cancelRun(req, { signal: ctx.signal })),
+    getRun: (req, ctx) => coordinator("getRun", req, (c) => c.getRun(req, { signal: ctx.signal })),
+    listRuns: (req, ctx) => coordinator("listRuns", req, (c) => c.listRuns(req, { signal: ctx.signal })),
+    listPipelines: (req, ctx) => coordinator("listPipelines", req, (c) => c.listPipelines(req, { signal: ctx.signal })),
+    cancelRun: (req, ctx) => coordinator("cancelRun", req, (c) => c.cancelRun(req, { signal: ctx.signal })),
     // The coordinator journals which token decided; a decision sent twice
-    // is refused the second time (the job no longer waits).
+    // is refused the second time (the job no longer waits): passed on once.
     approveJob: (req, ctx) =>
-      registry.call("coordinator", RunService, (c) => c.approveJob(req, { signal: ctx.signal, headers: { [decidedByHeader]: describeDecider(callerOf(ctx)) } })),
+      coordinator("approveJob", req, (c) => c.approveJob(req, { signal: ctx.signal, headers: { [decidedByHeader]: describeDecider(callerOf(ctx)) } })),
     rejectJob: (req, ctx) =>
-      registry.call("coordinator", RunService, (c) => c.rejectJob(req, { signal: ctx.signal, headers: { [decidedByHeader]: describeDecider(callerOf(ctx)) } })),
+      coordinator("rejectJob", req, (c) => c.rejectJob(req, { signal: ctx.signal, headers: { [decidedByHeader]: describeDecider(callerOf(ctx)) } })),
     addJobs: addJobsHandler(registry, insecure),
     // Passed on once: a second try could make a second run.
-    rerunRun: (req, ctx) => registry.call("coordinator", RunService, (c) => c.rerunRun(req, { signal: ctx.signal })),
+    rerunRun: (req, ctx) => coordinator("rerunRun", req, (c) => c.rerunRun(req, { signal: ctx.signal })),
     async *watchRun(req, ctx) {
       yield* followJournal(registry, req.runId, req.afterSeq, ctx.signal, req.withWaits);
     },

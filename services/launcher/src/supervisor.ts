@@ -191,17 +191,6 @@ export class Supervisor extends EventEmitter {
     return child ? this.#stopChild(child, deadlineMs) : Promise.resolve();
   }
 
-  // Starts again, on its port, a child that stop() stopped.
-  resume(name: string): Promise<string> {
-    const child = this.#children.get(name);
-    if (!child) return Promise.reject(new Error(`no child named ${name}`));
-    if (!child.process) {
-      child.stopping = false;
-      this.#spawn(child);
-    }
-    return this.waitForUrl(name);
-  }
-
   // Stops children in the reverse order of their start, one kind at a time
   // (all agents together, then all coordinators, ...), so that those still
   // running can take what the stopping ones hand over: SIGTERM, then SIGKILL

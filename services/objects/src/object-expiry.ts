@@ -23,13 +23,18 @@ export async function expireObjects(pool: Pool, store: Pick<ObjectStore, "remove
   const deferred = new Set(rows.filter((row) => row.busy).map((row) => row.run_id));
   const done = runIds.filter((id) => !deferred.has(id));
   const keys = new Set(rows.filter((row) => !deferred.has(row.run_id) && row.object_key !== "").map((row) => row.object_key));
-  for (const runId of done) {
-    for (const prefix of prefixesOf[scope](runId)) for (const key of await store.keysUnder(prefix)) keys.add(key);
+  // A batch may name hundreds of runs: their prefixes are listed a few at a time.
+  const prefixes = done.flatMap((runId) => prefixesOf[scope](runId));
+  for (let i = 0; i < prefixes.length; i += listsAtOnce) {
+    const listed = await Promise.all(prefixes.slice(i, i + listsAtOnce).map((prefix) => store.keysUnder(prefix)));
+    for (const key of listed.flat()) keys.add(key);
   }
   await store.removeMany([...keys]);
   const counts = done.length === 0 ? { logs: 0, artifacts: 0 } : (await pool.query(rowsSql[scope], [done])).rows[0];
   return { deferredRunIds: [...deferred], logs: counts.logs, artifacts: counts.artifacts, objects: keys.size };
 }
+
+const listsAtOnce = 8;
 
 const prefixesOf: Record<ExpiryScope, (runId: string) => string[]> = {
   run: (runId) => [logsPrefixOf(runId), artifactsPrefixOf(runId)],

@@ -8,7 +8,6 @@ import { storedChunk } from "./log-chunk.ts";
 import { searchLog, searchPattern } from "./log-search.ts";
 import { lineMatcher } from "./regex-search.ts";
 import { logLines, type LogText } from "./log-view.ts";
-import { repeatable } from "@otto/kit/retryable";
 
 // Ids and names are checked by the requests' protovalidate rules.
 
@@ -18,9 +17,9 @@ export function objectsRoutes(logs: LogStore, reader: LogReader) {
       async appendLog(req, ctx) {
         const writer = requireOwnTask(ctx, req.runId, req.job, attemptOf(req.attempt));
         // A chunk sent again is stored once, and a log closed again stays
-        // as it was: either may be retried after a lost connection.
+        // as it was: either may be made again (contracts' repeatable-methods.ts).
         const chunk = await storedChunk(req);
-        await repeatable(() => logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), chunk, writer));
+        await logs.append({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, Number(req.seq), chunk, writer);
         return {};
       },
       async closeLog(req, ctx) {
@@ -29,7 +28,7 @@ export function objectsRoutes(logs: LogStore, reader: LogReader) {
           req.finalSeq > 0n
             ? { seq: Number(req.finalSeq), chunk: await storedChunk({ text: req.finalText, zstd: req.finalZstd, segments: req.finalSegments }) }
             : undefined;
-        const { key, size } = await repeatable(() => logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final, writer));
+        const { key, size } = await logs.close({ runId: req.runId, job: req.job, attempt: attemptOf(req.attempt) }, final, writer);
         return { objectKey: key, size: BigInt(size) };
       },
     });
