@@ -92,6 +92,18 @@ jobs:
     checkout: false
     steps:
       - run: 'test -z "$FORGE_TOKEN$GITLAB_TOKEN"'
+  grow:
+    checkout: false
+    steps:
+      - run: |
+          cat > more.yml <<'EOF'
+          jobs:
+            added:
+              env: { GIT_SSL_CAINFO: ${caForSteps} }
+              steps:
+                - run: test -f README.md
+          EOF
+          otto jobs add more.yml
 `,
       },
       "private commit",
@@ -131,7 +143,8 @@ jobs:
   it("reads the pipeline and checks out with the forge's token, kept in no log, repository or job that does not check out", async () => {
     const run = await push("private", githubPush({ secret: secrets.private, repository: "acme/app", sha }));
     assert.equal(run.state, RunState.SUCCEEDED, await explain(run));
-    assert.ok(signedIn(forge, "x-access-token") >= 2, "the coordinator's read and the job's checkout");
+    assert.ok(signedIn(forge, "x-access-token") >= 3, "the coordinator's read, the job's checkout and the added job's");
+    assert.equal(run.jobs.find((job) => job.name === "added")?.state, RunState.SUCCEEDED, "a job a step added checks out with the token too");
     const log = await logOf(run, "build");
     assert.match(log, /the token reads as \[\*+\]/, "the token is one of the checkout job's secrets, masked");
     assert.ok(!log.includes(token));
