@@ -129,7 +129,9 @@ describe("the web UI's Agents and Projects pages in Chromium", { skip: noChromiu
       // A pipeline path is nearly free text: it stays text.
       const markup = 'ci/<img src=x onerror="window.__pwned=1">.yml';
       await otto.client.projects.createProject({ name: "marked", repoUrl: repo.url, pipelinePath: markup, forge: { kind: "gitea", apiUrl: "https://forge.invalid/api/v1" } });
-      await page.reload();
+      // Made while the page was open, with no run yet: they show once the
+      // page is shown again (its tab brought back to the front).
+      await page.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
       const marked = projectCard("marked");
       assert.equal(await marked.locator(".pipeline").textContent(), `${markup} on main`);
       assert.equal(await marked.getByLabel("Webhook URL of marked").inputValue(), `${otto.gatewayUrl}/hooks/gitea/marked`);

@@ -23,7 +23,7 @@ export const lastRuns = 5;
 // or whose state moved reads that project's last runs again, or every
 // project when it is one not shown (a new project). Reads go one at a time,
 // so an older answer never overwrites a newer one. A project with no run
-// yet shows up when the page opens, or with its first run.
+// yet shows up when the page opens, is shown again, or within 30 s.
 export function useLiveProjects(client: OttoClient, fail: (err: unknown) => string): LiveProjects {
   const [projects, setProjects] = useState<ProjectRuns[] | undefined>(undefined);
   const [error, setError] = useState("");
@@ -89,7 +89,18 @@ export function useLiveProjects(client: OttoClient, fail: (err: unknown) => stri
       });
     setProjects(undefined);
     void follow();
-    return () => abort.abort();
+    // A project made elsewhere has no run yet to announce it: the projects
+    // are read again when the page is shown again, and every 30 s.
+    const readAgain = () => {
+      if (document.visibilityState === "visible") request("");
+    };
+    document.addEventListener("visibilitychange", readAgain);
+    const timer = setInterval(readAgain, 30_000);
+    return () => {
+      abort.abort();
+      document.removeEventListener("visibilitychange", readAgain);
+      clearInterval(timer);
+    };
   }, [client]);
 
   return { projects, error };
