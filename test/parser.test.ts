@@ -264,6 +264,48 @@ describe("parsePipeline: retry, locks and resources", () => {
     assert.equal(small.resources?.memoryBytes, 512n);
   });
 
+  test("a lock with a limit: a mapping with 'name' and 'limit' among the names", () => {
+    const [a, b] = parsed(
+      yaml(
+        "name: shared",
+        "jobs:",
+        "  a:",
+        "    locks: [prod, {name: test-db, limit: 3}, {name: solo, limit: 1}]",
+        "    steps: [{run: a}]",
+        "  b:",
+        "    locks: {name: test-db, limit: 1000}",
+        "    steps: [{run: b}]",
+      ),
+    ).jobs;
+    assert.deepEqual(a.locks, ["prod", "test-db", "solo"]);
+    assert.deepEqual(a.lockLimits, { "test-db": 3 }, "a limit of 1 is a lock held alone");
+    assert.deepEqual(b.locks, ["test-db"]);
+    assert.deepEqual(b.lockLimits, { "test-db": 1000 });
+  });
+
+  test("bad locks with limits, at the value", () => {
+    assertProblems(
+      yaml(
+        "name: x",
+        "jobs:",
+        "  a:",
+        "    locks: [{name: pool, limit: 0}, {name: pool2, limit: 1001}, {name: pool3, limit: two}]",
+        "    steps: [{run: a}]",
+        "  b:",
+        "    locks: [{limit: 2}, {name: p, limit: 2, size: 1}, 7]",
+        "    steps: [{run: b}]",
+      ),
+      [
+        [4, 33, "expected an integer from 1 to 1000 for 'limit' in 'locks', got a number (0)"],
+        [4, 58, "expected an integer from 1 to 1000 for 'limit' in 'locks', got a number (1001)"],
+        [4, 86, `expected an integer from 1 to 1000 for 'limit' in 'locks', got a string ("two")`],
+        [7, 13, "a lock of job 'b' is missing required key 'name'"],
+        [7, 45, "unknown key 'size' in a lock of job 'b'; expected one of 'name', 'limit'"],
+        [7, 55, `expected a string in 'locks', got a number (7); quote it if you mean the text: "7"`],
+      ],
+    );
+  });
+
   test("bad retry policies, at the value", () => {
     assertProblems(
       yaml(
@@ -374,7 +416,9 @@ describe("parsePipeline: retry, locks and resources", () => {
         [4, 177, "lock 'deploy-env' is listed twice in the locks of job 'a'"],
         [18, 9, "job 'b' has 11 locks, at most 10 allowed"],
         [19, 9, "lock 'l0' is listed twice in the locks of job 'b'"],
-        [22, 12, "expected a string or a list of strings for 'locks', got a mapping"],
+        // A mapping on its own is one lock with a limit, as in a list.
+        [22, 12, "a lock of job 'c' is missing required key 'name'"],
+        [22, 13, "unknown key 'prod-db' in a lock of job 'c'; expected one of 'name', 'limit'"],
         [25, 12, "invalid lock name 'ü': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit"],
         [28, 12, "expected a non-empty string for 'locks', got an empty string"],
       ],

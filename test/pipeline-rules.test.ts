@@ -163,6 +163,7 @@ describe("the pipeline rules, one module for the parser, the builder and the coo
       ["steps", { name: "x", jobs: [{ ...job, steps: Array.from({ length: 101 }, () => ({ run: "true" })) }] }, /has 101 steps, at most 100/],
       ["locks", { name: "x", jobs: [{ ...job, locks: Array.from({ length: 11 }, (_, i) => `l${i}`) }] }, /has 11 locks, at most 10/],
       ["lock name", { name: "x", jobs: [{ ...job, locks: [".hidden"] }] }, /invalid lock name '\.hidden'/],
+      ["lock limit", { name: "x", jobs: [{ ...job, locks: ["pool"], lockLimits: { pool: 1001 } }] }, /from 1 to 1000 for the 'limit' of lock 'pool', got 1001/],
       ["secret name", { name: "x", jobs: [{ ...job, secrets: ["lower"] }] }, /invalid secret name 'lower'/],
       ["artifacts", { name: "x", jobs: [{ ...job, artifacts: ["a", "a"] }] }, /artifact 'a' is listed twice/],
       ["retry", { name: "x", jobs: [{ ...job, retry: { max: 11 } }] }, /from 0 to 10 for 'max' in 'retry', got 11/],
@@ -186,6 +187,25 @@ describe("the pipeline rules, one module for the parser, the builder and the coo
     });
     assert.equal(validator.validate(PipelineSchema, good).kind, "valid");
     assert.deepEqual(pipelineProblems(good), []);
+  });
+});
+
+describe("locks with a limit", () => {
+  test("the builder makes the IR the parser makes", () => {
+    const text = yaml("name: x", "jobs:", "  test:", "    locks: [prod, {name: test-db, limit: 3}]", "    steps: [{run: make test}]");
+    const result = parsePipeline(text);
+    assert.ok(result.ok);
+    const built = pipeline("x").job("test", { locks: ["prod", { name: "test-db", limit: 3 }], steps: [{ name: "make test", run: "make test" }] }).build();
+    assert.deepEqual(toJson(PipelineSchema, built), toJson(PipelineSchema, result.pipeline));
+    assert.deepEqual(built.jobs[0].lockLimits, { "test-db": 3 });
+  });
+
+  test("a limit is of a lock the job names: an IR made by neither is refused otherwise, as the builder's", () => {
+    const ir = create(PipelineSchema, { name: "x", jobs: [{ name: "a", locks: ["prod"], lockLimits: { pool: 2 }, steps: [{ run: "true" }] }] });
+    assert.deepEqual(pipelineProblems(ir), [{ path: ["jobs", 0, "lockLimits", "pool"], message: "a limit is given for lock 'pool', which the job does not name in 'locks'" }]);
+    assert.deepEqual(builderMessages(pipeline("x").job("a", { locks: [{ name: "pool", limit: 0 }], steps: ["true"] })), [
+      "expected an integer from 1 to 1000 for the 'limit' of lock 'pool', got 0",
+    ]);
   });
 });
 

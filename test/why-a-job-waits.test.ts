@@ -93,4 +93,26 @@ jobs:
     await writeFile(join(gate, "after"), "");
     assert.equal((await waitForRun(otto.client, waiting.id)).state, RunState.SUCCEEDED);
   });
+
+  it("names the jobs holding every place of a lock with a limit, and the next one takes a place once one is free", async () => {
+    await rm(join(gate, "open"), { force: true });
+    const pool = `locks: [{name: test-db, limit: 2}]`;
+    const holders = [
+      await submit(otto.client, `name: first\njobs:\n  hold:\n    ${pool}\n    steps: [{run: '${blocked()}'}]\n`),
+      await submit(otto.client, `name: second\njobs:\n  hold:\n    ${pool}\n    steps: [{run: '${blocked()}'}]\n`),
+    ];
+    await waitFor("both holders to run, each in a place of the lock", async () => {
+      const runs = await Promise.all(holders.map(async (run) => (await otto.client.runs.getRun({ runId: run.id })).run!));
+      return runs.every((run) => run.state === RunState.RUNNING);
+    });
+    const third = await submit(otto.client, `name: third\njobs:\n  use:\n    ${pool}\n    steps: [{run: 'true'}]\n`);
+    // In the order they took their places, which two claims at once may take either way.
+    const [a, b] = holders.map((run) => `run ${run.id}, job hold`);
+    assert.ok(
+      [`lock: all 2 places of lock test-db are held, by ${a}; ${b}`, `lock: all 2 places of lock test-db are held, by ${b}; ${a}`].includes((await reasons(third.id)).use),
+      (await reasons(third.id)).use,
+    );
+    await writeFile(join(gate, "open"), "");
+    for (const run of [...holders, third]) assert.equal((await waitForRun(otto.client, run.id)).state, RunState.SUCCEEDED);
+  });
 });

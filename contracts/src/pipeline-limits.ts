@@ -33,6 +33,12 @@ function keysOf(field: DescField): StringRules {
   return stringRules(type.value.keys?.type, `${field.name}'s keys`);
 }
 
+function mapValues(field: DescField): FieldRules["type"] | undefined {
+  const type = rules(field);
+  if (type.case !== "map") throw new Error(`pipeline.proto: ${field.name} has no map rules`);
+  return type.value.values?.type;
+}
+
 function int32Range(type: FieldRules["type"] | undefined, where: string): { min: number; max: number } {
   if (type?.case !== "int32" || type.value.greaterThan.case !== "gte" || type.value.lessThan.case !== "lte") {
     throw new Error(`pipeline.proto: ${where} has no int32 gte/lte rules`);
@@ -79,6 +85,7 @@ export const pipelineLimits = {
   locks: Number(repeatedRules(job.locks).maxItems),
   lockName: pattern(itemsOf(job.locks)),
   lockNameChars: Number(itemsOf(job.locks).maxLen),
+  lockLimit: int32Range(mapValues(job.lockLimits), "lock limits"),
   secrets: Number(repeatedRules(job.secrets).maxItems),
   secretName: pattern(itemsOf(job.secrets)),
   secretNameChars: Number(itemsOf(job.secrets).maxLen),

@@ -57,6 +57,7 @@ export function jobProblems(job: PipelineJob): PipelineProblem[] {
   for (const [field, what, max, problemOf] of nameLists) {
     for (const problem of nameListProblems(job[field], what, where, max, problemOf)) add([field, problem.index], problem.message);
   }
+  for (const [name, limit] of Object.entries(job.lockLimits)) add(["lockLimits", name], lockLimitProblem(job, name, limit));
   if (job.resources) {
     add(["resources", "cpu"], cpuProblem(job.resources.cpu));
     if (job.resources.memoryBytes < 0n) add(["resources", "memory"], `bad memory quantity ${job.resources.memoryBytes}: must be more than 0`);
@@ -159,6 +160,12 @@ export function lockNameProblem(name: string): string | undefined {
   if (!limits.lockName.test(name)) return `invalid lock name '${name}': use letters, digits, '.', '_', '/' and '-', starting with a letter or digit`;
   if (name.length > limits.lockNameChars) return `lock name '${name}' is too long: ${name.length} characters, at most ${limits.lockNameChars} allowed`;
   return undefined;
+}
+
+/** A limit of how many jobs hold a lock at once: of a lock the job names, in range. */
+export function lockLimitProblem(job: Pick<PipelineJob, "locks">, name: string, limit: number): string | undefined {
+  if (!job.locks.includes(name)) return `a limit is given for lock '${name}', which the job does not name in 'locks'`;
+  return rangeProblem(limit, limits.lockLimit, `for the 'limit' of lock '${name}'`);
 }
 
 export function secretNameProblem(name: string): string | undefined {

@@ -44,7 +44,9 @@ export interface JobSpec {
   steps: Array<StepSpec | string>;
   // Further attempts after a failure: a count, or the full policy.
   retry?: number | { max: number; exitCodes?: number[]; agentLost?: boolean };
-  locks?: string[];
+  // Locks held while the job runs: a name (one job at a time), or a name
+  // and how many jobs may hold it at once.
+  locks?: Array<string | { name: string; limit?: number }>;
   // Names of secrets the job's steps get as environment variables.
   secrets?: string[];
   // Workspace files the job keeps (relative paths).
@@ -122,7 +124,8 @@ export class PipelineBuilder {
           buildStep(typeof step === "string" ? { run: step } : step, (message) => report(["steps", i, "timeout"], message)),
         ),
         retry: spec.retry === undefined ? undefined : typeof spec.retry === "number" ? { max: spec.retry } : spec.retry,
-        locks: spec.locks ?? [],
+        locks: (spec.locks ?? []).map((lock) => (typeof lock === "string" ? lock : lock.name)),
+        lockLimits: Object.fromEntries((spec.locks ?? []).flatMap((lock) => (typeof lock !== "string" && (lock.limit ?? 1) !== 1 ? [[lock.name, lock.limit!]] : []))),
         secrets: spec.secrets ?? [],
         artifacts: spec.artifacts ?? [],
         checkout: spec.checkout,

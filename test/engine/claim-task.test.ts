@@ -183,6 +183,31 @@ test("a job's locks are reserved all together or not at all", async () => {
   );
 });
 
+test("a lock with a limit is held by that many jobs at once, each in a place of its own, alongside a lock held alone", async () => {
+  const s = scope(db);
+  const [pool, prod] = [s.lock("pool"), s.lock("prod")];
+  const shared = { locks: [pool], lockLimits: { [pool]: 2 } };
+  const first = await s.submit({ a: shared });
+  const second = await s.submit({ b: { locks: [pool, prod], lockLimits: { [pool]: 2 } } });
+  const third = await s.submit({ c: shared });
+  const claims = [await claim(db, s.agent("x")), await claim(db, s.agent("y"))];
+  assert.deepEqual(claims.map((c) => c?.run_id), [first, second]);
+  assert.equal(claims[1]?.reserved, `slot on ${s.agent("y").id}, lock ${pool}, lock ${prod}`);
+  assert.deepEqual(
+    [...(await reservationRows(db, { runId: first })), ...(await reservationRows(db, { runId: second }))].filter((r) => r.kind === "lock").map((r) => r.name),
+    [pool, `${pool}#2`, prod],
+  );
+  // Both places are held: the third waits, keeping nothing.
+  assert.equal(await claim(db, s.agent("z")), undefined);
+  assert.deepEqual(await reservationRows(db, { runId: third }), []);
+
+  // A place given back is the next one's.
+  await db.tx((client) => completeTask(client, db.boss, { taskId: claims[0]!.id, attempt: 1 }, { state: RunState.SUCCEEDED, message: "", steps: [] }));
+  const next = await claim(db, s.agent("z"));
+  assert.equal(next?.run_id, third);
+  assert.deepEqual((await reservationRows(db, { runId: third })).filter((r) => r.kind === "lock").map((r) => r.name), [pool]);
+});
+
 test("a claim whose answer was lost is given again to the same slot of the same agent process, and to nobody else", async () => {
   const s = scope(db);
   const runId = await s.submit({ build: { steps: ["make", "make check"] } });

@@ -89,6 +89,7 @@ export interface JobSpec {
   needs?: string[];
   runsOn?: string[];
   locks?: string[];
+  lockLimits?: Record<string, number>;
   retry?: { max: number; exitCodes?: number[]; agentLost?: boolean };
   approval?: { message?: string; timeoutMs?: number };
   if?: string;
@@ -104,6 +105,7 @@ export function pipelineOf(jobs: Record<string, JobSpec>, name = "engine-test"):
       needs: job.needs ?? [],
       runsOn: job.runsOn ?? [],
       locks: job.locks ?? [],
+      lockLimits: job.lockLimits ?? {},
       condition: job.if ?? "",
       env: job.env ?? {},
       steps: (job.steps ?? ["true"]).map((run) => ({ run })),

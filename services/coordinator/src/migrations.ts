@@ -238,4 +238,7 @@ export const migrations = [
   // ListRuns' filters by pipeline and by state (list-runs.ts), newest first.
   `CREATE INDEX runs_of_pipeline ON runs (name, created_at DESC, id DESC);
    CREATE INDEX runs_in_state ON runs (state, created_at DESC, id DESC);`,
+  // How many jobs may hold each of a job's locks at once, where more than
+  // one (reservations.ts).
+  `ALTER TABLE jobs ADD COLUMN lock_limits jsonb NOT NULL DEFAULT '{}';`,
 ];

@@ -15,7 +15,7 @@ export async function explainWaits(pool: Pool, runs: Run[], liveAgents: () => Pr
   if (queued.length === 0) return;
   const runIds = [...new Set(queued.map(({ run }) => run.id))];
   const { rows: jobs } = await pool.query(
-    "SELECT run_id, name, runs_on, locks FROM coordinator.jobs WHERE run_id = ANY($1) AND state = $2",
+    "SELECT run_id, name, runs_on, locks, lock_limits FROM coordinator.jobs WHERE run_id = ANY($1) AND state = $2",
     [runIds, RunState.QUEUED],
   );
   const locksWanted = [...new Set(jobs.flatMap((job) => job.locks as string[]))];
@@ -25,12 +25,15 @@ export async function explainWaits(pool: Pool, runs: Run[], liveAgents: () => Pr
        FROM coordinator.runs r WHERE r.id = ANY($1) AND r.admitted = false`,
       [runIds],
     ),
-    pool.query("SELECT name, run_id, job FROM coordinator.reservations WHERE kind = 'lock' AND name = ANY($1)", [locksWanted]),
+    // Every place of the locks wanted (reservations.ts lockPlaces).
+    pool.query("SELECT split_part(name, '#', 1) AS name, run_id, job FROM coordinator.reservations WHERE kind = 'lock' AND split_part(name, '#', 1) = ANY($1) ORDER BY id", [
+      locksWanted,
+    ]),
     pool.query("SELECT name, count(*)::int AS busy FROM coordinator.reservations WHERE kind = 'slot' GROUP BY name"),
     liveAgents().catch(() => undefined),
   ]);
   const busy = new Map<string, number>(slots.map((row) => [row.name, row.busy]));
-  const rowOf = new Map(jobs.map((job) => [`${job.run_id}/${job.name}`, job as { runs_on: string[]; locks: string[] }]));
+  const rowOf = new Map(jobs.map((job) => [`${job.run_id}/${job.name}`, job as JobRow]));
   const lineOf = new Map(lines.map((line) => [line.id as string, line as { name: string; limit: number; place: string }]));
   for (const { run, job } of queued) {
     const line = lineOf.get(run.id);
@@ -44,10 +47,16 @@ export async function explainWaits(pool: Pool, runs: Run[], liveAgents: () => Pr
   }
 }
 
+interface JobRow {
+  runs_on: string[];
+  locks: string[];
+  lock_limits: Record<string, number>;
+}
+
 function reasonFor(
   job: Run["jobs"][number],
   states: Map<string, RunState>,
-  row: { runs_on: string[]; locks: string[] } | undefined,
+  row: JobRow | undefined,
   now: { run: string; locks: Array<{ name: string; run_id: string; job: string }>; busy: Map<string, number>; agents: Instance[] | undefined },
 ): WaitingFor {
   const reason = (code: string, text: string) => create(WaitingForSchema, { reason: code, text });
@@ -59,8 +68,14 @@ function reasonFor(
   if (now.agents) {
     const matching = now.agents.filter((agent) => labels.every((label) => agent.labels.includes(label)));
     if (matching.length === 0) return reason("no_agent", `no live agent${withLabels}`);
-    const held = now.locks.find((lock) => row?.locks.includes(lock.name) && !(lock.run_id === now.run && lock.job === job.name));
-    if (held) return reason("lock", `lock ${held.name} is held by run ${held.run_id}, job ${held.job}`);
+    for (const lock of row?.locks ?? []) {
+      const holders = now.locks.filter((held) => held.name === lock && !(held.run_id === now.run && held.job === job.name));
+      const limit = row?.lock_limits[lock] ?? 1;
+      if (holders.length < limit) continue;
+      if (limit === 1) return reason("lock", `lock ${lock} is held by run ${holders[0].run_id}, job ${holders[0].job}`);
+      const by = holders.slice(0, 3).map((held) => `run ${held.run_id}, job ${held.job}`).join("; ");
+      return reason("lock", `all ${limit} places of lock ${lock} are held, by ${by}${holders.length > 3 ? "; …" : ""}`);
+    }
     const slots = matching.reduce((sum, agent) => sum + agent.slots, 0);
     if (matching.every((agent) => (now.busy.get(agent.instanceId) ?? 0) >= agent.slots)) {
       return reason("slots", `all ${slots} slots of the ${matching.length} live agent${matching.length === 1 ? "" : "s"}${withLabels} are busy`);

@@ -157,6 +157,7 @@ const STEP_KEYS = ["name", "run", "timeout", "env"];
 const RETRY_KEYS = ["max", "exit-codes", "agent-lost"];
 const APPROVAL_KEYS = ["message", "timeout"];
 const NEED_KEYS = ["job", "artifacts"];
+const LOCK_KEYS = ["name", "limit"];
 const RESOURCE_KEYS = ["cpu", "memory"];
 
 type Doc = Document.Parsed;
@@ -411,6 +412,35 @@ class Checker {
     });
   }
 
+  /**
+   * Locks the job holds: each a lock's name or a mapping with 'name' and 'limit' (how many
+   * jobs may hold it at once; else one), in a list or on its own. Limits go to `job`.
+   */
+  #locks(entry: Entry | undefined, job: PipelineJob, where: string): Located[] {
+    if (entry === undefined) return [];
+    const inList = isSeq(entry.value);
+    const items = isSeq(entry.value) ? entry.value.items.map((item) => ({ key: item, value: this.#resolve(item) })) : [entry];
+    const what = inList ? "in 'locks'" : "for 'locks'";
+    return items.flatMap((item) => {
+      if (isScalar(item.value)) {
+        const text = this.#string(item, what);
+        return item.value && text ? [{ text, node: item.value }] : [];
+      }
+      if (!isMap(item.value)) {
+        const expected = inList ? "a lock's name or a mapping with 'name' and 'limit'" : "a lock's name, a mapping with 'name' and 'limit', or a list of them";
+        this.#wrongType(item, expected, what);
+        return [];
+      }
+      const owner = `a lock of ${where}`;
+      const fields = this.#entries(item.value, LOCK_KEYS, `in ${owner}`);
+      const name = this.#required(fields, "name", item.value, owner);
+      const text = this.#string(name, "for 'name' in 'locks'");
+      const limit = this.#integer(fields.get("limit"), limits.lockLimit.min, limits.lockLimit.max, "for 'limit' in 'locks'");
+      if (text && limit !== undefined && limit > 1) job.lockLimits[text] = limit;
+      return name?.value && text ? [{ text, node: name.value }] : [];
+    });
+  }
+
   #env(entry: Entry | undefined, references: ReferenceCheck, nameCheck?: (name: string, key: ParsedNode) => void): { [name: string]: string } {
     if (entry === undefined) return {};
     if (!isMap(entry.value)) {
@@ -541,7 +571,7 @@ class Checker {
   #nameLists(fields: Map<string, Entry>, job: PipelineJob, where: string): void {
     for (const [field, what, max, problemOf] of nameLists) {
       // Blank names are reported as empty strings already.
-      const names = this.#strings(fields.get(field), `'${field}'`).filter((name) => name.text.trim() !== "");
+      const names = (field === "locks" ? this.#locks(fields.get(field), job, where) : this.#strings(fields.get(field), `'${field}'`)).filter((name) => name.text.trim() !== "");
       for (const problem of nameListProblems(names.map((name) => name.text), what, where, max, problemOf)) this.#report(names[problem.index].node, problem.message);
       job[field] = names.map((name) => name.text);
     }

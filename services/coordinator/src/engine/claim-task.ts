@@ -49,6 +49,7 @@ interface Candidate {
   job: string;
   attempt: number;
   locks: string[];
+  lock_limits: Record<string, number> | null;
   cpu: number;
   memory_bytes: string;
   waited: number;
@@ -157,7 +158,7 @@ export async function claimTask(client: PoolClient, agent: Claimant, leaseMs: nu
 // is not among those passed over (`passedOver`) and whose run no other
 // transaction holds, locked with its run; `also` is a further condition.
 function candidateSql(labels: string, passedOver: string, also = "true"): string {
-  return `SELECT t.id, t.run_id, r.state AS run_state, t.job, t.attempt, j.locks, j.cpu, j.memory_bytes,
+  return `SELECT t.id, t.run_id, r.state AS run_state, t.job, t.attempt, j.locks, j.lock_limits, j.cpu, j.memory_bytes,
       extract(epoch FROM now() - t.pending_since)::float8 AS waited, ${specColumns("r", "t.job")},
       ${pendingFor(labels, "o.id <> t.id")} AS more
     FROM coordinator.tasks t
@@ -176,7 +177,7 @@ async function claimCandidate(
   leaseMs: number,
 ): Promise<ClaimedTask | undefined> {
   const attempt = candidate.attempt + 1;
-  const needs = { locks: candidate.locks, cpu: candidate.cpu, memoryBytes: BigInt(candidate.memory_bytes) };
+  const needs = { locks: candidate.locks, lockLimits: candidate.lock_limits ?? {}, cpu: candidate.cpu, memoryBytes: BigInt(candidate.memory_bytes) };
   const target = { runId: candidate.run_id, job: candidate.job, taskId: candidate.id, attempt, leaseMs };
   if (!(await reserveLocks(client, agent, used, needs, target))) return undefined;
   const holds = needs.locks.length > 0 ? `; holds ${needs.locks.map((l) => `lock ${l}`).join(", ")}` : "";

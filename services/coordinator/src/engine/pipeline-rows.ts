@@ -31,6 +31,7 @@ export function pipelineRows(pipeline: Pipeline, facts: RunFacts) {
     needs: job.needs,
     runs_on: job.runsOn,
     locks: job.locks,
+    lock_limits: job.lockLimits,
     cpu: job.resources?.cpu ?? 0,
     memory_bytes: String(job.resources?.memoryBytes ?? 0n),
     retry_max: job.retry?.max ?? 0,
@@ -46,9 +47,9 @@ export function pipelineRows(pipeline: Pipeline, facts: RunFacts) {
 
 // The columns a job row gets from its pipeline job, as jsonb_to_recordset
 // reads them (submit-run.ts stores a new run's jobs with the same).
-export const jobColumns = "needs, runs_on, locks, cpu, memory_bytes, retry_max, retry_exit_codes, retry_agent_lost, approval, approval_timeout_ms, condition";
-export const jobValues = "j.needs, j.runs_on, j.locks, j.cpu, j.memory_bytes, j.retry_max, j.retry_exit_codes, j.retry_agent_lost, j.approval, j.approval_timeout_ms, j.condition";
-export const jobRecord = `name text, position int, needs text[], runs_on text[], locks text[], cpu float8, memory_bytes bigint, retry_max int,
+export const jobColumns = "needs, runs_on, locks, lock_limits, cpu, memory_bytes, retry_max, retry_exit_codes, retry_agent_lost, approval, approval_timeout_ms, condition";
+export const jobValues = "j.needs, j.runs_on, j.locks, j.lock_limits, j.cpu, j.memory_bytes, j.retry_max, j.retry_exit_codes, j.retry_agent_lost, j.approval, j.approval_timeout_ms, j.condition";
+export const jobRecord = `name text, position int, needs text[], runs_on text[], locks text[], lock_limits jsonb, cpu float8, memory_bytes bigint, retry_max int,
   retry_exit_codes int[], retry_agent_lost boolean, approval text, approval_timeout_ms bigint, condition jsonb`;
 
 const defaultApprovalTimeoutMs = 24 * 3600 * 1000;

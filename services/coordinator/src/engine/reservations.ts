@@ -9,6 +9,8 @@ export interface AgentCapacity {
 
 export interface JobNeeds {
   locks: string[];
+  // How many jobs may hold a lock at once, where more than one.
+  lockLimits: Record<string, number>;
   cpu: number;
   memoryBytes: bigint;
 }
@@ -48,15 +50,50 @@ export async function reserveLocks(
   if (needs.cpu > 0 && agent.cpu > 0 && used.cpu + needs.cpu > agent.cpu + 1e-9) return false;
   if (needs.memoryBytes > 0n && agent.memoryBytes > 0n && used.memory + needs.memoryBytes > agent.memoryBytes) return false;
   if (needs.locks.length === 0) return true;
-  const { rowCount } = await client.query(
-    `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, lease_expires_at)
-     SELECT $1, $2, $3, $4, 'lock', lock, now() + make_interval(secs => $5::float / 1000) FROM unnest($6::text[]) AS lock
-     ON CONFLICT (name) WHERE kind = 'lock' DO NOTHING`,
-    [target.runId, target.job, target.taskId, target.attempt, target.leaseMs, needs.locks],
-  );
-  if (rowCount === needs.locks.length) return true;
+  const limitOf = (lock: string) => needs.lockLimits[lock] ?? 1;
+  const alone = needs.locks.filter((lock) => limitOf(lock) <= 1);
+  const shared = needs.locks.filter((lock) => limitOf(lock) > 1);
+  const row = [target.runId, target.job, target.taskId, target.attempt, target.leaseMs];
+  let taken = 0;
+  if (alone.length > 0) {
+    const { rowCount } = await client.query(
+      `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, lease_expires_at)
+       SELECT $1, $2, $3, $4, 'lock', lock, now() + make_interval(secs => $5::float / 1000) FROM unnest($6::text[]) AS lock
+       ON CONFLICT (name) WHERE kind = 'lock' DO NOTHING`,
+      [...row, alone],
+    );
+    taken += rowCount ?? 0;
+  }
+  // A shared lock: the first of its places no job holds.
+  for (const lock of taken === alone.length ? shared : []) {
+    const { rowCount } = await client.query(
+      `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, lease_expires_at)
+       SELECT $1, $2, $3, $4, 'lock', place, now() + make_interval(secs => $5::float / 1000)
+       FROM unnest($6::text[]) WITH ORDINALITY AS places(place, n)
+       WHERE NOT EXISTS (SELECT 1 FROM coordinator.reservations r WHERE r.kind = 'lock' AND r.name = places.place)
+       ORDER BY n LIMIT 1
+       ON CONFLICT (name) WHERE kind = 'lock' DO NOTHING`,
+      [...row, lockPlaces(lock, limitOf(lock))],
+    );
+    if (rowCount !== 1) break;
+    taken++;
+  }
+  if (taken === needs.locks.length) return true;
   await client.query("DELETE FROM coordinator.reservations WHERE task_id = $1 AND attempt = $2 AND kind = 'lock'", [target.taskId, target.attempt]);
   return false;
+}
+
+// The places of a lock that `limit` jobs may hold at once, each a
+// reservation of its own: the lock's name (the one place of a lock held
+// alone), then "name#2" to "name#<limit>" ('#' is in no lock's name).
+export function lockPlaces(lock: string, limit: number): string[] {
+  return Array.from({ length: Math.max(1, limit) }, (_, i) => (i === 0 ? lock : `${lock}#${i + 1}`));
+}
+
+// The lock a place (a reservation's name) is of.
+export function lockOfPlace(place: string): string {
+  const mark = place.indexOf("#");
+  return mark < 0 ? place : place.slice(0, mark);
 }
 
 // What is reserved for a task now. Its reservations are released by the
@@ -68,6 +105,6 @@ export async function heldBy(client: PoolClient, taskId: string): Promise<{ kind
 
 export function describeReservations(released: { kind: string; name: string }[]): string {
   const slots = released.filter((r) => r.kind === "slot").map((r) => `slot on ${r.name}`);
-  const locks = released.filter((r) => r.kind === "lock").map((r) => `lock ${r.name}`);
+  const locks = released.filter((r) => r.kind === "lock").map((r) => (r.name === lockOfPlace(r.name) ? `lock ${r.name}` : `lock ${lockOfPlace(r.name)} (place ${r.name.slice(r.name.indexOf("#") + 1)})`));
   return [...slots, ...locks].join(", ");
 }
