@@ -3,8 +3,8 @@ import { mayRepeat } from "@otto/contracts/repeatable-methods";
 
 // A unary call that may be made again (a read, or a SubmitRun with its
 // request id) and was answered unavailable (the gateway restarting, or
-// something behind it out of reach), or whose connection broke (connect-node
-// calls a write to a closed connection internal), is made again after a pause that grows
+// something behind it out of reach), or whose connection broke (which
+// connect-node may call internal), is made again after a pause that grows
 // from 100 ms to 2 s, for up to `retryForMs` and within its deadline.
 // Anything else, and every stream, is the caller's to handle.
 export function retryUnavailable(retryForMs: number): Interceptor {

@@ -106,10 +106,9 @@ function pathProblem(path: unknown): string | undefined {
   return undefined;
 }
 
-// One bare repository per URL, and per object format: a SHA-1 repository
-// cannot fetch from a SHA-256 one.
-// One cache per repository and credential: what was fetched with a token
-// is never read back for a caller without it (or with another).
+// One bare repository per URL and credential (what was fetched with a
+// token is never read back for a caller without it, or with another), and
+// per object format (a SHA-1 repository cannot fetch from a SHA-256 one).
 function cacheRepositoryName(repoUrl: string, sha: string, authHeader: string | undefined): string {
   const hash = createHash("sha256").update(authHeader === undefined ? repoUrl : `${repoUrl}\n${authHeader}`).digest("hex");
   return sha.length === 64 ? `${hash}-sha256.git` : `${hash}.git`;
