@@ -49,23 +49,9 @@ export async function reserveLocks(
   if (!hasFreeSlot(agent, used)) return false;
   if (needs.cpu > 0 && agent.cpu > 0 && used.cpu + needs.cpu > agent.cpu + 1e-9) return false;
   if (needs.memoryBytes > 0n && agent.memoryBytes > 0n && used.memory + needs.memoryBytes > agent.memoryBytes) return false;
-  if (needs.locks.length === 0) return true;
-  const limitOf = (lock: string) => needs.lockLimits[lock] ?? 1;
-  const alone = needs.locks.filter((lock) => limitOf(lock) <= 1);
-  const shared = needs.locks.filter((lock) => limitOf(lock) > 1);
-  const row = [target.runId, target.job, target.taskId, target.attempt, target.leaseMs];
-  let taken = 0;
-  if (alone.length > 0) {
-    const { rowCount } = await client.query(
-      `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, lease_expires_at)
-       SELECT $1, $2, $3, $4, 'lock', lock, now() + make_interval(secs => $5::float / 1000) FROM unnest($6::text[]) AS lock
-       ON CONFLICT (name) WHERE kind = 'lock' DO NOTHING`,
-      [...row, alone],
-    );
-    taken += rowCount ?? 0;
-  }
-  // A shared lock: the first of its places no job holds.
-  for (const lock of taken === alone.length ? shared : []) {
+  // Each lock in the first of its places no job holds (a lock held alone
+  // has one place).
+  for (const lock of needs.locks) {
     const { rowCount } = await client.query(
       `INSERT INTO coordinator.reservations (run_id, job, task_id, attempt, kind, name, lease_expires_at)
        SELECT $1, $2, $3, $4, 'lock', place, now() + make_interval(secs => $5::float / 1000)
@@ -73,14 +59,14 @@ export async function reserveLocks(
        WHERE NOT EXISTS (SELECT 1 FROM coordinator.reservations r WHERE r.kind = 'lock' AND r.name = places.place)
        ORDER BY n LIMIT 1
        ON CONFLICT (name) WHERE kind = 'lock' DO NOTHING`,
-      [...row, lockPlaces(lock, limitOf(lock))],
+      [target.runId, target.job, target.taskId, target.attempt, target.leaseMs, lockPlaces(lock, needs.lockLimits[lock] ?? 1)],
     );
-    if (rowCount !== 1) break;
-    taken++;
+    if (rowCount !== 1) {
+      await client.query("DELETE FROM coordinator.reservations WHERE task_id = $1 AND attempt = $2 AND kind = 'lock'", [target.taskId, target.attempt]);
+      return false;
+    }
   }
-  if (taken === needs.locks.length) return true;
-  await client.query("DELETE FROM coordinator.reservations WHERE task_id = $1 AND attempt = $2 AND kind = 'lock'", [target.taskId, target.attempt]);
-  return false;
+  return true;
 }
 
 // The places of a lock that `limit` jobs may hold at once, each a
@@ -105,6 +91,11 @@ export async function heldBy(client: PoolClient, taskId: string): Promise<{ kind
 
 export function describeReservations(released: { kind: string; name: string }[]): string {
   const slots = released.filter((r) => r.kind === "slot").map((r) => `slot on ${r.name}`);
-  const locks = released.filter((r) => r.kind === "lock").map((r) => (r.name === lockOfPlace(r.name) ? `lock ${r.name}` : `lock ${lockOfPlace(r.name)} (place ${r.name.slice(r.name.indexOf("#") + 1)})`));
+  const locks = released
+    .filter((r) => r.kind === "lock")
+    .map((r) => {
+      const lock = lockOfPlace(r.name);
+      return lock === r.name ? `lock ${lock}` : `lock ${lock} (place ${r.name.slice(lock.length + 1)})`;
+    });
   return [...slots, ...locks].join(", ");
 }
