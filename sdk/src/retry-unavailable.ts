@@ -1,4 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { isNetworkError } from "@otto/contracts/network-error";
 import { mayRepeat } from "@otto/contracts/repeatable-methods";
 
 // A unary call that may be made again (a read, or a SubmitRun with its
@@ -25,8 +26,7 @@ export function retryUnavailable(retryForMs: number): Interceptor {
 function unreachable(err: unknown): boolean {
   const error = ConnectError.from(err);
   if (error.code === Code.Unavailable) return true;
-  const code = (error.cause as { code?: unknown } | undefined)?.code;
-  return typeof code === "string" && /^(ECONNRESET|EPIPE|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)$/.test(code);
+  return isNetworkError(error.cause);
 }
 
 function pauseFor(ms: number, signal: AbortSignal): Promise<void> {

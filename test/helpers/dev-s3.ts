@@ -1,7 +1,6 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Client } from "minio";
 import { Supervisor } from "@otto/launcher/supervisor";
 import { repoRoot } from "@otto/launcher/system";
 import { ensureS3Credentials } from "@otto/launcher/s3-credentials";
@@ -32,16 +31,6 @@ export async function startDevS3(): Promise<DevS3> {
   const config = { endpoint, ...credentials, bucket: "otto", region: "us-east-1", idleTimeoutMs: 10_000 };
   const store = new ObjectStore(config);
   await store.ensureBucket();
-  const url = new URL(endpoint);
-  const client = new Client({
-    endPoint: url.hostname,
-    port: Number(url.port),
-    useSSL: false,
-    accessKey: credentials.accessKey,
-    secretKey: credentials.secretKey,
-    region: config.region,
-    pathStyle: true,
-  });
   return {
     store,
     recordingRemovals() {
@@ -53,9 +42,7 @@ export async function startDevS3(): Promise<DevS3> {
       return { store: { removeMany, keysUnder: (prefix: string) => store.keysUnder(prefix) }, removed };
     },
     async keys(prefix = "") {
-      const found: string[] = [];
-      for await (const item of client.listObjectsV2(config.bucket, prefix, true)) found.push((item as { name: string }).name);
-      return found.sort();
+      return (await store.keysUnder(prefix)).sort();
     },
     async stop() {
       await supervisor.stopAll();

@@ -25,7 +25,8 @@ export function addJobsHandler(registry: RegistryClient, insecure: boolean) {
     let jobs: Pipeline;
     if (req.source.case === "jobsYaml") {
       const yaml = req.source.value;
-      const { run } = await coordinator("getRun", {}, (c) => c.getRun({ runId: req.runId }, { signal: ctx.signal }));
+      const read = { runId: req.runId };
+      const { run } = await coordinator("getRun", read, (c) => c.getRun(read, { signal: ctx.signal }));
       const runJobs = run?.jobs.map((job) => job.name) ?? [];
       const parsed = await registry.call("parser", ParserService, (c) => c.parsePipeline({ yaml, fileName, fragment: true, runJobs }, { signal: ctx.signal }));
       if (!parsed.pipeline) throw new ConnectError("the parser answered without jobs", Code.Internal);

@@ -1,3 +1,5 @@
+import { isNetworkError } from "@otto/contracts/network-error";
+
 // Errors of work that certainly did not take effect, or that may be done
 // again without harm, because something it depends on (Postgres, S3) could
 // not be reached. A server answers them `unavailable`, which Otto's clients
@@ -19,12 +21,7 @@ function refused(err: object): boolean {
   return (err as { code?: unknown }).code === "ECONNREFUSED";
 }
 
-// Errors of the network rather than of the request: the connection was
-// refused, reset, broken or timed out.
-export function isNetworkError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)$/.test(code);
-}
+export { isNetworkError } from "@otto/contracts/network-error";
 
 // The database connection was lost or could not be had: Postgres ended the
 // session (shutting down, restarting) or cannot take one now, or the

@@ -379,15 +379,19 @@ class Checker {
     return [];
   }
 
+  /** A key's items, whether written as a list or as one item alone, and how messages place them. */
+  #listOrOne(entry: Entry, key: string): { items: Entry[]; inList: boolean; what: string } {
+    if (!isSeq(entry.value)) return { items: [entry], inList: false, what: `for '${key}'` };
+    return { items: entry.value.items.map((item) => ({ key: item, value: this.#resolve(item) })), inList: true, what: `in '${key}'` };
+  }
+
   /**
    * Jobs this one needs: each a job's name or a mapping with 'job' and 'artifacts' (false: not
    * its artifacts), in a list or on its own.
    */
   #needs(entry: Entry | undefined, where: string): { job: Located; artifacts: boolean }[] {
     if (entry === undefined) return [];
-    const inList = isSeq(entry.value);
-    const items = isSeq(entry.value) ? entry.value.items.map((item) => ({ key: item, value: this.#resolve(item) })) : [entry];
-    const what = inList ? "in 'needs'" : "for 'needs'";
+    const { items, inList, what } = this.#listOrOne(entry, "needs");
     return items.flatMap((item) => {
       if (isScalar(item.value) && typeof item.value.value === "string") {
         const text = this.#string(item, what);
@@ -418,9 +422,7 @@ class Checker {
    */
   #locks(entry: Entry | undefined, job: PipelineJob, where: string): Located[] {
     if (entry === undefined) return [];
-    const inList = isSeq(entry.value);
-    const items = isSeq(entry.value) ? entry.value.items.map((item) => ({ key: item, value: this.#resolve(item) })) : [entry];
-    const what = inList ? "in 'locks'" : "for 'locks'";
+    const { items, inList, what } = this.#listOrOne(entry, "locks");
     return items.flatMap((item) => {
       if (isScalar(item.value)) {
         const text = this.#string(item, what);
